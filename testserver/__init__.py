@@ -1,0 +1,1 @@
+"""The reference target: echo, events, HTTP API and fault injection."""

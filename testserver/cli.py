@@ -1,0 +1,8 @@
+"""``wsload serve``: placeholder until the test server lands."""
+
+import click
+
+
+@click.command()
+def serve() -> None:
+    """Run the reference test server."""

@@ -1,0 +1,1 @@
+"""The worker: WebSocket client engine and the agent that runs jobs."""
