@@ -1,0 +1,353 @@
+"""The coordinator/worker wire protocol: versioned msgpack messages.
+
+Every message is a msgpack map with two envelope fields, ``v`` (the protocol
+version) and ``kind``, plus the fields of its kind. Each kind is a frozen
+dataclass below; :func:`encode` turns one into bytes and :func:`decode` turns
+bytes back into one.
+
+:func:`decode` is the trust boundary: its input may come from any process
+that can reach the coordinator's port. It raises :class:`ProtocolError` --
+never another exception -- for oversized input, bytes that are not msgpack,
+the wrong version (naming both), an unknown kind, and missing, unknown or
+mistyped fields. msgpack's own size limits are set so a small message cannot
+claim a huge allocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+from common.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+
+#: Largest message either side accepts. A samples batch of 250 ms at the
+#: rates one worker can make stays far below this.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Bounds on containers inside a message: no field needs more.
+MAX_CONTAINER_LEN = 100_000
+
+
+class VersionMismatch(ProtocolError):
+    """The peer speaks another protocol version; both are named in the message."""
+
+    def __init__(self, theirs: object, ours: int = PROTOCOL_VERSION) -> None:
+        self.theirs = theirs
+        self.ours = ours
+        super().__init__(f"protocol version {theirs!r} is not supported (this side speaks {ours})")
+
+
+# -- field checkers ---------------------------------------------------------
+# Each returns an error description, or None when the value fits.
+
+Checker = Callable[[Any], str | None]
+
+
+def _int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return None if ok else "an integer"
+
+
+def _nonneg_int(value: Any) -> str | None:
+    return None if _int(value) is None and value >= 0 else "a non-negative integer"
+
+
+def _float(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return None if ok else "a finite number"
+
+
+def _str(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _bytes(value: Any) -> str | None:
+    return None if isinstance(value, bytes) else "bytes"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "a boolean"
+
+
+def _map(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return None if ok else "a map with string keys"
+
+
+def _counters(value: Any) -> str | None:
+    ok = _map(value) is None and all(_nonneg_int(v) is None for v in value.values())
+    return None if ok else "a map of string to non-negative integer"
+
+
+def _str_list(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return None if ok else "a list of strings"
+
+
+# -- messages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every message kind; ``KIND`` is the wire name."""
+
+    KIND: ClassVar[str] = ""
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {}
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """Worker -> coordinator: who I am and what I can carry."""
+
+    KIND: ClassVar[str] = "hello"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {
+        "worker_id": _str,
+        "host": _str,
+        "pid": _nonneg_int,
+        "version": _str,
+        "cores": _nonneg_int,
+        "fd_limit": _nonneg_int,
+    }
+    worker_id: str
+    host: str
+    pid: int
+    version: str
+    cores: int
+    fd_limit: int
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    """Coordinator -> worker: accepted; how often to heartbeat."""
+
+    KIND: ClassVar[str] = "welcome"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {"worker_id": _str, "heartbeat_interval": _float}
+    worker_id: str
+    heartbeat_interval: float
+
+
+@dataclass(frozen=True)
+class Refuse(Message):
+    """Coordinator -> worker: not accepted, and why (e.g. both versions named)."""
+
+    KIND: ClassVar[str] = "refuse"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {"reason": _str}
+    reason: str
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    """Either direction: still here. ``sent_at`` is the sender's wall clock."""
+
+    KIND: ClassVar[str] = "heartbeat"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {"sent_at": _float}
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class Job(Message):
+    """Coordinator -> worker: run this share of a spec from ``start_at``.
+
+    ``spec`` is :meth:`common.spec.JobSpec.to_dict`; the worker validates it
+    with :func:`common.spec.spec_from_dict` like any other input.
+    """
+
+    KIND: ClassVar[str] = "job"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {
+        "job_id": _str,
+        "spec": _map,
+        "num_clients": _nonneg_int,
+        "client_offset": _nonneg_int,
+        "rate": _float,
+        "start_at": _float,
+    }
+    job_id: str
+    spec: dict[str, Any]
+    num_clients: int
+    client_offset: int
+    rate: float
+    start_at: float
+
+
+@dataclass(frozen=True)
+class Samples(Message):
+    """Worker -> coordinator: one window of counters and packed latencies.
+
+    Latency arrays are little-endian uint32 microseconds
+    (:func:`common.histogram.pack_samples`): ``latency`` from the intended
+    send time, ``service`` from the actual send time, ``connect`` per opened
+    connection.
+    """
+
+    KIND: ClassVar[str] = "samples"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {
+        "job_id": _str,
+        "seq": _nonneg_int,
+        "window_start": _float,
+        "window_end": _float,
+        "counters": _counters,
+        "errors": _counters,
+        "latency": _bytes,
+        "service": _bytes,
+        "connect": _bytes,
+    }
+    job_id: str
+    seq: int
+    window_start: float
+    window_end: float
+    counters: dict[str, int]
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: bytes = b""
+    service: bytes = b""
+    connect: bytes = b""
+
+
+@dataclass(frozen=True)
+class Result(Message):
+    """Worker -> coordinator: final accounting of a job (and check results)."""
+
+    KIND: ClassVar[str] = "result"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {
+        "job_id": _str,
+        "ok": _bool,
+        "counters": _counters,
+        "errors": _counters,
+        "details": _map,
+    }
+    job_id: str
+    ok: bool
+    counters: dict[str, int]
+    errors: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stop(Message):
+    """Coordinator -> worker: stop the job, drain, report."""
+
+    KIND: ClassVar[str] = "stop"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {"job_id": _str, "reason": _str}
+    job_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Bye(Message):
+    """Either direction: leaving for good."""
+
+    KIND: ClassVar[str] = "bye"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {"reason": _str}
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    """Either direction: a request could not be honoured; ``code`` is machine-readable."""
+
+    KIND: ClassVar[str] = "error"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {"code": _str, "message": _str, "details": _str_list}
+    code: str
+    message: str
+    details: list[str] = field(default_factory=list)
+
+
+MESSAGE_TYPES: Mapping[str, type[Message]] = {
+    cls.KIND: cls
+    for cls in (Hello, Welcome, Refuse, Heartbeat, Job, Samples, Result, Stop, Bye, Error)
+}
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message with its envelope (version and kind)."""
+    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": message.KIND}
+    for f in dataclasses.fields(message):
+        body[f.name] = getattr(message, f.name)
+    data: bytes = msgpack.packb(body, use_bin_type=True)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"{message.KIND} message of {len(data)} bytes exceeds the limit")
+    return data
+
+
+def decode(data: bytes) -> Message:
+    """Parse and check one message; raises :class:`ProtocolError` on anything wrong."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+    try:
+        body = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=MAX_MESSAGE_BYTES,
+            max_bin_len=MAX_MESSAGE_BYTES,
+            max_array_len=MAX_CONTAINER_LEN,
+            max_map_len=MAX_CONTAINER_LEN,
+            max_ext_len=0,
+        )
+    # Hostile bytes can make msgpack raise several unrelated exception types
+    # (ValueError subclasses, TypeError for unhashable keys, UnicodeDecodeError,
+    # RecursionError for deep nesting); all of them mean "not a message".
+    except Exception as exc:
+        raise ProtocolError(f"not a valid msgpack message: {type(exc).__name__}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"message must be a map, got {type(body).__name__}")
+    if "v" not in body:
+        raise ProtocolError("message has no protocol version field 'v'")
+    if body["v"] != PROTOCOL_VERSION or isinstance(body["v"], bool):
+        raise VersionMismatch(body["v"])
+    kind = body.get("kind")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    return _build(cls, body)
+
+
+def _build(cls: type[Message], body: dict[str, Any]) -> Message:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(body) - set(fields) - {"v", "kind"})
+    if unknown:
+        raise ProtocolError(f"{cls.KIND}: unknown field {unknown[0]!r}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in body:
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required:
+                raise ProtocolError(f"{cls.KIND}: missing field {name!r}")
+            continue
+        expected = cls.SCHEMA[name](body[name])
+        if expected is not None:
+            got = type(body[name]).__name__
+            raise ProtocolError(f"{cls.KIND}: field {name!r} must be {expected}, got {got}")
+        value = body[name]
+        kwargs[name] = float(value) if cls.SCHEMA[name] is _float else value
+    return cls(**kwargs)
+
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "Bye",
+    "Error",
+    "Heartbeat",
+    "Hello",
+    "Job",
+    "Message",
+    "ProtocolError",
+    "Refuse",
+    "Result",
+    "Samples",
+    "Stop",
+    "VersionMismatch",
+    "Welcome",
+    "decode",
+    "encode",
+]

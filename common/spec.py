@@ -1,0 +1,373 @@
+"""The job spec: everything one run needs, in one frozen value.
+
+A spec is built in layers, each overriding the one before:
+
+1. the defaults of the original framework (``ws://localhost:9000/ws``, 5
+   clients, 5 s, one message every 0.5 s);
+2. a scenario file (TOML, top-level keys named like the fields below);
+3. the original framework's environment variables (``WS_URL``, ``API_URL``,
+   ``NUM_CLIENTS``, ``TEST_DURATION``, ``MESSAGE_INTERVAL``);
+4. command-line flags.
+
+Validation collects *every* problem, one line each, so a user fixes a bad
+invocation in one go; :func:`build_spec` raises :class:`SpecError` with them.
+The same :meth:`JobSpec.to_dict` / :func:`spec_from_dict` pair carries the spec
+to workers over the wire, so a worker validates exactly what a user would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from common.errors import SpecError
+
+DEFAULT_WS_URL = "ws://localhost:9000/ws"
+DEFAULT_API_URL = "http://localhost:9000/api"
+DEFAULT_PAYLOAD = '{"type": "test", "client": "{client_id}", "seq": {seq}, "ts": {ts}}'
+
+#: Upper bounds that catch typos (an extra zero or three), not real limits of
+#: the tool: a single run beyond them is almost certainly a mistake.
+MAX_CLIENTS = 10_000_000
+MAX_DURATION = 7 * 24 * 3600.0
+MAX_PAYLOAD_SIZE = 16 * 1024 * 1024
+MAX_TIMEOUT = 3600.0
+
+#: The original framework's environment variables and the field each sets.
+ENV_VARS: Mapping[str, str] = {
+    "WS_URL": "ws_url",
+    "API_URL": "api_url",
+    "NUM_CLIENTS": "num_clients",
+    "TEST_DURATION": "duration",
+    "MESSAGE_INTERVAL": "interval",
+}
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class Mode(StrEnum):
+    """What a job does: make load, or run one of the functional check batteries."""
+
+    LOAD = "load"
+    UNIT = "unit"
+    INTEGRATION = "integration"
+    EVENT = "event"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a run needs. Build it with :func:`build_spec`, which validates.
+
+    Send model: with ``rate`` unset each client sends one message every
+    ``interval`` seconds (the original framework's model), and ``interval == 0``
+    means closed loop (next message as soon as the reply arrives). With
+    ``rate`` set, ``rate`` messages per second in total are spread over the
+    clients (open model) and ``interval`` is ignored.
+    """
+
+    ws_url: str = DEFAULT_WS_URL
+    api_url: str = DEFAULT_API_URL
+    num_clients: int = 5
+    duration: float = 5.0
+    interval: float = 0.5
+    rate: float | None = None
+    ramp_up: float = 0.0
+    payload: str = DEFAULT_PAYLOAD
+    payload_size: int = 0
+    headers: tuple[tuple[str, str], ...] = ()
+    subprotocols: tuple[str, ...] = ()
+    connect_timeout: float = 10.0
+    reply_timeout: float = 5.0
+    drain_timeout: float = 2.0
+    thresholds: tuple[str, ...] = ()
+    mode: Mode = Mode.LOAD
+
+    def problems(self) -> list[str]:
+        """Every reason this spec cannot run, one line each; empty when valid."""
+        out: list[str] = []
+        out += _url_problems("ws_url", self.ws_url, ("ws", "wss"))
+        out += _url_problems("api_url", self.api_url, ("http", "https"))
+        out += _int_problems("num_clients", self.num_clients, 1, MAX_CLIENTS)
+        out += _number_problems("duration", self.duration, MAX_DURATION, allow_zero=False)
+        out += _number_problems("interval", self.interval, MAX_DURATION, allow_zero=True)
+        if self.rate is not None:
+            out += _number_problems("rate", self.rate, 1e9, allow_zero=False)
+        out += _number_problems("ramp_up", self.ramp_up, MAX_DURATION, allow_zero=True)
+        if not out and self.mode is Mode.LOAD and self.ramp_up > self.duration:
+            out.append(
+                f"ramp_up ({self.ramp_up:g} s) must not exceed duration ({self.duration:g} s)"
+            )
+        out += _int_problems("payload_size", self.payload_size, 0, MAX_PAYLOAD_SIZE)
+        for name in ("connect_timeout", "reply_timeout"):
+            out += _number_problems(name, getattr(self, name), MAX_TIMEOUT, allow_zero=False)
+        out += _number_problems("drain_timeout", self.drain_timeout, MAX_TIMEOUT, allow_zero=True)
+        for key, value in self.headers:
+            if not _TOKEN.match(key):
+                out.append(f"headers: {key!r} is not a valid HTTP header name")
+            if any(ch in value for ch in "\r\n\0"):
+                out.append(f"headers: value of {key!r} contains a line break or NUL")
+        for proto in self.subprotocols:
+            if not _TOKEN.match(proto):
+                out.append(f"subprotocols: {proto!r} is not a valid subprotocol token")
+        for expr in self.thresholds:
+            if not expr.strip():
+                out.append("thresholds: empty threshold expression")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (msgpack and JSON safe); inverse of :func:`spec_from_dict`."""
+        out = dataclasses.asdict(self)
+        out["headers"] = [list(pair) for pair in self.headers]
+        out["subprotocols"] = list(self.subprotocols)
+        out["thresholds"] = list(self.thresholds)
+        out["mode"] = self.mode.value
+        return out
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))
+
+
+def build_spec(
+    *,
+    scenario: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> JobSpec:
+    """Layer defaults < scenario file < environment < flags, validate, return.
+
+    ``flags`` whose value is ``None`` are treated as not given, so a CLI can
+    pass every option straight through. Raises :class:`SpecError` listing
+    every problem found in any layer.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    if scenario is not None:
+        try:
+            values.update(load_scenario(scenario))
+        except SpecError as exc:
+            problems += exc.problems
+    if env is not None:
+        try:
+            values.update(env_overrides(env))
+        except SpecError as exc:
+            problems += exc.problems
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        spec = spec_from_dict(values)
+    except SpecError as exc:
+        problems += exc.problems
+    else:
+        problems += spec.problems()
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """The fields set by the original framework's environment variables."""
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for var, name in ENV_VARS.items():
+        raw = env.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            out[name] = _parse_text(name, raw.strip())
+        except ValueError as exc:
+            problems.append(f"{var}: {exc}")
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def load_scenario(path: str | Path) -> dict[str, Any]:
+    """Read a TOML scenario file into spec fields; unknown keys are errors."""
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SpecError([f"{where}: scenario file not found"]) from None
+    except IsADirectoryError:
+        raise SpecError([f"{where}: is a directory, not a scenario file"]) from None
+    except PermissionError:
+        raise SpecError([f"{where}: permission denied"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"{where}: invalid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{where}: cannot read: {exc}"]) from None
+    if isinstance(data.get("headers"), dict):
+        data["headers"] = list(data["headers"].items())
+    try:
+        spec_from_dict(data)  # type and name check only; build_spec validates values
+    except SpecError as exc:
+        raise SpecError([f"{where}: {p}" for p in exc.problems]) from None
+    return data
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
+    """Type-check a mapping of field values (from a file, the wire or flags).
+
+    Checks names and types, not ranges: call :meth:`JobSpec.problems` for those.
+    """
+    problems: list[str] = []
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in FIELD_NAMES:
+            problems.append(_unknown_field(str(key)))
+            continue
+        try:
+            kwargs[key] = _coerce(key, value)
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+    if problems:
+        raise SpecError(problems)
+    return JobSpec(**kwargs)
+
+
+def _unknown_field(key: str) -> str:
+    close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown field {key!r}{hint}"
+
+
+_INT_FIELDS = frozenset({"num_clients", "payload_size"})
+_FLOAT_FIELDS = frozenset(
+    {"duration", "interval", "rate", "ramp_up", "connect_timeout", "reply_timeout", "drain_timeout"}
+)
+_STR_FIELDS = frozenset({"ws_url", "api_url", "payload"})
+_STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds"})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check one field's type, converting only lossless representations."""
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_describe(value)}")
+        return value
+    if name in _FLOAT_FIELDS:
+        if name == "rate" and value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {_describe(value)}")
+        return float(value)
+    if name in _STR_FIELDS:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_describe(value)}")
+        return value
+    if name in _STR_LIST_FIELDS:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected a list of strings, got {_describe(value)}")
+        return tuple(value)
+    if name == "headers":
+        return _coerce_headers(value)
+    if name == "mode":
+        try:
+            return Mode(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in Mode)
+            raise ValueError(f"expected one of {choices}, got {_describe(value)}") from None
+    raise AssertionError(f"no coercion for field {name}")  # pragma: no cover
+
+
+def _coerce_headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        value = list(value.items())
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a table of name = value, got {_describe(value)}")
+    pairs: list[tuple[str, str]] = []
+    for item in value:
+        if (
+            not isinstance(item, list | tuple)
+            or len(item) != 2
+            or not all(isinstance(part, str) for part in item)
+        ):
+            raise ValueError(f"expected name/value string pairs, got {_describe(item)}")
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
+
+
+def _parse_text(name: str, raw: str) -> Any:
+    """Parse a field from text (environment variable), keeping the error readable."""
+    if name in _INT_FIELDS:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+    if name in _FLOAT_FIELDS:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+    return raw
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _url_problems(name: str, url: str, schemes: tuple[str, ...]) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return [f"{name}: {url!r} is not a valid URL ({exc})"]
+    expected = " or ".join(f"{s}://" for s in schemes)
+    if parts.scheme not in schemes:
+        got = f"{parts.scheme}://" if parts.scheme else "no scheme"
+        return [f"{name}: {url!r} must start with {expected} (got {got})"]
+    if not parts.hostname:
+        return [f"{name}: {url!r} has no host"]
+    if port == 0:
+        return [f"{name}: {url!r} has port 0"]
+    if any(ch.isspace() for ch in url):
+        return [f"{name}: {url!r} contains whitespace"]
+    return []
+
+
+def _int_problems(name: str, value: int, low: int, high: int) -> list[str]:
+    if value < low:
+        return [f"{name} must be at least {low}, got {value}"]
+    if value > high:
+        return [f"{name} must be at most {high:,}, got {value:,}"]
+    return []
+
+
+def _number_problems(name: str, value: float, high: float, *, allow_zero: bool) -> list[str]:
+    if math.isnan(value):
+        return [f"{name} must be a number, got NaN"]
+    if math.isinf(value):
+        return [f"{name} must be finite, got {value}"]
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        return [f"{name} must be {bound}, got {value:g}"]
+    if value > high:
+        return [f"{name} must be at most {high:g}, got {value:g}"]
+    return []
+
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_PAYLOAD",
+    "DEFAULT_WS_URL",
+    "ENV_VARS",
+    "FIELD_NAMES",
+    "JobSpec",
+    "Mode",
+    "build_spec",
+    "env_overrides",
+    "load_scenario",
+    "spec_from_dict",
+]

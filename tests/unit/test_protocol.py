@@ -1,0 +1,219 @@
+"""The wire protocol: round trips, and nothing but ProtocolError on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.errors import ProtocolError
+from common.protocol import (
+    MAX_MESSAGE_BYTES,
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    Bye,
+    Error,
+    Heartbeat,
+    Hello,
+    Job,
+    Message,
+    Refuse,
+    Result,
+    Samples,
+    Stop,
+    VersionMismatch,
+    Welcome,
+    decode,
+    encode,
+)
+from common.spec import JobSpec
+
+EXAMPLES: list[Message] = [
+    Hello("w1", "host-a", 1234, "0.1.0", 2, 20000),
+    Welcome("w1", 1.0),
+    Refuse("protocol version 2 is not supported (this side speaks 1)"),
+    Heartbeat(1700000000.25),
+    Job("job-1", JobSpec().to_dict(), 10, 20, 100.0, 1700000001.0),
+    Samples(
+        "job-1",
+        3,
+        1.0,
+        1.25,
+        {"sent": 10, "received": 9},
+        {"timeout": 1},
+        b"\x01\x00\x00\x00",
+        b"",
+        b"\x02\x00\x00\x00",
+    ),
+    Result("job-1", True, {"sent": 10}, {}, {"checks": [{"name": "echo", "status": "pass"}]}),
+    Stop("job-1", "duration reached"),
+    Bye("shutting down"),
+    Error("bad-job", "num_clients must be at least 1", ["a", "b"]),
+]
+
+
+def raw(body: dict[str, Any]) -> bytes:
+    data: bytes = msgpack.packb(body, use_bin_type=True)
+    return data
+
+
+def test_every_kind_has_an_example() -> None:
+    assert {m.KIND for m in EXAMPLES} == set(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: m.KIND)
+def test_round_trip(message: Message) -> None:
+    assert decode(encode(message)) == message
+
+
+def test_defaults_may_be_omitted() -> None:
+    body = {"v": PROTOCOL_VERSION, "kind": "samples", "job_id": "j", "seq": 0}
+    body |= {"window_start": 0.0, "window_end": 0.25, "counters": {}}
+    msg = decode(raw(body))
+    assert isinstance(msg, Samples)
+    assert msg.latency == b""
+
+
+def test_integers_in_float_fields_become_floats() -> None:
+    msg = decode(raw({"v": PROTOCOL_VERSION, "kind": "heartbeat", "sent_at": 5}))
+    assert isinstance(msg, Heartbeat)
+    assert isinstance(msg.sent_at, float)
+
+
+def test_wrong_version_names_both() -> None:
+    with pytest.raises(VersionMismatch) as info:
+        decode(raw({"v": 99, "kind": "hello"}))
+    assert "99" in str(info.value)
+    assert f"speaks {PROTOCOL_VERSION}" in str(info.value)
+    assert info.value.theirs == 99
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"kind": "bye"}, "no protocol version"),
+        ({"v": True, "kind": "bye"}, "version True is not supported"),
+        ({"v": PROTOCOL_VERSION, "kind": "launch"}, "unknown message kind 'launch'"),
+        ({"v": PROTOCOL_VERSION}, "unknown message kind None"),
+        ({"v": PROTOCOL_VERSION, "kind": "stop"}, "stop: missing field 'job_id'"),
+        ({"v": PROTOCOL_VERSION, "kind": "bye", "extra": 1}, "bye: unknown field 'extra'"),
+        (
+            {"v": PROTOCOL_VERSION, "kind": "heartbeat", "sent_at": "now"},
+            "heartbeat: field 'sent_at' must be a finite number, got str",
+        ),
+        (
+            {"v": PROTOCOL_VERSION, "kind": "heartbeat", "sent_at": float("nan")},
+            "must be a finite number",
+        ),
+        (
+            {"v": PROTOCOL_VERSION, "kind": "stop", "job_id": b"j"},
+            "field 'job_id' must be a string, got bytes",
+        ),
+        (
+            {
+                "v": PROTOCOL_VERSION,
+                "kind": "result",
+                "job_id": "j",
+                "ok": 1,
+                "counters": {},
+            },
+            "field 'ok' must be a boolean",
+        ),
+        (
+            {
+                "v": PROTOCOL_VERSION,
+                "kind": "result",
+                "job_id": "j",
+                "ok": True,
+                "counters": {"sent": -1},
+            },
+            "map of string to non-negative integer",
+        ),
+    ],
+)
+def test_bad_messages_are_named(body: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode(raw(body))
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",  # never-used msgpack byte
+        b"\x93\x01\x02\x03",  # array, not map
+        b"\x81\x01\x02",  # non-string map key
+        b"\x91" * 5000 + b"\x00",  # deeply nested arrays
+        raw({"v": PROTOCOL_VERSION, "kind": "bye"}) + b"\x00",  # trailing bytes
+        b"\xc7\x01\x05\x00",  # ext type
+        b"\xdd\xff\xff\xff\xff",  # array claiming 4 billion items
+    ],
+)
+def test_malformed_bytes(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode(data)
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    with pytest.raises(ProtocolError, match="exceeds"):
+        decode(b"\x00" * (MAX_MESSAGE_BYTES + 1))
+
+
+def test_encode_refuses_oversized_message() -> None:
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        encode(Error("big", "x" * (MAX_MESSAGE_BYTES + 1)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_raise_only_protocol_error(data: bytes) -> None:
+    try:
+        decode(data)
+    except ProtocolError:
+        pass
+
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@st.composite
+def near_messages(draw: st.DrawFn) -> dict[str, Any]:
+    """Maps shaped like real messages with some fields replaced by junk."""
+    template = draw(st.sampled_from(EXAMPLES))
+    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": template.KIND}
+    for f in dataclasses.fields(template):
+        if draw(st.booleans()):
+            body[f.name] = getattr(template, f.name)
+        elif draw(st.booleans()):
+            body[f.name] = draw(_values)
+    if draw(st.booleans()):
+        body[draw(st.text(max_size=6))] = draw(_values)
+    return body
+
+
+@settings(max_examples=500, deadline=None)
+@given(near_messages())
+def test_wrong_shaped_messages_raise_only_protocol_error(body: dict[str, Any]) -> None:
+    try:
+        msg = decode(raw(body))
+    except ProtocolError:
+        return
+    # Whatever decodes must be a well-typed message that re-encodes to itself.
+    assert decode(encode(msg)) == msg
