@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -72,6 +73,11 @@ class JobSpec:
     means closed loop (next message as soon as the reply arrives). With
     ``rate`` set, ``rate`` messages per second in total are spread over the
     clients (open model) and ``interval`` is ignored.
+
+    Replies are matched to messages by the integer field ``id_field`` of a
+    JSON reply (the default payload carries ``"seq"``), else in order. TLS:
+    ``ca_file`` adds a CA bundle; ``tls_insecure`` skips verification, for
+    self-signed test servers only.
     """
 
     ws_url: str = DEFAULT_WS_URL
@@ -88,6 +94,12 @@ class JobSpec:
     connect_timeout: float = 10.0
     reply_timeout: float = 5.0
     drain_timeout: float = 2.0
+    id_field: str = "seq"
+    reconnect: bool = True
+    reconnect_max_delay: float = 5.0
+    compression: bool = False
+    ca_file: str = ""
+    tls_insecure: bool = False
     thresholds: tuple[str, ...] = ()
     mode: Mode = Mode.LOAD
 
@@ -110,6 +122,13 @@ class JobSpec:
         for name in ("connect_timeout", "reply_timeout"):
             out += _number_problems(name, getattr(self, name), MAX_TIMEOUT, allow_zero=False)
         out += _number_problems("drain_timeout", self.drain_timeout, MAX_TIMEOUT, allow_zero=True)
+        out += _number_problems(
+            "reconnect_max_delay", self.reconnect_max_delay, MAX_TIMEOUT, allow_zero=True
+        )
+        if not self.id_field or '"' in self.id_field or "\\" in self.id_field:
+            out.append(f"id_field: {self.id_field!r} is not a usable JSON field name")
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            out.append(f"ca_file: {self.ca_file!r} is not a readable file")
         for key, value in self.headers:
             if not _TOKEN.match(key):
                 out.append(f"headers: {key!r} is not a valid HTTP header name")
@@ -242,9 +261,19 @@ def _unknown_field(key: str) -> str:
 
 _INT_FIELDS = frozenset({"num_clients", "payload_size"})
 _FLOAT_FIELDS = frozenset(
-    {"duration", "interval", "rate", "ramp_up", "connect_timeout", "reply_timeout", "drain_timeout"}
+    {
+        "duration",
+        "interval",
+        "rate",
+        "ramp_up",
+        "connect_timeout",
+        "reply_timeout",
+        "drain_timeout",
+        "reconnect_max_delay",
+    }
 )
-_STR_FIELDS = frozenset({"ws_url", "api_url", "payload"})
+_STR_FIELDS = frozenset({"ws_url", "api_url", "payload", "id_field", "ca_file"})
+_BOOL_FIELDS = frozenset({"reconnect", "compression", "tls_insecure"})
 _STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds"})
 
 
@@ -260,6 +289,10 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number, got {_describe(value)}")
         return float(value)
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_describe(value)}")
+        return value
     if name in _STR_FIELDS:
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {_describe(value)}")

@@ -1,0 +1,382 @@
+"""The client population: one worker's share of a load job on one event loop.
+
+Lifecycle of a run (:meth:`Engine.run`):
+
+1. *running* -- clients connect at their ramp slots, send on their schedule
+   (:mod:`worker.schedule`), match replies (:mod:`worker.tracker`), and
+   reconnect with capped exponential backoff after the server closes on them;
+2. *draining* -- at the end of ``duration`` (or :meth:`Engine.stop`) no new
+   message goes out; in-flight replies are awaited up to ``drain_timeout``;
+3. *closing* -- what is still in flight is counted as unanswered, every
+   connection is closed with code 1000, and the final window is emitted.
+
+Every task belongs to the run's task group; nothing outlives :meth:`run`.
+All times come from ``time.monotonic`` (uvloop's ``loop.time()`` is cached
+per iteration at millisecond resolution, too coarse for latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from common.spec import JobSpec
+from worker.connect import ConnectOptions, open_connection
+from worker.errors import ConnectFailed
+from worker.payload import PayloadTemplate
+from worker.recorder import Recorder, WindowBatch
+from worker.schedule import SendSchedule, Share, connect_at, first_send, send_period
+from worker.tracker import InFlight, id_pattern
+
+WINDOW_SECONDS = 0.25
+RECONNECT_BASE_DELAY = 0.05
+_mono = time.monotonic
+
+
+class Phase(enum.IntEnum):
+    RUNNING = 0
+    DRAINING = 1
+    CLOSING = 2
+    DONE = 3
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``."""
+
+    counters: dict[str, int]
+    errors: dict[str, int]
+    started_at: float
+    stopped_at: float
+    stopped_early: bool
+
+    @property
+    def balanced(self) -> bool:
+        c = self.counters
+        return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
+
+
+class _Conn:
+    """One open connection of one client."""
+
+    __slots__ = ("closed_by_us", "inflight", "waiter", "ws")
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.inflight = InFlight()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed_by_us = False
+
+
+class Engine:
+    """Runs ``share`` of ``spec``'s clients until the duration ends or :meth:`stop`.
+
+    ``on_batch`` receives a :class:`WindowBatch` every ``window`` seconds and
+    a final one (``final=True``) after the connections are closed.
+    ``start_at`` is a wall-clock time (so workers on several hosts start
+    together); by default the run starts at once.
+    """
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        share: Share | None = None,
+        *,
+        on_batch: Callable[[WindowBatch], None] | None = None,
+        start_at: float | None = None,
+        window: float = WINDOW_SECONDS,
+        client_prefix: str = "client-",
+    ) -> None:
+        self.spec = spec
+        self.share = share or Share(count=spec.num_clients, total=spec.num_clients)
+        self.recorder = Recorder()
+        self._on_batch = on_batch
+        self._start_at = start_at
+        self._window = window
+        self._prefix = client_prefix
+        self._template = PayloadTemplate(spec.payload, spec.payload_size)
+        self._id_re = id_pattern(spec.id_field)
+        self._period = send_period(spec.interval, self.share)
+        self._options = ConnectOptions(
+            headers=spec.headers,
+            subprotocols=spec.subprotocols,
+            timeout=spec.connect_timeout,
+            compression=spec.compression,
+            ca_file=spec.ca_file,
+            tls_insecure=spec.tls_insecure,
+        )
+        self._ssl = self._options.ssl_context() if spec.ws_url.startswith("wss:") else None
+        self._phase = Phase.RUNNING
+        self._conns: dict[int, _Conn] = {}
+        self._naps: set[asyncio.Future[None]] = set()
+        self._stop_requested: asyncio.Event | None = None
+        self._start = 0.0
+        self._send_until = 0.0
+
+    # -- control ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to end now (drain and close as at the end of the duration)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(c.inflight) for c in self._conns.values())
+
+    async def run(self) -> EngineResult:
+        """Run the whole lifecycle and return the totals."""
+        self._stop_requested = asyncio.Event()
+        delay = max(0.0, self._start_at - time.time()) if self._start_at else 0.0
+        self._start = _mono() + delay
+        self._send_until = self._start + self.spec.duration
+        rec = self.recorder
+        rec.start_window(time.time())
+        started_at = time.time() + delay
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._emit_windows())
+            tg.create_task(self._sweep_timeouts())
+            clients = [tg.create_task(self._client(i)) for i in range(self.share.count)]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stop_requested.wait(), timeout=max(0.0, self._send_until - _mono())
+                )
+            stopped_early = self._stop_requested.is_set()
+            self._phase = Phase.DRAINING
+            self._wake_all()
+            await self._drain()
+            self._phase = Phase.CLOSING
+            self._wake_all()
+            await self._close_all()
+            await asyncio.gather(*clients)
+            self._phase = Phase.DONE
+        if self._on_batch is not None:
+            self._on_batch(rec.take_window(time.time(), final=True))
+        return EngineResult(
+            counters=rec.totals(),
+            errors=dict(rec.errors),
+            started_at=started_at,
+            stopped_at=time.time(),
+            stopped_early=stopped_early,
+        )
+
+    # -- one client ---------------------------------------------------------
+
+    async def _client(self, index: int) -> None:
+        client_id = f"{self._prefix}{self.share.offset + index}"
+        rec = self.recorder
+        await self._nap(connect_at(self._start, self.spec.ramp_up, self.share, index) - _mono())
+        seq = 0
+        failures = 0
+        connected_before = False
+        while self._phase is Phase.RUNNING and _mono() < self._send_until:
+            t0 = _mono()
+            try:
+                ws = await open_connection(self.spec.ws_url, self._options, self._ssl)
+            except ConnectFailed as exc:
+                rec.connect_failures += 1
+                rec.error(exc.kind)
+                if not self.spec.reconnect:
+                    return
+                failures += 1
+                await self._nap(self._backoff(failures))
+                continue
+            connected = _mono()
+            rec.connected(int((connected - t0) * 1e6))
+            if connected_before:
+                rec.reconnects += 1
+            connected_before = True
+            failures = 0
+            seq = await self._drive(index, client_id, ws, connected, seq)
+            if self._phase is not Phase.RUNNING or not self.spec.reconnect:
+                return
+            failures += 1
+            await self._nap(self._backoff(failures))
+
+    async def _drive(
+        self, index: int, client_id: str, ws: ClientConnection, connected: float, seq: int
+    ) -> int:
+        """Send and receive on one connection until it closes; returns the next seq."""
+        conn = _Conn(ws)
+        self._conns[index] = conn
+        rec = self.recorder
+        if self._phase is not Phase.RUNNING:  # connected while the run was ending
+            conn.closed_by_us = True
+            await ws.close(1000)
+        reader = asyncio.create_task(self._read(conn))
+        try:
+            if self._period > 0:
+                first = first_send(connected, self._period, self.share, index)
+                seq = await self._send_scheduled(
+                    conn, client_id, SendSchedule(first, self._period), seq
+                )
+            else:
+                seq = await self._send_closed_loop(conn, client_id, seq)
+            await reader
+        finally:
+            if not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            del self._conns[index]
+            rec.lost += conn.inflight.clear()
+            rec.clients_connected -= 1
+        return seq
+
+    async def _send_scheduled(
+        self, conn: _Conn, client_id: str, schedule: SendSchedule, seq: int
+    ) -> int:
+        while self._phase is Phase.RUNNING and conn.ws.close_code is None:
+            due = schedule.next_at
+            if due >= self._send_until:
+                break
+            delay = due - _mono()
+            if delay > 0:
+                await self._nap(delay)
+                continue
+            seq += 1
+            if not await self._send(conn, client_id, seq, schedule.advance()):
+                break
+        return seq
+
+    async def _send_closed_loop(self, conn: _Conn, client_id: str, seq: int) -> int:
+        loop = asyncio.get_running_loop()
+        while self._phase is Phase.RUNNING and conn.ws.close_code is None:
+            if _mono() >= self._send_until:
+                break
+            waiter: asyncio.Future[None] = loop.create_future()
+            conn.waiter = waiter
+            seq += 1
+            if not await self._send(conn, client_id, seq, _mono()):
+                break
+            await waiter
+        conn.waiter = None
+        return seq
+
+    async def _send(self, conn: _Conn, client_id: str, seq: int, intended: float) -> bool:
+        """Send message ``seq``; False when the connection is gone."""
+        payload = self._template.render(client_id, seq, time.time())
+        rec = self.recorder
+        conn.inflight.add(seq, intended, _mono())
+        rec.sent += 1
+        rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
+        try:
+            await conn.ws.send(payload)
+        except ConnectionClosed:
+            return False  # the message stays in flight and is counted lost with the connection
+        return True
+
+    async def _read(self, conn: _Conn) -> None:
+        ws = conn.ws
+        take = conn.inflight.take
+        search = self._id_re.search
+        rec = self.recorder
+        try:
+            while True:
+                msg = await ws.recv(decode=False)
+                now = _mono()
+                rec.bytes_received += len(msg)
+                found = search(msg)
+                times = take(int(found.group(1)) if found else None)
+                if times is None:
+                    rec.late += 1
+                    continue
+                intended, sent = times
+                rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
+                waiter = conn.waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+        except ConnectionClosed as exc:
+            if not conn.closed_by_us:
+                rec.disconnects += 1
+                code = exc.rcvd.code if exc.rcvd is not None else 1006
+                if code not in (1000, 1001):
+                    rec.error(f"closed_{code}")
+        finally:
+            _wake(conn)
+
+    # -- run-wide tasks -----------------------------------------------------
+
+    async def _sweep_timeouts(self) -> None:
+        """Count replies that did not come within ``reply_timeout`` as timed out, once."""
+        timeout = self.spec.reply_timeout
+        every = min(0.05, timeout / 4)
+        rec = self.recorder
+        while self._phase < Phase.CLOSING:
+            await self._nap(every)
+            cutoff = _mono() - timeout
+            for conn in list(self._conns.values()):
+                expired = conn.inflight.expire(cutoff)
+                if expired:
+                    rec.timed_out += expired
+                    _wake(conn)
+
+    async def _emit_windows(self) -> None:
+        while self._phase < Phase.CLOSING:
+            await self._nap(self._window)
+            if self._on_batch is not None and self._phase < Phase.CLOSING:
+                self._on_batch(self.recorder.take_window(time.time()))
+
+    async def _drain(self) -> None:
+        deadline = _mono() + self.spec.drain_timeout
+        # Polling only while draining keeps the hot path free of a shared counter.
+        while self.in_flight and _mono() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    async def _close_all(self) -> None:
+        conns = list(self._conns.values())
+        for conn in conns:
+            self.recorder.unanswered += conn.inflight.clear()
+            conn.closed_by_us = True
+        await asyncio.gather(*(c.ws.close(1000) for c in conns), return_exceptions=True)
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _nap(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less when the run moves to its next phase."""
+        if delay <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(delay, _resolve, fut)
+        self._naps.add(fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._naps.discard(fut)
+
+    def _wake_all(self) -> None:
+        for fut in list(self._naps):
+            _resolve(fut)
+        for conn in self._conns.values():
+            _wake(conn)
+
+    def _backoff(self, failures: int) -> float:
+        cap = self.spec.reconnect_max_delay
+        delay = min(cap, RECONNECT_BASE_DELAY * 2.0 ** min(failures - 1, 30))
+        return delay * random.uniform(0.5, 1.0)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _wake(conn: _Conn) -> None:
+    if conn.waiter is not None:
+        _resolve(conn.waiter)
+
+
+__all__ = ["Engine", "EngineResult", "Phase"]
