@@ -65,14 +65,23 @@ class EngineResult:
 
 
 class _Conn:
-    """One open connection of one client."""
+    """One open connection of one client.
 
-    __slots__ = ("closed_by_us", "inflight", "waiter", "ws")
+    ``seq`` is the client's last message number; it carries over to the next
+    connection so ids stay unique per client. In closed loop the reader sends
+    the next message itself as soon as a reply arrives (no task switch per
+    round trip); ``stalled`` is resolved when it cannot (a timeout, a close,
+    the end of the run), to hand control back to the sending coroutine.
+    """
 
-    def __init__(self, ws: ClientConnection) -> None:
+    __slots__ = ("client_id", "closed_by_us", "inflight", "seq", "stalled", "ws")
+
+    def __init__(self, ws: ClientConnection, client_id: str, seq: int) -> None:
         self.ws = ws
+        self.client_id = client_id
+        self.seq = seq
         self.inflight = InFlight()
-        self.waiter: asyncio.Future[None] | None = None
+        self.stalled: asyncio.Future[None] | None = None
         self.closed_by_us = False
 
 
@@ -208,8 +217,8 @@ class Engine:
     async def _drive(
         self, index: int, client_id: str, ws: ClientConnection, connected: float, seq: int
     ) -> int:
-        """Send and receive on one connection until it closes; returns the next seq."""
-        conn = _Conn(ws)
+        """Send and receive on one connection until it closes; returns the last seq."""
+        conn = _Conn(ws, client_id, seq)
         self._conns[index] = conn
         rec = self.recorder
         if self._phase is not Phase.RUNNING:  # connected while the run was ending
@@ -219,11 +228,9 @@ class Engine:
         try:
             if self._period > 0:
                 first = first_send(connected, self._period, self.share, index)
-                seq = await self._send_scheduled(
-                    conn, client_id, SendSchedule(first, self._period), seq
-                )
+                await self._send_scheduled(conn, SendSchedule(first, self._period))
             else:
-                seq = await self._send_closed_loop(conn, client_id, seq)
+                await self._send_closed_loop(conn)
             await reader
         finally:
             if not reader.done():
@@ -232,11 +239,9 @@ class Engine:
             del self._conns[index]
             rec.lost += conn.inflight.clear()
             rec.clients_connected -= 1
-        return seq
+        return conn.seq
 
-    async def _send_scheduled(
-        self, conn: _Conn, client_id: str, schedule: SendSchedule, seq: int
-    ) -> int:
+    async def _send_scheduled(self, conn: _Conn, schedule: SendSchedule) -> None:
         while self._phase is Phase.RUNNING and conn.ws.close_code is None:
             due = schedule.next_at
             if due >= self._send_until:
@@ -245,28 +250,30 @@ class Engine:
             if delay > 0:
                 await self._nap(delay)
                 continue
-            seq += 1
-            if not await self._send(conn, client_id, seq, schedule.advance()):
+            if not await self._send(conn, schedule.advance()):
                 break
-        return seq
 
-    async def _send_closed_loop(self, conn: _Conn, client_id: str, seq: int) -> int:
+    async def _send_closed_loop(self, conn: _Conn) -> None:
+        """Start (and after a timeout, restart) the reply-driven chain of the reader."""
         loop = asyncio.get_running_loop()
-        while self._phase is Phase.RUNNING and conn.ws.close_code is None:
-            if _mono() >= self._send_until:
+        while self._sending(conn):
+            conn.stalled = loop.create_future()
+            if not await self._send(conn, _mono()):
                 break
-            waiter: asyncio.Future[None] = loop.create_future()
-            conn.waiter = waiter
-            seq += 1
-            if not await self._send(conn, client_id, seq, _mono()):
-                break
-            await waiter
-        conn.waiter = None
-        return seq
+            await conn.stalled
+        conn.stalled = None
 
-    async def _send(self, conn: _Conn, client_id: str, seq: int, intended: float) -> bool:
-        """Send message ``seq``; False when the connection is gone."""
-        payload = self._template.render(client_id, seq, time.time())
+    def _sending(self, conn: _Conn) -> bool:
+        return (
+            self._phase is Phase.RUNNING
+            and conn.ws.close_code is None
+            and _mono() < self._send_until
+        )
+
+    async def _send(self, conn: _Conn, intended: float) -> bool:
+        """Send the client's next message; False when the connection is gone."""
+        conn.seq = seq = conn.seq + 1
+        payload = self._template.render(conn.client_id, seq, time.time())
         rec = self.recorder
         conn.inflight.add(seq, intended, _mono())
         rec.sent += 1
@@ -282,6 +289,7 @@ class Engine:
         take = conn.inflight.take
         search = self._id_re.search
         rec = self.recorder
+        closed_loop = self._period <= 0
         try:
             while True:
                 msg = await ws.recv(decode=False)
@@ -294,9 +302,13 @@ class Engine:
                     continue
                 intended, sent = times
                 rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
-                waiter = conn.waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                if (
+                    closed_loop
+                    and conn.stalled is not None
+                    and not conn.inflight
+                    and (not self._sending(conn) or not await self._send(conn, _mono()))
+                ):
+                    _wake(conn)
         except ConnectionClosed as exc:
             if not conn.closed_by_us:
                 rec.disconnects += 1
@@ -375,8 +387,8 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 def _wake(conn: _Conn) -> None:
-    if conn.waiter is not None:
-        _resolve(conn.waiter)
+    if conn.stalled is not None:
+        _resolve(conn.stalled)
 
 
 __all__ = ["Engine", "EngineResult", "Phase"]
