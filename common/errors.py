@@ -28,3 +28,7 @@ class ProtocolError(WsloadError):
 
 class HistogramError(WsloadError):
     """A histogram was given a value or a serialised form it cannot take."""
+
+
+class KeyFileError(WsloadError):
+    """A CURVE key directory or key file is missing, unreadable or incomplete."""

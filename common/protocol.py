@@ -85,6 +85,11 @@ def _counters(value: Any) -> str | None:
     return None if ok else "a map of string to non-negative integer"
 
 
+def _int_map(value: Any) -> str | None:
+    ok = _map(value) is None and all(_int(v) is None for v in value.values())
+    return None if ok else "a map of string to integer"
+
+
 def _str_list(value: Any) -> str | None:
     ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     return None if ok else "a list of strings"
@@ -191,7 +196,8 @@ class Samples(Message):
         "seq": _nonneg_int,
         "window_start": _float,
         "window_end": _float,
-        "counters": _counters,
+        # deltas: a gauge such as clients_connected can go down within a window
+        "counters": _int_map,
         "errors": _counters,
         "latency": _bytes,
         "service": _bytes,

@@ -8,6 +8,7 @@ exits with 130.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,14 +17,35 @@ import click
 
 from common import __version__
 from common.errors import WsloadError
-from testserver.cli import serve
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+#: Subcommands imported only when invoked, so ``wsload worker`` on a worker host
+#: never loads the coordinator's modules and ``wsload run`` never loads the engine.
+LAZY_COMMANDS = {
+    "run": "coordinator.run_cli:run",
+    "coordinator": "coordinator.run_cli:coordinator",
+    "worker": "worker.cli:worker",
+    "keys": "coordinator.keys_cli:keys",
+    "serve": "testserver.cli:serve",
+}
+
+
 class OneLineErrorGroup(click.Group):
     """A click group whose errors are one line each, for humans and CI logs alike."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
 
     def main(
         self,
@@ -63,9 +85,7 @@ def main() -> None:
 
     \b
     Start here:
-      wsload serve            run the reference test server on 127.0.0.1:9000
+      wsload run --demo       a load run against the built-in reference server
+      wsload serve            the reference test server on 127.0.0.1:9000
       wsload COMMAND --help   every option of a command
     """
-
-
-main.add_command(serve)

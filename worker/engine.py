@@ -38,6 +38,10 @@ from worker.tracker import InFlight, id_pattern
 
 WINDOW_SECONDS = 0.25
 RECONNECT_BASE_DELAY = 0.05
+#: uvloop's timers tick in milliseconds: a message due within this many
+#: seconds goes out now rather than after a timer that may fire a tick late,
+#: so the generator's own timer lag does not inflate intended-time latency.
+TIMER_SLACK = 0.001
 _mono = time.monotonic
 
 
@@ -126,7 +130,7 @@ class Engine:
         self._phase = Phase.RUNNING
         self._conns: dict[int, _Conn] = {}
         self._naps: set[asyncio.Future[None]] = set()
-        self._stop_requested: asyncio.Event | None = None
+        self._stop_requested = asyncio.Event()
         self._start = 0.0
         self._send_until = 0.0
 
@@ -134,8 +138,7 @@ class Engine:
 
     def stop(self) -> None:
         """Ask the run to end now (drain and close as at the end of the duration)."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        self._stop_requested.set()
 
     @property
     def phase(self) -> Phase:
@@ -147,7 +150,6 @@ class Engine:
 
     async def run(self) -> EngineResult:
         """Run the whole lifecycle and return the totals."""
-        self._stop_requested = asyncio.Event()
         delay = max(0.0, self._start_at - time.time()) if self._start_at else 0.0
         self._start = _mono() + delay
         self._send_until = self._start + self.spec.duration
@@ -247,8 +249,8 @@ class Engine:
             if due >= self._send_until:
                 break
             delay = due - _mono()
-            if delay > 0:
-                await self._nap(delay)
+            if delay > TIMER_SLACK:
+                await self._nap(delay - TIMER_SLACK)
                 continue
             if not await self._send(conn, schedule.advance()):
                 break
@@ -275,7 +277,9 @@ class Engine:
         conn.seq = seq = conn.seq + 1
         payload = self._template.render(conn.client_id, seq, time.time())
         rec = self.recorder
-        conn.inflight.add(seq, intended, _mono())
+        sent = _mono()
+        # A send up to TIMER_SLACK early counts from when it actually went out.
+        conn.inflight.add(seq, min(intended, sent), sent)
         rec.sent += 1
         rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
         try:

@@ -1,0 +1,64 @@
+"""``WebSocketLoadTester``: the original framework's load API, now distributed.
+
+Runs as before::
+
+    tester = WebSocketLoadTester("ws://localhost:9000/ws", 10, 0.5)
+    results = await tester.run_test(30)
+    results["total_sent"], results["total_received"]
+    results["success_rate"]   # percent
+    results["avg_latency"]    # seconds
+
+but the clients run in local worker processes under a coordinator, and the
+result holds wsload's full summary besides the four original keys
+(``latency_percentiles`` in seconds, ``timed_out``, ``errors``, ``workers``...).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from common.spec import build_spec
+from coordinator.runner import run_load
+from coordinator.session import SessionOptions
+
+
+class WebSocketLoadTester:
+    """Load test with ``num_clients`` clients, each sending every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        ws_url: str | None = None,
+        num_clients: int | None = None,
+        interval: float | None = None,
+        *,
+        workers: int | None = None,
+        **spec_fields: Any,
+    ) -> None:
+        self.fields: dict[str, Any] = {
+            "ws_url": ws_url,
+            "num_clients": num_clients,
+            "interval": interval,
+            **spec_fields,
+        }
+        self.workers = workers
+        self.last_summary: dict[str, Any] | None = None
+
+    async def run_test(self, duration: float | None = None) -> dict[str, Any]:
+        """Run for ``duration`` seconds (default ``TEST_DURATION`` or 5) and return the summary.
+
+        Raises :class:`common.errors.WsloadError` on invalid settings.
+        """
+        spec = build_spec(env=os.environ, **self.fields, duration=duration)
+        workers = self.workers or max(1, min(len(os.sched_getaffinity(0)), spec.num_clients))
+        outcome = await run_load(
+            spec,
+            local_workers=workers,
+            options=SessionOptions(expect_workers=workers),
+            on_log=lambda _text: None,
+        )
+        self.last_summary = outcome.summary()
+        return self.last_summary
+
+
+__all__ = ["WebSocketLoadTester"]

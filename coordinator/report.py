@@ -1,0 +1,67 @@
+"""Human-readable output of a run: progress lines and the final summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator.aggregate import RunAggregate
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def progress_line(agg: RunAggregate, elapsed: float, duration: float) -> str:
+    """One line per second for logs: where the run is and how it is doing."""
+    t = agg.totals()
+    last = agg.seconds.get(max(agg.seconds)) if agg.seconds else None
+    p99 = ""
+    if last is not None and last.latency is not None and last.latency.count:
+        p99 = f"  p99 {ms(last.latency.value_at_percentile(99) / 1e6)}"
+    lost = sum(1 for w in agg.workers.values() if w.lost)
+    return (
+        f"[{min(elapsed, duration):5.1f}/{duration:g} s] clients {t['clients_connected']}"
+        f"  sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
+        f"  errors {sum(agg.errors().values())}{p99}" + (f"  LOST WORKERS {lost}" if lost else "")
+    )
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The final table: the original framework's four figures first, then the rest."""
+    lat = summary["latency_percentiles"]
+    svc = summary["service_time_percentiles"]
+    con = summary["connect_time_percentiles"]
+    lines = [
+        "",
+        "wsload summary" + ("  (INTERRUPTED)" if summary.get("interrupted") else ""),
+        f"  Total messages sent:     {summary['total_sent']}",
+        f"  Total messages received: {summary['total_received']}",
+        f"  Success rate:            {summary['success_rate']:.2f}%",
+        f"  Average latency:         {summary['avg_latency']:.4f}s",
+        f"  Timed out / lost / unanswered at stop: "
+        f"{summary['timed_out']} / {summary['lost']} / {summary['unanswered']}",
+        f"  Throughput:              {summary['throughput']:.1f} replies/s over "
+        f"{summary['elapsed']:.1f} s",
+        "",
+        "  percentile      latency    service time    connect time",
+    ]
+    for key in ("p50", "p90", "p95", "p99", "p99.9", "max"):
+        lines.append(f"  {key:<8} {ms(lat[key]):>14} {ms(svc[key]):>15} {ms(con[key]):>15}")
+    if summary["errors"]:
+        lines.append("")
+        lines.append("  errors by kind:")
+        for kind, count in summary["errors"].items():
+            lines.append(f"    {kind:<24} {count}")
+    lines.append("")
+    lines.append("  worker                          sent    received   timed out   status")
+    for worker_id, w in summary["workers"].items():
+        status = "LOST" if w["lost"] else ("ok" if w["consistent"] else "inconsistent")
+        lines.append(
+            f"  {worker_id:<28} {w.get('sent', 0):>8} {w.get('received', 0):>11} "
+            f"{w.get('timed_out', 0):>11}   {status}"
+        )
+    if summary.get("lost_workers"):
+        lines.append(f"  lost workers: {', '.join(summary['lost_workers'])}")
+    if summary.get("aborted"):
+        lines.append(f"  aborted: {summary['aborted']}")
+    return "\n".join(lines)

@@ -1,0 +1,296 @@
+"""``wsload run`` (single host) and ``wsload coordinator`` (workers elsewhere).
+
+Both take the original framework's load flags and environment variables
+(``--ws-url``/``WS_URL``, ``--num-clients``/``NUM_CLIENTS``,
+``--duration``/``TEST_DURATION``, ``--interval``/``MESSAGE_INTERVAL``) plus
+wsload's own. Exit codes: 0 the run completed, 1 it degraded (a worker was
+lost), 2 it could not run, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import uvloop
+
+from common.curve import coordinator_keys
+from common.errors import WsloadError
+from common.spec import JobSpec, build_spec
+from coordinator.demo import DemoServer
+from coordinator.errors import CoordinatorError
+from coordinator.report import format_summary, progress_line
+from coordinator.runner import run_load
+from coordinator.session import RunOutcome, SessionOptions
+
+EXIT_DEGRADED = 1
+EXIT_INTERRUPTED = 130
+
+F = Callable[..., Any]
+
+
+def _load_options(func: F) -> F:
+    """The job options shared by ``run`` and ``coordinator`` (outermost first)."""
+    options = [
+        click.option(
+            "--ws-url", help="Target WebSocket URL [env WS_URL; default ws://localhost:9000/ws]."
+        ),
+        click.option("--api-url", help="Target HTTP API URL [env API_URL]."),
+        click.option(
+            "--num-clients", "-c", type=int, help="Concurrent clients [env NUM_CLIENTS; default 5]."
+        ),
+        click.option(
+            "--duration", "-d", type=float, help="Seconds of load [env TEST_DURATION; default 5]."
+        ),
+        click.option(
+            "--interval",
+            type=float,
+            help=(
+                "Seconds between messages of one client; 0 = closed loop "
+                "[env MESSAGE_INTERVAL; default 0.5]."
+            ),
+        ),
+        click.option(
+            "--rate",
+            type=float,
+            help="Total messages per second over all clients (open model; overrides --interval).",
+        ),
+        click.option(
+            "--ramp-up",
+            type=float,
+            help="Seconds over which clients connect (default 0: all at once).",
+        ),
+        click.option(
+            "--payload", help="Message template; placeholders {client_id} {seq} {ts} {pad}."
+        ),
+        click.option("--payload-size", type=int, help="Pad each message to this many characters."),
+        click.option(
+            "--header",
+            "headers",
+            multiple=True,
+            metavar="'NAME: VALUE'",
+            help="Handshake header (repeatable).",
+        ),
+        click.option(
+            "--subprotocol",
+            "subprotocols",
+            multiple=True,
+            help="Subprotocol to offer (repeatable).",
+        ),
+        click.option(
+            "--connect-timeout", type=float, help="Seconds to open a connection (default 10)."
+        ),
+        click.option(
+            "--reply-timeout",
+            type=float,
+            help="Seconds before a reply counts as timed out (default 5).",
+        ),
+        click.option(
+            "--drain-timeout",
+            type=float,
+            help="Seconds to wait for in-flight replies at stop (default 2).",
+        ),
+        click.option("--id-field", help="JSON field matching replies to messages (default seq)."),
+        click.option(
+            "--no-reconnect",
+            is_flag=True,
+            default=None,
+            help="Do not reconnect after the server closes.",
+        ),
+        click.option("--ca-file", help="CA bundle for wss:// targets."),
+        click.option(
+            "--tls-insecure",
+            is_flag=True,
+            default=None,
+            help="Skip TLS verification (self-signed test servers only).",
+        ),
+        click.option(
+            "--scenario",
+            type=click.Path(dir_okay=False),
+            help="TOML file of job settings (flags win).",
+        ),
+        click.option(
+            "--json",
+            "json_path",
+            type=click.Path(dir_okay=False, writable=True),
+            help="Write the summary as JSON here.",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the summary."),
+        click.option(
+            "--on-worker-loss",
+            type=click.Choice(["continue", "abort"]),
+            default="continue",
+            show_default=True,
+            help="What a lost worker does to the run (either way the exit code is 1).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _spec(params: dict[str, Any]) -> JobSpec:
+    headers = []
+    for raw in params.pop("headers"):
+        name, sep, value = raw.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{raw!r} is not NAME: VALUE", param_hint="--header")
+        headers.append((name.strip(), value.strip()))
+    no_reconnect = params.pop("no_reconnect")
+    flags = {k: v for k, v in params.items() if v is not None}
+    if headers:
+        flags["headers"] = tuple(headers)
+    if params.get("subprotocols"):
+        flags["subprotocols"] = tuple(params["subprotocols"])
+    else:
+        flags.pop("subprotocols", None)
+    if no_reconnect:
+        flags["reconnect"] = False
+    scenario = flags.pop("scenario", None)
+    return build_spec(scenario=scenario, env=os.environ, **flags)
+
+
+def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate the job's fields from the run's own options."""
+    run_keys = ("json_path", "quiet", "on_worker_loss", "workers", "demo", "bind", "expect_workers")
+    run = {k: params.pop(k) for k in run_keys if k in params}
+    run |= {k: params.pop(k) for k in ("insecure", "worker_wait", "keys_dir") if k in params}
+    return params, run
+
+
+def _finish(outcome: RunOutcome, run: dict[str, Any]) -> None:
+    summary = outcome.summary()
+    click.echo(format_summary(summary))
+    if run.get("json_path"):
+        try:
+            Path(run["json_path"]).write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            raise CoordinatorError(f"cannot write {run['json_path']}: {exc.strerror}") from None
+    if outcome.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if outcome.lost_workers or outcome.aborted:
+        sys.exit(EXIT_DEGRADED)
+
+
+def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOptions) -> RunOutcome:
+    quiet = run.get("quiet", False)
+
+    def log(text: str) -> None:
+        if not quiet:
+            click.echo(f"wsload: {text}", err=True)
+
+    def progress(agg: Any, elapsed: float) -> None:
+        if not quiet:
+            click.echo(progress_line(agg, elapsed, spec.duration), err=True)
+
+    return uvloop.run(
+        run_load(spec, local_workers=local, options=opts, on_log=log, on_progress=progress)
+    )
+
+
+@click.command()
+@_load_options
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Local worker processes (default: the number of cores).",
+)
+@click.option(
+    "--demo", is_flag=True, help="Start the reference test server and load it (no target needed)."
+)
+def run(**params: Any) -> None:
+    """Run a load test on this machine: coordinator plus local worker processes.
+
+    \b
+    Examples:
+      wsload run --demo
+      wsload run --ws-url ws://localhost:9000/ws --num-clients 100 --duration 30 --interval 0.2
+      WS_URL=ws://svc:9000/ws wsload run --rate 5000 --workers 2 --json out.json
+    """
+    job, run_opts = _split(params)
+    workers = run_opts["workers"] or len(os.sched_getaffinity(0))
+    with DemoServer.maybe(run_opts["demo"], job) as demo_url:
+        if demo_url:
+            job["ws_url"] = demo_url
+        spec = _spec(job)
+        opts = SessionOptions(
+            endpoint="tcp://127.0.0.1:*",
+            expect_workers=workers,
+            on_worker_loss=run_opts["on_worker_loss"],
+        )
+        outcome = _execute(spec, run_opts, workers, opts)
+    _finish(outcome, run_opts)
+
+
+@click.command()
+@_load_options
+@click.option(
+    "--bind",
+    default="tcp://127.0.0.1:5555",
+    show_default=True,
+    help="ZeroMQ endpoint workers connect to.",
+)
+@click.option(
+    "--expect-workers",
+    type=click.IntRange(1, 10_000),
+    required=True,
+    help="Workers to wait for before starting.",
+)
+@click.option(
+    "--worker-wait", type=float, default=60.0, show_default=True, help="Seconds to wait for them."
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False),
+    help="CURVE key directory (wsload keys generate): encrypt and admit authorised workers only.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help=(
+        "Allow a non-loopback --bind without keys: anyone who reaches the port "
+        "can aim load anywhere."
+    ),
+)
+def coordinator(**params: Any) -> None:
+    """Coordinate workers started elsewhere with `wsload worker --connect ENDPOINT`."""
+    job, run_opts = _split(params)
+    keys = coordinator_keys(run_opts["keys_dir"]) if run_opts["keys_dir"] else None
+    _check_bind(run_opts["bind"], run_opts["insecure"] or keys is not None)
+    spec = _spec(job)
+    opts = SessionOptions(
+        curve=keys,
+        endpoint=run_opts["bind"],
+        expect_workers=run_opts["expect_workers"],
+        worker_wait=run_opts["worker_wait"],
+        on_worker_loss=run_opts["on_worker_loss"],
+    )
+    _finish(_execute(spec, run_opts, 0, opts), run_opts)
+
+
+def _check_bind(endpoint: str, allowed: bool) -> None:
+    """Safe by default: an open job port is a tool for attacking third parties."""
+    if endpoint.startswith("ipc://"):
+        return
+    if not endpoint.startswith("tcp://"):
+        raise click.BadParameter("expected tcp://HOST:PORT or ipc://PATH", param_hint="--bind")
+    host = urlsplit(endpoint).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not allowed:
+        raise WsloadError(
+            f"refusing to bind {endpoint} without keys: anyone who can reach it could aim "
+            "load at any target; bind to 127.0.0.1, or pass --insecure on a trusted network"
+        )

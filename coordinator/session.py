@@ -1,0 +1,308 @@
+"""One run over ZeroMQ: gather workers, hand out the plan, merge, stop, report.
+
+The coordinator binds a ROUTER socket. Workers connect a DEALER for jobs and
+samples and a second one (identity ``<worker>#hb``) from a heartbeat thread;
+see :mod:`worker.heartbeat`. This module only moves messages: planning
+(:mod:`coordinator.plan`) and merging (:mod:`coordinator.aggregate`) are
+sans-I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
+
+from common.curve import CurveKeys
+from common.errors import ProtocolError
+from common.protocol import (
+    Bye,
+    Error,
+    Heartbeat,
+    Hello,
+    Job,
+    Message,
+    Refuse,
+    Result,
+    Samples,
+    Stop,
+    VersionMismatch,
+    Welcome,
+    decode,
+    encode,
+)
+from common.spec import JobSpec
+from coordinator.aggregate import RunAggregate
+from coordinator.errors import CoordinatorError
+from coordinator.plan import WorkerCapacity, plan
+
+HEARTBEAT_SUFFIX = "#hb"
+#: Seconds between the planned start and the job message, so every worker
+#: (local or across a network) has it before the common start time.
+START_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How the coordinator runs: where it listens, whom it waits for."""
+
+    endpoint: str = "tcp://127.0.0.1:*"
+    expect_workers: int = 1
+    worker_wait: float = 30.0
+    heartbeat_interval: float = 1.0
+    lost_after: float = 3.0
+    on_worker_loss: str = "continue"
+    result_wait: float = 10.0
+    curve: CurveKeys | None = None
+    on_progress: Callable[[RunAggregate, float], None] | None = None
+    on_log: Callable[[str], None] = print
+
+
+@dataclass
+class WorkerState:
+    hello: Hello
+    last_seen: float
+    lost: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced: the merged figures and how it ended."""
+
+    aggregate: RunAggregate
+    elapsed: float
+    workers: dict[str, WorkerState] = field(default_factory=dict)
+    lost_workers: list[str] = field(default_factory=list)
+    aborted: str = ""
+    interrupted: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        out = self.aggregate.summary(self.elapsed)
+        out["lost_workers"] = list(self.lost_workers)
+        out["aborted"] = self.aborted
+        out["interrupted"] = self.interrupted
+        return out
+
+
+class Session:
+    """Owns the ROUTER socket for one run."""
+
+    def __init__(self, options: SessionOptions) -> None:
+        self.options = options
+        self._ctx = zmq.asyncio.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._auth: AsyncioAuthenticator | None = None
+        if options.curve is not None:
+            # ZAP handler: only workers whose public key is authorised may connect.
+            self._auth = AsyncioAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(options.curve.authorized_dir))
+            options.curve.apply_server(self._sock)
+        try:
+            self._sock.bind(options.endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise CoordinatorError(f"cannot bind {options.endpoint}: {exc.strerror}") from None
+        self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.workers: dict[str, WorkerState] = {}
+        self._stop_requested = asyncio.Event()
+        self._bad_logged: set[str] = set()
+        self._job_id = ""
+        self._last_beat = 0.0
+
+    def close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+    def request_stop(self) -> None:
+        """End the run early (Ctrl-C): stop, drain, report."""
+        self._stop_requested.set()
+
+    # -- gathering ----------------------------------------------------------
+
+    async def gather(self, abort: Callable[[], str | None] = lambda: None) -> None:
+        """Wait until ``expect_workers`` have said hello, or fail naming the shortfall.
+
+        ``abort`` is polled: a non-empty string (say, a local worker died)
+        ends the wait at once with that reason.
+        """
+        deadline = time.monotonic() + self.options.worker_wait
+        while len(self.workers) < self.options.expect_workers:
+            reason = abort()
+            if reason:
+                raise CoordinatorError(reason)
+            if time.monotonic() > deadline or self._stop_requested.is_set():
+                have = ", ".join(sorted(self.workers)) or "none"
+                raise CoordinatorError(
+                    f"only {len(self.workers)} of {self.options.expect_workers} workers joined "
+                    f"{self.endpoint} within {self.options.worker_wait:g} s (joined: {have})"
+                )
+            await self._pump(wait=0.2, aggregate=None)
+
+    # -- running ------------------------------------------------------------
+
+    async def run(self, spec: JobSpec) -> RunOutcome:
+        """Plan ``spec`` over the gathered workers, run it, collect every result."""
+        opts = self.options
+        capacities = [
+            WorkerCapacity(w.hello.worker_id, max(1, w.hello.cores), w.hello.fd_limit)
+            for w in self.workers.values()
+        ]
+        assignments = plan(spec.num_clients, spec.rate, capacities)
+        job_id = uuid.uuid4().hex[:12]
+        start_at = time.time() + START_DELAY
+        agg = RunAggregate(start_at)
+        self._job_id = job_id
+        for a in assignments:
+            await self._send(
+                a.worker_id,
+                Job(
+                    job_id, spec.to_dict(), a.num_clients, a.client_offset, a.rate or 0.0, start_at
+                ),
+            )
+        outcome = RunOutcome(agg, 0.0, self.workers)
+        end_at = start_at + spec.duration
+        next_progress = time.time() + 1.0
+        while time.time() < end_at and not self._stop_requested.is_set() and not outcome.aborted:
+            await self._pump(wait=0.1, aggregate=agg)
+            self._check_liveness(outcome)
+            if opts.on_progress is not None and time.time() >= next_progress:
+                opts.on_progress(agg, time.time() - start_at)
+                next_progress += 1.0
+        outcome.interrupted = self._stop_requested.is_set()
+        for worker_id in self.workers:
+            await self._send(worker_id, Stop(job_id, outcome.aborted or "run over"))
+        # Results come after each worker's drain and close.
+        deadline = time.monotonic() + spec.drain_timeout + spec.connect_timeout + opts.result_wait
+        while time.monotonic() < deadline and not self._all_reported(agg):
+            await self._pump(wait=0.1, aggregate=agg)
+            self._check_liveness(outcome)
+        for worker_id, state in self.workers.items():
+            if not state.lost and agg.worker(worker_id).result is None:
+                self._lose(worker_id, outcome, "no result after stop")
+        outcome.elapsed = max(0.0, min(time.time(), end_at) - start_at)
+        return outcome
+
+    async def dismiss(self) -> None:
+        """Tell every worker the session is over (local ``--once`` workers exit)."""
+        for worker_id in self.workers:
+            await self._send(worker_id, Bye("run over"))
+
+    def _all_reported(self, agg: RunAggregate) -> bool:
+        return all(
+            state.lost or agg.worker(worker_id).result is not None
+            for worker_id, state in self.workers.items()
+        )
+
+    def _check_liveness(self, outcome: RunOutcome) -> None:
+        now = time.monotonic()
+        for worker_id, state in self.workers.items():
+            if not state.lost and now - state.last_seen > self.options.lost_after:
+                self._lose(worker_id, outcome, f"silent for {now - state.last_seen:.1f} s")
+
+    def _lose(self, worker_id: str, outcome: RunOutcome, why: str) -> None:
+        self.workers[worker_id].lost = True
+        outcome.aggregate.mark_lost(worker_id)
+        outcome.lost_workers.append(worker_id)
+        self.options.on_log(f"worker {worker_id} lost: {why}")
+        if self.options.on_worker_loss == "abort":
+            outcome.aborted = f"worker {worker_id} lost"
+
+    # -- message pump -------------------------------------------------------
+
+    async def _pump(self, wait: float, aggregate: RunAggregate | None) -> None:
+        """Handle what arrives within ``wait`` seconds; heartbeat the workers."""
+        await self._heartbeat()
+        if not await self._sock.poll(timeout=int(wait * 1000)):
+            return
+        while True:
+            try:
+                frames = await self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            await self._handle(frames, aggregate)
+            if not await self._sock.poll(timeout=0):
+                return
+
+    async def _handle(self, frames: list[bytes], agg: RunAggregate | None) -> None:
+        if len(frames) != 2:
+            self._bad("frames", f"message with {len(frames)} frames ignored")
+            return
+        identity = frames[0].decode("utf-8", "replace")
+        try:
+            msg = decode(frames[1])
+        except VersionMismatch as exc:
+            self._bad(f"version:{identity}", f"refused {identity}: {exc}")
+            await self._send(identity, Refuse(str(exc)))
+            return
+        except ProtocolError as exc:
+            self._bad(f"bad:{identity}", f"bad message from {identity}: {exc}")
+            return
+        worker_id = identity.removesuffix(HEARTBEAT_SUFFIX)
+        state = self.workers.get(worker_id)
+        if isinstance(msg, Hello):
+            await self._hello(identity, msg)
+            return
+        if state is None:
+            if not isinstance(msg, Heartbeat):  # a heartbeat thread may beat before its hello
+                self._bad(f"unknown:{identity}", f"message from unknown worker {identity} ignored")
+            return
+        state.last_seen = time.monotonic()
+        if isinstance(msg, Samples) and agg is not None and msg.job_id == self._job_id:
+            agg.add_samples(worker_id, msg)
+        elif isinstance(msg, Result) and agg is not None and msg.job_id == self._job_id:
+            agg.add_result(worker_id, msg)
+        elif isinstance(msg, Error):
+            details = "; ".join(msg.details)
+            self.options.on_log(f"worker {worker_id} error {msg.code}: {msg.message} {details}")
+
+    async def _hello(self, identity: str, msg: Hello) -> None:
+        if identity != msg.worker_id:
+            self._bad(f"hello:{identity}", f"hello from {identity} claims id {msg.worker_id}")
+            return
+        if msg.worker_id in self.workers:
+            self.workers[msg.worker_id].last_seen = time.monotonic()
+        elif len(self.workers) >= self.options.expect_workers:
+            await self._send(identity, Refuse("the coordinator has all the workers it needs"))
+            return
+        else:
+            self.workers[msg.worker_id] = WorkerState(msg, time.monotonic())
+            self.options.on_log(
+                f"worker {msg.worker_id} joined ({msg.host}, pid {msg.pid}, {msg.cores} cores, "
+                f"fd limit {msg.fd_limit}, wsload {msg.version})"
+            )
+        await self._send(identity, Welcome(msg.worker_id, self.options.heartbeat_interval))
+
+    async def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat < self.options.heartbeat_interval:
+            return
+        self._last_beat = now
+        beat = Heartbeat(time.time())
+        for worker_id, state in self.workers.items():
+            if not state.lost:
+                await self._send(worker_id + HEARTBEAT_SUFFIX, beat)
+
+    async def _send(self, identity: str, msg: Message) -> None:
+        # A ROUTER never blocks: a message to a peer that is gone is dropped.
+        await self._sock.send_multipart([identity.encode(), encode(msg)])
+
+    def _bad(self, key: str, text: str) -> None:
+        """Log each kind of bad input once per peer (hostile peers must not flood the log)."""
+        if key not in self._bad_logged and len(self._bad_logged) < 1000:
+            self._bad_logged.add(key)
+            self.options.on_log(text)
+
+
+__all__ = ["RunOutcome", "Session", "SessionOptions", "WorkerState"]

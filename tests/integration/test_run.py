@@ -1,0 +1,242 @@
+"""`wsload run` and the coordinator with real worker processes over real ZeroMQ."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+
+from common.protocol import PROTOCOL_VERSION, Hello, Refuse, decode, encode
+from tests.integration.conftest import ServerFactory
+
+WSLOAD = str(Path(sys.executable).with_name("wsload"))
+
+
+def stats(api_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
+
+
+def wsload(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WSLOAD, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_run_totals_match_the_server(
+    serve_factory: ServerFactory, tmp_path: Path, workers: int
+) -> None:
+    server = serve_factory()
+    out = tmp_path / "summary.json"
+    proc = wsload(
+        "run", "--ws-url", server.ws_url, "--num-clients", "10", "--duration", "2",
+        "--interval", "0.05", "--workers", str(workers), "--json", str(out), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    s = stats(server.api_url)
+    assert summary["total_sent"] == s["messages_received"] > 0
+    assert summary["total_received"] == s["messages_sent"]
+    assert summary["balanced"]
+    assert len(summary["workers"]) == workers
+    assert sum(w["sent"] for w in summary["workers"].values()) == summary["total_sent"]
+    assert all(w["consistent"] for w in summary["workers"].values())
+    assert s["connections_opened"] == 10
+    assert s["connections_open"] == 0
+    assert "Success rate:" in proc.stdout
+
+
+def test_environment_variables_of_the_original_framework(serve_factory: ServerFactory) -> None:
+    server = serve_factory()
+    env = dict(os.environ, WS_URL=server.ws_url, NUM_CLIENTS="3", TEST_DURATION="1")
+    env["MESSAGE_INTERVAL"] = "0.1"
+    proc = subprocess.run(
+        [WSLOAD, "run", "--workers", "1", "--quiet"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert stats(server.api_url)["connections_opened"] == 3
+
+
+def test_demo_runs_without_a_target(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    proc = wsload(
+        "run", "--demo", "--duration", "1", "--workers", "1", "--json", str(out), "--quiet"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["total_received"] > 0
+
+
+def test_killed_worker_is_reported_lost(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    server = serve_factory()
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    out = tmp_path / "s.json"
+    coord = subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "2",
+         "--ws-url", server.ws_url, "--num-clients", "4", "--duration", "6",
+         "--interval", "0.05", "--json", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    workers = [
+        subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once", "--id", f"w{i}"])
+        for i in range(2)
+    ]
+    try:
+        time.sleep(3.0)
+        workers[0].send_signal(signal.SIGKILL)
+        stdout, stderr = coord.communicate(timeout=40)
+        assert coord.returncode == 1, stderr
+        summary = json.loads(out.read_text())
+        assert summary["lost_workers"] == ["w0"]
+        assert summary["workers"]["w0"]["lost"]
+        assert summary["workers"]["w1"]["consistent"]
+        assert summary["workers"]["w0"]["sent"] > 0  # its last counters stay in the totals
+        assert "w0 lost" in stderr or "LOST" in stdout
+    finally:
+        for p in [coord, *workers]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_workers_stop_when_the_coordinator_dies(serve_factory: ServerFactory) -> None:
+    server = serve_factory()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+         "--ws-url", server.ws_url, "--num-clients", "5", "--duration", "60",
+         "--interval", "0.1", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once"])
+    try:
+        deadline = time.monotonic() + 15
+        while stats(server.api_url)["connections_open"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stats(server.api_url)["connections_open"] == 5
+        coord.send_signal(signal.SIGKILL)
+        coord.wait()
+        killed = time.monotonic()
+        while stats(server.api_url)["connections_open"] and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+        assert stats(server.api_url)["connections_open"] == 0
+        assert time.monotonic() - killed < 5 + 2.5  # 5 s of silence, then drain and close
+        assert worker.wait(timeout=10) == 0
+    finally:
+        for p in (coord, worker):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_wrong_protocol_version_is_refused_naming_both() -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+         "--worker-wait", "4", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.ROUTING_ID, b"old-worker")
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        hello = Hello("old-worker", "h", 1, "0.0.1", 1, 1024)
+        body = msgpack.unpackb(encode(hello))
+        body["v"] = PROTOCOL_VERSION + 1
+        sock.send(msgpack.packb(body))
+        assert sock.poll(5000), "no answer to a hello of another version"
+        reply = decode(sock.recv())
+        assert isinstance(reply, Refuse)
+        assert str(PROTOCOL_VERSION + 1) in reply.reason
+        assert f"speaks {PROTOCOL_VERSION}" in reply.reason
+        _, stderr = coord.communicate(timeout=20)
+        assert coord.returncode == 2
+        assert "only 0 of 1 workers joined" in stderr
+    finally:
+        sock.close()
+        ctx.term()
+        if coord.poll() is None:
+            coord.kill()
+        coord.wait()
+
+
+def test_garbage_on_the_port_does_not_disturb_a_run(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = serve_factory()
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    out = tmp_path / "s.json"
+    coord = subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+         "--ws-url", server.ws_url, "--num-clients", "4", "--duration", "3",
+         "--interval", "0.05", "--json", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once"])
+    ctx = zmq.Context()
+    try:
+        time.sleep(1.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(os.urandom(4096))  # not even ZMTP
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(endpoint)
+        for junk in (b"\xc1", msgpack.packb({"v": PROTOCOL_VERSION, "kind": "samples"}),
+                     msgpack.packb([1, 2, 3]), b"x" * 100_000):  # fmt: skip
+            dealer.send(junk)
+        dealer.close()
+        _, stderr = coord.communicate(timeout=40)
+        assert coord.returncode == 0, stderr
+        summary = json.loads(out.read_text())
+        assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
+        assert summary["balanced"]
+    finally:
+        ctx.term()
+        for p in (coord, worker):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--ws-url", "http://x/ws"], "must start with ws:// or wss://"),
+        (["run", "--num-clients", "0"], "num_clients must be at least 1"),
+        (["run", "--header", "nocolon"], "is not NAME: VALUE"),
+        (["coordinator", "--bind", "tcp://0.0.0.0:5999", "--expect-workers", "1"],
+         "refusing to bind tcp://0.0.0.0:5999 without keys"),
+        (["worker", "--connect", "http://x"], "expected tcp://HOST:PORT"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
+    proc = wsload(*args, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,105 @@
+"""``wsload worker``: serve a coordinator's jobs from this machine.
+
+Kept in the worker package and loaded by the ``wsload`` group only when this
+command runs, so a worker host never imports the coordinator's code paths.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import uvloop
+
+from common.curve import worker_keys
+from worker.agent import Agent, AgentOptions, new_worker_id
+
+
+@click.command()
+@click.option(
+    "--connect",
+    "endpoint",
+    required=True,
+    metavar="ENDPOINT",
+    help="The coordinator's ZeroMQ endpoint, e.g. tcp://10.0.0.5:5555.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes to start on this machine (one event loop each; use one per core).",
+)
+@click.option("--once", is_flag=True, help="Exit after one coordinator session instead of waiting.")
+@click.option("--id", "worker_id", default="", help="Worker id (default: host-pid-random).")
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False),
+    help="CURVE key directory: encrypt, and accept only the coordinator whose key it holds.",
+)
+@click.option(
+    "--hello-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Give up (exit 2) if no coordinator answers within this many seconds.",
+)
+def worker(
+    endpoint: str,
+    processes: int,
+    once: bool,
+    worker_id: str,
+    keys_dir: str | None,
+    hello_timeout: float | None,
+) -> None:
+    """Run load for a coordinator: connect to it, take jobs, stream samples back.
+
+    A worker stops its load within seconds when its coordinator goes silent.
+    """
+    if not endpoint.startswith(("tcp://", "ipc://")):
+        raise click.BadParameter("expected tcp://HOST:PORT or ipc://PATH", param_hint="--connect")
+    keys = worker_keys(keys_dir) if keys_dir else None
+    if processes > 1:
+        extra = ["--keys", keys_dir] if keys_dir else []
+        sys.exit(_run_many(endpoint, processes, once, worker_id, hello_timeout, extra))
+    options = AgentOptions(
+        endpoint=endpoint,
+        worker_id=worker_id or new_worker_id(),
+        once=once,
+        hello_timeout=hello_timeout,
+        configure=keys.apply_client if keys else None,
+    )
+    try:
+        sys.exit(uvloop.run(Agent(options).serve()))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _run_many(
+    endpoint: str,
+    n: int,
+    once: bool,
+    worker_id: str,
+    hello_timeout: float | None,
+    extra: list[str],
+) -> int:
+    """Start ``n`` single-process workers and wait for all of them."""
+    base = worker_id or new_worker_id()
+    procs = []
+    for i in range(n):
+        cmd = [sys.executable, "-m", "worker", "--connect", endpoint, "--id", f"{base}-{i}", *extra]
+        if once:
+            cmd.append("--once")
+        if hello_timeout is not None:
+            cmd += ["--hello-timeout", str(hello_timeout)]
+        procs.append(subprocess.Popen(cmd))
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait()
+    return max(codes)
