@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -27,6 +26,9 @@ import uvloop
 import websockets
 from websockets.asyncio.client import connect
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe, table
+
 from common.spec import build_spec
 from worker.engine import Engine
 from worker.recorder import WindowBatch
@@ -34,22 +36,6 @@ from worker.recorder import WindowBatch
 CLIENTS = 100
 PAYLOAD_SIZE = 64
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, websockets {websockets.__version__}, "
-        f"uvloop {uvloop.__version__}"
-    )
 
 
 def proc_cpu(pid: int) -> float:
@@ -194,10 +180,8 @@ async def main(args: argparse.Namespace) -> None:
                     "<= 20 KB",
                 )
             )
-        print(f"machine: {machine()}")
-        width = max(len(r[0]) for r in rows)
-        for name, value, goal in rows:
-            print(f"  {name:<{width}}  {value:>16}  {goal}")
+        print(f"machine: {describe()}")
+        print(table(rows))
     finally:
         if server:
             server.terminate()

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.histogram import LatencyHistogram
-
 from common.protocol import Result, Samples
 
 #: Seconds of per-second histograms kept open for late windows.
