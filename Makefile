@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo bench clean
+.PHONY: install test lint typecheck pytest demo bench load-distributed clean
 
 install: $(STAMP)
 
@@ -29,11 +29,16 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The main job on a fresh machine: reference server + local workers + a real load.
 demo: $(STAMP)
-	$(BIN)/wsload serve --host 127.0.0.1 --port 9000
+	$(BIN)/wsload run --demo --num-clients 50 --duration 10 --interval 0.1
 
 bench: $(STAMP)
-	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/*_bench.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Coordinator here, workers over ssh on HOSTS (see deploy/load-distributed.sh).
+load-distributed: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/load-distributed.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

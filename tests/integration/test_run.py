@@ -240,3 +240,19 @@ def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_load_tester_api_of_the_original_framework(serve_factory: ServerFactory) -> None:
+    from coordinator.load_tester import WebSocketLoadTester
+
+    server = serve_factory()
+    tester = WebSocketLoadTester(server.ws_url, 4, 0.1, workers=2)
+    results = await tester.run_test(1.5)
+    s = stats(server.api_url)
+    assert results["total_sent"] == s["messages_received"] > 0
+    assert results["total_received"] == s["messages_sent"]
+    assert results["success_rate"] == pytest.approx(100.0)
+    assert 0 < results["avg_latency"] < 1.0  # seconds, as before
+    assert set(results["latency_percentiles"]) == {"p50", "p90", "p95", "p99", "p99.9", "max"}
+    assert len(results["workers"]) == 2

@@ -1,0 +1,160 @@
+"""A distributed run across hosts made of network namespaces.
+
+Target, coordinator and two workers each live in their own namespace, joined
+by veth pairs to a bridge in a fifth ("switch") namespace, on a private test
+subnet. Nothing touches the machine's own network. Needs root and iproute2;
+skipped (with the reason printed) otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+WSLOAD = str(Path(sys.executable).with_name("wsload"))
+SUBNET = "10.203.{}.{}"
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None,
+        reason="network-namespace system tests need root and iproute2",
+    ),
+]
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+class Lab:
+    """Namespaces ``<tag>-<name>`` on one bridge; every name gets 10.203.N.i/24."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.tag = f"wsl{os.getpid() % 100000}"
+        self.net = os.getpid() % 200 + 20
+        self.switch = f"{self.tag}-sw"
+        self.addresses: dict[str, str] = {}
+        self.namespaces = [self.switch]
+        ip("netns", "add", self.switch)
+        ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.switch, "link", "set", "br0", "up")
+        for i, name in enumerate(names, start=1):
+            ns = self.ns(name)
+            self.namespaces.append(ns)
+            ip("netns", "add", ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+            inside, outside = f"{self.tag}{i}a", f"{self.tag}{i}b"
+            ip("link", "add", inside, "netns", ns, "type", "veth", "peer", outside, "netns",
+               self.switch)  # fmt: skip
+            ip("-n", self.switch, "link", "set", outside, "master", "br0", "up")
+            address = SUBNET.format(self.net, i)
+            ip("-n", ns, "addr", "add", f"{address}/24", "dev", inside)
+            ip("-n", ns, "link", "set", inside, "up")
+            self.addresses[name] = address
+
+    def ns(self, name: str) -> str:
+        return f"{self.tag}-{name}"
+
+    def popen(
+        self, name: str, *cmd: str, stdout: int | None = None, stderr: int | None = None
+    ) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(name), *cmd], text=True, stdout=stdout, stderr=stderr
+        )
+
+    def run(self, name: str, *cmd: str) -> str:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns(name), *cmd],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+
+    def close(self) -> None:
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    try:
+        made = Lab(["target", "coord", "w1", "w2"])
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot build network namespaces here: {exc.stderr!r}")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def target_stats(lab: Lab) -> dict[str, int]:
+    url = f"http://{lab.addresses['target']}:9000/api/stats"
+    code = (
+        "import urllib.request, sys; "
+        f"sys.stdout.write(urllib.request.urlopen({url!r}).read().decode())"
+    )
+    data: dict[str, int] = json.loads(lab.run("target", sys.executable, "-c", code))
+    return data
+
+
+@pytest.mark.timeout(120)
+def test_distributed_run_across_namespaces(lab: Lab, tmp_path: Path) -> None:
+    addr = lab.addresses
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        server = lab.popen(
+            "target", WSLOAD, "serve", "--host", addr["target"], "--port", "9000",
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(server)
+        assert server.stdout is not None
+        assert "listening on" in server.stdout.readline()
+        out = tmp_path / "summary.json"
+        coord = lab.popen(
+            "coord", WSLOAD, "coordinator", "--bind", f"tcp://{addr['coord']}:5555",
+            "--insecure", "--expect-workers", "2", "--worker-wait", "30",
+            "--ws-url", f"ws://{addr['target']}:9000/ws", "--num-clients", "20",
+            "--duration", "4", "--interval", "0.05", "--json", str(out), "--quiet",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(coord)
+        for name in ("w1", "w2"):
+            procs.append(
+                lab.popen(
+                    name,
+                    WSLOAD,
+                    "worker",
+                    "--connect",
+                    f"tcp://{addr['coord']}:5555",
+                    "--once",
+                    "--id",
+                    name,
+                )
+            )
+        _, stderr = coord.communicate(timeout=90)
+        assert coord.returncode == 0, stderr
+        summary = json.loads(out.read_text())
+        stats = target_stats(lab)
+        assert set(summary["workers"]) == {"w1", "w2"}
+        assert all(w["sent"] > 0 and w["consistent"] for w in summary["workers"].values())
+        assert summary["total_sent"] == stats["messages_received"] > 20 * 40
+        assert summary["total_received"] == stats["messages_sent"]
+        assert summary["balanced"]
+        assert stats["connections_opened"] == 20
+        assert stats["connections_open"] == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
