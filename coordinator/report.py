@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from coordinator.aggregate import RunAggregate
@@ -24,6 +25,51 @@ def progress_line(agg: RunAggregate, elapsed: float, duration: float) -> str:
         f"  sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
         f"  errors {sum(agg.errors().values())}{p99}" + (f"  LOST WORKERS {lost}" if lost else "")
     )
+
+
+def live_lines(agg: RunAggregate, elapsed: float, duration: float, target: int) -> list[str]:
+    """The one-screen live view: run so far, the last full second, errors, workers."""
+    t = agg.totals()
+    last = agg.seconds.get(int(elapsed) - 1) if elapsed >= 1 else None
+    sent_s = last.counters.get("sent", 0) if last else 0
+    recv_s = last.counters.get("received", 0) if last else 0
+    window = "-"
+    if last is not None and last.latency is not None and last.latency.count:
+        p = last.latency.percentiles()
+        window = f"p50 {ms(p['p50'] / 1e6)}  p95 {ms(p['p95'] / 1e6)}  p99 {ms(p['p99'] / 1e6)}"
+    run_p = agg.latency.percentiles()
+    run = (
+        f"p50 {ms(run_p['p50'] / 1e6)}  p95 {ms(run_p['p95'] / 1e6)}  p99 {ms(run_p['p99'] / 1e6)}"
+    )
+    errors = ", ".join(f"{k} {v}" for k, v in list(agg.errors().items())[:6]) or "none"
+    up = sum(1 for w in agg.workers.values() if not w.lost)
+    lost = len(agg.workers) - up
+    return [
+        f"wsload  {min(elapsed, duration):6.1f} / {duration:g} s   "
+        f"clients {t['clients_connected']} / {target}",
+        f"  last second   sent {sent_s}/s  received {recv_s}/s   latency {window}",
+        f"  whole run     sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
+        f"   latency {run}",
+        f"  errors        {errors}",
+        f"  workers       {up} up" + (f", {lost} LOST" if lost else ""),
+    ]
+
+
+def _three(pct_us: dict[str, int]) -> str:
+    return "  ".join(f"{k} {ms(pct_us[k] / 1e6)}" for k in ("p50", "p95", "p99"))
+
+
+class LiveView:
+    """Redraws :func:`live_lines` in place on a terminal, once a second."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._drawn = 0
+
+    def draw(self, lines: list[str]) -> None:
+        up = f"\x1b[{self._drawn}F" if self._drawn else ""
+        self._write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self._drawn = len(lines)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

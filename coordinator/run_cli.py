@@ -26,7 +26,7 @@ from common.errors import WsloadError
 from common.spec import JobSpec, build_spec
 from coordinator.demo import DemoServer
 from coordinator.errors import CoordinatorError
-from coordinator.report import format_summary, progress_line
+from coordinator.report import LiveView, format_summary, live_lines, progress_line
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
 
@@ -186,8 +186,15 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
         if not quiet:
             click.echo(f"wsload: {text}", err=True)
 
+    live = LiveView(lambda text: click.echo(text, err=True, nl=False))
+    tty = sys.stderr.isatty()
+
     def progress(agg: Any, elapsed: float) -> None:
-        if not quiet:
+        if quiet:
+            return
+        if tty:  # one screen redrawn each second; plain lines for logs and CI
+            live.draw(live_lines(agg, elapsed, spec.duration, spec.num_clients))
+        else:
             click.echo(progress_line(agg, elapsed, spec.duration), err=True)
 
     return uvloop.run(
