@@ -8,9 +8,11 @@ the coordinator keeps no dependency on the test server's code, and stopped
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,17 @@ class DemoServer:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
+    def stats(self) -> dict[str, Any]:
+        """The server's own counters (``GET /api/stats``)."""
+        url = self.ws_url.replace("ws://", "http://").removesuffix("/ws") + "/api/stats"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
+
     @classmethod
     @contextlib.contextmanager
-    def maybe(cls, wanted: bool, job: dict[str, Any]) -> Iterator[str | None]:
-        """Yield a demo server's URL when ``wanted``, else None."""
+    def maybe(cls, wanted: bool, job: dict[str, Any]) -> Iterator[DemoServer | None]:
+        """A running demo server when ``wanted``, else None."""
         if not wanted:
             yield None
             return
@@ -59,6 +68,6 @@ class DemoServer:
             raise CoordinatorError("--demo starts its own target: drop --ws-url (or --demo)")
         server = cls()
         try:
-            yield server.ws_url
+            yield server
         finally:
             server.close()

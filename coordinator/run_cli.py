@@ -165,9 +165,11 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, run
 
 
-def _finish(outcome: RunOutcome, run: dict[str, Any]) -> None:
+def _finish(outcome: RunOutcome, run: dict[str, Any], note: str = "") -> None:
     summary = outcome.summary()
     click.echo(format_summary(summary))
+    if note:
+        click.echo(note)
     if run.get("json_path"):
         try:
             Path(run["json_path"]).write_text(json.dumps(summary, indent=2) + "\n")
@@ -225,9 +227,9 @@ def run(**params: Any) -> None:
     """
     job, run_opts = _split(params)
     workers = run_opts["workers"] or len(os.sched_getaffinity(0))
-    with DemoServer.maybe(run_opts["demo"], job) as demo_url:
-        if demo_url:
-            job["ws_url"] = demo_url
+    with DemoServer.maybe(run_opts["demo"], job) as demo:
+        if demo is not None:
+            job["ws_url"] = demo.ws_url
         spec = _spec(job)
         opts = SessionOptions(
             endpoint="tcp://127.0.0.1:*",
@@ -235,7 +237,15 @@ def run(**params: Any) -> None:
             on_worker_loss=run_opts["on_worker_loss"],
         )
         outcome = _execute(spec, run_opts, workers, opts)
-    _finish(outcome, run_opts)
+        note = ""
+        if demo is not None:
+            # The demo's point: wsload's figures agree with the target's own counters.
+            s = demo.stats()
+            note = (
+                f"  the reference server itself counted: {s['messages_received']} received, "
+                f"{s['messages_sent']} sent, {s['connections_opened']} connections"
+            )
+    _finish(outcome, run_opts, note)
 
 
 @click.command()
