@@ -35,6 +35,7 @@ from common.errors import SpecError
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"
 DEFAULT_PAYLOAD = '{"type": "test", "client": "{client_id}", "seq": {seq}, "ts": {ts}}'
+DEFAULT_EVENT_BODY = '{"event": "{event}", "data": {"source": "wsload"}, "count": {count}}'
 
 #: Upper bounds that catch typos (an extra zero or three), not real limits of
 #: the tool: a single run beyond them is almost certainly a mistake.
@@ -78,6 +79,11 @@ class JobSpec:
     JSON reply (the default payload carries ``"seq"``), else in order. TLS:
     ``ca_file`` adds a CA bundle; ``tls_insecure`` skips verification, for
     self-signed test servers only.
+
+    Functional modes: ``steps`` is the integration scenario (checked by the
+    worker's scenario parser); the ``event_*`` fields say how event mode
+    triggers events (``event_method`` ``api_url + event_path`` with the body
+    template, ``{event}`` and ``{count}`` filled in) and how long it waits.
     """
 
     ws_url: str = DEFAULT_WS_URL
@@ -102,6 +108,13 @@ class JobSpec:
     tls_insecure: bool = False
     thresholds: tuple[str, ...] = ()
     mode: Mode = Mode.LOAD
+    steps: tuple[dict[str, Any], ...] = ()
+    event_names: tuple[str, ...] = ("test-event",)
+    event_count: int = 5
+    event_method: str = "POST"
+    event_path: str = "/events"
+    event_body: str = DEFAULT_EVENT_BODY
+    event_wait: float = 2.0
 
     def problems(self) -> list[str]:
         """Every reason this spec cannot run, one line each; empty when valid."""
@@ -140,6 +153,14 @@ class JobSpec:
         for expr in self.thresholds:
             if not expr.strip():
                 out.append("thresholds: empty threshold expression")
+        out += _int_problems("event_count", self.event_count, 1, 10_000)
+        out += _number_problems("event_wait", self.event_wait, MAX_TIMEOUT, allow_zero=True)
+        if not self.event_names or any(not n.strip() for n in self.event_names):
+            out.append("event_names: expected one or more non-empty names")
+        if self.event_method.upper() not in ("GET", "POST", "PUT", "PATCH"):
+            out.append(f"event_method: {self.event_method!r} is not GET, POST, PUT or PATCH")
+        if not self.event_path.startswith("/"):
+            out.append(f"event_path: {self.event_path!r} must start with /")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +169,8 @@ class JobSpec:
         out["headers"] = [list(pair) for pair in self.headers]
         out["subprotocols"] = list(self.subprotocols)
         out["thresholds"] = list(self.thresholds)
+        out["steps"] = [dict(step) for step in self.steps]
+        out["event_names"] = list(self.event_names)
         out["mode"] = self.mode.value
         return out
 
@@ -259,7 +282,7 @@ def _unknown_field(key: str) -> str:
     return f"unknown field {key!r}{hint}"
 
 
-_INT_FIELDS = frozenset({"num_clients", "payload_size"})
+_INT_FIELDS = frozenset({"num_clients", "payload_size", "event_count"})
 _FLOAT_FIELDS = frozenset(
     {
         "duration",
@@ -270,11 +293,15 @@ _FLOAT_FIELDS = frozenset(
         "reply_timeout",
         "drain_timeout",
         "reconnect_max_delay",
+        "event_wait",
     }
 )
-_STR_FIELDS = frozenset({"ws_url", "api_url", "payload", "id_field", "ca_file"})
+_STR_FIELDS = frozenset(
+    {"ws_url", "api_url", "payload", "id_field", "ca_file", "event_method", "event_path"}
+    | {"event_body"}
+)
 _BOOL_FIELDS = frozenset({"reconnect", "compression", "tls_insecure"})
-_STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds"})
+_STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds", "event_names"})
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -303,6 +330,13 @@ def _coerce(name: str, value: Any) -> Any:
         return tuple(value)
     if name == "headers":
         return _coerce_headers(value)
+    if name == "steps":
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(step, dict) and all(isinstance(k, str) for k in step) for step in value
+        )
+        if not ok:
+            raise ValueError(f"expected a list of tables ([[steps]]), got {_describe(value)}")
+        return tuple(dict(step) for step in value)
     if name == "mode":
         try:
             return Mode(value)

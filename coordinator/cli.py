@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 LAZY_COMMANDS = {
     "run": "coordinator.run_cli:run",
     "coordinator": "coordinator.run_cli:coordinator",
+    "test": "coordinator.checks_cli:test",
     "worker": "worker.cli:worker",
     "keys": "coordinator.keys_cli:keys",
     "serve": "testserver.cli:serve",

@@ -111,3 +111,30 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("aborted"):
         lines.append(f"  aborted: {summary['aborted']}")
     return "\n".join(lines)
+
+
+def format_checks(summary: dict[str, Any]) -> str:
+    """A functional-mode result: one line per check, then the tally (and event figures)."""
+    lines = [f"{summary['mode']} checks (worker {summary.get('worker') or '-'})"]
+    checks = summary.get("checks", [])
+    for c in checks:
+        took = f"{c['duration'] * 1000:.1f} ms"
+        lines.append(f"  {c['status'].upper():<5} {c['name']:<40} {took:>10}  {c['reason']}")
+    tally = {s: sum(1 for c in checks if c["status"] == s) for s in ("pass", "fail", "skip")}
+    lines.append(f"  {tally['pass']} passed, {tally['fail']} failed, {tally['skip']} skipped")
+    if summary["mode"] == "event" and "total_expected" in summary:
+        lat = summary["latency_percentiles"]
+        lines += [
+            f"  Expected events: {summary['total_expected']}",
+            f"  Received events: {summary['total_received']}",
+            f"  Success rate:    {summary['success_rate']:.2f}%",
+            f"  duplicates {summary['duplicates']}, out of order {summary['out_of_order']}, "
+            f"delivery latency p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])}, max {ms(lat['max'])}",
+        ]
+        if summary["missing_count"]:
+            shown = summary["missing"][:20]
+            more = summary["missing_count"] - len(shown)
+            lines.append("  missing: " + ", ".join(shown) + (f" and {more} more" if more else ""))
+    if not summary.get("worker") or summary.get("lost_workers"):
+        lines.append("  the worker running the checks was lost")
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from common.spec import JobSpec
+from common.spec import JobSpec, Mode
 from coordinator.aggregate import RunAggregate
 from coordinator.local import LocalWorkers
 from coordinator.session import RunOutcome, Session, SessionOptions
@@ -57,7 +57,10 @@ async def run_load(
         if local_workers:
             local = LocalWorkers(session.endpoint, local_workers)
         await session.gather(abort=local.died if local else lambda: None)
-        outcome = await session.run(spec)
+        if spec.mode is Mode.LOAD:
+            outcome = await session.run(spec)
+        else:
+            outcome = await session.run_checks(spec, check_time_limit(spec))
         await session.dismiss()
         return outcome
     finally:
@@ -68,4 +71,9 @@ async def run_load(
         session.close()
 
 
-__all__ = ["run_load"]
+def check_time_limit(spec: JobSpec) -> float:
+    """How long a functional-mode job may take before the coordinator gives up on it."""
+    return 30.0 + spec.connect_timeout + 20 * spec.reply_timeout + spec.event_wait
+
+
+__all__ = ["check_time_limit", "run_load"]

@@ -82,8 +82,20 @@ class RunOutcome:
     lost_workers: list[str] = field(default_factory=list)
     aborted: str = ""
     interrupted: bool = False
+    mode: str = "load"
+    check_result: Result | None = None
+    check_worker: str = ""
 
     def summary(self) -> dict[str, Any]:
+        if self.mode != "load":
+            return {
+                "mode": self.mode,
+                "ok": bool(self.check_result and self.check_result.ok),
+                "worker": self.check_worker,
+                **(self.check_result.details if self.check_result else {}),
+                "lost_workers": list(self.lost_workers),
+                "interrupted": self.interrupted,
+            }
         out = self.aggregate.summary(self.elapsed)
         out["lost_workers"] = list(self.lost_workers)
         out["aborted"] = self.aborted
@@ -192,6 +204,27 @@ class Session:
             if not state.lost and agg.worker(worker_id).result is None:
                 self._lose(worker_id, outcome, "no result after stop")
         outcome.elapsed = max(0.0, min(time.time(), end_at) - start_at)
+        return outcome
+
+    async def run_checks(self, spec: JobSpec, limit: float) -> RunOutcome:
+        """Hand a functional-mode job to one worker and wait up to ``limit`` s for its result."""
+        worker_id = next(iter(self.workers))
+        job_id = uuid.uuid4().hex[:12]
+        self._job_id = job_id
+        agg = RunAggregate(time.time())
+        outcome = RunOutcome(agg, 0.0, self.workers, mode=spec.mode.value, check_worker=worker_id)
+        await self._send(
+            worker_id, Job(job_id, spec.to_dict(), spec.num_clients, 0, 0.0, time.time())
+        )
+        deadline = time.monotonic() + limit
+        while agg.worker(worker_id).result is None and not self.workers[worker_id].lost:
+            if time.monotonic() > deadline or self._stop_requested.is_set():
+                outcome.aborted = f"no result from {worker_id} within {limit:g} s"
+                break
+            await self._pump(wait=0.1, aggregate=agg)
+            self._check_liveness(outcome)
+        outcome.check_result = agg.worker(worker_id).result
+        outcome.interrupted = self._stop_requested.is_set()
         return outcome
 
     async def dismiss(self) -> None:

@@ -211,6 +211,9 @@ class ReferenceServer:
             }
             text = json.dumps(event)
             for conn in subscribers:
+                if self.policy.drops():
+                    self.stats.dropped += 1
+                    continue
                 delivered += await self._send(conn, text, "events_delivered")
         self.stats.events_published += count
         return web.json_response(

@@ -82,6 +82,10 @@ class FaultPolicy:
             return now + (f.stall_for - phase)
         return None
 
+    def drops(self) -> bool:
+        """Whether one event delivery is lost (``--drop-rate`` applies to events too)."""
+        return bool(self.faults.drop_rate) and self._rng.random() < self.faults.drop_rate
+
     def decide(self, received_at: float, nth_message: int) -> Decision:
         """Message number ``nth_message`` (1-based) of a connection arrived at ``received_at``."""
         f = self.faults

@@ -7,7 +7,8 @@ Definitions (each counted at the moment it happens on the socket):
 - ``messages_sent`` data frames sent on ``/ws``: ``echoes_sent`` + ``pongs_sent``
   + ``acks_sent`` + ``events_delivered``;
 - ``dropped`` received messages that got no reply on purpose (``--drop-rate``),
-  plus replies that could not be sent because the connection had closed;
+  event deliveries lost on purpose (the same flag), plus replies that could
+  not be sent because the connection had closed;
 - ``events_published`` events triggered through ``POST /api/events``;
 - ``bytes_received`` / ``bytes_sent`` payload bytes of those frames.
 

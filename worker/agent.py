@@ -43,7 +43,8 @@ from common.protocol import (
     decode,
     encode,
 )
-from common.spec import JobSpec, spec_from_dict
+from common.spec import JobSpec, Mode, spec_from_dict
+from worker.checks.runner import run_mode
 from worker.engine import Engine
 from worker.heartbeat import HeartbeatThread
 from worker.recorder import WindowBatch
@@ -199,6 +200,10 @@ class Agent:
         spec, problems = _checked_spec(job)
         if spec is None:
             await self._send(sock, Error("bad-job", "the job spec is invalid", problems))
+            return
+        if spec.mode is not Mode.LOAD:
+            ok, details = await run_mode(spec)
+            await self._send(sock, Result(job.job_id, ok, {}, {}, details))
             return
         queue: asyncio.Queue[WindowBatch | None] = asyncio.Queue()
         share = Share(

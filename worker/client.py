@@ -65,6 +65,8 @@ class WebSocketClient:
         self.connect_time: float | None = None
         self.messages_sent = 0
         self.messages_received = 0
+        #: the server's close frame (code, reason) after :meth:`disconnect`, if it sent one
+        self.close_received: tuple[int, str] | None = None
         self._ws: ClientConnection | None = None
 
     @property
@@ -112,6 +114,17 @@ class WebSocketClient:
         Text that parses as JSON comes back decoded; other text as str;
         binary frames as bytes.
         """
+        data = await self.receive_raw(timeout)
+        if isinstance(data, str):
+            try:
+                decoded: Message = json.loads(data)
+            except ValueError:
+                return data
+            return decoded
+        return data
+
+    async def receive_raw(self, timeout: float | None = 5.0) -> str | bytes | None:  # noqa: ASYNC109
+        """The next message exactly as it came (str for text, bytes for binary)."""
         ws = self._require()
         try:
             async with asyncio.timeout(timeout):
@@ -121,12 +134,6 @@ class WebSocketClient:
         except ConnectionClosed as exc:
             raise NotConnected(f"{self.client_id}: connection closed ({exc})") from None
         self.messages_received += 1
-        if isinstance(data, str):
-            try:
-                decoded: Message = json.loads(data)
-            except ValueError:
-                return data
-            return decoded
         return data
 
     async def ping(self, timeout: float = 5.0) -> float:  # noqa: ASYNC109
@@ -141,6 +148,8 @@ class WebSocketClient:
         """Close the connection with ``code`` (normal closure by default)."""
         if self._ws is not None:
             await self._ws.close(code, reason)
+            rcvd = self._ws.protocol.close_rcvd
+            self.close_received = (rcvd.code, rcvd.reason) if rcvd is not None else None
             self._ws = None
 
     @property

@@ -1,0 +1,139 @@
+"""``wsload test``: the original framework's one script for every kind of test.
+
+``wsload test --all`` runs the unit battery, the integration scenario, a load
+run and the event test in turn, each as a job of the coordinator (one worker
+for the checks, ``--workers`` for the load), and exits 1 if any of them
+failed, 2 if one could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import uvloop
+
+from common.spec import JobSpec, Mode, build_spec
+from coordinator.errors import CoordinatorError
+from coordinator.report import format_checks, format_summary
+from coordinator.runner import run_load
+from coordinator.session import RunOutcome, SessionOptions
+
+MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
+
+
+@click.command("test")
+@click.option("--all", "run_all", is_flag=True, help="Run unit, integration, load and event tests.")
+@click.option("--unit", is_flag=True, help="Conformance battery against --ws-url.")
+@click.option(
+    "--integration", is_flag=True, help="Scripted conversation (--scenario, or a JSON round trip)."
+)
+@click.option("--load", is_flag=True, help="A load run through the coordinator.")
+@click.option(
+    "--event", is_flag=True, help="Trigger events over --api-url, count them on --ws-url."
+)
+@click.option("--ws-url", help="WebSocket URL [env WS_URL; default ws://localhost:9000/ws].")
+@click.option("--api-url", help="HTTP API URL for event tests [env API_URL].")
+@click.option(
+    "--num-clients", "-c", type=int, help="Clients for load and event tests [env NUM_CLIENTS]."
+)
+@click.option("--duration", "-d", type=float, help="Load test seconds [env TEST_DURATION].")
+@click.option("--interval", type=float, help="Load test message interval [env MESSAGE_INTERVAL].")
+@click.option(
+    "--scenario", type=click.Path(dir_okay=False), help="TOML scenario: settings and [[steps]]."
+)
+@click.option(
+    "--subprotocol", "subprotocols", multiple=True, help="Subprotocol to offer and check."
+)
+@click.option("--reply-timeout", type=float, help="Seconds to wait for each reply (default 5).")
+@click.option("--connect-timeout", type=float, help="Seconds to open a connection (default 10).")
+@click.option(
+    "--event-name",
+    "event_names",
+    multiple=True,
+    help="Event name to subscribe and trigger (repeatable).",
+)
+@click.option("--event-count", type=int, help="Events triggered per name (default 5).")
+@click.option(
+    "--event-wait", type=float, help="Seconds to wait for deliveries after triggering (default 2)."
+)
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(1, 512),
+    help="Worker processes for --load (default: cores).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write every mode's results as JSON.",
+)
+def test(
+    run_all: bool,
+    unit: bool,
+    integration: bool,
+    load: bool,
+    event: bool,
+    json_path: str | None,
+    workers: int | None,
+    **fields: Any,
+) -> None:
+    """Test a WebSocket service: does it work (unit, integration, event), does it hold (load)?
+
+    \b
+    Examples:
+      wsload test --all --ws-url ws://localhost:9000/ws --api-url http://localhost:9000/api
+      wsload test --unit --integration --load --num-clients 10 --duration 30 --interval 0.2
+      wsload test --integration --scenario checkout.toml
+    """
+    chosen = [m for m, on in zip(MODES, (unit, integration, load, event), strict=True) if on]
+    if run_all:
+        chosen = list(MODES)
+    if not chosen:
+        raise click.UsageError("choose what to test: --all, --unit, --integration, --load, --event")
+    base = {k: v for k, v in fields.items() if v not in (None, ())}
+    scenario = base.pop("scenario", None)
+    specs = [build_spec(scenario=scenario, env=os.environ, **base, mode=m.value) for m in chosen]
+    results: dict[str, Any] = {}
+    failed: list[str] = []
+    for spec in specs:
+        outcome = _run(spec, workers)
+        summary = outcome.summary()
+        results[spec.mode.value] = summary
+        if spec.mode is Mode.LOAD:
+            click.echo(format_summary(summary))
+            ok = not (outcome.lost_workers or outcome.aborted) and summary["total_received"] > 0
+        else:
+            click.echo(format_checks(summary))
+            ok = bool(summary["ok"]) and not outcome.aborted
+        click.echo(f"== {spec.mode.value}: {'PASSED' if ok else 'FAILED'}\n")
+        if not ok:
+            failed.append(spec.mode.value)
+        if outcome.interrupted:
+            break
+    if json_path:
+        try:
+            Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+        except OSError as exc:
+            raise CoordinatorError(f"cannot write {json_path}: {exc.strerror}") from None
+    if failed:
+        click.echo(f"failed: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+def _run(spec: JobSpec, workers: int | None) -> RunOutcome:
+    local = 1 if spec.mode is not Mode.LOAD else (workers or len(os.sched_getaffinity(0)))
+    api = f" (api {spec.api_url})" if spec.mode is Mode.EVENT else ""
+    click.echo(f"== {spec.mode.value}: {spec.ws_url}{api}")
+
+    def log(text: str) -> None:
+        if "joined" not in text:
+            click.echo(f"wsload: {text}", err=True)
+
+    options = SessionOptions(expect_workers=local)
+    return uvloop.run(run_load(spec, local_workers=local, options=options, on_log=log))

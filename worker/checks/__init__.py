@@ -1,0 +1,1 @@
+"""The functional modes (unit, integration, event), run as single-worker jobs."""
