@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from common.errors import SpecError
+from common.thresholds import ThresholdError, parse_threshold
 
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"
@@ -151,8 +152,10 @@ class JobSpec:
             if not _TOKEN.match(proto):
                 out.append(f"subprotocols: {proto!r} is not a valid subprotocol token")
         for expr in self.thresholds:
-            if not expr.strip():
-                out.append("thresholds: empty threshold expression")
+            try:
+                parse_threshold(expr)
+            except ThresholdError as exc:
+                out.append(str(exc))
         out += _int_problems("event_count", self.event_count, 1, 10_000)
         out += _number_problems("event_wait", self.event_wait, MAX_TIMEOUT, allow_zero=True)
         if not self.event_names or any(not n.strip() for n in self.event_names):

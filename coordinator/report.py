@@ -108,6 +108,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if summary.get("lost_workers"):
         lines.append(f"  lost workers: {', '.join(summary['lost_workers'])}")
+    if summary.get("thresholds"):
+        lines.append("")
+        lines.append("  threshold                       measured          result")
+        for t in summary["thresholds"]:
+            verdict = "PASS" if t["passed"] else "FAIL"
+            lines.append(f"  {t['threshold']:<30} {t['shown']:>16}    {verdict}")
     if summary.get("aborted"):
         lines.append(f"  aborted: {summary['aborted']}")
     return "\n".join(lines)

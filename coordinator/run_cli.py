@@ -10,11 +10,9 @@ lost), 2 it could not run, 130 interrupted.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,8 +22,9 @@ import uvloop
 from common.curve import coordinator_keys
 from common.errors import WsloadError
 from common.spec import JobSpec, build_spec
+from common.thresholds import evaluate
 from coordinator.demo import DemoServer
-from coordinator.errors import CoordinatorError
+from coordinator.outputs import write_csv, write_json, write_junit
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
@@ -122,6 +121,26 @@ def _load_options(func: F) -> F:
             type=click.Path(dir_okay=False, writable=True),
             help="Write the summary as JSON here.",
         ),
+        click.option(
+            "--csv",
+            "csv_path",
+            type=click.Path(dir_okay=False),
+            help="Write one row per second (time, clients, sent, received, errors, p50/p95/p99).",
+        ),
+        click.option(
+            "--junit",
+            "junit_path",
+            type=click.Path(dir_okay=False),
+            help="Write thresholds as JUnit test cases (for CI systems).",
+        ),
+        click.option(
+            "--threshold",
+            "thresholds",
+            multiple=True,
+            metavar="EXPR",
+            help="Pass/fail rule, repeatable: p99<50ms, success_rate>=99.9, error_rate<0.1%, "
+            "connect_p99<200ms, rps>=1000, timeouts==0. A failed one makes the exit code 1.",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the summary."),
         click.option(
             "--on-worker-loss",
@@ -147,10 +166,11 @@ def _spec(params: dict[str, Any]) -> JobSpec:
     flags = {k: v for k, v in params.items() if v is not None}
     if headers:
         flags["headers"] = tuple(headers)
-    if params.get("subprotocols"):
-        flags["subprotocols"] = tuple(params["subprotocols"])
-    else:
-        flags.pop("subprotocols", None)
+    for name in ("subprotocols", "thresholds"):  # multiple options: given means non-empty
+        if params.get(name):
+            flags[name] = tuple(params[name])
+        else:
+            flags.pop(name, None)
     if no_reconnect:
         flags["reconnect"] = False
     scenario = flags.pop("scenario", None)
@@ -159,25 +179,32 @@ def _spec(params: dict[str, Any]) -> JobSpec:
 
 def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate the job's fields from the run's own options."""
-    run_keys = ("json_path", "quiet", "on_worker_loss", "workers", "demo", "bind", "expect_workers")
+    run_keys = (
+        *("json_path", "csv_path", "junit_path", "quiet", "on_worker_loss", "workers"),
+        *("demo", "bind", "expect_workers"),
+    )
     run = {k: params.pop(k) for k in run_keys if k in params}
     run |= {k: params.pop(k) for k in ("insecure", "worker_wait", "keys_dir") if k in params}
     return params, run
 
 
-def _finish(outcome: RunOutcome, run: dict[str, Any], note: str = "") -> None:
+def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str = "") -> None:
+    """Print and write the results; exit 130 interrupted, 1 degraded or a threshold failed."""
     summary = outcome.summary()
+    summary["thresholds"] = evaluate(spec.thresholds, summary)
     click.echo(format_summary(summary))
     if note:
         click.echo(note)
     if run.get("json_path"):
-        try:
-            Path(run["json_path"]).write_text(json.dumps(summary, indent=2) + "\n")
-        except OSError as exc:
-            raise CoordinatorError(f"cannot write {run['json_path']}: {exc.strerror}") from None
+        write_json(run["json_path"], summary)
+    if run.get("csv_path"):
+        write_csv(run["csv_path"], outcome.aggregate.time_series())
+    if run.get("junit_path"):
+        write_junit(run["junit_path"], {"load": summary})
     if outcome.interrupted:
         sys.exit(EXIT_INTERRUPTED)
-    if outcome.lost_workers or outcome.aborted:
+    failed = any(not t["passed"] for t in summary["thresholds"])
+    if outcome.lost_workers or outcome.aborted or failed:
         sys.exit(EXIT_DEGRADED)
 
 
@@ -245,7 +272,7 @@ def run(**params: Any) -> None:
                 f"  the reference server itself counted: {s['messages_received']} received, "
                 f"{s['messages_sent']} sent, {s['connections_opened']} connections"
             )
-    _finish(outcome, run_opts, note)
+    _finish(spec, outcome, run_opts, note)
 
 
 @click.command()
@@ -292,7 +319,7 @@ def coordinator(**params: Any) -> None:
         worker_wait=run_opts["worker_wait"],
         on_worker_loss=run_opts["on_worker_loss"],
     )
-    _finish(_execute(spec, run_opts, 0, opts), run_opts)
+    _finish(spec, _execute(spec, run_opts, 0, opts), run_opts)
 
 
 def _check_bind(endpoint: str, allowed: bool) -> None:
