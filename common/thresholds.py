@@ -82,10 +82,11 @@ class Threshold:
             value = summary[section] if not key else summary[section][key]
             return float(value)
         sent = summary.get("total_sent", 0)
-        if m == "success_rate":
-            return float(summary["success_rate"]) if sent else 0.0
+        unanswered = sent - summary.get("total_received", 0)
+        if m == "success_rate":  # from the counts: 100 - x in floats is not exact
+            return 100.0 * (sent - unanswered) / sent if sent else 0.0
         if m == "error_rate":
-            return 100.0 - float(summary["success_rate"]) if sent else 0.0
+            return 100.0 * unanswered / sent if sent else 0.0
         if m == "rps":
             return float(summary["throughput"])
         if m == "timeouts":

@@ -1,0 +1,110 @@
+"""Threshold grammar and evaluation; CSV and JUnit writers. No sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from common.thresholds import ThresholdError, evaluate, parse_threshold
+from coordinator.outputs import CSV_COLUMNS, csv_text, junit_text
+
+SUMMARY: dict[str, Any] = {
+    "total_sent": 1000,
+    "total_received": 999,
+    "success_rate": 99.9,
+    "avg_latency": 0.004,
+    "latency_percentiles": {"p50": 0.003, "p90": 0.01, "p95": 0.02, "p99": 0.049, "p99.9": 0.08,
+                            "max": 0.1},
+    "service_time_percentiles": {"p50": 0.002, "p90": 0.0, "p95": 0.0, "p99": 0.01, "p99.9": 0.0,
+                                 "max": 0.0},
+    "connect_time_percentiles": {"p50": 0.001, "p90": 0.0, "p95": 0.0, "p99": 0.15, "p99.9": 0.0,
+                                 "max": 0.2},
+    "throughput": 1500.0,
+    "timed_out": 1,
+    "errors": {"refused": 2, "http_503": 1},
+    "counters": {"connect_failures": 3},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("expr", "passed"),
+    [
+        ("p99<50ms", True),
+        ("p99 < 49ms", False),
+        ("p99<=49ms", True),
+        ("p95<=20000us", True),
+        ("max<0.1s", False),
+        ("avg<5ms", True),
+        ("service_p99<10ms", False),
+        ("connect_p99<200ms", True),
+        ("success_rate>=99.9", True),
+        ("success_rate>99.9%", False),
+        ("error_rate<0.1%", False),
+        ("error_rate<=0.1", True),
+        ("rps>=1000", True),
+        ("timeouts==0", False),
+        ("errors<5", True),
+        ("connect_failures==3", True),
+    ],
+)
+def test_evaluation(expr: str, passed: bool) -> None:
+    (result,) = evaluate([expr], SUMMARY)
+    assert result["passed"] is passed, result
+
+
+@pytest.mark.parametrize(
+    ("expr", "needle"),
+    [
+        ("p99", "expected METRIC OP VALUE"),
+        ("p99<fast", "expected METRIC OP VALUE"),
+        ("p98<5ms", "unknown metric 'p98'"),
+        ("p99<50", "p99 needs a time unit: us, ms or s"),
+        ("p99<50%", "p99 needs a time unit"),
+        ("success_rate>=99ms", "success_rate is a percentage"),
+        ("success_rate>=101", "cannot exceed 100"),
+        ("rps>=10ms", "rps takes a plain number"),
+        ("p99=<5ms", "expected METRIC OP VALUE"),
+    ],
+)
+def test_bad_expressions_are_named(expr: str, needle: str) -> None:
+    with pytest.raises(ThresholdError) as info:
+        parse_threshold(expr)
+    assert needle in str(info.value)
+    assert repr(expr) in str(info.value)
+
+
+def test_empty_run_has_no_success() -> None:
+    empty = dict(SUMMARY, total_sent=0, success_rate=0.0)
+    assert not evaluate(["success_rate>=99"], empty)[0]["passed"]
+    assert evaluate(["error_rate<1"], empty)[0]["passed"]
+
+
+def test_csv_rows() -> None:
+    series = [
+        {"second": 0, "sent": 10, "received": 9, "clients_connected": 5, "errors": {"x": 1},
+         "p50": 0.001, "p95": 0.002, "p99": 0.003},
+        {"second": 1, "sent": 10, "received": 10, "clients_connected": -2, "errors": {}},
+    ]  # fmt: skip
+    lines = csv_text(series).splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    assert lines[1] == "1,5,10,9,1,1.000,2.000,3.000"
+    assert lines[2] == "2,3,10,10,0,0.000,0.000,0.000"
+
+
+def test_junit_document() -> None:
+    summary = {
+        "thresholds": evaluate(["p99<50ms", "timeouts==0"], SUMMARY),
+        "checks": [
+            {"name": "echo", "status": "pass", "reason": "", "duration": 0.01},
+            {"name": "ping", "status": "fail", "reason": "no pong", "duration": 5.0},
+            {"name": "proto", "status": "skip", "reason": "not asked", "duration": 0.0},
+        ],
+    }
+    root = ET.fromstring(junit_text({"load": summary}))
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "2", "1")
+    failures = [c.get("name") for c in suite if c.find("failure") is not None]
+    assert failures == ["timeouts==0", "ping"]
