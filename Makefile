@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo bench load-distributed clean
+.PHONY: install test lint typecheck pytest demo smoke bench load-distributed clean
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ test: lint typecheck pytest
 # The main job on a fresh machine: reference server + local workers + a real load.
 demo: $(STAMP)
 	$(BIN)/wsload run --demo --num-clients 50 --duration 10 --interval 0.1
+
+# CI smoke load: reference server, 2 local workers, 10 s, thresholds, JUnit report.
+SMOKE_THRESHOLDS := --threshold 'success_rate>=99.9' --threshold 'p99<250ms' --threshold 'timeouts==0'
+smoke: $(STAMP)
+	$(BIN)/wsload run --demo --workers 2 --num-clients 20 --duration 10 --interval 0.05 \
+	    $(SMOKE_THRESHOLDS) --junit smoke-junit.xml --json smoke-summary.json --quiet
 
 bench: $(STAMP)
 	@for script in bench/*_bench.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
