@@ -263,6 +263,25 @@ class Error(Message):
     details: list[str] = field(default_factory=list)
 
 
+#: The counters a worker reports in ``samples`` and ``result`` messages.
+#: Run-level accounting: ``sent = received + timed_out + lost + unanswered``;
+#: ``late`` replies match nothing in flight; ``clients_connected`` is a gauge.
+SAMPLE_COUNTERS = (
+    "sent",
+    "received",
+    "timed_out",
+    "lost",
+    "unanswered",
+    "late",
+    "bytes_sent",
+    "bytes_received",
+    "connects",
+    "connect_failures",
+    "reconnects",
+    "disconnects",
+    "clients_connected",
+)
+
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
     cls.KIND: cls
     for cls in (Hello, Welcome, Refuse, Heartbeat, Job, Samples, Result, Stop, Bye, Error)
@@ -341,6 +360,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
+    "SAMPLE_COUNTERS",
     "Bye",
     "Error",
     "Heartbeat",

@@ -20,25 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.histogram import LatencyHistogram
-from common.protocol import Result, Samples
+from common.protocol import SAMPLE_COUNTERS, Result, Samples
 
 #: Seconds of per-second histograms kept open for late windows.
 OPEN_SECONDS = 5
-COUNTER_NAMES = (
-    "sent",
-    "received",
-    "timed_out",
-    "lost",
-    "unanswered",
-    "late",
-    "bytes_sent",
-    "bytes_received",
-    "connects",
-    "connect_failures",
-    "reconnects",
-    "disconnects",
-    "clients_connected",
-)
 
 
 @dataclass
@@ -137,7 +122,7 @@ class RunAggregate:
         self.worker(worker_id).lost = True
 
     def totals(self) -> dict[str, int]:
-        out = dict.fromkeys(COUNTER_NAMES, 0)
+        out = dict.fromkeys(SAMPLE_COUNTERS, 0)
         for w in self.workers.values():
             _add(out, w.counters)
         return out

@@ -25,6 +25,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from common.spec import JobSpec
 from worker.connect import ConnectOptions, open_connection
 from worker.errors import ConnectFailed, WorkerError
 
@@ -68,6 +69,13 @@ class WebSocketClient:
         #: the server's close frame (code, reason) after :meth:`disconnect`, if it sent one
         self.close_received: tuple[int, str] | None = None
         self._ws: ClientConnection | None = None
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec, client_id: str) -> WebSocketClient:
+        """A client connecting as a job spec says (URL, headers, subprotocols, TLS)."""
+        client = cls(spec.ws_url, client_id)
+        client.options = ConnectOptions.from_spec(spec, ping_interval=20.0)
+        return client
 
     @property
     def connected(self) -> bool:

@@ -14,12 +14,14 @@ import errno
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
 from common import __version__
+from common.spec import JobSpec
 from worker.errors import ConnectFailed, ConnectionRefused, HandshakeRejected, TLSFailed
 
 USER_AGENT = f"wsload/{__version__}"
@@ -39,6 +41,19 @@ class ConnectOptions:
     tls_insecure: bool = False
     #: keepalive pings; off for load (they would add traffic nobody asked for)
     ping_interval: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec, **overrides: Any) -> ConnectOptions:
+        """The options a job spec asks for (headers, subprotocols, TLS, timeouts)."""
+        fields: dict[str, Any] = {
+            "headers": spec.headers,
+            "subprotocols": spec.subprotocols,
+            "timeout": spec.connect_timeout,
+            "compression": spec.compression,
+            "ca_file": spec.ca_file,
+            "tls_insecure": spec.tls_insecure,
+        }
+        return cls(**(fields | overrides))
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for ``wss://`` URLs (built once per population)."""

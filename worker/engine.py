@@ -118,14 +118,7 @@ class Engine:
         self._template = PayloadTemplate(spec.payload, spec.payload_size)
         self._id_re = id_pattern(spec.id_field)
         self._period = send_period(spec.interval, self.share)
-        self._options = ConnectOptions(
-            headers=spec.headers,
-            subprotocols=spec.subprotocols,
-            timeout=spec.connect_timeout,
-            compression=spec.compression,
-            ca_file=spec.ca_file,
-            tls_insecure=spec.tls_insecure,
-        )
+        self._options = ConnectOptions.from_spec(spec)
         self._ssl = self._options.ssl_context() if spec.ws_url.startswith("wss:") else None
         self._phase = Phase.RUNNING
         self._conns: dict[int, _Conn] = {}

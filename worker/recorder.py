@@ -19,21 +19,9 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 
-COUNTERS = (
-    "sent",
-    "received",
-    "timed_out",
-    "lost",
-    "unanswered",
-    "late",
-    "bytes_sent",
-    "bytes_received",
-    "connects",
-    "connect_failures",
-    "reconnects",
-    "disconnects",
-    "clients_connected",
-)
+from common.protocol import SAMPLE_COUNTERS
+
+COUNTERS = SAMPLE_COUNTERS
 
 _LITTLE = sys.byteorder == "little"
 

@@ -52,15 +52,7 @@ class EventTest:
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
         self.clients = [
-            WebSocketClient(
-                spec.ws_url,
-                f"event-client-{i}",
-                headers=dict(spec.headers),
-                connect_timeout=spec.connect_timeout,
-                ca_file=spec.ca_file or None,
-                tls_insecure=spec.tls_insecure,
-            )
-            for i in range(spec.num_clients)
+            WebSocketClient.from_spec(spec, f"event-client-{i}") for i in range(spec.num_clients)
         ]
         self.deliveries = [Deliveries() for _ in self.clients]
         self.triggered_at: dict[str, float] = {}

@@ -174,15 +174,7 @@ class Conversation:
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
         self.seq = 0
-        self.client = WebSocketClient(
-            spec.ws_url,
-            "wsload-integration",
-            headers=dict(spec.headers),
-            subprotocols=list(spec.subprotocols),
-            connect_timeout=spec.connect_timeout,
-            ca_file=spec.ca_file or None,
-            tls_insecure=spec.tls_insecure,
-        )
+        self.client = WebSocketClient.from_spec(spec, "wsload-integration")
 
     async def run(self) -> list[CheckResult]:
         try:

@@ -39,17 +39,9 @@ class UnitBattery:
         self.timeout = spec.reply_timeout
         self.echoes: bool | None = None
 
-    def _client(self, **kwargs: object) -> WebSocketClient:
-        spec = self.spec
-        return WebSocketClient(
-            spec.ws_url,
-            "wsload-unit",
-            headers=dict(spec.headers),
-            connect_timeout=spec.connect_timeout,
-            ca_file=spec.ca_file or None,
-            tls_insecure=spec.tls_insecure,
-            **kwargs,  # type: ignore[arg-type]
-        )
+    def _client(self) -> WebSocketClient:
+        """A client as the spec says; it offers the spec's subprotocols, if any."""
+        return WebSocketClient.from_spec(self.spec, "wsload-unit")
 
     async def run(self) -> list[CheckResult]:
         checks: list[tuple[str, Callable[[], Awaitable[str | None]]]] = [
@@ -143,7 +135,7 @@ class UnitBattery:
         offered = list(self.spec.subprotocols)
         if not offered:
             raise Skip("no subprotocol asked for (--subprotocol)")
-        async with self._client(subprotocols=offered) as client:
+        async with self._client() as client:
             chosen = client.subprotocol
         if chosen not in offered:
             raise Fail(f"offered {offered}, server chose {chosen!r}")
