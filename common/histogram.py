@@ -194,7 +194,7 @@ class LatencyHistogram:
             return 0
         if percentile >= 100.0:
             return self._max
-        rank = max(1, math.ceil(max(0.0, percentile) / 100.0 * self.count))
+        rank = _rank(percentile, self.count)
         index = int(np.searchsorted(np.cumsum(self.counts), rank))
         return min(highest_equivalent(index), self._max)
 
@@ -208,7 +208,7 @@ class LatencyHistogram:
             if p >= 100.0:
                 out[name] = self._max
                 continue
-            rank = max(1, math.ceil(p / 100.0 * self.count))
+            rank = _rank(p, self.count)
             index = int(np.searchsorted(cumulative, rank))
             out[name] = min(highest_equivalent(index), self._max)
         return out
@@ -280,6 +280,12 @@ class LatencyHistogram:
         out.counts[index] = values.astype(np.int64)
         out.count, out._min, out._max, out._sum, out.clamped = count, low, high, total, clamped
         return out
+
+
+def _rank(percentile: float, count: int) -> int:
+    """``ceil(percentile / 100 * count)``, at least 1, without float noise (99.9% of 20000
+    is 19980, not the 19980.000000000004 the naive product gives)."""
+    return max(1, math.ceil(round(max(0.0, percentile) / 100.0 * count, 9)))
 
 
 def pack_samples(values: Iterable[int]) -> bytes:

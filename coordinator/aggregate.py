@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import hdrlog
 from common.histogram import LatencyHistogram
 from common.protocol import SAMPLE_COUNTERS, Result, Samples
 
@@ -57,11 +58,14 @@ class SecondStats:
     errors: dict[str, int] = field(default_factory=dict)
     latency: LatencyHistogram | None = field(default_factory=LatencyHistogram)
     percentiles: dict[str, float] = field(default_factory=dict)
+    #: (max µs, HdrHistogram-encoded) once closed, for the .hlog export
+    encoded: tuple[int, str] = (0, "")
 
     def close(self) -> None:
-        """Keep the percentiles, free the histogram."""
+        """Keep the percentiles and the encoded histogram, free the counts."""
         if self.latency is not None:
             self.percentiles = _percentiles_seconds(self.latency)
+            self.encoded = (self.latency.max, hdrlog.encode(self.latency))
             self.latency = None
 
 
@@ -142,6 +146,13 @@ class RunAggregate:
             )
             rows.append({"second": second, **stats.counters, "errors": dict(stats.errors), **pct})
         return rows
+
+    def hlog_text(self) -> str:
+        """Per-second latency histograms in the HdrHistogram log format."""
+        for stats in self.seconds.values():
+            stats.close()
+        intervals = [(float(s), 1.0, *self.seconds[s].encoded) for s in sorted(self.seconds)]
+        return hdrlog.log_text(intervals, self.started_at)
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         """The final figures, with the original framework's keys first."""

@@ -56,6 +56,10 @@ def write_csv(path: str, series: list[dict[str, Any]]) -> None:
     _write(path, csv_text(series))
 
 
+def write_text(path: str, text: str) -> None:
+    _write(path, text)
+
+
 def junit_text(suites: dict[str, dict[str, Any]]) -> str:
     """A JUnit document: thresholds and functional checks as test cases, per mode."""
     root = ET.Element("testsuites", name="wsload")
@@ -112,4 +116,5 @@ __all__ = [
     "write_csv",
     "write_json",
     "write_junit",
+    "write_text",
 ]

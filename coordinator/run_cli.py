@@ -24,7 +24,7 @@ from common.errors import WsloadError
 from common.spec import JobSpec, build_spec
 from common.thresholds import evaluate
 from coordinator.demo import DemoServer
-from coordinator.outputs import write_csv, write_json, write_junit
+from coordinator.outputs import write_csv, write_json, write_junit, write_text
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
@@ -134,6 +134,12 @@ def _load_options(func: F) -> F:
             help="Write thresholds as JUnit test cases (for CI systems).",
         ),
         click.option(
+            "--hdr",
+            "hdr_path",
+            type=click.Path(dir_okay=False),
+            help="Write per-second latency histograms in the HdrHistogram log format (.hlog).",
+        ),
+        click.option(
             "--threshold",
             "thresholds",
             multiple=True,
@@ -180,7 +186,8 @@ def _spec(params: dict[str, Any]) -> JobSpec:
 def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate the job's fields from the run's own options."""
     run_keys = (
-        *("json_path", "csv_path", "junit_path", "quiet", "on_worker_loss", "workers"),
+        *("json_path", "csv_path", "junit_path", "hdr_path", "quiet", "on_worker_loss"),
+        "workers",
         *("demo", "bind", "expect_workers"),
     )
     run = {k: params.pop(k) for k in run_keys if k in params}
@@ -201,6 +208,8 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
         write_csv(run["csv_path"], outcome.aggregate.time_series())
     if run.get("junit_path"):
         write_junit(run["junit_path"], {"load": summary})
+    if run.get("hdr_path"):
+        write_text(run["hdr_path"], outcome.aggregate.hlog_text())
     if outcome.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     failed = any(not t["passed"] for t in summary["thresholds"])
