@@ -1,4 +1,11 @@
-"""``wsload serve``: run the reference test server until Ctrl-C or SIGTERM."""
+"""``wsload serve``: run the reference test server until Ctrl-C or SIGTERM.
+
+A thin shell: flags become :class:`testserver.faults.Faults`, checked before
+anything binds; the server is :class:`testserver.app.ReferenceServer`. Its
+only stdout output is the one URL line scripts and tests wait for (with the
+real port when ``--port 0``). Bad flags and unusable addresses end with one
+line on stderr and exit code 2; a signal ends it with exit code 0.
+"""
 
 from __future__ import annotations
 
@@ -6,70 +13,95 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import click
-import uvloop
 from aiohttp import web
 
-from testserver.app import ReferenceServer
-from testserver.faults import Faults
+from testserver.app import CLOSE_TIMEOUT, ReferenceServer
+from testserver.faults import MAX_DELAY, MAX_STALL_PERIOD, Faults
 
 EXIT_BAD_INPUT = 2
 
 
-def _url_host(host: str) -> str:
+def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Accept ``::1`` and ``[::1]`` alike; refuse an empty host (it would mean every address)."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise click.BadParameter("must not be empty (use 0.0.0.0 or :: to listen everywhere)")
+    return host
+
+
+def url_host(host: str) -> str:
+    """``host`` as it appears in a URL: IPv6 addresses in brackets."""
     return f"[{host}]" if ":" in host else host
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=_host,
+    help="Address to listen on. Loopback by default; 0.0.0.0 or :: exposes the server.",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
     default=9000,
     show_default=True,
-    help="Port to listen on; 0 picks a free one (the printed line tells which).",
+    help="Port to listen on; 0 picks a free one (the printed URL line tells which).",
 )
 @click.option(
     "--delay",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_DELAY * 1000),
     default=0.0,
     metavar="MS",
-    help="Send every reply MS milliseconds after its message arrived (order kept).",
+    help="Send every reply MS milliseconds after its message arrived; replies keep their order.",
 )
 @click.option(
     "--stall-every",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, MAX_STALL_PERIOD),
     default=0.0,
     metavar="S",
-    help="Every S seconds, hold all replies for --stall-for seconds.",
+    help="Stall every S seconds: for --stall-for seconds, hold all replies, then release them.",
 )
 @click.option(
     "--stall-for",
     type=click.FloatRange(min=0),
     default=0.0,
     metavar="S",
-    help="Length of each stall, seconds (below --stall-every).",
+    help="Length of each stall in seconds; above 0 and below --stall-every.",
 )
 @click.option(
     "--drop-rate",
     type=click.FloatRange(0.0, 1.0),
     default=0.0,
     metavar="P",
-    help="Probability that a message gets no reply at all.",
+    help="Probability (0..1) that a message is lost: a received one gets no reply and has no "
+    "effect (a dropped subscribe subscribes to nothing); an event is not delivered.",
 )
 @click.option(
     "--close-after",
     type=click.IntRange(min=0),
     default=0,
     metavar="N",
-    help="Close each connection (code 1000) after it has sent N messages.",
+    help="Close each connection (code 1000, reason close-after) once it has sent N messages; "
+    "0 never closes.",
 )
-@click.option("--seed", type=int, default=None, help="Seed for --drop-rate, to reproduce a run.")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed the random source of --drop-rate, so a run's drops can be reproduced.",
+)
 @click.option(
     "--reuse-port",
     is_flag=True,
-    help="Share the port with other servers started the same way (SO_REUSEPORT), for benches.",
+    help="Let several servers share the port (SO_REUSEPORT), e.g. one per core for benches.",
 )
 def serve(
     host: str,
@@ -82,34 +114,60 @@ def serve(
     seed: int | None,
     reuse_port: bool,
 ) -> None:
-    """Run the reference WebSocket test server (echo, events, stats, faults).
+    """Run the reference WebSocket test server: echo, events, stats, fault injection.
 
     \b
-    Endpoints:
-      ws://HOST:PORT/ws           echo; {"type":"ping"} -> pong; {"type":"subscribe","events":[..]}
-      POST /api/events            {"event": NAME, "data": ..., "count": N} to subscribers
-      GET  /api/health, /api/stats    POST /api/stats/reset
+    WebSocket  ws://HOST:PORT/ws
+      text and binary frames are echoed unchanged
+      {"type": "ping"}                        -> {"type": "pong"}
+      {"type": "subscribe", "events": [...]}  -> {"type": "subscribed", ...}
+    HTTP       http://HOST:PORT/api
+      POST /api/events   {"event": NAME, "data": ..., "count": N} to NAME's subscribers
+      GET  /api/health   GET /api/stats   POST /api/stats/reset
+
+    Prints one line, "wsload test server listening on ws://... api http://...",
+    and runs until Ctrl-C or SIGTERM.
     """
     faults = Faults(delay / 1000.0, stall_every, stall_for, drop_rate, close_after)
     problems = faults.problems()
     if problems:
         raise click.UsageError("; ".join(problems))
-    sys.exit(uvloop.run(_serve(ReferenceServer(faults, seed), host, port, reuse_port)))
+    server = ReferenceServer(faults, seed)
+    sys.exit(_run(_serve(server, host, port, reuse_port)))
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is a dependency, except on Windows)."""
+    try:
+        import uvloop  # optional: not installed on Windows
+    except ImportError:
+        return asyncio.run(main)
+    result: int = uvloop.run(main)
+    return result
+
+
+def _os_reason(exc: OSError) -> str:
+    """``address already in use`` rather than the loop's wordier wrapping of it."""
+    if exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    return (exc.strerror or str(exc)).lower()  # e.g. a getaddrinfo error (negative codes)
 
 
 async def _serve(server: ReferenceServer, host: str, port: int, reuse_port: bool) -> int:
-    runner = web.AppRunner(server.app(), handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        server.app(), handle_signals=False, access_log=None, shutdown_timeout=CLOSE_TIMEOUT
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
-        click.echo(f"wsload serve: cannot listen on {host}:{port}: {reason}", err=True)
+        reason = _os_reason(exc)
+        click.echo(f"wsload serve: cannot bind {url_host(host)}:{port}: {reason}", err=True)
         return EXIT_BAD_INPUT
     bound = runner.addresses[0][1] if runner.addresses else port
-    base = f"{_url_host(host)}:{bound}"
+    base = f"{url_host(host)}:{bound}"
     click.echo(f"wsload test server listening on ws://{base}/ws api http://{base}/api")
     sys.stdout.flush()
     stop = asyncio.Event()
@@ -121,3 +179,6 @@ async def _serve(server: ReferenceServer, host: str, port: int, reuse_port: bool
     finally:
         await runner.cleanup()
     return 0
+
+
+__all__ = ["serve", "url_host"]

@@ -3,62 +3,107 @@
 The server asks :class:`FaultPolicy` about every message it receives; the
 policy answers with the time the reply may go out (or None to drop it) and
 whether the connection must be closed after it. Times are plain floats on
-the server's monotonic clock, randomness comes from a seeded ``Random``, so
-every decision is testable without a socket.
+the server's monotonic clock and randomness comes from a seeded
+:class:`random.Random`, so every decision is testable without a socket or an
+event loop, and the asyncio layer (:mod:`testserver.connection`) only waits
+and moves bytes.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from common.errors import WsloadError
 
+#: Upper bounds that keep every due time a finite, sleepable float.
+MAX_DELAY = 3600.0  # seconds
+MAX_STALL_PERIOD = 86400.0  # seconds
+
 
 class FaultConfigError(WsloadError):
-    """Fault flags that contradict each other."""
+    """Fault flags that contradict each other or are out of range."""
 
 
 @dataclass(frozen=True)
 class Faults:
-    """The server's fault flags; all off by default."""
+    """The server's fault flags, in seconds; all off by default.
 
-    delay: float = 0.0  # seconds added to every reply
-    stall_every: float = 0.0  # period of stalls, seconds (0 = none)
-    stall_for: float = 0.0  # length of each stall, seconds
-    drop_rate: float = 0.0  # probability a message gets no reply
-    close_after: int = 0  # close a connection after this many messages (0 = never)
+    ``delay``: every reply goes out this long after its message arrived.
+    ``stall_every``/``stall_for``: the first ``stall_for`` seconds of every
+    ``stall_every``-second period (counted from the server's start) hold all
+    replies; they leave when the stall ends. ``drop_rate``: probability that a
+    received message is lost (no reply, no effect), and that one event
+    delivery is lost. ``close_after``: close a connection once it has sent
+    this many messages (0 = never). Delay and stalls apply to replies only;
+    events go out when published.
+    """
+
+    delay: float = 0.0
+    stall_every: float = 0.0
+    stall_for: float = 0.0
+    drop_rate: float = 0.0
+    close_after: int = 0
+
+    @property
+    def holds_replies(self) -> bool:
+        """True when replies may wait (delay or stalls), so they need a queue."""
+        return bool(self.delay or self.stall_every)
 
     def problems(self) -> list[str]:
-        out = []
-        if self.delay < 0:
-            out.append(f"--delay must be zero or more, got {self.delay * 1000:g}")
-        if not 0.0 <= self.drop_rate <= 1.0:
+        """Every reason these flags cannot run, one line each (empty when fine)."""
+        out: list[str] = []
+        if not (math.isfinite(self.delay) and 0 <= self.delay <= MAX_DELAY):
+            out.append(f"--delay must be 0..{MAX_DELAY * 1000:.0f} ms, got {self.delay * 1000:g}")
+        if not (math.isfinite(self.drop_rate) and 0.0 <= self.drop_rate <= 1.0):
             out.append(f"--drop-rate must be between 0 and 1, got {self.drop_rate:g}")
         if self.close_after < 0:
             out.append(f"--close-after must be zero or more, got {self.close_after}")
-        if self.stall_for and not self.stall_every:
-            out.append("--stall-for needs --stall-every")
-        if self.stall_every < 0 or self.stall_for < 0:
-            out.append("--stall-every and --stall-for must be zero or more")
-        elif self.stall_every and not 0 < self.stall_for < self.stall_every:
+        every, length = self.stall_every, self.stall_for
+        if not (math.isfinite(every) and 0 <= every <= MAX_STALL_PERIOD):
+            out.append(f"--stall-every must be 0..{MAX_STALL_PERIOD:g} s, got {every:g}")
+        elif not (math.isfinite(length) and length >= 0):
+            out.append(f"--stall-for must be zero or more, got {length:g}")
+        elif length and not every:
+            out.append("--stall-for needs --stall-every (the period the stalls repeat with)")
+        elif every and not 0 < length < every:
             out.append(
-                f"--stall-for ({self.stall_for:g}) must be above 0 and below "
-                f"--stall-every ({self.stall_every:g})"
+                f"--stall-every needs a --stall-for above 0 and below it, "
+                f"got --stall-for {length:g} with --stall-every {every:g}"
             )
         return out
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one received message."""
+    """What to do with one received message.
 
-    reply_at: float | None  # None: drop it
-    close_after_reply: bool
+    ``reply_at`` is the monotonic time its reply may be sent, or None when the
+    message is dropped; ``close`` says the connection closes (code 1000,
+    reason ``close-after``) right after that reply, or right away if dropped.
+    """
+
+    reply_at: float | None
+    close: bool
+
+    @property
+    def dropped(self) -> bool:
+        return self.reply_at is None
 
 
 class FaultPolicy:
-    """Decides, per received message, when its reply is due and whether to close."""
+    """Decides, per received message, when its reply is due and whether to close.
+
+    Due times never decrease for increasing arrival times (a stall maps every
+    time inside it to its end), so one FIFO queue per connection keeps replies
+    in order *and* on time.
+
+    With a seed, the drop decisions form one reproducible sequence for the
+    whole server: a single connection sees the same drops on every run; with
+    several connections, which one meets which decision depends on how their
+    messages interleave.
+    """
 
     def __init__(self, faults: Faults, *, started: float, seed: int | None = None) -> None:
         problems = faults.problems()
@@ -68,35 +113,38 @@ class FaultPolicy:
         self.started = started
         self._rng = random.Random(seed)
 
-    def stall_end(self, now: float) -> float | None:
-        """End of the stall ``now`` falls in, or None outside stalls.
-
-        Stalls occupy the first ``stall_for`` seconds of every ``stall_every``
-        period, counted from the server's start.
-        """
+    def stall_end(self, when: float) -> float | None:
+        """End of the stall ``when`` falls in, or None when it falls outside every stall."""
         f = self.faults
-        if not f.stall_every:
+        if not f.stall_every or when < self.started:
             return None
-        phase = (now - self.started) % f.stall_every
+        phase = (when - self.started) % f.stall_every
         if phase < f.stall_for:
-            return now + (f.stall_for - phase)
+            return when + (f.stall_for - phase)
         return None
 
-    def drops(self) -> bool:
-        """Whether one event delivery is lost (``--drop-rate`` applies to events too)."""
-        return bool(self.faults.drop_rate) and self._rng.random() < self.faults.drop_rate
+    def drop_event(self) -> bool:
+        """Whether one event delivery is lost (``--drop-rate`` applies to events too).
+
+        Draws from the same seeded sequence as :meth:`decide`, and only when
+        ``drop_rate`` is set.
+        """
+        rate = self.faults.drop_rate
+        return bool(rate) and self._rng.random() < rate
 
     def decide(self, received_at: float, nth_message: int) -> Decision:
-        """Message number ``nth_message`` (1-based) of a connection arrived at ``received_at``."""
+        """Message number ``nth_message`` (1-based) of a connection arrived at ``received_at``.
+
+        The drop draw happens only when ``drop_rate`` is set, so enabling other
+        faults never shifts a seeded drop sequence.
+        """
         f = self.faults
-        close = bool(f.close_after) and nth_message >= f.close_after
+        close = f.close_after > 0 and nth_message >= f.close_after
         if f.drop_rate and self._rng.random() < f.drop_rate:
             return Decision(None, close)
         due = received_at + f.delay
         stall_end = self.stall_end(due)
-        if stall_end is not None:
-            due = stall_end
-        return Decision(due, close)
+        return Decision(due if stall_end is None else stall_end, close)
 
 
-__all__ = ["Decision", "FaultConfigError", "FaultPolicy", "Faults"]
+__all__ = ["MAX_DELAY", "MAX_STALL_PERIOD", "Decision", "FaultConfigError", "FaultPolicy", "Faults"]

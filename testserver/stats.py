@@ -1,29 +1,61 @@
 """The test server's own counters: the ground truth a load run is compared with.
 
-Definitions (each counted at the moment it happens on the socket):
+Because tests compare these figures with the load generator's, each one is
+counted at a single, well-defined moment:
 
-- ``connections_opened`` WebSocket handshakes completed; ``connections_open`` open now;
-- ``messages_received`` data frames received on ``/ws`` (every kind);
-- ``messages_sent`` data frames sent on ``/ws``: ``echoes_sent`` + ``pongs_sent``
-  + ``acks_sent`` + ``events_delivered``;
-- ``dropped`` received messages that got no reply on purpose (``--drop-rate``),
-  event deliveries lost on purpose (the same flag), plus replies that could
-  not be sent because the connection had closed;
-- ``events_published`` events triggered through ``POST /api/events``;
-- ``bytes_received`` / ``bytes_sent`` payload bytes of those frames.
+Connections
+    ``connections_opened``: WebSocket handshakes completed on ``/ws``.
+    ``connections_open``: connections open right now (a gauge; never reset).
 
-So for an echo load: ``messages_received == echoes_sent + dropped`` once
-every reply has gone out.
+Received
+    ``messages_received``: text and binary frames received on ``/ws``, each
+    counted once, when the server processes it (control frames such as
+    WebSocket pings are not messages). ``bytes_received``: their payload
+    bytes (UTF-8 for text; frame headers excluded).
+
+Sent (counted when the frame has been handed to the socket, after any delay
+or stall)
+    ``echoes_sent``: echoes of text and binary messages (same frame type).
+    ``pongs_sent``: ``{"type": "pong"}`` answers to ``{"type": "ping"}``.
+    ``acks_sent``: ``{"type": "subscribed", ...}`` answers to subscriptions.
+    ``events_delivered``: event messages delivered to subscribers.
+    ``messages_sent`` = ``echoes_sent + pongs_sent + acks_sent + events_delivered``.
+    ``bytes_sent``: payload bytes of all of those.
+
+Not sent
+    ``dropped``: received messages that never got their reply, whether on
+    purpose (``--drop-rate``, or arriving after ``--close-after`` decided to
+    close) or because the connection was gone by the time the reply was due.
+    A message dropped on purpose is treated as lost on the way: it has no
+    effect at all, so a dropped subscription subscribes to nothing.
+    ``events_published``: events triggered through ``POST /api/events`` (one
+    per ``count``, whether or not anyone subscribed).
+    ``events_dropped``: event deliveries lost on purpose (``--drop-rate``).
+    ``events_undelivered``: event deliveries that failed because the
+    subscriber's connection was closing or closed.
+
+Hence, once every queued reply has gone out or been discarded::
+
+    messages_received == echoes_sent + pongs_sent + acks_sent + dropped
+
+and, summed over every ``POST /api/events`` (whose answer reports the same
+three figures for that call), ``count * subscribers == events_delivered +
+events_dropped + events_undelivered``.
+One blind spot: frames a client sends after the server has begun its
+closing handshake (``--close-after``, shutdown) are discarded by that
+handshake and counted nowhere.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass
 class ServerStats:
+    """Counters of one server process; see the module docstring for what each one means."""
+
     connections_opened: int = 0
     connections_open: int = 0
     messages_received: int = 0
@@ -33,25 +65,25 @@ class ServerStats:
     acks_sent: int = 0
     events_published: int = 0
     events_delivered: int = 0
+    events_dropped: int = 0
+    events_undelivered: int = 0
     dropped: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def snapshot(self) -> dict[str, float | int]:
+        """The counters as JSON-ready numbers, plus ``uptime`` in seconds since start."""
         out: dict[str, float | int] = asdict(self)
         out.pop("started")
         out["uptime"] = round(time.monotonic() - self.started, 3)
         return out
 
     def reset(self) -> None:
-        """Zero every counter except the gauge of open connections."""
-        open_now = self.connections_open
-        started = self.started
-        fresh = ServerStats()
-        self.__dict__.update(fresh.__dict__)
-        self.connections_open = open_now
-        self.started = started
+        """Zero every counter except the ``connections_open`` gauge (and the start time)."""
+        for f in fields(self):
+            if f.name not in ("connections_open", "started"):
+                setattr(self, f.name, 0)
 
 
 __all__ = ["ServerStats"]

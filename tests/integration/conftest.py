@@ -1,34 +1,73 @@
-"""Real processes on loopback: the reference test server as a subprocess fixture."""
+"""Real processes on loopback: the reference test server as a subprocess fixture.
+
+``serve_factory`` starts ``wsload serve --port 0 [flags]`` through the
+installed console script (next to ``sys.executable``), so every test drives
+the same process a user runs: real sockets, real signal handling, real exit
+codes. It waits for the one URL line the server prints, hands back the URLs,
+and terminates and waits for every server it started when the test ends,
+whether the test passed, failed or timed out inside the fixture.
+
+The server's stderr goes to a temporary file (never a pipe nobody reads, which
+could fill up and block it), so a test can assert it logged no traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Protocol
+from urllib.parse import urlsplit
 
 import pytest
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
-_LINE = re.compile(r"listening on (ws://\S+) api (http://\S+)")
+STARTUP_TIMEOUT = 15.0  # seconds; a cold start takes well under one
+STOP_TIMEOUT = 10.0
+
+URL_LINE = re.compile(r"^wsload test server listening on (ws://\S+/ws) api (http://\S+/api)$")
 
 
 @dataclass
 class RunningServer:
-    """A ``wsload serve`` child process and the URLs it printed."""
+    """A ``wsload serve`` child process and the URLs it printed.
+
+    ``ws_url`` is ``ws://HOST:PORT/ws``; ``api_url`` is ``http://HOST:PORT/api``
+    (append ``/stats``, ``/events``, ...).
+    """
 
     proc: subprocess.Popen[str]
     ws_url: str
     api_url: str
     line: str
+    stderr_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.ws_url).port
+        assert port is not None
+        return port
+
+    def stderr(self) -> str:
+        """Everything the server wrote to stderr so far."""
+        if self.stderr_file is None or self.stderr_file.closed:
+            return ""
+        self.stderr_file.flush()
+        self.stderr_file.seek(0)
+        return self.stderr_file.read().decode(errors="replace")
 
     def stop(self) -> int:
+        """Terminate (then kill, if it must) and wait; returns the exit code. Idempotent."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -36,38 +75,77 @@ class RunningServer:
             self.proc.stdout.close()
         return self.proc.returncode
 
+    def close(self) -> None:
+        """Stop the server and release its stderr file."""
+        try:
+            self.stop()
+        finally:
+            if self.stderr_file is not None:
+                self.stderr_file.close()
 
-ServerFactory = Callable[..., RunningServer]
+
+class ServerFactory(Protocol):
+    """``serve_factory(*flags, host=...)``: start a server; the fixture stops it."""
+
+    def __call__(self, *args: str, host: str = "127.0.0.1") -> RunningServer: ...
 
 
-def start_server(*args: str) -> RunningServer:
-    """Start ``wsload serve --port 0 ARGS`` and wait for its URL line."""
+def start_server(*args: str, host: str = "127.0.0.1") -> RunningServer:
+    """Start ``wsload serve --host HOST --port 0 ARGS`` and wait for its URL line.
+
+    Raises RuntimeError (with the server's stderr) if it exits or stays
+    silent instead; the process is killed and waited for in that case too.
+    The caller owns the result and must :meth:`RunningServer.close` it.
+    """
+    stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 (owned by the server, see close())
     proc = subprocess.Popen(
-        [WSLOAD, "serve", "--host", "127.0.0.1", "--port", "0", *args],
+        [WSLOAD, "serve", "--host", host, "--port", "0", *args],
         stdout=subprocess.PIPE,
+        stderr=stderr_file,
         stdin=subprocess.DEVNULL,
         text=True,
     )
+    server = RunningServer(proc, "", "", "", stderr_file)
+    try:
+        line = _read_line(proc, STARTUP_TIMEOUT)
+        found = URL_LINE.match(line.rstrip("\n"))
+        if not found:
+            server.stop()
+            raise RuntimeError(
+                f"wsload serve {' '.join(args)} did not start: stdout {line!r}, "
+                f"exit code {proc.returncode}, stderr {server.stderr()!r}"
+            )
+    except BaseException:
+        server.close()
+        raise
+    server.line = line
+    server.ws_url, server.api_url = found.group(1), found.group(2)
+    return server
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The first stdout line, or "" if none comes within ``timeout`` (then it is killed)."""
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = _LINE.search(line)
-    if not found:
+    stdout = proc.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():  # silent: kill it, which ends the readline with EOF
         proc.kill()
         proc.wait()
-        raise RuntimeError(f"test server did not start: {line!r}")
-    return RunningServer(proc, found.group(1), found.group(2), line)
+        reader.join(STOP_TIMEOUT)
+    return lines[0] if lines else ""
 
 
 @pytest.fixture
 def serve_factory() -> Iterator[ServerFactory]:
     """Start test servers with given flags; every one is stopped after the test."""
-    started: list[RunningServer] = []
+    with contextlib.ExitStack() as cleanup:
 
-    def factory(*args: str) -> RunningServer:
-        server = start_server(*args)
-        started.append(server)
-        return server
+        def factory(*args: str, host: str = "127.0.0.1") -> RunningServer:
+            server = start_server(*args, host=host)
+            cleanup.callback(server.close)
+            return server
 
-    yield factory
-    for server in started:
-        server.stop()
+        yield factory

@@ -1,0 +1,165 @@
+"""One ``/ws`` client: receive frames, answer them (on time, in order), deliver events.
+
+With no delay or stall configured every reply is sent inline, right after
+its message is processed: the fastest path, and order comes for free. With
+``--delay`` or stalls, replies wait in a FIFO queue that a per-connection
+sender task drains when each reply is due. That task belongs to
+:meth:`Connection.serve` (an :class:`asyncio.TaskGroup`), which cancels and
+awaits it when the connection ends, so no task outlives its connection and a
+crash in the sender is never silent.
+
+Counting follows :mod:`testserver.stats`: a reply is counted as sent only
+once the frame has been handed to the socket; a reply that cannot be sent
+any more (connection gone) is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Final
+
+from aiohttp import WSMsgType, web
+
+from testserver.faults import FaultPolicy
+from testserver.replies import Reply, answer
+from testserver.stats import ServerStats
+
+CLOSE_AFTER_CODE: Final = 1000
+CLOSE_AFTER_REASON: Final = b"close-after"
+
+
+class _CloseMarker:
+    """Queued after the reply that ends a ``--close-after`` connection."""
+
+
+_CLOSE: Final = _CloseMarker()
+
+
+class Connection:
+    """A WebSocket client of the reference server and everything that belongs to it."""
+
+    def __init__(self, ws: web.WebSocketResponse, stats: ServerStats, policy: FaultPolicy) -> None:
+        self.ws = ws
+        self.subscriptions: set[str] = set()
+        self._stats = stats
+        self._policy = policy
+        self._queued = policy.faults.holds_replies
+        self._queue: deque[tuple[float, Reply | _CloseMarker]] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False  # --close-after has decided; later messages get no reply
+
+    async def serve(self) -> None:
+        """Run until the client leaves, the server closes it, or the server shuts down."""
+        try:
+            if not self._queued:
+                await self._receive()
+                return
+            async with asyncio.TaskGroup() as tasks:
+                sender = tasks.create_task(self._sender())
+                await self._receive()
+                sender.cancel()
+        finally:
+            # Replies still waiting for their due time will never leave.
+            self._stats.dropped += sum(1 for _, item in self._queue if item is not _CLOSE)
+            self._queue.clear()
+
+    async def deliver(self, text: str) -> bool:
+        """Send one event message now (events skip delay and stalls); True if it went out."""
+        sent = await self._write(text)
+        if sent is None:
+            self._stats.events_undelivered += 1
+            return False
+        self._stats.events_delivered += 1
+        self._stats.messages_sent += 1
+        self._stats.bytes_sent += sent
+        return True
+
+    async def _receive(self) -> None:
+        stats = self._stats
+        n = 0
+        async for msg in self.ws:
+            if msg.type is WSMsgType.TEXT:
+                frame: str | bytes = msg.data
+                stats.bytes_received += _utf8_len(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                frame = msg.data
+                stats.bytes_received += len(frame)
+            else:  # ERROR (e.g. a frame above the size limit): aiohttp has closed it
+                return
+            stats.messages_received += 1
+            if self._closing:
+                stats.dropped += 1
+                continue
+            n += 1
+            decision = self._policy.decide(time.monotonic(), n)
+            due = decision.reply_at
+            if due is None:  # lost on the way: no reply, and not even a subscription counts
+                stats.dropped += 1
+            elif self._queued:
+                self._queue.append((due, answer(frame, self.subscriptions)))
+                self._wakeup.set()
+            else:
+                await self._send_reply(answer(frame, self.subscriptions))
+            if not decision.close:
+                continue
+            if self._queued:  # after the replies already queued
+                self._closing = True
+                self._queue.append((0.0, _CLOSE))
+                self._wakeup.set()
+            else:
+                await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
+                return
+
+    async def _sender(self) -> None:
+        """Send queued replies when due, in arrival order; close when the marker comes up."""
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            due, item = queue[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            queue.popleft()
+            if isinstance(item, _CloseMarker):
+                await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
+                return
+            await self._send_reply(item)
+
+    async def _send_reply(self, reply: Reply) -> None:
+        sent = await self._write(reply.data)
+        stats = self._stats
+        if sent is None:
+            stats.dropped += 1
+            return
+        stats.messages_sent += 1
+        stats.bytes_sent += sent
+        if reply.kind == "echoes_sent":
+            stats.echoes_sent += 1
+        elif reply.kind == "pongs_sent":
+            stats.pongs_sent += 1
+        else:
+            stats.acks_sent += 1
+
+    async def _write(self, data: str | bytes) -> int | None:
+        """Hand one frame to the socket; its payload size, or None if the connection is gone."""
+        try:
+            if isinstance(data, str):
+                await self.ws.send_str(data)
+                return _utf8_len(data)
+            await self.ws.send_bytes(data)
+            return len(data)
+        except ConnectionError:  # closing or closed (aiohttp's ClientConnectionResetError)
+            return None
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+__all__ = ["CLOSE_AFTER_CODE", "CLOSE_AFTER_REASON", "Connection"]
