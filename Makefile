@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo smoke bench load-distributed clean
+.PHONY: install browser test lint typecheck pytest demo smoke bench load-distributed clean
 
 install: $(STAMP)
 
@@ -24,7 +24,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# Headless Chromium for the browser tests, from Debian's package; without it
+# (not root, no apt) those tests are skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "installing Debian's chromium for the browser tests" && \
+	  apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; \
+	} || echo "chromium not installed: the browser tests will be skipped"
+
+pytest: $(STAMP) browser
 	$(BIN)/pytest --timeout=60 -q
 
 test: lint typecheck pytest

@@ -8,9 +8,12 @@ failed, 2 if one could not run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import click
 import uvloop
 
 from common.spec import JobSpec, Mode, build_spec
+from coordinator.console import serve_console
 from coordinator.errors import CoordinatorError
 from coordinator.report import format_checks, format_summary
 from coordinator.runner import run_load
@@ -35,6 +39,12 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 @click.option("--load", is_flag=True, help="A load run through the coordinator.")
 @click.option(
     "--event", is_flag=True, help="Trigger events over --api-url, count them on --ws-url."
+)
+@click.option(
+    "--bash", "run_bash", is_flag=True, help="Shell smoke check: curl handshake, round trip."
+)
+@click.option(
+    "--client", "open_client", is_flag=True, help="Open the browser console (wsload client)."
 )
 @click.option("--ws-url", help="WebSocket URL [env WS_URL; default ws://localhost:9000/ws].")
 @click.option("--api-url", help="HTTP API URL for event tests [env API_URL].")
@@ -79,6 +89,8 @@ def test(
     integration: bool,
     load: bool,
     event: bool,
+    open_client: bool,
+    run_bash: bool,
     json_path: str | None,
     workers: int | None,
     **fields: Any,
@@ -90,17 +102,28 @@ def test(
       wsload test --all --ws-url ws://localhost:9000/ws --api-url http://localhost:9000/api
       wsload test --unit --integration --load --num-clients 10 --duration 30 --interval 0.2
       wsload test --integration --scenario checkout.toml
+      wsload test --bash --ws-url ws://localhost:9000/ws     # curl handshake + round trip
+      wsload test --client                                  # the browser console
     """
+    base = {k: v for k, v in fields.items() if v not in (None, ())}
+    ws_url = build_spec(env=os.environ, ws_url=base.get("ws_url")).ws_url
+    if open_client:
+        raise SystemExit(asyncio.run(serve_console(ws_url, 0, open_browser=True)))
     chosen = [m for m, on in zip(MODES, (unit, integration, load, event), strict=True) if on]
     if run_all:
         chosen = list(MODES)
-    if not chosen:
-        raise click.UsageError("choose what to test: --all, --unit, --integration, --load, --event")
-    base = {k: v for k, v in fields.items() if v not in (None, ())}
+    if not chosen and not run_bash:
+        raise click.UsageError(
+            "choose what to test: --all, --unit, --integration, --load, --event, --bash, --client"
+        )
+    failed: list[str] = []
+    if run_bash:
+        click.echo(f"== bash: {ws_url}")
+        if _smoke_script(ws_url) != 0:
+            failed.append("bash")
     scenario = base.pop("scenario", None)
     specs = [build_spec(scenario=scenario, env=os.environ, **base, mode=m.value) for m in chosen]
     results: dict[str, Any] = {}
-    failed: list[str] = []
     for spec in specs:
         outcome = _run(spec, workers)
         summary = outcome.summary()
@@ -124,6 +147,13 @@ def test(
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+def _smoke_script(ws_url: str) -> int:
+    """Run the shipped shell smoke check; its exit code."""
+    script = files("coordinator").joinpath("scripts/ws_smoke.sh")
+    env = dict(os.environ, WSLOAD=str(Path(sys.executable).with_name("wsload")))
+    return subprocess.run(["bash", str(script), ws_url], env=env, check=False).returncode
 
 
 def _run(spec: JobSpec, workers: int | None) -> RunOutcome:

@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "test": "coordinator.checks_cli:test",
     "worker": "worker.cli:worker",
     "keys": "coordinator.keys_cli:keys",
+    "client": "coordinator.console:client",
     "serve": "testserver.cli:serve",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -115,3 +116,25 @@ def test_no_mode_chosen_is_bad_input() -> None:
     proc = subprocess.run([WSLOAD, "test"], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
     assert "choose what to test" in proc.stderr
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("curl", "openssl", "base64")),
+    reason="the shell smoke check needs curl, openssl and base64",
+)
+def test_bash_smoke_check(serve_factory: ServerFactory) -> None:
+    server = serve_factory()
+    ok = subprocess.run(
+        [WSLOAD, "test", "--bash", "--ws-url", server.ws_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASS handshake" in ok.stdout
+    assert "PASS round trip" in ok.stdout
+    wrong = server.ws_url.replace("/ws", "/nowhere")
+    bad = subprocess.run(
+        [WSLOAD, "test", "--bash", "--ws-url", wrong],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "FAIL handshake: expected HTTP 101" in bad.stdout

@@ -1,0 +1,1 @@
+../coordinator/scripts/ws_smoke.sh
