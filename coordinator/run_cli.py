@@ -134,6 +134,12 @@ def _load_options(func: F) -> F:
             help="Write thresholds as JUnit test cases (for CI systems).",
         ),
         click.option(
+            "--html",
+            "html_path",
+            type=click.Path(dir_okay=False),
+            help="Write a self-contained HTML report with charts (works offline).",
+        ),
+        click.option(
             "--hdr",
             "hdr_path",
             type=click.Path(dir_okay=False),
@@ -186,8 +192,8 @@ def _spec(params: dict[str, Any]) -> JobSpec:
 def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate the job's fields from the run's own options."""
     run_keys = (
-        *("json_path", "csv_path", "junit_path", "hdr_path", "quiet", "on_worker_loss"),
-        "workers",
+        *("json_path", "csv_path", "junit_path", "hdr_path", "html_path", "quiet"),
+        *("on_worker_loss", "workers"),
         *("demo", "bind", "expect_workers"),
     )
     run = {k: params.pop(k) for k in run_keys if k in params}
@@ -210,6 +216,10 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
         write_junit(run["junit_path"], {"load": summary})
     if run.get("hdr_path"):
         write_text(run["hdr_path"], outcome.aggregate.hlog_text())
+    if run.get("html_path"):
+        from coordinator.html_report import render  # matplotlib only when asked for
+
+        write_text(run["html_path"], render(spec, summary, outcome.aggregate))
     if outcome.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     failed = any(not t["passed"] for t in summary["thresholds"])
