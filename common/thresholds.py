@@ -98,6 +98,15 @@ class Threshold:
     def passed(self, measured: float) -> bool:
         return _OPS[self.op](measured, self.limit)
 
+    def failed_for_good(self, measured: float) -> bool:
+        """Failed, and no later moment of the run can pass it: a count capped from above.
+
+        Counts only grow, so ``timeouts==0`` or ``errors<5`` that fails now
+        fails at the end; latencies and rates can still move either way.
+        """
+        capped = self.op in ("<", "<=", "==")
+        return self.metric in COUNT_METRICS and capped and not self.passed(measured)
+
     def show(self, value: float) -> str:
         """``value`` in the unit the expression was written in."""
         if self.metric in TIME_METRICS:
@@ -152,4 +161,11 @@ def evaluate(exprs: Sequence[str], summary: Mapping[str, Any]) -> list[dict[str,
     return out
 
 
-__all__ = ["METRICS", "Threshold", "ThresholdError", "evaluate", "parse_threshold"]
+__all__ = [
+    "COUNT_METRICS",
+    "METRICS",
+    "Threshold",
+    "ThresholdError",
+    "evaluate",
+    "parse_threshold",
+]

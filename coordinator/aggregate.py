@@ -161,6 +161,7 @@ class RunAggregate:
         sent = t["sent"]
         lat = self.latency
         return {
+            "time_series": self.time_series(),
             "total_sent": sent,
             "total_received": answered,
             "success_rate": 100.0 * answered / sent if sent else 0.0,

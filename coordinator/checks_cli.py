@@ -9,7 +9,6 @@ failed, 2 if one could not run.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import uvloop
 
 from common.spec import JobSpec, Mode, build_spec
 from coordinator.console import serve_console
-from coordinator.errors import CoordinatorError
+from coordinator.outputs import write_json, write_junit
 from coordinator.report import format_checks, format_summary
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
@@ -78,6 +77,12 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
     help="Worker processes for --load (default: cores).",
 )
 @click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    help="Write every check as a JUnit test case (for CI systems).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False),
@@ -92,6 +97,7 @@ def test(
     open_client: bool,
     run_bash: bool,
     json_path: str | None,
+    junit_path: str | None,
     workers: int | None,
     **fields: Any,
 ) -> None:
@@ -131,6 +137,11 @@ def test(
         if spec.mode is Mode.LOAD:
             click.echo(format_summary(summary))
             ok = not (outcome.lost_workers or outcome.aborted) and summary["total_received"] > 0
+            reason = f"{summary['total_received']} of {summary['total_sent']} answered"
+            summary["checks"] = [
+                {"name": "load run", "status": "pass" if ok else "fail", "reason": reason,
+                 "duration": summary["elapsed"]}
+            ]  # fmt: skip
         else:
             click.echo(format_checks(summary))
             ok = bool(summary["ok"]) and not outcome.aborted
@@ -140,10 +151,9 @@ def test(
         if outcome.interrupted:
             break
     if json_path:
-        try:
-            Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
-        except OSError as exc:
-            raise CoordinatorError(f"cannot write {json_path}: {exc.strerror}") from None
+        write_json(json_path, {"modes": results})
+    if junit_path:
+        write_junit(junit_path, results)
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         sys.exit(1)

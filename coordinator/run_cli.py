@@ -22,7 +22,8 @@ import uvloop
 from common.curve import coordinator_keys
 from common.errors import WsloadError
 from common.spec import JobSpec, build_spec
-from common.thresholds import evaluate
+from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
+from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
 from coordinator.outputs import write_csv, write_json, write_junit, write_text
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
@@ -134,6 +135,11 @@ def _load_options(func: F) -> F:
             help="Write thresholds as JUnit test cases (for CI systems).",
         ),
         click.option(
+            "--abort-on-fail",
+            is_flag=True,
+            help="Stop the run as soon as a threshold can no longer pass (timeouts==0, errors<N).",
+        ),
+        click.option(
             "--html",
             "html_path",
             type=click.Path(dir_okay=False),
@@ -193,7 +199,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate the job's fields from the run's own options."""
     run_keys = (
         *("json_path", "csv_path", "junit_path", "hdr_path", "html_path", "quiet"),
-        *("on_worker_loss", "workers"),
+        *("on_worker_loss", "workers", "abort_on_fail"),
         *("demo", "bind", "expect_workers"),
     )
     run = {k: params.pop(k) for k in run_keys if k in params}
@@ -227,6 +233,19 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
         sys.exit(EXIT_DEGRADED)
 
 
+def doomed_threshold(spec: JobSpec, agg: RunAggregate) -> str | None:
+    """A threshold the run can no longer pass (``--abort-on-fail``), as an abort reason."""
+    totals = agg.totals()
+    partial = {"timed_out": totals["timed_out"], "errors": agg.errors(), "counters": totals}
+    for expr in spec.thresholds:
+        threshold = parse_threshold(expr)
+        if threshold.metric in COUNT_METRICS:
+            measured = threshold.measure(partial)
+            if threshold.failed_for_good(measured):
+                return f"threshold {threshold.expr} failed (measured {threshold.show(measured)})"
+    return None
+
+
 def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOptions) -> RunOutcome:
     quiet = run.get("quiet", False)
 
@@ -237,13 +256,12 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
     live = LiveView(lambda text: click.echo(text, err=True, nl=False))
     tty = sys.stderr.isatty()
 
-    def progress(agg: Any, elapsed: float) -> None:
-        if quiet:
-            return
-        if tty:  # one screen redrawn each second; plain lines for logs and CI
+    def progress(agg: RunAggregate, elapsed: float) -> str | None:
+        if not quiet and tty:  # one screen redrawn each second; plain lines for logs and CI
             live.draw(live_lines(agg, elapsed, spec.duration, spec.num_clients))
-        else:
+        elif not quiet:
             click.echo(progress_line(agg, elapsed, spec.duration), err=True)
+        return doomed_threshold(spec, agg) if run.get("abort_on_fail") else None
 
     return uvloop.run(
         run_load(spec, local_workers=local, options=opts, on_log=log, on_progress=progress)

@@ -27,7 +27,7 @@ async def run_load(
     local_workers: int,
     options: SessionOptions | None = None,
     on_log: Callable[[str], None] | None = None,
-    on_progress: Callable[[RunAggregate, float], None] | None = None,
+    on_progress: Callable[[RunAggregate, float], str | None] | None = None,
 ) -> RunOutcome:
     """Run ``spec`` with ``local_workers`` spawned here plus any remote ones expected."""
     opts = options or SessionOptions(expect_workers=local_workers)

@@ -61,7 +61,8 @@ class SessionOptions:
     on_worker_loss: str = "continue"
     result_wait: float = 10.0
     curve: CurveKeys | None = None
-    on_progress: Callable[[RunAggregate, float], None] | None = None
+    #: called once a second; a non-empty answer aborts the run with that reason
+    on_progress: Callable[[RunAggregate, float], str | None] | None = None
     on_log: Callable[[str], None] = print
 
 
@@ -190,7 +191,7 @@ class Session:
             await self._pump(wait=0.1, aggregate=agg)
             self._check_liveness(outcome)
             if opts.on_progress is not None and time.time() >= next_progress:
-                opts.on_progress(agg, time.time() - start_at)
+                outcome.aborted = opts.on_progress(agg, time.time() - start_at) or ""
                 next_progress += 1.0
         outcome.interrupted = self._stop_requested.is_set()
         for worker_id in self.workers:

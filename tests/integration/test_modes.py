@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -33,12 +34,18 @@ def test_test_all_passes_against_the_reference_server(
     out = tmp_path / "all.json"
     proc = subprocess.run(
         [WSLOAD, "test", "--all", "--ws-url", server.ws_url, "--api-url", server.api_url,
-         "-c", "3", "-d", "1", "--interval", "0.1", "-w", "1", "--json", str(out)],
+         "-c", "3", "-d", "1", "--interval", "0.1", "-w", "1", "--json", str(out),
+         "--junit", str(tmp_path / "junit.xml")],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = json.loads(out.read_text())
+    document = json.loads(out.read_text())
+    assert document["schema_version"] == 1
+    results = document["modes"]
     assert set(results) == {"unit", "integration", "load", "event"}
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    assert {s.get("name") for s in junit} == {f"wsload {m}" for m in results}
+    assert all(s.get("failures") == "0" for s in junit)
     for mode in ("unit", "integration", "event"):
         assert results[mode]["ok"]
         assert results[mode]["worker"]  # ran as a job of exactly one worker

@@ -256,3 +256,23 @@ async def test_load_tester_api_of_the_original_framework(serve_factory: ServerFa
     assert 0 < results["avg_latency"] < 1.0  # seconds, as before
     assert set(results["latency_percentiles"]) == {"p50", "p90", "p95", "p99", "p99.9", "max"}
     assert len(results["workers"]) == 2
+
+
+def test_abort_on_fail_stops_a_doomed_run(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    server = serve_factory("--drop-rate", "0.5", "--seed", "5")
+    out = tmp_path / "s.json"
+    started = time.monotonic()
+    proc = wsload(
+        "run", "--ws-url", server.ws_url, "-c", "4", "-d", "30", "--interval", "0.05",
+        "--reply-timeout", "0.3", "-w", "1", "--quiet", "--json", str(out),
+        "--threshold", "timeouts==0", "--abort-on-fail",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert time.monotonic() - started < 20  # far short of the 30 s asked for
+    summary = json.loads(out.read_text())
+    assert summary["aborted"].startswith("threshold timeouts==0 failed")
+    assert summary["balanced"]
+    assert summary["schema_version"] == 1
+    assert [row["second"] for row in summary["time_series"]][:2] == [0, 1]
+    (verdict,) = summary["thresholds"]
+    assert not verdict["passed"]
