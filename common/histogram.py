@@ -8,10 +8,10 @@ own formulas, so :mod:`common.hdrlog` writes our counts array unchanged and
 any HdrHistogram tool reads it. Exact min, max and sum are kept beside the
 buckets, so min, max and mean are exact, not bucket approximations.
 
-The class is sans-I/O: the coordinator feeds it packed sample windows off the
-wire. Bulk recording computes every counter index with a few in-place numpy
-operations on cache-sized chunks and one ``np.add.at``, hundreds of millions
-of samples per second, where a Python loop manages about one million.
+Sans-I/O: the coordinator feeds it packed sample windows off the wire. Bulk
+recording computes counter indices with in-place numpy operations on
+cache-sized chunks and one ``np.add.at``: hundreds of millions of samples per
+second, where a Python loop manages about one million.
 """
 
 from __future__ import annotations
@@ -39,27 +39,13 @@ SUB_BUCKET_HALF_MAGNITUDE: Final = (2 * 10**SIGNIFICANT_DIGITS - 1).bit_length()
 SUB_BUCKET_COUNT: Final = 1 << (SUB_BUCKET_HALF_MAGNITUDE + 1)  # 2048
 SUB_BUCKET_HALF_COUNT: Final = SUB_BUCKET_COUNT // 2
 SUB_BUCKET_MASK: Final = SUB_BUCKET_COUNT - 1
-
-
-def _buckets_needed(highest: int) -> int:
-    """HdrHistogram's getBucketsNeededToCoverValue: double the range until it covers."""
-    smallest_untrackable, buckets = SUB_BUCKET_COUNT << UNIT_MAGNITUDE, 1
-    while smallest_untrackable <= highest:
-        smallest_untrackable <<= 1
-        buckets += 1
-    return buckets
-
-
-BUCKET_COUNT: Final = _buckets_needed(HIGHEST)  # 22
+# getBucketsNeededToCoverValue in closed form: 1 + doublings of 2048 until it exceeds HIGHEST.
+BUCKET_COUNT: Final = 1 + (HIGHEST // (SUB_BUCKET_COUNT << UNIT_MAGNITUDE)).bit_length()  # 22
 COUNTS_LEN: Final = (BUCKET_COUNT + 1) * SUB_BUCKET_HALF_COUNT  # 23,552
 
 #: The summary every report shows, as (key, percentile).
 PERCENTILES: tuple[tuple[str, float], ...] = (
-    ("p50", 50.0),
-    ("p90", 90.0),
-    ("p95", 95.0),
-    ("p99", 99.0),
-    ("p99.9", 99.9),
+    *((f"p{p:g}", p) for p in (50.0, 90.0, 95.0, 99.0, 99.9)),
     ("max", 100.0),
 )
 
@@ -113,6 +99,34 @@ def _indices_inplace(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return bucket
 
 
+def _integers(values: npt.ArrayLike, ceiling: int) -> tuple[npt.NDArray[Any], int, int]:
+    """``values`` as a flat integer array with its min and max (0, 0 when empty).
+
+    Refuses non-integers and negative values. Python ints beyond uint64 make
+    numpy build an object array; those are clamped to ``ceiling`` while exact.
+    """
+    try:
+        arr = np.asarray(values).reshape(-1)
+    except (TypeError, ValueError) as exc:  # ragged nesting, unconvertible objects
+        raise HistogramError(f"latencies must be a flat array of integers: {exc}") from None
+    if arr.size == 0:
+        return arr, 0, 0
+    if arr.dtype.kind == "O":
+        try:
+            ints = [operator.index(v) for v in arr]
+        except TypeError:
+            raise HistogramError("latencies must be integers") from None
+        if min(ints) < 0:
+            raise HistogramError(f"latency must not be negative, got {min(ints)}")
+        arr = np.array([min(v, ceiling) for v in ints], dtype=np.uint64)
+    if arr.dtype.kind not in "iu":
+        raise HistogramError(f"latencies must be integers, got dtype {arr.dtype}")
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0:
+        raise HistogramError(f"latency must not be negative, got {low}")
+    return arr, low, high
+
+
 def _rank(percentile: float, count: int) -> int:
     """``max(1, ceil(percentile / 100 * count))``, exact on the percentile's decimal form."""
     if not 0.0 <= percentile <= 100.0:  # also rejects NaN
@@ -159,15 +173,9 @@ class LatencyHistogram:
         All or nothing: a negative value or a non-integer dtype raises
         :class:`HistogramError` before anything is counted.
         """
-        arr = np.asarray(values)
-        if arr.dtype.kind not in "iu":
-            raise HistogramError(f"latencies must be integers, got dtype {arr.dtype}")
-        arr = arr.reshape(-1)
+        arr, low, high = _integers(values, HIGHEST + 1)
         if arr.size == 0:
             return
-        low, high = int(arr.min()), int(arr.max())
-        if low < 0:
-            raise HistogramError(f"latency must not be negative, got {low}")
         self._check_room(arr.size)
         over = int(np.count_nonzero(arr > HIGHEST)) if high > HIGHEST else 0
         total = 0
@@ -298,16 +306,11 @@ class LatencyHistogram:
         if self._count == 0:
             return [0] * len(ranks)
         # First counter whose cumulative count reaches the rank; rank <= count always.
-        where = np.searchsorted(np.cumsum(self.counts), ranks)
-        out = []
-        for p, index in zip(percentiles, where.tolist(), strict=True):
-            if p >= 100.0:
-                out.append(self._max)
-            elif p <= 0.0:
-                out.append(self._min)
-            else:
-                out.append(min(int(_HIGHEST_EQ[index]), self._max))
-        return out
+        tops = _HIGHEST_EQ[np.searchsorted(np.cumsum(self.counts), ranks)].tolist()
+        return [
+            self._max if p >= 100.0 else self._min if p <= 0.0 else min(top, self._max)
+            for p, top in zip(percentiles, tops, strict=True)
+        ]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencyHistogram):
@@ -320,15 +323,12 @@ class LatencyHistogram:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return (
-            f"LatencyHistogram(count={self._count}, min={self._min}, max={self._max}, "
-            f"clamped={self._clamped})"
-        )
+        return f"LatencyHistogram(count={self._count}, min={self._min}, max={self._max})"
 
     # -- serialisation --------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Compact form for the wire and the report (see :func:`_encode_body`'s layout).
+        """Compact form for the wire and the report (layout at :data:`_MAGIC`).
 
         About one byte per non-zero counter: ~7 KB for a million lognormal
         samples, against 184 KiB for the raw counts.
@@ -340,15 +340,9 @@ class LatencyHistogram:
         zigzag = (deltas.view(np.uint64) << np.uint64(1)) ^ (deltas >> 63).view(np.uint64)
         top = int(zigzag.max()) if zigzag.size else 0
         width = next(w for w in (1, 2, 4, 8) if top < 1 << (8 * w))
+        lo, hi, n = self._sum & 0xFFFF_FFFF_FFFF_FFFF, self._sum >> 64, nonzero.size
         header = _BODY_HEADER.pack(
-            self._count,
-            self._clamped,
-            self._min,
-            self._max,
-            self._sum & 0xFFFF_FFFF_FFFF_FFFF,
-            self._sum >> 64,
-            nonzero.size,
-            width,
+            self._count, self._clamped, self._min, self._max, lo, hi, n, width
         )
         body = header + _planes(gaps, "<u2") + _planes(zigzag, f"<u{width}")
         return _MAGIC + zlib.compress(body)
@@ -387,14 +381,37 @@ class LatencyHistogram:
         index = np.cumsum(gaps)
         deltas = (zigzag >> np.uint64(1)) ^ (np.uint64(0) - (zigzag & np.uint64(1)))
         counts = np.cumsum(deltas.view(np.int64))  # garbage may wrap; checked below
-        total = sum_lo | (sum_hi << 64)
-        problem = _inconsistency(index, counts, count, clamped, low, high, total)
+        out = cls()
+        out._count, out._clamped, out._min, out._max = count, clamped, low, high
+        out._sum = sum_lo | (sum_hi << 64)
+        problem = out._inconsistency(index, counts)
         if problem:
             raise HistogramError(f"serialised histogram is inconsistent: {problem}")
-        out = cls()
         out.counts[index] = counts
-        out._count, out._clamped, out._min, out._max, out._sum = count, clamped, low, high, total
         return out
+
+    def _inconsistency(self, index: npt.NDArray[np.int64], counts: npt.NDArray[Any]) -> str | None:
+        """Why decoded fields cannot be what :meth:`to_bytes` wrote, or None."""
+        count, clamped, low, high = self._count, self._clamped, self._min, self._max
+        if count > _INT64_MAX or clamped > count:
+            return "impossible count"
+        if count == 0:
+            return None if (index.size, clamped, low, high, self._sum) == (0,) * 5 else "not empty"
+        if index.size == 0 or int(index[-1]) >= COUNTS_LEN or np.any(np.diff(index) <= 0):
+            return "counter indices out of range or order"
+        if int(counts.min()) <= 0:
+            return "non-positive counter"
+        # Exact sum of up to 23,552 int64 counters without overflow: halves of 32 bits.
+        summed = (int((counts >> 32).sum()) << 32) + int((counts & 0xFFFF_FFFF).sum())
+        if summed != count:
+            return "counters do not add up to the count"
+        if not low <= high <= HIGHEST or not low * count <= self._sum <= high * count:
+            return "min, max and sum disagree"
+        if counts_index(low) != int(index[0]) or counts_index(high) != int(index[-1]):
+            return "min or max outside the first or last counter"
+        if clamped and (high != HIGHEST or int(counts[-1]) < clamped):
+            return "clamped values missing from the top counter"
+        return None
 
 
 # Serialised form: _MAGIC, then one zlib stream of _BODY_HEADER, the gaps between
@@ -418,37 +435,6 @@ def _unplanes(buf: bytes, n: int, dtype: str) -> npt.NDArray[Any]:
     return np.ascontiguousarray(planes.T).view(dtype).reshape(n)
 
 
-def _inconsistency(
-    index: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int64],
-    count: int,
-    clamped: int,
-    low: int,
-    high: int,
-    total: int,
-) -> str | None:
-    """Why a decoded histogram cannot be one :meth:`LatencyHistogram.to_bytes` wrote, or None."""
-    if count > _INT64_MAX or clamped > count:
-        return "impossible count"
-    if count == 0:
-        return None if (index.size, clamped, low, high, total) == (0, 0, 0, 0, 0) else "not empty"
-    if index.size == 0 or int(index[-1]) >= COUNTS_LEN or np.any(np.diff(index) <= 0):
-        return "counter indices out of range or order"
-    if int(counts.min()) <= 0:
-        return "non-positive counter"
-    # Exact sum of up to 23,552 int64 counters without overflow: halves of 32 bits.
-    summed = (int((counts >> 32).sum()) << 32) + int((counts & 0xFFFF_FFFF).sum())
-    if summed != count:
-        return "counters do not add up to the count"
-    if not low <= high <= HIGHEST or not low * count <= total <= high * count:
-        return "min, max and sum disagree"
-    if counts_index(low) != int(index[0]) or counts_index(high) != int(index[-1]):
-        return "min or max outside the first or last counter"
-    if clamped and (high != HIGHEST or int(counts[-1]) < clamped):
-        return "clamped values missing from the top counter"
-    return None
-
-
 def pack_samples(values: Iterable[int] | npt.NDArray[np.integer[Any]]) -> bytes:
     """Latencies in their wire form: little-endian uint32 microseconds.
 
@@ -456,20 +442,9 @@ def pack_samples(values: Iterable[int] | npt.NDArray[np.integer[Any]]) -> bytes:
     clamps and counts them at :data:`HIGHEST`. A negative value raises
     :class:`HistogramError`, as :meth:`LatencyHistogram.record` does.
     """
-    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values))
-    if arr.size == 0:
-        return b""
-    if arr.dtype.kind == "O":  # Python ints beyond int64
-        try:
-            arr = np.array([min(operator.index(v), _UINT32_MAX) for v in arr.flat])
-        except TypeError:
-            raise HistogramError("latencies must be integers") from None
-    if arr.dtype.kind not in "iu":
-        raise HistogramError(f"latencies must be integers, got dtype {arr.dtype}")
-    if int(arr.min()) < 0:
-        raise HistogramError(f"latency must not be negative, got {int(arr.min())}")
+    arr, _, _ = _integers(values if isinstance(values, np.ndarray) else list(values), _UINT32_MAX)
     # uint64 holds every value now, and the bound fits it (int8 would not).
-    return np.minimum(arr.reshape(-1).astype(np.uint64), _UINT32_MAX).astype("<u4").tobytes()
+    return np.minimum(arr.astype(np.uint64), _UINT32_MAX).astype("<u4").tobytes()
 
 
 def unpack_samples(buf: bytes | bytearray | memoryview) -> npt.NDArray[np.uint32]:
@@ -481,13 +456,10 @@ def unpack_samples(buf: bytes | bytearray | memoryview) -> npt.NDArray[np.uint32
 
 
 __all__ = [
-    "BUCKET_COUNT",
-    "COUNTS_LEN",
     "HIGHEST",
     "LOWEST",
     "PERCENTILES",
     "SIGNIFICANT_DIGITS",
-    "SUB_BUCKET_COUNT",
     "LatencyHistogram",
     "counts_index",
     "highest_equivalent",
