@@ -21,7 +21,7 @@ import uvloop
 
 from common.spec import JobSpec, Mode, build_spec
 from coordinator.console import serve_console
-from coordinator.outputs import write_json, write_junit
+from coordinator.outputs import check_writable, write_json, write_junit
 from coordinator.report import format_checks, format_summary
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
@@ -111,6 +111,7 @@ def test(
       wsload test --bash --ws-url ws://localhost:9000/ws     # curl handshake + round trip
       wsload test --client                                  # the browser console
     """
+    check_writable(json_path, junit_path)
     base = {k: v for k, v in fields.items() if v not in (None, ())}
     ws_url = build_spec(env=os.environ, ws_url=base.get("ws_url")).ws_url
     if open_client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -17,6 +18,21 @@ from coordinator.errors import CoordinatorError
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")
+
+
+def check_writable(*paths: str | None) -> None:
+    """Refuse, before a run starts, report paths that could not be written after it."""
+    for path in paths:
+        if not path:
+            continue
+        target = Path(path)
+        folder = target.parent if str(target.parent) else Path(".")
+        if target.is_dir():
+            raise CoordinatorError(f"cannot write {path}: it is a directory")
+        if not folder.is_dir():
+            raise CoordinatorError(f"cannot write {path}: no directory {folder}")
+        if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise CoordinatorError(f"cannot write {path}: permission denied")
 
 
 def _write(path: str, text: str) -> None:
@@ -111,6 +127,7 @@ def write_junit(path: str, suites: dict[str, dict[str, Any]]) -> None:
 __all__ = [
     "CSV_COLUMNS",
     "SCHEMA_VERSION",
+    "check_writable",
     "csv_text",
     "junit_text",
     "write_csv",

@@ -25,7 +25,7 @@ from common.spec import JobSpec, build_spec
 from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
 from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
-from coordinator.outputs import write_csv, write_json, write_junit, write_text
+from coordinator.outputs import check_writable, write_csv, write_json, write_junit, write_text
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
@@ -196,7 +196,7 @@ def _spec(params: dict[str, Any]) -> JobSpec:
 
 
 def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate the job's fields from the run's own options."""
+    """Separate the job's fields from the run's own options; check report paths now."""
     run_keys = (
         *("json_path", "csv_path", "junit_path", "hdr_path", "html_path", "quiet"),
         *("on_worker_loss", "workers", "abort_on_fail"),
@@ -204,6 +204,8 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     )
     run = {k: params.pop(k) for k in run_keys if k in params}
     run |= {k: params.pop(k) for k in ("insecure", "worker_wait", "keys_dir") if k in params}
+    check_writable(*(run.get(k) for k in ("json_path", "csv_path", "junit_path", "hdr_path")))
+    check_writable(run.get("html_path"))
     return params, run
 
 
