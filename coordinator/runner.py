@@ -49,7 +49,7 @@ async def run_load(
             opts.on_log("interrupted: stopping, draining and reporting (Ctrl-C again to quit now)")
             session.request_stop()
         else:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # the finally below reaps the workers without waiting
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -67,7 +67,8 @@ async def run_load(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
         if local is not None:
-            await asyncio.to_thread(local.close)
+            grace = 10.0 if interrupts < 2 else 0.0
+            await asyncio.to_thread(local.close, grace)
         session.close()
 
 

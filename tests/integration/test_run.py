@@ -276,3 +276,51 @@ def test_abort_on_fail_stops_a_doomed_run(serve_factory: ServerFactory, tmp_path
     assert [row["second"] for row in summary["time_series"]][:2] == [0, 1]
     (verdict,) = summary["thresholds"]
     assert not verdict["passed"]
+
+
+def test_ctrl_c_drains_and_reports_partial_run(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    proc = subprocess.Popen(
+        [WSLOAD, "run", "--demo", "-c", "5", "-d", "60", "--interval", "0.05", "-w", "1",
+         "--quiet", "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert time.monotonic() - started < 15
+        assert "INTERRUPTED" in stdout
+        summary = json.loads(out.read_text())
+        assert summary["interrupted"]
+        assert summary["balanced"]
+        assert 0 < summary["elapsed"] < 30
+        assert summary["total_received"] > 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_second_ctrl_c_quits_at_once() -> None:
+    proc = subprocess.Popen(
+        [WSLOAD, "run", "--demo", "-c", "5", "-d", "60", "-w", "1", "--quiet",
+         "--drain-timeout", "30", "--reply-timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert time.monotonic() - started < 8
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
