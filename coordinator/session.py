@@ -131,6 +131,8 @@ class Session:
         self._bad_logged: set[str] = set()
         self._job_id = ""
         self._last_beat = 0.0
+        self._refused = ""  # a worker's refusal of the current job, which ends it
+        self._refusers: set[str] = set()  # workers that refused it: no result will come
 
     def close(self) -> None:
         if self._auth is not None:
@@ -189,6 +191,7 @@ class Session:
         next_progress = time.time() + 1.0
         while time.time() < end_at and not self._stop_requested.is_set() and not outcome.aborted:
             await self._pump(wait=0.1, aggregate=agg)
+            outcome.aborted = self._refused
             self._check_liveness(outcome)
             if opts.on_progress is not None and time.time() >= next_progress:
                 outcome.aborted = opts.on_progress(agg, time.time() - start_at) or ""
@@ -202,7 +205,8 @@ class Session:
             await self._pump(wait=0.1, aggregate=agg)
             self._check_liveness(outcome)
         for worker_id, state in self.workers.items():
-            if not state.lost and agg.worker(worker_id).result is None:
+            missing = agg.worker(worker_id).result is None and worker_id not in self._refusers
+            if not state.lost and missing:
                 self._lose(worker_id, outcome, "no result after stop")
         outcome.elapsed = max(0.0, min(time.time(), end_at) - start_at)
         return outcome
@@ -219,6 +223,9 @@ class Session:
         )
         deadline = time.monotonic() + limit
         while agg.worker(worker_id).result is None and not self.workers[worker_id].lost:
+            if self._refused:
+                outcome.aborted = self._refused
+                break
             if time.monotonic() > deadline or self._stop_requested.is_set():
                 outcome.aborted = f"no result from {worker_id} within {limit:g} s"
                 break
@@ -235,7 +242,7 @@ class Session:
 
     def _all_reported(self, agg: RunAggregate) -> bool:
         return all(
-            state.lost or agg.worker(worker_id).result is not None
+            state.lost or worker_id in self._refusers or agg.worker(worker_id).result is not None
             for worker_id, state in self.workers.items()
         )
 
@@ -300,6 +307,9 @@ class Session:
         elif isinstance(msg, Error):
             details = "; ".join(msg.details)
             self.options.on_log(f"worker {worker_id} error {msg.code}: {msg.message} {details}")
+            if msg.code in ("bad-job", "target-not-allowed") and self._job_id:
+                self._refused = f"worker {worker_id} refused the job: {msg.message} {details}"
+                self._refusers.add(worker_id)
 
     async def _hello(self, identity: str, msg: Hello) -> None:
         if identity != msg.worker_id:

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import zmq
 import zmq.asyncio
@@ -68,6 +69,8 @@ class AgentOptions:
     hello_timeout: float | None = None
     #: called on every socket before connect (CURVE keys, for instance)
     configure: Callable[[Any], None] | None = None
+    #: HOST or HOST:PORT this worker may load; empty = any (see target_refusal)
+    allowed_targets: tuple[str, ...] = ()
 
 
 def fd_limit() -> int:
@@ -201,6 +204,10 @@ class Agent:
         if spec is None:
             await self._send(sock, Error("bad-job", "the job spec is invalid", problems))
             return
+        refusal = target_refusal(spec, self.options.allowed_targets)
+        if refusal:
+            await self._send(sock, Error("target-not-allowed", f"{self.worker_id}: {refusal}"))
+            return
         if spec.mode is not Mode.LOAD:
             ok, details = await run_mode(spec)
             await self._send(sock, Result(job.job_id, ok, {}, {}, details))
@@ -297,6 +304,31 @@ def _checked_spec(job: Job) -> tuple[JobSpec | None, list[str]]:
         return None, exc.problems
     problems = spec.problems()
     return (None, problems) if problems else (spec, [])
+
+
+def target_refusal(spec: JobSpec, allowed: tuple[str, ...]) -> str | None:
+    """Why this worker must not run ``spec`` (``--allow-target``), or None.
+
+    A shared worker fleet can be restricted to the services it exists to test,
+    so whoever reaches its coordinator cannot aim it anywhere else.
+    """
+    if not allowed:
+        return None
+    urls = [spec.ws_url] + ([spec.api_url] if spec.mode is Mode.EVENT else [])
+    for url in urls:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+        if not any(_allows(rule, host, port) for rule in allowed):
+            return f"target {host}:{port} is not in --allow-target ({', '.join(allowed)})"
+    return None
+
+
+def _allows(rule: str, host: str, port: int) -> bool:
+    rule_host, sep, rule_port = rule.lower().rpartition(":")
+    if not sep or not rule_port.isdigit():  # HOST alone (or a bare IPv6 address)
+        return rule.lower().strip("[]") == host
+    return rule_host.strip("[]") == host and int(rule_port) == port
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:

@@ -40,6 +40,13 @@ from worker.agent import Agent, AgentOptions, new_worker_id
     help="CURVE key directory: encrypt, and accept only the coordinator whose key it holds.",
 )
 @click.option(
+    "--allow-target",
+    "allowed_targets",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Only run jobs aimed at these targets (repeatable); others are refused.",
+)
+@click.option(
     "--hello-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -51,6 +58,7 @@ def worker(
     once: bool,
     worker_id: str,
     keys_dir: str | None,
+    allowed_targets: tuple[str, ...],
     hello_timeout: float | None,
 ) -> None:
     """Run load for a coordinator: connect to it, take jobs, stream samples back.
@@ -62,6 +70,7 @@ def worker(
     keys = worker_keys(keys_dir) if keys_dir else None
     if processes > 1:
         extra = ["--keys", keys_dir] if keys_dir else []
+        extra += [arg for target in allowed_targets for arg in ("--allow-target", target)]
         sys.exit(_run_many(endpoint, processes, once, worker_id, hello_timeout, extra))
     options = AgentOptions(
         endpoint=endpoint,
@@ -69,6 +78,7 @@ def worker(
         once=once,
         hello_timeout=hello_timeout,
         configure=keys.apply_client if keys else None,
+        allowed_targets=allowed_targets,
     )
     try:
         sys.exit(uvloop.run(Agent(options).serve()))

@@ -129,3 +129,41 @@ def test_missing_key_directory_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "cannot read key" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("allowed", "runs"),
+    [(["10.9.9.9:80"], False), (["127.0.0.1"], True), (["127.0.0.1:{port}"], True)],
+)
+def test_allow_target_restricts_what_a_worker_loads(
+    serve_factory: ServerFactory, tmp_path: Path, allowed: list[str], runs: bool
+) -> None:
+    server = serve_factory()
+    port = server.ws_url.split(":")[2].split("/")[0]
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "s.json"
+    coord = subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+         "--ws-url", server.ws_url, "-c", "2", "-d", "1", "--interval", "0.1",
+         "--json", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    rules = [arg for rule in allowed for arg in ("--allow-target", rule.format(port=port))]
+    worker = subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once", *rules])
+    try:
+        _, err = coord.communicate(timeout=40)
+        summary = json.loads(out.read_text())
+        if runs:
+            assert coord.returncode == 0, err
+            assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
+        else:
+            assert coord.returncode == 1
+            assert "is not in --allow-target (10.9.9.9:80)" in summary["aborted"]
+            assert stats(server.api_url)["connections_opened"] == 0
+            assert summary["lost_workers"] == []
+        assert worker.wait(timeout=15) == 0
+    finally:
+        for p in (coord, worker):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
