@@ -135,9 +135,10 @@ class Session:
         self._refusers: set[str] = set()  # workers that refused it: no result will come
 
     def close(self) -> None:
+        """Close the port; up to a second to deliver what is queued (the ``bye``s)."""
         if self._auth is not None:
             self._auth.stop()
-        self._sock.close(linger=0)
+        self._sock.close(linger=1000)
         self._ctx.term()
 
     def request_stop(self) -> None:

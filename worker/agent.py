@@ -284,9 +284,18 @@ class Agent:
 
     async def _recv(self, sock: zmq.asyncio.Socket, wait: float) -> Message | None:
         """The next message within ``wait`` seconds; None if none (or a bad one) came."""
-        if not await sock.poll(timeout=int(wait * 1000)):
-            return None
-        data = await sock.recv()
+        # Never an unbounded await on the socket, and look before polling: with
+        # uvloop an edge-triggered ZeroMQ wake-up can be missed (seen under
+        # CURVE), leaving a message queued that no poll reports.
+        try:
+            data = await sock.recv(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            if not await sock.poll(timeout=int(wait * 1000)):
+                return None
+            try:
+                data = await sock.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return None
         try:
             return decode(data)
         except VersionMismatch as exc:
