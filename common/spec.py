@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 import tomllib
@@ -28,10 +27,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from common.errors import SpecError
 from common.thresholds import ThresholdError, parse_threshold
+from common.validation import describe, int_problems, number_problems, url_problems
 
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"
@@ -120,23 +119,23 @@ class JobSpec:
     def problems(self) -> list[str]:
         """Every reason this spec cannot run, one line each; empty when valid."""
         out: list[str] = []
-        out += _url_problems("ws_url", self.ws_url, ("ws", "wss"))
-        out += _url_problems("api_url", self.api_url, ("http", "https"))
-        out += _int_problems("num_clients", self.num_clients, 1, MAX_CLIENTS)
-        out += _number_problems("duration", self.duration, MAX_DURATION, allow_zero=False)
-        out += _number_problems("interval", self.interval, MAX_DURATION, allow_zero=True)
+        out += url_problems("ws_url", self.ws_url, ("ws", "wss"))
+        out += url_problems("api_url", self.api_url, ("http", "https"))
+        out += int_problems("num_clients", self.num_clients, 1, MAX_CLIENTS)
+        out += number_problems("duration", self.duration, MAX_DURATION, allow_zero=False)
+        out += number_problems("interval", self.interval, MAX_DURATION, allow_zero=True)
         if self.rate is not None:
-            out += _number_problems("rate", self.rate, 1e9, allow_zero=False)
-        out += _number_problems("ramp_up", self.ramp_up, MAX_DURATION, allow_zero=True)
+            out += number_problems("rate", self.rate, 1e9, allow_zero=False)
+        out += number_problems("ramp_up", self.ramp_up, MAX_DURATION, allow_zero=True)
         if not out and self.mode is Mode.LOAD and self.ramp_up > self.duration:
             out.append(
                 f"ramp_up ({self.ramp_up:g} s) must not exceed duration ({self.duration:g} s)"
             )
-        out += _int_problems("payload_size", self.payload_size, 0, MAX_PAYLOAD_SIZE)
+        out += int_problems("payload_size", self.payload_size, 0, MAX_PAYLOAD_SIZE)
         for name in ("connect_timeout", "reply_timeout"):
-            out += _number_problems(name, getattr(self, name), MAX_TIMEOUT, allow_zero=False)
-        out += _number_problems("drain_timeout", self.drain_timeout, MAX_TIMEOUT, allow_zero=True)
-        out += _number_problems(
+            out += number_problems(name, getattr(self, name), MAX_TIMEOUT, allow_zero=False)
+        out += number_problems("drain_timeout", self.drain_timeout, MAX_TIMEOUT, allow_zero=True)
+        out += number_problems(
             "reconnect_max_delay", self.reconnect_max_delay, MAX_TIMEOUT, allow_zero=True
         )
         if not self.id_field or '"' in self.id_field or "\\" in self.id_field:
@@ -156,8 +155,8 @@ class JobSpec:
                 parse_threshold(expr)
             except ThresholdError as exc:
                 out.append(str(exc))
-        out += _int_problems("event_count", self.event_count, 1, 10_000)
-        out += _number_problems("event_wait", self.event_wait, MAX_TIMEOUT, allow_zero=True)
+        out += int_problems("event_count", self.event_count, 1, 10_000)
+        out += number_problems("event_wait", self.event_wait, MAX_TIMEOUT, allow_zero=True)
         if not self.event_names or any(not n.strip() for n in self.event_names):
             out.append("event_names: expected one or more non-empty names")
         if self.event_method.upper() not in ("GET", "POST", "PUT", "PATCH"):
@@ -311,25 +310,25 @@ def _coerce(name: str, value: Any) -> Any:
     """Check one field's type, converting only lossless representations."""
     if name in _INT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_describe(value)}")
+            raise ValueError(f"expected an integer, got {describe(value)}")
         return value
     if name in _FLOAT_FIELDS:
         if name == "rate" and value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {_describe(value)}")
+            raise ValueError(f"expected a number, got {describe(value)}")
         return float(value)
     if name in _BOOL_FIELDS:
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {_describe(value)}")
+            raise ValueError(f"expected true or false, got {describe(value)}")
         return value
     if name in _STR_FIELDS:
         if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {_describe(value)}")
+            raise ValueError(f"expected a string, got {describe(value)}")
         return value
     if name in _STR_LIST_FIELDS:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"expected a list of strings, got {_describe(value)}")
+            raise ValueError(f"expected a list of strings, got {describe(value)}")
         return tuple(value)
     if name == "headers":
         return _coerce_headers(value)
@@ -338,14 +337,14 @@ def _coerce(name: str, value: Any) -> Any:
             isinstance(step, dict) and all(isinstance(k, str) for k in step) for step in value
         )
         if not ok:
-            raise ValueError(f"expected a list of tables ([[steps]]), got {_describe(value)}")
+            raise ValueError(f"expected a list of tables ([[steps]]), got {describe(value)}")
         return tuple(dict(step) for step in value)
     if name == "mode":
         try:
             return Mode(value)
         except ValueError:
             choices = ", ".join(m.value for m in Mode)
-            raise ValueError(f"expected one of {choices}, got {_describe(value)}") from None
+            raise ValueError(f"expected one of {choices}, got {describe(value)}") from None
     raise AssertionError(f"no coercion for field {name}")  # pragma: no cover
 
 
@@ -353,7 +352,7 @@ def _coerce_headers(value: Any) -> tuple[tuple[str, str], ...]:
     if isinstance(value, Mapping):
         value = list(value.items())
     if not isinstance(value, list | tuple):
-        raise ValueError(f"expected a table of name = value, got {_describe(value)}")
+        raise ValueError(f"expected a table of name = value, got {describe(value)}")
     pairs: list[tuple[str, str]] = []
     for item in value:
         if (
@@ -361,7 +360,7 @@ def _coerce_headers(value: Any) -> tuple[tuple[str, str], ...]:
             or len(item) != 2
             or not all(isinstance(part, str) for part in item)
         ):
-            raise ValueError(f"expected name/value string pairs, got {_describe(item)}")
+            raise ValueError(f"expected name/value string pairs, got {describe(item)}")
         pairs.append((item[0], item[1]))
     return tuple(pairs)
 
@@ -379,53 +378,6 @@ def _parse_text(name: str, raw: str) -> Any:
         except ValueError:
             raise ValueError(f"expected a number, got {raw!r}") from None
     return raw
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _url_problems(name: str, url: str, schemes: tuple[str, ...]) -> list[str]:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return [f"{name}: {url!r} is not a valid URL ({exc})"]
-    expected = " or ".join(f"{s}://" for s in schemes)
-    if parts.scheme not in schemes:
-        got = f"{parts.scheme}://" if parts.scheme else "no scheme"
-        return [f"{name}: {url!r} must start with {expected} (got {got})"]
-    if not parts.hostname:
-        return [f"{name}: {url!r} has no host"]
-    if port == 0:
-        return [f"{name}: {url!r} has port 0"]
-    if any(ch.isspace() for ch in url):
-        return [f"{name}: {url!r} contains whitespace"]
-    return []
-
-
-def _int_problems(name: str, value: int, low: int, high: int) -> list[str]:
-    if value < low:
-        return [f"{name} must be at least {low}, got {value}"]
-    if value > high:
-        return [f"{name} must be at most {high:,}, got {value:,}"]
-    return []
-
-
-def _number_problems(name: str, value: float, high: float, *, allow_zero: bool) -> list[str]:
-    if math.isnan(value):
-        return [f"{name} must be a number, got NaN"]
-    if math.isinf(value):
-        return [f"{name} must be finite, got {value}"]
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "greater than zero"
-        return [f"{name} must be {bound}, got {value:g}"]
-    if value > high:
-        return [f"{name} must be at most {high:g}, got {value:g}"]
-    return []
 
 
 __all__ = [

@@ -31,6 +31,7 @@ from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
 
 EXIT_DEGRADED = 1
+EXIT_COULD_NOT_RUN = 2
 EXIT_INTERRUPTED = 130
 
 F = Callable[..., Any]
@@ -230,6 +231,8 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
         write_text(run["html_path"], render(spec, summary, outcome.aggregate))
     if outcome.interrupted:
         sys.exit(EXIT_INTERRUPTED)
+    if outcome.refused:
+        sys.exit(EXIT_COULD_NOT_RUN)
     failed = any(not t["passed"] for t in summary["thresholds"])
     if outcome.lost_workers or outcome.aborted or failed:
         sys.exit(EXIT_DEGRADED)

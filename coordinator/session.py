@@ -84,6 +84,7 @@ class RunOutcome:
     aborted: str = ""
     interrupted: bool = False
     mode: str = "load"
+    refused: bool = False  # a worker would not run the job: it could not run at all
     check_result: Result | None = None
     check_worker: str = ""
 
@@ -192,7 +193,7 @@ class Session:
         next_progress = time.time() + 1.0
         while time.time() < end_at and not self._stop_requested.is_set() and not outcome.aborted:
             await self._pump(wait=0.1, aggregate=agg)
-            outcome.aborted = self._refused
+            outcome.aborted, outcome.refused = self._refused, bool(self._refused)
             self._check_liveness(outcome)
             if opts.on_progress is not None and time.time() >= next_progress:
                 outcome.aborted = opts.on_progress(agg, time.time() - start_at) or ""
@@ -225,7 +226,7 @@ class Session:
         deadline = time.monotonic() + limit
         while agg.worker(worker_id).result is None and not self.workers[worker_id].lost:
             if self._refused:
-                outcome.aborted = self._refused
+                outcome.aborted, outcome.refused = self._refused, True
                 break
             if time.monotonic() > deadline or self._stop_requested.is_set():
                 outcome.aborted = f"no result from {worker_id} within {limit:g} s"
