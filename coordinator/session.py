@@ -85,6 +85,7 @@ class RunOutcome:
     interrupted: bool = False
     mode: str = "load"
     refused: bool = False  # a worker would not run the job: it could not run at all
+    bad_input: dict[str, int] = field(default_factory=dict)  # hostile or broken peers
     check_result: Result | None = None
     check_worker: str = ""
 
@@ -99,6 +100,7 @@ class RunOutcome:
                 "interrupted": self.interrupted,
             }
         out = self.aggregate.summary(self.elapsed)
+        out["bad_input"] = dict(self.bad_input)
         out["lost_workers"] = list(self.lost_workers)
         out["aborted"] = self.aborted
         out["interrupted"] = self.interrupted
@@ -129,7 +131,8 @@ class Session:
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.workers: dict[str, WorkerState] = {}
         self._stop_requested = asyncio.Event()
-        self._bad_logged: set[str] = set()
+        #: bad input by kind (version, bad, unknown, hello, frames): counted, logged once
+        self.bad_input: dict[str, int] = {}
         self._job_id = ""
         self._last_beat = 0.0
         self._refused = ""  # a worker's refusal of the current job, which ends it
@@ -188,7 +191,7 @@ class Session:
                     job_id, spec.to_dict(), a.num_clients, a.client_offset, a.rate or 0.0, start_at
                 ),
             )
-        outcome = RunOutcome(agg, 0.0, self.workers)
+        outcome = RunOutcome(agg, 0.0, self.workers, bad_input=self.bad_input)
         end_at = start_at + spec.duration
         next_progress = time.time() + 1.0
         while time.time() < end_at and not self._stop_requested.is_set() and not outcome.aborted:
@@ -286,11 +289,11 @@ class Session:
         try:
             msg = decode(frames[1])
         except VersionMismatch as exc:
-            self._bad(f"version:{identity}", f"refused {identity}: {exc}")
+            self._bad("version", f"refused {identity}: {exc}")
             await self._send(identity, Refuse(str(exc)))
             return
         except ProtocolError as exc:
-            self._bad(f"bad:{identity}", f"bad message from {identity}: {exc}")
+            self._bad("bad", f"bad message from {identity}: {exc}")
             return
         worker_id = identity.removesuffix(HEARTBEAT_SUFFIX)
         state = self.workers.get(worker_id)
@@ -299,7 +302,7 @@ class Session:
             return
         if state is None:
             if not isinstance(msg, Heartbeat):  # a heartbeat thread may beat before its hello
-                self._bad(f"unknown:{identity}", f"message from unknown worker {identity} ignored")
+                self._bad("unknown", f"message from unknown worker {identity} ignored")
             return
         state.last_seen = time.monotonic()
         if isinstance(msg, Samples) and agg is not None and msg.job_id == self._job_id:
@@ -315,7 +318,7 @@ class Session:
 
     async def _hello(self, identity: str, msg: Hello) -> None:
         if identity != msg.worker_id:
-            self._bad(f"hello:{identity}", f"hello from {identity} claims id {msg.worker_id}")
+            self._bad("hello", f"hello from {identity} claims id {msg.worker_id}")
             return
         if msg.worker_id in self.workers:
             self.workers[msg.worker_id].last_seen = time.monotonic()
@@ -344,11 +347,15 @@ class Session:
         # A ROUTER never blocks: a message to a peer that is gone is dropped.
         await self._sock.send_multipart([identity.encode(), encode(msg)])
 
-    def _bad(self, key: str, text: str) -> None:
-        """Log each kind of bad input once per peer (hostile peers must not flood the log)."""
-        if key not in self._bad_logged and len(self._bad_logged) < 1000:
-            self._bad_logged.add(key)
-            self.options.on_log(text)
+    def _bad(self, kind: str, text: str) -> None:
+        """Log the first of each kind of bad input, then count the rest quietly.
+
+        A hostile peer must not be able to flood the log (or the terminal).
+        """
+        seen = self.bad_input.get(kind, 0)
+        self.bad_input[kind] = seen + 1
+        if not seen:
+            self.options.on_log(f"{text} (further ones of this kind are counted, not logged)")
 
 
 __all__ = ["RunOutcome", "Session", "SessionOptions", "WorkerState"]

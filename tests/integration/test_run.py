@@ -17,7 +17,7 @@ import msgpack
 import pytest
 import zmq
 
-from common.protocol import PROTOCOL_VERSION, Hello, Refuse, decode, encode
+from common.protocol import PROTOCOL_VERSION, Hello, Refuse, Samples, decode, encode
 from tests.integration.conftest import ServerFactory
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
@@ -193,7 +193,7 @@ def test_garbage_on_the_port_does_not_disturb_a_run(
     coord = subprocess.Popen(
         [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
          "--ws-url", server.ws_url, "--num-clients", "4", "--duration", "3",
-         "--interval", "0.05", "--json", str(out), "--quiet"],
+         "--interval", "0.05", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     worker = subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once"])
@@ -209,11 +209,23 @@ def test_garbage_on_the_port_does_not_disturb_a_run(
                      msgpack.packb([1, 2, 3]), b"x" * 100_000):  # fmt: skip
             dealer.send(junk)
         dealer.close()
+        for i in range(100):  # a flood of hellos, then a window from nobody we know
+            intruder = ctx.socket(zmq.DEALER)
+            intruder.setsockopt(zmq.LINGER, 2000)  # deliver before closing
+            intruder.setsockopt(zmq.ROUTING_ID, f"intruder-{i}".encode())
+            intruder.connect(endpoint)
+            intruder.send(encode(Hello(f"intruder-{i}", "h", 1, "0", 1, 1024)))
+            intruder.send(encode(Samples("job", 0, 0.0, 1.0, {"sent": 10**9, "received": 10**9})))
+            intruder.close()
         _, stderr = coord.communicate(timeout=40)
         assert coord.returncode == 0, stderr
         summary = json.loads(out.read_text())
         assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
         assert summary["balanced"]
+        assert summary["total_sent"] < 10**9  # the intruders' window was not merged
+        assert len(summary["workers"]) == 1
+        assert summary["bad_input"]["unknown"] >= 100  # every one counted...
+        assert stderr.count("unknown worker") == 1  # ...but logged once
     finally:
         ctx.term()
         for p in (coord, worker):
