@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Lab:
         self.net = os.getpid() % 200 + 20
         self.switch = f"{self.tag}-sw"
         self.addresses: dict[str, str] = {}
+        self.links: dict[str, str] = {}  # name -> its interface, inside its namespace
         self.namespaces = [self.switch]
         ip("netns", "add", self.switch)
         ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
@@ -59,6 +61,11 @@ class Lab:
             ip("-n", ns, "addr", "add", f"{address}/24", "dev", inside)
             ip("-n", ns, "link", "set", inside, "up")
             self.addresses[name] = address
+            self.links[name] = inside
+
+    def cut(self, name: str) -> None:
+        """Take the host's only link down: to everyone else it simply goes silent."""
+        ip("-n", self.ns(name), "link", "set", self.links[name], "down")
 
     def ns(self, name: str) -> str:
         return f"{self.tag}-{name}"
@@ -148,6 +155,59 @@ def test_distributed_run_across_namespaces(lab: Lab, tmp_path: Path) -> None:
         assert summary["balanced"]
         assert stats["connections_opened"] == 20
         assert stats["connections_open"] == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.timeout(120)
+def test_worker_cut_off_by_the_network_is_lost(lab: Lab, tmp_path: Path) -> None:
+    addr = lab.addresses
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        server = lab.popen(
+            "target", WSLOAD, "serve", "--host", addr["target"], "--port", "9000",
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(server)
+        assert server.stdout is not None
+        assert "listening on" in server.stdout.readline()
+        out = tmp_path / "summary.json"
+        coord = lab.popen(
+            "coord", WSLOAD, "coordinator", "--bind", f"tcp://{addr['coord']}:5555",
+            "--insecure", "--expect-workers", "2", "--worker-wait", "30",
+            "--ws-url", f"ws://{addr['target']}:9000/ws", "--num-clients", "10",
+            "--duration", "10", "--interval", "0.05", "--json", str(out), "--quiet",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(coord)
+        workers = {}
+        for name in ("w1", "w2"):
+            workers[name] = lab.popen(
+                name, WSLOAD, "worker", "--connect", f"tcp://{addr['coord']}:5555",
+                "--once", "--id", name,
+            )  # fmt: skip
+            procs.append(workers[name])
+        deadline = time.monotonic() + 30
+        while target_stats(lab)["connections_open"] < 10 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)  # a few windows reported first
+        lab.cut("w1")
+        _, stderr = coord.communicate(timeout=90)
+        assert coord.returncode == 1, stderr
+        summary = json.loads(out.read_text())
+        assert summary["lost_workers"] == ["w1"]
+        assert summary["workers"]["w1"]["sent"] > 0  # what it reported before the cut stays
+        assert summary["workers"]["w2"]["consistent"]
+        # Cut off, w1 hears no coordinator and stops its own load.
+        assert workers["w1"].wait(timeout=30) == 0
     finally:
         for p in procs:
             if p.poll() is None:
