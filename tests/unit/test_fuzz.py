@@ -1,0 +1,71 @@
+"""Every decoder of outside input, fuzzed: only its own error type may come out.
+
+Bounded (max_examples) so CI time stays fixed; the protocol and histogram
+decoders have their own fuzz tests beside their other tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.errors import SpecError
+from common.spec import FIELD_NAMES, spec_from_dict
+from common.thresholds import ThresholdError, parse_threshold
+from worker.checks.integration import ScenarioError, parse_steps
+from worker.payload import PayloadTemplate
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from([*FIELD_NAMES, "bogus"]), _json, max_size=8))
+def test_spec_from_the_wire(data: dict[str, Any]) -> None:
+    with contextlib.suppress(SpecError):
+        spec = spec_from_dict(data)
+        problems = spec.problems()  # range checks must not raise either
+        assert all(isinstance(p, str) for p in problems)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=40))
+def test_threshold_expressions(expr: str) -> None:
+    with contextlib.suppress(ThresholdError):
+        parse_threshold(expr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["send", "send_binary", "expect", "expect_regex", "expect_binary",
+                             "wait", "close", "timeout", "other"]),
+            _json,
+            max_size=3,
+        ),
+        max_size=5,
+    )
+)  # fmt: skip
+def test_scenario_steps(steps: list[dict[str, Any]]) -> None:
+    with contextlib.suppress(ScenarioError):
+        parse_steps(steps)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.integers(min_value=0, max_value=4096))
+def test_payload_templates_render(template: str, size: int) -> None:
+    bare = PayloadTemplate(template).render("client-1", 7, 1.5)
+    text = PayloadTemplate(template, size, seed=1).render("client-1", 7, 1.5)
+    if size == 0:
+        assert text == bare
+    else:
+        # Padded to exactly ``size``, unless the message is longer without any padding
+        # (the added '"pad": ""' slot of a JSON template costs at most 12 characters).
+        assert len(text) == size or size < len(text) <= len(bare) + 12
