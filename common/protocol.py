@@ -263,6 +263,9 @@ class Error(Message):
     details: list[str] = field(default_factory=list)
 
 
+#: Identity suffix of a worker's heartbeat socket: ``<worker_id>#hb`` beats for ``<worker_id>``.
+HEARTBEAT_SUFFIX = "#hb"
+
 #: The counters a worker reports in ``samples`` and ``result`` messages.
 #: Run-level accounting: ``sent = received + timed_out + lost + unanswered``;
 #: ``late`` replies match nothing in flight; ``clients_connected`` is a gauge.
@@ -357,6 +360,7 @@ def _build(cls: type[Message], body: dict[str, Any]) -> Message:
 
 
 __all__ = [
+    "HEARTBEAT_SUFFIX",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",

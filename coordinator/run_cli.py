@@ -198,15 +198,11 @@ def _spec(params: dict[str, Any]) -> JobSpec:
 
 def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate the job's fields from the run's own options; check report paths now."""
-    run_keys = (
-        *("json_path", "csv_path", "junit_path", "hdr_path", "html_path", "quiet"),
-        *("on_worker_loss", "workers", "abort_on_fail"),
-        *("demo", "bind", "expect_workers"),
-    )
+    reports = ("json_path", "csv_path", "junit_path", "hdr_path", "html_path")
+    run_keys = [*reports, "quiet", "on_worker_loss", "workers", "abort_on_fail", "demo"]
+    run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir"]
     run = {k: params.pop(k) for k in run_keys if k in params}
-    run |= {k: params.pop(k) for k in ("insecure", "worker_wait", "keys_dir") if k in params}
-    check_writable(*(run.get(k) for k in ("json_path", "csv_path", "junit_path", "hdr_path")))
-    check_writable(run.get("html_path"))
+    check_writable(*(run.get(k) for k in reports))
     return params, run
 
 

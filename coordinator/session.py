@@ -23,6 +23,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 from common.curve import CurveKeys
 from common.errors import ProtocolError
 from common.protocol import (
+    HEARTBEAT_SUFFIX,
     Bye,
     Error,
     Heartbeat,
@@ -43,7 +44,6 @@ from coordinator.aggregate import RunAggregate
 from coordinator.errors import CoordinatorError
 from coordinator.plan import WorkerCapacity, plan
 
-HEARTBEAT_SUFFIX = "#hb"
 #: Seconds between the planned start and the job message, so every worker
 #: (local or across a network) has it before the common start time.
 START_DELAY = 1.0

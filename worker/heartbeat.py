@@ -21,9 +21,7 @@ from typing import Any
 import zmq
 
 from common.errors import ProtocolError
-from common.protocol import Heartbeat, decode, encode
-
-HEARTBEAT_SUFFIX = "#hb"
+from common.protocol import HEARTBEAT_SUFFIX, Heartbeat, decode, encode
 
 
 class HeartbeatThread(threading.Thread):
@@ -116,4 +114,4 @@ class HeartbeatThread(threading.Thread):
             self.mark_seen()
 
 
-__all__ = ["HEARTBEAT_SUFFIX", "HeartbeatThread"]
+__all__ = ["HeartbeatThread"]
