@@ -43,6 +43,7 @@ class Lab:
         self.net = os.getpid() % 200 + 20
         self.switch = f"{self.tag}-sw"
         self.addresses: dict[str, str] = {}
+        self.procs: list[subprocess.Popen[str]] = []  # stopped by close()
         self.links: dict[str, str] = {}  # name -> its interface, inside its namespace
         self.namespaces = [self.switch]
         ip("netns", "add", self.switch)
@@ -73,9 +74,11 @@ class Lab:
     def popen(
         self, name: str, *cmd: str, stdout: int | None = None, stderr: int | None = None
     ) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns(name), *cmd], text=True, stdout=stdout, stderr=stderr
         )
+        self.procs.append(proc)
+        return proc
 
     def run(self, name: str, *cmd: str) -> str:
         return subprocess.run(
@@ -84,6 +87,16 @@ class Lab:
         ).stdout  # fmt: skip
 
     def close(self) -> None:
+        """Stop every process started here, then remove the namespaces."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
 
@@ -100,6 +113,16 @@ def lab() -> Iterator[Lab]:
         made.close()
 
 
+def start_target(lab: Lab) -> None:
+    """The reference server on the target host, port 9000; returns once it listens."""
+    server = lab.popen(
+        "target", WSLOAD, "serve", "--host", lab.addresses["target"], "--port", "9000",
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdout is not None
+    assert "listening on" in server.stdout.readline()
+
+
 def target_stats(lab: Lab) -> dict[str, int]:
     url = f"http://{lab.addresses['target']}:9000/api/stats"
     code = (
@@ -110,111 +133,56 @@ def target_stats(lab: Lab) -> dict[str, int]:
     return data
 
 
+def start_run(
+    lab: Lab, out: Path, clients: int, duration: float
+) -> tuple[subprocess.Popen[str], dict[str, subprocess.Popen[str]]]:
+    """The coordinator on its host and workers w1, w2 on theirs, loading the target."""
+    addr = lab.addresses
+    coord = lab.popen(
+        "coord", WSLOAD, "coordinator", "--bind", f"tcp://{addr['coord']}:5555",
+        "--insecure", "--expect-workers", "2", "--worker-wait", "30",
+        "--ws-url", f"ws://{addr['target']}:9000/ws", "--num-clients", str(clients),
+        "--duration", str(duration), "--interval", "0.05", "--json", str(out), "--quiet",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    worker_cmd = [WSLOAD, "worker", "--connect", f"tcp://{addr['coord']}:5555", "--once"]
+    workers = {name: lab.popen(name, *worker_cmd, "--id", name) for name in ("w1", "w2")}
+    return coord, workers
+
+
 @pytest.mark.timeout(120)
 def test_distributed_run_across_namespaces(lab: Lab, tmp_path: Path) -> None:
-    addr = lab.addresses
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        server = lab.popen(
-            "target", WSLOAD, "serve", "--host", addr["target"], "--port", "9000",
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(server)
-        assert server.stdout is not None
-        assert "listening on" in server.stdout.readline()
-        out = tmp_path / "summary.json"
-        coord = lab.popen(
-            "coord", WSLOAD, "coordinator", "--bind", f"tcp://{addr['coord']}:5555",
-            "--insecure", "--expect-workers", "2", "--worker-wait", "30",
-            "--ws-url", f"ws://{addr['target']}:9000/ws", "--num-clients", "20",
-            "--duration", "4", "--interval", "0.05", "--json", str(out), "--quiet",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(coord)
-        for name in ("w1", "w2"):
-            procs.append(
-                lab.popen(
-                    name,
-                    WSLOAD,
-                    "worker",
-                    "--connect",
-                    f"tcp://{addr['coord']}:5555",
-                    "--once",
-                    "--id",
-                    name,
-                )
-            )
-        _, stderr = coord.communicate(timeout=90)
-        assert coord.returncode == 0, stderr
-        summary = json.loads(out.read_text())
-        stats = target_stats(lab)
-        assert set(summary["workers"]) == {"w1", "w2"}
-        assert all(w["sent"] > 0 and w["consistent"] for w in summary["workers"].values())
-        assert summary["total_sent"] == stats["messages_received"] > 20 * 40
-        assert summary["total_received"] == stats["messages_sent"]
-        assert summary["balanced"]
-        assert stats["connections_opened"] == 20
-        assert stats["connections_open"] == 0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+    start_target(lab)
+    out = tmp_path / "summary.json"
+    coord, _ = start_run(lab, out, clients=20, duration=4)
+    _, stderr = coord.communicate(timeout=90)
+    assert coord.returncode == 0, stderr
+    summary = json.loads(out.read_text())
+    stats = target_stats(lab)
+    assert set(summary["workers"]) == {"w1", "w2"}
+    assert all(w["sent"] > 0 and w["consistent"] for w in summary["workers"].values())
+    assert summary["total_sent"] == stats["messages_received"] > 20 * 40
+    assert summary["total_received"] == stats["messages_sent"]
+    assert summary["balanced"]
+    assert stats["connections_opened"] == 20
+    assert stats["connections_open"] == 0
 
 
 @pytest.mark.timeout(120)
 def test_worker_cut_off_by_the_network_is_lost(lab: Lab, tmp_path: Path) -> None:
-    addr = lab.addresses
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        server = lab.popen(
-            "target", WSLOAD, "serve", "--host", addr["target"], "--port", "9000",
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(server)
-        assert server.stdout is not None
-        assert "listening on" in server.stdout.readline()
-        out = tmp_path / "summary.json"
-        coord = lab.popen(
-            "coord", WSLOAD, "coordinator", "--bind", f"tcp://{addr['coord']}:5555",
-            "--insecure", "--expect-workers", "2", "--worker-wait", "30",
-            "--ws-url", f"ws://{addr['target']}:9000/ws", "--num-clients", "10",
-            "--duration", "10", "--interval", "0.05", "--json", str(out), "--quiet",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(coord)
-        workers = {}
-        for name in ("w1", "w2"):
-            workers[name] = lab.popen(
-                name, WSLOAD, "worker", "--connect", f"tcp://{addr['coord']}:5555",
-                "--once", "--id", name,
-            )  # fmt: skip
-            procs.append(workers[name])
-        deadline = time.monotonic() + 30
-        while target_stats(lab)["connections_open"] < 10 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.5)  # a few windows reported first
-        lab.cut("w1")
-        _, stderr = coord.communicate(timeout=90)
-        assert coord.returncode == 1, stderr
-        summary = json.loads(out.read_text())
-        assert summary["lost_workers"] == ["w1"]
-        assert summary["workers"]["w1"]["sent"] > 0  # what it reported before the cut stays
-        assert summary["workers"]["w2"]["consistent"]
-        # Cut off, w1 hears no coordinator and stops its own load.
-        assert workers["w1"].wait(timeout=30) == 0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+    start_target(lab)
+    out = tmp_path / "summary.json"
+    coord, workers = start_run(lab, out, clients=10, duration=10)
+    deadline = time.monotonic() + 30
+    while target_stats(lab)["connections_open"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)  # a few windows reported first
+    lab.cut("w1")
+    _, stderr = coord.communicate(timeout=90)
+    assert coord.returncode == 1, stderr
+    summary = json.loads(out.read_text())
+    assert summary["lost_workers"] == ["w1"]
+    assert summary["workers"]["w1"]["sent"] > 0  # what it reported before the cut stays
+    assert summary["workers"]["w2"]["consistent"]
+    # Cut off, w1 hears no coordinator and stops its own load.
+    assert workers["w1"].wait(timeout=30) == 0
