@@ -263,6 +263,9 @@ class Error(Message):
     details: list[str] = field(default_factory=list)
 
 
+#: ``error`` codes by which a worker refuses a job: the run ends, it could not run.
+JOB_REFUSALS = frozenset({"bad-job", "target-not-allowed", "bad-source-address"})
+
 #: Identity suffix of a worker's heartbeat socket: ``<worker_id>#hb`` beats for ``<worker_id>``.
 HEARTBEAT_SUFFIX = "#hb"
 
@@ -361,6 +364,7 @@ def _build(cls: type[Message], body: dict[str, Any]) -> Message:
 
 __all__ = [
     "HEARTBEAT_SUFFIX",
+    "JOB_REFUSALS",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",

@@ -30,7 +30,13 @@ from typing import Any
 
 from common.errors import SpecError
 from common.thresholds import ThresholdError, parse_threshold
-from common.validation import describe, int_problems, number_problems, url_problems
+from common.validation import (
+    address_problems,
+    describe,
+    int_problems,
+    number_problems,
+    url_problems,
+)
 
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"
@@ -106,6 +112,7 @@ class JobSpec:
     compression: bool = False
     ca_file: str = ""
     tls_insecure: bool = False
+    source_addresses: tuple[str, ...] = ()
     thresholds: tuple[str, ...] = ()
     mode: Mode = Mode.LOAD
     steps: tuple[dict[str, Any], ...] = ()
@@ -147,6 +154,7 @@ class JobSpec:
                 out.append(f"headers: {key!r} is not a valid HTTP header name")
             if any(ch in value for ch in "\r\n\0"):
                 out.append(f"headers: value of {key!r} contains a line break or NUL")
+        out += address_problems("source_addresses", self.source_addresses)
         for proto in self.subprotocols:
             if not _TOKEN.match(proto):
                 out.append(f"subprotocols: {proto!r} is not a valid subprotocol token")
@@ -170,6 +178,7 @@ class JobSpec:
         out = dataclasses.asdict(self)
         out["headers"] = [list(pair) for pair in self.headers]
         out["subprotocols"] = list(self.subprotocols)
+        out["source_addresses"] = list(self.source_addresses)
         out["thresholds"] = list(self.thresholds)
         out["steps"] = [dict(step) for step in self.steps]
         out["event_names"] = list(self.event_names)
@@ -303,7 +312,7 @@ _STR_FIELDS = frozenset(
     | {"event_body"}
 )
 _BOOL_FIELDS = frozenset({"reconnect", "compression", "tls_insecure"})
-_STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds", "event_names"})
+_STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds", "event_names", "source_addresses"})
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -6,7 +6,9 @@ so :meth:`common.spec.JobSpec.problems` can report every problem at once.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,4 +60,42 @@ def number_problems(name: str, value: float, high: float, *, allow_zero: bool) -
     return []
 
 
-__all__ = ["describe", "int_problems", "number_problems", "url_problems"]
+def address_problems(name: str, addresses: tuple[str, ...]) -> list[str]:
+    """Local addresses to connect from: IP literals of one family (no host names)."""
+    out: list[str] = []
+    families: set[int] = set()
+    for text in addresses:
+        try:
+            families.add(ipaddress.ip_address(text).version)
+        except ValueError:
+            out.append(f"{name}: {text!r} is not an IP address")
+    if len(families) > 1:
+        out.append(f"{name}: mixes IPv4 and IPv6 addresses; a target is reached over one family")
+    return out
+
+
+def unbindable_address(addresses: tuple[str, ...]) -> str | None:
+    """Why this host cannot connect from one of ``addresses``, or None.
+
+    A check of *this* host (it binds a socket to each address), made before a
+    run, so an address the host does not have is one clear refusal rather
+    than every connection failing as ``no_local_port``.
+    """
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address, 0))
+            except OSError as exc:
+                return f"cannot connect from source address {address}: {exc.strerror or exc}"
+    return None
+
+
+__all__ = [
+    "address_problems",
+    "describe",
+    "int_problems",
+    "number_problems",
+    "unbindable_address",
+    "url_problems",
+]

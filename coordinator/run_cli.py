@@ -23,6 +23,7 @@ from common.curve import coordinator_keys
 from common.errors import WsloadError
 from common.spec import JobSpec, build_spec
 from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
+from common.validation import unbindable_address
 from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
 from coordinator.outputs import check_writable, write_csv, write_json, write_junit, write_text
@@ -104,6 +105,14 @@ def _load_options(func: F) -> F:
             is_flag=True,
             default=None,
             help="Do not reconnect after the server closes.",
+        ),
+        click.option(
+            "--source-address",
+            "source_addresses",
+            multiple=True,
+            metavar="IP[,IP...]",
+            help="Local address(es) to connect from, round-robin over clients (repeatable or "
+            "comma-separated): each adds ~28,000 ephemeral ports towards one target.",
         ),
         click.option("--ca-file", help="CA bundle for wss:// targets."),
         click.option(
@@ -190,6 +199,10 @@ def _spec(params: dict[str, Any]) -> JobSpec:
             flags[name] = tuple(params[name])
         else:
             flags.pop(name, None)
+    sources = [a.strip() for raw in params.pop("source_addresses", ()) for a in raw.split(",")]
+    flags.pop("source_addresses", None)
+    if sources:
+        flags["source_addresses"] = tuple(a for a in sources if a)
     if no_reconnect:
         flags["reconnect"] = False
     scenario = flags.pop("scenario", None)
@@ -296,6 +309,9 @@ def run(**params: Any) -> None:
         if demo is not None:
             job["ws_url"] = demo.ws_url
         spec = _spec(job)
+        problem = unbindable_address(spec.source_addresses)  # the workers run on this host
+        if problem:
+            raise click.BadParameter(problem, param_hint="--source-address")
         opts = SessionOptions(
             endpoint="tcp://127.0.0.1:*",
             expect_workers=workers,

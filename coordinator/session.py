@@ -24,6 +24,7 @@ from common.curve import CurveKeys
 from common.errors import ProtocolError
 from common.protocol import (
     HEARTBEAT_SUFFIX,
+    JOB_REFUSALS,
     Bye,
     Error,
     Heartbeat,
@@ -312,7 +313,7 @@ class Session:
         elif isinstance(msg, Error):
             details = "; ".join(msg.details)
             self.options.on_log(f"worker {worker_id} error {msg.code}: {msg.message} {details}")
-            if msg.code in ("bad-job", "target-not-allowed") and self._job_id:
+            if msg.code in JOB_REFUSALS and self._job_id:
                 self._refused = f"worker {worker_id} refused the job: {msg.message} {details}"
                 self._refusers.add(worker_id)
 

@@ -75,8 +75,7 @@ class ReferenceServer:
         await ws.prepare(request)
         conn = Connection(ws, self.stats, self.policy)
         self.connections.add(conn)
-        self.stats.connections_opened += 1
-        self.stats.connections_open += 1
+        self.stats.opened(request.remote or "")
         try:
             await conn.serve()
         finally:

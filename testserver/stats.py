@@ -7,6 +7,9 @@ Connections
     ``connections_opened``: WebSocket handshakes completed on ``/ws``.
     ``connections_open``: connections open right now (a gauge; never reset).
 
+    ``connections_by_address``: handshakes completed, by the client's IP
+    address (shows how ``--source-address`` spread the connections).
+
 Received
     ``messages_received``: text and binary frames received on ``/ws``, each
     counted once, when the server processes it (control frames such as
@@ -70,11 +73,19 @@ class ServerStats:
     dropped: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    connections_by_address: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
-    def snapshot(self) -> dict[str, float | int]:
+    def opened(self, address: str) -> None:
+        """Count one completed handshake from a client at ``address``."""
+        self.connections_opened += 1
+        self.connections_open += 1
+        by_address = self.connections_by_address
+        by_address[address] = by_address.get(address, 0) + 1
+
+    def snapshot(self) -> dict[str, float | int | dict[str, int]]:
         """The counters as JSON-ready numbers, plus ``uptime`` in seconds since start."""
-        out: dict[str, float | int] = asdict(self)
+        out: dict[str, float | int | dict[str, int]] = asdict(self)
         out.pop("started")
         out["uptime"] = round(time.monotonic() - self.started, 3)
         return out
@@ -84,6 +95,7 @@ class ServerStats:
         for f in fields(self):
             if f.name not in ("connections_open", "started"):
                 setattr(self, f.name, 0)
+        self.connections_by_address = {}
 
 
 __all__ = ["ServerStats"]

@@ -45,6 +45,7 @@ from common.protocol import (
     encode,
 )
 from common.spec import JobSpec, Mode, spec_from_dict
+from common.validation import unbindable_address
 from worker.checks.runner import run_mode
 from worker.engine import Engine
 from worker.heartbeat import HeartbeatThread
@@ -207,6 +208,10 @@ class Agent:
         refusal = target_refusal(spec, self.options.allowed_targets)
         if refusal:
             await self._send(sock, Error("target-not-allowed", f"{self.worker_id}: {refusal}"))
+            return
+        refusal = unbindable_address(spec.source_addresses)
+        if refusal:
+            await self._send(sock, Error("bad-source-address", f"{self.worker_id}: {refusal}"))
             return
         if spec.mode is not Mode.LOAD:
             ok, details = await run_mode(spec)

@@ -65,10 +65,18 @@ class ConnectOptions:
 
 
 async def open_connection(
-    url: str, options: ConnectOptions, ssl_context: ssl.SSLContext | None = None
+    url: str,
+    options: ConnectOptions,
+    ssl_context: ssl.SSLContext | None = None,
+    source: str = "",
 ) -> ClientConnection:
-    """Connect and complete the opening handshake, or raise :class:`ConnectFailed`."""
+    """Connect and complete the opening handshake, or raise :class:`ConnectFailed`.
+
+    ``source`` is the local address to connect from (``--source-address``);
+    each local address has its own ~28,000 ephemeral ports towards one target.
+    """
     tls = url.startswith("wss:")
+    extra: dict[str, Any] = {"local_addr": (source, 0)} if source else {}
     try:
         return await connect(
             url,
@@ -82,6 +90,7 @@ async def open_connection(
             ssl=(ssl_context or options.ssl_context()) if tls else None,
             proxy=None,
             user_agent_header=USER_AGENT,
+            **extra,
         )
     except Exception as exc:
         raise classify(exc, url) from exc
@@ -107,7 +116,8 @@ def classify(exc: BaseException, url: str) -> ConnectFailed:
     if isinstance(exc, InvalidHandshake):
         return HandshakeRejected(None, f"{url}: invalid handshake ({exc})")
     if isinstance(exc, OSError):
-        if exc.errno == errno.EADDRNOTAVAIL:
+        # EADDRNOTAVAIL from connect(), EADDRINUSE from bind() to a source address
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
             return ConnectFailed("no_local_port", f"{url}: no free local port (ephemeral ports)")
         if exc.errno in (errno.ECONNRESET, errno.EPIPE):
             return ConnectFailed("reset", f"{url}: connection reset during handshake")

@@ -182,13 +182,15 @@ class Engine:
         client_id = f"{self._prefix}{self.share.offset + index}"
         rec = self.recorder
         await self._nap(connect_at(self._start, self.spec.ramp_up, self.share, index) - _mono())
+        sources = self.spec.source_addresses
+        source = sources[(self.share.offset + index) % len(sources)] if sources else ""
         seq = 0
         failures = 0
         connected_before = False
         while self._phase is Phase.RUNNING and _mono() < self._send_until:
             t0 = _mono()
             try:
-                ws = await open_connection(self.spec.ws_url, self._options, self._ssl)
+                ws = await open_connection(self.spec.ws_url, self._options, self._ssl, source)
             except ConnectFailed as exc:
                 rec.connect_failures += 1
                 rec.error(exc.kind)

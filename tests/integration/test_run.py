@@ -66,6 +66,18 @@ def test_run_totals_match_the_server(
     assert "Success rate:" in proc.stdout
 
 
+def test_source_addresses_spread_the_connections(serve_factory: ServerFactory) -> None:
+    server = serve_factory()
+    proc = wsload(
+        "run", "--ws-url", server.ws_url, "-c", "7", "-d", "1", "--interval", "0.1",
+        "--workers", "2", "--source-address", "127.0.0.2,127.0.0.3",
+        "--source-address", "127.0.0.4", "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    by_address = stats(server.api_url)["connections_by_address"]
+    assert by_address == {"127.0.0.2": 3, "127.0.0.3": 2, "127.0.0.4": 2}
+
+
 def test_environment_variables_of_the_original_framework(serve_factory: ServerFactory) -> None:
     server = serve_factory()
     env = dict(os.environ, WS_URL=server.ws_url, NUM_CLIENTS="3", TEST_DURATION="1")

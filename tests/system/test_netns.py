@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,16 +102,26 @@ class Lab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
+def _lab(names: list[str]) -> Iterator[Lab]:
     try:
-        made = Lab(["target", "coord", "w1", "w2"])
+        made = Lab(names)
     except subprocess.CalledProcessError as exc:
         pytest.skip(f"cannot build network namespaces here: {exc.stderr!r}")
     try:
         yield made
     finally:
         made.close()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    yield from _lab(["target", "coord", "w1", "w2"])
+
+
+@pytest.fixture
+def host() -> Iterator[Lab]:
+    """One host alone: its own loopback and its own ephemeral-port range."""
+    yield from _lab(["host"])
 
 
 def start_target(lab: Lab) -> None:
@@ -123,13 +134,14 @@ def start_target(lab: Lab) -> None:
     assert "listening on" in server.stdout.readline()
 
 
-def target_stats(lab: Lab) -> dict[str, int]:
-    url = f"http://{lab.addresses['target']}:9000/api/stats"
+def target_stats(lab: Lab, name: str = "target", address: str = "") -> dict[str, Any]:
+    """``/api/stats`` of the server on host ``name`` (at ``address``, else the host's own)."""
+    url = f"http://{address or lab.addresses[name]}:9000/api/stats"
     code = (
         "import urllib.request, sys; "
         f"sys.stdout.write(urllib.request.urlopen({url!r}).read().decode())"
     )
-    data: dict[str, int] = json.loads(lab.run("target", sys.executable, "-c", code))
+    data: dict[str, Any] = json.loads(lab.run(name, sys.executable, "-c", code))
     return data
 
 
@@ -186,3 +198,45 @@ def test_worker_cut_off_by_the_network_is_lost(lab: Lab, tmp_path: Path) -> None
     assert summary["workers"]["w2"]["consistent"]
     # Cut off, w1 hears no coordinator and stops its own load.
     assert workers["w1"].wait(timeout=30) == 0
+
+
+@pytest.mark.timeout(120)
+def test_ephemeral_ports_exhausted_then_spread_over_source_addresses(
+    host: Lab, tmp_path: Path
+) -> None:
+    # 20 local ports per (source address, target): fewer than the 40 clients.
+    host.run("host", "sysctl", "-w", "net.ipv4.ip_local_port_range=40000 40019")
+    server = host.popen(
+        "host", WSLOAD, "serve", "--host", "127.0.0.1", "--port", "9000", stdout=subprocess.PIPE
+    )
+    assert server.stdout is not None
+    assert "listening on" in server.stdout.readline()
+
+    def run(*extra: str) -> dict[str, Any]:
+        out = tmp_path / "summary.json"
+        host.run(
+            "host", WSLOAD, "run", "--ws-url", "ws://127.0.0.1:9000/ws", "-c", "40", "-d", "2",
+            "--interval", "0.1", "--workers", "1", "--no-reconnect", "--json", str(out),
+            "--quiet", *extra,
+        )  # fmt: skip
+        summary: dict[str, Any] = json.loads(out.read_text())
+        return summary
+
+    exhausted = run()
+    counters = exhausted["counters"]
+    assert 0 < counters["connects"] < 40
+    assert exhausted["errors"] == {"no_local_port": 40 - counters["connects"]}
+    assert counters["connect_failures"] == 40 - counters["connects"]
+    assert exhausted["balanced"]
+
+    spread = run("--source-address", "127.0.0.2,127.0.0.3,127.0.0.4")
+    assert spread["counters"]["connects"] == 40
+    assert spread["errors"] == {}
+    assert spread["balanced"]
+    by_address = target_stats(host, "host", "127.0.0.1")["connections_by_address"]
+    assert by_address == {
+        "127.0.0.1": counters["connects"],
+        "127.0.0.2": 14,
+        "127.0.0.3": 13,
+        "127.0.0.4": 13,
+    }
