@@ -71,6 +71,11 @@ class Mode(StrEnum):
     EVENT = "event"
 
 
+#: Client engines (``--engine``): ``auto`` is picows, or websockets when the
+#: job needs compression (see :func:`worker.engine.engine_name`).
+ENGINE_CHOICES = ("auto", "picows", "websockets")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything a run needs. Build it with :func:`build_spec`, which validates.
@@ -113,6 +118,7 @@ class JobSpec:
     ca_file: str = ""
     tls_insecure: bool = False
     source_addresses: tuple[str, ...] = ()
+    engine: str = "auto"
     thresholds: tuple[str, ...] = ()
     mode: Mode = Mode.LOAD
     steps: tuple[dict[str, Any], ...] = ()
@@ -155,6 +161,10 @@ class JobSpec:
             if any(ch in value for ch in "\r\n\0"):
                 out.append(f"headers: value of {key!r} contains a line break or NUL")
         out += address_problems("source_addresses", self.source_addresses)
+        if self.engine not in ENGINE_CHOICES:
+            out.append(f"engine: expected one of {', '.join(ENGINE_CHOICES)}, got {self.engine!r}")
+        elif self.engine == "picows" and self.compression:
+            out.append("engine: picows does not do compression; use --engine websockets or auto")
         for proto in self.subprotocols:
             if not _TOKEN.match(proto):
                 out.append(f"subprotocols: {proto!r} is not a valid subprotocol token")
@@ -309,7 +319,7 @@ _FLOAT_FIELDS = frozenset(
 )
 _STR_FIELDS = frozenset(
     {"ws_url", "api_url", "payload", "id_field", "ca_file", "event_method", "event_path"}
-    | {"event_body"}
+    | {"event_body", "engine"}
 )
 _BOOL_FIELDS = frozenset({"reconnect", "compression", "tls_insecure"})
 _STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds", "event_names", "source_addresses"})
@@ -393,6 +403,7 @@ __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_PAYLOAD",
     "DEFAULT_WS_URL",
+    "ENGINE_CHOICES",
     "ENV_VARS",
     "FIELD_NAMES",
     "JobSpec",

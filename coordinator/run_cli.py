@@ -21,7 +21,7 @@ import uvloop
 
 from common.curve import coordinator_keys
 from common.errors import WsloadError
-from common.spec import JobSpec, build_spec
+from common.spec import ENGINE_CHOICES, JobSpec, build_spec
 from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
 from common.validation import unbindable_address
 from coordinator.aggregate import RunAggregate
@@ -113,6 +113,12 @@ def _load_options(func: F) -> F:
             metavar="IP[,IP...]",
             help="Local address(es) to connect from, round-robin over clients (repeatable or "
             "comma-separated): each adds ~28,000 ephemeral ports towards one target.",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(ENGINE_CHOICES),
+            help="Client engine: picows (fast, the default) or websockets (also does "
+            "compression); auto = picows unless the job needs compression.",
         ),
         click.option("--ca-file", help="CA bundle for wss:// targets."),
         click.option(

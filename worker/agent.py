@@ -47,7 +47,7 @@ from common.protocol import (
 from common.spec import JobSpec, Mode, spec_from_dict
 from common.validation import unbindable_address
 from worker.checks.runner import run_mode
-from worker.engine import Engine
+from worker.engine import Engine, create_engine
 from worker.heartbeat import HeartbeatThread
 from worker.recorder import WindowBatch
 from worker.schedule import Share
@@ -224,7 +224,7 @@ class Agent:
             total=spec.num_clients,
             rate=job.rate if job.rate > 0 else None,
         )
-        self._engine = engine = Engine(
+        self._engine = engine = create_engine(
             spec, share, on_batch=queue.put_nowait, start_at=job.start_at
         )
         async with asyncio.TaskGroup() as tg:

@@ -13,6 +13,13 @@ Lifecycle of a run (:meth:`Engine.run`):
 Every task belongs to the run's task group; nothing outlives :meth:`run`.
 All times come from ``time.monotonic`` (uvloop's ``loop.time()`` is cached
 per iteration at millisecond resolution, too coarse for latency).
+
+This class is the lifecycle and the bookkeeping; how frames reach the wire
+is a subclass's (:func:`create_engine` picks one by ``spec.engine``):
+:mod:`worker.engine_picows` handles each reply in the protocol callback and
+sends the next message from there, with no coroutine per message (the
+default); :mod:`worker.engine_websockets` uses the websockets library, which
+also does permessage-deflate.
 """
 
 from __future__ import annotations
@@ -22,14 +29,13 @@ import contextlib
 import enum
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from typing import Any
 
 from common.spec import JobSpec
-from worker.connect import ConnectOptions, open_connection
+from worker.connect import ConnectOptions
 from worker.errors import ConnectFailed
 from worker.payload import PayloadTemplate
 from worker.recorder import Recorder, WindowBatch
@@ -68,35 +74,60 @@ class EngineResult:
         return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
 
 
-class _Conn:
-    """One open connection of one client.
+class Conn:
+    """One open connection of one client; ``link`` is the engine's own connection object.
 
     ``seq`` is the client's last message number; it carries over to the next
-    connection so ids stay unique per client. In closed loop the reader sends
-    the next message itself as soon as a reply arrives (no task switch per
-    round trip); ``stalled`` is resolved when it cannot (a timeout, a close,
-    the end of the run), to hand control back to the sending coroutine.
+    connection so ids stay unique per client. In closed loop the reply
+    handler sends the next message itself as soon as a reply arrives (no task
+    switch per round trip); ``stalled`` is resolved when it cannot (a timeout,
+    a close, the end of the run), to hand control back to the sending
+    coroutine. ``closed`` completes when the connection is gone.
     """
 
-    __slots__ = ("client_id", "closed_by_us", "inflight", "seq", "stalled", "ws")
+    __slots__ = (
+        "client_id", "closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled",
+    )  # fmt: skip
 
-    def __init__(self, ws: ClientConnection, client_id: str, seq: int) -> None:
-        self.ws = ws
+    def __init__(
+        self,
+        link: Any,
+        client_id: str,
+        seq: int,
+        closed: asyncio.Future[None],
+        render: Callable[[int, float], str],
+    ) -> None:
+        self.link = link
         self.client_id = client_id
+        self.render = render
         self.seq = seq
         self.inflight = InFlight()
         self.stalled: asyncio.Future[None] | None = None
+        self.closed = closed
         self.closed_by_us = False
 
+    def wake(self) -> None:
+        """Hand control back to the sending coroutine (the reply chain stopped)."""
+        if self.stalled is not None:
+            _resolve(self.stalled)
 
-class Engine:
+
+class Engine(ABC):
     """Runs ``share`` of ``spec``'s clients until the duration ends or :meth:`stop`.
 
     ``on_batch`` receives a :class:`WindowBatch` every ``window`` seconds and
     a final one (``final=True``) after the connections are closed.
     ``start_at`` is a wall-clock time (so workers on several hosts start
     together); by default the run starts at once.
+
+    A subclass opens connections (:meth:`_open`), watches them
+    (:meth:`_attach`), sends (:meth:`_send`), says whether one can still send
+    (:meth:`_alive`) and closes them (:meth:`_close`); it hands every reply to
+    :meth:`_on_message` and every close to :meth:`_on_closed`.
     """
+
+    #: the name ``--engine`` selects this engine by
+    name = ""
 
     def __init__(
         self,
@@ -116,16 +147,43 @@ class Engine:
         self._window = window
         self._prefix = client_prefix
         self._template = PayloadTemplate(spec.payload, spec.payload_size)
-        self._id_re = id_pattern(spec.id_field)
+        self._stamped = self._template.uses_ts
+        self._find_id = id_pattern(spec.id_field).search
         self._period = send_period(spec.interval, self.share)
+        self._closed_loop = self._period <= 0
         self._options = ConnectOptions.from_spec(spec)
         self._ssl = self._options.ssl_context() if spec.ws_url.startswith("wss:") else None
         self._phase = Phase.RUNNING
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[int, Conn] = {}
         self._naps: set[asyncio.Future[None]] = set()
         self._stop_requested = asyncio.Event()
         self._start = 0.0
         self._send_until = 0.0
+
+    # -- what a subclass provides ---------------------------------------------
+
+    @abstractmethod
+    async def _open(self, source: str) -> Any:
+        """Open one connection (from local address ``source``), or raise ConnectFailed."""
+
+    @abstractmethod
+    def _attach(self, link: Any, conn: Conn) -> asyncio.Task[None] | None:
+        """Deliver ``link``'s messages to :meth:`_on_message` and its close to :meth:`_on_closed`.
+
+        Returns the reader task if the engine needs one (the caller owns it).
+        """
+
+    @abstractmethod
+    async def _send(self, conn: Conn, intended: float) -> bool:
+        """Send the client's next message (:meth:`_next_message`); False when the link is gone."""
+
+    @abstractmethod
+    def _alive(self, conn: Conn) -> bool:
+        """Whether a message sent now can still reach the server."""
+
+    @abstractmethod
+    async def _close(self, conn: Conn) -> None:
+        """Close with code 1000 and wait (bounded) until the connection is gone."""
 
     # -- control ------------------------------------------------------------
 
@@ -190,7 +248,7 @@ class Engine:
         while self._phase is Phase.RUNNING and _mono() < self._send_until:
             t0 = _mono()
             try:
-                ws = await open_connection(self.spec.ws_url, self._options, self._ssl, source)
+                link = await self._open(source)
             except ConnectFailed as exc:
                 rec.connect_failures += 1
                 rec.error(exc.kind)
@@ -205,41 +263,41 @@ class Engine:
                 rec.reconnects += 1
             connected_before = True
             failures = 0
-            seq = await self._drive(index, client_id, ws, connected, seq)
+            seq = await self._drive(index, client_id, link, connected, seq)
             if self._phase is not Phase.RUNNING or not self.spec.reconnect:
                 return
             failures += 1
             await self._nap(self._backoff(failures))
 
     async def _drive(
-        self, index: int, client_id: str, ws: ClientConnection, connected: float, seq: int
+        self, index: int, client_id: str, link: Any, connected: float, seq: int
     ) -> int:
         """Send and receive on one connection until it closes; returns the last seq."""
-        conn = _Conn(ws, client_id, seq)
+        loop = asyncio.get_running_loop()
+        conn = Conn(link, client_id, seq, loop.create_future(), self._template.renderer(client_id))
         self._conns[index] = conn
-        rec = self.recorder
-        if self._phase is not Phase.RUNNING:  # connected while the run was ending
-            conn.closed_by_us = True
-            await ws.close(1000)
-        reader = asyncio.create_task(self._read(conn))
+        reader = self._attach(link, conn)
         try:
-            if self._period > 0:
+            if self._phase is not Phase.RUNNING:  # connected while the run was ending
+                conn.closed_by_us = True
+                await self._close(conn)
+            elif self._closed_loop:
+                await self._send_closed_loop(conn)
+            else:
                 first = first_send(connected, self._period, self.share, index)
                 await self._send_scheduled(conn, SendSchedule(first, self._period))
-            else:
-                await self._send_closed_loop(conn)
-            await reader
+            await conn.closed
         finally:
-            if not reader.done():
+            if reader is not None and not reader.done():
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
             del self._conns[index]
-            rec.lost += conn.inflight.clear()
-            rec.clients_connected -= 1
+            self.recorder.lost += conn.inflight.clear()
+            self.recorder.clients_connected -= 1
         return conn.seq
 
-    async def _send_scheduled(self, conn: _Conn, schedule: SendSchedule) -> None:
-        while self._phase is Phase.RUNNING and conn.ws.close_code is None:
+    async def _send_scheduled(self, conn: Conn, schedule: SendSchedule) -> None:
+        while self._phase is Phase.RUNNING and self._alive(conn):
             due = schedule.next_at
             if due >= self._send_until:
                 break
@@ -250,8 +308,8 @@ class Engine:
             if not await self._send(conn, schedule.advance()):
                 break
 
-    async def _send_closed_loop(self, conn: _Conn) -> None:
-        """Start (and after a timeout, restart) the reply-driven chain of the reader."""
+    async def _send_closed_loop(self, conn: Conn) -> None:
+        """Start (and after a timeout, restart) the reply-driven chain of :meth:`_on_message`."""
         loop = asyncio.get_running_loop()
         while self._sending(conn):
             conn.stalled = loop.create_future()
@@ -260,62 +318,43 @@ class Engine:
             await conn.stalled
         conn.stalled = None
 
-    def _sending(self, conn: _Conn) -> bool:
-        return (
-            self._phase is Phase.RUNNING
-            and conn.ws.close_code is None
-            and _mono() < self._send_until
-        )
+    def _sending(self, conn: Conn) -> bool:
+        return self._phase is Phase.RUNNING and self._alive(conn) and _mono() < self._send_until
 
-    async def _send(self, conn: _Conn, intended: float) -> bool:
-        """Send the client's next message; False when the connection is gone."""
+    def _next_message(self, conn: Conn, intended: float) -> str:
+        """Account the client's next message as sent and in flight; return its text."""
         conn.seq = seq = conn.seq + 1
-        payload = self._template.render(conn.client_id, seq, time.time())
+        payload = conn.render(seq, time.time() if self._stamped else 0.0)
         rec = self.recorder
         sent = _mono()
         # A send up to TIMER_SLACK early counts from when it actually went out.
         conn.inflight.add(seq, min(intended, sent), sent)
         rec.sent += 1
         rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
-        try:
-            await conn.ws.send(payload)
-        except ConnectionClosed:
-            return False  # the message stays in flight and is counted lost with the connection
-        return True
+        return payload
 
-    async def _read(self, conn: _Conn) -> None:
-        ws = conn.ws
-        take = conn.inflight.take
-        search = self._id_re.search
+    def _on_message(self, conn: Conn, msg: bytes) -> bool:
+        """Account one reply; True when the closed loop should send the next message now."""
+        now = _mono()
         rec = self.recorder
-        closed_loop = self._period <= 0
-        try:
-            while True:
-                msg = await ws.recv(decode=False)
-                now = _mono()
-                rec.bytes_received += len(msg)
-                found = search(msg)
-                times = take(int(found.group(1)) if found else None)
-                if times is None:
-                    rec.late += 1
-                    continue
-                intended, sent = times
-                rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
-                if (
-                    closed_loop
-                    and conn.stalled is not None
-                    and not conn.inflight
-                    and (not self._sending(conn) or not await self._send(conn, _mono()))
-                ):
-                    _wake(conn)
-        except ConnectionClosed as exc:
-            if not conn.closed_by_us:
-                rec.disconnects += 1
-                code = exc.rcvd.code if exc.rcvd is not None else 1006
-                if code not in (1000, 1001):
-                    rec.error(f"closed_{code}")
-        finally:
-            _wake(conn)
+        rec.bytes_received += len(msg)
+        found = self._find_id(msg)
+        times = conn.inflight.take(int(found.group(1)) if found else None)
+        if times is None:
+            rec.late += 1
+            return False
+        intended, sent = times
+        rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
+        return self._closed_loop and conn.stalled is not None and not conn.inflight
+
+    def _on_closed(self, conn: Conn, code: int) -> None:
+        """The connection is gone (``code`` 1006 when no close frame came)."""
+        if not conn.closed_by_us:
+            self.recorder.disconnects += 1
+            if code not in (1000, 1001):
+                self.recorder.error(f"closed_{code}")
+        conn.wake()
+        _resolve(conn.closed)
 
     # -- run-wide tasks -----------------------------------------------------
 
@@ -331,7 +370,7 @@ class Engine:
                 expired = conn.inflight.expire(cutoff)
                 if expired:
                     rec.timed_out += expired
-                    _wake(conn)
+                    conn.wake()
 
     async def _emit_windows(self) -> None:
         while self._phase < Phase.CLOSING:
@@ -350,7 +389,7 @@ class Engine:
         for conn in conns:
             self.recorder.unanswered += conn.inflight.clear()
             conn.closed_by_us = True
-        await asyncio.gather(*(c.ws.close(1000) for c in conns), return_exceptions=True)
+        await asyncio.gather(*(self._close(c) for c in conns), return_exceptions=True)
 
     # -- helpers ------------------------------------------------------------
 
@@ -372,7 +411,7 @@ class Engine:
         for fut in list(self._naps):
             _resolve(fut)
         for conn in self._conns.values():
-            _wake(conn)
+            conn.wake()
 
     def _backoff(self, failures: int) -> float:
         cap = self.spec.reconnect_max_delay
@@ -385,9 +424,27 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _wake(conn: _Conn) -> None:
-    if conn.stalled is not None:
-        _resolve(conn.stalled)
+#: ``--engine`` names, the default first; ``auto`` picks picows unless the job
+#: needs what only websockets does (permessage-deflate).
+ENGINES = ("picows", "websockets")
 
 
-__all__ = ["Engine", "EngineResult", "Phase"]
+def engine_name(spec: JobSpec) -> str:
+    """The engine that runs ``spec``: its ``engine`` field, with ``auto`` resolved."""
+    if spec.engine != "auto":
+        return spec.engine
+    return "websockets" if spec.compression else "picows"
+
+
+def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> Engine:
+    """The engine ``spec`` asks for (see :func:`engine_name`), ready to :meth:`Engine.run`."""
+    if engine_name(spec) == "websockets":
+        from worker.engine_websockets import WebsocketsEngine
+
+        return WebsocketsEngine(spec, share, **kwargs)
+    from worker.engine_picows import PicowsEngine
+
+    return PicowsEngine(spec, share, **kwargs)
+
+
+__all__ = ["ENGINES", "Conn", "Engine", "EngineResult", "Phase", "create_engine", "engine_name"]

@@ -79,13 +79,21 @@ class Recorder:
     def reply(self, latency_us: int, service_us: int) -> None:
         """Record one answered message: latency from intended and from actual send."""
         self.received += 1
-        self.latency.append(min(latency_us, 0xFFFFFFFF) if latency_us > 0 else 0)
-        self.service.append(min(service_us, 0xFFFFFFFF) if service_us > 0 else 0)
+        try:  # the common case: both fit uint32 (a negative or huge value raises)
+            self.latency.append(latency_us)
+            self.service.append(service_us)
+        except OverflowError:
+            self._clamped(latency_us, service_us)
+
+    def _clamped(self, latency_us: int, service_us: int) -> None:
+        if len(self.latency) == len(self.service):  # the latency did not go in either
+            self.latency.append(_clamp(latency_us))
+        self.service.append(_clamp(service_us))
 
     def connected(self, connect_us: int) -> None:
         self.connects += 1
         self.clients_connected += 1
-        self.connect.append(min(max(connect_us, 0), 0xFFFFFFFF))
+        self.connect.append(_clamp(connect_us))
 
     def totals(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTERS}
@@ -117,6 +125,10 @@ class Recorder:
         self.service = array("I")
         self.connect = array("I")
         return batch
+
+
+def _clamp(value: int) -> int:
+    return min(max(value, 0), 0xFFFFFFFF)
 
 
 def _pack(samples: array[int]) -> bytes:

@@ -11,6 +11,7 @@ import json
 import socket
 import urllib.request
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from common.histogram import LatencyHistogram
 from common.spec import JobSpec, build_spec
 from tests.integration.conftest import ServerFactory
-from worker.engine import Engine, EngineResult
+from worker.engine import ENGINES, EngineResult, create_engine
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 
@@ -32,7 +33,7 @@ def stats(api_url: str) -> dict[str, Any]:
 
 async def run_engine(spec: JobSpec, **kwargs: Any) -> tuple[EngineResult, list[WindowBatch]]:
     batches: list[WindowBatch] = []
-    result = await Engine(spec, on_batch=batches.append, **kwargs).run()
+    result = await create_engine(spec, on_batch=batches.append, **kwargs).run()
     return result, batches
 
 
@@ -55,8 +56,19 @@ def assert_balanced(result: EngineResult, batches: list[WindowBatch]) -> None:
     assert c["clients_connected"] == 0
 
 
+_ENGINE = {"name": "auto"}
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on each engine: both must pass the same suite."""
+    _ENGINE["name"] = request.param
+    yield request.param
+    _ENGINE["name"] = "auto"
+
+
 def spec_for(url: str, **overrides: Any) -> JobSpec:
-    return build_spec(env={}, ws_url=url, **overrides)
+    return build_spec(env={}, ws_url=url, engine=_ENGINE["name"], **overrides)
 
 
 @pytest.mark.asyncio
@@ -216,7 +228,7 @@ async def test_http_status_of_rejected_handshake(serve_factory: ServerFactory) -
 async def test_stop_early_drains_and_closes(serve_factory: ServerFactory) -> None:
     server = serve_factory("--delay", "200")
     spec = spec_for(server.ws_url, num_clients=10, duration=30.0, interval=0.05, drain_timeout=0.05)
-    engine = Engine(spec)
+    engine = create_engine(spec)
     task = asyncio.create_task(engine.run())
     await asyncio.sleep(1.0)
     engine.stop()
@@ -238,7 +250,7 @@ async def test_ramp_up_spreads_connections(serve_factory: ServerFactory) -> None
     def watch(batch: WindowBatch) -> None:
         opened.append(batch.counters.get("connects", 0))
 
-    await Engine(spec, on_batch=watch).run()
+    await create_engine(spec, on_batch=watch).run()
     # The connections arrive over ~4 windows of 250 ms, not all in the first.
     assert max(opened) < 10
     assert sum(opened) == 10

@@ -1,0 +1,95 @@
+"""A fast echo target for benchmarks: picows server processes sharing one port.
+
+Usage: python bench/echo_target.py [--port 0] [--processes 2]
+
+Prints ``ws://127.0.0.1:PORT/`` once every process listens. Each text or
+binary message is echoed unchanged; nothing else (no stats, no faults): the
+reference test server costs more CPU per message than the engine does, so a
+generator benchmark against it would measure the server. With
+``--processes N`` the kernel spreads connections over N processes
+(SO_REUSEPORT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+
+class Echo(WSListener):  # type: ignore[misc]
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            transport.send(kind, frame.get_payload_as_memoryview())
+        elif kind is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+
+async def serve(port: int) -> None:
+    server = await ws_create_server(
+        lambda _request: Echo(), "127.0.0.1", port, reuse_port=True, backlog=4096
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    async with server:
+        await stop.wait()
+
+
+def start(processes: int = 2) -> tuple[list[subprocess.Popen[str]], str]:
+    """Start ``processes`` echo servers on one free loopback port; returns them and the URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__)), "--serve", str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    return procs, f"ws://127.0.0.1:{port}/"
+
+
+def stop(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # one server process
+    args = parser.parse_args()
+    if args.serve is not None:
+        uvloop.run(serve(args.serve))
+        return
+    procs, url = start(args.processes)
+    print(url, f"({args.processes} processes, pids {' '.join(str(p.pid) for p in procs)})")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        stop(procs)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

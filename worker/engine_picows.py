@@ -1,0 +1,182 @@
+"""The default engine, on picows: replies handled where the bytes arrive.
+
+picows parses frames in Cython and calls :meth:`_Listener.on_ws_frame`
+straight from the transport's ``data_received``. The reply is matched and
+recorded there and, in closed loop, the next message is sent from the same
+callback: a round trip costs no task switch, no future and no lock. Only
+the scheduled (open-model) sender and the closing handshake are coroutines.
+
+It does not speak permessage-deflate: ``compression`` jobs run on
+:mod:`worker.engine_websockets` (``--engine auto`` chooses that by itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from picows import (
+    WSCloseCode,
+    WSError,
+    WSFrame,
+    WSHandshakeError,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    ws_connect,
+)
+
+from worker.connect import MAX_MESSAGE_SIZE, USER_AGENT, classify
+from worker.engine import Conn, Engine
+from worker.errors import ConnectFailed, HandshakeRejected
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_CLOSE = WSMsgType.CLOSE
+_mono = time.monotonic
+
+
+class _Listener(WSListener):
+    """One connection's callbacks; until :meth:`attach`, a close is only remembered."""
+
+    def __init__(self, engine: PicowsEngine) -> None:
+        self.engine = engine
+        self.conn: Conn | None = None
+        self.transport: WSTransport | None = None
+        self.alive = True
+        self.gone = False
+        self.close_code = 1006  # until a close frame says otherwise
+        self.fragments: list[bytes] | None = None
+
+    def attach(self, conn: Conn) -> None:
+        self.conn = conn
+        if self.gone:
+            self.engine._on_closed(conn, self.close_code)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is _TEXT or kind is _BINARY:
+            if frame.fin:
+                self._message(frame.get_payload_as_bytes())
+            else:
+                self.fragments = [frame.get_payload_as_bytes()]
+        elif kind is _CONTINUATION and self.fragments is not None:
+            self.fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                data, self.fragments = b"".join(self.fragments), None
+                self._message(data)
+        elif kind is _CLOSE:
+            has_code = frame.payload_size >= 2
+            self.close_code = int(frame.get_close_code().value) if has_code else 1005
+            self.alive = False
+            if not transport.is_close_frame_sent:  # answer the server's close, then hang up
+                transport.send_close(frame.get_close_code() if has_code else WSCloseCode.OK)
+            transport.disconnect()
+
+    def _message(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None:  # a frame before the engine took the connection: nothing is in flight
+            self.engine.recorder.late += 1
+            return
+        engine = self.engine
+        if engine._on_message(conn, data) and not (
+            engine._sending(conn) and engine._send_now(conn)
+        ):
+            conn.wake()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.alive = False
+        self.gone = True
+        if self.conn is not None:
+            self.engine._on_closed(self.conn, self.close_code)
+
+
+class PicowsEngine(Engine):
+    name = "picows"
+
+    async def _open(self, source: str) -> _Listener:
+        options = self._options
+        url = self.spec.ws_url
+        headers = [("User-Agent", USER_AGENT), *options.headers]
+        if options.subprotocols:
+            headers.append(("Sec-WebSocket-Protocol", ", ".join(options.subprotocols)))
+        extra: dict[str, Any] = {"local_addr": (source, 0)} if source else {}
+        try:
+            async with asyncio.timeout(options.timeout):
+                transport, listener = await ws_connect(
+                    lambda: _Listener(self),
+                    url,
+                    ssl_context=self._ssl,
+                    websocket_handshake_timeout=options.timeout,
+                    max_frame_size=MAX_MESSAGE_SIZE,
+                    extra_headers=headers,
+                    max_redirects=0,
+                    **extra,
+                )
+        except Exception as exc:
+            raise _classify(exc, url) from exc
+        chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
+        if chosen is not None and chosen not in options.subprotocols:
+            transport.disconnect(graceful=False)
+            raise HandshakeRejected(
+                None, f"{url}: server chose subprotocol {chosen!r}, not offered"
+            )
+        assert isinstance(listener, _Listener)
+        return listener
+
+    def _attach(self, link: _Listener, conn: Conn) -> None:
+        link.attach(conn)
+
+    def _alive(self, conn: Conn) -> bool:
+        return conn.link.alive  # type: ignore[no-any-return]
+
+    def _send_now(self, conn: Conn) -> bool:
+        """Send from a callback (closed loop): the write is synchronous in picows."""
+        conn.link.transport.send(_TEXT, self._next_message(conn, _mono()))
+        return True
+
+    async def _send(self, conn: Conn, intended: float) -> bool:
+        link: _Listener = conn.link
+        if not link.alive:
+            return False
+        link.transport.send(_TEXT, self._next_message(conn, intended))  # type: ignore[union-attr]
+        return True
+
+    async def _close(self, conn: Conn) -> None:
+        link: _Listener = conn.link
+        transport = link.transport
+        if link.gone or transport is None:
+            return
+        link.alive = False
+        if not transport.is_close_frame_sent:
+            transport.send_close(WSCloseCode.OK)
+        try:  # the server answers with its close frame, on which on_ws_frame disconnects
+            async with asyncio.timeout(self._options.timeout):
+                await transport.wait_disconnected()
+        except TimeoutError:
+            transport.disconnect(graceful=False)
+        except Exception:  # a local failure picows re-raises here; the link is gone either way
+            return
+        with contextlib.suppress(Exception):
+            await transport.wait_disconnected()
+
+
+def _classify(exc: BaseException, url: str) -> ConnectFailed:
+    if isinstance(exc, WSHandshakeError):
+        status = int(exc.response.status) if exc.response is not None else 101
+        if status != 101:
+            return HandshakeRejected(
+                status, f"{url}: server answered the upgrade with HTTP {status}"
+            )
+    if isinstance(exc, WSError):
+        return HandshakeRejected(None, f"{url}: invalid handshake ({exc})")
+    return classify(exc, url)
+
+
+__all__ = ["PicowsEngine"]
