@@ -50,7 +50,7 @@ smoke: $(STAMP)
 	    $(SMOKE_THRESHOLDS) --junit smoke-junit.xml --json smoke-summary.json --quiet
 
 bench: $(STAMP)
-	@for script in bench/*_bench.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run_all.py
 
 # Coordinator here, workers over ssh on HOSTS (see deploy/load-distributed.sh).
 load-distributed: $(STAMP)

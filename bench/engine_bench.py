@@ -27,6 +27,7 @@ import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
@@ -49,6 +50,8 @@ GOAL_CPU_US = 8.0
 GOAL_RSS_KB = 20.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOAD = '{"type": "test", "seq": 1, "pad": "' + "x" * (PAYLOAD_SIZE - 31) + '"}'
+#: the engine's messages: the same 64 bytes, with the client's id and its own sequence number
+TEMPLATE = '{"type": "test", "client": "{client_id}", "seq": {seq}}'
 
 
 def proc_cpu(pid: int) -> float:
@@ -64,41 +67,50 @@ def rss_bytes() -> int:
     return 0
 
 
+@dataclass(frozen=True)
 class Measured:
-    """CPU per message of this process, its busy share, and the target's, over a steady span."""
+    """Per message: this process's CPU (and its kernel part); busy shares of both sides."""
 
-    def __init__(self, cpu_us: float, rate: float, busy: float, target_busy: float) -> None:
-        self.cpu_us, self.rate, self.busy, self.target_busy = cpu_us, rate, busy, target_busy
+    cpu_us: float
+    sys_us: float
+    rate: float
+    busy: float
+    target_busy: float
 
     def note(self) -> str:
         side = "generator" if self.busy > 0.9 else "neither" if self.target_busy < 0.9 else "target"
         return (
-            f"{self.rate:,.0f} msg/s; generator {self.busy:.0%} of a core, "
-            f"target {self.target_busy:.0%} of a core in all: {side} saturated"
+            f"{self.sys_us:.1f} µs of it in the kernel; {self.rate:,.0f} msg/s; generator "
+            f"{self.busy:.0%} of a core, target {self.target_busy:.0%}: {side} saturated"
         )
 
 
 class Span:
-    """Start/stop marks of wall time, this process's CPU and the target's CPU."""
+    """Start/stop marks of wall time, this process's CPU (user, system) and the target's CPU."""
 
     def __init__(self, target_pids: list[int]) -> None:
         self.pids = target_pids
         self.wall = time.monotonic()
-        self.cpu = time.process_time()
+        self.times = os.times()
         self.target = sum(proc_cpu(p) for p in target_pids)
 
     def done(self, messages: int) -> Measured:
         wall = time.monotonic() - self.wall
-        cpu = time.process_time() - self.cpu
+        now = os.times()
+        user, system = now.user - self.times.user, now.system - self.times.system
         target = sum(proc_cpu(p) for p in self.pids) - self.target
-        return Measured(cpu / max(1, messages) * 1e6, messages / wall, cpu / wall, target / wall)
+        per = 1e6 / max(1, messages)
+        return Measured(
+            (user + system) * per, system * per, messages / wall, (user + system) / wall,
+            target / wall,
+        )  # fmt: skip
 
 
 async def engine_run(url: str, pids: list[int], seconds: float, **job: object) -> Measured:
     """The engine's steady state: from 1 s after the start to the last window before the end."""
     spec = build_spec(
-        env={}, ws_url=url, num_clients=CLIENTS, duration=seconds + 1.5, payload_size=PAYLOAD_SIZE,
-        **job,  # type: ignore[arg-type]
+        env={}, ws_url=url, num_clients=CLIENTS, duration=seconds + 1.5, payload=TEMPLATE,
+        payload_size=PAYLOAD_SIZE, **job,  # type: ignore[arg-type]
     )  # fmt: skip
     received = 0
     span: Span | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe
+from machine import Figure, describe
 
 from common.histogram import LatencyHistogram, pack_samples
 
@@ -107,6 +107,23 @@ def main() -> None:
     verdict = "PASS" if worst >= GOAL else "MISS"
     print(f"\ngoal: bulk record >= {GOAL / 1e6:.0f} M samples/s on one core: {verdict}")
     print(f"      (slower of the two bulk figures: {worst / 1e6:.1f} M/s)")
+
+
+def figures() -> list[Figure]:
+    """The headline figures for ``make bench``: bulk record and merge."""
+    rng = np.random.default_rng(42)
+    values = np.rint(rng.lognormal(np.log(5000), 1.0, SAMPLES)).astype(np.int64)
+    hist, full = LatencyHistogram(), LatencyHistogram()
+    bulk = SAMPLES / statistics.fmean(timed(lambda: hist.record_many(values)))
+    full.record_many(values)
+    merge_us = statistics.fmean(timed(lambda: hist.merge(full))) * 1e6
+    return [
+        Figure(
+            "latency histogram bulk record (one core)", f"{bulk / 1e6:.0f} M/s",
+            f">= {GOAL / 1e6:.0f} M/s", bulk >= GOAL,
+        ),
+        Figure("latency histogram merge of two full histograms", f"{merge_us:.0f} µs"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

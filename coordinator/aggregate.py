@@ -90,19 +90,25 @@ class RunAggregate:
         return totals
 
     def add_samples(self, worker_id: str, msg: Samples) -> bool:
-        """Merge one window; False when it was a duplicate and was ignored."""
+        """Merge one window; False when it was a duplicate and was ignored.
+
+        Raises :class:`ProtocolError` (and merges nothing of it) when its
+        samples are malformed.
+        """
         key = (worker_id, msg.seq)
         if key in self._seen:
             self.ignored_windows += 1
             return False
+        arrays = msg.arrays()
         self._seen.add(key)
         totals = self.worker(worker_id)
         totals.windows += 1
         _add(totals.counters, msg.counters)
         _add(totals.errors, msg.errors)
-        self.latency.record_packed(msg.latency)
-        self.service.record_packed(msg.service)
-        self.connect.record_packed(msg.connect)
+        latency, service, connect = arrays
+        self.latency.record_many(latency)
+        self.service.record_many(service)
+        self.connect.record_many(connect)
         second = max(0, math.ceil(msg.window_end - self.started_at) - 1)
         stats = self.seconds.get(second)
         if stats is None:
@@ -110,7 +116,7 @@ class RunAggregate:
         _add(stats.counters, msg.counters)
         _add(stats.errors, msg.errors)
         if stats.latency is not None:
-            stats.latency.record_packed(msg.latency)
+            stats.latency.record_many(latency)
         if second > self._newest_second:
             self._newest_second = second
             for old in self.seconds.values():

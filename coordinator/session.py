@@ -307,7 +307,10 @@ class Session:
             return
         state.last_seen = time.monotonic()
         if isinstance(msg, Samples) and agg is not None and msg.job_id == self._job_id:
-            agg.add_samples(worker_id, msg)
+            try:
+                agg.add_samples(worker_id, msg)
+            except ProtocolError as exc:
+                self._bad("samples", f"bad samples from {worker_id} ignored: {exc}")
         elif isinstance(msg, Result) and agg is not None and msg.job_id == self._job_id:
             agg.add_result(worker_id, msg)
         elif isinstance(msg, Error):

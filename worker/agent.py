@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+import numpy.typing as npt
 import zmq
 import zmq.asyncio
 
@@ -257,16 +259,13 @@ class Agent:
         while (batch := await queue.get()) is not None:
             await self._send(
                 sock,
-                Samples(
-                    job_id=job_id,
-                    seq=batch.seq,
-                    window_start=batch.window_start,
-                    window_end=batch.window_end,
-                    counters=batch.counters,
-                    errors=batch.errors,
-                    latency=batch.latency,
-                    service=batch.service,
-                    connect=batch.connect,
+                Samples.window(
+                    job_id,
+                    batch.seq,
+                    (batch.window_start, batch.window_end),
+                    batch.counters,
+                    batch.errors,
+                    (_u32(batch.latency), _u32(batch.service), _u32(batch.connect)),
                 ),
             )
 
@@ -318,6 +317,10 @@ def _checked_spec(job: Job) -> tuple[JobSpec | None, list[str]]:
         return None, exc.problems
     problems = spec.problems()
     return (None, problems) if problems else (spec, [])
+
+
+def _u32(packed: bytes) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(packed, dtype="<u4")
 
 
 def target_refusal(spec: JobSpec, allowed: tuple[str, ...]) -> str | None:

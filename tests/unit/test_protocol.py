@@ -7,10 +7,12 @@ import dataclasses
 from typing import Any
 
 import msgpack
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import varint
 from common.errors import ProtocolError
 from common.protocol import (
     MAX_MESSAGE_BYTES,
@@ -216,3 +218,44 @@ def test_wrong_shaped_messages_raise_only_protocol_error(body: dict[str, Any]) -
         return
     # Whatever decodes must be a well-typed message that re-encodes to itself.
     assert decode(encode(msg)) == msg
+
+
+def test_varints_round_trip_and_take_about_three_bytes_a_reply() -> None:
+    values = [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 0xFFFF_FFFF]
+    assert varint.decode(varint.encode(values)).tolist() == values
+    assert [len(varint.encode([v])) for v in values] == [1, 1, 1, 2, 2, 3, 3, 4, 5]
+    latency = [1_500, 900, 12_000, 300]  # µs on a LAN
+    msg = Samples.window("j", 0, (0.0, 0.25), {}, {}, (latency, [1_500, 899, 11_990, 300], [250]))
+    assert decode(encode(msg)) == msg
+    lat, service, connect = msg.arrays()
+    assert lat.tolist() == latency
+    assert service.tolist() == [1_500, 899, 11_990, 300]
+    assert connect.tolist() == [250]
+    assert len(msg.latency) + len(msg.lag) == 12  # 8 + 4: 3 bytes a reply, not 8
+
+
+@pytest.mark.parametrize(
+    ("latency", "lag", "needle"),
+    [
+        (b"\x80", b"", "middle of a value"),
+        (b"\xff\xff\xff\xff\xff\x01", b"\x00", "longer than 5 bytes"),
+        (b"\xff\xff\xff\xff\x7f", b"\x00", "beyond uint32"),
+        (b"\x05\x06", b"\x00", "2 latencies but 1 lags"),
+        (b"\x05", b"\x06", "lag exceeds its latency"),
+    ],
+)
+def test_malformed_samples_raise_protocol_error(latency: bytes, lag: bytes, needle: str) -> None:
+    msg = Samples("j", 0, 0.0, 0.25, {}, {}, latency, lag)
+    with pytest.raises(ProtocolError, match=needle):
+        msg.arrays()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_varint_decoder_fuzzed(data: bytes) -> None:
+    try:
+        values = varint.decode(data)
+    except ProtocolError:
+        return
+    assert values.dtype == np.uint32
+    assert varint.decode(varint.encode(values)).tolist() == values.tolist()

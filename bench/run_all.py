@@ -1,0 +1,45 @@
+"""``make bench``: every benchmark in one run, one table, the machine on top.
+
+Usage: python bench/run_all.py [--quick]
+
+Runs the engine, whole-tool (scaling, startup), coordinator and histogram
+benchmarks in turn and prints their figures together, each with its goal and
+verdict and, where it has one, the reference it was measured beside in the
+same run. ``--quick`` shortens every measured span (for a smoke check of the
+scripts; the figures are noisier). Exits 0 whatever the verdicts: figures,
+not gates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import coordinator_bench
+import engine_bench
+import histogram_bench
+import scaling_bench
+from machine import Figure, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short spans, 1,000 idle connections")
+    args = parser.parse_args()
+    seconds = 2.0 if args.quick else 5.0
+    figures: list[Figure] = []
+    for name, run in (
+        ("engine", lambda: engine_bench.figures(seconds, 1_000 if args.quick else 10_000)),
+        ("scaling", lambda: scaling_bench.figures(seconds)),
+        ("coordinator", coordinator_bench.figures),
+        ("histogram", histogram_bench.figures),
+    ):
+        print(f"measuring: {name}...", file=sys.stderr, flush=True)
+        figures += run()
+    print(report(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Whole-tool figures: scaling over local workers, time to first message, stop to report.
+
+Usage: python bench/scaling_bench.py [--seconds 5] [--workers 1,2,4]
+
+Scaling: ``wsload run --workers N`` (closed loop, 100 clients per worker,
+64-byte messages) against the picows echo target (:mod:`echo_target`, two
+processes). Round trips/s come from the run's own summary; CPU per round
+trip is the workers' CPU over the steady part of the run (read from /proc),
+divided by the round trips in it. Every process shares this machine's
+cores, so the table also says how busy the target was.
+
+Startup: ``wsload run`` against the reference test server; the time from
+starting the command to the first message the server counts, and from the
+end of the load (first message + duration) to the command's exit with its
+report written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import echo_target
+from machine import Figure, report
+
+WSLOAD = str(Path(sys.executable).with_name("wsload"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CLIENTS_PER_WORKER = 100
+PAYLOAD = '{"type": "test", "client": "{client_id}", "seq": {seq}}'
+
+
+def cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def scaling_run(url: str, workers: int, seconds: float, target: list[int]) -> dict[str, float]:
+    """One closed-loop run; round trips/s, worker CPU µs per round trip, target busy share."""
+    out = Path(tempfile.mkdtemp()) / "summary.json"
+    duration = seconds + 2.0
+    run = subprocess.Popen(
+        [WSLOAD, "run", "--ws-url", url, "-c", str(CLIENTS_PER_WORKER * workers),
+         "-d", str(duration), "--interval", "0", "--payload", PAYLOAD, "--payload-size", "64",
+         "--workers", str(workers), "--json", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    marks: list[tuple[float, float, float]] = []  # (time, workers' CPU, target CPU)
+    started = time.monotonic()
+    while run.poll() is None:
+        time.sleep(0.25)
+        elapsed = time.monotonic() - started
+        if 2.0 <= elapsed <= 1.5 + duration:  # after start-up, before the drain
+            pids = children(run.pid)
+            marks.append(
+                (elapsed, sum(cpu_of(p) for p in pids), sum(cpu_of(p) for p in target))
+            )
+    summary = json.loads(out.read_text())
+    (t0, w0, s0), (t1, w1, s1) = marks[0], marks[-1]
+    rate = summary["throughput"]
+    return {
+        "rate": rate,
+        "cpu_us": (w1 - w0) / (t1 - t0) / rate * 1e6,
+        "busy": (w1 - w0) / (t1 - t0),
+        "target_busy": (s1 - s0) / (t1 - t0),
+    }
+
+
+def startup(workers: int) -> tuple[float, float]:
+    """Seconds from ``wsload run`` to the first message, and from load end to exit."""
+    server = subprocess.Popen([WSLOAD, "serve", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        words = server.stdout.readline().split()  # "... listening on ws://... api http://..."
+        ws = next(w for w in words if w.startswith("ws://"))
+        api = next(w for w in words if w.startswith("http://"))
+        duration = 2.0
+        t0 = time.monotonic()
+        run = subprocess.Popen(
+            [WSLOAD, "run", "--ws-url", ws, "-c", "10", "-d", str(duration), "--interval", "0.01",
+             "--workers", str(workers), "--quiet"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        first = 0.0
+        while not first and run.poll() is None:
+            with urllib.request.urlopen(f"{api}/stats", timeout=5) as resp:
+                if json.loads(resp.read())["messages_received"]:
+                    first = time.monotonic() - t0
+                    break
+            time.sleep(0.005)
+        run.wait(timeout=60)
+        exited = time.monotonic() - t0
+        return first, exited - first - duration
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def figures(seconds: float = 5.0, counts: tuple[int, ...] = (1, 2, 4)) -> list[Figure]:
+    procs, url = echo_target.start(2)
+    try:
+        runs = {n: scaling_run(url, n, seconds, [p.pid for p in procs]) for n in counts}
+    finally:
+        echo_target.stop(procs)
+    out: list[Figure] = []
+    base = runs[counts[0]]
+    cores = os.cpu_count() or 1
+    for n, r in runs.items():
+        efficiency = r["rate"] / (base["rate"] * n / counts[0])
+        goal, met = ("", None) if n != 2 else (">= 90 % of 2x", efficiency >= 0.9)
+        out.append(
+            Figure(
+                f"{n} local worker(s): round trips/s, CPU per round trip",
+                f"{r['rate']:,.0f} /s, {r['cpu_us']:.1f} µs", goal, met,
+                f"scaling {efficiency:.0%} of linear; workers {r['busy']:.0%} and target "
+                f"{r['target_busy']:.0%} of a core, on {cores} cores in all",
+            )
+        )
+    first, stop = startup(1)
+    out.append(Figure("wsload run: start to first message (1 worker)", f"{first:.2f} s"))
+    out.append(Figure("wsload run: end of load to exit with the report", f"{stop:.2f} s"))
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
+    args = parser.parse_args()
+    print(report(figures(args.seconds, tuple(int(n) for n in args.workers.split(",")))))
