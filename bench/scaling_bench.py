@@ -69,9 +69,7 @@ def scaling_run(url: str, workers: int, seconds: float, target: list[int]) -> di
         elapsed = time.monotonic() - started
         if 2.0 <= elapsed <= 1.5 + duration:  # after start-up, before the drain
             pids = children(run.pid)
-            marks.append(
-                (elapsed, sum(cpu_of(p) for p in pids), sum(cpu_of(p) for p in target))
-            )
+            marks.append((elapsed, sum(cpu_of(p) for p in pids), sum(cpu_of(p) for p in target)))
     summary = json.loads(out.read_text())
     (t0, w0, s0), (t1, w1, s1) = marks[0], marks[-1]
     rate = summary["throughput"]
@@ -128,7 +126,9 @@ def figures(seconds: float = 5.0, counts: tuple[int, ...] = (1, 2, 4)) -> list[F
         out.append(
             Figure(
                 f"{n} local worker(s): round trips/s, CPU per round trip",
-                f"{r['rate']:,.0f} /s, {r['cpu_us']:.1f} µs", goal, met,
+                f"{r['rate']:,.0f} /s, {r['cpu_us']:.1f} µs",
+                goal,
+                met,
                 f"scaling {efficiency:.0%} of linear; workers {r['busy']:.0%} and target "
                 f"{r['target_busy']:.0%} of a core, on {cores} cores in all",
             )

@@ -30,7 +30,7 @@ import enum
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +109,7 @@ class Conn:
     def wake(self) -> None:
         """Hand control back to the sending coroutine (the reply chain stopped)."""
         if self.stalled is not None:
-            _resolve(self.stalled)
+            resolve(self.stalled)
 
 
 class Engine(ABC):
@@ -185,6 +185,10 @@ class Engine(ABC):
     async def _close(self, conn: Conn) -> None:
         """Close with code 1000 and wait (bounded) until the connection is gone."""
 
+    def _services(self) -> list[Coroutine[Any, Any, None]]:
+        """The run-wide tasks, owned by the run's task group; a subclass may add its own."""
+        return [self._emit_windows(), self._sweep_timeouts()]
+
     # -- control ------------------------------------------------------------
 
     def stop(self) -> None:
@@ -208,8 +212,8 @@ class Engine(ABC):
         rec.start_window(time.time())
         started_at = time.time() + delay
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._emit_windows())
-            tg.create_task(self._sweep_timeouts())
+            for service in self._services():
+                tg.create_task(service)
             clients = [tg.create_task(self._client(i)) for i in range(self.share.count)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -354,7 +358,7 @@ class Engine(ABC):
             if code not in (1000, 1001):
                 self.recorder.error(f"closed_{code}")
         conn.wake()
-        _resolve(conn.closed)
+        resolve(conn.closed)
 
     # -- run-wide tasks -----------------------------------------------------
 
@@ -399,7 +403,7 @@ class Engine(ABC):
             return
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        handle = loop.call_later(delay, _resolve, fut)
+        handle = loop.call_later(delay, resolve, fut)
         self._naps.add(fut)
         try:
             await fut
@@ -409,7 +413,7 @@ class Engine(ABC):
 
     def _wake_all(self) -> None:
         for fut in list(self._naps):
-            _resolve(fut)
+            resolve(fut)
         for conn in self._conns.values():
             conn.wake()
 
@@ -419,7 +423,8 @@ class Engine(ABC):
         return delay * random.uniform(0.5, 1.0)
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
+def resolve(fut: asyncio.Future[None]) -> None:
+    """Complete ``fut`` (a wake-up) unless it already is."""
     if not fut.done():
         fut.set_result(None)
 
@@ -447,4 +452,13 @@ def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> E
     return PicowsEngine(spec, share, **kwargs)
 
 
-__all__ = ["ENGINES", "Conn", "Engine", "EngineResult", "Phase", "create_engine", "engine_name"]
+__all__ = [
+    "ENGINES",
+    "Conn",
+    "Engine",
+    "EngineResult",
+    "Phase",
+    "create_engine",
+    "engine_name",
+    "resolve",
+]
