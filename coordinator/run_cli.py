@@ -29,7 +29,7 @@ from coordinator.demo import DemoServer
 from coordinator.outputs import check_writable, write_csv, write_json, write_junit, write_text
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
 from coordinator.runner import run_load
-from coordinator.session import RunOutcome, SessionOptions
+from coordinator.session import LOCAL_START_DELAY, RunOutcome, SessionOptions
 
 EXIT_DEGRADED = 1
 EXIT_COULD_NOT_RUN = 2
@@ -321,6 +321,7 @@ def run(**params: Any) -> None:
         opts = SessionOptions(
             endpoint="tcp://127.0.0.1:*",
             expect_workers=workers,
+            start_delay=LOCAL_START_DELAY,
             on_worker_loss=run_opts["on_worker_loss"],
         )
         outcome = _execute(spec, run_opts, workers, opts)

@@ -45,9 +45,11 @@ from coordinator.aggregate import RunAggregate
 from coordinator.errors import CoordinatorError
 from coordinator.plan import WorkerCapacity, plan
 
-#: Seconds between the planned start and the job message, so every worker
-#: (local or across a network) has it before the common start time.
+#: Seconds between the job message and the planned start, so every worker
+#: across a network has it before the common start time; local workers get
+#: theirs within milliseconds (``wsload run`` uses LOCAL_START_DELAY).
 START_DELAY = 1.0
+LOCAL_START_DELAY = 0.25
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class SessionOptions:
     lost_after: float = 3.0
     on_worker_loss: str = "continue"
     result_wait: float = 10.0
+    start_delay: float = START_DELAY
     curve: CurveKeys | None = None
     #: called once a second; a non-empty answer aborts the run with that reason
     on_progress: Callable[[RunAggregate, float], str | None] | None = None
@@ -182,7 +185,7 @@ class Session:
         ]
         assignments = plan(spec.num_clients, spec.rate, capacities)
         job_id = uuid.uuid4().hex[:12]
-        start_at = time.time() + START_DELAY
+        start_at = time.time() + self.options.start_delay
         agg = RunAggregate(start_at)
         self._job_id = job_id
         for a in assignments:
@@ -362,4 +365,4 @@ class Session:
             self.options.on_log(f"{text} (further ones of this kind are counted, not logged)")
 
 
-__all__ = ["RunOutcome", "Session", "SessionOptions", "WorkerState"]
+__all__ = ["LOCAL_START_DELAY", "RunOutcome", "Session", "SessionOptions", "WorkerState"]

@@ -12,7 +12,6 @@ saying hello (or exits, with ``once``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import resource
 import socket
@@ -48,13 +47,14 @@ from common.protocol import (
 )
 from common.spec import JobSpec, Mode, spec_from_dict
 from common.validation import unbindable_address
-from worker.checks.runner import run_mode
 from worker.engine import Engine, create_engine
 from worker.heartbeat import HeartbeatThread
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 
 HELLO_EVERY = 1.0
+#: how soon to try again when the hello could not even be sent (no connection yet)
+HELLO_RETRY = 0.05
 SEND_PATIENCE = 5.0
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -181,18 +181,22 @@ class Agent:
         )
         waited = 0.0
         while True:
-            # Not connected yet (coordinator not up, or CURVE handshake refused):
-            # a DEALER with no peer would block, so try again on the next round.
-            with contextlib.suppress(zmq.Again):
+            # Not connected yet (TCP still connecting, coordinator not up, or CURVE
+            # handshake refused): a DEALER with no peer would block, so try again
+            # soon; once sent, give the coordinator HELLO_EVERY to answer.
+            wait = HELLO_EVERY
+            try:
                 await sock.send(encode(hello), flags=zmq.NOBLOCK)
-            msg = await self._recv(sock, wait=HELLO_EVERY)
+            except zmq.Again:
+                wait = HELLO_RETRY
+            msg = await self._recv(sock, wait=wait)
             if isinstance(msg, Welcome):
                 hb.mark_seen()
                 return msg
             if isinstance(msg, Refuse):
                 print(f"wsload worker: refused by coordinator: {msg.reason}", file=sys.stderr)
                 return EXIT_REFUSED
-            waited += HELLO_EVERY
+            waited += wait
             limit = self.options.hello_timeout
             if limit is not None and waited >= limit:
                 print(
@@ -216,6 +220,8 @@ class Agent:
             await self._send(sock, Error("bad-source-address", f"{self.worker_id}: {refusal}"))
             return
         if spec.mode is not Mode.LOAD:
+            from worker.checks.runner import run_mode  # aiohttp & co. only for check jobs
+
             ok, details = await run_mode(spec)
             await self._send(sock, Result(job.job_id, ok, {}, {}, details))
             return
