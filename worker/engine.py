@@ -296,7 +296,7 @@ class Engine(ABC):
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
             del self._conns[index]
-            self.recorder.lost += conn.inflight.clear()
+            self.recorder.lost += conn.inflight.forget()
             self.recorder.clients_connected -= 1
         return conn.seq
 
@@ -332,7 +332,7 @@ class Engine(ABC):
         rec = self.recorder
         sent = _mono()
         # A send up to TIMER_SLACK early counts from when it actually went out.
-        conn.inflight.add(seq, min(intended, sent), sent)
+        conn.inflight[seq] = (intended if intended < sent else sent, sent)
         rec.sent += 1
         rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
         return payload
@@ -343,13 +343,14 @@ class Engine(ABC):
         rec = self.recorder
         rec.bytes_received += len(msg)
         found = self._find_id(msg)
-        times = conn.inflight.take(int(found.group(1)) if found else None)
+        inflight = conn.inflight
+        times = inflight.pop(int(found.group(1)), None) if found else inflight.take(None)
         if times is None:
             rec.late += 1
             return False
         intended, sent = times
         rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
-        return self._closed_loop and conn.stalled is not None and not conn.inflight
+        return self._closed_loop and conn.stalled is not None and not inflight
 
     def _on_closed(self, conn: Conn, code: int) -> None:
         """The connection is gone (``code`` 1006 when no close frame came)."""
@@ -391,7 +392,7 @@ class Engine(ABC):
     async def _close_all(self) -> None:
         conns = list(self._conns.values())
         for conn in conns:
-            self.recorder.unanswered += conn.inflight.clear()
+            self.recorder.unanswered += conn.inflight.forget()
             conn.closed_by_us = True
         await asyncio.gather(*(self._close(c) for c in conns), return_exceptions=True)
 

@@ -95,9 +95,12 @@ class _Listener(WSListener):
             self.engine.recorder.late += 1
             return
         engine = self.engine
-        if engine._on_message(conn, data) and not (
-            engine._sending(conn) and engine._send_now(conn)
-        ):
+        if not engine._on_message(conn, data):
+            return
+        # Closed loop: the next message goes out from here (the write is synchronous).
+        if self.alive and engine._phase is Phase.RUNNING and _mono() < engine._send_until:
+            self.transport.send(_TEXT, engine._next_message(conn, _mono()))  # type: ignore[union-attr]
+        else:
             conn.wake()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -201,11 +204,6 @@ class PicowsEngine(Engine):
 
     def _alive(self, conn: Conn) -> bool:
         return conn.link.alive  # type: ignore[no-any-return]
-
-    def _send_now(self, conn: Conn) -> bool:
-        """Send from a callback (closed loop): the write is synchronous in picows."""
-        conn.link.transport.send(_TEXT, self._next_message(conn, _mono()))
-        return True
 
     async def _send(self, conn: Conn, intended: float) -> bool:
         link: _Listener = conn.link

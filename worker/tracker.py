@@ -23,19 +23,18 @@ def id_pattern(field: str) -> re.Pattern[bytes]:
     return re.compile(b'"' + re.escape(field.encode()) + rb'"\s*:\s*(\d{1,18})\b')
 
 
-class InFlight:
-    """Messages of one connection awaiting a reply: ``seq -> (intended, sent)``."""
+class InFlight(dict[int, tuple[float, float]]):
+    """Messages of one connection awaiting a reply: ``seq -> (intended, sent)``.
 
-    __slots__ = ("_pending",)
+    A dict itself, so the engine's per-message path (``inflight[seq] = ...``,
+    ``inflight.pop(seq, None)``, ``not inflight``) runs at C speed with no
+    method of ours in between.
+    """
 
-    def __init__(self) -> None:
-        self._pending: dict[int, tuple[float, float]] = {}
-
-    def __len__(self) -> int:
-        return len(self._pending)
+    __slots__ = ()
 
     def add(self, seq: int, intended: float, sent: float) -> None:
-        self._pending[seq] = (intended, sent)
+        self[seq] = (intended, sent)
 
     def take(self, seq: int | None) -> tuple[float, float] | None:
         """Resolve the message ``seq`` answers (oldest when ``seq`` is None).
@@ -43,34 +42,32 @@ class InFlight:
         Returns its ``(intended, sent)`` times, or None when nothing matches
         (a late reply to a message already counted as timed out).
         """
-        pending = self._pending
         if seq is not None:
-            return pending.pop(seq, None)
-        if not pending:
+            return self.pop(seq, None)
+        if not self:
             return None
-        return pending.pop(next(iter(pending)))
+        return self.pop(next(iter(self)))
 
     def expire(self, sent_before: float) -> int:
         """Drop (and count) the messages sent before ``sent_before``; oldest first."""
-        pending = self._pending
         expired: list[int] = []
-        for seq, (_, sent) in pending.items():
+        for seq, (_, sent) in self.items():
             if sent >= sent_before:
                 break
             expired.append(seq)
         for seq in expired:
-            del pending[seq]
+            del self[seq]
         return len(expired)
 
-    def clear(self) -> int:
+    def forget(self) -> int:
         """Forget every message in flight; returns how many there were."""
-        n = len(self._pending)
-        self._pending.clear()
+        n = len(self)
+        super().clear()
         return n
 
     def oldest_sent(self) -> float | None:
         """Send time of the oldest message in flight (the next to time out)."""
-        for _, sent in self._pending.values():
+        for _, sent in self.values():
             return sent
         return None
 

@@ -104,7 +104,8 @@ def test_expire_takes_only_old_messages_once() -> None:
     assert flight.expire(sent_before=3.5) == 3
     assert flight.expire(sent_before=3.5) == 0
     assert flight.oldest_sent() == 4.0
-    assert flight.clear() == 2
+    assert flight.forget() == 2
+    assert not flight
 
 
 def test_id_pattern_finds_field() -> None:
