@@ -83,9 +83,12 @@ def main() -> None:
         uvloop.run(serve(args.serve))
         return
     procs, url = start(args.processes)
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # for sigwait (after the children start:
+    # they would inherit the mask)
     print(url, f"({args.processes} processes, pids {' '.join(str(p.pid) for p in procs)})")
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stops)
     finally:
         stop(procs)
 

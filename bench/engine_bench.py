@@ -12,7 +12,7 @@ same run, same 100 clients, same 64-byte JSON messages:
   service time, windows), with each client engine (picows, websockets);
 * a bare websockets + uvloop send/recv loop and a bare picows loop, with no
   bookkeeping at all: the references the ratios are taken against (the four
-  closed loops run interleaved, twice; each figure is its better round);
+  closed loops run interleaved, three times; each figure is its best round);
 * the engine at a fixed open-model rate (20,000 msg/s in total);
 * RSS per idle connection with 10,000 connections open.
 
@@ -47,7 +47,7 @@ from worker.schedule import Share
 CLIENTS = 100
 PAYLOAD_SIZE = 64
 RATE = 20_000.0
-ROUNDS = 2
+ROUNDS = 3
 GOAL_CPU_US = 8.0
 GOAL_RSS_KB = 20.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")

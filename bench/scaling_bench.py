@@ -61,7 +61,7 @@ def scaling_run(
 ) -> dict[str, float]:
     """One run (closed loop, or ``rate`` msg/s in all); round trips/s, CPU µs per round trip."""
     out = Path(tempfile.mkdtemp()) / "summary.json"
-    duration = seconds + 2.0
+    duration = seconds + 2.5
     load = ["--rate", str(rate)] if rate else ["--interval", "0"]
     run = subprocess.Popen(
         [WSLOAD, "run", "--ws-url", url, "-c", str(CLIENTS_PER_WORKER * workers),
@@ -69,21 +69,24 @@ def scaling_run(
          "--workers", str(workers), "--json", str(out), "--quiet"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    marks: list[tuple[float, float, float]] = []  # (time, workers' CPU, target CPU)
+    # (time, CPU of each worker, target CPU), sampled inside the load only:
+    # it starts well within 1.5 s of the command and runs `duration` seconds.
+    marks: list[tuple[float, dict[int, float], float]] = []
     started = time.monotonic()
     while run.poll() is None:
         time.sleep(0.25)
         elapsed = time.monotonic() - started
-        if 2.0 <= elapsed <= 1.5 + duration:  # after start-up, before the drain
-            pids = children(run.pid)
-            marks.append((elapsed, sum(cpu_of(p) for p in pids), sum(cpu_of(p) for p in target)))
+        if 1.5 <= elapsed <= duration:
+            cpus = {p: cpu_of(p) for p in children(run.pid)}
+            marks.append((elapsed, cpus, sum(cpu_of(p) for p in target)))
     summary = json.loads(out.read_text())
     (t0, w0, s0), (t1, w1, s1) = marks[0], marks[-1]
+    worker_cpu = sum(w1[p] - w0[p] for p in w0.keys() & w1.keys())
     rate = summary["throughput"]
     return {
         "rate": rate,
-        "cpu_us": (w1 - w0) / (t1 - t0) / rate * 1e6,
-        "busy": (w1 - w0) / (t1 - t0),
+        "cpu_us": worker_cpu / (t1 - t0) / rate * 1e6,
+        "busy": worker_cpu / (t1 - t0),
         "target_busy": (s1 - s0) / (t1 - t0),
     }
 
