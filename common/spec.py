@@ -71,9 +71,10 @@ class Mode(StrEnum):
     EVENT = "event"
 
 
-#: Client engines (``--engine``): ``auto`` is picows, or websockets when the
-#: job needs compression (see :func:`worker.engine.engine_name`).
-ENGINE_CHOICES = ("auto", "picows", "websockets")
+#: Client engines (``--engine``), the default first; ``auto`` is picows, or
+#: websockets when the job needs compression (see :func:`worker.engine.engine_name`).
+ENGINES = ("picows", "websockets")
+ENGINE_CHOICES = ("auto", *ENGINES)
 
 
 @dataclass(frozen=True)
@@ -403,6 +404,7 @@ __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_PAYLOAD",
     "DEFAULT_WS_URL",
+    "ENGINES",
     "ENGINE_CHOICES",
     "ENV_VARS",
     "FIELD_NAMES",

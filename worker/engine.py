@@ -85,20 +85,16 @@ class Conn:
     coroutine. ``closed`` completes when the connection is gone.
     """
 
-    __slots__ = (
-        "client_id", "closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled",
-    )  # fmt: skip
+    __slots__ = ("closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled")
 
     def __init__(
         self,
         link: Any,
-        client_id: str,
+        render: Callable[[int, float], str],
         seq: int,
         closed: asyncio.Future[None],
-        render: Callable[[int, float], str],
     ) -> None:
         self.link = link
-        self.client_id = client_id
         self.render = render
         self.seq = seq
         self.inflight = InFlight()
@@ -125,9 +121,6 @@ class Engine(ABC):
     (:meth:`_alive`) and closes them (:meth:`_close`); it hands every reply to
     :meth:`_on_message` and every close to :meth:`_on_closed`.
     """
-
-    #: the name ``--engine`` selects this engine by
-    name = ""
 
     def __init__(
         self,
@@ -278,7 +271,7 @@ class Engine(ABC):
     ) -> int:
         """Send and receive on one connection until it closes; returns the last seq."""
         loop = asyncio.get_running_loop()
-        conn = Conn(link, client_id, seq, loop.create_future(), self._template.renderer(client_id))
+        conn = Conn(link, self._template.renderer(client_id), seq, loop.create_future())
         self._conns[index] = conn
         reader = self._attach(link, conn)
         try:
@@ -398,12 +391,15 @@ class Engine(ABC):
 
     # -- helpers ------------------------------------------------------------
 
-    async def _nap(self, delay: float) -> None:
-        """Sleep ``delay`` seconds, or less when the run moves to its next phase."""
+    async def _nap(self, delay: float, fut: asyncio.Future[None] | None = None) -> None:
+        """Sleep ``delay`` seconds, or less when the run moves to its next phase.
+
+        Resolving ``fut`` (the caller's own wake-up) ends the nap early too.
+        """
         if delay <= 0:
             return
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut = fut or loop.create_future()
         handle = loop.call_later(delay, resolve, fut)
         self._naps.add(fut)
         try:
@@ -430,11 +426,6 @@ def resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-#: ``--engine`` names, the default first; ``auto`` picks picows unless the job
-#: needs what only websockets does (permessage-deflate).
-ENGINES = ("picows", "websockets")
-
-
 def engine_name(spec: JobSpec) -> str:
     """The engine that runs ``spec``: its ``engine`` field, with ``auto`` resolved."""
     if spec.engine != "auto":
@@ -454,7 +445,6 @@ def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> E
 
 
 __all__ = [
-    "ENGINES",
     "Conn",
     "Engine",
     "EngineResult",

@@ -98,6 +98,7 @@ class _Listener(WSListener):
         if not engine._on_message(conn, data):
             return
         # Closed loop: the next message goes out from here (the write is synchronous).
+        # The condition is Engine._sending, inlined: this runs once per reply.
         if self.alive and engine._phase is Phase.RUNNING and _mono() < engine._send_until:
             self.transport.send(_TEXT, engine._next_message(conn, _mono()))  # type: ignore[union-attr]
         else:
@@ -111,8 +112,6 @@ class _Listener(WSListener):
 
 
 class PicowsEngine(Engine):
-    name = "picows"
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: (due, tie-break, conn, schedule, done) of every scheduled sender
@@ -150,17 +149,13 @@ class PicowsEngine(Engine):
                     conn.link.transport.send(_TEXT, self._next_message(conn, intended))
                     heapq.heappush(due, (schedule.next_at, next(self._order), conn, schedule, done))
                 self._ticker_at = due[0][0] - TIMER_SLACK if due else _mono() + 1.0
-                self._ticker_wake = wake = loop.create_future()
+                self._ticker_wake = loop.create_future()  # an earlier newcomer wakes it
                 # At least one tick of uvloop's millisecond timers: a shorter
                 # sleep rounds to zero and the ticker would spin until due.
                 delay = max(TIMER_SLACK, self._ticker_at - _mono())
-                handle = loop.call_later(delay, resolve, wake)
-                self._naps.add(wake)  # the end of the run wakes it too
                 try:
-                    await wake
+                    await self._nap(delay, self._ticker_wake)
                 finally:
-                    handle.cancel()
-                    self._naps.discard(wake)
                     self._ticker_wake = None
         finally:
             for *_, done in due:

@@ -19,8 +19,6 @@ from worker.engine import Conn, Engine
 
 
 class WebsocketsEngine(Engine):
-    name = "websockets"
-
     async def _open(self, source: str) -> ClientConnection:
         return await open_connection(self.spec.ws_url, self._options, self._ssl, source)
 

@@ -18,9 +18,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from common.histogram import LatencyHistogram
-from common.spec import JobSpec, build_spec
+from common.spec import ENGINES, JobSpec, build_spec
 from tests.integration.conftest import ServerFactory
-from worker.engine import ENGINES, EngineResult, create_engine
+from worker.engine import EngineResult, create_engine
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 
