@@ -50,6 +50,8 @@ from coordinator.plan import WorkerCapacity, plan
 #: theirs within milliseconds (``wsload run`` uses LOCAL_START_DELAY).
 START_DELAY = 1.0
 LOCAL_START_DELAY = 0.25
+#: Seconds to wait for the workers to answer the ``bye`` at the end.
+BYE_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class WorkerState:
     hello: Hello
     last_seen: float
     lost: bool = False
+    left: bool = False  # it answered our ``bye``
 
 
 @dataclass
@@ -245,9 +248,20 @@ class Session:
         return outcome
 
     async def dismiss(self) -> None:
-        """Tell every worker the session is over (local ``--once`` workers exit)."""
+        """Tell every worker the session is over (local ``--once`` workers exit).
+
+        Waits (up to BYE_WAIT) for each worker to answer with its own ``bye``:
+        a ``bye`` queued on a socket that is closed at once was sometimes lost
+        (about one run in 20), and the worker then waited out its silence
+        timeout before leaving.
+        """
         for worker_id in self.workers:
             await self._send(worker_id, Bye("run over"))
+        deadline = time.monotonic() + BYE_WAIT
+        while time.monotonic() < deadline and not all(
+            s.left or s.lost for s in self.workers.values()
+        ):
+            await self._pump(wait=0.05, aggregate=None)
 
     def _all_reported(self, agg: RunAggregate) -> bool:
         return all(
@@ -316,6 +330,8 @@ class Session:
                 self._bad("samples", f"bad samples from {worker_id} ignored: {exc}")
         elif isinstance(msg, Result) and agg is not None and msg.job_id == self._job_id:
             agg.add_result(worker_id, msg)
+        elif isinstance(msg, Bye):
+            state.left = True
         elif isinstance(msg, Error):
             details = "; ".join(msg.details)
             self.options.on_log(f"worker {worker_id} error {msg.code}: {msg.message} {details}")

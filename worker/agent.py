@@ -12,6 +12,7 @@ saying hello (or exits, with ``once``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import socket
@@ -164,6 +165,9 @@ class Agent:
                         self._engine.stop()
                     if job_task is not None:
                         await job_task
+                    # Answer, so the coordinator knows its bye arrived before it closes.
+                    with contextlib.suppress(zmq.Again):
+                        await sock.send(encode(Bye("leaving")), flags=zmq.NOBLOCK)
                     return EXIT_OK
             # The coordinator went silent: the job task stops with the engine.
             if job_task is not None:

@@ -162,6 +162,28 @@ def test_workers_stop_when_the_coordinator_dies(serve_factory: ServerFactory) ->
             p.wait()
 
 
+@pytest.mark.timeout(60)
+def test_once_workers_leave_on_the_coordinators_bye(serve_factory: ServerFactory) -> None:
+    """Told ``bye``, a worker leaves at once, not after its 5 s silence timeout."""
+    server = serve_factory()
+    for _ in range(3):  # a lost bye was intermittent (about one run in 20)
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        coord = subprocess.Popen(
+            [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+             "--ws-url", server.ws_url, "-c", "2", "-d", "0.5", "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        worker = subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once"])
+        try:
+            assert coord.wait(timeout=30) == 0
+            assert worker.wait(timeout=2.5) == 0
+        finally:
+            for p in (coord, worker):
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+
+
 def test_wrong_protocol_version_is_refused_naming_both() -> None:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     coord = subprocess.Popen(
