@@ -33,9 +33,6 @@ class InFlight(dict[int, tuple[float, float]]):
 
     __slots__ = ()
 
-    def add(self, seq: int, intended: float, sent: float) -> None:
-        self[seq] = (intended, sent)
-
     def take(self, seq: int | None) -> tuple[float, float] | None:
         """Resolve the message ``seq`` answers (oldest when ``seq`` is None).
 
@@ -62,14 +59,8 @@ class InFlight(dict[int, tuple[float, float]]):
     def forget(self) -> int:
         """Forget every message in flight; returns how many there were."""
         n = len(self)
-        super().clear()
+        self.clear()
         return n
-
-    def oldest_sent(self) -> float | None:
-        """Send time of the oldest message in flight (the next to time out)."""
-        for _, sent in self.values():
-            return sent
-        return None
 
 
 __all__ = ["InFlight", "id_pattern"]

@@ -90,7 +90,7 @@ def test_first_sends_are_phased() -> None:
 def test_match_by_id_out_of_order_then_fifo() -> None:
     flight = InFlight()
     for seq in (1, 2, 3):
-        flight.add(seq, intended=float(seq), sent=float(seq) + 0.1)
+        flight[seq] = (float(seq), float(seq) + 0.1)  # (intended, sent)
     assert flight.take(3) == (3.0, 3.1)
     assert flight.take(3) is None  # answered once only
     assert flight.take(None) == (1.0, 1.1)  # oldest first
@@ -100,10 +100,10 @@ def test_match_by_id_out_of_order_then_fifo() -> None:
 def test_expire_takes_only_old_messages_once() -> None:
     flight = InFlight()
     for seq in range(1, 6):
-        flight.add(seq, intended=0.0, sent=float(seq))
+        flight[seq] = (0.0, float(seq))
     assert flight.expire(sent_before=3.5) == 3
     assert flight.expire(sent_before=3.5) == 0
-    assert flight.oldest_sent() == 4.0
+    assert list(flight) == [4, 5]
     assert flight.forget() == 2
     assert not flight
 
