@@ -72,7 +72,7 @@ class Mode(StrEnum):
 
 
 #: Client engines (``--engine``), the default first; ``auto`` is picows, or
-#: websockets when the job needs compression (see :func:`worker.engine.engine_name`).
+#: websockets when the job needs compression (see :attr:`JobSpec.client_engine`).
 ENGINES = ("picows", "websockets")
 ENGINE_CHOICES = ("auto", *ENGINES)
 
@@ -129,6 +129,13 @@ class JobSpec:
     event_path: str = "/events"
     event_body: str = DEFAULT_EVENT_BODY
     event_wait: float = 2.0
+
+    @property
+    def client_engine(self) -> str:
+        """The engine that runs this job: ``engine``, with ``auto`` resolved."""
+        if self.engine != "auto":
+            return self.engine
+        return "websockets" if self.compression else ENGINES[0]
 
     def problems(self) -> list[str]:
         """Every reason this spec cannot run, one line each; empty when valid."""

@@ -109,6 +109,7 @@ def render(spec: JobSpec, summary: dict[str, Any], agg: RunAggregate) -> str:
     params: list[list[Any]] = [
         ["target", spec.ws_url],
         ["clients", spec.num_clients],
+        ["client engine", spec.client_engine],
         ["duration", f"{spec.duration:g} s"],
         ["send model", f"{spec.rate:g} msg/s in total" if spec.rate else
          ("closed loop" if spec.interval == 0 else f"every {spec.interval:g} s per client")],

@@ -87,7 +87,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  Timed out / lost / unanswered at stop: "
         f"{summary['timed_out']} / {summary['lost']} / {summary['unanswered']}",
         f"  Throughput:              {summary['throughput']:.1f} replies/s over "
-        f"{summary['elapsed']:.1f} s",
+        f"{summary['elapsed']:.1f} s"
+        + (f" (client engine: {summary['engine']})" if "engine" in summary else ""),
         "",
         "  percentile      latency    service time    connect time",
     ]

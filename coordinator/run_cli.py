@@ -229,6 +229,7 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
     """Print and write the results; exit 130 interrupted, 1 degraded or a threshold failed."""
     summary = outcome.summary()
     summary["thresholds"] = evaluate(spec.thresholds, summary)
+    summary["engine"] = spec.client_engine
     click.echo(format_summary(summary))
     if note:
         click.echo(note)

@@ -426,16 +426,9 @@ def resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def engine_name(spec: JobSpec) -> str:
-    """The engine that runs ``spec``: its ``engine`` field, with ``auto`` resolved."""
-    if spec.engine != "auto":
-        return spec.engine
-    return "websockets" if spec.compression else "picows"
-
-
 def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> Engine:
-    """The engine ``spec`` asks for (see :func:`engine_name`), ready to :meth:`Engine.run`."""
-    if engine_name(spec) == "websockets":
+    """The engine ``spec`` asks for (:attr:`JobSpec.client_engine`), ready to :meth:`Engine.run`."""
+    if spec.client_engine == "websockets":
         from worker.engine_websockets import WebsocketsEngine
 
         return WebsocketsEngine(spec, share, **kwargs)
@@ -450,6 +443,5 @@ __all__ = [
     "EngineResult",
     "Phase",
     "create_engine",
-    "engine_name",
     "resolve",
 ]

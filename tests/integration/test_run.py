@@ -64,6 +64,8 @@ def test_run_totals_match_the_server(
     assert s["connections_opened"] == 10
     assert s["connections_open"] == 0
     assert "Success rate:" in proc.stdout
+    assert summary["engine"] == "picows"
+    assert "(client engine: picows)" in proc.stdout
 
 
 def test_source_addresses_spread_the_connections(serve_factory: ServerFactory) -> None:

@@ -152,3 +152,15 @@ def test_env_overrides_only_names_known_variables() -> None:
 def test_direct_construction_is_validated_by_problems() -> None:
     assert JobSpec().problems() == []
     assert JobSpec(num_clients=0).problems() == ["num_clients must be at least 1, got 0"]
+
+
+def test_client_engine_auto_is_picows_unless_compression_needs_websockets() -> None:
+    assert JobSpec().client_engine == "picows"
+    assert JobSpec(compression=True).client_engine == "websockets"
+    assert JobSpec(engine="websockets").client_engine == "websockets"
+    assert JobSpec(engine="picows", compression=True).problems() == [
+        "engine: picows does not do compression; use --engine websockets or auto"
+    ]
+    assert JobSpec(engine="fast").problems() == [
+        "engine: expected one of auto, picows, websockets, got 'fast'"
+    ]
