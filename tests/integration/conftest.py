@@ -90,6 +90,14 @@ class ServerFactory(Protocol):
     def __call__(self, *args: str, host: str = "127.0.0.1") -> RunningServer: ...
 
 
+def reap(*procs: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """Kill whichever of ``procs`` still runs, and wait for all: a test's ``finally``."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
 def start_server(*args: str, host: str = "127.0.0.1") -> RunningServer:
     """Start ``wsload serve --host HOST --port 0 ARGS`` and wait for its URL line.
 

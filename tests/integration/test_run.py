@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from common.protocol import PROTOCOL_VERSION, Hello, Refuse, Samples, decode, encode
-from tests.integration.conftest import ServerFactory
+from tests.integration.conftest import ServerFactory, reap
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 
@@ -128,10 +128,7 @@ def test_killed_worker_is_reported_lost(serve_factory: ServerFactory, tmp_path: 
         assert summary["workers"]["w0"]["sent"] > 0  # its last counters stay in the totals
         assert "w0 lost" in stderr or "LOST" in stdout
     finally:
-        for p in [coord, *workers]:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, *workers)
 
 
 def test_workers_stop_when_the_coordinator_dies(serve_factory: ServerFactory) -> None:
@@ -158,10 +155,7 @@ def test_workers_stop_when_the_coordinator_dies(serve_factory: ServerFactory) ->
         assert time.monotonic() - killed < 5 + 2.5  # 5 s of silence, then drain and close
         assert worker.wait(timeout=10) == 0
     finally:
-        for p in (coord, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, worker)
 
 
 @pytest.mark.timeout(60)
@@ -180,10 +174,7 @@ def test_once_workers_leave_on_the_coordinators_bye(serve_factory: ServerFactory
             assert coord.wait(timeout=30) == 0
             assert worker.wait(timeout=2.5) == 0
         finally:
-            for p in (coord, worker):
-                if p.poll() is None:
-                    p.kill()
-                p.wait()
+            reap(coord, worker)
 
 
 def test_wrong_protocol_version_is_refused_naming_both() -> None:
@@ -264,10 +255,7 @@ def test_garbage_on_the_port_does_not_disturb_a_run(
         assert stderr.count("unknown worker") == 1  # ...but logged once
     finally:
         ctx.term()
-        for p in (coord, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, worker)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from common.curve import generate
 from common.errors import KeyFileError
-from tests.integration.conftest import ServerFactory
+from tests.integration.conftest import ServerFactory, reap
 from tests.integration.test_run import free_port, stats
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
@@ -59,10 +59,7 @@ def test_authorised_worker_runs(serve_factory: ServerFactory, tmp_path: Path) ->
         )
         assert worker.wait(timeout=15) == 0
     finally:
-        for p in (coord, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, worker)
 
 
 def test_worker_without_an_authorised_key_cannot_join(
@@ -87,10 +84,7 @@ def test_worker_without_an_authorised_key_cannot_join(
         assert intruder.wait(timeout=20) == 2
         assert stats(server.api_url)["connections_opened"] == 0
     finally:
-        for p in (coord, intruder):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, intruder)
 
 
 def test_worker_refuses_a_coordinator_with_the_wrong_key(
@@ -115,10 +109,7 @@ def test_worker_refuses_a_coordinator_with_the_wrong_key(
         assert worker.wait(timeout=20) == 2
         assert stats(server.api_url)["connections_opened"] == 0
     finally:
-        for p in (coord, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, worker)
 
 
 def test_missing_key_directory_is_one_line(tmp_path: Path) -> None:
@@ -163,7 +154,4 @@ def test_allow_target_restricts_what_a_worker_loads(
             assert summary["lost_workers"] == []
         assert worker.wait(timeout=15) == 0
     finally:
-        for p in (coord, worker):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        reap(coord, worker)
