@@ -38,6 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import echo_target
 from machine import Figure, report
+from procfs import cpu_seconds, rss_bytes
 
 from common.spec import build_spec
 from worker.engine import create_engine
@@ -50,23 +51,9 @@ RATE = 20_000.0
 ROUNDS = 3
 GOAL_CPU_US = 8.0
 GOAL_RSS_KB = 20.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAYLOAD = '{"type": "test", "seq": 1, "pad": "' + "x" * (PAYLOAD_SIZE - 31) + '"}'
 #: the engine's messages: the same 64 bytes, with the client's id and its own sequence number
 TEMPLATE = '{"type": "test", "client": "{client_id}", "seq": {seq}}'
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 @dataclass(frozen=True)
@@ -94,13 +81,13 @@ class Span:
         self.pids = target_pids
         self.wall = time.monotonic()
         self.times = os.times()
-        self.target = sum(proc_cpu(p) for p in target_pids)
+        self.target = sum(cpu_seconds(p) for p in target_pids)
 
     def done(self, messages: int) -> Measured:
         wall = time.monotonic() - self.wall
         now = os.times()
         user, system = now.user - self.times.user, now.system - self.times.system
-        target = sum(proc_cpu(p) for p in self.pids) - self.target
+        target = sum(cpu_seconds(p) for p in self.pids) - self.target
         per = 1e6 / max(1, messages)
         return Measured(
             (user + system) * per, system * per, messages / wall, (user + system) / wall,

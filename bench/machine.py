@@ -60,9 +60,3 @@ def report(figures: list[Figure]) -> str:
         line = f"  {f.name:<{width}}  {f.value:>{vwidth}}  {f.goal:<{gwidth}}  {verdict}"
         lines.append(line + (f"  ({f.note})" if f.note else ""))
     return "\n".join(lines)
-
-
-def table(rows: list[tuple[str, str, str]]) -> str:
-    """Rows of (figure, value, goal) aligned for a terminal."""
-    width = max(len(r[0]) for r in rows)
-    return "\n".join(f"  {name:<{width}}  {value:>16}  {goal}" for name, value, goal in rows)

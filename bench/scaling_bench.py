@@ -32,28 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import echo_target
+from engine_bench import TEMPLATE
 from machine import Figure, report
+from procfs import children, cpu_seconds
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CLIENTS_PER_WORKER = 100
 RATE = 20_000.0
-PAYLOAD = '{"type": "test", "client": "{client_id}", "seq": {seq}}'
-
-
-def cpu_of(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def scaling_run(
@@ -65,7 +50,7 @@ def scaling_run(
     load = ["--rate", str(rate)] if rate else ["--interval", "0"]
     run = subprocess.Popen(
         [WSLOAD, "run", "--ws-url", url, "-c", str(CLIENTS_PER_WORKER * workers),
-         "-d", str(duration), *load, "--payload", PAYLOAD, "--payload-size", "64",
+         "-d", str(duration), *load, "--payload", TEMPLATE, "--payload-size", "64",
          "--workers", str(workers), "--json", str(out), "--quiet"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -77,8 +62,8 @@ def scaling_run(
         time.sleep(0.25)
         elapsed = time.monotonic() - started
         if 1.5 <= elapsed <= duration:
-            cpus = {p: cpu_of(p) for p in children(run.pid)}
-            marks.append((elapsed, cpus, sum(cpu_of(p) for p in target)))
+            cpus = {p: cpu_seconds(p) for p in children(run.pid)}
+            marks.append((elapsed, cpus, sum(cpu_seconds(p) for p in target)))
     summary = json.loads(out.read_text())
     (t0, w0, s0), (t1, w1, s1) = marks[0], marks[-1]
     worker_cpu = sum(w1[p] - w0[p] for p in w0.keys() & w1.keys())

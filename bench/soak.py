@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,30 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe
+from procfs import children, fd_count, rss_bytes
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 PORT = 9391
 WARM_UP = 60.0
 GOAL_GROWTH = 0.05
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def server_stats() -> dict[str, int]:
@@ -93,7 +74,12 @@ def main() -> int:
             if not workers:
                 continue
             t = time.monotonic() - started
-            row = (t, rss_kb(workers[0]), fds(workers[0]), rss_kb(run.pid))
+            row = (
+                t,
+                rss_bytes(workers[0]) // 1024,
+                fd_count(workers[0]),
+                rss_bytes(run.pid) // 1024,
+            )
             samples.append(row)
             print(f"{t:7.0f} {row[1] / 1024:16.1f} {row[2]:11d} {row[3] / 1024:15.1f}", flush=True)
         summary = json.loads(out.read_text())
