@@ -9,9 +9,12 @@ no browser-automation package (and no browser download) is needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -98,32 +101,51 @@ class Page:
 async def chromium_page() -> AsyncIterator[Page]:
     """A fresh headless Chromium (own profile) and its first tab; always shut down."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="wsload-chromium-") as profile:
-        proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    profile = tempfile.mkdtemp(prefix="wsload-chromium-")
+    # Its own process group: Chromium's helpers (renderer, GPU, crash handler)
+    # outlive the browser process for a moment and keep writing the profile.
+    proc = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("Chromium did not start its DevTools endpoint")
+            await asyncio.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            targets = json.loads(r.read())
+        url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+        async with connect(url, max_size=None, compression=None) as ws:
+            page = Page(ws)
+            for domain in ("Page", "Runtime", "Log"):
+                await page.call(f"{domain}.enable")
+            yield page
+    finally:
+        proc.terminate()
         try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + 30
-            while not port_file.exists() or not port_file.read_text().strip():
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("Chromium did not start its DevTools endpoint")
-                await asyncio.sleep(0.1)
-            port = port_file.read_text().split()[0]
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-                targets = json.loads(r.read())
-            url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-            async with connect(url, max_size=None, compression=None) as ws:
-                page = Page(ws)
-                for domain in ("Page", "Runtime", "Log"):
-                    await page.call(f"{domain}.enable")
-                yield page
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the helpers, too
+        _remove_profile(profile)
+
+
+def _remove_profile(profile: str) -> None:
+    """Delete the profile; a helper still exiting may add a file, so try a few times."""
+    for _ in range(20):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile)
