@@ -303,7 +303,14 @@ HEARTBEAT_SUFFIX = "#hb"
 
 #: The counters a worker reports in ``samples`` and ``result`` messages.
 #: Run-level accounting: ``sent = received + timed_out + lost + unanswered``;
-#: ``late`` replies match nothing in flight; ``clients_connected`` is a gauge.
+#: ``late`` replies answer a message already resolved (timed out, or answered
+#: before: a duplicate); ``unsolicited`` messages are no reply at all (no id,
+#: or an id never sent: pushes, heartbeats, broadcasts); ``behind_schedule``
+#: messages went out later than intended because the generator (or the
+#: connection's write buffer) held them, their latency still counted from the
+#: intended time; ``write_pauses`` counts the times a connection's write
+#: buffer filled and sending waited; ``cpu_ms`` is the worker process's CPU
+#: time; ``clients_connected`` is a gauge.
 SAMPLE_COUNTERS = (
     "sent",
     "received",
@@ -311,6 +318,10 @@ SAMPLE_COUNTERS = (
     "lost",
     "unanswered",
     "late",
+    "unsolicited",
+    "behind_schedule",
+    "write_pauses",
+    "cpu_ms",
     "bytes_sent",
     "bytes_received",
     "connects",

@@ -48,6 +48,14 @@ DEFAULT_EVENT_BODY = '{"event": "{event}", "data": {"source": "wsload"}, "count"
 MAX_CLIENTS = 10_000_000
 MAX_DURATION = 7 * 24 * 3600.0
 MAX_PAYLOAD_SIZE = 16 * 1024 * 1024
+#: Largest message a client accepts by default (``max_message_size``): a peer
+#: that sends more (in one frame or as fragments) costs a close 1009 and the
+#: error kind ``too_big``, never the worker's memory.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+MAX_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: How replies are matched to messages (``match``): by the id field, or in
+#: order (only for servers that never push).
+MATCH_CHOICES = ("id", "order")
 MAX_TIMEOUT = 3600.0
 
 #: The original framework's environment variables and the field each sets.
@@ -88,7 +96,11 @@ class JobSpec:
     clients (open model) and ``interval`` is ignored.
 
     Replies are matched to messages by the integer field ``id_field`` of a
-    JSON reply (the default payload carries ``"seq"``), else in order. TLS:
+    JSON reply (the default payload carries ``"seq"``); a message without it,
+    or with an id never sent, is *unsolicited* (a push), never a reply.
+    ``match = "order"`` instead takes any message as the answer to the oldest
+    one in flight: only for servers that never push. ``max_message_size``
+    bounds what a client accepts (frames and reassembled fragments). TLS:
     ``ca_file`` adds a CA bundle; ``tls_insecure`` skips verification, for
     self-signed test servers only.
 
@@ -113,6 +125,8 @@ class JobSpec:
     reply_timeout: float = 5.0
     drain_timeout: float = 2.0
     id_field: str = "seq"
+    match: str = "id"
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     reconnect: bool = True
     reconnect_max_delay: float = 5.0
     compression: bool = False
@@ -161,6 +175,14 @@ class JobSpec:
         )
         if not self.id_field or '"' in self.id_field or "\\" in self.id_field:
             out.append(f"id_field: {self.id_field!r} is not a usable JSON field name")
+        if self.match not in MATCH_CHOICES:
+            out.append(f"match: expected one of {', '.join(MATCH_CHOICES)}, got {self.match!r}")
+        out += int_problems("max_message_size", self.max_message_size, 1024, MAX_MAX_MESSAGE_SIZE)
+        if self.payload_size > self.max_message_size:
+            out.append(
+                f"payload_size ({self.payload_size}) exceeds max_message_size "
+                f"({self.max_message_size}): replies would be refused; raise --max-message-size"
+            )
         if self.ca_file and not os.path.isfile(self.ca_file):
             out.append(f"ca_file: {self.ca_file!r} is not a readable file")
         for key, value in self.headers:
@@ -311,7 +333,7 @@ def _unknown_field(key: str) -> str:
     return f"unknown field {key!r}{hint}"
 
 
-_INT_FIELDS = frozenset({"num_clients", "payload_size", "event_count"})
+_INT_FIELDS = frozenset({"num_clients", "payload_size", "event_count", "max_message_size"})
 _FLOAT_FIELDS = frozenset(
     {
         "duration",
@@ -327,7 +349,7 @@ _FLOAT_FIELDS = frozenset(
 )
 _STR_FIELDS = frozenset(
     {"ws_url", "api_url", "payload", "id_field", "ca_file", "event_method", "event_path"}
-    | {"event_body", "engine"}
+    | {"event_body", "engine", "match"}
 )
 _BOOL_FIELDS = frozenset({"reconnect", "compression", "tls_insecure"})
 _STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds", "event_names", "source_addresses"})
@@ -414,6 +436,7 @@ __all__ = [
     "ENGINES",
     "ENGINE_CHOICES",
     "ENV_VARS",
+    "MATCH_CHOICES",
     "FIELD_NAMES",
     "JobSpec",
     "Mode",

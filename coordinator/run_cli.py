@@ -21,7 +21,7 @@ import uvloop
 
 from common.curve import coordinator_keys
 from common.errors import WsloadError
-from common.spec import ENGINE_CHOICES, JobSpec, build_spec
+from common.spec import ENGINE_CHOICES, MATCH_CHOICES, JobSpec, build_spec
 from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
 from common.validation import unbindable_address
 from coordinator.aggregate import RunAggregate
@@ -100,6 +100,20 @@ def _load_options(func: F) -> F:
             help="Seconds to wait for in-flight replies at stop (default 2).",
         ),
         click.option("--id-field", help="JSON field matching replies to messages (default seq)."),
+        click.option(
+            "--match",
+            type=click.Choice(MATCH_CHOICES),
+            help="How replies are matched: id (default; a message without the id field, or "
+            "with an id never sent, is unsolicited) or order (any message answers the oldest "
+            "in flight: unsafe with servers that push).",
+        ),
+        click.option(
+            "--max-message-size",
+            type=int,
+            metavar="BYTES",
+            help="Largest message a client accepts (default 4 MiB); a bigger one closes the "
+            "connection with 1009, error kind too_big.",
+        ),
         click.option(
             "--no-reconnect",
             is_flag=True,
