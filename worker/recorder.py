@@ -9,19 +9,31 @@ cumulative, so the sum of all windows equals the run totals by construction.
 
 Accounting: ``sent = received + timed_out + lost + unanswered``, where
 ``lost`` are messages in flight on a connection that closed abnormally and
-``unanswered`` those still in flight when the run stopped. ``late`` counts
-replies that arrived after their message had timed out (not received twice).
+``unanswered`` those still in flight when the run stopped. Outside the
+identity: ``late`` counts replies to a message already resolved (timed out,
+or answered before: a duplicate), never received twice; ``unsolicited``
+messages that answer nothing (no id, or an id never sent: a push);
+``behind_schedule`` messages that went out later than intended (the
+generator, or a paused connection, held them); ``cpu_ms`` this worker
+process's CPU time during the run, sampled when a window is taken so that
+the windows still sum to the totals.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common.protocol import SAMPLE_COUNTERS
 
 COUNTERS = SAMPLE_COUNTERS
+#: Bounds of :attr:`Recorder.error_texts`: a hostile peer's error messages cost
+#: at most this many kinds of at most this many characters.
+MAX_ERROR_TEXTS = 32
+MAX_ERROR_TEXT = 200
 
 _LITTLE = sys.byteorder == "little"
 
@@ -56,6 +68,10 @@ class Recorder:
     lost: int = 0
     unanswered: int = 0
     late: int = 0
+    unsolicited: int = 0
+    behind_schedule: int = 0
+    write_pauses: int = 0
+    cpu_ms: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     connects: int = 0
@@ -64,6 +80,10 @@ class Recorder:
     disconnects: int = 0
     clients_connected: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    #: the first text of each error kind (bounded), to say *why* a run failed
+    error_texts: dict[str, str] = field(default_factory=dict)
+    #: CPU seconds of this process (``time.process_time``; a fake in tests)
+    cpu_clock: Callable[[], float] = time.process_time
     latency: array[int] = field(default_factory=lambda: array("I"))
     service: array[int] = field(default_factory=lambda: array("I"))
     connect: array[int] = field(default_factory=lambda: array("I"))
@@ -71,10 +91,19 @@ class Recorder:
     _last_counters: dict[str, int] = field(default_factory=dict)
     _last_errors: dict[str, int] = field(default_factory=dict)
     _window_start: float = 0.0
+    _cpu_base: float | None = None
 
-    def error(self, kind: str) -> None:
-        """Count one failure of ``kind`` (``refused``, ``http_503``, ``timeout``...)."""
+    def error(self, kind: str, text: str = "") -> None:
+        """Count one failure of ``kind`` (``refused``, ``http_503``, ``timeout``...).
+
+        The first ``text`` of each kind is kept (truncated, for at most
+        :data:`MAX_ERROR_TEXTS` kinds), so a summary can name the cause
+        (``dns: svc: Name or service not known``) without keeping every one.
+        """
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        texts = self.error_texts
+        if text and kind not in texts and len(texts) < MAX_ERROR_TEXTS:
+            texts[kind] = text[:MAX_ERROR_TEXT]
 
     def reply(self, latency_us: int, service_us: int) -> None:
         """Record one answered message: latency from intended and from actual send."""
@@ -99,10 +128,19 @@ class Recorder:
         return {name: getattr(self, name) for name in COUNTERS}
 
     def start_window(self, now: float) -> None:
+        """Open the first window; CPU time counts from here."""
         self._window_start = now
+        self._cpu_base = self.cpu_clock()
+
+    def _sample_cpu(self) -> None:
+        if self._cpu_base is None:
+            self._cpu_base = self.cpu_clock()
+        # Never decreasing, so a window's delta is never negative.
+        self.cpu_ms = max(self.cpu_ms, int((self.cpu_clock() - self._cpu_base) * 1000))
 
     def take_window(self, now: float, *, final: bool = False) -> WindowBatch:
         """Hand over everything recorded since the previous window."""
+        self._sample_cpu()
         totals = self.totals()
         deltas = {k: v - self._last_counters.get(k, 0) for k, v in totals.items()}
         errors = {k: v - self._last_errors.get(k, 0) for k, v in self.errors.items()}
@@ -138,4 +176,4 @@ def _pack(samples: array[int]) -> bytes:
     return samples.tobytes()
 
 
-__all__ = ["COUNTERS", "Recorder", "WindowBatch"]
+__all__ = ["COUNTERS", "MAX_ERROR_TEXT", "MAX_ERROR_TEXTS", "Recorder", "WindowBatch"]
