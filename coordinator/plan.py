@@ -6,12 +6,16 @@ hold; what one worker cannot take flows to the others. The rate is split in
 proportion to the clients each worker got, so every client sends at the
 same pace wherever it runs. A job that cannot fit is refused before anything
 starts, with the numbers that show why.
+
+:class:`Roster` keeps who runs which clients while the job runs, and hands a
+lost worker's clients on to the live ones (or to a worker that joins
+mid-run, with ``--elastic``). It is pure too: the caller passes ``now``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from coordinator.errors import PlanError
 
@@ -93,4 +97,141 @@ def _water_fill(total: int, workers: Sequence[WorkerCapacity]) -> list[int]:
     return counts
 
 
-__all__ = ["FD_RESERVE", "Assignment", "WorkerCapacity", "plan"]
+class Roster:
+    """Who runs which clients of a running job; hands a lost worker's clients on.
+
+    A lost worker's clients become *orphans*, due for handing on at once when
+    its process is known to be gone (``certain``), or after ``delay`` seconds
+    when it only went silent: a worker cut off from the coordinator stops its
+    own load after its dead-man timeout, and handing its clients on before
+    then would run them twice. :meth:`due` gives the orphans that are due to
+    the live workers, in proportion to their cores and within their
+    descriptor room; idle workers (an elastic join with nothing to do) are
+    served first, so the survivors' load stays as it was when they can. A
+    client keeps its global number wherever it runs, so client ids stay
+    unique; clients are never taken from a live worker.
+
+    ``hand_on`` False (``--on-worker-loss continue``) keeps orphans for idle
+    workers only: an elastic join takes them, the survivors do not.
+    """
+
+    def __init__(
+        self,
+        assignments: Iterable[Assignment],
+        workers: Iterable[WorkerCapacity],
+        *,
+        rate_per_client: float | None = None,
+        delay: float = 0.0,
+        hand_on: bool = True,
+    ) -> None:
+        self.capacity: dict[str, WorkerCapacity] = {w.worker_id: w for w in workers}
+        self.chunks: dict[str, list[Assignment]] = {w: [] for w in self.capacity}
+        for a in assignments:
+            if a.num_clients:
+                self.chunks.setdefault(a.worker_id, []).append(a)
+        self.rate_per_client = rate_per_client
+        self.delay = delay
+        self.hand_on = hand_on
+        self.lost: set[str] = set()
+        #: (due time, clients) waiting for a taker, oldest first
+        self.orphans: list[tuple[float, Assignment]] = []
+
+    def load(self, worker_id: str) -> int:
+        """Clients ``worker_id`` runs now."""
+        return sum(a.num_clients for a in self.chunks.get(worker_id, ()))
+
+    @property
+    def running(self) -> int:
+        """Clients assigned to live workers."""
+        return sum(self.load(w) for w in self.chunks if w not in self.lost)
+
+    @property
+    def orphaned(self) -> int:
+        """Clients nobody runs (lost, not yet handed on)."""
+        return sum(a.num_clients for _, a in self.orphans)
+
+    def join(self, worker: WorkerCapacity) -> None:
+        """A worker joined mid-run (``--elastic``): it can take orphans from now on."""
+        if worker.worker_id not in self.capacity:
+            self.capacity[worker.worker_id] = worker
+            self.chunks[worker.worker_id] = []
+
+    def lose(self, worker_id: str, now: float, *, certain: bool = False) -> int:
+        """``worker_id`` is lost: its clients become orphans; returns how many."""
+        if worker_id in self.lost or worker_id not in self.capacity:
+            return 0
+        self.lost.add(worker_id)
+        due = now if certain else now + self.delay
+        chunks = self.chunks.get(worker_id, [])
+        self.orphans.extend((due, replace(a, worker_id="")) for a in chunks)
+        return sum(a.num_clients for a in chunks)
+
+    def next_due(self) -> float | None:
+        """When the earliest orphan is due, if any."""
+        return min((due for due, _ in self.orphans), default=None)
+
+    def due(self, now: float) -> list[Assignment]:
+        """Hand the orphans due by ``now`` to live workers; the new shares to send.
+
+        What no live worker has room for stays orphaned (an elastic join may
+        take it later).
+        """
+        ready = [a for due, a in self.orphans if due <= now]
+        if not ready:
+            return []
+        live = [
+            w
+            for w in self.capacity.values()
+            if w.worker_id not in self.lost and w.max_clients > self.load(w.worker_id)
+        ]
+        idle = [w for w in live if not self.load(w.worker_id)]
+        takers = idle if idle or not self.hand_on else live
+        if not takers:
+            return []
+        rooms = [
+            WorkerCapacity(
+                w.worker_id, w.cores, w.max_clients - self.load(w.worker_id) + FD_RESERVE
+            )
+            for w in takers
+        ]
+        counts = _water_fill(sum(a.num_clients for a in ready), rooms)
+        out = self._carve(ready, takers, counts)
+        taken = sum(counts)
+        kept: list[tuple[float, Assignment]] = []
+        for due, a in self.orphans:  # drop what was handed on, from the front of ``ready``
+            if due <= now and taken:
+                used = min(taken, a.num_clients)
+                taken -= used
+                if used == a.num_clients:
+                    continue
+                a = self._slice(a, used, a.num_clients - used, "")
+            kept.append((due, a))
+        self.orphans = kept
+        for a in out:
+            self.chunks[a.worker_id].append(a)
+        return out
+
+    def _carve(
+        self, ready: list[Assignment], takers: list[WorkerCapacity], counts: list[int]
+    ) -> list[Assignment]:
+        """Cut the ready orphans, in order, into each taker's count of clients."""
+        out: list[Assignment] = []
+        pieces = list(ready)
+        for taker, count in zip(takers, counts, strict=True):
+            while count:
+                head = pieces[0]
+                used = min(count, head.num_clients)
+                out.append(self._slice(head, 0, used, taker.worker_id))
+                count -= used
+                if used == head.num_clients:
+                    pieces.pop(0)
+                else:
+                    pieces[0] = self._slice(head, used, head.num_clients - used, "")
+        return out
+
+    def _slice(self, a: Assignment, skip: int, count: int, worker_id: str) -> Assignment:
+        rate = self.rate_per_client * count if self.rate_per_client is not None else None
+        return Assignment(worker_id, count, a.client_offset + skip, rate)
+
+
+__all__ = ["FD_RESERVE", "Assignment", "Roster", "WorkerCapacity", "plan"]

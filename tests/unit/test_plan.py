@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.errors import PlanError
-from coordinator.plan import FD_RESERVE, WorkerCapacity, plan
+from coordinator.plan import FD_RESERVE, Assignment, Roster, WorkerCapacity, plan
 
 
 def test_proportional_to_cores_with_remainders_spread() -> None:
@@ -59,3 +59,138 @@ def test_plan_properties(num: int, rate: float | None, caps: list[tuple[int, int
         offset += a.num_clients
     if rate is not None and num:
         assert sum(a.rate or 0.0 for a in out) == pytest.approx(rate)
+
+
+# -- handing a lost worker's clients on (Roster) ------------------------------
+
+
+def _roster(
+    caps: list[WorkerCapacity], num: int, rate: float | None = None, **kw: object
+) -> Roster:
+    per_client = rate / num if rate is not None else None
+    return Roster(plan(num, rate, caps), caps, rate_per_client=per_client, **kw)  # type: ignore[arg-type]
+
+
+def test_a_dead_workers_clients_go_to_the_survivors_at_once() -> None:
+    caps = [WorkerCapacity(w, 1, 20000) for w in "abc"]
+    roster = _roster(caps, 30, rate=300.0, delay=3.0)
+    assert roster.lose("b", now=10.0, certain=True) == 10
+    assert roster.running == 20
+    assert roster.orphaned == 10
+    handed = roster.due(now=10.0)
+    assert [(a.worker_id, a.num_clients, a.client_offset) for a in handed] == [
+        ("a", 5, 10),
+        ("c", 5, 15),
+    ]
+    assert [a.rate for a in handed] == pytest.approx([50.0, 50.0])  # 10 msg/s per client
+    assert roster.orphaned == 0
+    assert roster.running == 30
+    assert roster.load("a") == roster.load("c") == 15
+
+
+def test_a_silent_worker_is_handed_on_only_after_the_delay() -> None:
+    """A worker cut off stops its own load after its dead-man timeout: no double load before."""
+    caps = [WorkerCapacity("a"), WorkerCapacity("b")]
+    roster = _roster(caps, 10, delay=3.0)
+    roster.lose("a", now=100.0)
+    assert roster.next_due() == 103.0
+    assert roster.due(now=102.9) == []
+    (handed,) = roster.due(now=103.0)
+    assert (handed.worker_id, handed.num_clients, handed.client_offset) == ("b", 5, 0)
+    assert handed.rate is None
+
+
+def test_what_does_not_fit_stays_orphaned_until_an_elastic_join() -> None:
+    small = WorkerCapacity("small", 1, FD_RESERVE + 12)
+    caps = [WorkerCapacity("big", 1, FD_RESERVE + 10), small]
+    roster = _roster(caps, 20)
+    roster.lose("big", now=0.0, certain=True)
+    (part,) = roster.due(now=0.0)
+    assert (part.worker_id, part.num_clients, part.client_offset) == ("small", 2, 0)
+    assert roster.orphaned == 8
+    assert roster.due(now=1.0) == []
+    roster.join(WorkerCapacity("late", 2, 20000))
+    (rest,) = roster.due(now=2.0)
+    assert (rest.worker_id, rest.num_clients, rest.client_offset) == ("late", 8, 2)
+    assert roster.orphaned == 0
+    assert roster.running == 20
+
+
+def test_an_idle_elastic_worker_is_served_before_the_survivors() -> None:
+    caps = [WorkerCapacity(w, 1, 20000) for w in "abc"]
+    roster = _roster(caps, 30)
+    roster.join(WorkerCapacity("spare", 1, 20000))
+    roster.lose("a", now=0.0, certain=True)
+    (handed,) = roster.due(now=0.0)
+    assert (handed.worker_id, handed.num_clients, handed.client_offset) == ("spare", 10, 0)
+    assert roster.load("b") == roster.load("c") == 10
+
+
+def test_continue_keeps_orphans_for_elastic_joins_only() -> None:
+    caps = [WorkerCapacity("a"), WorkerCapacity("b")]
+    roster = _roster(caps, 10, hand_on=False)
+    roster.lose("a", now=0.0, certain=True)
+    assert roster.due(now=5.0) == []
+    assert roster.orphaned == 5
+    roster.join(WorkerCapacity("c"))
+    assert [a.worker_id for a in roster.due(now=6.0)] == ["c"]
+
+
+def test_a_second_loss_hands_on_what_the_first_handed_over() -> None:
+    caps = [WorkerCapacity(w, 1, 20000) for w in "abc"]
+    roster = _roster(caps, 9)
+    roster.lose("a", now=0.0, certain=True)
+    roster.due(now=0.0)
+    assert roster.load("b") == 5
+    assert roster.load("c") == 4
+    roster.lose("b", now=1.0, certain=True)
+    handed = roster.due(now=1.0)
+    assert sum(a.num_clients for a in handed) == 5
+    assert {a.worker_id for a in handed} == {"c"}
+    assert roster.load("c") == 9
+    assert roster.running == 9
+    assert roster.lose("b", now=2.0) == 0  # lost once only
+    assert roster.lose("nobody", now=2.0) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=3000),
+    st.lists(st.tuples(st.integers(1, 8), st.integers(FD_RESERVE, 3000)), min_size=2, max_size=6),
+    st.lists(st.integers(0, 5), max_size=4),
+    st.booleans(),
+)
+def test_handovers_keep_every_client_exactly_once(
+    num: int, caps_in: list[tuple[int, int]], losses: list[int], joins: bool
+) -> None:
+    """Whatever is lost and joined: each client number is run by one live worker or orphaned."""
+    caps = [WorkerCapacity(f"w{i}", c, f) for i, (c, f) in enumerate(caps_in)]
+    try:
+        roster = _roster(caps, num, rate=float(num))
+    except PlanError:
+        return
+    now = 0.0
+    for k, index in enumerate(losses):
+        roster.lose(f"w{index % len(caps)}", now=now, certain=k % 2 == 0)
+        if joins:
+            roster.join(WorkerCapacity(f"j{k}", 1, 500))
+        now += 5.0
+        for a in roster.due(now):
+            assert a.worker_id not in roster.lost
+            assert a.rate == pytest.approx(a.num_clients)
+    clients: list[int] = []
+    for worker_id, chunks in roster.chunks.items():
+        if worker_id in roster.lost:
+            continue
+        assert roster.load(worker_id) <= roster.capacity[worker_id].max_clients
+        clients += [
+            c for a in chunks for c in range(a.client_offset, a.client_offset + a.num_clients)
+        ]
+    clients += [
+        c
+        for _, a in roster.orphans
+        for c in range(a.client_offset, a.client_offset + a.num_clients)
+    ]
+    assert sorted(clients) == list(range(num))
+    assert roster.running + roster.orphaned == num
+    assert all(isinstance(a, Assignment) for _, a in roster.orphans)
