@@ -3,21 +3,35 @@
 Both the load engine and :class:`worker.client.WebSocketClient` open their
 connections here, so a failure is classified the same way everywhere:
 ``refused``, ``timeout``, ``dns``, ``tls``, ``http_<status>`` (the server
-answered the upgrade with another status), ``handshake`` (any other invalid
-handshake), ``no_local_port`` (ephemeral ports exhausted), ``reset``,
-``bad_url``, or ``os_<errno name>``.
+answered the upgrade with another status, redirects included: a 3xx is
+``http_301``..., never followed, so a worker pinned to a target with
+``--allow-target`` cannot be sent elsewhere), ``handshake`` (an answer that is
+not a valid handshake), ``reset`` (the target closed or reset the connection
+before the handshake completed), ``no_local_port`` (ephemeral ports
+exhausted), ``bad_url``, or ``os_<errno name>``.
+
+With a source address (``--source-address``) the socket is made here
+(:func:`source_socket`): bound with ``IP_BIND_ADDRESS_NO_PORT``, so the kernel
+picks the local port at ``connect()`` per 4-tuple instead of at ``bind()``
+(where, with thousands of sockets in TIME_WAIT, the search for a port free for
+*every* destination cost milliseconds per call and collapsed a storm).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
 from common import __version__
@@ -27,6 +41,8 @@ from worker.errors import ConnectFailed, ConnectionRefused, HandshakeRejected, T
 USER_AGENT = f"wsload/{__version__}"
 #: Largest message a client accepts; well above the 1 MiB echo checks.
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: Linux's IP_BIND_ADDRESS_NO_PORT (Python names it only from 3.12 on)
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,13 @@ class ConnectOptions:
         return ctx
 
 
+class _ConnectOnce(connect):
+    """websockets' ``connect`` that never follows a redirect (the 3xx is raised as it came)."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
 async def open_connection(
     url: str,
     options: ConnectOptions,
@@ -74,26 +97,101 @@ async def open_connection(
 
     ``source`` is the local address to connect from (``--source-address``);
     each local address has its own ~28,000 ephemeral ports towards one target.
+    Redirects are not followed: they are errors (``http_301``...).
     """
     tls = url.startswith("wss:")
-    extra: dict[str, Any] = {"local_addr": (source, 0)} if source else {}
     try:
-        return await connect(
-            url,
-            additional_headers=list(options.headers),
-            subprotocols=[Subprotocol(p) for p in options.subprotocols] or None,
-            compression="deflate" if options.compression else None,
-            open_timeout=options.timeout,
-            ping_interval=options.ping_interval,
-            close_timeout=options.timeout,
-            max_size=MAX_MESSAGE_SIZE,
-            ssl=(ssl_context or options.ssl_context()) if tls else None,
-            proxy=None,
-            user_agent_header=USER_AGENT,
-            **extra,
-        )
+        async with asyncio.timeout(options.timeout):
+            # From a source address the socket is ours (IP_BIND_ADDRESS_NO_PORT);
+            # once handed over it is the library's to close (uvloop detaches it
+            # when no transport can be made of it).
+            extra: dict[str, Any] = {"sock": await connected_socket(url, source)} if source else {}
+            return await _ConnectOnce(
+                url,
+                additional_headers=list(options.headers),
+                subprotocols=[Subprotocol(p) for p in options.subprotocols] or None,
+                compression="deflate" if options.compression else None,
+                open_timeout=None,  # the deadline above covers the TCP connect too
+                ping_interval=options.ping_interval,
+                close_timeout=options.timeout,
+                max_size=MAX_MESSAGE_SIZE,
+                ssl=(ssl_context or options.ssl_context()) if tls else None,
+                proxy=None,
+                user_agent_header=USER_AGENT,
+                **extra,
+            )
     except Exception as exc:
         raise classify(exc, url) from exc
+
+
+@lru_cache(maxsize=64)
+def target_address(url: str) -> tuple[str, int]:
+    """The host and port a ``ws://``/``wss://`` URL connects to (ValueError if none)."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in {url!r}")
+    return host, parts.port or (443 if parts.scheme == "wss" else 80)
+
+
+def source_socket(source: str) -> socket.socket:
+    """A non-blocking TCP socket bound to ``source``, its port left to ``connect()``.
+
+    ``IP_BIND_ADDRESS_NO_PORT`` defers the port choice to ``connect()``, where
+    the kernel needs a port free only for this destination (the 4-tuple), not
+    one free for every destination as a plain ``bind((source, 0))`` must find.
+    """
+    sock = socket.socket(_family(source), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # not Linux: a plain bind, as before
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def connected_socket(url: str, source: str = "") -> socket.socket:
+    """A TCP connection to ``url``'s host and port (from ``source`` if given).
+
+    The socket is closed if connecting fails or is cancelled; the caller owns
+    it otherwise. A host name is resolved in the source address's family.
+    """
+    host, port = target_address(url)
+    loop = asyncio.get_running_loop()
+    family = _family(source) if source else socket.AF_UNSPEC
+    address: tuple[Any, ...] = (host, port)
+    if _is_ip(host):
+        family = family or _family(host)
+    else:
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+    if source:
+        sock = source_socket(source)
+    else:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+@lru_cache(maxsize=64)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def classify(exc: BaseException, url: str) -> ConnectFailed:
@@ -113,17 +211,26 @@ def classify(exc: BaseException, url: str) -> ConnectFailed:
         return TLSFailed("tls", f"{url}: TLS failed ({exc.reason or exc})")
     if isinstance(exc, InvalidURI):
         return ConnectFailed("bad_url", f"{url}: not a valid WebSocket URL")
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError | ConnectionError):
+        return ConnectFailed("reset", f"{url}: connection closed during the handshake")
     if isinstance(exc, InvalidHandshake):
         return HandshakeRejected(None, f"{url}: invalid handshake ({exc})")
     if isinstance(exc, OSError):
         # EADDRNOTAVAIL from connect(), EADDRINUSE from bind() to a source address
         if exc.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
             return ConnectFailed("no_local_port", f"{url}: no free local port (ephemeral ports)")
-        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
             return ConnectFailed("reset", f"{url}: connection reset during handshake")
         name = errno.errorcode.get(exc.errno or 0, "error").lower()
         return ConnectFailed(f"os_{name}", f"{url}: {exc.strerror or exc}")
     return ConnectFailed("handshake", f"{url}: {type(exc).__name__}: {exc}")
 
 
-__all__ = ["ConnectOptions", "classify", "open_connection"]
+__all__ = [
+    "ConnectOptions",
+    "classify",
+    "connected_socket",
+    "open_connection",
+    "source_socket",
+    "target_address",
+]

@@ -34,7 +34,7 @@ from picows import (
     ws_connect,
 )
 
-from worker.connect import MAX_MESSAGE_SIZE, USER_AGENT, classify
+from worker.connect import MAX_MESSAGE_SIZE, USER_AGENT, classify, connected_socket
 from worker.engine import TIMER_SLACK, Conn, Engine, Phase, resolve
 from worker.errors import ConnectFailed, HandshakeRejected
 from worker.schedule import SendSchedule
@@ -47,6 +47,9 @@ _mono = time.monotonic
 #: picows' first read buffer per connection (it grows for larger messages); its
 #: 16 KiB default would double the memory of an idle connection.
 READ_BUFFER = 2048
+#: seconds past the connect timeout before the backstop cancels a handshake
+#: picows' own timer should already have failed
+HANDSHAKE_BACKSTOP = 1.0
 
 
 class _Listener(WSListener):
@@ -163,28 +166,46 @@ class PicowsEngine(Engine):
             due.clear()
 
     async def _open(self, source: str) -> _Listener:
+        """Open one connection; every way it can fail is a ConnectFailed with a kind.
+
+        The TCP connection is made first (:func:`connected_socket`: with
+        ``IP_BIND_ADDRESS_NO_PORT`` for a source address) and handed to picows,
+        whose handshake timer then gets what is left of the connect timeout.
+        That timer fails ``ws_connect`` itself; the backstop around it only
+        catches what the timer cannot (a wedged picows).
+        """
         options = self._options
         url = self.spec.ws_url
         headers = [("User-Agent", USER_AGENT), *options.headers]
         if options.subprotocols:
             headers.append(("Sec-WebSocket-Protocol", ", ".join(options.subprotocols)))
-        extra: dict[str, Any] = {"local_addr": (source, 0)} if source else {}
+        deadline = _mono() + options.timeout
         try:
             async with asyncio.timeout(options.timeout):
+                sock = await connected_socket(url, source)
+            left = max(deadline - _mono(), 0.001)
+            async with asyncio.timeout(left + HANDSHAKE_BACKSTOP):
+                # picows owns the socket from here: closed with its transport or
+                # detached by uvloop when the transport cannot be made.
                 transport, listener = await ws_connect(
                     lambda: _Listener(self),
                     url,
                     ssl_context=self._ssl,
-                    websocket_handshake_timeout=options.timeout,
+                    websocket_handshake_timeout=left,
                     max_frame_size=MAX_MESSAGE_SIZE,
                     extra_headers=headers,
-                    max_redirects=0,
+                    max_redirects=0,  # a 3xx is an error kind (http_301...), never followed
                     read_buffer_init_size=READ_BUFFER,
                     use_aiofastnet=False,  # no faster here, and ~5 KB more per connection
-                    **extra,
+                    socket_factory=lambda _url: sock,
                 )
         except Exception as exc:
             raise _classify(exc, url) from exc
+        if listener is None or transport.response is None:
+            # picows ends the handshake quietly when the target hangs up before
+            # its 101 (closed, reset, half a response): no listener, no response.
+            transport.disconnect(graceful=False)
+            raise ConnectFailed("reset", f"{url}: connection closed during the handshake")
         chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
         if chosen is not None and chosen not in options.subprotocols:
             transport.disconnect(graceful=False)
