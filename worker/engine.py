@@ -31,7 +31,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from common.spec import JobSpec
@@ -39,8 +39,15 @@ from worker.connect import ConnectOptions
 from worker.errors import ConnectFailed
 from worker.payload import PayloadTemplate
 from worker.recorder import Recorder, WindowBatch
-from worker.schedule import SendSchedule, Share, connect_at, first_send, send_period
-from worker.tracker import InFlight, id_pattern
+from worker.schedule import (
+    BEHIND_SLACK,
+    SendSchedule,
+    Share,
+    connect_at,
+    first_send,
+    send_period,
+)
+from worker.tracker import InFlight, id_pattern, unmatched
 
 WINDOW_SECONDS = 0.25
 RECONNECT_BASE_DELAY = 0.05
@@ -48,6 +55,10 @@ RECONNECT_BASE_DELAY = 0.05
 #: seconds goes out now rather than after a timer that may fire a tick late,
 #: so the generator's own timer lag does not inflate intended-time latency.
 TIMER_SLACK = 0.001
+#: Longest a sender keeps the event loop to itself (seconds). Above capacity
+#: every message is always due; without a yield the loop would starve replies,
+#: windows, timeouts and the agent's ZeroMQ I/O until the run's end.
+TICK_BUDGET = 0.002
 _mono = time.monotonic
 
 
@@ -60,13 +71,18 @@ class Phase(enum.IntEnum):
 
 @dataclass(frozen=True)
 class EngineResult:
-    """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``."""
+    """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``.
+
+    ``error_texts`` holds the first message of each error kind (bounded, see
+    :class:`worker.recorder.Recorder`), so a run that tested nothing can say why.
+    """
 
     counters: dict[str, int]
     errors: dict[str, int]
     started_at: float
     stopped_at: float
     stopped_early: bool
+    error_texts: dict[str, str] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
@@ -78,14 +94,15 @@ class Conn:
     """One open connection of one client; ``link`` is the engine's own connection object.
 
     ``seq`` is the client's last message number; it carries over to the next
-    connection so ids stay unique per client. In closed loop the reply
+    connection so ids stay unique per client, and ``base`` is its value when
+    this connection opened: only ids in ``base + 1 .. seq`` were sent here. In closed loop the reply
     handler sends the next message itself as soon as a reply arrives (no task
     switch per round trip); ``stalled`` is resolved when it cannot (a timeout,
     a close, the end of the run), to hand control back to the sending
     coroutine. ``closed`` completes when the connection is gone.
     """
 
-    __slots__ = ("closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled")
+    __slots__ = ("base", "closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled")
 
     def __init__(
         self,
@@ -97,6 +114,7 @@ class Conn:
         self.link = link
         self.render = render
         self.seq = seq
+        self.base = seq
         self.inflight = InFlight()
         self.stalled: asyncio.Future[None] | None = None
         self.closed = closed
@@ -142,6 +160,7 @@ class Engine(ABC):
         self._template = PayloadTemplate(spec.payload, spec.payload_size)
         self._stamped = self._template.uses_ts
         self._find_id = id_pattern(spec.id_field).search
+        self._by_order = spec.match == "order"
         self._period = send_period(spec.interval, self.share)
         self._closed_loop = self._period <= 0
         self._options = ConnectOptions.from_spec(spec)
@@ -152,6 +171,9 @@ class Engine(ABC):
         self._stop_requested = asyncio.Event()
         self._start = 0.0
         self._send_until = 0.0
+        #: when the current turn of scheduled sending began (see :meth:`_yield_turn`)
+        self._turn_started = 0.0
+        self._turn_reset = False
 
     # -- what a subclass provides ---------------------------------------------
 
@@ -229,6 +251,7 @@ class Engine(ABC):
             started_at=started_at,
             stopped_at=time.time(),
             stopped_early=stopped_early,
+            error_texts=dict(rec.error_texts),
         )
 
     # -- one client ---------------------------------------------------------
@@ -248,7 +271,7 @@ class Engine(ABC):
                 link = await self._open(source)
             except ConnectFailed as exc:
                 rec.connect_failures += 1
-                rec.error(exc.kind)
+                rec.error(exc.kind, str(exc))
                 if not self.spec.reconnect:
                     return
                 failures += 1
@@ -294,16 +317,43 @@ class Engine(ABC):
         return conn.seq
 
     async def _send_scheduled(self, conn: Conn, schedule: SendSchedule) -> None:
+        """Send on schedule; behind it, catch up, yielding to the loop every TICK_BUDGET.
+
+        Every client's coroutine shares one turn (:meth:`_yield_turn`), so
+        above capacity all of them together keep the loop at most about
+        TICK_BUDGET before replies, windows and the agent run again.
+        """
         while self._phase is Phase.RUNNING and self._alive(conn):
             due = schedule.next_at
             if due >= self._send_until:
                 break
-            delay = due - _mono()
+            now = _mono()
+            delay = due - now
             if delay > TIMER_SLACK:
                 await self._nap(delay - TIMER_SLACK)
+                self._turn_started = _mono()
+                continue
+            if now - self._turn_started > TICK_BUDGET:
+                await self._yield_turn()
                 continue
             if not await self._send(conn, schedule.advance()):
                 break
+
+    async def _yield_turn(self) -> None:
+        """Let the event loop run once; the next turn's budget starts when it comes back.
+
+        The first sender over budget schedules the turn's reset ahead of
+        every sender's own wake-up, so the senders that follow in the same
+        loop iteration yield too instead of each taking a fresh budget.
+        """
+        if not self._turn_reset:
+            self._turn_reset = True
+            asyncio.get_running_loop().call_soon(self._new_turn)
+        await asyncio.sleep(0)
+
+    def _new_turn(self) -> None:
+        self._turn_reset = False
+        self._turn_started = _mono()
 
     async def _send_closed_loop(self, conn: Conn) -> None:
         """Start (and after a timeout, restart) the reply-driven chain of :meth:`_on_message`."""
@@ -319,28 +369,60 @@ class Engine(ABC):
         return self._phase is Phase.RUNNING and self._alive(conn) and _mono() < self._send_until
 
     def _next_message(self, conn: Conn, intended: float) -> str:
-        """Account the client's next message as sent and in flight; return its text."""
+        """Account the client's next message as sent and in flight; return its text.
+
+        The one place both engines pass through, so it also counts a message
+        that goes out more than BEHIND_SLACK after its intended time as
+        ``behind_schedule`` (the generator or a paused connection held it);
+        its latency still counts from ``intended``.
+        """
         conn.seq = seq = conn.seq + 1
         payload = conn.render(seq, time.time() if self._stamped else 0.0)
         rec = self.recorder
         sent = _mono()
-        # A send up to TIMER_SLACK early counts from when it actually went out.
-        conn.inflight[seq] = (intended if intended < sent else sent, sent)
+        if intended < sent:
+            if sent - intended > BEHIND_SLACK:
+                rec.behind_schedule += 1
+            conn.inflight[seq] = (intended, sent)
+        else:  # a send up to TIMER_SLACK early counts from when it actually went out
+            conn.inflight[seq] = (sent, sent)
         rec.sent += 1
         rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
         return payload
 
     def _on_message(self, conn: Conn, msg: bytes) -> bool:
-        """Account one reply; True when the closed loop should send the next message now."""
+        """Account one message from the server; True when the closed loop should send now.
+
+        By id (the default), only a message carrying the id of a message in
+        flight is a reply; one without the id field, or with an id never sent
+        on this connection, is ``unsolicited`` (a push), and one whose message
+        was already resolved (timed out, or answered: a duplicate) is
+        ``late``. Neither is charged to a message in flight. By order
+        (``match = "order"``), any message answers the oldest one in flight:
+        wrong as soon as the server pushes, so only on request.
+        """
         now = _mono()
         rec = self.recorder
         rec.bytes_received += len(msg)
-        found = self._find_id(msg)
         inflight = conn.inflight
-        times = inflight.pop(int(found.group(1)), None) if found else inflight.take(None)
-        if times is None:
-            rec.late += 1
-            return False
+        if self._by_order:
+            times = inflight.take(None)
+            if times is None:
+                rec.late += 1
+                return False
+        else:
+            found = self._find_id(msg)
+            if found is None:
+                rec.unsolicited += 1
+                return False
+            seq = int(found.group(1))
+            times = inflight.pop(seq, None)
+            if times is None:
+                if unmatched(seq, conn.base, conn.seq) == "late":
+                    rec.late += 1
+                else:
+                    rec.unsolicited += 1
+                return False
         intended, sent = times
         rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
         return self._closed_loop and conn.stalled is not None and not inflight
@@ -438,6 +520,8 @@ def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> E
 
 
 __all__ = [
+    "TICK_BUDGET",
+    "TIMER_SLACK",
     "Conn",
     "Engine",
     "EngineResult",

@@ -1,16 +1,23 @@
 """Which sent message a reply answers, and which never got one.
 
 Each connection keeps its in-flight messages in send order (a dict keyed by
-sequence number: insertion order is send order). A reply is matched by the
-sequence number found in it (``"seq": 17`` in a JSON reply; the field name
-is configurable), and otherwise to the oldest message still in flight (echo
-servers answer in order). A message is resolved exactly once: answered,
-timed out, lost with its connection, or left unanswered at stop.
+sequence number: insertion order is send order). By default (``match =
+"id"``) a reply is matched only by the sequence number found in it (``"seq":
+17`` in a JSON reply; the field name is configurable): a message without it,
+or with a number this connection never sent, is *unsolicited* -- servers
+push heartbeats, presence and broadcasts, and charging those to the oldest
+message in flight would report their timing as the service's. Only
+``match = "order"`` takes any message as the answer to the oldest one in
+flight, for servers that answer in order and never push.
+
+A message is resolved exactly once: answered, timed out, lost with its
+connection, or left unanswered at stop.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 
 def id_pattern(field: str) -> re.Pattern[bytes]:
@@ -21,6 +28,17 @@ def id_pattern(field: str) -> re.Pattern[bytes]:
     which is the message's own id for the payload templates wsload sends.
     """
     return re.compile(b'"' + re.escape(field.encode()) + rb'"\s*:\s*(\d{1,18})\b')
+
+
+def unmatched(seq: int, base: int, last: int) -> Literal["late", "unsolicited"]:
+    """What a message carrying id ``seq`` is when nothing in flight has that id.
+
+    The connection sent ids ``base + 1 .. last``: one of those was already
+    resolved (timed out, or answered before: a duplicate), so the message is
+    ``late``; any other id (0, a previous connection's, one not
+    sent yet) was never asked for here: ``unsolicited``.
+    """
+    return "late" if base < seq <= last else "unsolicited"
 
 
 class InFlight(dict[int, tuple[float, float]]):
@@ -63,4 +81,4 @@ class InFlight(dict[int, tuple[float, float]]):
         return n
 
 
-__all__ = ["InFlight", "id_pattern"]
+__all__ = ["InFlight", "id_pattern", "unmatched"]
