@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser test lint typecheck pytest demo smoke bench load-distributed clean
+.PHONY: install browser sshd test lint typecheck pytest demo smoke bench load-distributed clean
 
 install: $(STAMP)
 
@@ -34,7 +34,17 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; \
 	} || echo "chromium not installed: the browser tests will be skipped"
 
-pytest: $(STAMP) browser
+# openssh-server for the system test of `make load-distributed`, which starts its own sshd
+# in network namespaces. Without root nothing is installed and that test is skipped.
+sshd:
+	@test -x /usr/sbin/sshd || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "installing Debian's openssh-server for the load-distributed system test" && \
+	  apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null 2>&1; \
+	} || echo "openssh-server not installed: the load-distributed system test will be skipped"
+
+pytest: $(STAMP) browser sshd
 	$(BIN)/pytest --timeout=60 -q
 
 test: lint typecheck pytest
@@ -52,7 +62,8 @@ smoke: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
-# Coordinator here, workers over ssh on HOSTS (see deploy/load-distributed.sh).
+# Coordinator here, workers over ssh on HOSTS: `deploy/load-distributed.sh --help` lists
+# the variables (HOSTS, COORDINATOR, WORKERS_PER_HOST, KEYS, ARGS, ...).
 load-distributed: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/load-distributed.sh
 

@@ -9,10 +9,7 @@ skipped (with the reason printed) otherwise.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,129 +17,20 @@ from typing import Any
 
 import pytest
 
-WSLOAD = str(Path(sys.executable).with_name("wsload"))
-SUBNET = "10.203.{}.{}"
+from tests.system.netns import NEEDS_NETNS, WSLOAD, Lab, lab_of, start_target, target_stats
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("ip") is None,
-        reason="network-namespace system tests need root and iproute2",
-    ),
-]
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-class Lab:
-    """Namespaces ``<tag>-<name>`` on one bridge; every name gets 10.203.N.i/24."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.tag = f"wsl{os.getpid() % 100000}"
-        self.net = os.getpid() % 200 + 20
-        self.switch = f"{self.tag}-sw"
-        self.addresses: dict[str, str] = {}
-        self.procs: list[subprocess.Popen[str]] = []  # stopped by close()
-        self.links: dict[str, str] = {}  # name -> its interface, inside its namespace
-        self.namespaces = [self.switch]
-        ip("netns", "add", self.switch)
-        ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
-        ip("-n", self.switch, "link", "set", "br0", "up")
-        for i, name in enumerate(names, start=1):
-            ns = self.ns(name)
-            self.namespaces.append(ns)
-            ip("netns", "add", ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-            inside, outside = f"{self.tag}{i}a", f"{self.tag}{i}b"
-            ip("link", "add", inside, "netns", ns, "type", "veth", "peer", outside, "netns",
-               self.switch)  # fmt: skip
-            ip("-n", self.switch, "link", "set", outside, "master", "br0", "up")
-            address = SUBNET.format(self.net, i)
-            ip("-n", ns, "addr", "add", f"{address}/24", "dev", inside)
-            ip("-n", ns, "link", "set", inside, "up")
-            self.addresses[name] = address
-            self.links[name] = inside
-
-    def cut(self, name: str) -> None:
-        """Take the host's only link down: to everyone else it simply goes silent."""
-        ip("-n", self.ns(name), "link", "set", self.links[name], "down")
-
-    def ns(self, name: str) -> str:
-        return f"{self.tag}-{name}"
-
-    def popen(
-        self, name: str, *cmd: str, stdout: int | None = None, stderr: int | None = None
-    ) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(name), *cmd], text=True, stdout=stdout, stderr=stderr
-        )
-        self.procs.append(proc)
-        return proc
-
-    def run(self, name: str, *cmd: str) -> str:
-        return subprocess.run(
-            ["ip", "netns", "exec", self.ns(name), *cmd],
-            check=True, capture_output=True, text=True, timeout=30,
-        ).stdout  # fmt: skip
-
-    def close(self) -> None:
-        """Stop every process started here, then remove the namespaces."""
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for ns in reversed(self.namespaces):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
-
-
-def _lab(names: list[str]) -> Iterator[Lab]:
-    try:
-        made = Lab(names)
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"cannot build network namespaces here: {exc.stderr!r}")
-    try:
-        yield made
-    finally:
-        made.close()
+pytestmark = [pytest.mark.system, NEEDS_NETNS]
 
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    yield from _lab(["target", "coord", "w1", "w2"])
+    yield from lab_of(["target", "coord", "w1", "w2"])
 
 
 @pytest.fixture
 def host() -> Iterator[Lab]:
     """One host alone: its own loopback and its own ephemeral-port range."""
-    yield from _lab(["host"])
-
-
-def start_target(lab: Lab) -> None:
-    """The reference server on the target host, port 9000; returns once it listens."""
-    server = lab.popen(
-        "target", WSLOAD, "serve", "--host", lab.addresses["target"], "--port", "9000",
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    assert server.stdout is not None
-    assert "listening on" in server.stdout.readline()
-
-
-def target_stats(lab: Lab, name: str = "target", address: str = "") -> dict[str, Any]:
-    """``/api/stats`` of the server on host ``name`` (at ``address``, else the host's own)."""
-    url = f"http://{address or lab.addresses[name]}:9000/api/stats"
-    code = (
-        "import urllib.request, sys; "
-        f"sys.stdout.write(urllib.request.urlopen({url!r}).read().decode())"
-    )
-    data: dict[str, Any] = json.loads(lab.run(name, sys.executable, "-c", code))
-    return data
+    yield from lab_of(["host"])
 
 
 def start_run(
