@@ -35,7 +35,7 @@ from picows import (
 )
 
 from worker.connect import MAX_MESSAGE_SIZE, USER_AGENT, classify, connected_socket
-from worker.engine import TIMER_SLACK, Conn, Engine, Phase, resolve
+from worker.engine import TICK_BUDGET, TIMER_SLACK, Conn, Engine, Phase, resolve
 from worker.errors import ConnectFailed, HandshakeRejected
 from worker.schedule import SendSchedule
 
@@ -114,6 +114,29 @@ class _Listener(WSListener):
             self.engine._on_closed(self.conn, self.close_code)
 
 
+#: (due, tie-break, conn, schedule, done) of one scheduled sender
+_Due = tuple[float, int, Conn, SendSchedule, asyncio.Future[None]]
+#: seconds between two looks at the connections parked while paused for writing
+PARK_POLL = 0.005
+
+
+def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
+    """Put the parked senders whose transport resumed back on the heap; keep the rest.
+
+    A sender whose connection is gone is released (its ``done`` resolved).
+    """
+    still: list[_Due] = []
+    for entry in parked:
+        link = entry[2].link
+        if not link.alive:
+            resolve(entry[4])
+        elif getattr(link, "paused", False):
+            still.append(entry)
+        else:
+            heapq.heappush(due, entry)
+    return still
+
+
 class PicowsEngine(Engine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -138,30 +161,64 @@ class PicowsEngine(Engine):
         await done
 
     async def _tick(self) -> None:
-        """Send every scheduled message when due (up to TIMER_SLACK early), all clients at once."""
+        """Send every scheduled message when due (up to TIMER_SLACK early), all clients at once.
+
+        Above capacity every message is always due: the ticker sends for at
+        most TICK_BUDGET, then yields one loop turn (replies, windows,
+        timeouts and the agent's ZeroMQ I/O run on time), and goes on with
+        the oldest due message first, so clients fall behind evenly and catch
+        up (:mod:`worker.schedule`). A connection whose transport asked to
+        pause writing is parked and never written to until it resumes
+        (checked every PARK_POLL); its messages then go out behind schedule,
+        their latency still counted from their intended times.
+        """
         due = self._due
+        parked: list[_Due] = []
         loop = asyncio.get_running_loop()
+        send_until = self._send_until
+        next_message = self._next_message
+        order = self._order
+        push, pop = heapq.heappush, heapq.heappop
+        park_check = 0.0
         try:
             while self._phase is Phase.RUNNING:
-                while due and due[0][0] - TIMER_SLACK <= _mono():
-                    at, _, conn, schedule, done = heapq.heappop(due)
-                    if at >= self._send_until or not self._sending(conn):
+                turn = now = _mono()
+                if parked and now >= park_check:
+                    parked = _unpark(parked, due)
+                    park_check = now + PARK_POLL
+                while due and due[0][0] - TIMER_SLACK <= now:
+                    if now - turn > TICK_BUDGET:
+                        break
+                    entry = pop(due)
+                    at, _, conn, schedule, done = entry
+                    link = conn.link
+                    if at >= send_until or now >= send_until or not link.alive:
                         resolve(done)
                         continue
-                    intended = schedule.advance()
-                    conn.link.transport.send(_TEXT, self._next_message(conn, intended))
-                    heapq.heappush(due, (schedule.next_at, next(self._order), conn, schedule, done))
-                self._ticker_at = due[0][0] - TIMER_SLACK if due else _mono() + 1.0
-                self._ticker_wake = loop.create_future()  # an earlier newcomer wakes it
-                # At least one tick of uvloop's millisecond timers: a shorter
-                # sleep rounds to zero and the ticker would spin until due.
-                delay = max(TIMER_SLACK, self._ticker_at - _mono())
-                try:
-                    await self._nap(delay, self._ticker_wake)
-                finally:
-                    self._ticker_wake = None
+                    if getattr(link, "paused", False):
+                        parked.append(entry)
+                        continue
+                    link.transport.send(_TEXT, next_message(conn, schedule.advance()))
+                    push(due, (schedule.next_at, next(order), conn, schedule, done))
+                    now = _mono()
+                else:
+                    # Nothing due now: sleep until the next send (or the next look at
+                    # the parked), at least one tick of uvloop's millisecond timers:
+                    # a shorter sleep rounds to zero and the ticker would spin.
+                    wake = due[0][0] - TIMER_SLACK if due else now + 1.0
+                    if parked:
+                        wake = min(wake, park_check)
+                    self._ticker_at = wake
+                    self._ticker_wake = loop.create_future()  # an earlier newcomer wakes it
+                    try:
+                        await self._nap(max(TIMER_SLACK, wake - _mono()), self._ticker_wake)
+                    finally:
+                        self._ticker_wake = None
+                    continue
+                self._ticker_at = -math.inf  # busy: a newcomer needs no wake-up
+                await asyncio.sleep(0)  # over budget: one loop turn for everything else
         finally:
-            for *_, done in due:
+            for *_, done in itertools.chain(due, parked):
                 resolve(done)
             due.clear()
 
