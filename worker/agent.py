@@ -259,6 +259,7 @@ class Agent:
                     "stopped_at": result.stopped_at,
                     "stopped_early": result.stopped_early,
                     "coordinator_lost": self._silence.is_set(),
+                    "error_texts": result.error_texts,
                 },
             ),
         )
