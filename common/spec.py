@@ -19,22 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from common.errors import SpecError
-from common.thresholds import ThresholdError, parse_threshold
+from common.protocol import MAX_MESSAGE_BYTES
+from common.scenario import read_toml
+from common.steps import step_problems
+from common.thresholds import threshold_problems
 from common.validation import (
     address_problems,
+    ca_file_problems,
     describe,
     int_problems,
     number_problems,
+    split_credentials,
     url_problems,
 )
 
@@ -57,6 +62,14 @@ MAX_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 #: order (only for servers that never push).
 MATCH_CHOICES = ("id", "order")
 MAX_TIMEOUT = 3600.0
+#: Most items in one list field (headers, subprotocols, event names, source
+#: addresses); thresholds and steps have their own bounds
+#: (:data:`common.thresholds.MAX_THRESHOLDS`, :data:`common.steps.MAX_STEPS`).
+MAX_LIST_ITEMS = 1000
+#: Largest spec as it travels to a worker (msgpack): the wire's message limit
+#: (:data:`common.protocol.MAX_MESSAGE_BYTES`, 16 MiB) less room for the envelope.
+MAX_SPEC_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
+_LIST_FIELDS = ("headers", "subprotocols", "event_names", "source_addresses")
 
 #: The original framework's environment variables and the field each sets.
 ENV_VARS: Mapping[str, str] = {
@@ -104,8 +117,8 @@ class JobSpec:
     ``ca_file`` adds a CA bundle; ``tls_insecure`` skips verification, for
     self-signed test servers only.
 
-    Functional modes: ``steps`` is the integration scenario (checked by the
-    worker's scenario parser); the ``event_*`` fields say how event mode
+    Functional modes: ``steps`` is the integration scenario (checked here by
+    :mod:`common.steps`, the parser the worker runs); the ``event_*`` fields say how event mode
     triggers events (``event_method`` ``api_url + event_path`` with the body
     template, ``{event}`` and ``{count}`` filled in) and how long it waits.
     """
@@ -183,8 +196,7 @@ class JobSpec:
                 f"payload_size ({self.payload_size}) exceeds max_message_size "
                 f"({self.max_message_size}): replies would be refused; raise --max-message-size"
             )
-        if self.ca_file and not os.path.isfile(self.ca_file):
-            out.append(f"ca_file: {self.ca_file!r} is not a readable file")
+        out += ca_file_problems("ca_file", self.ca_file)
         for key, value in self.headers:
             if not _TOKEN.match(key):
                 out.append(f"headers: {key!r} is not a valid HTTP header name")
@@ -198,11 +210,12 @@ class JobSpec:
         for proto in self.subprotocols:
             if not _TOKEN.match(proto):
                 out.append(f"subprotocols: {proto!r} is not a valid subprotocol token")
-        for expr in self.thresholds:
-            try:
-                parse_threshold(expr)
-            except ThresholdError as exc:
-                out.append(str(exc))
+        out += threshold_problems(self.thresholds)
+        out += step_problems(self.steps)
+        for name in _LIST_FIELDS:
+            count = len(getattr(self, name))
+            if count > MAX_LIST_ITEMS:
+                out.append(f"{name}: {count:,} items, at most {MAX_LIST_ITEMS:,}")
         out += int_problems("event_count", self.event_count, 1, 10_000)
         out += number_problems("event_wait", self.event_wait, MAX_TIMEOUT, allow_zero=True)
         if not self.event_names or any(not n.strip() for n in self.event_names):
@@ -211,6 +224,13 @@ class JobSpec:
             out.append(f"event_method: {self.event_method!r} is not GET, POST, PUT or PATCH")
         if not self.event_path.startswith("/"):
             out.append(f"event_path: {self.event_path!r} must start with /")
+        if not out:  # every value is bounded now, so packing it is too
+            size = len(msgpack.packb(self.to_dict(), use_bin_type=True))
+            if size > MAX_SPEC_BYTES:
+                out.append(
+                    f"the job is {size:,} bytes as sent to workers, over the wire's limit of "
+                    f"{MAX_SPEC_BYTES:,}: shorten the payload, steps or other long values"
+                )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -239,34 +259,64 @@ def build_spec(
 
     ``flags`` whose value is ``None`` are treated as not given, so a CLI can
     pass every option straight through. Raises :class:`SpecError` listing
-    every problem found in any layer.
+    every problem found in any layer, in one go: a value of the wrong type
+    does not hide the range problems of the other fields.
     """
     problems: list[str] = []
-    values: dict[str, Any] = {}
+    layers: list[tuple[str, Mapping[str, Any]]] = []
     if scenario is not None:
         try:
-            values.update(load_scenario(scenario))
+            layers.append((f"{scenario}: ", read_toml(scenario)))
         except SpecError as exc:
             problems += exc.problems
     if env is not None:
-        try:
-            values.update(env_overrides(env))
-        except SpecError as exc:
-            problems += exc.problems
-    values.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        spec = spec_from_dict(values)
-    except SpecError as exc:
-        problems += exc.problems
-    else:
-        problems += spec.problems()
+        env_values, env_problems = _env_layer(env)
+        layers.append(("", env_values))
+        problems += env_problems
+    layers.append(("", {k: v for k, v in flags.items() if v is not None}))
+    values: dict[str, Any] = {}
+    untyped: set[str] = set()
+    for prefix, layer in layers:
+        typed, type_problems = _typed(layer)
+        problems += [prefix + p for p in type_problems]
+        values.update(typed)
+        untyped |= {k for k in layer if k in FIELD_NAMES and k not in typed}
+    spec, credential_problems = _credentials_to_header(JobSpec(**values))
+    missing = untyped - values.keys()  # at their defaults: a line about them would mislead
+    problems += credential_problems
+    problems += [p for p in spec.problems() if not any(re.search(rf"\b{m}\b", p) for m in missing)]
     if problems:
         raise SpecError(problems)
     return spec
 
 
+def _credentials_to_header(spec: JobSpec) -> tuple[JobSpec, list[str]]:
+    """Move ``user:password@`` of ``ws_url`` into a Basic ``Authorization`` header.
+
+    Done once here, so both engines send the same header and no output ever
+    holds the password (the URL no longer has it; headers print redacted).
+    """
+    bare, authorization = split_credentials(spec.ws_url)
+    if authorization is None:
+        return spec, []
+    if any(name.lower() == "authorization" for name, _ in spec.headers):
+        return spec, [
+            "ws_url: has credentials (user:password@) and an Authorization header is given "
+            "too: keep one of them"
+        ]
+    headers = (*spec.headers, ("Authorization", authorization))
+    return dataclasses.replace(spec, ws_url=bare, headers=headers), []
+
+
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """The fields set by the original framework's environment variables."""
+    out, problems = _env_layer(env)
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     problems: list[str] = []
     for var, name in ENV_VARS.items():
@@ -277,33 +327,19 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             out[name] = _parse_text(name, raw.strip())
         except ValueError as exc:
             problems.append(f"{var}: {exc}")
-    if problems:
-        raise SpecError(problems)
-    return out
+    return out, problems
 
 
 def load_scenario(path: str | Path) -> dict[str, Any]:
-    """Read a TOML scenario file into spec fields; unknown keys are errors."""
-    where = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise SpecError([f"{where}: scenario file not found"]) from None
-    except IsADirectoryError:
-        raise SpecError([f"{where}: is a directory, not a scenario file"]) from None
-    except PermissionError:
-        raise SpecError([f"{where}: permission denied"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError([f"{where}: invalid TOML: {exc}"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{where}: cannot read: {exc}"]) from None
-    if isinstance(data.get("headers"), dict):
-        data["headers"] = list(data["headers"].items())
-    try:
-        spec_from_dict(data)  # type and name check only; build_spec validates values
-    except SpecError as exc:
-        raise SpecError([f"{where}: {p}" for p in exc.problems]) from None
+    """Read a TOML scenario file into spec fields; unknown keys and wrong types are errors.
+
+    The read is bounded (:data:`common.scenario.MAX_SCENARIO_BYTES`) and so is
+    nesting; every problem names the file.
+    """
+    data = read_toml(path)
+    _, problems = _typed(data)  # type and name check only; build_spec validates values
+    if problems:
+        raise SpecError([f"{path}: {p}" for p in problems])
     return data
 
 
@@ -312,6 +348,14 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
 
     Checks names and types, not ranges: call :meth:`JobSpec.problems` for those.
     """
+    kwargs, problems = _typed(data)
+    if problems:
+        raise SpecError(problems)
+    return JobSpec(**kwargs)
+
+
+def _typed(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The fields of ``data`` whose name and type are right, and a line for each other one."""
     problems: list[str] = []
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -322,9 +366,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
             kwargs[key] = _coerce(key, value)
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
-    if problems:
-        raise SpecError(problems)
-    return JobSpec(**kwargs)
+    return kwargs, problems
 
 
 def _unknown_field(key: str) -> str:
@@ -438,6 +480,8 @@ __all__ = [
     "ENV_VARS",
     "FIELD_NAMES",
     "MATCH_CHOICES",
+    "MAX_LIST_ITEMS",
+    "MAX_SPEC_BYTES",
     "JobSpec",
     "Mode",
     "build_spec",

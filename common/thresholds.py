@@ -45,6 +45,11 @@ _EXPR = re.compile(
 )
 
 
+#: Most thresholds one run may have: each is evaluated every second of the run
+#: (``--abort-on-fail``) and travels to every worker with the job.
+MAX_THRESHOLDS = 1000
+
+
 class ThresholdError(WsloadError):
     """A threshold expression that cannot be understood."""
 
@@ -144,6 +149,19 @@ def parse_threshold(expr: str) -> Threshold:
     return Threshold(expr.strip(), metric, op, limit)
 
 
+def threshold_problems(exprs: Sequence[str]) -> list[str]:
+    """Every expression that does not parse, one line each, and the count bound."""
+    if len(exprs) > MAX_THRESHOLDS:
+        return [f"thresholds: {len(exprs):,} given, at most {MAX_THRESHOLDS:,}"]
+    out: list[str] = []
+    for expr in exprs:
+        try:
+            parse_threshold(expr)
+        except ThresholdError as exc:
+            out.append(str(exc))
+    return out
+
+
 def evaluate(exprs: Sequence[str], summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each threshold with its measured value and verdict, for reports and exit codes."""
     out = []
@@ -163,9 +181,11 @@ def evaluate(exprs: Sequence[str], summary: Mapping[str, Any]) -> list[dict[str,
 
 __all__ = [
     "COUNT_METRICS",
+    "MAX_THRESHOLDS",
     "METRICS",
     "Threshold",
     "ThresholdError",
     "evaluate",
     "parse_threshold",
+    "threshold_problems",
 ]

@@ -6,36 +6,115 @@ so :meth:`common.spec.JobSpec.problems` can report every problem at once.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
+import os
 import socket
+import ssl
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+#: Header values no output shows (``***`` instead): they carry secrets.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+REDACTED = "***"
 
 
 def describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a value nested past the interpreter's limit
+        text = f"<{type(value).__name__} nested too deep>"
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__name__} {text}"
 
 
 def url_problems(name: str, url: str, schemes: tuple[str, ...]) -> list[str]:
+    """What is wrong with ``url`` for a target of one of ``schemes``, one line, or nothing.
+
+    Credentials (``user:password@``) are accepted here: :func:`split_credentials`
+    turns them into a header before a run, and :func:`display_url` hides them.
+    """
+    shown = display_url(url)
+    expected = " or ".join(f"{s}://" for s in schemes)
+    if "://" not in url:
+        hint = f" (e.g. {schemes[0]}://{url})" if url and not any(c.isspace() for c in url) else ""
+        return [f"{name}: {shown!r} is missing {expected}{hint}"]
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        return [f"{name}: {url!r} is not a valid URL ({exc})"]
-    expected = " or ".join(f"{s}://" for s in schemes)
+        return [f"{name}: {shown!r} is not a valid URL ({exc})"]
     if parts.scheme not in schemes:
-        got = f"{parts.scheme}://" if parts.scheme else "no scheme"
-        return [f"{name}: {url!r} must start with {expected} (got {got})"]
+        return [f"{name}: {shown!r} must start with {expected} (got {parts.scheme}://)"]
     if not parts.hostname:
-        return [f"{name}: {url!r} has no host"]
+        return [f"{name}: {shown!r} has no host"]
     if port == 0:
-        return [f"{name}: {url!r} has port 0"]
-    if any(ch.isspace() for ch in url):
-        return [f"{name}: {url!r} contains whitespace"]
+        return [f"{name}: {shown!r} has port 0"]
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return [f"{name}: {shown!r} contains whitespace or a control character"]
+    if "#" in url:
+        return [
+            f"{name}: {shown!r} has a fragment (#{parts.fragment}); "
+            "a fragment is never sent to a server: drop it"
+        ]
+    return []
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without ``user:password@``, and the Basic ``Authorization`` value they make.
+
+    RFC 6455 clients send URL credentials as HTTP Basic authentication; doing
+    it once, when the spec is built, makes both engines send the same header
+    and leaves no password in the URL for any output to print.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    bare = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return bare, f"Basic {token}"
+
+
+def display_url(url: str) -> str:
+    """``url`` fit to print: credentials shown as ``***`` (``ws://***@host/``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc = rest[:end]
+    if "@" not in netloc:
+        return url
+    return f"{scheme}://{REDACTED}@{netloc.rpartition('@')[2]}{rest[end:]}"
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` fit to print: the values of :data:`SECRET_HEADERS` shown as ``***``."""
+    return [(k, REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers]
+
+
+def ca_file_problems(name: str, path: str) -> list[str]:
+    """A CA bundle that does not load (missing, not a file, no certificate in it), one line.
+
+    Checked before a run: a worker that finds out while opening its first
+    ``wss://`` connection has already started, and every client fails alike.
+    """
+    if not path:
+        return []
+    if not os.path.isfile(path):
+        return [f"{name}: {path!r} is not a readable file"]
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        return [f"{name}: {path!r} holds no usable CA certificate (PEM) ({reason})"]
     return []
 
 
@@ -92,10 +171,16 @@ def unbindable_address(addresses: tuple[str, ...]) -> str | None:
 
 
 __all__ = [
+    "REDACTED",
+    "SECRET_HEADERS",
     "address_problems",
+    "ca_file_problems",
     "describe",
+    "display_url",
     "int_problems",
     "number_problems",
+    "redact_headers",
+    "split_credentials",
     "unbindable_address",
     "url_problems",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import click
 import uvloop
 
+from common.params import FINITE, OneStageCommand
 from common.spec import JobSpec, Mode, build_spec
 from coordinator.console import serve_console
 from coordinator.outputs import check_writable, write_json, write_junit
@@ -29,7 +30,7 @@ from coordinator.session import RunOutcome, SessionOptions
 MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 
 
-@click.command("test")
+@click.command("test", cls=OneStageCommand)
 @click.option("--all", "run_all", is_flag=True, help="Run unit, integration, load and event tests.")
 @click.option("--unit", is_flag=True, help="Conformance battery against --ws-url.")
 @click.option(
@@ -50,16 +51,16 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 @click.option(
     "--num-clients", "-c", type=int, help="Clients for load and event tests [env NUM_CLIENTS]."
 )
-@click.option("--duration", "-d", type=float, help="Load test seconds [env TEST_DURATION].")
-@click.option("--interval", type=float, help="Load test message interval [env MESSAGE_INTERVAL].")
+@click.option("--duration", "-d", type=FINITE, help="Load test seconds [env TEST_DURATION].")
+@click.option("--interval", type=FINITE, help="Load test message interval [env MESSAGE_INTERVAL].")
 @click.option(
     "--scenario", type=click.Path(dir_okay=False), help="TOML scenario: settings and [[steps]]."
 )
 @click.option(
     "--subprotocol", "subprotocols", multiple=True, help="Subprotocol to offer and check."
 )
-@click.option("--reply-timeout", type=float, help="Seconds to wait for each reply (default 5).")
-@click.option("--connect-timeout", type=float, help="Seconds to open a connection (default 10).")
+@click.option("--reply-timeout", type=FINITE, help="Seconds to wait for each reply (default 5).")
+@click.option("--connect-timeout", type=FINITE, help="Seconds to open a connection (default 10).")
 @click.option(
     "--event-name",
     "event_names",
@@ -68,7 +69,7 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 )
 @click.option("--event-count", type=int, help="Events triggered per name (default 5).")
 @click.option(
-    "--event-wait", type=float, help="Seconds to wait for deliveries after triggering (default 2)."
+    "--event-wait", type=FINITE, help="Seconds to wait for deliveries after triggering (default 2)."
 )
 @click.option(
     "--workers",

@@ -2,7 +2,7 @@
 
 Bad input never produces a traceback. Click's usage errors and every
 :class:`common.errors.WsloadError` a command lets through are printed as one
-line on stderr (``wsload <command>: <reason>``) with exit code 2; Ctrl-C
+line per problem on stderr (``wsload <command>: <reason>``) with exit code 2; Ctrl-C
 exits with 130.
 """
 
@@ -65,10 +65,12 @@ class OneLineErrorGroup(click.Group):
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else "wsload"
             hint = f" (see '{where} --help')" if isinstance(exc, click.UsageError) else ""
-            click.echo(f"{where}: {_one_line(exc.format_message())}{hint}", err=True)
+            for line in getattr(exc, "problems", None) or [exc.format_message()]:
+                click.echo(f"{where}: {_one_line(line)}{hint}", err=True)
             sys.exit(exc.exit_code)
-        except WsloadError as exc:
-            click.echo(f"wsload: {_one_line(str(exc))}", err=True)
+        except WsloadError as exc:  # a SpecError lists every problem: one line each
+            for line in getattr(exc, "problems", None) or [str(exc)]:
+                click.echo(f"wsload: {_one_line(line)}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except (click.Abort, KeyboardInterrupt):
             click.echo("wsload: interrupted", err=True)

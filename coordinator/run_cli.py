@@ -20,7 +20,8 @@ import click
 import uvloop
 
 from common.curve import coordinator_keys
-from common.errors import WsloadError
+from common.errors import SpecError, WsloadError
+from common.params import FINITE, POSITIVE_SECONDS, OneStageCommand
 from common.spec import ENGINE_CHOICES, MATCH_CHOICES, JobSpec, build_spec
 from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
 from common.validation import unbindable_address
@@ -49,11 +50,11 @@ def _load_options(func: F) -> F:
             "--num-clients", "-c", type=int, help="Concurrent clients [env NUM_CLIENTS; default 5]."
         ),
         click.option(
-            "--duration", "-d", type=float, help="Seconds of load [env TEST_DURATION; default 5]."
+            "--duration", "-d", type=FINITE, help="Seconds of load [env TEST_DURATION; default 5]."
         ),
         click.option(
             "--interval",
-            type=float,
+            type=FINITE,
             help=(
                 "Seconds between messages of one client; 0 = closed loop "
                 "[env MESSAGE_INTERVAL; default 0.5]."
@@ -61,12 +62,12 @@ def _load_options(func: F) -> F:
         ),
         click.option(
             "--rate",
-            type=float,
+            type=FINITE,
             help="Total messages per second over all clients (open model; overrides --interval).",
         ),
         click.option(
             "--ramp-up",
-            type=float,
+            type=FINITE,
             help="Seconds over which clients connect (default 0: all at once).",
         ),
         click.option(
@@ -87,16 +88,16 @@ def _load_options(func: F) -> F:
             help="Subprotocol to offer (repeatable).",
         ),
         click.option(
-            "--connect-timeout", type=float, help="Seconds to open a connection (default 10)."
+            "--connect-timeout", type=FINITE, help="Seconds to open a connection (default 10)."
         ),
         click.option(
             "--reply-timeout",
-            type=float,
+            type=FINITE,
             help="Seconds before a reply counts as timed out (default 5).",
         ),
         click.option(
             "--drain-timeout",
-            type=float,
+            type=FINITE,
             help="Seconds to wait for in-flight replies at stop (default 2).",
         ),
         click.option("--id-field", help="JSON field matching replies to messages (default seq)."),
@@ -204,12 +205,15 @@ def _load_options(func: F) -> F:
 
 
 def _spec(params: dict[str, Any]) -> JobSpec:
+    """The job spec of the options, or :class:`SpecError` naming every problem at once."""
+    problems: list[str] = []
     headers = []
     for raw in params.pop("headers"):
         name, sep, value = raw.partition(":")
-        if not sep:
-            raise click.BadParameter(f"{raw!r} is not NAME: VALUE", param_hint="--header")
-        headers.append((name.strip(), value.strip()))
+        if sep:
+            headers.append((name.strip(), value.strip()))
+        else:
+            problems.append(f"--header: {raw!r} is not NAME: VALUE")
     no_reconnect = params.pop("no_reconnect")
     flags = {k: v for k, v in params.items() if v is not None}
     if headers:
@@ -226,16 +230,37 @@ def _spec(params: dict[str, Any]) -> JobSpec:
     if no_reconnect:
         flags["reconnect"] = False
     scenario = flags.pop("scenario", None)
-    return build_spec(scenario=scenario, env=os.environ, **flags)
+    try:
+        spec = build_spec(scenario=scenario, env=os.environ, **flags)
+    except SpecError as exc:
+        problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return spec
 
 
 def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate the job's fields from the run's own options; check report paths now."""
+    """Separate the job's fields from the run's own options, and validate both.
+
+    Every problem of the job and of the report paths is raised at once
+    (:class:`SpecError`), before anything starts: no worker, no demo server.
+    """
     reports = ("json_path", "csv_path", "junit_path", "hdr_path", "html_path")
     run_keys = [*reports, "quiet", "on_worker_loss", "workers", "abort_on_fail", "demo"]
     run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir"]
     run = {k: params.pop(k) for k in run_keys if k in params}
-    check_writable(*(run.get(k) for k in reports))
+    problems: list[str] = []
+    for key in reports:
+        try:
+            check_writable(run.get(key))
+        except WsloadError as exc:
+            problems.append(str(exc))
+    try:
+        _spec(dict(params))  # built again once the demo target, if any, is known
+    except SpecError as exc:
+        problems += exc.problems
+    if problems:
+        raise SpecError(problems)
     return params, run
 
 
@@ -303,7 +328,7 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
     )
 
 
-@click.command()
+@click.command(cls=OneStageCommand)
 @_load_options
 @click.option(
     "--workers",
@@ -351,7 +376,7 @@ def run(**params: Any) -> None:
     _finish(spec, outcome, run_opts, note)
 
 
-@click.command()
+@click.command(cls=OneStageCommand)
 @_load_options
 @click.option(
     "--bind",
@@ -366,7 +391,11 @@ def run(**params: Any) -> None:
     help="Workers to wait for before starting.",
 )
 @click.option(
-    "--worker-wait", type=float, default=60.0, show_default=True, help="Seconds to wait for them."
+    "--worker-wait",
+    type=POSITIVE_SECONDS,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for them.",
 )
 @click.option(
     "--keys",

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from common.params import BadInput, FiniteFloat, OneStageCommand
 from testserver.app import CLOSE_TIMEOUT, ReferenceServer
 from testserver.faults import MAX_DELAY, MAX_STALL_PERIOD, Faults
 
@@ -40,7 +41,7 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@click.command()
+@click.command(cls=OneStageCommand)
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -57,28 +58,28 @@ def url_host(host: str) -> str:
 )
 @click.option(
     "--delay",
-    type=click.FloatRange(0, MAX_DELAY * 1000),
+    type=FiniteFloat(0, MAX_DELAY * 1000),
     default=0.0,
     metavar="MS",
     help="Send every reply MS milliseconds after its message arrived; replies keep their order.",
 )
 @click.option(
     "--stall-every",
-    type=click.FloatRange(0, MAX_STALL_PERIOD),
+    type=FiniteFloat(0, MAX_STALL_PERIOD),
     default=0.0,
     metavar="S",
     help="Stall every S seconds: for --stall-for seconds, hold all replies, then release them.",
 )
 @click.option(
     "--stall-for",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=0.0,
     metavar="S",
     help="Length of each stall in seconds; above 0 and below --stall-every.",
 )
 @click.option(
     "--drop-rate",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloat(0.0, 1.0),
     default=0.0,
     metavar="P",
     help="Probability (0..1) that a message is lost: a received one gets no reply and has no "
@@ -131,7 +132,7 @@ def serve(
     faults = Faults(delay / 1000.0, stall_every, stall_for, drop_rate, close_after)
     problems = faults.problems()
     if problems:
-        raise click.UsageError("; ".join(problems))
+        raise BadInput(problems)
     server = ReferenceServer(faults, seed)
     sys.exit(_run(_serve(server, host, port, reuse_port)))
 

@@ -13,10 +13,11 @@ import click
 import uvloop
 
 from common.curve import worker_keys
+from common.params import POSITIVE_SECONDS, OneStageCommand
 from worker.agent import Agent, AgentOptions, new_worker_id
 
 
-@click.command()
+@click.command(cls=OneStageCommand)
 @click.option(
     "--connect",
     "endpoint",
@@ -48,7 +49,7 @@ from worker.agent import Agent, AgentOptions, new_worker_id
 )
 @click.option(
     "--hello-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE_SECONDS,
     default=None,
     help="Give up (exit 2) if no coordinator answers within this many seconds.",
 )

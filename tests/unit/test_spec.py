@@ -69,7 +69,7 @@ def test_empty_environment_variable_is_ignored() -> None:
         ({"TEST_DURATION": "5s"}, "TEST_DURATION: expected a number, got '5s'"),
         ({"MESSAGE_INTERVAL": "nan"}, "interval must be a number, got NaN"),
         ({"WS_URL": "http://localhost:9000/ws"}, "must start with ws:// or wss://"),
-        ({"API_URL": "localhost:9000/api"}, "must start with http:// or https://"),
+        ({"API_URL": "localhost:9000/api"}, "is missing http:// or https://"),
     ],
 )
 def test_bad_environment_is_named(env: dict[str, str], needle: str) -> None:

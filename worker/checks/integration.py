@@ -1,24 +1,12 @@
 """Integration mode: scripted conversations from a scenario file.
 
-A scenario is a list of ``[[steps]]``, each one action with an optional
-``timeout`` (seconds)::
-
-    [[steps]]
-    send = '{"type": "order", "id": "{seq}", "items": [1, 2]}'   # text template
-    [[steps]]
-    expect = {type = "order", items = [1, 2]}    # JSON subset of the reply
-    [[steps]]
-    expect_regex = '"id": "\\d+"'                # or a regular expression
-    [[steps]]
-    send_binary = "00ff10"                       # hex; expect_binary the same way
-    [[steps]]
-    wait = 0.5
-    [[steps]]
-    close = 1000
-
-``send`` also takes a table, sent as JSON. ``expect`` with a string wants
-that exact text. Each step is one check in the report; a failure says which
-step, what was expected and what came, and ends the conversation.
+The steps (``send``, ``send_binary``, ``expect``, ``expect_regex``,
+``expect_binary``, ``wait``, ``close``, each with an optional ``timeout``)
+are parsed by :mod:`common.steps`, the same code the coordinator runs to
+refuse a malformed scenario before any worker starts. ``send`` also takes a
+table, sent as JSON. ``expect`` with a string wants that exact text. Each
+step is one check in the report; a failure says which step, what was
+expected and what came, and ends the conversation.
 """
 
 from __future__ import annotations
@@ -26,106 +14,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from common.spec import JobSpec
+from common.steps import DEFAULT_STEPS, ScenarioError, Step, parse_steps
 from worker.checks.result import FAIL, SKIP, CheckResult, Fail, run_check
 from worker.client import WebSocketClient
 from worker.payload import PayloadTemplate
-
-ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "wait", "close")
-
-#: The default conversation: a JSON round trip whose every field must survive.
-DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
-    {
-        "send": {
-            "type": "integration",
-            "id": "wsload-{seq}",
-            "text": "héllo ✓",
-            "number": 12345.5,
-            "flag": True,
-            "nested": {"list": [1, "two", None], "empty": {}},
-        }
-    },
-    {
-        "expect": {
-            "type": "integration",
-            "id": "wsload-1",
-            "text": "héllo ✓",
-            "number": 12345.5,
-            "flag": True,
-            "nested": {"list": [1, "two", None], "empty": {}},
-        }
-    },
-    {"close": 1000},
-)
-
-
-class ScenarioError(Exception):
-    """A scenario step is malformed (the message names the step)."""
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int
-    action: str
-    value: Any
-    timeout: float | None
-
-    @property
-    def name(self) -> str:
-        shown = self.value if isinstance(self.value, str | int | float) else json.dumps(self.value)
-        text = str(shown)
-        text = text if len(text) <= 28 else text[:25] + "..."
-        return f"step {self.number}: {self.action} {text}"
-
-
-def parse_steps(raw: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[Step]:
-    """Check and normalise scenario steps; raises :class:`ScenarioError` naming the step."""
-    steps = []
-    for n, item in enumerate(raw, start=1):
-        actions = [k for k in item if k in ACTIONS]
-        unknown = [k for k in item if k not in ACTIONS and k != "timeout"]
-        if unknown:
-            raise ScenarioError(f"step {n}: unknown key {unknown[0]!r} (use one of {ACTIONS})")
-        if len(actions) != 1:
-            raise ScenarioError(f"step {n}: needs exactly one of {', '.join(ACTIONS)}")
-        action = actions[0]
-        value = item[action]
-        timeout = item.get("timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise ScenarioError(f"step {n}: timeout must be a positive number")
-        if action in ("send_binary", "expect_binary"):
-            try:
-                value = bytes.fromhex(value) if isinstance(value, str) else None
-            except ValueError:
-                value = None
-            if value is None:
-                raise ScenarioError(f"step {n}: {action} must be a hex string")
-        elif action == "expect_regex":
-            try:
-                value = re.compile(value) if isinstance(value, str) else None
-            except re.error as exc:
-                raise ScenarioError(f"step {n}: bad regular expression ({exc})") from None
-            if value is None:
-                raise ScenarioError(f"step {n}: expect_regex must be a string")
-        elif action == "wait":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ScenarioError(f"step {n}: wait must be a number of seconds")
-        elif action == "close":
-            if value is True:
-                value = 1000
-            if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value < 5000:
-                raise ScenarioError(f"step {n}: close takes a close code (1000-4999) or true")
-        elif action == "send" and not isinstance(value, str | dict | list):
-            raise ScenarioError(f"step {n}: send takes a text template or a table")
-        steps.append(Step(n, action, value, float(timeout) if timeout else None))
-    return steps
 
 
 def subset_mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
@@ -179,8 +75,8 @@ class Conversation:
     async def run(self) -> list[CheckResult]:
         try:
             steps = parse_steps(self.spec.steps or DEFAULT_STEPS)
-        except ScenarioError as exc:
-            return [CheckResult("scenario", FAIL, str(exc))]
+        except ScenarioError as exc:  # the coordinator refuses these; a raw job may not
+            return [CheckResult("scenario", FAIL, "; ".join(exc.problems))]
         results = [await run_check("connect", self._connect, self.spec.connect_timeout + 1)]
         failed = results[0].status == FAIL
         for step in steps:
