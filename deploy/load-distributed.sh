@@ -17,8 +17,9 @@
 #   REMOTE_WSLOAD     wsload on the hosts: a name on their PATH or a path (default wsload)
 #   HELLO_TIMEOUT     seconds a worker waits for the coordinator, 1-3600 (default 120)
 #   SSH_CONFIG        ssh client config file (ssh -F): identity, known hosts, host aliases
-#   ARGS              coordinator options, split into words as the shell would ('single' and
-#                     "double" quotes, backslash) but never expanded: no $, `, ~ or globs.
+#   ARGS              coordinator options, split into words by the shell's quoting rules
+#                     ('single', "double", backslash) and never expanded: $ ` ~ * are literal
+#                     (through make, write $$ for a $).
 # Arguments after -- on this script's command line are appended to ARGS unchanged.
 #
 # Every value sent to a remote shell is single-quoted; numbers and names are checked
@@ -96,15 +97,44 @@ if [ -n "$SSH_CONFIG" ] && [ ! -r "$SSH_CONFIG" ]; then
   problem "SSH_CONFIG: cannot read '$SSH_CONFIG'"
 fi
 
-# ARGS: xargs splits on blanks and honours quotes and backslashes, and expands nothing.
+# ARGS: words split as by the shell (POSIX quoting rules); $ and ` are plain characters.
+split_words() { # text -> the array "words"; fails naming an unterminated quote
+  local text=$1 word='' quote='' c next i=0 have=0
+  words=()
+  while ((i < ${#text})); do
+    c=${text:i:1} next=${text:i+1:1}
+    if [ "$quote" = "'" ]; then
+      if [ "$c" = "'" ]; then quote=''; else word+=$c; fi
+    elif [ "$quote" = '"' ]; then
+      if [ "$c" = '"' ]; then
+        quote=''
+      elif [ "$c" = "\\" ] && [[ $next == [\"\\\$\`] ]]; then
+        word+=$next i=$((i + 1))
+      elif [ "$c" = "\\" ] && [ "$next" = $'\n' ]; then
+        i=$((i + 1))
+      else
+        word+=$c
+      fi
+    else
+      case $c in
+        "'" | '"') quote=$c have=1 ;;
+        "\\") if [ "$next" != $'\n' ]; then word+=$next have=1; fi; i=$((i + 1)) ;;
+        ' ' | $'\t' | $'\n') if ((have)); then words+=("$word"); fi; word='' have=0 ;;
+        *) word+=$c have=1 ;;
+      esac
+    fi
+    i=$((i + 1))
+  done
+  if [ "$quote" = "'" ]; then echo "unmatched single quote"; return 1; fi
+  if [ -n "$quote" ]; then echo "unmatched double quote"; return 1; fi
+  if ((have)); then words+=("$word"); fi
+}
 args=()
-if [ -n "${ARGS:-}" ]; then
-  if ! split_error=$(xargs -r true <<<"$ARGS" 2>&1); then
-    split_error=${split_error##*xargs: }
-    problem "ARGS: ${split_error%%;*}"
-  else
-    mapfile -d '' -t args < <(xargs -r printf '%s\0' <<<"$ARGS")
-  fi
+if ! split_error=$(split_words "${ARGS:-}"); then
+  problem "ARGS: $split_error"
+else
+  split_words "${ARGS:-}"
+  args=("${words[@]}")
 fi
 args+=("$@")
 for arg in "${args[@]}"; do
