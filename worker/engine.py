@@ -59,6 +59,15 @@ TIMER_SLACK = 0.001
 #: every message is always due; without a yield the loop would starve replies,
 #: windows, timeouts and the agent's ZeroMQ I/O until the run's end.
 TICK_BUDGET = 0.002
+#: Messages one connection may have awaiting replies in the open model. At
+#: the bound it sends no more until replies (or timeouts) make room: the
+#: target is not keeping up, and what it holds back goes out behind schedule,
+#: its latency still counted from the intended time. Bounds the in-flight
+#: table (~0.5 MB a connection) and what the drain at stop has to wait for,
+#: instead of queueing seconds of messages in socket buffers.
+MAX_IN_FLIGHT = 4096
+#: How often (seconds) a sender held back (in-flight bound, paused writes) looks again.
+HOLD_POLL = 0.005
 _mono = time.monotonic
 
 
@@ -174,6 +183,7 @@ class Engine(ABC):
         #: when the current turn of scheduled sending began (see :meth:`_yield_turn`)
         self._turn_started = 0.0
         self._turn_reset = False
+        self._tasks: asyncio.TaskGroup | None = None  # the run's, for add_clients
 
     # -- what a subclass provides ---------------------------------------------
 
@@ -210,6 +220,22 @@ class Engine(ABC):
         """Ask the run to end now (drain and close as at the end of the duration)."""
         self._stop_requested.set()
 
+    def add_clients(self, share: Share, ramp: float = 0.0) -> bool:
+        """Also run ``share``'s clients from now on, connecting evenly over ``ramp`` seconds.
+
+        The coordinator hands a lost worker's clients on this way (a second
+        ``job`` for the running job); their numbers (``share.offset ..``) are
+        the lost worker's, so client ids stay unique. False, and nothing
+        started, once the run is past sending.
+        """
+        if self._tasks is None or self._phase is not Phase.RUNNING or _mono() >= self._send_until:
+            return False
+        begin = max(_mono(), self._start)
+        for index in range(share.count):
+            at = begin + ramp * index / share.count
+            self._tasks.create_task(self._client(index, share, at))
+        return True
+
     @property
     def phase(self) -> Phase:
         return self._phase
@@ -227,6 +253,7 @@ class Engine(ABC):
         rec.start_window(time.time())
         started_at = time.time() + delay
         async with asyncio.TaskGroup() as tg:
+            self._tasks = tg
             for service in self._services():
                 tg.create_task(service)
             clients = [tg.create_task(self._client(i)) for i in range(self.share.count)]
@@ -256,12 +283,17 @@ class Engine(ABC):
 
     # -- one client ---------------------------------------------------------
 
-    async def _client(self, index: int) -> None:
-        client_id = f"{self._prefix}{self.share.offset + index}"
+    async def _client(
+        self, index: int, share: Share | None = None, at: float | None = None
+    ) -> None:
+        share = share or self.share  # another share: clients handed on (add_clients)
+        client_id = f"{self._prefix}{share.offset + index}"
         rec = self.recorder
-        await self._nap(connect_at(self._start, self.spec.ramp_up, self.share, index) - _mono())
+        if at is None:
+            at = connect_at(self._start, self.spec.ramp_up, share, index)
+        await self._nap(at - _mono())
         sources = self.spec.source_addresses
-        source = sources[(self.share.offset + index) % len(sources)] if sources else ""
+        source = sources[(share.offset + index) % len(sources)] if sources else ""
         seq = 0
         failures = 0
         connected_before = False
@@ -283,19 +315,21 @@ class Engine(ABC):
                 rec.reconnects += 1
             connected_before = True
             failures = 0
-            seq = await self._drive(index, client_id, link, connected, seq)
+            seq = await self._drive(index, client_id, link, connected, seq, share)
             if self._phase is not Phase.RUNNING or not self.spec.reconnect:
                 return
             failures += 1
             await self._nap(self._backoff(failures))
 
     async def _drive(
-        self, index: int, client_id: str, link: Any, connected: float, seq: int
+        self, index: int, client_id: str, link: Any, connected: float, seq: int, share: Share
     ) -> int:
         """Send and receive on one connection until it closes; returns the last seq."""
         loop = asyncio.get_running_loop()
         conn = Conn(link, self._template.renderer(client_id), seq, loop.create_future())
-        self._conns[index] = conn
+        key = share.offset + index  # the client's number: unique over added shares too
+        period = self._period if share is self.share else send_period(self.spec.interval, share)
+        self._conns[key] = conn
         reader = self._attach(link, conn)
         try:
             if self._phase is not Phase.RUNNING:  # connected while the run was ending
@@ -304,14 +338,14 @@ class Engine(ABC):
             elif self._closed_loop:
                 await self._send_closed_loop(conn)
             else:
-                first = first_send(connected, self._period, self.share, index)
-                await self._send_scheduled(conn, SendSchedule(first, self._period))
+                first = first_send(connected, period, share, index)
+                await self._send_scheduled(conn, SendSchedule(first, period))
             await conn.closed
         finally:
             if reader is not None and not reader.done():
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
-            del self._conns[index]
+            del self._conns[key]
             self.recorder.lost += conn.inflight.forget()
             self.recorder.clients_connected -= 1
         return conn.seq
@@ -335,6 +369,9 @@ class Engine(ABC):
                 continue
             if now - self._turn_started > TICK_BUDGET:
                 await self._yield_turn()
+                continue
+            if len(conn.inflight) >= MAX_IN_FLIGHT:
+                await self._nap(HOLD_POLL)
                 continue
             if not await self._send(conn, schedule.advance()):
                 break
@@ -427,11 +464,18 @@ class Engine(ABC):
         rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
         return self._closed_loop and conn.stalled is not None and not inflight
 
-    def _on_closed(self, conn: Conn, code: int) -> None:
-        """The connection is gone (``code`` 1006 when no close frame came)."""
+    def _on_closed(self, conn: Conn, code: int, failure: str = "", text: str = "") -> None:
+        """The connection is gone (``code`` 1006 when no close frame came).
+
+        ``failure`` is the error kind when this side failed it (``protocol``,
+        ``too_big``: :func:`worker.errors.failure_kind`), counted even while
+        the run closes; then ``code`` is the one this side sent.
+        """
+        if failure:
+            self.recorder.error(failure, text)
         if not conn.closed_by_us:
             self.recorder.disconnects += 1
-            if code not in (1000, 1001):
+            if not failure and code not in (1000, 1001):
                 self.recorder.error(f"closed_{code}")
         conn.wake()
         resolve(conn.closed)
@@ -520,6 +564,8 @@ def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> E
 
 
 __all__ = [
+    "HOLD_POLL",
+    "MAX_IN_FLIGHT",
     "TICK_BUDGET",
     "TIMER_SLACK",
     "Conn",
