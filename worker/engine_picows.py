@@ -35,7 +35,16 @@ from picows import (
 )
 
 from worker.connect import MAX_MESSAGE_SIZE, USER_AGENT, classify, connected_socket
-from worker.engine import TICK_BUDGET, TIMER_SLACK, Conn, Engine, Phase, resolve
+from worker.engine import (
+    HOLD_POLL,
+    MAX_IN_FLIGHT,
+    TICK_BUDGET,
+    TIMER_SLACK,
+    Conn,
+    Engine,
+    Phase,
+    resolve,
+)
 from worker.errors import ConnectFailed, HandshakeRejected
 from worker.schedule import SendSchedule
 
@@ -116,21 +125,22 @@ class _Listener(WSListener):
 
 #: (due, tie-break, conn, schedule, done) of one scheduled sender
 _Due = tuple[float, int, Conn, SendSchedule, asyncio.Future[None]]
-#: seconds between two looks at the connections parked while paused for writing
-PARK_POLL = 0.005
 
 
 def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
-    """Put the parked senders whose transport resumed back on the heap; keep the rest.
+    """Put the parked senders that may send again back on the heap; keep the rest.
 
-    A sender whose connection is gone is released (its ``done`` resolved).
+    A sender may send again when its transport resumed writing and its
+    in-flight table is below MAX_IN_FLIGHT; one whose connection is gone is
+    released (its ``done`` resolved).
     """
     still: list[_Due] = []
     for entry in parked:
-        link = entry[2].link
+        conn = entry[2]
+        link = conn.link
         if not link.alive:
             resolve(entry[4])
-        elif getattr(link, "paused", False):
+        elif getattr(link, "paused", False) or len(conn.inflight) >= MAX_IN_FLIGHT:
             still.append(entry)
         else:
             heapq.heappush(due, entry)
@@ -169,8 +179,9 @@ class PicowsEngine(Engine):
         the oldest due message first, so clients fall behind evenly and catch
         up (:mod:`worker.schedule`). A connection whose transport asked to
         pause writing is parked and never written to until it resumes
-        (checked every PARK_POLL); its messages then go out behind schedule,
-        their latency still counted from their intended times.
+        (checked every HOLD_POLL); its messages then go out behind schedule,
+        their latency still counted from their intended times. So does a
+        connection with MAX_IN_FLIGHT messages awaiting replies.
         """
         due = self._due
         parked: list[_Due] = []
@@ -185,7 +196,7 @@ class PicowsEngine(Engine):
                 turn = now = _mono()
                 if parked and now >= park_check:
                     parked = _unpark(parked, due)
-                    park_check = now + PARK_POLL
+                    park_check = now + HOLD_POLL
                 while due and due[0][0] - TIMER_SLACK <= now:
                     if now - turn > TICK_BUDGET:
                         break
@@ -195,7 +206,7 @@ class PicowsEngine(Engine):
                     if at >= send_until or now >= send_until or not link.alive:
                         resolve(done)
                         continue
-                    if getattr(link, "paused", False):
+                    if getattr(link, "paused", False) or len(conn.inflight) >= MAX_IN_FLIGHT:
                         parked.append(entry)
                         continue
                     link.transport.send(_TEXT, next_message(conn, schedule.advance()))
