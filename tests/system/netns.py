@@ -9,6 +9,7 @@ skips (saying why) otherwise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ import pytest
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 SUBNET = "10.203.{}.{}"
+
+_LABS = itertools.count()
 
 NEEDS_NETNS = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -37,13 +40,21 @@ class Lab:
     """Namespaces ``<tag>-<name>`` on one bridge; every name gets 10.203.N.i/24."""
 
     def __init__(self, names: list[str]) -> None:
-        self.tag = f"wsl{os.getpid() % 100000}"
+        # unique while alive, even for two labs of one process; interface names <= 15 chars
+        self.tag = f"wsl{os.getpid() % 100000}{next(_LABS) % 10}"
         self.net = os.getpid() % 200 + 20
         self.switch = f"{self.tag}-sw"
         self.addresses: dict[str, str] = {}
         self.procs: list[subprocess.Popen[str]] = []  # stopped by close()
         self.links: dict[str, str] = {}  # name -> its interface, inside its namespace
         self.namespaces = [self.switch]
+        try:
+            self._build(names)
+        except BaseException:
+            self.close()  # what was made so far
+            raise
+
+    def _build(self, names: list[str]) -> None:
         ip("netns", "add", self.switch)
         ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         ip("-n", self.switch, "link", "set", "br0", "up")
