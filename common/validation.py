@@ -14,7 +14,7 @@ import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 #: Header values no output shows (``***`` instead): they carry secrets.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
@@ -70,29 +70,36 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     it once, when the spec is built, makes both engines send the same header
     and leaves no password in the URL for any output to print.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    parts = _userinfo(url)
+    if parts is None:
         return url, None
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, hostport = parts.netloc.rpartition("@")
+    scheme, userinfo, rest = parts
     user, _, password = userinfo.partition(":")
     token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
-    bare = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
-    return bare, f"Basic {token}"
+    return f"{scheme}://{rest}", f"Basic {token}"
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """``(scheme, user:password, host and the rest)`` of a URL with credentials, else None.
+
+    Parsed by hand, the way :func:`urllib.parse.urlsplit` finds the authority
+    (up to the first ``/``, ``?`` or ``#``), so a URL that ``urlsplit``
+    refuses still never shows its password.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at:
+        return None
+    return scheme, userinfo, host + rest[end:]
 
 
 def display_url(url: str) -> str:
     """``url`` fit to print: credentials shown as ``***`` (``ws://***@host/``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc = rest[:end]
-    if "@" not in netloc:
-        return url
-    return f"{scheme}://{REDACTED}@{netloc.rpartition('@')[2]}{rest[end:]}"
+    parts = _userinfo(url)
+    return url if parts is None else f"{parts[0]}://{REDACTED}@{parts[2]}"
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

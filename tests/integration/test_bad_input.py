@@ -20,6 +20,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "malformed.toml").write_text("num_clients = = 1\n")
     (root / "unknown.toml").write_text("num_client = 3\n")
     (root / "wrongtype.toml").write_text('duration = "long"\n')
+    (root / "badstep.toml").write_text('[[steps]]\nsned = "x"\n')
     (root / "adir").mkdir()
     generate(root / "keys")
     return root
@@ -34,8 +35,15 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "--ws-url", URL, "-c", "100000000"], "num_clients must be at most"),
     (["run", "--ws-url", URL, "-c", "abc"], "'abc' is not a valid integer"),
     (["run", "--ws-url", URL, "-d", "0"], "duration must be greater than zero"),
-    (["run", "--ws-url", URL, "-d", "nan"], "duration must be a number, got NaN"),
-    (["run", "--ws-url", URL, "-d", "inf"], "duration must be finite"),
+    (["run", "--ws-url", URL, "-d", "nan"], "'nan' is not a finite number"),
+    (["run", "--ws-url", URL, "-d", "inf"], "'inf' is not a finite number"),
+    (["run", "--ws-url", "localhost:9000"], "'localhost:9000' is missing ws:// or wss://"),
+    (["run", "--ws-url", "ws://127.0.0.1:9/ws#x"], "has a fragment (#x)"),
+    (["run", "--ws-url", URL, "--scenario", "/dev/zero"], "larger than 1024 KiB"),
+    (["run", "--ws-url", "wss://127.0.0.1:9/", "--ca-file", "/etc/hostname"],
+     "holds no usable CA certificate"),
+    (["test", "--integration", "--ws-url", URL, "--scenario", "{d}/badstep.toml"],
+     "step 1: unknown key 'sned'"),
     (["run", "--ws-url", URL, "--interval", "-1"], "interval must be zero or more"),
     (["run", "--ws-url", URL, "--rate", "0"], "rate must be greater than zero"),
     (["run", "--ws-url", URL, "--ramp-up", "10", "-d", "5"], "must not exceed duration"),
@@ -67,9 +75,11 @@ CASES: list[tuple[list[str], str]] = [
     (["coordinator", "--bind", "udp://x:1", "--expect-workers", "1"], "expected tcp://"),
     (["coordinator", "--keys", "/nonexistent", "--expect-workers", "1"], "cannot read key"),
     (["coordinator", "--expect-workers", "0"], "--expect-workers"),
+    (["coordinator", "--expect-workers", "1", "--worker-wait", "nan"], "not a finite number"),
     (["coordinator"], "Missing option '--expect-workers'"),
     (["worker", "--connect", "http://x"], "expected tcp://HOST:PORT"),
     (["worker", "--connect", "tcp://127.0.0.1:9", "--processes", "0"], "--processes"),
+    (["worker", "--connect", "tcp://127.0.0.1:9", "--hello-timeout", "nan"], "not a finite number"),
     (["worker"], "Missing option '--connect'"),
     (["serve", "--port", "70000"], "--port"),
     (["serve", "--drop-rate", "2"], "--drop-rate"),
@@ -90,6 +100,8 @@ def test_bad_invocation(files: Path, args: list[str], needle: str) -> None:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if not line.startswith("wsload: worker ")]
     assert len(lines) == 1, proc.stderr
+    if "do not fit" not in needle:  # only capacity needs workers: they report their fd limits
+        assert "joined" not in proc.stderr, proc.stderr
     assert needle in lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
 
@@ -100,7 +112,7 @@ def test_bad_invocation(files: Path, args: list[str], needle: str) -> None:
         ("NUM_CLIENTS", "ten", "NUM_CLIENTS: expected an integer, got 'ten'"),
         ("TEST_DURATION", "5s", "TEST_DURATION: expected a number, got '5s'"),
         ("MESSAGE_INTERVAL", "-1", "interval must be zero or more"),
-        ("WS_URL", "localhost:9000", "must start with ws:// or wss://"),
+        ("WS_URL", "localhost:9000", "is missing ws:// or wss://"),
     ],
 )
 def test_bad_environment(var: str, value: str, needle: str) -> None:

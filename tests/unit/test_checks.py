@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+import math
+from typing import Any
+
 import pytest
 
+from common.steps import MAX_VALUE_ITEMS, step_problems
 from worker.checks.event import Deliveries
 from worker.checks.integration import DEFAULT_STEPS, ScenarioError, parse_steps, subset_mismatch
 from worker.checks.unit import accept_key
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
 
 
 def test_accept_key_of_rfc_6455_example() -> None:
@@ -81,3 +93,39 @@ def test_deliveries_count_duplicates_and_disorder() -> None:
     assert d.add("e", 2)  # late but new
     assert not d.add("e", 3)  # duplicate
     assert (d.duplicates, d.out_of_order, len(d.seen)) == (1, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("step", "needle"),
+    [
+        ({"wait": math.nan}, "wait must be a number of seconds"),
+        ({"wait": math.inf}, "wait must be a number of seconds"),
+        ({"wait": 1e9}, "wait must be a number of seconds (0 to 3600)"),
+        ({"send": "x", "timeout": math.nan}, "timeout must be a positive number"),
+        ({"send": "x", "timeout": math.inf}, "timeout must be a positive number"),
+        ({"expect": datetime.date(2024, 1, 1)}, "expect value is a date"),
+        ({"send": {"a": [datetime.time(1, 2)]}}, "send value is a time"),
+        ({"expect": _nested(33)}, "nested more than 32 levels deep"),
+        ({"expect": list(range(MAX_VALUE_ITEMS + 1))}, "a table or array of 10,001 items"),
+        ("send", "step 1: expected a table of action = value"),
+    ],
+)
+def test_steps_values_are_bounded_and_finite(step: object, needle: str) -> None:
+    problems = step_problems([step])
+    assert len(problems) == 1, problems
+    assert needle in problems[0]
+
+
+def test_every_bad_step_is_named_at_once() -> None:
+    steps = [{"send": "ok"}, {"sned": "x"}, {"wait": -1}, {"close": 1}, {"expect": "ok"}]
+    assert [p.split(":")[0] for p in step_problems(steps)] == ["step 2", "step 3", "step 4"]
+    with pytest.raises(ScenarioError) as info:
+        parse_steps(steps)
+    assert len(info.value.problems) == 3
+
+
+def test_the_worker_parses_steps_with_the_common_parser() -> None:
+    import common.steps
+    import worker.checks.integration
+
+    assert worker.checks.integration.parse_steps is common.steps.parse_steps

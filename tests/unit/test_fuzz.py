@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import SpecError
 from common.spec import FIELD_NAMES, spec_from_dict
+from common.steps import ScenarioError, parse_steps, value_shape_problem
 from common.thresholds import ThresholdError, parse_threshold
-from worker.checks.integration import ScenarioError, parse_steps
+from common.validation import display_url, split_credentials, url_problems
 from worker.payload import PayloadTemplate
 
 _json = st.recursive(
@@ -69,3 +71,34 @@ def test_payload_templates_render(template: str, size: int) -> None:
         # Padded to exactly ``size``, unless the message is longer without any padding
         # (the added '"pad": ""' slot of a JSON template costs at most 12 characters).
         assert len(text) == size or size < len(text) <= len(bare) + 12
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12), st.text(max_size=12), st.text(max_size=30))
+def test_url_credentials_never_print(user: str, password: str, rest: str) -> None:
+    secret = "S3cr3t" + password
+    url = f"ws://{quote(user, safe='')}:{quote(secret, safe='')}@{rest}"
+    problems = url_problems("ws_url", url, ("ws", "wss"))
+    assert all(isinstance(p, str) and "\n" not in p for p in problems)
+    assert "S3cr3t" not in display_url(url)
+    assert not any("S3cr3t" in p for p in problems)
+    bare, authorization = split_credentials(url)
+    assert "S3cr3t" not in bare
+    if authorization is not None:
+        assert authorization.startswith("Basic ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_url_checks_take_any_text(url: str) -> None:
+    for problem in url_problems("ws_url", url, ("ws", "wss")):
+        assert "\n" not in problem
+    display_url(url)
+    split_credentials(url)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_step_values_of_any_shape(value: Any) -> None:
+    problem = value_shape_problem(value)
+    assert problem is None or isinstance(problem, str)

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import os
 from pathlib import Path
 
 import pytest
+import trustme
 
 from common.errors import SpecError
+from common.protocol import Job, decode, encode
+from common.scenario import MAX_SCENARIO_BYTES
 from common.spec import (
     DEFAULT_API_URL,
     DEFAULT_WS_URL,
+    MAX_LIST_ITEMS,
+    MAX_SPEC_BYTES,
     JobSpec,
     Mode,
     build_spec,
     env_overrides,
     spec_from_dict,
 )
+from common.steps import MAX_STEPS
+from common.thresholds import MAX_THRESHOLDS
+from common.validation import display_url, redact_headers
 
 
 def problems_of(**kwargs: object) -> list[str]:
@@ -163,4 +173,166 @@ def test_client_engine_auto_is_picows_unless_compression_needs_websockets() -> N
     ]
     assert JobSpec(engine="fast").problems() == [
         "engine: expected one of auto, picows, websockets, got 'fast'"
+    ]
+
+
+def test_a_wrong_type_does_not_hide_the_other_problems(tmp_path: Path) -> None:
+    scenario = tmp_path / "four.toml"
+    scenario.write_text(
+        'num_clients = 0\ninterval = "x"\nbogus = 1\nduration = nan\n'
+        'thresholds = ["p98<1ms"]\n[[steps]]\nsned = 1\n'
+    )
+    problems = problems_of(scenario=scenario, env={})
+    assert len(problems) == 6, problems
+    assert f"{scenario}: interval: expected a number, got str 'x'" in problems
+    assert f"{scenario}: unknown field 'bogus'" in problems
+    assert "num_clients must be at least 1, got 0" in problems
+    assert "duration must be a number, got NaN" in problems
+    assert any("unknown metric 'p98'" in p for p in problems)
+    assert any(p.startswith("step 1: unknown key 'sned'") for p in problems)
+
+
+def test_a_field_of_the_wrong_type_gets_no_misleading_range_line() -> None:
+    # duration is unusable, so "ramp_up must not exceed duration (5 s)" would be false
+    assert problems_of(env={}, duration="long", ramp_up=10.0) == [
+        "duration: expected a number, got str 'long'"
+    ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
+@pytest.mark.parametrize("field", ["duration", "interval", "rate", "reply_timeout", "event_wait"])
+def test_nan_and_inf_from_toml_are_refused(tmp_path: Path, field: str, value: str) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f"{field} = {value}\n")
+    (problem,) = problems_of(scenario=scenario, env={})
+    assert problem.startswith(field), problem
+    assert "NaN" in problem or "finite" in problem or "zero or more" in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("localhost:9000", "ws_url: 'localhost:9000' is missing ws:// or wss:// (e.g. ws://"),
+        ("ws://host/ws#x", "ws_url: 'ws://host/ws#x' has a fragment (#x)"),
+        ("ws://host/ws#", "has a fragment"),
+        ("ws://host/a\tb", "contains whitespace or a control character"),
+    ],
+)
+def test_url_problems_say_what_is_wrong(url: str, needle: str) -> None:
+    problems = problems_of(env={}, ws_url=url)
+    assert len(problems) == 1, problems
+    assert needle in problems[0]
+
+
+def test_url_credentials_become_a_basic_authorization_header() -> None:
+    spec = build_spec(env={}, ws_url="ws://us%40er:p%3Ass@host:9000/ws?a=1")
+    assert spec.ws_url == "ws://host:9000/ws?a=1"
+    assert spec.headers == (("Authorization", "Basic " + _b64("us@er:p:ss")),)
+    assert spec_from_dict(spec.to_dict()) == spec  # what the workers get: no password in the URL
+    assert "p%3Ass" not in repr(spec.to_dict())
+
+
+def test_url_credentials_beside_an_authorization_header_are_refused() -> None:
+    problems = problems_of(
+        env={}, ws_url="ws://u:secret@host/ws", headers=(("authorization", "Bearer t"),)
+    )
+    assert len(problems) == 1
+    assert "and an Authorization header" in problems[0]
+    assert not any("secret" in p for p in problems)
+
+
+def test_a_bad_url_with_credentials_never_prints_them() -> None:
+    problems = problems_of(env={}, ws_url="ws://u:secret@host:99999/ws#f")
+    assert problems
+    assert not any("secret" in p for p in problems), problems
+
+
+def test_redaction_helpers_for_outputs() -> None:
+    assert display_url("wss://u:secret@host:1/p?q") == "wss://***@host:1/p?q"
+    assert display_url("ws://host/p@x") == "ws://host/p@x"  # an @ in the path is not userinfo
+    assert redact_headers([("Authorization", "Basic x"), ("cookie", "s=1"), ("X-A", "1")]) == [
+        ("Authorization", "***"),
+        ("cookie", "***"),
+        ("X-A", "1"),
+    ]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_limits_are_checked_before_the_run() -> None:
+    many = tuple(["p99<1s"] * (MAX_THRESHOLDS + 1))
+    assert problems_of(env={}, thresholds=many) == [
+        f"thresholds: {MAX_THRESHOLDS + 1:,} given, at most {MAX_THRESHOLDS:,}"
+    ]
+    steps = tuple({"wait": 0} for _ in range(MAX_STEPS + 1))
+    assert problems_of(env={}, steps=steps) == [
+        f"steps: {MAX_STEPS + 1:,} steps, at most {MAX_STEPS:,}"
+    ]
+    headers = tuple((f"X-{i}", "v") for i in range(MAX_LIST_ITEMS + 1))
+    assert problems_of(env={}, headers=headers) == [
+        f"headers: {MAX_LIST_ITEMS + 1:,} items, at most {MAX_LIST_ITEMS:,}"
+    ]
+    (problem,) = problems_of(env={}, payload="x" * MAX_SPEC_BYTES)
+    assert "over the wire's limit" in problem
+
+
+def test_a_spec_at_the_limits_fits_one_wire_message() -> None:
+    spec = build_spec(
+        env={},
+        mode="integration",
+        thresholds=tuple(["p99<1s"] * MAX_THRESHOLDS),
+        steps=tuple({"send": "x" * 100} for _ in range(MAX_STEPS)),
+        headers=tuple((f"X-{i}", "v" * 100) for i in range(MAX_LIST_ITEMS)),
+    )
+    job = Job("j", spec.to_dict(), 5, 0, 0.0, 0.0)
+    assert decode(encode(job)) == job
+
+
+def test_the_ca_file_must_hold_a_certificate(tmp_path: Path) -> None:
+    assert problems_of(env={}, ca_file="/dev/null") == [
+        "ca_file: '/dev/null' is not a readable file"
+    ]
+    junk = tmp_path / "junk.pem"
+    junk.write_text("hello\n")
+    (problem,) = problems_of(env={}, ca_file=str(junk))
+    assert problem.startswith(f"ca_file: '{junk}' holds no usable CA certificate")
+    good = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(good))
+    assert build_spec(env={}, ca_file=str(good)).ca_file == str(good)
+
+
+def test_scenario_reads_are_bounded(tmp_path: Path) -> None:
+    assert problems_of(scenario="/dev/zero") == [
+        "/dev/zero: larger than 1024 KiB; a scenario must be smaller"
+    ]
+    big = tmp_path / "big.toml"
+    big.write_text("#" * MAX_SCENARIO_BYTES + "\n")
+    assert "larger than 1024 KiB" in problems_of(scenario=big)[0]
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"a = '\xff'\n")
+    assert problems_of(scenario=binary) == [f"{binary}: not UTF-8 text (byte 5)"]
+
+
+def test_a_fifo_nobody_writes_reads_as_empty_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert build_spec(scenario=fifo, env={}) == build_spec(env={})
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 3000 + "]" * 3000, "a = " + "{b = " * 3000])
+def test_deep_nesting_is_one_line(tmp_path: Path, text: str) -> None:
+    scenario = tmp_path / "deep.toml"
+    scenario.write_text(text + "\n")
+    (problem,) = problems_of(scenario=scenario)
+    assert problem.startswith(str(scenario))
+    assert "\n" not in problem
+
+
+def test_nested_step_values_are_bounded(tmp_path: Path) -> None:
+    scenario = tmp_path / "deep.toml"
+    scenario.write_text("[[steps]]\nexpect = " + "[" * 100 + "]" * 100 + "\n")
+    assert problems_of(scenario=scenario, env={}) == [
+        "step 1: expect value is nested more than 32 levels deep"
     ]

@@ -21,6 +21,7 @@ import aiohttp
 
 from common.histogram import LatencyHistogram
 from common.spec import JobSpec
+from common.validation import display_url
 from worker.checks.result import FAIL, PASS, CheckResult, run_check
 from worker.client import NotConnected, WebSocketClient
 
@@ -116,9 +117,10 @@ class EventTest:
             ) as resp,
         ):
             text = await resp.text()
+        shown = display_url(url)  # credentials in api_url are sent, never shown
         if not 200 <= resp.status < 300:
-            raise RuntimeError(f"{spec.event_method} {url} answered {resp.status}: {text[:120]}")
-        return f"{spec.event_method.upper()} {url} -> {resp.status}"
+            raise RuntimeError(f"{spec.event_method} {shown} answered {resp.status}: {text[:120]}")
+        return f"{spec.event_method.upper()} {shown} -> {resp.status}"
 
     async def _collect(self, index: int) -> None:
         client, seen = self.clients[index], self.deliveries[index]
