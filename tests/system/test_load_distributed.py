@@ -269,6 +269,14 @@ def reset_target(lab: Lab) -> None:
     assert target_stats(lab)["connections_open"] == 0
 
 
+# The script's settings and an enclosing make's flags: none may leak in from the test's caller.
+OWN_ENV = {
+    *("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HOSTS", "COORDINATOR", "WORKERS_PER_HOST", "PORT"),
+    *("KEYS", "REMOTE_KEYS", "WSLOAD", "REMOTE_WSLOAD", "HELLO_TIMEOUT", "SSH_CONFIG", "ARGS"),
+}
+MAKE_ENV = {name: value for name, value in os.environ.items() if name not in OWN_ENV}
+
+
 def make_command(ssh_lab: SshLab, keys: Path, args: str, hosts: str = "h1 h2") -> list[str]:
     addr = ssh_lab.lab.addresses
     return [
@@ -292,7 +300,7 @@ def test_make_load_distributed_over_ssh(ssh_lab: SshLab) -> None:
     keys.parent.mkdir()
     make = subprocess.run(
         make_command(ssh_lab, keys, f"-c 10 -d 3 --json {out} --quiet"),
-        capture_output=True, text=True, timeout=50, check=False,
+        capture_output=True, text=True, timeout=50, check=False, env=MAKE_ENV,
     )  # fmt: skip
     assert make.returncode == 0, make.stdout + make.stderr
     summary = json.loads(out.read_text())
@@ -316,6 +324,7 @@ def test_sigterm_ends_the_run_and_every_remote_worker(ssh_lab: SshLab) -> None:
     make = subprocess.Popen(
         make_command(ssh_lab, keys, "-c 2 -d 30 --quiet"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=MAKE_ENV,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
