@@ -29,12 +29,17 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from common.spec import MAX_PAYLOAD_SIZE
 from testserver.connection import Connection
 from testserver.faults import FaultPolicy, Faults
 from testserver.replies import BadRequest, event_message, parse_publish, wants
 from testserver.stats import ServerStats
 
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # per WebSocket message, so a 1 MiB echo is easy
+#: Largest WebSocket message the server takes: the largest wsload sends
+#: (``--payload-size`` up to MAX_PAYLOAD_SIZE, exactly that many bytes) plus
+#: headroom for a template longer than its padding. aiohttp refuses a message
+#: of exactly its limit, so the limit must stay above the documented maximum.
+MAX_MESSAGE_SIZE = MAX_PAYLOAD_SIZE + 64 * 1024
 MAX_BODY_SIZE = 1024 * 1024  # per HTTP request body
 CLOSE_TIMEOUT = 5.0  # seconds to wait for a client's answer to our close frame
 ENDPOINTS = "/ws, /api/events, /api/health, /api/stats, /api/stats/reset"

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from common.params import BadInput, FiniteFloat, OneStageCommand
 from testserver.app import CLOSE_TIMEOUT, ReferenceServer
-from testserver.faults import MAX_DELAY, MAX_STALL_PERIOD, Faults
+from testserver.faults import MAX_DELAY, MAX_PUSH_EVERY, MAX_STALL_PERIOD, Faults
 
 EXIT_BAD_INPUT = 2
 
@@ -94,6 +94,14 @@ def url_host(host: str) -> str:
     "0 never closes.",
 )
 @click.option(
+    "--push-every",
+    type=FiniteFloat(0, MAX_PUSH_EVERY * 1000),
+    default=0.0,
+    metavar="MS",
+    help='Push {"type": "heartbeat", "n": K} (no id field, answering nothing) to every '
+    "connection every MS milliseconds, as services with heartbeats or broadcasts do; 0 never.",
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
@@ -112,6 +120,7 @@ def serve(
     stall_for: float,
     drop_rate: float,
     close_after: int,
+    push_every: float,
     seed: int | None,
     reuse_port: bool,
 ) -> None:
@@ -129,7 +138,9 @@ def serve(
     Prints one line, "wsload test server listening on ws://... api http://...",
     and runs until Ctrl-C or SIGTERM.
     """
-    faults = Faults(delay / 1000.0, stall_every, stall_for, drop_rate, close_after)
+    faults = Faults(
+        delay / 1000.0, stall_every, stall_for, drop_rate, close_after, push_every / 1000.0
+    )
     problems = faults.problems()
     if problems:
         raise BadInput(problems)

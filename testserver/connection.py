@@ -3,10 +3,11 @@
 With no delay or stall configured every reply is sent inline, right after
 its message is processed: the fastest path, and order comes for free. With
 ``--delay`` or stalls, replies wait in a FIFO queue that a per-connection
-sender task drains when each reply is due. That task belongs to
+sender task drains when each reply is due; with ``--push-every`` a pusher
+task sends the connection its unsolicited heartbeats. Those tasks belong to
 :meth:`Connection.serve` (an :class:`asyncio.TaskGroup`), which cancels and
-awaits it when the connection ends, so no task outlives its connection and a
-crash in the sender is never silent.
+awaits them when the connection ends, so no task outlives its connection and
+a crash in one is never silent.
 
 Counting follows :mod:`testserver.stats`: a reply is counted as sent only
 once the frame has been handed to the socket; a reply that cannot be sent
@@ -22,7 +23,7 @@ from typing import Final
 
 from aiohttp import WSMsgType, web
 
-from testserver.faults import FaultPolicy
+from testserver.faults import FaultPolicy, next_push, push_message
 from testserver.replies import Reply, answer
 from testserver.stats import ServerStats
 
@@ -52,14 +53,18 @@ class Connection:
 
     async def serve(self) -> None:
         """Run until the client leaves, the server closes it, or the server shuts down."""
+        push_every = self._policy.faults.push_every
         try:
-            if not self._queued:
+            if not self._queued and not push_every:
                 await self._receive()
                 return
             async with asyncio.TaskGroup() as tasks:
-                sender = tasks.create_task(self._sender())
+                helpers = [tasks.create_task(self._sender())] if self._queued else []
+                if push_every:
+                    helpers.append(tasks.create_task(self._pusher(push_every)))
                 await self._receive()
-                sender.cancel()
+                for helper in helpers:
+                    helper.cancel()
         finally:
             # Replies still waiting for their due time will never leave.
             self._stats.dropped += sum(1 for _, item in self._queue if item is not _CLOSE)
@@ -130,6 +135,24 @@ class Connection:
                 await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
                 return
             await self._send_reply(item)
+
+    async def _pusher(self, every: float) -> None:
+        """Push a heartbeat every ``every`` seconds until the connection closes or is closing."""
+        started = time.monotonic()
+        stats = self._stats
+        n = 0
+        while True:
+            due, n = next_push(started, every, time.monotonic(), n)
+            await asyncio.sleep(due - time.monotonic())
+            if self._closing or self.ws.closed:
+                return
+            text = push_message(n)
+            sent = await self._write(text)
+            if sent is None:
+                return
+            stats.pushed += 1
+            stats.messages_sent += 1
+            stats.bytes_sent += sent
 
     async def _send_reply(self, reply: Reply) -> None:
         sent = await self._write(reply.data)

@@ -20,6 +20,27 @@ from common.errors import WsloadError
 #: Upper bounds that keep every due time a finite, sleepable float.
 MAX_DELAY = 3600.0  # seconds
 MAX_STALL_PERIOD = 86400.0  # seconds
+#: ``--push-every`` bounds (seconds): at most 1,000 pushes a second per
+#: connection, at least one an hour.
+MIN_PUSH_EVERY = 0.001
+MAX_PUSH_EVERY = 3600.0
+
+
+def push_message(n: int) -> str:
+    """The ``n``-th pushed message of a connection: JSON with no id field, answering nothing."""
+    return f'{{"type": "heartbeat", "n": {n}}}'
+
+
+def next_push(started: float, every: float, now: float, last: int) -> tuple[float, int]:
+    """When push number ``last + 1`` or later is due, and its number.
+
+    ``started`` is when the connection opened. Pushes are due at ``started +
+    k * every`` (k = 1, 2, ...) and never drift; a connection that fell behind
+    (a busy server) skips the pushes it missed rather than sending them in a
+    burst, and a timer that fired early never sends one number twice.
+    """
+    k = max(last + 1, math.floor((now - started) / every) + 1)
+    return started + k * every, k
 
 
 class FaultConfigError(WsloadError):
@@ -36,8 +57,11 @@ class Faults:
     replies; they leave when the stall ends. ``drop_rate``: probability that a
     received message is lost (no reply, no effect), and that one event
     delivery is lost. ``close_after``: close a connection once it has sent
-    this many messages (0 = never). Delay and stalls apply to replies only;
-    events go out when published.
+    this many messages (0 = never). ``push_every``: every connection receives
+    a message it never asked for (``{"type": "heartbeat", "n": k}``, no id)
+    this often (0 = never), as services with heartbeats, presence or
+    broadcasts do. Delay and stalls apply to replies only; events and pushes
+    go out when due.
     """
 
     delay: float = 0.0
@@ -45,6 +69,7 @@ class Faults:
     stall_for: float = 0.0
     drop_rate: float = 0.0
     close_after: int = 0
+    push_every: float = 0.0
 
     @property
     def holds_replies(self) -> bool:
@@ -60,6 +85,12 @@ class Faults:
             out.append(f"--drop-rate must be between 0 and 1, got {self.drop_rate:g}")
         if self.close_after < 0:
             out.append(f"--close-after must be zero or more, got {self.close_after}")
+        push = self.push_every
+        if not (math.isfinite(push) and (push == 0 or MIN_PUSH_EVERY <= push <= MAX_PUSH_EVERY)):
+            out.append(
+                f"--push-every must be 0 or {MIN_PUSH_EVERY * 1000:g}.."
+                f"{MAX_PUSH_EVERY * 1000:.0f} ms, got {push * 1000:g}"
+            )
         every, length = self.stall_every, self.stall_for
         if not (math.isfinite(every) and 0 <= every <= MAX_STALL_PERIOD):
             out.append(f"--stall-every must be 0..{MAX_STALL_PERIOD:g} s, got {every:g}")
@@ -147,4 +178,15 @@ class FaultPolicy:
         return Decision(due if stall_end is None else stall_end, close)
 
 
-__all__ = ["MAX_DELAY", "MAX_STALL_PERIOD", "Decision", "FaultConfigError", "FaultPolicy", "Faults"]
+__all__ = [
+    "MAX_DELAY",
+    "MAX_PUSH_EVERY",
+    "MAX_STALL_PERIOD",
+    "MIN_PUSH_EVERY",
+    "Decision",
+    "FaultConfigError",
+    "FaultPolicy",
+    "Faults",
+    "next_push",
+    "push_message",
+]

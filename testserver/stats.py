@@ -22,7 +22,10 @@ or stall)
     ``pongs_sent``: ``{"type": "pong"}`` answers to ``{"type": "ping"}``.
     ``acks_sent``: ``{"type": "subscribed", ...}`` answers to subscriptions.
     ``events_delivered``: event messages delivered to subscribers.
-    ``messages_sent`` = ``echoes_sent + pongs_sent + acks_sent + events_delivered``.
+    ``pushed``: unsolicited heartbeats of ``--push-every`` (no id field; they
+    answer nothing).
+    ``messages_sent`` = ``echoes_sent + pongs_sent + acks_sent + events_delivered
+    + pushed``.
     ``bytes_sent``: payload bytes of all of those.
 
 Not sent
@@ -70,6 +73,7 @@ class ServerStats:
     events_delivered: int = 0
     events_dropped: int = 0
     events_undelivered: int = 0
+    pushed: int = 0
     dropped: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0

@@ -24,6 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
+from common.spec import MAX_PAYLOAD_SIZE
 from tests.integration.conftest import (
     URL_LINE,
     WSLOAD,
@@ -31,6 +32,7 @@ from tests.integration.conftest import (
     ServerFactory,
     start_server,
 )
+from testserver.app import MAX_MESSAGE_SIZE
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 Reply = tuple[int, dict[str, Any], dict[str, str]]
@@ -165,10 +167,10 @@ async def test_large_messages(serve_factory: ServerFactory) -> None:
         text = "é" * (mib // 2)
         await ws.send(text)
         assert await ws.recv() == text
-    # Over the 16 MiB limit: the server fails the connection (1009, or a reset while
+    # Over the limit: the server fails the connection (1009, or a reset while
     # the client is still sending), counts nothing, and carries on.
     with pytest.raises((ConnectionClosedError, ConnectionError)):
-        await _send_and_receive(server, b"\0" * (16 * mib + 1))
+        await _send_and_receive(server, b"\0" * (MAX_MESSAGE_SIZE + 1))
     async with ws_connect(server) as ws:
         await ws.send("after")
         assert await ws.recv() == "after"
@@ -177,8 +179,22 @@ async def test_large_messages(serve_factory: ServerFactory) -> None:
     assert_no_traceback(server)
 
 
+@pytest.mark.asyncio
+async def test_the_documented_maximum_payload_is_echoed(serve_factory: ServerFactory) -> None:
+    """``--payload-size 16777216`` (MAX_PAYLOAD_SIZE) is documented: the server takes it."""
+    server = serve_factory()
+    text = '{"seq": 1, "pad": "' + "x" * (MAX_PAYLOAD_SIZE - 21) + '"}'
+    assert len(text) == MAX_PAYLOAD_SIZE
+    async with ws_connect(server, max_size=None) as ws:
+        await ws.send(text)
+        assert await asyncio.wait_for(ws.recv(), timeout=30) == text
+    s = await stats(server)
+    assert (s["messages_received"], s["echoes_sent"]) == (1, 1)
+    assert_no_traceback(server)
+
+
 async def _send_and_receive(server: RunningServer, message: bytes) -> str | bytes:
-    async with ws_connect(server) as ws:
+    async with ws_connect(server, max_size=None) as ws:
         await ws.send(message)
         return await ws.recv()
 
@@ -296,6 +312,29 @@ async def test_delay_holds_every_reply_and_keeps_order(serve_factory: ServerFact
             assert time.monotonic() - sent_at[i] >= 0.15
     s = await stats(server)
     assert (s["echoes_sent"], s["dropped"]) == (5, 0)
+
+
+@pytest.mark.asyncio
+async def test_push_every_sends_heartbeats_without_an_id(serve_factory: ServerFactory) -> None:
+    server = serve_factory("--push-every", "20", "--delay", "200")
+    async with ws_connect(server) as ws, ws_connect(server) as other:
+        await ws.send('{"seq": 1}')
+        pushes: list[dict[str, Any]] = []
+        while True:  # heartbeats come while the delayed echo waits
+            message = await asyncio.wait_for(ws.recv(), timeout=5)
+            if message == '{"seq": 1}':
+                break
+            pushes.append(json.loads(message))
+        assert len(pushes) >= 3
+        assert all(p["type"] == "heartbeat" and "seq" not in p for p in pushes)
+        numbers = [p["n"] for p in pushes]
+        assert numbers == sorted(set(numbers))  # numbered, never one twice
+        assert json.loads(await asyncio.wait_for(other.recv(), timeout=5))["type"] == "heartbeat"
+    s = await stats_when(server, lambda s: s["connections_open"] == 0)
+    assert s["pushed"] >= len(pushes) + 1
+    assert s["messages_sent"] == s["echoes_sent"] + s["pushed"]
+    assert (s["messages_received"], s["echoes_sent"]) == (1, 1)
+    assert_no_traceback(server)
 
 
 @pytest.mark.asyncio
@@ -511,6 +550,9 @@ def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
         ["--stall-every", "1", "--stall-for", "2"],
         ["--stall-every", "1", "--stall-for", "1"],
         ["--close-after", "-1"],
+        ["--push-every", "0.5"],
+        ["--push-every", "nan"],
+        ["--push-every", "-1"],
         ["--seed", "x"],
         ["--host", ""],
         ["--nonsense"],
@@ -566,7 +608,7 @@ def test_help_explains_every_option() -> None:
     assert proc.returncode == 0
     for option in (
         "--host", "--port", "--delay", "--stall-every", "--stall-for", "--drop-rate",
-        "--close-after", "--seed", "--reuse-port",
+        "--close-after", "--push-every", "--seed", "--reuse-port",
     ):  # fmt: skip
         assert option in proc.stdout
     assert "/api/events" in proc.stdout

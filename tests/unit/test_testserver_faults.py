@@ -8,7 +8,14 @@ import math
 
 import pytest
 
-from testserver.faults import Decision, FaultConfigError, FaultPolicy, Faults
+from testserver.faults import (
+    Decision,
+    FaultConfigError,
+    FaultPolicy,
+    Faults,
+    next_push,
+    push_message,
+)
 from testserver.replies import (
     BadRequest,
     Publish,
@@ -105,6 +112,10 @@ def test_close_after_n_even_when_the_nth_is_dropped() -> None:
         (Faults(delay=math.nan), "--delay must be"),
         (Faults(delay=1e9), "--delay must be"),
         (Faults(close_after=-1), "--close-after must be zero or more"),
+        (Faults(push_every=0.0001), "--push-every must be 0 or 1..3600000 ms"),
+        (Faults(push_every=-1.0), "--push-every must be"),
+        (Faults(push_every=math.nan), "--push-every must be"),
+        (Faults(push_every=1e9), "--push-every must be"),
     ],
 )
 def test_contradictions_are_refused(faults: Faults, needle: str) -> None:
@@ -115,6 +126,26 @@ def test_contradictions_are_refused(faults: Faults, needle: str) -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     assert len(Faults(delay=-1.0, drop_rate=2.0, close_after=-1).problems()) == 3
+
+
+# -- pushes --------------------------------------------------------------------
+
+
+def test_pushes_carry_no_id_and_answer_nothing() -> None:
+    message = json.loads(push_message(7))
+    assert message == {"type": "heartbeat", "n": 7}
+    assert "seq" not in push_message(7)  # wsload's default id field
+    assert not Faults(push_every=0.005).holds_replies  # pushes never delay replies
+    assert Faults(push_every=0.005).problems() == []
+
+
+def test_pushes_are_due_on_a_grid_that_never_drifts() -> None:
+    # A connection opened at 10.0 pushing every 0.5 s.
+    assert next_push(10.0, 0.5, now=10.0, last=0) == (10.5, 1)
+    assert next_push(10.0, 0.5, now=10.51, last=1) == (11.0, 2)  # sent a little late
+    assert next_push(10.0, 0.5, now=10.49, last=1) == (11.0, 2)  # its timer fired early
+    # A busy server skips what it missed rather than bursting.
+    assert next_push(10.0, 0.5, now=12.2, last=2) == (12.5, 5)
 
 
 # -- reply rules -------------------------------------------------------------

@@ -1,20 +1,37 @@
-"""The worker's sans-I/O cores: payload templates, schedule, reply matching, recorder."""
+"""The worker's sans-I/O cores: payload templates, schedule, reply matching, recorder.
+
+The engine's bookkeeping (:meth:`Engine._next_message`, :meth:`Engine._on_message`)
+is driven here directly, with a fake monotonic clock and no socket: the
+decisions a reply, a push or a late send lead to.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from array import array
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.spec import DEFAULT_PAYLOAD
+import worker.engine
+from common.spec import DEFAULT_PAYLOAD, build_spec
+from worker.engine import Conn, Engine, create_engine
 from worker.errors import PayloadError
 from worker.payload import PayloadTemplate
-from worker.recorder import COUNTERS, Recorder
-from worker.schedule import SendSchedule, Share, connect_at, first_send, send_period
-from worker.tracker import InFlight, id_pattern
+from worker.recorder import COUNTERS, MAX_ERROR_TEXT, MAX_ERROR_TEXTS, Recorder
+from worker.schedule import (
+    BEHIND_SLACK,
+    SendSchedule,
+    Share,
+    connect_at,
+    first_send,
+    send_period,
+)
+from worker.tracker import InFlight, id_pattern, unmatched
 
 # -- payload -------------------------------------------------------------------
 
@@ -117,7 +134,158 @@ def test_id_pattern_finds_field() -> None:
     assert pat.search(b"binary\x00junk") is None
 
 
+def test_unmatched_ids_are_late_only_when_sent_on_this_connection() -> None:
+    # This connection sent ids 11..20 (its client's earlier connection sent 1..10).
+    assert unmatched(15, base=10, last=20) == "late"
+    assert unmatched(11, base=10, last=20) == "late"
+    assert unmatched(20, base=10, last=20) == "late"
+    assert unmatched(21, base=10, last=20) == "unsolicited"  # not sent yet
+    assert unmatched(0, base=10, last=20) == "unsolicited"
+    assert unmatched(10, base=10, last=20) == "unsolicited"  # the previous connection's
+
+
+# -- the engine's bookkeeping, with a fake clock --------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(worker.engine, "_mono", fake)
+    return fake
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    new = asyncio.new_event_loop()
+    yield new
+    new.close()
+
+
+def engine_and_conn(
+    loop: asyncio.AbstractEventLoop, seq: int = 0, **overrides: Any
+) -> tuple[Engine, Conn]:
+    spec = build_spec(env={}, ws_url="ws://127.0.0.1:9/ws", engine="picows", **overrides)
+    engine = create_engine(spec, Share(count=1, total=1))
+    conn = Conn(None, engine._template.renderer("client-0"), seq, loop.create_future())
+    return engine, conn
+
+
+def near(samples: array[int], expected: list[int]) -> bool:
+    """Microsecond samples equal up to float rounding (a truncated 4999.999...)."""
+    return len(samples) == len(expected) and all(
+        abs(a - b) <= 1 for a, b in zip(samples, expected, strict=True)
+    )
+
+
+def reply(seq: int) -> bytes:
+    return b'{"type": "test", "client": "client-0", "seq": %d, "ts": 0}' % seq
+
+
+def test_only_a_message_with_an_id_in_flight_is_a_reply(
+    clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    engine, conn = engine_and_conn(loop, interval=0.1)
+    rec = engine.recorder
+    for _ in range(3):
+        engine._next_message(conn, clock.now)
+    clock.now += 0.030
+    engine._on_message(conn, b'{"type": "heartbeat", "n": 1}')  # a push: no id field
+    engine._on_message(conn, reply(0))
+    engine._on_message(conn, reply(99))  # never sent
+    assert (rec.received, rec.unsolicited, rec.late) == (0, 3, 0)
+    assert len(conn.inflight) == 3  # nothing was charged to a message in flight
+    engine._on_message(conn, reply(2))
+    engine._on_message(conn, reply(2))  # a duplicate
+    assert (rec.received, rec.unsolicited, rec.late) == (1, 3, 1)
+    assert near(rec.latency, [30_000])
+    assert list(conn.inflight) == [1, 3]
+    clock.now += 10.0
+    rec.timed_out += conn.inflight.expire(clock.now - 5.0)
+    engine._on_message(conn, reply(1))  # after its timeout
+    assert (rec.received, rec.unsolicited, rec.late, rec.timed_out) == (1, 3, 2, 2)
+    assert rec.sent == rec.received + rec.timed_out + rec.lost + rec.unanswered
+
+
+def test_ids_of_an_earlier_connection_are_unsolicited(
+    clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    engine, conn = engine_and_conn(loop, seq=10, interval=0.1)  # ids 1..10 went before
+    engine._next_message(conn, clock.now)
+    assert list(conn.inflight) == [11]
+    engine._on_message(conn, reply(7))
+    assert (engine.recorder.unsolicited, engine.recorder.late) == (1, 0)
+
+
+def test_match_order_takes_any_message_as_the_oldest_reply(
+    clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    engine, conn = engine_and_conn(loop, interval=0.1, match="order")
+    rec = engine.recorder
+    engine._next_message(conn, clock.now)
+    engine._next_message(conn, clock.now)
+    clock.now += 0.005
+    engine._on_message(conn, b'{"type": "heartbeat", "n": 1}')
+    engine._on_message(conn, reply(77))
+    engine._on_message(conn, reply(1))  # nothing left in flight
+    assert (rec.received, rec.unsolicited, rec.late) == (2, 0, 1)
+    assert near(rec.latency, [5000, 5000])
+
+
+def test_late_sends_count_behind_schedule_with_latency_from_intended(
+    clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    engine, conn = engine_and_conn(loop, interval=0.1)
+    rec = engine.recorder
+    intended = clock.now
+    engine._next_message(conn, intended + 0.0005)  # up to TIMER_SLACK early: from the send
+    clock.now += BEHIND_SLACK / 2
+    engine._next_message(conn, intended)  # late, within the slack
+    assert rec.behind_schedule == 0
+    clock.now = intended + 0.5
+    engine._next_message(conn, intended)  # the generator held it 500 ms
+    assert rec.behind_schedule == 1
+    clock.now += 0.010
+    for seq in (1, 2, 3):
+        engine._on_message(conn, reply(seq))
+    assert near(rec.latency, [510_000, 510_000, 510_000])  # all from the intended time
+    assert near(rec.service, [510_000, 507_500, 10_000])
+
+
 # -- recorder ------------------------------------------------------------------
+
+
+def test_cpu_time_is_a_cumulative_counter_sampled_per_window() -> None:
+    cpu = iter([5.0, 5.2, 5.2, 5.9, 5.95])
+    rec = Recorder(cpu_clock=lambda: next(cpu))
+    rec.start_window(0.0)  # CPU counts from here (5.0 s of process CPU before)
+    windows = [rec.take_window(float(w)) for w in (1, 2, 3)]
+    windows.append(rec.take_window(4.0, final=True))
+    assert [w.counters.get("cpu_ms", 0) for w in windows] == [200, 0, 700, 50]
+    assert rec.totals()["cpu_ms"] == 950 == sum(w.counters.get("cpu_ms", 0) for w in windows)
+
+
+def test_error_texts_keep_the_first_text_of_each_kind_bounded() -> None:
+    rec = Recorder()
+    rec.error("dns", "svc: Name or service not known")
+    rec.error("dns", "other: a later text")
+    rec.error("refused")  # no text: counted, nothing kept
+    rec.error("http_503", "x" * 1000)
+    for i in range(100):
+        rec.error(f"kind_{i}", "text")
+    assert rec.errors["dns"] == 2
+    assert rec.error_texts["dns"] == "svc: Name or service not known"
+    assert "refused" not in rec.error_texts
+    assert len(rec.error_texts["http_503"]) == MAX_ERROR_TEXT
+    assert len(rec.error_texts) == MAX_ERROR_TEXTS
+    assert len(rec.errors) == 103  # every kind is still counted
 
 
 def test_windows_sum_to_totals() -> None:
