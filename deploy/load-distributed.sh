@@ -63,7 +63,7 @@ name_re='^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$'
 ipv6_re='^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$'
 user_re='^[A-Za-z0-9_][A-Za-z0-9._-]*$'
 
-read -r -a hosts <<<"$HOSTS" || true
+read -r -d "" -a hosts <<<"$HOSTS" || true  # every line, not the first
 if [ ${#hosts[@]} -eq 0 ]; then
   problem 'HOSTS is not set: the worker hosts, e.g. HOSTS="load1 load2"'
 fi

@@ -83,6 +83,7 @@ HOSTILE = [
     ({"HOSTS": "load1 -oProxyCommand=touch_PWNED"}, "HOSTS"),
     ({"HOSTS": "load1 `touch${IFS}PWNED`"}, "HOSTS"),
     ({"HOSTS": "x;y@load1"}, "HOSTS"),
+    ({"HOSTS": "load1\n-oProxyCommand=touch_PWNED"}, "HOSTS"),  # a second line is read too
     ({"HOSTS": ""}, "HOSTS"),
     ({"REMOTE_WSLOAD": "-oops"}, "REMOTE_WSLOAD"),
     ({"ARGS": "--header 'Authorization: Bearer x"}, "ARGS: unmatched single quote"),
