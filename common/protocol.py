@@ -164,6 +164,10 @@ class Job(Message):
 
     ``spec`` is :meth:`common.spec.JobSpec.to_dict`; the worker validates it
     with :func:`common.spec.spec_from_dict` like any other input.
+
+    A second ``job`` with the id of the job a worker is running adds its
+    share to that job: a lost worker's clients ``client_offset ..`` handed
+    on, connecting evenly from its arrival until ``start_at``.
     """
 
     KIND: ClassVar[str] = "job"

@@ -29,7 +29,7 @@ from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
 from coordinator.outputs import check_writable, write_csv, write_json, write_junit, write_text
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
-from coordinator.runner import run_load
+from coordinator.runner import Interrupted, run_load
 from coordinator.session import LOCAL_START_DELAY, RunOutcome, SessionOptions
 
 EXIT_DEGRADED = 1
@@ -193,10 +193,13 @@ def _load_options(func: F) -> F:
         click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the summary."),
         click.option(
             "--on-worker-loss",
-            type=click.Choice(["continue", "abort"]),
-            default="continue",
+            type=click.Choice(["rebalance", "continue", "abort"]),
+            default="rebalance",
             show_default=True,
-            help="What a lost worker does to the run (either way the exit code is 1).",
+            help="What a lost worker does to the run: rebalance hands its clients to the other "
+            "workers (ramped over 1 s; at once when its process exited, else after its 5 s "
+            "dead-man stop, so no client runs twice), continue runs on without them, abort "
+            "stops the run. Either way the exit code is 1.",
         ),
     ]
     for option in reversed(options):
@@ -247,7 +250,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     reports = ("json_path", "csv_path", "junit_path", "hdr_path", "html_path")
     run_keys = [*reports, "quiet", "on_worker_loss", "workers", "abort_on_fail", "demo"]
-    run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir"]
+    run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir", "elastic"]
     run = {k: params.pop(k) for k in run_keys if k in params}
     problems: list[str] = []
     for key in reports:
@@ -285,7 +288,7 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
 
         write_text(run["html_path"], render(spec, summary, outcome.aggregate))
     if outcome.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(143 if outcome.interrupted_by == "SIGTERM" else EXIT_INTERRUPTED)
     if outcome.refused:
         sys.exit(EXIT_COULD_NOT_RUN)
     failed = any(not t["passed"] for t in summary["thresholds"])
@@ -323,9 +326,13 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
             click.echo(progress_line(agg, elapsed, spec.duration), err=True)
         return doomed_threshold(spec, agg) if run.get("abort_on_fail") else None
 
-    return uvloop.run(
-        run_load(spec, local_workers=local, options=opts, on_log=log, on_progress=progress)
-    )
+    try:
+        return uvloop.run(
+            run_load(spec, local_workers=local, options=opts, on_log=log, on_progress=progress)
+        )
+    except Interrupted as exc:  # a second signal, or one before the run began: no report
+        click.echo(f"wsload: {exc.reason}", err=True)
+        sys.exit(exc.exit_code)
 
 
 @click.command(cls=OneStageCommand)
@@ -411,6 +418,12 @@ def run(**params: Any) -> None:
         "can aim load anywhere."
     ),
 )
+@click.option(
+    "--elastic",
+    is_flag=True,
+    help="Admit workers beyond --expect-workers, also mid-run: one that joins takes the "
+    "clients nobody runs (a lost worker's), never clients from a live worker.",
+)
 def coordinator(**params: Any) -> None:
     """Coordinate workers started elsewhere with `wsload worker --connect ENDPOINT`."""
     job, run_opts = _split(params)
@@ -423,6 +436,7 @@ def coordinator(**params: Any) -> None:
         expect_workers=run_opts["expect_workers"],
         worker_wait=run_opts["worker_wait"],
         on_worker_loss=run_opts["on_worker_loss"],
+        elastic=run_opts["elastic"],
     )
     _finish(spec, _execute(spec, run_opts, 0, opts), run_opts)
 

@@ -1,9 +1,15 @@
 """A whole load run on one host or many: the library call behind ``wsload run``.
 
 :func:`run_load` binds the coordinator, starts local workers (if asked),
-waits for the expected ones, runs the job and returns the outcome. Ctrl-C
-(SIGINT) ends the run early but still drains, collects and reports; a second
-Ctrl-C interrupts at once. Everything it starts is reaped before it returns.
+waits for the expected ones, runs the job and returns the outcome.
+
+SIGINT (Ctrl-C) and SIGTERM (what CI's ``timeout``, ``docker stop`` and
+Kubernetes send) end the run the same way: no new message goes out, the
+workers drain and report, and the outcome is marked interrupted (with the
+signal's name) so the caller still prints and writes every output. A second
+signal of either kind quits at once: :class:`Interrupted` is raised and the
+local workers are killed without waiting. Everything it starts is reaped
+before it returns, on every path.
 """
 
 from __future__ import annotations
@@ -20,6 +26,32 @@ from coordinator.aggregate import RunAggregate
 from coordinator.local import LocalWorkers
 from coordinator.session import RunOutcome, Session, SessionOptions
 
+#: The signals that end a run gracefully (the first) or at once (the second).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds local workers get to leave after the session's ``bye``.
+LEAVE_GRACE = 10.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was cut short before it could report: a second signal, or one while gathering.
+
+    ``exit_code`` follows the shell's convention, 128 + the signal number:
+    130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signum: int, reason: str) -> None:
+        super().__init__(reason)
+        self.signum = signum
+        self.reason = reason
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
 
 async def run_load(
     spec: JobSpec,
@@ -31,32 +63,40 @@ async def run_load(
 ) -> RunOutcome:
     """Run ``spec`` with ``local_workers`` spawned here plus any remote ones expected."""
     opts = options or SessionOptions(expect_workers=local_workers)
-    overrides: dict[str, Any] = {}
+    local: LocalWorkers | None = None
+    overrides: dict[str, Any] = {"process_exits": lambda: local.exits() if local else {}}
     if on_log is not None:
         overrides["on_log"] = on_log
     if on_progress is not None:
         overrides["on_progress"] = on_progress
     opts = replace(opts, **overrides)
     session = Session(opts)
-    local: LocalWorkers | None = None
     loop = asyncio.get_running_loop()
-    interrupts = 0
+    received: list[int] = []  # the stop signals, in order
 
-    def on_sigint() -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts == 1:
-            opts.on_log("interrupted: stopping, draining and reporting (Ctrl-C again to quit now)")
-            session.request_stop()
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        name = signal_name(signum)
+        if len(received) == 1:
+            opts.on_log(f"{name}: stopping, draining and reporting (send it again to quit at once)")
+            session.request_stop(name)
         else:
-            raise KeyboardInterrupt  # the finally below reaps the workers without waiting
+            # Out of the event loop at once; the finally below kills the workers.
+            raise Interrupted(signum, f"{name} again: quit without a report")
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    installed = []
+    for signum in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
     try:
         if local_workers:
             local = LocalWorkers(session.endpoint, local_workers)
         await session.gather(abort=local.died if local else lambda: None)
+        if received:
+            raise Interrupted(
+                received[0], f"interrupted while waiting for workers: {session.joined()}"
+            )
         if spec.mode is Mode.LOAD:
             outcome = await session.run(spec)
         else:
@@ -64,12 +104,24 @@ async def run_load(
         await session.dismiss()
         return outcome
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+        for signum in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
         if local is not None:
-            grace = 10.0 if interrupts < 2 else 0.0
-            await asyncio.to_thread(local.close, grace)
+            grace = LEAVE_GRACE if len(received) < 2 else 0.0
+            # Shielded: a cancelled run (second signal) must still wait for the reaping.
+            await _shielded(asyncio.to_thread(local.close, grace))
         session.close()
+
+
+async def _shielded(work: Any) -> None:
+    """Await ``work`` to the end even when the caller is being cancelled."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def check_time_limit(spec: JobSpec) -> float:
@@ -77,4 +129,4 @@ def check_time_limit(spec: JobSpec) -> float:
     return 30.0 + spec.connect_timeout + 20 * spec.reply_timeout + spec.event_wait
 
 
-__all__ = ["check_time_limit", "run_load"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "check_time_limit", "run_load", "signal_name"]

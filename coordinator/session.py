@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ from common.protocol import (
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
 from coordinator.errors import CoordinatorError
-from coordinator.plan import WorkerCapacity, plan
+from coordinator.plan import Assignment, Roster, WorkerCapacity, plan
 
 #: Seconds between the job message and the planned start, so every worker
 #: across a network has it before the common start time; local workers get
@@ -52,6 +52,26 @@ START_DELAY = 1.0
 LOCAL_START_DELAY = 0.25
 #: Seconds to wait for the workers to answer the ``bye`` at the end.
 BYE_WAIT = 1.0
+#: A worker's dead-man stop: it stops its load after this many seconds without
+#: a word from the coordinator (``worker.agent.AgentOptions.silence_timeout``).
+WORKER_SILENCE = 5.0
+#: Seconds over which a lost worker's clients connect on the worker that takes them.
+HANDOVER_RAMP = 1.0
+#: No handover with less than this many seconds of the run left.
+HANDOVER_MIN_LEFT = 1.0
+#: While gathering: first "waiting for workers" line after this many seconds
+#: (local workers join sooner and stay quiet), then on each change and at
+#: least every WAIT_NOTICE_EVERY seconds.
+WAIT_NOTICE_AFTER = 1.0
+WAIT_NOTICE_EVERY = 5.0
+#: Workers an elastic coordinator admits in all; hellos waiting for their
+#: heartbeat, and heartbeats waiting for their hello, remembered at most.
+MAX_WORKERS = 10_000
+MAX_PENDING = 256
+
+
+def _no_exits() -> Mapping[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -63,13 +83,30 @@ class SessionOptions:
     worker_wait: float = 30.0
     heartbeat_interval: float = 1.0
     lost_after: float = 3.0
-    on_worker_loss: str = "continue"
+    #: rebalance (hand a lost worker's clients on), continue (run on without them), abort
+    on_worker_loss: str = "rebalance"
+    #: admit workers beyond ``expect_workers``, also mid-run (``--elastic``)
+    elastic: bool = False
+    #: local workers whose process exited, by id (:meth:`LocalWorkers.exits`): lost for certain
+    process_exits: Callable[[], Mapping[str, str]] = _no_exits
     result_wait: float = 10.0
     start_delay: float = START_DELAY
     curve: CurveKeys | None = None
     #: called once a second; a non-empty answer aborts the run with that reason
     on_progress: Callable[[RunAggregate, float], str | None] | None = None
     on_log: Callable[[str], None] = print
+
+    @property
+    def handover_delay(self) -> float:
+        """Seconds from declaring a silent worker lost to handing its clients on.
+
+        A worker cut off from the coordinator keeps loading until its dead-man
+        stop (WORKER_SILENCE after the last word it heard); it was declared
+        lost ``lost_after`` after the last word we heard, and words travel
+        once per heartbeat interval. Waiting out the difference means a
+        client is never run twice at once.
+        """
+        return max(0.0, WORKER_SILENCE - self.lost_after) + self.heartbeat_interval
 
 
 @dataclass
@@ -90,6 +127,10 @@ class RunOutcome:
     lost_workers: list[str] = field(default_factory=list)
     aborted: str = ""
     interrupted: bool = False
+    interrupted_by: str = ""  # the signal's name: SIGINT, SIGTERM
+    #: a lost worker's clients handed on: {"from", "to", "clients", "first_client"}
+    handovers: list[dict[str, Any]] = field(default_factory=list)
+    orphaned: int = 0  # clients nobody ran at the end (lost, not handed on)
     mode: str = "load"
     refused: bool = False  # a worker would not run the job: it could not run at all
     bad_input: dict[str, int] = field(default_factory=dict)  # hostile or broken peers
@@ -105,12 +146,16 @@ class RunOutcome:
                 **(self.check_result.details if self.check_result else {}),
                 "lost_workers": list(self.lost_workers),
                 "interrupted": self.interrupted,
+                "interrupted_by": self.interrupted_by,
             }
         out = self.aggregate.summary(self.elapsed)
         out["bad_input"] = dict(self.bad_input)
         out["lost_workers"] = list(self.lost_workers)
         out["aborted"] = self.aborted
         out["interrupted"] = self.interrupted
+        out["interrupted_by"] = self.interrupted_by
+        out["handovers"] = list(self.handovers)
+        out["clients_orphaned"] = self.orphaned
         return out
 
 
@@ -144,6 +189,7 @@ class Session:
         self._last_beat = 0.0
         self._refused = ""  # a worker's refusal of the current job, which ends it
         self._refusers: set[str] = set()  # workers that refused it: no result will come
+        self._run_state()
 
     def close(self) -> None:
         """Close the port; up to a second to deliver what is queued (the ``bye``s)."""
@@ -152,28 +198,59 @@ class Session:
         self._sock.close(linger=1000)
         self._ctx.term()
 
-    def request_stop(self) -> None:
-        """End the run early (Ctrl-C): stop, drain, report."""
+    def _run_state(self) -> None:
+        """The run loop's own state (the gathering's admission queue, the running job's roster)."""
+        self._stop_reason = ""
+        #: hellos waiting for their worker's heartbeat, and heartbeats waiting for their hello
+        self._pending: dict[str, Hello] = {}
+        self._beats: dict[str, float] = {}
+        self._roster: Roster | None = None
+        self._assigned: set[str] = set()  # workers sent the current job: each owes a result
+        self._job_spec: JobSpec | None = None
+        self._end_at = 0.0
+        self._outcome: RunOutcome | None = None
+
+    def request_stop(self, reason: str = "") -> None:
+        """End the run early (Ctrl-C, SIGTERM: ``reason`` names it): stop, drain, report."""
+        if not self._stop_requested.is_set():
+            self._stop_reason = reason
         self._stop_requested.set()
+
+    def joined(self) -> str:
+        """How far gathering got, for messages: ``1 of 4 joined``."""
+        return f"{len(self.workers)} of {self.options.expect_workers} joined"
 
     # -- gathering ----------------------------------------------------------
 
     async def gather(self, abort: Callable[[], str | None] = lambda: None) -> None:
-        """Wait until ``expect_workers`` have said hello, or fail naming the shortfall.
+        """Wait until ``expect_workers`` have joined, or fail naming the shortfall.
 
         ``abort`` is polled: a non-empty string (say, a local worker died)
-        ends the wait at once with that reason.
+        ends the wait at once with that reason. A stop request (a signal)
+        ends it too, without an error: the caller says so. While it waits it
+        says how many joined, so a coordinator is never silent for a minute.
         """
-        deadline = time.monotonic() + self.options.worker_wait
+        started = time.monotonic()
+        deadline = started + self.options.worker_wait
+        told, next_notice = -1, started + WAIT_NOTICE_AFTER
         while len(self.workers) < self.options.expect_workers:
             reason = abort()
             if reason:
                 raise CoordinatorError(reason)
-            if time.monotonic() > deadline or self._stop_requested.is_set():
+            if self._stop_requested.is_set():
+                return
+            now = time.monotonic()
+            if now > deadline:
                 have = ", ".join(sorted(self.workers)) or "none"
                 raise CoordinatorError(
                     f"only {len(self.workers)} of {self.options.expect_workers} workers joined "
                     f"{self.endpoint} within {self.options.worker_wait:g} s (joined: {have})"
+                )
+            if now >= next_notice or (told >= 0 and told != len(self.workers)):
+                told, next_notice = len(self.workers), now + WAIT_NOTICE_EVERY
+                self.options.on_log(
+                    f"waiting for workers: {self.joined()} at {self.endpoint} "
+                    f"({deadline - now:.0f} s left)"
                 )
             await self._pump(wait=0.2, aggregate=None)
 
@@ -182,15 +259,20 @@ class Session:
     async def run(self, spec: JobSpec) -> RunOutcome:
         """Plan ``spec`` over the gathered workers, run it, collect every result."""
         opts = self.options
-        capacities = [
-            WorkerCapacity(w.hello.worker_id, max(1, w.hello.cores), w.hello.fd_limit)
-            for w in self.workers.values()
-        ]
+        capacities = [_capacity(w.hello) for w in self.workers.values()]
         assignments = plan(spec.num_clients, spec.rate, capacities)
         job_id = uuid.uuid4().hex[:12]
         start_at = time.time() + self.options.start_delay
         agg = RunAggregate(start_at)
         self._job_id = job_id
+        self._job_spec = spec
+        self._roster = Roster(
+            assignments,
+            capacities,
+            rate_per_client=spec.rate / spec.num_clients if spec.rate else None,
+            delay=opts.handover_delay,
+            hand_on=opts.on_worker_loss == "rebalance",
+        )
         for a in assignments:
             await self._send(
                 a.worker_id,
@@ -198,30 +280,77 @@ class Session:
                     job_id, spec.to_dict(), a.num_clients, a.client_offset, a.rate or 0.0, start_at
                 ),
             )
-        outcome = RunOutcome(agg, 0.0, self.workers, bad_input=self.bad_input)
-        end_at = start_at + spec.duration
+            self._assigned.add(a.worker_id)
+        outcome = self._outcome = RunOutcome(agg, 0.0, self.workers, bad_input=self.bad_input)
+        end_at = self._end_at = start_at + spec.duration
         next_progress = time.time() + 1.0
         while time.time() < end_at and not self._stop_requested.is_set() and not outcome.aborted:
             await self._pump(wait=0.1, aggregate=agg)
             outcome.aborted, outcome.refused = self._refused, bool(self._refused)
             self._check_liveness(outcome)
+            if end_at - time.time() > HANDOVER_MIN_LEFT:
+                await self._hand_over(outcome)
             if opts.on_progress is not None and time.time() >= next_progress:
                 outcome.aborted = opts.on_progress(agg, time.time() - start_at) or ""
                 next_progress += 1.0
         outcome.interrupted = self._stop_requested.is_set()
-        for worker_id in self.workers:
-            await self._send(worker_id, Stop(job_id, outcome.aborted or "run over"))
+        outcome.interrupted_by = self._stop_reason if outcome.interrupted else ""
+        for worker_id, state in self.workers.items():
+            if not state.lost:
+                await self._send(worker_id, Stop(job_id, outcome.aborted or "run over"))
         # Results come after each worker's drain and close.
         deadline = time.monotonic() + spec.drain_timeout + spec.connect_timeout + opts.result_wait
         while time.monotonic() < deadline and not self._all_reported(agg):
             await self._pump(wait=0.1, aggregate=agg)
             self._check_liveness(outcome)
-        for worker_id, state in self.workers.items():
+        for worker_id in self._assigned:
             missing = agg.worker(worker_id).result is None and worker_id not in self._refusers
-            if not state.lost and missing:
+            if not self.workers[worker_id].lost and missing:
                 self._lose(worker_id, outcome, "no result after stop")
+        outcome.orphaned = self._roster.orphaned
         outcome.elapsed = max(0.0, min(time.time(), end_at) - start_at)
+        self._roster = None
         return outcome
+
+    async def _hand_over(self, outcome: RunOutcome) -> None:
+        """Send each due handover: the running job again, with the clients it adds.
+
+        A worker running the job takes them into it (their connections spread
+        until ``start_at``, HANDOVER_RAMP from now); one that joined since
+        (``--elastic``) gets the job itself, with the run's remaining time.
+        """
+        roster, spec = self._roster, self._job_spec
+        assert roster is not None
+        assert spec is not None
+        for a in roster.due(time.monotonic()):
+            await self._send_share(a, spec)
+            source = ", ".join(outcome.lost_workers) or "lost workers"
+            last = a.client_offset + a.num_clients - 1
+            self.options.on_log(
+                f"{a.worker_id} takes {a.num_clients} clients of {source} "
+                f"(client-{a.client_offset}..client-{last}) over {HANDOVER_RAMP:g} s"
+            )
+            outcome.handovers.append(
+                {
+                    "to": a.worker_id,
+                    "clients": a.num_clients,
+                    "first_client": a.client_offset,
+                    "from": list(outcome.lost_workers),
+                }
+            )
+
+    async def _send_share(self, a: Assignment, spec: JobSpec) -> None:
+        if a.worker_id in self._assigned:
+            ramp_end = time.time() + HANDOVER_RAMP
+            job = Job(self._job_id, spec.to_dict(), a.num_clients, a.client_offset,
+                      a.rate or 0.0, ramp_end)  # fmt: skip
+        else:  # an elastic join: the job itself, for what is left of the run
+            start_at = time.time() + self.options.start_delay
+            left = max(HANDOVER_MIN_LEFT, self._end_at - start_at)
+            body = {**spec.to_dict(), "duration": left, "ramp_up": 0.0}
+            job = Job(self._job_id, body, a.num_clients, a.client_offset, a.rate or 0.0, start_at)
+            self._assigned.add(a.worker_id)
+        await self._send(a.worker_id, job)
 
     async def run_checks(self, spec: JobSpec, limit: float) -> RunOutcome:
         """Hand a functional-mode job to one worker and wait up to ``limit`` s for its result."""
@@ -264,23 +393,46 @@ class Session:
             await self._pump(wait=0.05, aggregate=None)
 
     def _all_reported(self, agg: RunAggregate) -> bool:
+        """Every worker sent the job has reported, refused it, or is lost."""
         return all(
-            state.lost or worker_id in self._refusers or agg.worker(worker_id).result is not None
-            for worker_id, state in self.workers.items()
+            self.workers[worker_id].lost
+            or worker_id in self._refusers
+            or agg.worker(worker_id).result is not None
+            for worker_id in self._assigned
         )
 
     def _check_liveness(self, outcome: RunOutcome) -> None:
+        """Lose the workers gone silent, and at once those whose process exited."""
         now = time.monotonic()
+        exits = self.options.process_exits()
         for worker_id, state in self.workers.items():
-            if not state.lost and now - state.last_seen > self.options.lost_after:
+            if state.lost:
+                continue
+            if worker_id in exits and outcome.aggregate.worker(worker_id).result is None:
+                self._lose(worker_id, outcome, exits[worker_id], certain=True)
+            elif now - state.last_seen > self.options.lost_after:
                 self._lose(worker_id, outcome, f"silent for {now - state.last_seen:.1f} s")
 
-    def _lose(self, worker_id: str, outcome: RunOutcome, why: str) -> None:
+    def _lose(self, worker_id: str, outcome: RunOutcome, why: str, certain: bool = False) -> None:
+        """Mark ``worker_id`` lost; its figures so far stay; its clients may be handed on.
+
+        ``certain``: its process is known to be gone, so its clients can be
+        handed on at once (otherwise after :attr:`SessionOptions.handover_delay`).
+        """
         self.workers[worker_id].lost = True
         outcome.aggregate.mark_lost(worker_id)
         outcome.lost_workers.append(worker_id)
-        self.options.on_log(f"worker {worker_id} lost: {why}")
-        if self.options.on_worker_loss == "abort":
+        what = ""
+        roster, policy = self._roster, self.options.on_worker_loss
+        if roster is not None and policy != "abort":
+            clients = roster.lose(worker_id, time.monotonic(), certain=certain)
+            if clients and policy == "rebalance":
+                delay = 0.0 if certain else roster.delay
+                what = f"; its {clients} clients go to the other workers in {delay:.0f} s"
+            elif clients:
+                what = f"; its {clients} clients run nowhere (--on-worker-loss continue)"
+        self.options.on_log(f"worker {worker_id} lost: {why}{what}")
+        if policy == "abort":
             outcome.aborted = f"worker {worker_id} lost"
 
     # -- message pump -------------------------------------------------------
@@ -319,7 +471,9 @@ class Session:
             await self._hello(identity, msg)
             return
         if state is None:
-            if not isinstance(msg, Heartbeat):  # a heartbeat thread may beat before its hello
+            if isinstance(msg, Heartbeat):  # a heartbeat thread may beat before its hello
+                await self._stranger_beat(identity, worker_id)
+            else:
                 self._bad("unknown", f"message from unknown worker {identity} ignored")
             return
         state.last_seen = time.monotonic()
@@ -345,16 +499,56 @@ class Session:
             return
         if msg.worker_id in self.workers:
             self.workers[msg.worker_id].last_seen = time.monotonic()
-        elif len(self.workers) >= self.options.expect_workers:
+        elif not self._room():
             await self._send(identity, Refuse("the coordinator has all the workers it needs"))
             return
+        elif not self._beating(msg):
+            return  # admitted when its heartbeat comes (see _beating)
         else:
-            self.workers[msg.worker_id] = WorkerState(msg, time.monotonic())
-            self.options.on_log(
-                f"worker {msg.worker_id} joined ({msg.host}, pid {msg.pid}, {msg.cores} cores, "
-                f"fd limit {msg.fd_limit}, wsload {msg.version})"
-            )
+            self._admit(msg)
         await self._send(identity, Welcome(msg.worker_id, self.options.heartbeat_interval))
+
+    # -- admission (run loop's side): a slot needs a hello *and* a heartbeat --
+
+    def _room(self) -> bool:
+        limit = MAX_WORKERS if self.options.elastic else self.options.expect_workers
+        return len(self.workers) < limit
+
+    def _beating(self, msg: Hello) -> bool:
+        """Has this worker's heartbeat thread beaten? If not, its hello waits for it.
+
+        A real worker beats from ``<id>#hb`` within a second of its hello; a
+        stray process that only sends a hello (an intruder, a probe) never
+        takes a slot from the worker that was expected.
+        """
+        beat = self._beats.pop(msg.worker_id, None)
+        if beat is not None and time.monotonic() - beat <= self.options.lost_after:
+            return True
+        _remember(self._pending, msg.worker_id, msg)
+        return False
+
+    async def _stranger_beat(self, identity: str, worker_id: str) -> None:
+        """A heartbeat from a worker not admitted: admit its waiting hello, or remember it."""
+        if not identity.endswith(HEARTBEAT_SUFFIX):
+            return
+        hello = self._pending.pop(worker_id, None)
+        if hello is None:
+            _remember(self._beats, worker_id, time.monotonic())
+        elif not self._room():
+            await self._send(worker_id, Refuse("the coordinator has all the workers it needs"))
+        else:
+            self._admit(hello)
+            await self._send(worker_id, Welcome(worker_id, self.options.heartbeat_interval))
+
+    def _admit(self, msg: Hello) -> None:
+        self.workers[msg.worker_id] = WorkerState(msg, time.monotonic())
+        mid_run = self._roster is not None
+        self.options.on_log(
+            f"worker {msg.worker_id} joined{' mid-run' if mid_run else ''} ({msg.host}, "
+            f"pid {msg.pid}, {msg.cores} cores, fd limit {msg.fd_limit}, wsload {msg.version})"
+        )
+        if self._roster is not None:  # --elastic: it takes clients nobody runs, now or later
+            self._roster.join(_capacity(msg))
 
     async def _heartbeat(self) -> None:
         now = time.monotonic()
@@ -379,6 +573,18 @@ class Session:
         self.bad_input[kind] = seen + 1
         if not seen:
             self.options.on_log(f"{text} (further ones of this kind are counted, not logged)")
+
+
+def _capacity(hello: Hello) -> WorkerCapacity:
+    return WorkerCapacity(hello.worker_id, max(1, hello.cores), hello.fd_limit)
+
+
+def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
+    """Keep ``key`` (newest last), forgetting the oldest past MAX_PENDING: bounded memory."""
+    memo.pop(key, None)
+    memo[key] = value
+    while len(memo) > MAX_PENDING:
+        del memo[next(iter(memo))]
 
 
 __all__ = ["LOCAL_START_DELAY", "RunOutcome", "Session", "SessionOptions", "WorkerState"]

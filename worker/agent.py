@@ -56,6 +56,8 @@ from worker.schedule import Share
 HELLO_EVERY = 1.0
 #: how soon to try again when the hello could not even be sent (no connection yet)
 HELLO_RETRY = 0.05
+#: longest a handed-on share may take to connect (the coordinator asks for ~1 s)
+HANDOVER_RAMP_MAX = 10.0
 SEND_PATIENCE = 5.0
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -97,6 +99,7 @@ class Agent:
         self.worker_id = options.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self._silence = asyncio.Event()
         self._engine: Engine | None = None
+        self._job_id = ""  # the job running (or last run): a second job of it adds clients
 
     async def serve(self) -> int:
         """Serve coordinators until refused, told ``bye``, or (``once``) one session ends."""
@@ -135,6 +138,21 @@ class Agent:
         sock.connect(self.options.endpoint)
         return sock
 
+    def _take_over(self, job: Job) -> bool:
+        """A second ``job`` for the running one: a lost worker's clients, added to it.
+
+        Their connections spread from now until ``start_at`` (bounded); see
+        :meth:`worker.engine.Engine.add_clients`. True when it was one.
+        """
+        engine = self._engine
+        if engine is None or job.job_id != self._job_id:
+            return False
+        ramp = min(max(0.0, job.start_at - time.time()), HANDOVER_RAMP_MAX)
+        rate = job.rate if job.rate > 0 else None
+        share = Share(job.num_clients, job.client_offset, engine.share.total, rate)
+        engine.add_clients(share, ramp)
+        return True
+
     def _on_silence(self) -> None:
         self._silence.set()
         if self._engine is not None:
@@ -154,8 +172,11 @@ class Agent:
                 hb.mark_seen()
                 if isinstance(msg, Job):
                     if job_task is not None and not job_task.done():
-                        await self._send(sock, Error("busy", f"{self.worker_id} is running a job"))
+                        if not self._take_over(msg):
+                            busy = Error("busy", f"{self.worker_id} is running a job")
+                            await self._send(sock, busy)
                         continue
+                    self._job_id = msg.job_id
                     job_task = tg.create_task(self._run_job(sock, msg))
                 elif isinstance(msg, Stop):
                     if self._engine is not None:
