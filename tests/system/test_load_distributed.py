@@ -228,6 +228,9 @@ def ssh_lab() -> Iterator[SshLab]:
     """Hosts target, coord, h1, h2; sshd on h1 and h2; an ssh config naming them h1, h2."""
     if not os.path.exists(SSHD) or shutil.which("ssh") is None:
         pytest.skip("needs Debian's openssh-server (sshd) and ssh: `make sshd` installs them")
+    shadow = Path("/etc/shadow").read_text() if os.access("/etc/shadow", os.R_OK) else ""
+    if any(line.startswith("root:!") for line in shadow.splitlines()):
+        pytest.skip("root's account is locked ('!' in /etc/shadow): sshd refuses its key logins")
     with (
         tempfile.TemporaryDirectory(prefix="wsload-ssh-") as tmp_name,
         contextlib.contextmanager(lab_of)(["target", "coord", "h1", "h2"]) as lab,
