@@ -22,13 +22,13 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from common.errors import SpecError
+from common.fields import Mode, coerce, parse_text
 from common.protocol import MAX_MESSAGE_BYTES
 from common.scenario import read_toml
 from common.steps import step_problems
@@ -36,7 +36,6 @@ from common.thresholds import threshold_problems
 from common.validation import (
     address_problems,
     ca_file_problems,
-    describe,
     int_problems,
     number_problems,
     split_credentials,
@@ -81,15 +80,6 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-class Mode(StrEnum):
-    """What a job does: make load, or run one of the functional check batteries."""
-
-    LOAD = "load"
-    UNIT = "unit"
-    INTEGRATION = "integration"
-    EVENT = "event"
 
 
 #: Client engines (``--engine``), the default first; ``auto`` is picows, or
@@ -324,7 +314,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         if raw is None or raw.strip() == "":
             continue
         try:
-            out[name] = _parse_text(name, raw.strip())
+            out[name] = parse_text(name, raw.strip())
         except ValueError as exc:
             problems.append(f"{var}: {exc}")
     return out, problems
@@ -363,7 +353,7 @@ def _typed(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             problems.append(_unknown_field(str(key)))
             continue
         try:
-            kwargs[key] = _coerce(key, value)
+            kwargs[key] = coerce(key, value)
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
     return kwargs, problems
@@ -373,102 +363,6 @@ def _unknown_field(key: str) -> str:
     close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown field {key!r}{hint}"
-
-
-_INT_FIELDS = frozenset({"num_clients", "payload_size", "event_count", "max_message_size"})
-_FLOAT_FIELDS = frozenset(
-    {
-        "duration",
-        "interval",
-        "rate",
-        "ramp_up",
-        "connect_timeout",
-        "reply_timeout",
-        "drain_timeout",
-        "reconnect_max_delay",
-        "event_wait",
-    }
-)
-_STR_FIELDS = frozenset(
-    {"ws_url", "api_url", "payload", "id_field", "ca_file", "event_method", "event_path"}
-    | {"event_body", "engine", "match"}
-)
-_BOOL_FIELDS = frozenset({"reconnect", "compression", "tls_insecure"})
-_STR_LIST_FIELDS = frozenset({"subprotocols", "thresholds", "event_names", "source_addresses"})
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Check one field's type, converting only lossless representations."""
-    if name in _INT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {describe(value)}")
-        return value
-    if name in _FLOAT_FIELDS:
-        if name == "rate" and value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {describe(value)}")
-        return float(value)
-    if name in _BOOL_FIELDS:
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {describe(value)}")
-        return value
-    if name in _STR_FIELDS:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {describe(value)}")
-        return value
-    if name in _STR_LIST_FIELDS:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"expected a list of strings, got {describe(value)}")
-        return tuple(value)
-    if name == "headers":
-        return _coerce_headers(value)
-    if name == "steps":
-        ok = isinstance(value, list | tuple) and all(
-            isinstance(step, dict) and all(isinstance(k, str) for k in step) for step in value
-        )
-        if not ok:
-            raise ValueError(f"expected a list of tables ([[steps]]), got {describe(value)}")
-        return tuple(dict(step) for step in value)
-    if name == "mode":
-        try:
-            return Mode(value)
-        except ValueError:
-            choices = ", ".join(m.value for m in Mode)
-            raise ValueError(f"expected one of {choices}, got {describe(value)}") from None
-    raise AssertionError(f"no coercion for field {name}")  # pragma: no cover
-
-
-def _coerce_headers(value: Any) -> tuple[tuple[str, str], ...]:
-    if isinstance(value, Mapping):
-        value = list(value.items())
-    if not isinstance(value, list | tuple):
-        raise ValueError(f"expected a table of name = value, got {describe(value)}")
-    pairs: list[tuple[str, str]] = []
-    for item in value:
-        if (
-            not isinstance(item, list | tuple)
-            or len(item) != 2
-            or not all(isinstance(part, str) for part in item)
-        ):
-            raise ValueError(f"expected name/value string pairs, got {describe(item)}")
-        pairs.append((item[0], item[1]))
-    return tuple(pairs)
-
-
-def _parse_text(name: str, raw: str) -> Any:
-    """Parse a field from text (environment variable), keeping the error readable."""
-    if name in _INT_FIELDS:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
-    if name in _FLOAT_FIELDS:
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number, got {raw!r}") from None
-    return raw
 
 
 __all__ = [
