@@ -89,6 +89,7 @@ async def run_load(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
+    dismissed = False
     try:
         if local_workers:
             local = LocalWorkers(session.endpoint, local_workers)
@@ -102,13 +103,16 @@ async def run_load(
         else:
             outcome = await session.run_checks(spec, check_time_limit(spec))
         await session.dismiss()
+        dismissed = True
         return outcome
     finally:
         for signum in installed:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
         if local is not None:
-            grace = LEAVE_GRACE if len(received) < 2 else 0.0
+            # Told ``bye``, they leave by themselves; on any other path (an error,
+            # a second signal) nobody waits for their report: killed at once.
+            grace = LEAVE_GRACE if dismissed else 0.0
             # Shielded: a cancelled run (second signal) must still wait for the reaping.
             await _shielded(asyncio.to_thread(local.close, grace))
         session.close()
