@@ -43,7 +43,9 @@ def _load_options(func: F) -> F:
     """The job options shared by ``run`` and ``coordinator`` (outermost first)."""
     options = [
         click.option(
-            "--ws-url", help="Target WebSocket URL [env WS_URL; default ws://localhost:9000/ws]."
+            "--ws-url",
+            help="Target WebSocket URL [env WS_URL; default ws://localhost:9000/ws]; "
+            "user:password@ in it is sent as Basic auth and never printed.",
         ),
         click.option("--api-url", help="Target HTTP API URL [env API_URL]."),
         click.option(
@@ -145,7 +147,7 @@ def _load_options(func: F) -> F:
         click.option(
             "--scenario",
             type=click.Path(dir_okay=False),
-            help="TOML file of job settings (flags win).",
+            help="TOML file of job settings (flags win); at most 1 MiB.",
         ),
         click.option(
             "--json",
