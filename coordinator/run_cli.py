@@ -9,18 +9,17 @@ lost), 2 it could not run, 130 interrupted.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import uvloop
 
 from common.curve import coordinator_keys
-from common.errors import SpecError, WsloadError
+from common.endpoint import bind_problem
+from common.errors import KeyFileError, SpecError, WsloadError
 from common.params import FINITE, POSITIVE_SECONDS, OneStageCommand
 from common.spec import ENGINE_CHOICES, MATCH_CHOICES, JobSpec, build_spec
 from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
@@ -391,7 +390,9 @@ def run(**params: Any) -> None:
     "--bind",
     default="tcp://127.0.0.1:5555",
     show_default=True,
-    help="ZeroMQ endpoint workers connect to.",
+    help="ZeroMQ endpoint workers connect to: tcp://HOST:PORT (HOST an IP address, localhost, "
+    "or * for every interface; PORT 1..65535, or * for any free one) or ipc://PATH. One that "
+    "is not loopback needs --keys or --insecure.",
 )
 @click.option(
     "--expect-workers",
@@ -429,11 +430,18 @@ def run(**params: Any) -> None:
 def coordinator(**params: Any) -> None:
     """Coordinate workers started elsewhere with `wsload worker --connect ENDPOINT`."""
     job, run_opts = _split(params)
-    keys = coordinator_keys(run_opts["keys_dir"]) if run_opts["keys_dir"] else None
-    _check_bind(run_opts["bind"], run_opts["insecure"] or keys is not None)
+    keys, problems = None, []
+    try:
+        keys = coordinator_keys(run_opts["keys_dir"]) if run_opts["keys_dir"] else None
+    except KeyFileError as exc:
+        problems.append(str(exc))
+    problems += _check_bind(run_opts["bind"], bool(run_opts["keys_dir"]), run_opts["insecure"])
+    if problems:  # one line each, before anything binds
+        raise SpecError(problems)
     spec = _spec(job)
     opts = SessionOptions(
         curve=keys,
+        insecure=run_opts["insecure"],
         endpoint=run_opts["bind"],
         expect_workers=run_opts["expect_workers"],
         worker_wait=run_opts["worker_wait"],
@@ -443,19 +451,7 @@ def coordinator(**params: Any) -> None:
     _finish(spec, _execute(spec, run_opts, 0, opts), run_opts)
 
 
-def _check_bind(endpoint: str, allowed: bool) -> None:
-    """Safe by default: an open job port is a tool for attacking third parties."""
-    if endpoint.startswith("ipc://"):
-        return
-    if not endpoint.startswith("tcp://"):
-        raise click.BadParameter("expected tcp://HOST:PORT or ipc://PATH", param_hint="--bind")
-    host = urlsplit(endpoint).hostname or ""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not allowed:
-        raise WsloadError(
-            f"refusing to bind {endpoint} without keys: anyone who can reach it could aim "
-            "load at any target; bind to 127.0.0.1, or pass --insecure on a trusted network"
-        )
+def _check_bind(endpoint: str, keys: bool, insecure: bool) -> list[str]:
+    """Safe by default: an endpoint ZeroMQ would read as non-loopback needs keys."""
+    problem = bind_problem(endpoint, keys=keys, insecure=insecure)
+    return [f"--bind {problem}" if problem.startswith("'") else problem] if problem else []

@@ -19,8 +19,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.utils import z85
 
 from common.curve import CurveKeys
+from common.endpoint import EndpointError, bound_problem, parse_endpoint, socket_options
 from common.errors import ProtocolError
 from common.protocol import (
     HEARTBEAT_SUFFIX,
@@ -92,6 +94,8 @@ class SessionOptions:
     result_wait: float = 10.0
     start_delay: float = START_DELAY
     curve: CurveKeys | None = None
+    #: bind a non-loopback endpoint without ``curve`` (``--insecure``)
+    insecure: bool = False
     #: called once a second; a non-empty answer aborts the run with that reason
     on_progress: Callable[[RunAggregate, float], str | None] | None = None
     on_log: Callable[[str], None] = print
@@ -164,23 +168,36 @@ class Session:
 
     def __init__(self, options: SessionOptions) -> None:
         self.options = options
-        self._ctx = zmq.asyncio.Context()
-        self._sock = self._ctx.socket(zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self._auth: AsyncioAuthenticator | None = None
-        if options.curve is not None:
-            # ZAP handler: only workers whose public key is authorised may connect.
-            self._auth = AsyncioAuthenticator(self._ctx)
-            self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(options.curve.authorized_dir))
-            options.curve.apply_server(self._sock)
         try:
-            self._sock.bind(options.endpoint)
-        except zmq.ZMQError as exc:
-            self.close()
-            raise CoordinatorError(f"cannot bind {options.endpoint}: {exc.strerror}") from None
-        self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            endpoint = parse_endpoint(options.endpoint, bind=True)
+        except EndpointError as exc:
+            raise CoordinatorError(str(exc)) from None
+        self._ctx = zmq.asyncio.Context()
+        self._auth: KeyLoggingAuthenticator | None = None
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        try:
+            socket_options(self._sock, endpoint)
+            self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            if options.curve is not None:
+                # ZAP handler: only workers whose public key is authorised may connect.
+                self._auth = KeyLoggingAuthenticator(self._ctx, on_log=options.on_log)
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=str(options.curve.authorized_dir))
+                options.curve.apply_server(self._sock)
+            try:
+                self._sock.bind(options.endpoint)
+            except zmq.ZMQError as exc:
+                raise CoordinatorError(f"cannot bind {options.endpoint}: {exc.strerror}") from None
+            self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            # What ZeroMQ really bound, whatever the endpoint's text looked like.
+            problem = bound_problem(
+                self.endpoint, keys=options.curve is not None, insecure=options.insecure
+            )
+            if problem:
+                raise CoordinatorError(problem)
+        except BaseException:
+            self.close(linger=0)
+            raise
         self.workers: dict[str, WorkerState] = {}
         self._stop_requested = asyncio.Event()
         #: bad input by kind (version, bad, unknown, hello, frames): counted, logged once
@@ -191,12 +208,17 @@ class Session:
         self._refusers: set[str] = set()  # workers that refused it: no result will come
         self._run_state()
 
-    def close(self) -> None:
-        """Close the port; up to a second to deliver what is queued (the ``bye``s)."""
+    def close(self, linger: int = 1000) -> None:
+        """Close the port; up to ``linger`` ms to deliver what is queued (the ``bye``s).
+
+        The port closes before the ZAP handler stops: a CURVE server with no
+        ZAP handler admits any client key. ``destroy`` closes whatever socket
+        is left, so the context's termination can never block.
+        """
+        self._sock.close(linger=linger)
         if self._auth is not None:
             self._auth.stop()
-        self._sock.close(linger=1000)
-        self._ctx.term()
+        self._ctx.destroy(linger=0)
 
     def _run_state(self) -> None:
         """The run loop's own state (the gathering's admission queue, the running job's roster)."""
@@ -498,6 +520,8 @@ class Session:
             self._bad("hello", f"hello from {identity} claims id {msg.worker_id}")
             return
         if msg.worker_id in self.workers:
+            if self.workers[msg.worker_id].left:
+                return  # a long-lived worker looking for its next run: not this one's
             self.workers[msg.worker_id].last_seen = time.monotonic()
         elif not self._room():
             await self._send(identity, Refuse("the coordinator has all the workers it needs"))
@@ -585,6 +609,38 @@ def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
     memo[key] = value
     while len(memo) > MAX_PENDING:
         del memo[next(iter(memo))]
+
+
+class KeyLoggingAuthenticator(AsyncioAuthenticator):
+    """The ZAP handler, logging each refused worker key once (at most ``MAX_LOGGED``).
+
+    A worker refused by ZAP only sees its handshake fail; the coordinator's
+    operator needs to know which key knocked, to add it to ``authorized/``
+    if it belongs there. A hostile peer trying many keys cannot flood the log.
+    """
+
+    MAX_LOGGED = 20
+
+    def __init__(self, context: zmq.asyncio.Context, *, on_log: Callable[[str], None]) -> None:
+        super().__init__(context)
+        self._on_log = on_log
+        self._refused: set[bytes] = set()  # at most MAX_LOGGED keys
+
+    async def _authenticate_curve(self, domain: str, client_key: bytes) -> tuple[bool, bytes]:
+        allowed, reason = await super()._authenticate_curve(domain, client_key)
+        if allowed or client_key in self._refused or len(self._refused) > self.MAX_LOGGED:
+            return allowed, reason
+        if len(self._refused) == self.MAX_LOGGED:
+            self._refused.add(b"")  # the marker: nothing more is logged
+            self._on_log(f"more than {self.MAX_LOGGED} worker keys refused: no longer logged")
+            return allowed, reason
+        self._refused.add(client_key)
+        key = z85.encode(client_key).decode("ascii", "replace")
+        self._on_log(
+            f"refused a worker whose CURVE key is not in authorized/: {key} "
+            "(copy its worker.key there to admit it)"
+        )
+        return allowed, reason
 
 
 __all__ = ["LOCAL_START_DELAY", "RunOutcome", "Session", "SessionOptions", "WorkerState"]
