@@ -6,22 +6,26 @@ A key directory written by ``wsload keys generate DIR`` holds::
     worker.key, worker.key_secret             a pair shared by the fleet's workers
     authorized/worker.key                     public keys the coordinator accepts
 
-Secret files are written with 0600 permissions. The coordinator accepts only
-workers whose public key is in ``authorized/``; a worker accepts only the
+Secret files are created with mode 0600 (``os.open`` with the mode, then
+``fchmod``, before a byte is written: no window where another user could
+read them, whatever the umask), and a secret file that group or others may
+read is refused when loaded, as ssh does. Key files are read with a size
+bound (``/dev/zero`` is not a key). The coordinator accepts only workers
+whose public key is in ``authorized/``; a worker accepts only the
 coordinator whose public key is ``coordinator.key``. Copy the directory to
 worker hosts without ``coordinator.key_secret``.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
-import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.auth
 
 from common.errors import KeyFileError
 
@@ -47,6 +51,12 @@ class CurveKeys:
         sock.setsockopt(zmq.CURVE_SERVERKEY, self.server_public)
 
 
+#: A key file is a few hundred bytes; anything far bigger is not one.
+MAX_KEY_FILE = 64 * 1024
+#: Permission bits a secret key file must not have (group or others may read/write/run).
+SECRET_FORBIDDEN_BITS = 0o077
+
+
 def generate(directory: str | Path) -> list[Path]:
     """Create the key directory; refuses to overwrite existing keys."""
     root = Path(directory)
@@ -57,24 +67,101 @@ def generate(directory: str | Path) -> list[Path]:
         (root / "authorized").mkdir(exist_ok=True)
         written: list[Path] = []
         for name in ("coordinator", "worker"):
-            public, secret = zmq.auth.create_certificates(root, name)
-            os.chmod(secret, 0o600)
-            written += [Path(public), Path(secret)]
-        shutil.copy(root / "worker.key", root / "authorized" / "worker.key")
-        written.append(root / "authorized" / "worker.key")
+            public, secret = zmq.curve_keypair()
+            written.append(_write(root / f"{name}.key", _certificate(public, None), 0o644))
+            text = _certificate(public, secret)
+            written.append(_write(root / f"{name}.key_secret", text, 0o600))
+            if name == "worker":
+                authorized = root / "authorized" / "worker.key"
+                written.append(_write(authorized, _certificate(public, None), 0o644))
     except OSError as exc:
         raise KeyFileError(f"{root}: cannot write keys: {exc.strerror}") from None
     return written
 
 
-def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
+def _certificate(public: bytes, secret: bytes | None) -> str:
+    """ZeroMQ's certificate format (what ``zmq.auth.load_certificate`` reads)."""
+    kind = "Secret" if secret else "Public"
+    lines = [
+        f"#   ****  Generated on {datetime.datetime.now():%Y-%m-%d %H:%M:%S} by wsload  ****",
+        f"#   ZeroMQ CURVE **{kind}** Certificate",
+        "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions."
+        if secret
+        else "#   ZeroMQ CURVE Public Certificate: share it freely.",
+        "",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode("ascii")}"',
+    ]
+    if secret:
+        lines.append(f'    secret-key = "{secret.decode("ascii")}"')
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str, mode: int) -> Path:
+    """Create ``path`` (never overwrite) with exactly ``mode``, then write ``text``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        public, secret_key = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{path}: cannot read key ({exc})") from None
+        os.fchmod(fd, mode)  # the umask may have taken bits away (never added any)
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
+    return path
+
+
+def _read(path: Path) -> bytes:
+    """A key file's bytes: a regular file, bounded in size."""
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KeyFileError(f"{path}: cannot read key (not a regular file)")
+            data = f.read(MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read key ({exc.strerror or exc})") from None
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{path}: cannot read key (larger than {MAX_KEY_FILE} bytes)")
+    return data
+
+
+def _field(data: bytes, name: bytes) -> bytes | None:
+    for line in data.splitlines():
+        line = line.strip()
+        if line.startswith(name):
+            _, sep, value = line.partition(b"=")
+            if sep:
+                return value.strip(b" \t'\"")
+    return None
+
+
+def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
+    if secret:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read key ({exc.strerror or exc})") from None
+        if mode & SECRET_FORBIDDEN_BITS:
+            raise KeyFileError(
+                f"{path}: secret key readable by others (mode {mode:04o}); run: chmod 600 {path}"
+            )
+    data = _read(path)
+    public, secret_key = _field(data, b"public-key"), _field(data, b"secret-key")
+    for what, key in (("public", public), ("secret", secret_key)):
+        if key is not None and not _z85_key(key):
+            raise KeyFileError(f"{path}: cannot read key (the {what} key is not 40 Z85 characters)")
+    if public is None:
+        raise KeyFileError(f"{path}: cannot read key (no public-key line)")
     if secret and secret_key is None:
         raise KeyFileError(f"{path}: holds no secret key")
     return public, secret_key
+
+
+_Z85 = frozenset(
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+)
+
+
+def _z85_key(key: bytes) -> bool:
+    return len(key) == 40 and all(ch in _Z85 for ch in key)
 
 
 def coordinator_keys(directory: str | Path) -> CurveKeys:

@@ -15,7 +15,9 @@ def keys() -> None:
 @keys.command("generate")
 @click.argument("directory", type=click.Path(file_okay=False))
 def generate_keys(directory: str) -> None:
-    """Write coordinator and worker key pairs to DIRECTORY (secrets with mode 0600).
+    """Write coordinator and worker key pairs to DIRECTORY (secrets created with mode 0600).
+
+    A secret key file that group or others may read is refused when loaded.
 
     \b
     Then:

@@ -5,8 +5,12 @@ worker id) to the coordinator's ROUTER, sends ``hello`` until a ``welcome``
 or ``refuse`` comes, then runs each ``job`` with an :class:`Engine`,
 streaming every window as a ``samples`` message and ending with a
 ``result``. Liveness runs on :class:`HeartbeatThread`, off this loop; when
-the coordinator goes silent the agent stops its load and goes back to
-saying hello (or exits, with ``once``).
+the coordinator goes silent the agent stops its load (the thread exits the
+process if the starved loop cannot) and goes back to saying hello.
+
+A worker is long-lived: after a coordinator's ``bye`` it looks for the next
+one at the same endpoint, run after run, until it is stopped. With ``once``
+it exits after one session (the local workers of ``wsload run``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +33,8 @@ import zmq
 import zmq.asyncio
 
 from common import __version__
-from common.errors import ProtocolError, SpecError
+from common.endpoint import Endpoint, parse_endpoint
+from common.errors import ProtocolError
 from common.protocol import (
     Bye,
     Error,
@@ -46,10 +50,12 @@ from common.protocol import (
     decode,
     encode,
 )
-from common.spec import JobSpec, Mode, spec_from_dict
+from common.spec import JobSpec, Mode
 from common.validation import unbindable_address
+from worker.admission import checked_spec, target_refusal
 from worker.engine import Engine, create_engine
 from worker.heartbeat import HeartbeatThread
+from worker.link import HandshakeProblem, Link
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 
@@ -59,6 +65,12 @@ HELLO_RETRY = 0.05
 #: longest a handed-on share may take to connect (the coordinator asks for ~1 s)
 HANDOVER_RAMP_MAX = 10.0
 SEND_PATIENCE = 5.0
+#: a long-lived worker refused by a coordinator (it has all the workers it
+#: needs) says hello again after this many seconds: the next run may want it
+REFUSED_RETRY = 5.0
+#: once the coordinator is silent, a load has its drain timeout plus this
+#: long to stop before the heartbeat thread exits the process
+DEADMAN_GRACE = 5.0
 EXIT_OK = 0
 EXIT_REFUSED = 2
 
@@ -79,6 +91,20 @@ class AgentOptions:
     allowed_targets: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """How one coordinator session ended: exit with ``code``, or look for the next one."""
+
+    code: int | None = None
+    retry_after: float = 0.0
+    #: said once when a long-lived worker goes back to waiting
+    note: str = ""
+
+
+class _Incompatible(Refuse):
+    """A coordinator of another protocol version: no later hello can succeed."""
+
+
 def fd_limit() -> int:
     """Raise the soft descriptor limit to the hard one; return what we have."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -97,46 +123,58 @@ class Agent:
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
         self.worker_id = options.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._endpoint: Endpoint = parse_endpoint(options.endpoint, bind=False)
         self._silence = asyncio.Event()
         self._engine: Engine | None = None
         self._job_id = ""  # the job running (or last run): a second job of it adds clients
+        self._check: asyncio.Task[None] | None = None
+        #: when this worker started looking for a coordinator (for ``hello_timeout``)
+        self._looking_since = time.monotonic()
 
     async def serve(self) -> int:
-        """Serve coordinators until refused, told ``bye``, or (``once``) one session ends."""
+        """Serve coordinators until stopped, refused for good, or (``once``) one session ends."""
         loop = asyncio.get_running_loop()
         ctx = zmq.asyncio.Context()
+        last_note = ""
         try:
             while True:
-                self._silence.clear()
-                sock = self._socket(ctx)
-                hb = HeartbeatThread(
-                    zmq.Context.instance(),
-                    self.options.endpoint,
-                    self.worker_id,
-                    on_silence=lambda: _call_soon(loop, self._on_silence),
-                    interval=self.options.heartbeat_interval,
-                    silence_timeout=self.options.silence_timeout,
-                    configure=self.options.configure,
-                )
-                hb.start()
-                try:
-                    code = await self._session(sock, hb)
-                finally:
-                    hb.close()
-                    sock.close(linger=1000)
-                if code is not None or self.options.once:
-                    return code if code is not None else EXIT_OK
+                end = await self._session(ctx, loop)
+                if end.code is not None:
+                    return end.code
+                if self.options.once:
+                    return EXIT_OK
+                if end.note and end.note != last_note:
+                    print(f"wsload worker: {end.note}", file=sys.stderr, flush=True)
+                last_note = end.note
+                if end.retry_after:
+                    await asyncio.sleep(end.retry_after)
         finally:
-            ctx.term()
+            # Closes any socket a failure left open: term() can never block.
+            ctx.destroy(linger=0)
 
-    def _socket(self, ctx: zmq.asyncio.Context) -> zmq.asyncio.Socket:
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.worker_id.encode())
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only to a completed connection
-        if self.options.configure is not None:
-            self.options.configure(sock)
-        sock.connect(self.options.endpoint)
-        return sock
+    async def _session(
+        self, ctx: zmq.asyncio.Context, loop: asyncio.AbstractEventLoop
+    ) -> SessionEnd:
+        """One coordinator, on fresh sockets that are closed whatever happens."""
+        self._silence.clear()
+        link = Link(ctx, self._endpoint, self.worker_id, configure=self.options.configure)
+        hb: HeartbeatThread | None = None
+        try:
+            hb = HeartbeatThread(
+                zmq.Context.instance(),
+                self._endpoint,
+                self.worker_id,
+                on_silence=lambda: _call_soon(loop, self._on_silence),
+                interval=self.options.heartbeat_interval,
+                silence_timeout=self.options.silence_timeout,
+                configure=self.options.configure,
+            )
+            hb.start()
+            return await self._converse(link, hb)
+        finally:
+            if hb is not None:
+                hb.close()
+            link.close(linger=1000)
 
     def _take_over(self, job: Job) -> bool:
         """A second ``job`` for the running one: a lost worker's clients, added to it.
@@ -157,11 +195,14 @@ class Agent:
         self._silence.set()
         if self._engine is not None:
             self._engine.stop()
+        if self._check is not None:
+            self._check.cancel()
 
-    async def _session(self, sock: zmq.asyncio.Socket, hb: HeartbeatThread) -> int | None:
-        """One coordinator: returns an exit code to stop, or None to say hello again."""
-        welcomed = await self._hello(sock, hb)
-        if isinstance(welcomed, int) or welcomed is None:
+    async def _converse(self, link: Link, hb: HeartbeatThread) -> SessionEnd:
+        """Hello, then jobs until ``bye`` or the coordinator's silence."""
+        sock = link.sock
+        welcomed = await self._hello(link, hb)
+        if isinstance(welcomed, SessionEnd):
             return welcomed
         async with asyncio.TaskGroup() as tg:
             job_task: asyncio.Task[None] | None = None
@@ -177,7 +218,7 @@ class Agent:
                             await self._send(sock, busy)
                         continue
                     self._job_id = msg.job_id
-                    job_task = tg.create_task(self._run_job(sock, msg))
+                    job_task = tg.create_task(self._run_job(sock, msg, hb))
                 elif isinstance(msg, Stop):
                     if self._engine is not None:
                         self._engine.stop()
@@ -189,13 +230,19 @@ class Agent:
                     # Answer, so the coordinator knows its bye arrived before it closes.
                     with contextlib.suppress(zmq.Again):
                         await sock.send(encode(Bye("leaving")), flags=zmq.NOBLOCK)
-                    return EXIT_OK
+                    self._looking_since = time.monotonic()
+                    return SessionEnd(note=self._waiting("run over"))
             # The coordinator went silent: the job task stops with the engine.
             if job_task is not None:
                 await job_task
-        return None
+        self._looking_since = time.monotonic()
+        return SessionEnd(note=self._waiting("the coordinator went silent"))
 
-    async def _hello(self, sock: zmq.asyncio.Socket, hb: HeartbeatThread) -> Welcome | int | None:
+    def _waiting(self, why: str) -> str:
+        return f"{why}; waiting for the next coordinator at {self.options.endpoint}"
+
+    async def _hello(self, link: Link, hb: HeartbeatThread) -> Welcome | SessionEnd:
+        sock = link.sock
         hello = Hello(
             worker_id=self.worker_id,
             host=socket.gethostname(),
@@ -204,7 +251,7 @@ class Agent:
             cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
             fd_limit=fd_limit(),
         )
-        waited = 0.0
+        hint: HandshakeProblem | None = None
         while True:
             # Not connected yet (TCP still connecting, coordinator not up, or CURVE
             # handshake refused): a DEALER with no peer would block, so try again
@@ -219,20 +266,31 @@ class Agent:
                 hb.mark_seen()
                 return msg
             if isinstance(msg, Refuse):
-                print(f"wsload worker: refused by coordinator: {msg.reason}", file=sys.stderr)
-                return EXIT_REFUSED
-            waited += wait
+                refusal = f"refused by coordinator: {msg.reason}"
+                if self.options.once or isinstance(msg, _Incompatible):
+                    print(f"wsload worker: {refusal}", file=sys.stderr)
+                    return SessionEnd(EXIT_REFUSED)
+                retry = f"{refusal}; trying again every {REFUSED_RETRY:g} s"
+                return SessionEnd(retry_after=REFUSED_RETRY, note=retry)
+            problem = await link.problem()
+            if problem is not None and problem.final:
+                print(f"wsload worker: {problem.text}", file=sys.stderr)
+                return SessionEnd(EXIT_REFUSED)
+            if problem is not None and hint is None:
+                print(f"wsload worker: {problem.text}; trying again", file=sys.stderr)
+            hint = problem or hint
             limit = self.options.hello_timeout
-            if limit is not None and waited >= limit:
+            if limit is not None and time.monotonic() - self._looking_since >= limit:
+                why = f" ({hint.text})" if hint else ""
                 print(
                     f"wsload worker: no coordinator answered at {self.options.endpoint} "
-                    f"within {limit:g} s",
+                    f"within {limit:g} s{why}",
                     file=sys.stderr,
                 )
-                return EXIT_REFUSED
+                return SessionEnd(EXIT_REFUSED)
 
-    async def _run_job(self, sock: zmq.asyncio.Socket, job: Job) -> None:
-        spec, problems = _checked_spec(job)
+    async def _run_job(self, sock: zmq.asyncio.Socket, job: Job, hb: HeartbeatThread) -> None:
+        spec, problems = checked_spec(job)
         if spec is None:
             await self._send(sock, Error("bad-job", "the job spec is invalid", problems))
             return
@@ -244,12 +302,33 @@ class Agent:
         if refusal:
             await self._send(sock, Error("bad-source-address", f"{self.worker_id}: {refusal}"))
             return
-        if spec.mode is not Mode.LOAD:
-            from worker.checks.runner import run_mode  # aiohttp & co. only for check jobs
+        # Once the coordinator falls silent, the load has this long to stop.
+        hb.load_started(spec.drain_timeout + DEADMAN_GRACE)
+        try:
+            if spec.mode is Mode.LOAD:
+                await self._run_load(sock, job, spec)
+            else:
+                await self._run_check(sock, job, spec)
+        finally:
+            hb.load_stopped()
 
+    async def _run_check(self, sock: zmq.asyncio.Socket, job: Job, spec: JobSpec) -> None:
+        from worker.checks.runner import run_mode  # aiohttp & co. only for check jobs
+
+        self._check = asyncio.current_task()
+        try:
+            if self._silence.is_set():
+                return
             ok, details = await run_mode(spec)
-            await self._send(sock, Result(job.job_id, ok, {}, {}, details))
-            return
+        except asyncio.CancelledError:
+            if not self._silence.is_set():
+                raise
+            return  # the coordinator went silent (see _on_silence): nobody to tell
+        finally:
+            self._check = None
+        await self._send(sock, Result(job.job_id, ok, {}, {}, details))
+
+    async def _run_load(self, sock: zmq.asyncio.Socket, job: Job, spec: JobSpec) -> None:
         queue: asyncio.Queue[WindowBatch | None] = asyncio.Queue()
         share = Share(
             count=job.num_clients,
@@ -260,6 +339,8 @@ class Agent:
         self._engine = engine = create_engine(
             spec, share, on_batch=queue.put_nowait, start_at=job.start_at
         )
+        if self._silence.is_set():  # the coordinator fell silent as the job came
+            engine.stop()
         async with asyncio.TaskGroup() as tg:
             streamer = tg.create_task(self._stream(sock, job.job_id, queue))
             try:
@@ -342,42 +423,8 @@ class Agent:
             return None
 
 
-def _checked_spec(job: Job) -> tuple[JobSpec | None, list[str]]:
-    try:
-        spec = spec_from_dict(job.spec)
-    except SpecError as exc:
-        return None, exc.problems
-    problems = spec.problems()
-    return (None, problems) if problems else (spec, [])
-
-
 def _u32(packed: bytes) -> npt.NDArray[np.uint32]:
     return np.frombuffer(packed, dtype="<u4")
-
-
-def target_refusal(spec: JobSpec, allowed: tuple[str, ...]) -> str | None:
-    """Why this worker must not run ``spec`` (``--allow-target``), or None.
-
-    A shared worker fleet can be restricted to the services it exists to test,
-    so whoever reaches its coordinator cannot aim it anywhere else.
-    """
-    if not allowed:
-        return None
-    urls = [spec.ws_url] + ([spec.api_url] if spec.mode is Mode.EVENT else [])
-    for url in urls:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
-        if not any(_allows(rule, host, port) for rule in allowed):
-            return f"target {host}:{port} is not in --allow-target ({', '.join(allowed)})"
-    return None
-
-
-def _allows(rule: str, host: str, port: int) -> bool:
-    rule_host, sep, rule_port = rule.lower().rpartition(":")
-    if not sep or not rule_port.isdigit():  # HOST alone (or a bare IPv6 address)
-        return rule.lower().strip("[]") == host
-    return rule_host.strip("[]") == host and int(rule_port) == port
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:

@@ -13,6 +13,8 @@ import click
 import uvloop
 
 from common.curve import worker_keys
+from common.endpoint import EndpointError, parse_endpoint
+from common.errors import KeyFileError, SpecError
 from common.params import POSITIVE_SECONDS, OneStageCommand
 from worker.agent import Agent, AgentOptions, new_worker_id
 
@@ -23,7 +25,8 @@ from worker.agent import Agent, AgentOptions, new_worker_id
     "endpoint",
     required=True,
     metavar="ENDPOINT",
-    help="The coordinator's ZeroMQ endpoint, e.g. tcp://10.0.0.5:5555.",
+    help="The coordinator's ZeroMQ endpoint: tcp://HOST:PORT (e.g. tcp://10.0.0.5:5555), "
+    "tcp://SOURCE_IP:*;HOST:PORT to connect from a given address, or ipc://PATH.",
 )
 @click.option(
     "--processes",
@@ -32,7 +35,12 @@ from worker.agent import Agent, AgentOptions, new_worker_id
     show_default=True,
     help="Worker processes to start on this machine (one event loop each; use one per core).",
 )
-@click.option("--once", is_flag=True, help="Exit after one coordinator session instead of waiting.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Exit after one coordinator session. Without it the worker serves run after run "
+    "until stopped.",
+)
 @click.option("--id", "worker_id", default="", help="Worker id (default: host-pid-random).")
 @click.option(
     "--keys",
@@ -64,11 +72,28 @@ def worker(
 ) -> None:
     """Run load for a coordinator: connect to it, take jobs, stream samples back.
 
-    A worker stops its load within seconds when its coordinator goes silent.
+    \b
+    A worker is long-lived: when a run ends it waits for the next coordinator
+    at the same endpoint, run after run, until stopped (Ctrl-C, SIGTERM);
+    --once exits after one session instead.
+    \b
+    Exit codes: 0 done, 2 bad input or refused (wrong keys, another protocol
+    version, no coordinator within --hello-timeout), 3 the coordinator went
+    silent and the load would not stop within its grace period (the process
+    exits so that every connection closes), 130 interrupted.
     """
-    if not endpoint.startswith(("tcp://", "ipc://")):
-        raise click.BadParameter("expected tcp://HOST:PORT or ipc://PATH", param_hint="--connect")
-    keys = worker_keys(keys_dir) if keys_dir else None
+    problems: list[str] = []
+    try:
+        parse_endpoint(endpoint, bind=False)
+    except EndpointError as exc:
+        problems.append(f"--connect {exc}")
+    keys = None
+    try:
+        keys = worker_keys(keys_dir) if keys_dir else None
+    except KeyFileError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise SpecError(problems)
     if processes > 1:
         extra = ["--keys", keys_dir] if keys_dir else []
         extra += [arg for target in allowed_targets for arg in ("--allow-target", target)]

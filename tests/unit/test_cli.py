@@ -51,3 +51,24 @@ def test_bad_option_value_is_one_line_exit_2() -> None:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("wsload serve: ")
     assert "--port" in lines[0]
+
+
+def test_bare_wsload_and_bare_keys_print_the_normal_help_exit_0() -> None:
+    for args, first in (([], "Usage: wsload [OPTIONS] COMMAND"), (["keys"], "Usage: wsload keys")):
+        proc = subprocess.run(
+            [WSLOAD, *args], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith(first)
+        assert len(lines) > 5  # the help as click lays it out, not squashed on one line
+        assert "Commands:" in lines
+
+
+def test_worker_help_says_it_serves_run_after_run() -> None:
+    result = CliRunner().invoke(main, ["worker", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "run after run, until stopped" in text
+    assert "--once exits after one session" in text
