@@ -56,8 +56,12 @@ class AuthEcho:
 
     def close(self) -> None:
         stop = self._stop
-        if stop is not None:
-            self._loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+
+        def finish() -> None:
+            if stop is not None and not stop.done():
+                stop.set_result(None)
+
+        self._loop.call_soon_threadsafe(finish)
         self._thread.join(15)
         self._loop.close()
 
