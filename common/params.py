@@ -14,7 +14,7 @@ must not import the coordinator, nor the coordinator the worker).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -47,45 +47,76 @@ class BadInput(click.UsageError):
         super().__init__("; ".join(self.problems), ctx)
 
 
+#: Click 8.2+ marks an option not given with a sentinel until parsing ends; then None.
+_UNSET = getattr(click.core, "UNSET", object())
+
+#: Checks a command runs on its converted options (the bad ones as None): one line each.
+Validator = Callable[[dict[str, Any]], list[str]]
+
+
 class OneStageCommand(click.Command):
     """A command that names every bad option value at once, not only the first.
 
     Click converts options one by one and stops at the first that fails;
     when one does, this class converts every option again in a throwaway
-    context and raises :class:`BadInput` with one line per failing option.
+    context and raises :class:`BadInput` with one line per failing option,
+    followed by what ``validate`` (``click.command(cls=OneStageCommand,
+    validate=...)``) finds in the options that did convert, the bad ones
+    given as None: ``-d nan -c 0`` names both, not one per attempt.
     """
+
+    def __init__(self, *args: Any, validate: Validator | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validate = validate
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         given = list(args)
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter:
-            problems = bad_parameters(self, ctx, given)
+            problems, values = bad_parameters(self, ctx, given)
+            if self.validate is not None:
+                problems += self.validate(values)
             if len(problems) > 1:
                 raise BadInput(problems, ctx) from None
             raise
 
 
-def bad_parameters(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
-    """Each option of ``command`` whose value in ``args`` does not convert, one line each."""
+def bad_parameters(
+    command: click.Command, ctx: click.Context, args: list[str]
+) -> tuple[list[str], dict[str, Any]]:
+    """Each option of ``command`` whose value in ``args`` does not convert, one line each.
+
+    Also the values of every option, None for those that failed.
+    """
     probe = click.Context(command, parent=ctx.parent, info_name=ctx.info_name)
     try:
         opts, _, order = command.make_parser(probe).parse_args(args=list(args))
     except click.UsageError as exc:
-        return [exc.format_message()]
+        return [exc.format_message()], {}
     out: list[str] = []
+    values: dict[str, Any] = {}
     for param in iter_params_for_processing(order, command.get_params(probe)):
-        if param.is_eager:  # --help, --version: they exit, they do not fail
+        if param.is_eager or param.name is None:  # --help, --version: they exit
             continue
+        values[param.name] = None
         try:
             value, _ = param.consume_value(probe, opts)
-            param.process_value(probe, value)
+            value = param.process_value(probe, value)
+            values[param.name] = None if value is _UNSET else value
         except click.BadParameter as exc:
             if exc.param is None:
                 exc.param = param
             exc.ctx = probe
             out.append(exc.format_message())
-    return out
+    return out, values
 
 
-__all__ = ["FINITE", "POSITIVE_SECONDS", "BadInput", "FiniteFloat", "OneStageCommand"]
+__all__ = [
+    "FINITE",
+    "POSITIVE_SECONDS",
+    "BadInput",
+    "FiniteFloat",
+    "OneStageCommand",
+    "Validator",
+]

@@ -212,7 +212,7 @@ def _spec(params: dict[str, Any]) -> JobSpec:
     """The job spec of the options, or :class:`SpecError` naming every problem at once."""
     problems: list[str] = []
     headers = []
-    for raw in params.pop("headers"):
+    for raw in params.pop("headers") or ():
         name, sep, value = raw.partition(":")
         if sep:
             headers.append((name.strip(), value.strip()))
@@ -266,6 +266,21 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     if problems:
         raise SpecError(problems)
     return params, run
+
+
+def _job_problems(params: dict[str, Any]) -> list[str]:
+    """What :func:`_split` finds in the options that converted (the bad ones None).
+
+    :class:`common.params.OneStageCommand` adds these lines to the options
+    click refused, so ``-d nan -c 0`` names both problems in one go.
+    """
+    try:
+        _split(dict(params))
+    except SpecError as exc:
+        return exc.problems
+    except WsloadError as exc:
+        return [str(exc)]
+    return []
 
 
 def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str = "") -> None:
@@ -336,7 +351,7 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
         sys.exit(exc.exit_code)
 
 
-@click.command(cls=OneStageCommand)
+@click.command(cls=OneStageCommand, validate=_job_problems)
 @_load_options
 @click.option(
     "--workers",
@@ -384,7 +399,7 @@ def run(**params: Any) -> None:
     _finish(spec, outcome, run_opts, note)
 
 
-@click.command(cls=OneStageCommand)
+@click.command(cls=OneStageCommand, validate=_job_problems)
 @_load_options
 @click.option(
     "--bind",

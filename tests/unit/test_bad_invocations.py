@@ -135,6 +135,9 @@ RUN_CASES: list[Case] = [
     case("--ws-url", "ws://h/#x", "-c", "0", "--header", "bad", "--threshold", "fast",
          needle=("has a fragment", "num_clients must be at least 1", "is not NAME: VALUE",
                  "expected METRIC OP VALUE")),
+    case(*_u("-d", "nan", "-c", "0", "--scenario", "{d}/badstep.toml"),  # click's and the spec's
+         needle=("'-d': 'nan'", "num_clients must be at least 1", "step 1: unknown key 'sned'",
+                 "step 2: wait must be")),
     case(*_u("--json", "/nonexistent/dir/s.json", "--duration", "-1"),
          needle=("no directory", "duration must be greater than zero")),
     # run's own options
