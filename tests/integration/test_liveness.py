@@ -1,23 +1,31 @@
-"""Liveness under load: a worker whose event loop is saturated is not declared lost.
+"""Liveness: saturated workers are not lost, dead coordinators stop every load, workers last.
 
-The worker agent runs in this process on its own thread and loop, so the test
-can saturate that loop with pure-Python work (holding the GIL, as a busy
-client population does) while a real coordinator process watches it.
+The first test runs a worker agent in this process on its own thread and
+loop, so it can saturate that loop with pure-Python work (holding the GIL, as
+a busy client population does) while a real coordinator process watches it.
+The others run real ``wsload`` processes (or, for a starved loop,
+:mod:`tests.integration.starved_worker`) on loopback.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 import uvloop
 
-from tests.integration.conftest import WSLOAD, ServerFactory
+from tests.accounting import assert_balanced
+from tests.integration.conftest import WSLOAD, ServerFactory, reap
 from tests.integration.test_run import free_port, stats
-from worker.agent import Agent, AgentOptions
+from worker.agent import DEADMAN_GRACE, Agent, AgentOptions
 
 
 def spin(seconds: float) -> None:
@@ -68,3 +76,124 @@ def test_saturated_worker_is_not_declared_lost(
         coord.wait()
         thread.join(timeout=20)
         loop.close()
+
+
+def _wait_for(what: str, check: object, timeout: float) -> None:
+    """Poll ``check()`` every 50 ms until it is true; fail naming ``what`` after ``timeout``."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def _reset(api_url: str) -> None:
+    request = urllib.request.Request(f"{api_url}/stats/reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
+
+
+@pytest.mark.timeout(150)
+def test_one_worker_serves_three_runs_in_a_row(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Without --once a worker outlives its coordinators (the Kubernetes Deployment needs it)."""
+    server = serve_factory()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with tempfile.TemporaryFile() as worker_err:
+        worker = subprocess.Popen(
+            [WSLOAD, "worker", "--connect", endpoint, "--id", "fleet-1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=worker_err,
+        )  # fmt: skip
+        try:
+            for run in range(3):
+                _reset(server.api_url)
+                out = tmp_path / f"run{run}.json"
+                coord = subprocess.run(
+                    [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+                     "--worker-wait", "30", "--ws-url", server.ws_url, "-c", "3", "-d", "1",
+                     "--interval", "0.05", "--json", str(out), "--quiet"],
+                    capture_output=True, text=True, timeout=60, check=False,
+                )  # fmt: skip
+                assert coord.returncode == 0, f"run {run}: {coord.stderr}"
+                summary = json.loads(out.read_text())
+                assert list(summary["workers"]) == ["fleet-1"]
+                assert_balanced(summary)
+                # The server counts what it received until our connections closed.
+                _wait_for("connections closed", lambda: not stats(server.api_url)[
+                    "connections_open"], 10)  # fmt: skip
+                assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
+                assert worker.poll() is None, f"the worker exited after run {run}"
+            worker_err.seek(0)
+            err = worker_err.read().decode()
+            assert "run over; waiting for the next coordinator" in err
+            assert "Traceback" not in err
+        finally:
+            reap(worker)
+
+
+def _coordinator(endpoint: str, url: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+         "--ws-url", url, "--duration", "120", "--quiet", *extra],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(90)
+def test_a_starved_worker_exits_when_its_coordinator_dies(serve_factory: ServerFactory) -> None:
+    """The loop never runs again: the heartbeat thread ends the load by exiting the process."""
+    server = serve_factory()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    silence, drain = 2.0, 0.5
+    coord = _coordinator(endpoint, server.ws_url, "-c", "20", "--interval", "0.05",
+                         "--drain-timeout", str(drain))  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.starved_worker", endpoint, str(silence)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for("20 connections", lambda: stats(server.api_url)["connections_open"] == 20, 30)
+        worker.send_signal(signal.SIGUSR1)
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == b"starving\n"
+        coord.send_signal(signal.SIGKILL)
+        coord.wait()
+        killed = time.monotonic()
+        bound = silence + drain + DEADMAN_GRACE + 5.0  # slack for a loaded machine
+        _, err = worker.communicate(timeout=bound)
+        assert worker.returncode == 3, err
+        assert b"event loop starved" in err
+        assert len(err.strip().splitlines()) == 1, err
+        _wait_for("connections closed", lambda: not stats(server.api_url)["connections_open"],
+                  bound - (time.monotonic() - killed))  # fmt: skip
+    finally:
+        reap(coord, worker)
+
+
+@pytest.mark.timeout(90)
+def test_an_overloaded_worker_stops_when_its_coordinator_dies(
+    serve_factory: ServerFactory,
+) -> None:
+    """Issue 13's case: a --rate far above what the worker can send, coordinator SIGKILLed."""
+    server = serve_factory()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    coord = _coordinator(endpoint, server.ws_url, "-c", "50", "--rate", "1000000")
+    worker = subprocess.Popen(
+        [WSLOAD, "worker", "--connect", endpoint, "--once"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for("50 connections", lambda: stats(server.api_url)["connections_open"] == 50, 30)
+        _wait_for("load flowing", lambda: stats(server.api_url)["messages_received"] > 5000, 30)
+        coord.send_signal(signal.SIGKILL)
+        coord.wait()
+        killed = time.monotonic()
+        bound = 5.0 + 2.0 + DEADMAN_GRACE + 5.0  # silence, drain, grace, slack
+        _wait_for("connections closed", lambda: not stats(server.api_url)["connections_open"],
+                  bound)  # fmt: skip
+        _, err = worker.communicate(timeout=max(1.0, bound - (time.monotonic() - killed)))
+        assert worker.returncode in (0, 3), err  # stopped by its loop, or by the thread
+        assert b"Traceback" not in err
+    finally:
+        reap(coord, worker)
