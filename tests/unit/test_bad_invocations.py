@@ -2,8 +2,8 @@
 
 No process starts: each case is refused while the command validates its
 input, in this process. The table grows with the commands: a test walks
-every option of ``run``, ``coordinator``, ``test``, ``worker``, ``serve``
-and ``keys generate`` and fails when one that takes a value has no case here
+every option of ``run``, ``coordinator``, ``test``, ``worker``, ``serve``,
+``keys generate`` and ``client`` and fails when one that takes a value has no case here
 (or is listed in :data:`NO_BAD_VALUE` with the reason none exists), and
 when a float option is not a :class:`common.params.FiniteFloat`.
 """
@@ -224,6 +224,11 @@ KEYS_CASES: list[Case] = [
     case("rotate", needle="No such command 'rotate'"),
 ]  # fmt: skip
 
+CLIENT_CASES: list[Case] = [
+    case("--port", "70000", needle="'--port'"),
+    case("--port", "x", needle="'x' is not a valid integer"),
+]
+
 TABLE: dict[str, list[Case]] = {
     "run": RUN_CASES,
     "coordinator": COORDINATOR_CASES,
@@ -231,6 +236,7 @@ TABLE: dict[str, list[Case]] = {
     "worker": WORKER_CASES,
     "serve": SERVE_CASES,
     "keys": KEYS_CASES,
+    "client": CLIENT_CASES,
 }
 
 #: Options that take a value no input can make wrong, with the reason.
@@ -238,6 +244,7 @@ NO_BAD_VALUE = {
     ("run", "--payload"): "covered: a template too large for the wire",
     ("worker", "--id"): "any text names a worker",
     ("worker", "--allow-target"): "any HOST[:PORT] text is a name to compare with",
+    ("client", "--ws-url"): "only filled in on the page, where the user edits it",
 }
 
 PARAMS = [
