@@ -32,6 +32,12 @@ class FiniteFloat(click.FloatRange):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
+    def _describe_range(self) -> str:
+        """No ``[x<=None]`` in ``--help`` when only finiteness is asked for."""
+        if self.min is None and self.max is None:
+            return ""
+        return super()._describe_range()
+
 
 #: Any finite number; the job spec checks the range (with every other problem).
 FINITE = FiniteFloat()
