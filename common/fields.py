@@ -110,13 +110,18 @@ def parse_text(name: str, raw: str) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
+            raise ValueError(f"expected an integer, got {_short(raw)}") from None
     if name in _FLOAT_FIELDS:
         try:
             return float(raw)
         except ValueError:
-            raise ValueError(f"expected a number, got {raw!r}") from None
+            raise ValueError(f"expected a number, got {_short(raw)}") from None
     return raw
+
+
+def _short(raw: str) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 __all__ = ["Mode", "coerce", "coerce_headers", "parse_text"]

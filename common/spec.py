@@ -214,14 +214,34 @@ class JobSpec:
             out.append(f"event_method: {self.event_method!r} is not GET, POST, PUT or PATCH")
         if not self.event_path.startswith("/"):
             out.append(f"event_path: {self.event_path!r} must start with /")
+        out += self._text_problems()
         if not out:  # every value is bounded now, so packing it is too
-            size = len(msgpack.packb(self.to_dict(), use_bin_type=True))
-            if size > MAX_SPEC_BYTES:
-                out.append(
-                    f"the job is {size:,} bytes as sent to workers, over the wire's limit of "
-                    f"{MAX_SPEC_BYTES:,}: shorten the payload, steps or other long values"
-                )
+            out += self._size_problems()
         return out
+
+    def _text_problems(self) -> list[str]:
+        """Text that is not UTF-8 (bytes a shell passed through as surrogates) cannot travel."""
+        out: list[str] = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            texts = [value] if isinstance(value, str) else []
+            if isinstance(value, tuple):
+                texts = [t for item in value for t in (item if isinstance(item, tuple) else [item])]
+            if any(isinstance(t, str) and not _utf8(t) for t in texts):
+                out.append(f"{f.name}: contains bytes that are not UTF-8 text")
+        return out
+
+    def _size_problems(self) -> list[str]:
+        try:
+            size = len(msgpack.packb(self.to_dict(), use_bin_type=True))
+        except (ValueError, OverflowError, TypeError) as exc:  # a backstop: checked above
+            return [f"the job cannot be encoded for the workers ({exc})"]
+        if size > MAX_SPEC_BYTES:
+            return [
+                f"the job is {size:,} bytes as sent to workers, over the wire's limit of "
+                f"{MAX_SPEC_BYTES:,}: shorten the payload, steps or other long values"
+            ]
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (msgpack and JSON safe); inverse of :func:`spec_from_dict`."""
@@ -234,6 +254,14 @@ class JobSpec:
         out["event_names"] = list(self.event_names)
         out["mode"] = self.mode.value
         return out
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))

@@ -112,10 +112,25 @@ def value_shape_problem(value: Any) -> str | None:
                 return "a table with a key that is not a string"
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, int) and not isinstance(item, bool) and not _INT64 <= item < _UINT64:
+            return "an integer beyond 64 bits"
+        elif isinstance(item, str) and not _utf8(item):
+            return "text that is not UTF-8"
         elif item is not None and not isinstance(item, str | int | float | bytes):
             kind = type(item).__name__
             return f"a {kind} (only JSON values: text, numbers, true/false, tables, arrays)"
     return None
+
+
+_INT64, _UINT64 = -(2**63), 2**64  # what msgpack carries
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _seconds(value: Any) -> bool:

@@ -89,6 +89,7 @@ RUN_CASES: list[Case] = [
     case(*_u("--ramp-up", "10", "-d", "5"), needle="must not exceed duration"),
     case(*_u("--payload", "x" * (MAX_SPEC_BYTES + 1)), needle="over the wire's limit"),
     case(*_u("--payload-size", "-1"), needle="payload_size must be at least 0"),
+    case(*_u("--payload", "\udcff"), needle="payload: contains bytes that are not UTF-8 text"),
     case(*_u("--header", "nocolon"), needle="--header: 'nocolon' is not NAME: VALUE"),
     case(*_u("--header", "Bad Name: x"), needle="not a valid HTTP header name"),
     case(*_u("--subprotocol", "a b"), needle="not a valid subprotocol token"),

@@ -336,3 +336,21 @@ def test_nested_step_values_are_bounded(tmp_path: Path) -> None:
     assert problems_of(scenario=scenario, env={}) == [
         "step 1: expect value is nested more than 32 levels deep"
     ]
+
+
+def test_text_that_cannot_travel_is_refused() -> None:
+    # bytes that are not UTF-8 reach Python from argv as surrogates; msgpack cannot send them
+    problems = problems_of(env={}, payload="\udcff", headers=(("X-A", "\udcfe"),))
+    assert sorted(problems) == [
+        "headers: contains bytes that are not UTF-8 text",
+        "payload: contains bytes that are not UTF-8 text",
+    ]
+    assert problems_of(env={}, steps=({"expect": {"a": 2**64}},)) == [
+        "step 1: expect value is an integer beyond 64 bits"
+    ]
+
+
+def test_a_huge_environment_value_is_shown_short() -> None:
+    (problem,) = problems_of(env={"NUM_CLIENTS": "9" * 5000})
+    assert problem.startswith("NUM_CLIENTS: expected an integer, got '999")
+    assert len(problem) < 100
