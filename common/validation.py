@@ -39,6 +39,8 @@ def url_problems(name: str, url: str, schemes: tuple[str, ...]) -> list[str]:
     """
     shown = display_url(url)
     expected = " or ".join(f"{s}://" for s in schemes)
+    if "://" not in url and url.lower().startswith(tuple(f"{s}:" for s in schemes)):
+        return [f"{name}: {shown!r} must start with {expected} (two slashes)"]
     if "://" not in url:
         hint = f" (e.g. {schemes[0]}://{url})" if url and not any(c.isspace() for c in url) else ""
         return [f"{name}: {shown!r} is missing {expected}{hint}"]

@@ -214,6 +214,7 @@ def test_nan_and_inf_from_toml_are_refused(tmp_path: Path, field: str, value: st
     [
         ("localhost:9000", "ws_url: 'localhost:9000' is missing ws:// or wss:// (e.g. ws://"),
         ("ws://host/ws#x", "ws_url: 'ws://host/ws#x' has a fragment (#x)"),
+        ("ws:/host/ws", "must start with ws:// or wss:// (two slashes)"),
         ("ws://host/ws#", "has a fragment"),
         ("ws://host/a\tb", "contains whitespace or a control character"),
     ],
