@@ -260,14 +260,18 @@ def test_what_zeromq_really_bound_is_checked() -> None:
     session.close(linger=0)
 
 
-def test_connect_without_a_port_is_one_line_not_a_hang() -> None:
+@pytest.mark.parametrize(
+    ("command", "prefix"),
+    [([WSLOAD, "worker"], "wsload"), ([sys.executable, "-m", "worker"], "wsload worker")],
+)
+def test_connect_without_a_port_is_one_line_not_a_hang(command: list[str], prefix: str) -> None:
     proc = subprocess.run(
-        [WSLOAD, "worker", "--connect", "tcp://127.0.0.1"],
+        [*command, "--connect", "tcp://127.0.0.1"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "wsload: --connect 'tcp://127.0.0.1': no port (expected tcp://HOST:PORT)"
+        f"{prefix}: --connect 'tcp://127.0.0.1': no port (expected tcp://HOST:PORT)"
     ]
 
 
