@@ -25,6 +25,13 @@ from common.protocol import SAMPLE_COUNTERS, Result, Samples
 
 #: Seconds of per-second histograms kept open for late windows.
 OPEN_SECONDS = 5
+#: Bounds on the error texts taken from workers' results.
+MAX_ERROR_TEXTS = 64
+MAX_TEXT = 300
+#: The generator, not the target, limited the run when more than this share
+#: of messages went out behind schedule, or a worker used this share of a core.
+BEHIND_SCHEDULE_SHARE = 0.01
+CPU_SHARE = 0.9
 
 
 @dataclass
@@ -37,6 +44,49 @@ class WorkerTotals:
     windows: int = 0
     result: Result | None = None
     lost: bool = False
+    #: wall-clock span its windows covered (first start, last end), for CPU share
+    first_start: float = 0.0
+    last_end: float = 0.0
+
+    def final_counters(self) -> dict[str, int]:
+        """Every counter (zeros included), with a lost worker's messages in flight as ``lost``.
+
+        A worker lost before its final result leaves messages it had sent
+        but not yet resolved; they count as lost (with the worker), so the
+        identity ``sent = received + timed_out + lost + unanswered`` holds
+        for it too. :meth:`in_flight_at_loss` says how many.
+        """
+        out = dict.fromkeys(SAMPLE_COUNTERS, 0)
+        _add(out, self.counters)
+        out["lost"] += self.in_flight_at_loss()
+        return out
+
+    def in_flight_at_loss(self) -> int:
+        """Messages of a lost worker that were never resolved (0 for a worker not lost)."""
+        if not self.lost or self.result is not None:
+            return 0
+        c = self.counters
+        resolved = sum(c.get(k, 0) for k in ("received", "timed_out", "lost", "unanswered"))
+        return max(0, c.get("sent", 0) - resolved)
+
+    def entry(self) -> dict[str, Any]:
+        """This worker in the JSON summary: every counter, its errors, its status."""
+        counters = self.final_counters()
+        return {
+            **counters,
+            "errors": dict(self.errors),
+            "status": self.status,
+            "consistent": self.consistent,
+            "balanced": balanced(counters),
+            "in_flight_at_loss": self.in_flight_at_loss(),
+        }
+
+    @property
+    def status(self) -> str:
+        """``lost``, ``inconsistent`` (result and windows disagree) or ``ok``."""
+        if self.lost:
+            return "lost"
+        return "inconsistent" if self.consistent is False else "ok"
 
     @property
     def consistent(self) -> bool | None:
@@ -57,7 +107,7 @@ class SecondStats:
     counters: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: LatencyHistogram | None = field(default_factory=LatencyHistogram)
-    percentiles: dict[str, float] = field(default_factory=dict)
+    percentiles: dict[str, float | None] = field(default_factory=dict)
     #: (max µs, HdrHistogram-encoded) once closed, for the .hlog export
     encoded: tuple[int, str] = (0, "")
 
@@ -103,6 +153,9 @@ class RunAggregate:
         self._seen.add(key)
         totals = self.worker(worker_id)
         totals.windows += 1
+        if not totals.first_start or msg.window_start < totals.first_start:
+            totals.first_start = msg.window_start
+        totals.last_end = max(totals.last_end, msg.window_end)
         _add(totals.counters, msg.counters)
         _add(totals.errors, msg.errors)
         latency, service, connect = arrays
@@ -137,6 +190,43 @@ class RunAggregate:
             _add(out, w.counters)
         return out
 
+    def final_totals(self) -> dict[str, int]:
+        """The sum of every worker's :meth:`WorkerTotals.final_counters`."""
+        out = dict.fromkeys(SAMPLE_COUNTERS, 0)
+        for w in self.workers.values():
+            _add(out, w.final_counters())
+        return out
+
+    def clients_connected(self) -> tuple[int, int]:
+        """Clients connected on live workers, and those last reported by lost ones.
+
+        A lost worker's gauge is frozen at its last window: its clients are
+        not known to be running, so the live figure leaves them out.
+        """
+        live = sum(w.counters.get("clients_connected", 0) for w in self.workers.values()
+                   if not w.lost)  # fmt: skip
+        lost = sum(w.counters.get("clients_connected", 0) for w in self.workers.values() if w.lost)
+        return live, lost
+
+    def error_texts(self) -> dict[str, str]:
+        """The first text seen for each error kind, from the workers' results.
+
+        Workers send ``details["error_texts"]`` (kind -> text); the details map
+        crossed the trust boundary unchecked, so anything not a short string
+        is dropped and the number of kinds is bounded.
+        """
+        out: dict[str, str] = {}
+        for w in self.workers.values():
+            texts = w.result.details.get("error_texts") if w.result is not None else None
+            if not isinstance(texts, dict):
+                continue
+            for kind, text in texts.items():
+                if len(out) >= MAX_ERROR_TEXTS:
+                    return out
+                if isinstance(kind, str) and isinstance(text, str) and kind not in out:
+                    out[kind[:MAX_TEXT]] = text[:MAX_TEXT]
+        return out
+
     def errors(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for w in self.workers.values():
@@ -161,8 +251,13 @@ class RunAggregate:
         return hdrlog.log_text(intervals, self.started_at)
 
     def summary(self, elapsed: float) -> dict[str, Any]:
-        """The final figures, with the original framework's keys first."""
-        t = self.totals()
+        """The final figures, with the original framework's keys first.
+
+        A figure with no data is None (null in JSON), never 0: the
+        percentiles and average of no samples, the success rate of no
+        messages.
+        """
+        t = self.final_totals()
         answered = t["received"]
         sent = t["sent"]
         lat = self.latency
@@ -170,8 +265,8 @@ class RunAggregate:
             "time_series": self.time_series(),
             "total_sent": sent,
             "total_received": answered,
-            "success_rate": 100.0 * answered / sent if sent else 0.0,
-            "avg_latency": lat.mean / 1e6 if lat.count else 0.0,
+            "success_rate": 100.0 * answered / sent if sent else None,
+            "avg_latency": lat.mean / 1e6 if lat.count else None,
             "latency_percentiles": _percentiles_seconds(lat),
             "service_time_percentiles": _percentiles_seconds(self.service),
             "connect_time_percentiles": _percentiles_seconds(self.connect),
@@ -179,23 +274,49 @@ class RunAggregate:
             "lost": t["lost"],
             "unanswered": t["unanswered"],
             "late": t["late"],
+            "unsolicited": t["unsolicited"],
+            "behind_schedule": t["behind_schedule"],
+            "write_pauses": t["write_pauses"],
+            "cpu_ms": t["cpu_ms"],
             "throughput": answered / elapsed if elapsed > 0 else 0.0,
             "send_rate": sent / elapsed if elapsed > 0 else 0.0,
             "elapsed": elapsed,
             "errors": self.errors(),
+            "error_texts": self.error_texts(),
             "counters": t,
-            "balanced": sent == answered + t["timed_out"] + t["lost"] + t["unanswered"],
-            "workers": {
-                w.worker_id: {
-                    **w.counters,
-                    "errors": dict(w.errors),
-                    "lost": w.lost,
-                    "consistent": w.consistent,
-                }
-                for w in self.workers.values()
-            },
+            "balanced": balanced(t),
+            "generator_bound": self.generator_bound(),
+            "workers": {w.worker_id: w.entry() for w in self.workers.values()},
             "ignored_windows": self.ignored_windows,
         }
+
+    def generator_bound(self) -> dict[str, str] | None:
+        """Why the generator, not the target, limited the run; None when it did not.
+
+        Messages behind schedule past 1 % of those sent mean the workers
+        could not send at the rate asked; a worker busy 90 % of a core
+        cannot do more either. Either way the figures describe wsload's
+        limit as much as the target's.
+        """
+        reasons = []
+        t = self.final_totals()
+        if t["sent"] and t["behind_schedule"] > BEHIND_SCHEDULE_SHARE * t["sent"]:
+            share = 100.0 * t["behind_schedule"] / t["sent"]
+            reasons.append(
+                f"{t['behind_schedule']} of {t['sent']} messages ({share:.1f} %) went out "
+                "behind schedule"
+            )
+        for w in self.workers.values():
+            span = w.last_end - w.first_start
+            cpu = w.counters.get("cpu_ms", 0) / 1000
+            if span >= 1.0 and cpu >= CPU_SHARE * span:
+                reasons.append(f"worker {w.worker_id} used {cpu / span:.0%} of a core")
+        return {"reason": "; ".join(reasons)} if reasons else None
+
+
+def balanced(c: dict[str, int]) -> bool:
+    """The accounting identity: every message sent was resolved exactly once."""
+    return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
 
 
 def _add(into: dict[str, int], delta: dict[str, int]) -> None:
@@ -203,9 +324,11 @@ def _add(into: dict[str, int], delta: dict[str, int]) -> None:
         into[k] = into.get(k, 0) + v
 
 
-def _percentiles_seconds(hist: LatencyHistogram) -> dict[str, float]:
-    """Percentiles in seconds (the original framework reported latency in seconds)."""
+def _percentiles_seconds(hist: LatencyHistogram) -> dict[str, float | None]:
+    """Percentiles in seconds (the original framework's unit); None each without samples."""
+    if not hist.count:
+        return dict.fromkeys(hist.percentiles())
     return {k: v / 1e6 for k, v in hist.percentiles().items()}
 
 
-__all__ = ["RunAggregate", "SecondStats", "WorkerTotals"]
+__all__ = ["RunAggregate", "SecondStats", "WorkerTotals", "balanced"]

@@ -21,8 +21,10 @@ import uvloop
 
 from common.params import FINITE, OneStageCommand
 from common.spec import JobSpec, Mode, build_spec
+from common.validation import display_url
 from coordinator.console import serve_console
-from coordinator.outputs import check_writable, write_json, write_junit
+from coordinator.loadrun import conclude
+from coordinator.outputs import STDOUT, Output, check_writable, json_text, junit_text, write_all
 from coordinator.report import format_checks, format_summary
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
@@ -78,6 +80,14 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
     help="Worker processes for --load (default: cores).",
 )
 @click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="EXPR",
+    help="Pass/fail rule for --load, repeatable (as for wsload run: p99<50ms, "
+    "success_rate>=99.9...); a scenario's thresholds count too.",
+)
+@click.option(
     "--junit",
     "junit_path",
     type=click.Path(dir_okay=False),
@@ -86,8 +96,8 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False),
-    help="Write every mode's results as JSON.",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write every mode's results as JSON (- for standard output).",
 )
 def test(
     run_all: bool,
@@ -113,6 +123,11 @@ def test(
       wsload test --client                                  # the browser console
     """
     check_writable(json_path, junit_path)
+    to_stderr = STDOUT in (json_path, junit_path)  # stdout carries the document then
+
+    def echo(text: str) -> None:
+        click.echo(text, err=to_stderr)
+
     base = {k: v for k, v in fields.items() if v not in (None, ())}
     ws_url = build_spec(env=os.environ, ws_url=base.get("ws_url")).ws_url
     if open_client:
@@ -126,52 +141,65 @@ def test(
         )
     failed: list[str] = []
     if run_bash:
-        click.echo(f"== bash: {ws_url}")
-        if _smoke_script(ws_url) != 0:
+        echo(f"== bash: {ws_url}")
+        if _smoke_script(ws_url, to_stderr) != 0:
             failed.append("bash")
     scenario = base.pop("scenario", None)
+    if base.get("thresholds"):
+        base["thresholds"] = tuple(base["thresholds"])
     specs = [build_spec(scenario=scenario, env=os.environ, **base, mode=m.value) for m in chosen]
     results: dict[str, Any] = {}
     for spec in specs:
-        outcome = _run(spec, workers)
-        summary = outcome.summary()
-        results[spec.mode.value] = summary
+        outcome = _run(spec, workers, to_stderr)
         if spec.mode is Mode.LOAD:
-            click.echo(format_summary(summary))
-            ok = not (outcome.lost_workers or outcome.aborted) and summary["total_received"] > 0
-            reason = f"{summary['total_received']} of {summary['total_sent']} answered"
+            # The same verdict as wsload run: thresholds, "tested nothing", lost workers.
+            done = conclude(spec, outcome)
+            summary = done.summary
+            echo(format_summary(summary))
+            ok = done.verdict.passed
+            reason = "; ".join(done.verdict.reasons) or (
+                f"{summary['total_received']} of {summary['total_sent']} answered"
+            )
             summary["checks"] = [
                 {"name": "load run", "status": "pass" if ok else "fail", "reason": reason,
                  "duration": summary["elapsed"]}
             ]  # fmt: skip
         else:
-            click.echo(format_checks(summary))
+            summary = outcome.summary()
+            echo(format_checks(summary))
             ok = bool(summary["ok"]) and not outcome.aborted
-        click.echo(f"== {spec.mode.value}: {'PASSED' if ok else 'FAILED'}\n")
+        results[spec.mode.value] = summary
+        echo(f"== {spec.mode.value}: {'PASSED' if ok else 'FAILED'}\n")
         if not ok:
             failed.append(spec.mode.value)
         if outcome.interrupted:
             break
+    outputs = []
     if json_path:
-        write_json(json_path, {"modes": results})
+        outputs.append(Output(json_path, lambda: json_text({"modes": results})))
     if junit_path:
-        write_junit(junit_path, results)
+        outputs.append(Output(junit_path, lambda: junit_text(results)))
+    for failure in write_all(outputs):
+        click.echo(f"wsload: {failure}", err=True)
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         sys.exit(1)
 
 
-def _smoke_script(ws_url: str) -> int:
-    """Run the shipped shell smoke check; its exit code."""
+def _smoke_script(ws_url: str, to_stderr: bool) -> int:
+    """Run the shipped shell smoke check; its exit code (its output on stderr if asked)."""
     script = files("coordinator").joinpath("scripts/ws_smoke.sh")
     env = dict(os.environ, WSLOAD=str(Path(sys.executable).with_name("wsload")))
-    return subprocess.run(["bash", str(script), ws_url], env=env, check=False).returncode
+    out = sys.stderr if to_stderr else None
+    return subprocess.run(
+        ["bash", str(script), ws_url], env=env, check=False, stdout=out
+    ).returncode
 
 
-def _run(spec: JobSpec, workers: int | None) -> RunOutcome:
+def _run(spec: JobSpec, workers: int | None, to_stderr: bool) -> RunOutcome:
     local = 1 if spec.mode is not Mode.LOAD else (workers or len(os.sched_getaffinity(0)))
     api = f" (api {spec.api_url})" if spec.mode is Mode.EVENT else ""
-    click.echo(f"== {spec.mode.value}: {spec.ws_url}{api}")
+    click.echo(f"== {spec.mode.value}: {display_url(spec.ws_url)}{api}", err=to_stderr)
 
     def log(text: str) -> None:
         if "joined" not in text:

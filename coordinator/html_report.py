@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import time
 from typing import Any
 
 from common.histogram import LatencyHistogram
 from common.spec import JobSpec
+from common.validation import display_url, redact_headers
 from coordinator.aggregate import RunAggregate
 
 #: Percentiles plotted in the distribution charts: 0 .. 99.999, denser in the tail.
@@ -67,7 +69,7 @@ def charts(agg: RunAggregate) -> list[str]:
 
     def latency(ax: Any) -> None:
         for key in ("p50", "p95", "p99"):
-            ax.plot(t, [row.get(key, 0.0) * 1000 for row in series], label=key)
+            ax.plot(t, [_nan(row.get(key)) for row in series], label=key)
 
     def throughput(ax: Any) -> None:
         ax.plot(t, [row.get("sent", 0) for row in series], label="sent")
@@ -96,6 +98,15 @@ def charts(agg: RunAggregate) -> list[str]:
     ]
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.3f} ms"
+
+
+def _nan(value: float | None) -> float:
+    """A chart point: a second with no samples is a gap, not a zero."""
+    return math.nan if value is None else value * 1000
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
@@ -105,9 +116,15 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def render(spec: JobSpec, summary: dict[str, Any], agg: RunAggregate) -> str:
-    """The whole page."""
+    """The whole page: the verdict first, then parameters, figures, charts, workers.
+
+    The target shows no credentials and secret headers show as ``***``
+    (:func:`coordinator.loadrun.parameters` made ``summary["parameters"]``).
+    """
+    run = summary.get("parameters") or {}
+    target = run.get("target") or display_url(spec.ws_url)
     params: list[list[Any]] = [
-        ["target", spec.ws_url],
+        ["target", target],
         ["clients", spec.num_clients],
         ["client engine", spec.client_engine],
         ["duration", f"{spec.duration:g} s"],
@@ -116,28 +133,40 @@ def render(spec: JobSpec, summary: dict[str, Any], agg: RunAggregate) -> str:
         ["ramp-up", f"{spec.ramp_up:g} s"],
         ["workers", len(summary["workers"])],
         ["started", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(agg.started_at))],
+        *[[f"header {k}", v] for k, v in redact_headers(spec.headers)],
+        ["wsload", run.get("wsload_version", "")],
     ]  # fmt: skip
+    rate = summary["success_rate"]
     figures: list[list[Any]] = [
         ["sent", summary["total_sent"]],
         ["received", summary["total_received"]],
-        ["success rate", f"{summary['success_rate']:.2f}%"],
+        ["success rate", "-" if rate is None else f"{rate:.2f}%"],
         ["timed out / lost / unanswered",
          f"{summary['timed_out']} / {summary['lost']} / {summary['unanswered']}"],
+        ["unsolicited (pushed, not replies)", summary.get("unsolicited", 0)],
+        ["behind schedule / write pauses",
+         f"{summary.get('behind_schedule', 0)} / {summary.get('write_pauses', 0)}"],
         ["throughput", f"{summary['throughput']:.1f} replies/s"],
-        *[[f"latency {k}", f"{v * 1000:.3f} ms"] for k, v in
-          summary["latency_percentiles"].items()],
+        *[[f"latency {k}", _ms(v)] for k, v in summary["latency_percentiles"].items()],
     ]  # fmt: skip
+    bound = summary.get("generator_bound")
+    if bound:
+        figures.append(["generator-bound", bound["reason"]])
     thresholds = [
         [t["threshold"], t["shown"], "PASS" if t["passed"] else "FAIL"]
         for t in summary.get("thresholds", [])
     ]
     workers = [
-        [wid, w.get("sent", 0), w.get("received", 0), w.get("timed_out", 0),
-         "LOST" if w["lost"] else ("ok" if w["consistent"] else "inconsistent")]
+        [wid, w["sent"], w["received"], w["timed_out"], w["lost"], w["status"]]
         for wid, w in summary["workers"].items()
-    ]  # fmt: skip
-    errors = [[kind, count] for kind, count in summary["errors"].items()]
-    parts = [
+    ]
+    texts = summary.get("error_texts") or {}
+    errors = [[kind, count, texts.get(kind, "")] for kind, count in summary["errors"].items()]
+    verdict = summary.get("verdict") or {}
+    status = str(verdict.get("status", "done")).upper()
+    parts = [f'<p class="verdict">{html.escape(status)}</p>']
+    parts += [f"<p>{html.escape(reason)}</p>" for reason in verdict.get("reasons", [])]
+    parts += [
         "<h2>Run</h2>",
         _table(["parameter", "value"], params),
         "<h2>Results</h2>",
@@ -146,11 +175,12 @@ def render(spec: JobSpec, summary: dict[str, Any], agg: RunAggregate) -> str:
     if thresholds:
         parts += ["<h2>Thresholds</h2>", _table(["threshold", "measured", "result"], thresholds)]
     parts += [f'<figure class="chart">{svg}</figure>' for svg in charts(agg)]
-    parts += ["<h2>Errors by kind</h2>", _table(["kind", "count"], errors or [["none", 0]])]
-    parts += ["<h2>Workers</h2>", _table(["worker", "sent", "received", "timed out", "status"],
-                                         workers)]  # fmt: skip
-    verdict = "INTERRUPTED" if summary.get("interrupted") else ""
-    return PAGE.format(title=html.escape(f"wsload report {spec.ws_url} {verdict}".strip()),
+    parts += ["<h2>Errors by kind</h2>",
+              _table(["kind", "count", "first seen"], errors or [["none", 0, ""]])]  # fmt: skip
+    parts += ["<h2>Workers</h2>",
+              _table(["worker", "sent", "received", "timed out", "lost", "status"],
+                     workers)]  # fmt: skip
+    return PAGE.format(title=html.escape(f"wsload report {target} {status}".strip()),
                        body="\n".join(parts))  # fmt: skip
 
 

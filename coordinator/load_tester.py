@@ -11,15 +11,27 @@ Runs as before::
 but the clients run in local worker processes under a coordinator, and the
 result holds wsload's full summary besides the four original keys
 (``latency_percentiles`` in seconds, ``timed_out``, ``errors``, ``workers``...).
+
+Thresholds are judged exactly as ``wsload run`` judges them::
+
+    tester = WebSocketLoadTester(url, 10, 0.5, thresholds=["p99<50ms"])
+    results = await tester.run_test(30)
+    results["passed"]       # False when a threshold failed or the run tested nothing
+    results["thresholds"]   # each with its measured value and verdict
+    results["verdict"]      # {"code": 0|1|2|130, "status": ..., "reasons": [...]}
+
+A figure with no data is None: ``avg_latency`` and the percentiles of a run
+that got no reply, ``success_rate`` of a run that sent nothing.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from common.spec import build_spec
-from coordinator.runner import run_load
+from coordinator.loadrun import run_judged
 from coordinator.session import SessionOptions
 
 
@@ -33,6 +45,8 @@ class WebSocketLoadTester:
         interval: float | None = None,
         *,
         workers: int | None = None,
+        thresholds: Sequence[str] = (),
+        abort_on_fail: bool = False,
         **spec_fields: Any,
     ) -> None:
         self.fields: dict[str, Any] = {
@@ -41,23 +55,30 @@ class WebSocketLoadTester:
             "interval": interval,
             **spec_fields,
         }
+        if thresholds:
+            self.fields["thresholds"] = tuple(thresholds)
         self.workers = workers
+        self.abort_on_fail = abort_on_fail
         self.last_summary: dict[str, Any] | None = None
 
     async def run_test(self, duration: float | None = None) -> dict[str, Any]:
         """Run for ``duration`` seconds (default ``TEST_DURATION`` or 5) and return the summary.
 
+        The summary includes ``thresholds``, ``verdict`` and ``passed``; a run
+        that fails them is returned, not raised.
+
         Raises :class:`common.errors.WsloadError` on invalid settings.
         """
         spec = build_spec(env=os.environ, **self.fields, duration=duration)
         workers = self.workers or max(1, min(len(os.sched_getaffinity(0)), spec.num_clients))
-        outcome = await run_load(
+        done = await run_judged(
             spec,
             local_workers=workers,
             options=SessionOptions(expect_workers=workers),
+            abort_on_fail=self.abort_on_fail,
             on_log=lambda _text: None,
         )
-        self.last_summary = outcome.summary()
+        self.last_summary = done.summary
         return self.last_summary
 
 

@@ -1,15 +1,28 @@
-"""Machine outputs of a run: JSON summary, per-second CSV, JUnit XML.
+"""Machine outputs of a run: JSON summary, per-second CSV, JUnit XML, and the writer.
 
-Each writer takes the summary dict (plus the time series for CSV) and a
-path, and turns an unwritable path into a one-line :class:`CoordinatorError`.
+Every output is written atomically: to a temporary file in the target's own
+directory, flushed to disk (fsync), then renamed over the target, so a full
+disk or a crash leaves the previous file or none, never a truncated one. A
+path that exists and is not a regular file (``/dev/stdout``, a FIFO,
+``/dev/full``) is written in place. ``-`` means standard output.
+
+:func:`write_all` attempts every requested output even when one fails and
+returns one line per failure; the caller reports them without changing the
+run's verdict (the exit code already says what the file would have said).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -18,12 +31,16 @@ from coordinator.errors import CoordinatorError
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")
+#: The path that means standard output.
+STDOUT = "-"
 
 
 def check_writable(*paths: str | None) -> None:
     """Refuse, before a run starts, report paths that could not be written after it."""
+    if sum(1 for p in paths if p == STDOUT) > 1:
+        raise CoordinatorError("only one output can go to standard output (-)")
     for path in paths:
-        if not path:
+        if not path or path == STDOUT:
             continue
         target = Path(path)
         folder = target.parent if str(target.parent) else Path(".")
@@ -31,19 +48,95 @@ def check_writable(*paths: str | None) -> None:
             raise CoordinatorError(f"cannot write {path}: it is a directory")
         if not folder.is_dir():
             raise CoordinatorError(f"cannot write {path}: no directory {folder}")
+        if target.exists() and not target.is_file():
+            if not os.access(target, os.W_OK):
+                raise CoordinatorError(f"cannot write {path}: permission denied")
+            continue  # a device or FIFO: written in place, the folder need not be writable
         if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
             raise CoordinatorError(f"cannot write {path}: permission denied")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else the usual 022."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 def _write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see the module docstring); ``-`` is stdout."""
     try:
-        Path(path).write_text(text)
+        if path == STDOUT:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        target = Path(path)
+        try:
+            mode = target.stat().st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            with target.open("w") as out:  # a device or a FIFO: there is nothing to rename
+                out.write(text)
+            return
+        _atomic_write(target, text.encode(), stat.S_IMODE(mode) if mode else 0o666 & ~_umask())
     except OSError as exc:
         raise CoordinatorError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _atomic_write(target: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One requested output: where, and how to render it (called only when written)."""
+
+    path: str
+    render: Callable[[], str]
+
+
+def write_all(outputs: Sequence[Output]) -> list[str]:
+    """Write each output, whatever happened to the others; one line per failure."""
+    failures = []
+    for output in outputs:
+        try:
+            text = output.render()
+        except Exception as exc:  # one broken report must not cost the others
+            failures.append(f"cannot write {output.path}: rendering failed: {exc!r}")
+            continue
+        try:
+            _write(output.path, text)
+        except CoordinatorError as exc:
+            failures.append(str(exc))
+    return failures
+
+
+def json_text(summary: dict[str, Any]) -> str:
+    return json.dumps({"schema_version": SCHEMA_VERSION, **summary}, indent=2) + "\n"
+
+
 def write_json(path: str, summary: dict[str, Any]) -> None:
-    _write(path, json.dumps({"schema_version": SCHEMA_VERSION, **summary}, indent=2) + "\n")
+    _write(path, json_text(summary))
 
 
 def csv_text(series: list[dict[str, Any]]) -> str:
@@ -62,10 +155,15 @@ def csv_text(series: list[dict[str, Any]]) -> str:
                 row.get("sent", 0),
                 row.get("received", 0),
                 errors,
-                *(f"{row.get(k, 0.0) * 1000:.3f}" for k in ("p50", "p95", "p99")),
+                *(_ms(row.get(k)) for k in ("p50", "p95", "p99")),
             ]
         )
     return out.getvalue()
+
+
+def _ms(seconds: float | None) -> str:
+    """Milliseconds, or ``-`` for a second with no samples (not 0: nothing was measured)."""
+    return "-" if seconds is None else f"{seconds * 1000:.3f}"
 
 
 def write_csv(path: str, series: list[dict[str, Any]]) -> None:
@@ -99,6 +197,10 @@ def junit_text(suites: dict[str, dict[str, Any]]) -> str:
             elif c["status"] == "skip":
                 ET.SubElement(case, "skipped", message=c["reason"])
             cases.append(case)
+        if summary.get("nothing_tested"):
+            case = ET.Element("testcase", classname=f"wsload.{mode}", name="tested something")
+            ET.SubElement(case, "failure", message=summary["nothing_tested"])
+            cases.append(case)
         if summary.get("lost_workers"):
             case = ET.Element("testcase", classname=f"wsload.{mode}", name="workers")
             lost = ", ".join(summary["lost_workers"])
@@ -127,9 +229,13 @@ def write_junit(path: str, suites: dict[str, dict[str, Any]]) -> None:
 __all__ = [
     "CSV_COLUMNS",
     "SCHEMA_VERSION",
+    "STDOUT",
+    "Output",
     "check_writable",
     "csv_text",
+    "json_text",
     "junit_text",
+    "write_all",
     "write_csv",
     "write_json",
     "write_junit",

@@ -8,8 +8,19 @@ from typing import Any
 from coordinator.aggregate import RunAggregate
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
+def ms(seconds: float | None) -> str:
+    """Seconds as milliseconds; ``-`` for a value not measured (no samples)."""
+    return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def _clients(agg: RunAggregate) -> str:
+    """Clients connected on live workers; a lost worker's clients are named apart."""
+    live, lost = agg.clients_connected()
+    return f"{live}" + (f" (+{lost} on lost workers)" if lost else "")
 
 
 def progress_line(agg: RunAggregate, elapsed: float, duration: float) -> str:
@@ -21,7 +32,7 @@ def progress_line(agg: RunAggregate, elapsed: float, duration: float) -> str:
         p99 = f"  p99 {ms(last.latency.value_at_percentile(99) / 1e6)}"
     lost = sum(1 for w in agg.workers.values() if w.lost)
     return (
-        f"[{min(elapsed, duration):5.1f}/{duration:g} s] clients {t['clients_connected']}"
+        f"[{min(elapsed, duration):5.1f}/{duration:g} s] clients {_clients(agg)}"
         f"  sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
         f"  errors {sum(agg.errors().values())}{p99}" + (f"  LOST WORKERS {lost}" if lost else "")
     )
@@ -35,18 +46,16 @@ def live_lines(agg: RunAggregate, elapsed: float, duration: float, target: int) 
     recv_s = last.counters.get("received", 0) if last else 0
     window = "-"
     if last is not None and last.latency is not None and last.latency.count:
-        p = last.latency.percentiles()
-        window = f"p50 {ms(p['p50'] / 1e6)}  p95 {ms(p['p95'] / 1e6)}  p99 {ms(p['p99'] / 1e6)}"
-    run_p = agg.latency.percentiles()
-    run = (
-        f"p50 {ms(run_p['p50'] / 1e6)}  p95 {ms(run_p['p95'] / 1e6)}  p99 {ms(run_p['p99'] / 1e6)}"
-    )
+        window = _three(last.latency.percentiles())
+    run = "-"
+    if agg.latency.count:
+        run = _three(agg.latency.percentiles())
     errors = ", ".join(f"{k} {v}" for k, v in list(agg.errors().items())[:6]) or "none"
     up = sum(1 for w in agg.workers.values() if not w.lost)
     lost = len(agg.workers) - up
     return [
         f"wsload  {min(elapsed, duration):6.1f} / {duration:g} s   "
-        f"clients {t['clients_connected']} / {target}",
+        f"clients {_clients(agg)} / {target}",
         f"  last second   sent {sent_s}/s  received {recv_s}/s   latency {window}",
         f"  whole run     sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
         f"   latency {run}",
@@ -73,39 +82,60 @@ class LiveView:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The final table: the original framework's four figures first, then the rest."""
+    """The final table: the verdict line first, the original framework's four figures, the rest.
+
+    The first line says how the run ended and, when it is not a pass, why
+    (``wsload: FAILED: nothing tested: no connection to svc:9000 ...``).
+    """
     lat = summary["latency_percentiles"]
     svc = summary["service_time_percentiles"]
     con = summary["connect_time_percentiles"]
+    verdict = summary.get("verdict") or {}
+    headline = f"wsload: {str(verdict.get('status', 'done')).upper()}"
+    if verdict.get("reasons"):
+        headline += ": " + "; ".join(verdict["reasons"])
+    elif summary.get("interrupted"):
+        headline = "wsload: INTERRUPTED"
+    avg = summary["avg_latency"]
     lines = [
-        "",
+        headline,
         "wsload summary" + ("  (INTERRUPTED)" if summary.get("interrupted") else ""),
         f"  Total messages sent:     {summary['total_sent']}",
         f"  Total messages received: {summary['total_received']}",
-        f"  Success rate:            {summary['success_rate']:.2f}%",
-        f"  Average latency:         {summary['avg_latency']:.4f}s",
+        f"  Success rate:            {_pct(summary['success_rate'])}",
+        f"  Average latency:         {'-' if avg is None else f'{avg:.4f}s'}",
         f"  Timed out / lost / unanswered at stop: "
         f"{summary['timed_out']} / {summary['lost']} / {summary['unanswered']}",
+        f"  Unsolicited (pushed, not replies): {summary.get('unsolicited', 0)}"
+        f"   late or duplicate replies: {summary.get('late', 0)}",
         f"  Throughput:              {summary['throughput']:.1f} replies/s over "
         f"{summary['elapsed']:.1f} s"
         + (f" (client engine: {summary['engine']})" if "engine" in summary else ""),
-        "",
-        "  percentile      latency    service time    connect time",
+        f"  Generator: {summary.get('behind_schedule', 0)} behind schedule, "
+        f"{summary.get('write_pauses', 0)} write pauses, "
+        f"{summary.get('cpu_ms', 0) / 1000:.1f} s worker CPU",
     ]
+    bound = summary.get("generator_bound")
+    if bound:
+        lines.append(f"  GENERATOR-BOUND (the figures show wsload's limit): {bound['reason']}")
+    lines += ["", "  percentile      latency    service time    connect time"]
     for key in ("p50", "p90", "p95", "p99", "p99.9", "max"):
         lines.append(f"  {key:<8} {ms(lat[key]):>14} {ms(svc[key]):>15} {ms(con[key]):>15}")
     if summary["errors"]:
+        texts = summary.get("error_texts") or {}
         lines.append("")
         lines.append("  errors by kind:")
         for kind, count in summary["errors"].items():
-            lines.append(f"    {kind:<24} {count}")
+            text = f"   e.g. {texts[kind]}" if kind in texts else ""
+            lines.append(f"    {kind:<24} {count}{text}")
     lines.append("")
-    lines.append("  worker                          sent    received   timed out   status")
+    lines.append(
+        "  worker                          sent    received   timed out      lost   status"
+    )
     for worker_id, w in summary["workers"].items():
-        status = "LOST" if w["lost"] else ("ok" if w["consistent"] else "inconsistent")
         lines.append(
-            f"  {worker_id:<28} {w.get('sent', 0):>8} {w.get('received', 0):>11} "
-            f"{w.get('timed_out', 0):>11}   {status}"
+            f"  {worker_id:<28} {w['sent']:>8} {w['received']:>11} "
+            f"{w['timed_out']:>11} {w['lost']:>9}   {w['status']}"
         )
     if summary.get("lost_workers"):
         lines.append(f"  lost workers: {', '.join(summary['lost_workers'])}")
@@ -113,8 +143,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("")
         lines.append("  threshold                       measured          result")
         for t in summary["thresholds"]:
-            verdict = "PASS" if t["passed"] else "FAIL"
-            lines.append(f"  {t['threshold']:<30} {t['shown']:>16}    {verdict}")
+            result = "PASS" if t["passed"] else "FAIL"
+            lines.append(f"  {t['threshold']:<30} {t['shown']:>16}    {result}")
     if summary.get("aborted"):
         lines.append(f"  aborted: {summary['aborted']}")
     return "\n".join(lines)
@@ -134,7 +164,7 @@ def format_checks(summary: dict[str, Any]) -> str:
         lines += [
             f"  Expected events: {summary['total_expected']}",
             f"  Received events: {summary['total_received']}",
-            f"  Success rate:    {summary['success_rate']:.2f}%",
+            f"  Success rate:    {_pct(summary['success_rate'])}",
             f"  duplicates {summary['duplicates']}, out of order {summary['out_of_order']}, "
             f"delivery latency p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])}, max {ms(lat['max'])}",
         ]

@@ -3,8 +3,9 @@
 Both take the original framework's load flags and environment variables
 (``--ws-url``/``WS_URL``, ``--num-clients``/``NUM_CLIENTS``,
 ``--duration``/``TEST_DURATION``, ``--interval``/``MESSAGE_INTERVAL``) plus
-wsload's own. Exit codes: 0 the run completed, 1 it degraded (a worker was
-lost), 2 it could not run, 130 interrupted.
+wsload's own. Exit codes (decided by :func:`coordinator.verdict.judge`): 0
+the run passed, 1 it failed (a threshold, or it tested nothing) or degraded
+(a worker was lost), 2 it could not run, 130 interrupted (143 by SIGTERM).
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ from common.endpoint import bind_problem
 from common.errors import KeyFileError, SpecError, WsloadError
 from common.params import FINITE, POSITIVE_SECONDS, OneStageCommand
 from common.spec import ENGINE_CHOICES, MATCH_CHOICES, JobSpec, build_spec
-from common.thresholds import COUNT_METRICS, evaluate, parse_threshold
 from common.validation import unbindable_address
 from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
-from coordinator.outputs import check_writable, write_csv, write_json, write_junit, write_text
+from coordinator.loadrun import abort_check, conclude
+from coordinator.outputs import (
+    STDOUT,
+    Output,
+    check_writable,
+    csv_text,
+    json_text,
+    junit_text,
+    write_all,
+)
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
 from coordinator.runner import Interrupted, run_load
 from coordinator.session import LOCAL_START_DELAY, RunOutcome, SessionOptions
@@ -151,14 +160,16 @@ def _load_options(func: F) -> F:
         click.option(
             "--json",
             "json_path",
-            type=click.Path(dir_okay=False, writable=True),
-            help="Write the summary as JSON here.",
+            type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+            help="Write the summary as JSON here (- for standard output; the human summary "
+            "then goes to stderr).",
         ),
         click.option(
             "--csv",
             "csv_path",
-            type=click.Path(dir_okay=False),
-            help="Write one row per second (time, clients, sent, received, errors, p50/p95/p99).",
+            type=click.Path(dir_okay=False, allow_dash=True),
+            help="Write one row per second (time, clients, sent, received, errors, p50/p95/p99; "
+            "- for standard output).",
         ),
         click.option(
             "--junit",
@@ -284,45 +295,43 @@ def _job_problems(params: dict[str, Any]) -> list[str]:
 
 
 def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str = "") -> None:
-    """Print and write the results; exit 130 interrupted, 1 degraded or a threshold failed."""
-    summary = outcome.summary()
-    summary["thresholds"] = evaluate(spec.thresholds, summary)
-    summary["engine"] = spec.client_engine
-    click.echo(format_summary(summary))
+    """Print the summary, write every output asked for, exit with the verdict's code.
+
+    The code comes from :func:`coordinator.loadrun.conclude` (0 passed, 1
+    failed or degraded, 2 could not run, 130 interrupted). An output that
+    cannot be written is reported on one line on stderr and does not change
+    it; with ``--json -`` or ``--csv -`` the human summary goes to stderr.
+    """
+    done = conclude(spec, outcome)
+    summary, agg = done.summary, outcome.aggregate
+    to_stderr = STDOUT in (run.get(k) for k in ("json_path", "csv_path", "junit_path",
+                                                "hdr_path", "html_path"))  # fmt: skip
+    click.echo(format_summary(summary), err=to_stderr)
     if note:
-        click.echo(note)
-    if run.get("json_path"):
-        write_json(run["json_path"], summary)
-    if run.get("csv_path"):
-        write_csv(run["csv_path"], outcome.aggregate.time_series())
-    if run.get("junit_path"):
-        write_junit(run["junit_path"], {"load": summary})
-    if run.get("hdr_path"):
-        write_text(run["hdr_path"], outcome.aggregate.hlog_text())
-    if run.get("html_path"):
+        click.echo(note, err=to_stderr)
+
+    def html() -> str:
         from coordinator.html_report import render  # matplotlib only when asked for
 
-        write_text(run["html_path"], render(spec, summary, outcome.aggregate))
-    if outcome.interrupted:
-        sys.exit(143 if outcome.interrupted_by == "SIGTERM" else EXIT_INTERRUPTED)
-    if outcome.refused:
-        sys.exit(EXIT_COULD_NOT_RUN)
-    failed = any(not t["passed"] for t in summary["thresholds"])
-    if outcome.lost_workers or outcome.aborted or failed:
-        sys.exit(EXIT_DEGRADED)
+        return render(spec, summary, agg)
+
+    renderers: dict[str, Callable[[], str]] = {
+        "json_path": lambda: json_text(summary),
+        "csv_path": lambda: csv_text(agg.time_series()),
+        "junit_path": lambda: junit_text({"load": summary}),
+        "hdr_path": agg.hlog_text,
+        "html_path": html,
+    }
+    outputs = [Output(run[k], render) for k, render in renderers.items() if run.get(k)]
+    for failure in write_all(outputs):
+        click.echo(f"wsload: {failure}", err=True)
+    if done.verdict.code:
+        sys.exit(done.verdict.code)
 
 
 def doomed_threshold(spec: JobSpec, agg: RunAggregate) -> str | None:
     """A threshold the run can no longer pass (``--abort-on-fail``), as an abort reason."""
-    totals = agg.totals()
-    partial = {"timed_out": totals["timed_out"], "errors": agg.errors(), "counters": totals}
-    for expr in spec.thresholds:
-        threshold = parse_threshold(expr)
-        if threshold.metric in COUNT_METRICS:
-            measured = threshold.measure(partial)
-            if threshold.failed_for_good(measured):
-                return f"threshold {threshold.expr} failed (measured {threshold.show(measured)})"
-    return None
+    return abort_check(spec)(agg) or None
 
 
 def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOptions) -> RunOutcome:

@@ -8,8 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory
-from tests.integration.test_run import free_port, stats
+from tests.integration.test_run import free_port, stats, wait_for_load
 
 
 def test_target_restarted_mid_run(tmp_path: Path) -> None:
@@ -21,13 +22,13 @@ def test_target_restarted_mid_run(tmp_path: Path) -> None:
     assert "listening" in first.stdout.readline()
     out = tmp_path / "s.json"
     run = subprocess.Popen(
-        [WSLOAD, "run", "--ws-url", f"ws://127.0.0.1:{port}/ws", "-c", "5", "-d", "8",
+        [WSLOAD, "run", "--ws-url", f"ws://127.0.0.1:{port}/ws", "-c", "5", "-d", "10",
          "--interval", "0.05", "-w", "1", "--reply-timeout", "1", "--quiet", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     second: subprocess.Popen[str] | None = None
     try:
-        time.sleep(2.5)
+        wait_for_load(f"http://127.0.0.1:{port}/api", 5)
         first.kill()  # the target dies without closing anything
         first.wait()
         time.sleep(1.5)
@@ -40,7 +41,7 @@ def test_target_restarted_mid_run(tmp_path: Path) -> None:
         assert run.returncode == 0, stderr
         summary = json.loads(out.read_text())
         c = summary["counters"]
-        assert summary["balanced"]
+        assert_balanced(summary)
         assert c["disconnects"] >= 5  # every client saw its connection die
         assert c["reconnects"] >= 5  # and came back to the new server
         assert summary["errors"].get("closed_1006", 0) >= 5
@@ -73,7 +74,7 @@ def test_frozen_worker_is_lost_and_stops_its_load_when_resumed(
         for i in range(2)
     ]
     try:
-        time.sleep(3)
+        wait_for_load(server.api_url, 4)
         workers[0].send_signal(signal.SIGSTOP)
         time.sleep(5)  # silent for longer than the 3 s that make a worker lost
         workers[0].send_signal(signal.SIGCONT)
@@ -83,6 +84,8 @@ def test_frozen_worker_is_lost_and_stops_its_load_when_resumed(
         assert summary["lost_workers"] == ["w0"]
         assert summary["workers"]["w1"]["consistent"]
         assert summary["workers"]["w0"]["sent"] > 0
+        assert summary["workers"]["w0"]["status"] == "lost"
+        assert_balanced(summary)
         # Resumed, w0 hears no coordinator and stops its load: nothing stays open.
         assert workers[0].wait(timeout=20) == 0
         deadline = time.monotonic() + 10

@@ -23,12 +23,16 @@ async def test_report_draws_its_charts_without_errors(
     proc = subprocess.run(
         [WSLOAD, "run", "--ws-url", server.ws_url, "-c", "6", "-d", "3", "--interval", "0.05",
          "--reply-timeout", "0.5", "-w", "2", "--quiet", "--html", str(report),
-         "--threshold", "p99<1s", "--threshold", "timeouts==0"],
+         "--threshold", "p99<1s", "--threshold", "timeouts==0", "--header", "Cookie: sid=s3cret"],
         capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr  # timeouts==0 fails: the server drops 5 %
     # Self-contained: no script, stylesheet or image is fetched from anywhere.
-    assert not re.findall(r'(?:src|href)="(?:https?:)?//', report.read_text())
+    page_text = report.read_text()
+    assert not re.findall(r'(?:src|href)="(?:https?:)?//', page_text)
+    assert "s3cret" not in page_text  # secret header values never reach a report
+    assert "<td>header Cookie</td><td>***</td>" in page_text
+    assert '<p class="verdict">FAILED</p>' in page_text
     async with chromium_page() as page:
         await page.goto(report.as_uri())
         charts = await page.evaluate(

@@ -17,6 +17,7 @@ from coordinator.checks_api import (
     assert_checks_pass,
     run_checks,
 )
+from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory
 from tests.integration.test_run import stats
 
@@ -52,6 +53,8 @@ def test_test_all_passes_against_the_reference_server(
     assert results["event"]["total_received"] == results["event"]["total_expected"] == 15
     for mode in ("unit", "integration", "load", "event"):
         assert f"== {mode}: PASSED" in proc.stdout
+    assert results["load"]["passed"] is True
+    assert_balanced(results["load"])
 
 
 @pytest.mark.asyncio

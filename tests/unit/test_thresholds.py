@@ -9,6 +9,7 @@ import pytest
 
 from common.thresholds import ThresholdError, evaluate, parse_threshold
 from coordinator.outputs import CSV_COLUMNS, csv_text, junit_text
+from coordinator.verdict import evaluate_thresholds
 
 SUMMARY: dict[str, Any] = {
     "total_sent": 1000,
@@ -75,10 +76,11 @@ def test_bad_expressions_are_named(expr: str, needle: str) -> None:
     assert repr(expr) in str(info.value)
 
 
-def test_empty_run_has_no_success() -> None:
-    empty = dict(SUMMARY, total_sent=0, success_rate=0.0)
-    assert not evaluate(["success_rate>=99"], empty)[0]["passed"]
-    assert evaluate(["error_rate<1"], empty)[0]["passed"]
+def test_empty_run_has_no_success_and_no_error_rate_either() -> None:
+    empty = dict(SUMMARY, total_sent=0, total_received=0, success_rate=None)
+    for expr in ("success_rate>=99", "error_rate<1"):
+        (result,) = evaluate_thresholds([expr], empty)
+        assert (result["passed"], result["shown"]) == (False, "no data")
 
 
 def test_csv_rows() -> None:
@@ -90,7 +92,7 @@ def test_csv_rows() -> None:
     lines = csv_text(series).splitlines()
     assert lines[0] == ",".join(CSV_COLUMNS)
     assert lines[1] == "1,5,10,9,1,1.000,2.000,3.000"
-    assert lines[2] == "2,3,10,10,0,0.000,0.000,0.000"
+    assert lines[2] == "2,3,10,10,0,-,-,-"  # a second with no samples: nothing measured
 
 
 def test_junit_document() -> None:

@@ -1,0 +1,267 @@
+"""The verdict of a load run and the figures it rests on, without sockets.
+
+Summaries come from a real :class:`RunAggregate` fed windows and results
+through the wire format, so null handling, per-worker accounting and the
+verdict are checked on what the coordinator really builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from common.protocol import Result, Samples, decode, encode
+from common.spec import JobSpec
+from coordinator.aggregate import RunAggregate
+from coordinator.outputs import csv_text
+from coordinator.report import format_summary, live_lines, progress_line
+from coordinator.verdict import (
+    EXIT_COULD_NOT_RUN,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    doomed,
+    evaluate_thresholds,
+    judge,
+    target_name,
+)
+from tests.accounting import assert_balanced
+
+START = 100.0
+
+
+def window(
+    seq: int,
+    counters: dict[str, int],
+    latency: list[int] | None = None,
+    errors: dict[str, int] | None = None,
+    connect: list[int] | None = None,
+) -> Samples:
+    lat = latency or []
+    msg = Samples.window(
+        "j", seq, (START + seq, START + seq + 1.0), counters, errors or {},
+        (lat, lat, connect or []),
+    )  # fmt: skip
+    decoded = decode(encode(msg))  # as it arrives: through the wire format
+    assert isinstance(decoded, Samples)
+    return decoded
+
+
+def result(counters: dict[str, int], **details: Any) -> Result:
+    decoded = decode(encode(Result("j", True, counters, {}, details)))
+    assert isinstance(decoded, Result)
+    return decoded
+
+
+def summary_of(agg: RunAggregate, **extra: Any) -> dict[str, Any]:
+    out = agg.summary(2.0)
+    out.update({"lost_workers": [], "aborted": "", "interrupted": False, **extra})
+    return out
+
+
+def refused_run() -> RunAggregate:
+    agg = RunAggregate(START)
+    counters = {"connect_failures": 4, "cpu_ms": 3}
+    agg.add_samples("w1", window(0, counters, errors={"refused": 4}))
+    agg.add_result(
+        "w1", result(counters, error_texts={"refused": "127.0.0.1:9: connection refused"})
+    )
+    return agg
+
+
+def good_run() -> RunAggregate:
+    agg = RunAggregate(START)
+    counters = {"sent": 10, "received": 9, "timed_out": 1, "connects": 2}
+    agg.add_samples("w1", window(0, counters, [1_000] * 9, connect=[500, 600]))
+    agg.add_result("w1", result(counters))
+    return agg
+
+
+def test_a_run_that_reached_nothing_fails_naming_the_host_and_the_error() -> None:
+    summary = summary_of(refused_run())
+    verdict = judge((), summary, target="127.0.0.1:9")
+    assert verdict.code == EXIT_FAILED
+    assert verdict.status == "failed"
+    (reason,) = verdict.reasons
+    assert reason == (
+        "nothing tested: no connection to 127.0.0.1:9 was ever opened after 4 attempts "
+        "(refused: 127.0.0.1:9: connection refused)"
+    )
+    summary["verdict"] = verdict.to_json()
+    first = format_summary(summary).splitlines()[0]
+    assert first == f"wsload: FAILED: {reason}"
+
+
+def test_no_data_is_null_not_zero() -> None:
+    summary = summary_of(refused_run())
+    assert summary["success_rate"] is None
+    assert summary["avg_latency"] is None
+    for section in ("latency_percentiles", "service_time_percentiles", "connect_time_percentiles"):
+        assert set(summary[section].values()) == {None}
+    text = format_summary(summary)
+    assert "Success rate:            -" in text
+    assert "Average latency:         -" in text
+    assert "  p99                   -               -               -" in text
+    assert "0.00 ms" not in text
+
+
+def test_messages_sent_and_no_reply_is_nothing_tested() -> None:
+    agg = RunAggregate(START)
+    counters = {"sent": 5, "timed_out": 5, "connects": 1}
+    agg.add_samples("w1", window(0, counters, errors={"timeout": 5}))
+    agg.add_result("w1", result(counters))
+    verdict = judge((), summary_of(agg), target="svc:9000")
+    assert verdict.code == EXIT_FAILED
+    assert verdict.reasons == (
+        "nothing tested: 5 messages sent to svc:9000, no reply ever received (timeout (5 times))",
+    )
+
+
+def test_connected_but_nothing_sent_is_nothing_tested() -> None:
+    agg = RunAggregate(START)
+    agg.add_samples("w1", window(0, {"connects": 1, "clients_connected": 1}))
+    verdict = judge((), summary_of(agg), target="h:80")
+    assert verdict.reasons == ("nothing tested: connected to h:80 but no message was sent",)
+
+
+def test_a_good_run_passes_and_its_thresholds_are_judged() -> None:
+    summary = summary_of(good_run())
+    assert judge((), summary, target="h:80").code == EXIT_OK
+    verdict = judge(("p99<10ms", "success_rate>=99.9"), summary, target="h:80")
+    assert verdict.code == EXIT_FAILED
+    assert verdict.reasons == ("threshold success_rate>=99.9 failed (measured 90.000%)",)
+    assert [t["passed"] for t in verdict.thresholds] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "expr", ["p99<1s", "avg<1s", "service_max<1s", "success_rate>=0", "error_rate<=100"]
+)
+def test_a_threshold_without_data_fails(expr: str) -> None:
+    (t,) = evaluate_thresholds([expr], summary_of(refused_run()))
+    assert t == {"threshold": expr, "measured": None, "shown": "no data", "passed": False}
+
+
+def test_counts_are_never_no_data() -> None:
+    results = evaluate_thresholds(["timeouts==0", "connect_failures>=4"], summary_of(refused_run()))
+    assert [t["passed"] for t in results] == [True, True]
+
+
+def test_exit_codes_in_order_of_precedence() -> None:
+    good = summary_of(good_run())
+    lost = dict(good, lost_workers=["w2"])
+    assert judge((), lost, target="h").code == EXIT_FAILED
+    assert judge((), lost, target="h").status == "degraded"
+    assert judge((), dict(good, aborted="x"), target="h").reasons == ("aborted: x",)
+    assert judge((), good, target="h", refused=True).code == EXIT_COULD_NOT_RUN
+    empty = summary_of(refused_run(), interrupted=True)
+    assert judge(("p99<1ms",), empty, target="h").code == EXIT_INTERRUPTED
+    empty["interrupted_by"] = "SIGTERM"
+    assert judge((), empty, target="h").code == 143
+
+
+def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
+    totals = {"timed_out": 2, "connect_failures": 0}
+    assert doomed(("timeouts==0",), totals, {}) == "threshold timeouts==0 failed (measured 2)"
+    assert doomed(("errors<3",), totals, {"refused": 2}) == ""
+    assert doomed(("errors<3",), totals, {"refused": 3}).startswith("threshold errors<3")
+    assert doomed(("p99<1ms", "timeouts>=5"), totals, {}) == ""
+
+
+def test_every_worker_entry_has_every_counter_and_a_status() -> None:
+    summary = summary_of(refused_run())
+    (entry,) = summary["workers"].values()
+    assert entry["sent"] == entry["lost"] == entry["unsolicited"] == 0
+    assert entry["status"] == "ok"
+    assert_balanced(summary)
+
+
+def test_a_lost_workers_messages_in_flight_count_as_lost() -> None:
+    agg = good_run()
+    # w2 sent 8, 3 answered and 1 lost with its connection; then it went silent.
+    agg.add_samples(
+        "w2", window(0, {"sent": 8, "received": 3, "lost": 1, "connects": 1}, [900] * 3)
+    )
+    agg.mark_lost("w2")
+    summary = summary_of(agg, lost_workers=["w2"])
+    w2 = summary["workers"]["w2"]
+    assert (w2["status"], w2["lost"], w2["in_flight_at_loss"]) == ("lost", 5, 4)
+    assert summary["lost"] == 5
+    assert_balanced(summary)
+    verdict = judge((), summary, target="h")
+    assert (verdict.code, verdict.status) == (EXIT_FAILED, "degraded")
+
+
+def test_error_texts_from_workers_are_bounded_and_typed() -> None:
+    agg = RunAggregate(START)
+    hostile: dict[str, Any] = {f"k{i}": "x" * 10_000 for i in range(500)}
+    hostile["bad"] = 5
+    agg.add_result("w1", result({}, error_texts=hostile))
+    agg.add_result("w2", result({}, error_texts=["not", "a", "map"]))
+    texts = agg.error_texts()
+    assert 0 < len(texts) <= 64
+    assert all(isinstance(v, str) and len(v) <= 300 for v in texts.values())
+    assert "bad" not in texts
+
+
+def test_generator_bound_is_said_when_sends_fall_behind() -> None:
+    agg = RunAggregate(START)
+    counters = {"sent": 1000, "received": 1000, "connects": 1, "behind_schedule": 50}
+    agg.add_samples("w1", window(0, counters, [1_000] * 1000))
+    bound = agg.summary(1.0)["generator_bound"]
+    assert bound == {"reason": "50 of 1000 messages (5.0 %) went out behind schedule"}
+    assert "GENERATOR-BOUND" in format_summary(summary_of(agg))
+    assert good_run().summary(1.0)["generator_bound"] is None
+
+
+def test_generator_bound_by_a_workers_cpu() -> None:
+    agg = RunAggregate(START)
+    for seq in range(3):  # three 1 s windows, 0.95 s of CPU each
+        agg.add_samples("w1", window(seq, {"sent": 1, "received": 1, "cpu_ms": 950}, [10]))
+    bound = agg.summary(3.0)["generator_bound"]
+    assert bound == {"reason": "worker w1 used 95% of a core"}
+
+
+def test_progress_shows_the_clients_actually_connected() -> None:
+    agg = RunAggregate(START)
+    agg.add_samples("w1", window(0, {"connects": 10, "clients_connected": 10}))
+    agg.add_samples("w2", window(0, {"connects": 10, "clients_connected": 10}))
+    assert "clients 20  " in progress_line(agg, 1.0, 5.0)
+    agg.mark_lost("w2")
+    assert "clients 10 (+10 on lost workers)" in progress_line(agg, 2.0, 5.0)
+    assert "clients 10 (+10 on lost workers) / 20" in live_lines(agg, 2.0, 5.0, 20)[0]
+
+
+def test_csv_shows_a_second_without_samples_as_dash() -> None:
+    agg = RunAggregate(START)
+    agg.add_samples("w1", window(0, {"sent": 1, "received": 1}, [2_000]))
+    agg.add_samples("w1", window(1, {"sent": 1, "timed_out": 1}))
+    rows = csv_text(agg.time_series()).splitlines()
+    assert rows[1].endswith(",2.000,2.000,2.000")
+    assert rows[2].endswith(",-,-,-")
+
+
+def test_target_name_never_shows_credentials() -> None:
+    assert target_name("ws://user:secret@svc:9000/ws") == "svc:9000"
+    assert target_name("wss://svc/ws") == "svc:443"
+    assert target_name("ws://[::1]/ws") == "[::1]:80"
+
+
+def test_parameters_hide_secrets() -> None:
+    from coordinator.loadrun import parameters
+
+    spec = JobSpec(
+        ws_url="ws://user:secret@svc:9000/ws",
+        headers=(("Authorization", "Bearer t0ken"), ("cookie", "s=1"), ("X-Trace", "abc")),
+        rate=50.0,
+    )
+    params = parameters(spec, 2, 0.0)
+    for secret in ("secret", "t0ken", "s=1"):
+        assert secret not in str(params)
+    assert params["target"] == "ws://***@svc:9000/ws"
+    assert params["headers"] == [["Authorization", "***"], ["cookie", "***"], ["X-Trace", "abc"]]
+    assert (params["clients"], params["rate"], params["interval"], params["workers"]) == (
+        5, 50.0, None, 2,
+    )  # fmt: skip
+    assert params["started_at"] == "1970-01-01T00:00:00Z"
+    assert params["wsload_version"]
