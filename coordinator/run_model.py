@@ -34,10 +34,8 @@ HANDOVER_MIN_LEFT = 1.0
 #: least every WAIT_NOTICE_EVERY seconds.
 WAIT_NOTICE_AFTER = 1.0
 WAIT_NOTICE_EVERY = 5.0
-#: Workers an elastic coordinator admits in all; hellos waiting for their
-#: heartbeat, and heartbeats waiting for their hello, remembered at most.
+#: Workers an elastic coordinator admits in all.
 MAX_WORKERS = 10_000
-MAX_PENDING = 256
 
 
 def _no_exits() -> Mapping[str, str]:
@@ -136,7 +134,6 @@ __all__ = [
     "HANDOVER_MIN_LEFT",
     "HANDOVER_RAMP",
     "LOCAL_START_DELAY",
-    "MAX_PENDING",
     "MAX_WORKERS",
     "START_DELAY",
     "WAIT_NOTICE_AFTER",

@@ -13,7 +13,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -49,7 +48,6 @@ from coordinator.run_model import (
     HANDOVER_MIN_LEFT,
     HANDOVER_RAMP,
     LOCAL_START_DELAY,
-    MAX_PENDING,
     MAX_WORKERS,
     WAIT_NOTICE_AFTER,
     WAIT_NOTICE_EVERY,
@@ -57,6 +55,10 @@ from coordinator.run_model import (
     SessionOptions,
     WorkerState,
 )
+from coordinator.slots import Decision, Slots
+
+#: The refusal a worker gets when every slot is taken.
+FULL = "the coordinator has all the workers it needs"
 
 
 class Session:
@@ -119,9 +121,8 @@ class Session:
     def _run_state(self) -> None:
         """The run loop's own state (the gathering's admission queue, the running job's roster)."""
         self._stop_reason = ""
-        #: hellos waiting for their worker's heartbeat, and heartbeats waiting for their hello
-        self._pending: dict[str, Hello] = {}
-        self._beats: dict[str, float] = {}
+        slots = MAX_WORKERS if self.options.elastic else self.options.expect_workers
+        self._slots = Slots(slots, beat_valid=self.options.lost_after)
         self._roster: Roster | None = None
         self._assigned: set[str] = set()  # workers sent the current job: each owes a result
         self._job_spec: JobSpec | None = None
@@ -419,44 +420,26 @@ class Session:
             if self.workers[msg.worker_id].left:
                 return  # a long-lived worker looking for its next run: not this one's
             self.workers[msg.worker_id].last_seen = time.monotonic()
-        elif not self._room():
-            await self._send(identity, Refuse("the coordinator has all the workers it needs"))
-            return
-        elif not self._beating(msg):
-            return  # admitted when its heartbeat comes (see _beating)
         else:
+            decision = self._slots.hello(msg, len(self.workers), time.monotonic())
+            if decision is Decision.REFUSE:
+                await self._send(identity, Refuse(FULL))
+                return
+            if decision is Decision.WAIT:
+                return  # admitted when its heartbeat comes (coordinator.slots)
             self._admit(msg)
         await self._send(identity, Welcome(msg.worker_id, self.options.heartbeat_interval))
 
-    # -- admission (run loop's side): a slot needs a hello *and* a heartbeat --
-
-    def _room(self) -> bool:
-        limit = MAX_WORKERS if self.options.elastic else self.options.expect_workers
-        return len(self.workers) < limit
-
-    def _beating(self, msg: Hello) -> bool:
-        """Has this worker's heartbeat thread beaten? If not, its hello waits for it.
-
-        A real worker beats from ``<id>#hb`` within a second of its hello; a
-        stray process that only sends a hello (an intruder, a probe) never
-        takes a slot from the worker that was expected.
-        """
-        beat = self._beats.pop(msg.worker_id, None)
-        if beat is not None and time.monotonic() - beat <= self.options.lost_after:
-            return True
-        _remember(self._pending, msg.worker_id, msg)
-        return False
+    # -- admission: a slot needs a hello *and* a heartbeat (coordinator.slots) --
 
     async def _stranger_beat(self, identity: str, worker_id: str) -> None:
         """A heartbeat from a worker not admitted: admit its waiting hello, or remember it."""
         if not identity.endswith(HEARTBEAT_SUFFIX):
             return
-        hello = self._pending.pop(worker_id, None)
-        if hello is None:
-            _remember(self._beats, worker_id, time.monotonic())
-        elif not self._room():
-            await self._send(worker_id, Refuse("the coordinator has all the workers it needs"))
-        else:
+        decision, hello = self._slots.beat(worker_id, len(self.workers), time.monotonic())
+        if decision is Decision.REFUSE:
+            await self._send(worker_id, Refuse(FULL))
+        elif decision is Decision.ADMIT and hello is not None:
             self._admit(hello)
             await self._send(worker_id, Welcome(worker_id, self.options.heartbeat_interval))
 
@@ -497,14 +480,6 @@ class Session:
 
 def _capacity(hello: Hello) -> WorkerCapacity:
     return WorkerCapacity(hello.worker_id, max(1, hello.cores), hello.fd_limit)
-
-
-def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
-    """Keep ``key`` (newest last), forgetting the oldest past MAX_PENDING: bounded memory."""
-    memo.pop(key, None)
-    memo[key] = value
-    while len(memo) > MAX_PENDING:
-        del memo[next(iter(memo))]
 
 
 class KeyLoggingAuthenticator(AsyncioAuthenticator):
