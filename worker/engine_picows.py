@@ -125,6 +125,8 @@ class _Listener(WSListener):
 
 #: (due, tie-break, conn, schedule, done) of one scheduled sender
 _Due = tuple[float, int, Conn, SendSchedule, asyncio.Future[None]]
+#: parked senders one look every HOLD_POLL may check; more stretch the interval
+PARK_SCAN = 1000
 
 
 def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
@@ -196,7 +198,9 @@ class PicowsEngine(Engine):
                 turn = now = _mono()
                 if parked and now >= park_check:
                     parked = _unpark(parked, due)
-                    park_check = now + HOLD_POLL
+                    # A look costs one check per parked sender: with thousands
+                    # parked, look less often (a few percent of a core at most).
+                    park_check = now + HOLD_POLL * max(1.0, len(parked) / PARK_SCAN)
                 while due and due[0][0] - TIMER_SLACK <= now:
                     if now - turn > TICK_BUDGET:
                         break
