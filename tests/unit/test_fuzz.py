@@ -7,6 +7,8 @@ decoders have their own fuzz tests beside their other tests.
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import SpecError
-from common.spec import FIELD_NAMES, spec_from_dict
+from common.spec import FIELD_NAMES, build_spec, spec_from_dict
 from common.steps import ScenarioError, parse_steps, value_shape_problem
 from common.thresholds import ThresholdError, parse_threshold
 from common.validation import display_url, split_credentials, url_problems
@@ -102,3 +104,46 @@ def test_url_checks_take_any_text(url: str) -> None:
 def test_step_values_of_any_shape(value: Any) -> None:
     problem = value_shape_problem(value)
     assert problem is None or isinstance(problem, str)
+
+
+_toml_value = st.recursive(
+    st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["send", "expect", "wait", "timeout", "x"]), inner)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from([*FIELD_NAMES, "bogus"]), _toml_value, max_size=6))
+def test_any_scenario_is_a_spec_or_problem_lines(data: dict[str, Any]) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as fh:
+        fh.write(_toml(data))
+        fh.flush()
+        try:
+            build_spec(scenario=fh.name, env={})
+        except SpecError as exc:
+            problems = exc.problems
+        else:
+            return
+    assert problems
+    assert all(isinstance(p, str) and "\n" not in p for p in problems)
+
+
+def _toml(data: dict[str, Any]) -> str:
+    """A TOML document of ``data``: each value as an inline value (arrays, inline tables)."""
+    return "".join(f"{key} = {_inline(value)}\n" for key, value in data.items())
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(value), repr(value))
+    if isinstance(value, int | str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    return "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
