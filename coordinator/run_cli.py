@@ -274,6 +274,13 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         _spec(dict(params))  # built again once the demo target, if any, is known
     except SpecError as exc:
         problems += exc.problems
+    if run.get("bind"):  # wsload coordinator: its endpoint and keys too, in the same go
+        try:
+            if run.get("keys_dir"):
+                coordinator_keys(run["keys_dir"])
+        except KeyFileError as exc:
+            problems.append(str(exc))
+        problems += _check_bind(run["bind"], bool(run.get("keys_dir")), bool(run.get("insecure")))
     if problems:
         raise SpecError(problems)
     return params, run

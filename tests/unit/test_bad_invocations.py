@@ -160,6 +160,10 @@ COORDINATOR_CASES: list[Case] = [
     case("--expect-workers", "1", "--bind", "tcp://0.0.0.0:5999",
          needle="refusing to bind tcp://0.0.0.0:5999 without keys"),
     case("--expect-workers", "1", "--keys", "/nonexistent", needle="cannot read key"),
+    case("--expect-workers", "1", "--bind", "tcp://0.0.0.0:5999", "-c", "0", "--keys", "/no/keys",
+         needle=("num_clients must be at least 1", "cannot read key")),
+    case("--expect-workers", "1", "--bind", "tcp://0.0.0.0:5999", "-c", "0",
+         needle=("num_clients must be at least 1", "refusing to bind")),
     case("--expect-workers", "x", "--worker-wait", "nan",
          needle=("'x' is not a valid integer", "'--worker-wait': 'nan'")),
 ] + [  # every job-option case of run holds for coordinator too
