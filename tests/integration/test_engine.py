@@ -202,6 +202,41 @@ async def test_replies_that_skip_messages_match_by_id() -> None:
 
 
 @pytest.mark.asyncio
+async def test_pushes_unknown_ids_and_duplicates_are_never_replies() -> None:
+    """A server that, before each echo, pushes three messages that answer nothing
+    (no id, id 0, an id never sent) and repeats the previous echo every fifth time.
+
+    Everything it sends before an echo is read before that echo is, so the
+    counts are exact: pushes are unsolicited, repeats late, echoes received.
+    """
+    sent = {"pushes": 0, "repeats": 0}
+
+    async def noisy(ws: ServerConnection) -> None:
+        previous: str | bytes | None = None
+        n = 0
+        async for msg in ws:
+            n += 1
+            if previous is not None and n % 5 == 0:
+                await ws.send(previous)
+                sent["repeats"] += 1
+            for push in ('{"type": "heartbeat"}', '{"seq": 0}', '{"seq": 999999999}'):
+                await ws.send(push)
+                sent["pushes"] += 1
+            await ws.send(msg)
+            previous = msg
+
+    async with serve(noisy, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        spec = spec_for(f"ws://127.0.0.1:{port}/", num_clients=3, duration=1.0, interval=0.02)
+        result, batches = await run_engine(spec)
+    assert_balanced(result, batches)
+    c = result.counters
+    assert c["received"] == c["sent"] > 0
+    assert c["unsolicited"] == sent["pushes"] == 3 * c["sent"]
+    assert c["late"] == sent["repeats"] > 0
+
+
+@pytest.mark.asyncio
 async def test_refused_and_rejected_connections_are_counted() -> None:
     with socket.socket() as sock:  # a port with nobody listening
         sock.bind(("127.0.0.1", 0))
@@ -211,6 +246,7 @@ async def test_refused_and_rejected_connections_are_counted() -> None:
     assert_balanced(result, batches)
     assert result.counters["connects"] == 0
     assert result.errors["refused"] == result.counters["connect_failures"] >= 3
+    assert f"127.0.0.1:{port}" in result.error_texts["refused"]  # why, for the summary
 
 
 @pytest.mark.asyncio
