@@ -271,9 +271,15 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         except WsloadError as exc:
             problems.append(str(exc))
     try:
-        _spec(dict(params))  # built again once the demo target, if any, is known
+        spec = _spec(dict(params))  # built again once the demo target, if any, is known
     except SpecError as exc:
         problems += exc.problems
+    else:
+        unbindable = unbindable_address(spec.source_addresses) if "workers" in run else None
+        if unbindable:  # wsload run: its workers connect from this host
+            problems.append(f"--source-address: {unbindable}")
+    if run.get("demo") and params.get("ws_url"):
+        problems.append("--demo starts its own target: drop --ws-url (or --demo)")
     if run.get("bind"):  # wsload coordinator: its endpoint and keys too, in the same go
         try:
             if run.get("keys_dir"):

@@ -147,6 +147,10 @@ RUN_CASES: list[Case] = [
     case(*_u("--source-address", "192.0.2.77"), needle="cannot connect from source address",
          shared=False),
     case("--demo", "--ws-url", URL, needle="--demo starts its own target", shared=False),
+    case("--demo", "--ws-url", URL, "-c", "0", shared=False,
+         needle=("--demo starts its own target", "num_clients must be at least 1")),
+    case(*_u("--source-address", "192.0.2.77", "--json", "/nonexistent/dir/s.json"), shared=False,
+         needle=("cannot connect from source address 192.0.2.77", "no directory")),
 ]  # fmt: skip
 
 COORDINATOR_CASES: list[Case] = [
