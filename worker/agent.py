@@ -143,9 +143,9 @@ class Agent:
                     return end.code
                 if self.options.once:
                     return EXIT_OK
-                if end.note and end.note != last_note:
+                if end.note and not (end.retry_after and end.note == last_note):
                     print(f"wsload worker: {end.note}", file=sys.stderr, flush=True)
-                last_note = end.note
+                last_note = end.note  # a refusal repeated every few seconds is said once
                 if end.retry_after:
                     await asyncio.sleep(end.retry_after)
         finally:
@@ -263,7 +263,7 @@ class Agent:
                 wait = HELLO_RETRY
             msg = await self._recv(sock, wait=wait)
             if isinstance(msg, Welcome):
-                hb.mark_seen()
+                hb.arm()
                 return msg
             if isinstance(msg, Refuse):
                 refusal = f"refused by coordinator: {msg.reason}"

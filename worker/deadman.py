@@ -10,7 +10,11 @@ load has ``grace`` seconds to end; after that the heartbeat thread exits the
 process, which closes every socket at once.
 
 :class:`DeadMan` only decides (the caller passes the clock); the heartbeat
-thread acts on what :meth:`DeadMan.poll` says.
+thread acts on what :meth:`DeadMan.poll` says. It is armed when a
+coordinator welcomes the worker (:meth:`DeadMan.arm`), not by any earlier
+heartbeat (a coordinator that just said ``bye`` may still beat): a
+long-lived worker waiting minutes for its next coordinator has no
+coordinator to miss, and no load to stop.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class DeadMan:
     def __init__(self, silence_timeout: float, now: float) -> None:
         self.silence_timeout = silence_timeout
         self._last_seen = now
+        self._armed = False  # a coordinator welcomed us
         self._silent = False  # STOP was returned for the current silence
         self._grace: float | None = None  # a load runs, with this grace to stop
         self._exit_at: float | None = None
@@ -40,6 +45,11 @@ class DeadMan:
         """The coordinator spoke. A stop already asked for still has to happen in time."""
         self._last_seen = now
         self._silent = False
+
+    def arm(self, now: float) -> None:
+        """A coordinator welcomed the worker: from now on its silence counts."""
+        self._armed = True
+        self.seen(now)
 
     def silent_for(self, now: float) -> float:
         return now - self._last_seen
@@ -56,6 +66,8 @@ class DeadMan:
 
     def poll(self, now: float) -> Action:
         """What to do now; STOP once per silence, EXIT once per missed deadline."""
+        if not self._armed:
+            return Action.NONE
         if not self._silent and now - self._last_seen > self.silence_timeout:
             self._silent = True
             if self._grace is not None:

@@ -82,6 +82,11 @@ class HeartbeatThread(threading.Thread):
         with self._lock:
             self._deadman.seen(time.monotonic())
 
+    def arm(self) -> None:
+        """The coordinator welcomed this worker: from now on its silence stops the load."""
+        with self._lock:
+            self._deadman.arm(time.monotonic())
+
     def load_started(self, grace: float) -> None:
         """A load runs; once the coordinator falls silent it has ``grace`` s to stop."""
         with self._lock:

@@ -107,6 +107,10 @@ def test_one_worker_serves_three_runs_in_a_row(
         )  # fmt: skip
         try:
             for run in range(3):
+                if run == 2:
+                    # A deliberate gap longer than the silence timeout: waiting for the
+                    # next coordinator is no silence (it ended the next session at once).
+                    time.sleep(AgentOptions.silence_timeout + 1.0)
                 _reset(server.api_url)
                 out = tmp_path / f"run{run}.json"
                 coord = subprocess.run(
@@ -126,7 +130,8 @@ def test_one_worker_serves_three_runs_in_a_row(
                 assert worker.poll() is None, f"the worker exited after run {run}"
             worker_err.seek(0)
             err = worker_err.read().decode()
-            assert "run over; waiting for the next coordinator" in err
+            assert err.count("run over; waiting for the next coordinator") == 3
+            assert "went silent" not in err
             assert "Traceback" not in err
         finally:
             reap(worker)
@@ -197,3 +202,52 @@ def test_an_overloaded_worker_stops_when_its_coordinator_dies(
         assert b"Traceback" not in err
     finally:
         reap(coord, worker)
+
+
+@pytest.mark.timeout(120)
+def test_a_long_lived_worker_refused_by_a_full_coordinator_joins_the_next(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = serve_factory()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = subprocess.Popen(
+        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+         "--ws-url", server.ws_url, "-c", "2", "-d", "60", "--interval", "0.1", "--quiet"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    taken = subprocess.Popen(
+        [WSLOAD, "worker", "--connect", endpoint, "--once", "--id", "taken"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with tempfile.TemporaryFile() as spare_err:
+        _wait_for("taken's clients", lambda: stats(server.api_url)["connections_open"] == 2, 30)
+        spare = subprocess.Popen(
+            [WSLOAD, "worker", "--connect", endpoint, "--id", "spare"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=spare_err,
+        )  # fmt: skip
+        refusal = "refused by coordinator: the coordinator has all the workers it needs"
+
+        def refused() -> bool:
+            spare_err.seek(0)
+            return refusal in spare_err.read().decode()
+
+        try:
+            _wait_for("the spare refused", refused, 30)
+            first.send_signal(signal.SIGINT)  # ends the run: stop, drain, report, bye
+            assert first.wait(timeout=30) == 130
+            assert taken.wait(timeout=10) == 0
+            out = tmp_path / "second.json"
+            second = subprocess.run(
+                [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
+                 "--worker-wait", "30", "--ws-url", server.ws_url, "-c", "2", "-d", "1",
+                 "--interval", "0.1", "--json", str(out), "--quiet"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert second.returncode == 0, second.stderr
+            assert list(json.loads(out.read_text())["workers"]) == ["spare"]
+            assert spare.poll() is None
+            spare_err.seek(0)
+            err = spare_err.read().decode()
+            assert err.count(refusal) == 1, err  # said once, however often it retried
+        finally:
+            reap(first, taken, spare)

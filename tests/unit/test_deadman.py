@@ -10,6 +10,7 @@ from worker.link import handshake_problem
 
 def test_silence_asks_for_a_stop_once() -> None:
     dm = DeadMan(silence_timeout=5.0, now=0.0)
+    dm.arm(0.0)
     assert dm.poll(4.9) is Action.NONE
     assert dm.poll(5.1) is Action.STOP
     assert dm.poll(6.0) is Action.NONE  # once per silence
@@ -19,6 +20,7 @@ def test_silence_asks_for_a_stop_once() -> None:
 
 def test_a_load_that_stops_in_time_is_left_alone() -> None:
     dm = DeadMan(silence_timeout=5.0, now=0.0)
+    dm.arm(0.0)
     dm.load_started(grace=3.0, now=1.0)
     assert dm.poll(5.5) is Action.STOP
     dm.load_stopped()
@@ -27,6 +29,7 @@ def test_a_load_that_stops_in_time_is_left_alone() -> None:
 
 def test_a_load_that_does_not_stop_ends_the_process() -> None:
     dm = DeadMan(silence_timeout=5.0, now=0.0)
+    dm.arm(0.0)
     dm.load_started(grace=3.0, now=1.0)
     assert dm.poll(5.5) is Action.STOP
     assert dm.poll(8.4) is Action.NONE
@@ -35,6 +38,7 @@ def test_a_load_that_does_not_stop_ends_the_process() -> None:
 
 def test_the_coordinator_coming_back_does_not_cancel_a_stop_already_asked_for() -> None:
     dm = DeadMan(silence_timeout=5.0, now=0.0)
+    dm.arm(0.0)
     dm.load_started(grace=3.0, now=0.0)
     assert dm.poll(5.5) is Action.STOP
     dm.seen(6.0)
@@ -43,6 +47,7 @@ def test_the_coordinator_coming_back_does_not_cancel_a_stop_already_asked_for() 
 
 def test_a_load_started_during_a_silence_gets_its_grace_too() -> None:
     dm = DeadMan(silence_timeout=5.0, now=0.0)
+    dm.arm(0.0)
     assert dm.poll(6.0) is Action.STOP
     dm.load_started(grace=2.0, now=6.5)
     assert dm.poll(8.4) is Action.NONE
@@ -51,8 +56,19 @@ def test_a_load_started_during_a_silence_gets_its_grace_too() -> None:
 
 def test_no_load_no_exit() -> None:
     dm = DeadMan(silence_timeout=1.0, now=0.0)
+    dm.arm(0.0)
     assert dm.poll(2.0) is Action.STOP
     assert all(dm.poll(t) is Action.NONE for t in (3.0, 100.0, 1e6))
+
+
+def test_no_coordinator_yet_nothing_to_miss() -> None:
+    """A long-lived worker waits minutes between runs: that is no silence."""
+    dm = DeadMan(silence_timeout=5.0, now=0.0)
+    dm.seen(300.0)  # the heartbeat of a coordinator that said bye: not a welcome
+    assert dm.poll(600.0) is Action.NONE
+    dm.arm(600.0)  # welcomed
+    assert dm.poll(604.0) is Action.NONE
+    assert dm.poll(605.1) is Action.STOP
 
 
 def test_handshake_failures_are_named() -> None:
