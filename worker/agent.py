@@ -18,11 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +30,11 @@ import numpy.typing as npt
 import zmq
 import zmq.asyncio
 
-from common import __version__
 from common.endpoint import Endpoint, parse_endpoint
 from common.errors import ProtocolError
 from common.protocol import (
     Bye,
     Error,
-    Hello,
     Job,
     Message,
     Refuse,
@@ -55,6 +51,7 @@ from common.validation import unbindable_address
 from worker.admission import checked_spec, target_refusal
 from worker.engine import Engine, create_engine
 from worker.heartbeat import HeartbeatThread
+from worker.identity import introduce
 from worker.link import HandshakeProblem, Link
 from worker.recorder import WindowBatch
 from worker.schedule import Share
@@ -103,18 +100,6 @@ class SessionEnd:
 
 class _Incompatible(Refuse):
     """A coordinator of another protocol version: no later hello can succeed."""
-
-
-def fd_limit() -> int:
-    """Raise the soft descriptor limit to the hard one; return what we have."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 class Agent:
@@ -243,14 +228,7 @@ class Agent:
 
     async def _hello(self, link: Link, hb: HeartbeatThread) -> Welcome | SessionEnd:
         sock = link.sock
-        hello = Hello(
-            worker_id=self.worker_id,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            version=__version__,
-            cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
-            fd_limit=fd_limit(),
-        )
+        hello = introduce(self.worker_id)
         hint: HandshakeProblem | None = None
         while True:
             # Not connected yet (TCP still connecting, coordinator not up, or CURVE
@@ -431,8 +409,4 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) ->
     loop.call_soon_threadsafe(callback)
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-__all__ = ["Agent", "AgentOptions", "fd_limit", "new_worker_id"]
+__all__ = ["Agent", "AgentOptions", "SessionEnd"]

@@ -16,7 +16,8 @@ from common.curve import worker_keys
 from common.endpoint import EndpointError, parse_endpoint
 from common.errors import KeyFileError, SpecError
 from common.params import POSITIVE_SECONDS, OneStageCommand
-from worker.agent import Agent, AgentOptions, new_worker_id
+from worker.agent import Agent, AgentOptions
+from worker.identity import new_worker_id
 
 
 @click.command(cls=OneStageCommand)
