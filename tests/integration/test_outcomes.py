@@ -186,3 +186,26 @@ async def test_python_api_judges_thresholds_like_the_cli(serve_factory: ServerFa
     assert [t["passed"] for t in results["thresholds"]] == [True, False]
     assert results["verdict"]["reasons"][0].startswith("threshold rps>=1000000000 failed")
     assert_balanced(results)
+
+
+def test_pushes_and_a_generator_bound_run_are_said(serve_factory: ServerFactory) -> None:
+    """Unsolicited pushes get their own line; a rate no worker can send is called generator-bound.
+
+    1e6 messages a second from one worker is beyond any machine's reach, so
+    the run says its figures show wsload's limit, not the target's.
+    """
+    server = serve_factory("--push-every", "20")
+    proc = run(
+        "run", "--ws-url", server.ws_url, "-c", "4", "-d", "2", "-w", "1", "--rate", "1000000",
+        "--json", "-",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["unsolicited"] == summary["counters"]["unsolicited"] > 0
+    assert f"Unsolicited (pushed, not replies): {summary['unsolicited']} " in proc.stderr
+    bound = summary["generator_bound"]
+    assert bound is not None
+    assert "went out behind schedule" in bound["reason"]
+    assert f"GENERATOR-BOUND (the figures show wsload's limit): {bound['reason']}" in proc.stderr
+    assert summary["behind_schedule"] > 0.01 * summary["total_sent"]
+    assert_balanced(summary)
