@@ -270,8 +270,9 @@ class Engine(ABC):
             await self._close_all()
             await asyncio.gather(*clients)
             self._phase = Phase.DONE
+        final = rec.take_window(time.time(), final=True)  # also samples the CPU time
         if self._on_batch is not None:
-            self._on_batch(rec.take_window(time.time(), final=True))
+            self._on_batch(final)
         return EngineResult(
             counters=rec.totals(),
             errors=dict(rec.errors),
