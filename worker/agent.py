@@ -395,7 +395,7 @@ class Agent:
             return decode(data)
         except VersionMismatch as exc:
             # The coordinator's refusal of our version is itself in its version.
-            return Refuse(f"the coordinator speaks another protocol: {exc}")
+            return _Incompatible(f"the coordinator speaks another protocol: {exc}")
         except ProtocolError as exc:
             print(f"wsload worker: ignoring a bad message: {exc}", file=sys.stderr)
             return None

@@ -19,9 +19,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import msgpack
 import pytest
 import uvloop
+import zmq
 
+from common.protocol import PROTOCOL_VERSION
 from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory, reap
 from tests.integration.test_run import free_port, stats
@@ -251,3 +254,27 @@ def test_a_long_lived_worker_refused_by_a_full_coordinator_joins_the_next(
             assert err.count(refusal) == 1, err  # said once, however often it retried
         finally:
             reap(first, taken, spare)
+
+
+def test_a_long_lived_worker_leaves_a_coordinator_of_another_protocol() -> None:
+    """Retrying cannot help there: exit 2 naming it, even without --once."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    worker = subprocess.Popen(
+        [WSLOAD, "worker", "--connect", f"tcp://127.0.0.1:{port}", "--id", "w"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert router.poll(30_000), "no hello"
+        identity, _ = router.recv_multipart()
+        future = {"v": PROTOCOL_VERSION + 1, "kind": "refuse", "reason": "upgrade"}
+        router.send_multipart([identity, msgpack.packb(future)])
+        _, err = worker.communicate(timeout=20)
+        assert worker.returncode == 2
+        assert b"the coordinator speaks another protocol" in err
+    finally:
+        reap(worker)
+        router.close()
+        ctx.term()
