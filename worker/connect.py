@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -174,11 +175,28 @@ async def connected_socket(url: str, source: str = "") -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
     try:
-        await loop.sock_connect(sock, address)
+        # loop.sock_connect would do, at twice the cost: it resolves the address
+        # again and reads sock.family (an enum conversion) on every call.
+        err = sock.connect_ex(address)
+        if err == errno.EINPROGRESS:
+            writable = loop.create_future()
+            loop.add_writer(sock, _wake, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, f"connect to {address[0]} port {address[1]}: {os.strerror(err)}")
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _family(address: str) -> socket.AddressFamily:

@@ -51,6 +51,14 @@ from worker.tracker import InFlight, id_pattern, unmatched
 
 WINDOW_SECONDS = 0.25
 RECONNECT_BASE_DELAY = 0.05
+#: Opening handshakes in progress at once, per worker. Thousands started at
+#: once kept the loop busy for seconds per turn (no window went out: the
+#: progress said "clients 0", then everything in one second), and the
+#: target's own handshake timeout hung up on the requests sent last (10,000
+#: at once on a busy 2-core machine: every one). Towards a distant target this
+#: caps a worker's opening rate at about PENDING_HANDSHAKES / (2 * round
+#: trip): 2,500/s at 100 ms.
+PENDING_HANDSHAKES = 512
 #: uvloop's timers tick in milliseconds: a message due within this many
 #: seconds goes out now rather than after a timer that may fire a tick late,
 #: so the generator's own timer lag does not inflate intended-time latency.
@@ -178,6 +186,7 @@ class Engine(ABC):
         self._conns: dict[int, Conn] = {}
         self._naps: set[asyncio.Future[None]] = set()
         self._stop_requested = asyncio.Event()
+        self._handshakes = asyncio.Semaphore(PENDING_HANDSHAKES)
         self._start = 0.0
         self._send_until = 0.0
         #: when the current turn of scheduled sending began (see :meth:`_yield_turn`)
@@ -299,9 +308,12 @@ class Engine(ABC):
         failures = 0
         connected_before = False
         while self._phase is Phase.RUNNING and _mono() < self._send_until:
-            t0 = _mono()
             try:
-                link = await self._open(source)
+                async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
+                    if self._phase is not Phase.RUNNING:  # the run ended while this one queued
+                        return
+                    t0 = _mono()
+                    link = await self._open(source)
             except ConnectFailed as exc:
                 rec.connect_failures += 1
                 rec.error(exc.kind, str(exc))

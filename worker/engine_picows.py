@@ -56,9 +56,10 @@ _mono = time.monotonic
 #: picows' first read buffer per connection (it grows for larger messages); its
 #: 16 KiB default would double the memory of an idle connection.
 READ_BUFFER = 2048
-#: seconds past the connect timeout before the backstop cancels a handshake
-#: picows' own timer should already have failed
-HANDSHAKE_BACKSTOP = 1.0
+#: picows' handshake timer fires this many seconds before the connect timeout,
+#: so it fails ws_connect itself; the connect timeout cancelling ws_connect
+#: first would leave picows' own failure unobserved ("exception never retrieved")
+HANDSHAKE_MARGIN = 0.05
 
 
 class _Listener(WSListener):
@@ -242,9 +243,8 @@ class PicowsEngine(Engine):
 
         The TCP connection is made first (:func:`connected_socket`: with
         ``IP_BIND_ADDRESS_NO_PORT`` for a source address) and handed to picows,
-        whose handshake timer then gets what is left of the connect timeout.
-        That timer fails ``ws_connect`` itself; the backstop around it only
-        catches what the timer cannot (a wedged picows).
+        whose handshake timer then gets what is left of the connect timeout
+        (less HANDSHAKE_MARGIN): a silent target fails ``ws_connect`` itself.
         """
         options = self._options
         url = self.spec.ws_url
@@ -255,15 +255,13 @@ class PicowsEngine(Engine):
         try:
             async with asyncio.timeout(options.timeout):
                 sock = await connected_socket(url, source)
-            left = max(deadline - _mono(), 0.001)
-            async with asyncio.timeout(left + HANDSHAKE_BACKSTOP):
                 # picows owns the socket from here: closed with its transport or
                 # detached by uvloop when the transport cannot be made.
                 transport, listener = await ws_connect(
                     lambda: _Listener(self),
                     url,
                     ssl_context=self._ssl,
-                    websocket_handshake_timeout=left,
+                    websocket_handshake_timeout=max(deadline - _mono() - HANDSHAKE_MARGIN, 1e-3),
                     max_frame_size=MAX_MESSAGE_SIZE,
                     extra_headers=headers,
                     max_redirects=0,  # a 3xx is an error kind (http_301...), never followed

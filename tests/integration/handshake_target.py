@@ -12,7 +12,9 @@ connections: the place a redirect points to, which must never be reached.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import socket
 import struct
 import threading
@@ -29,7 +31,10 @@ BEHAVIOURS = (
     "silent",  # read the request and never answer
     "redirect_301",  # 301 to the counter's port
     "redirect_302",  # 302 to the counter's port
+    "slow_101",  # a valid 101 after SLOW_101 seconds; then swallows messages, answers a close
 )
+SLOW_101 = 0.05
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUEST_LIMIT = 16 * 1024
 
 
@@ -99,6 +104,10 @@ class HandshakeTarget:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self._writers: list[asyncio.StreamWriter] = []
         self._readers: dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
+        self._requests: dict[asyncio.StreamWriter, bytes] = {}
+        #: handshakes between request and 101 now, and the most there ever were
+        self.pending = 0
+        self.most_pending = 0
 
     def __enter__(self) -> HandshakeTarget:
         return self
@@ -122,10 +131,11 @@ class HandshakeTarget:
         self._writers.append(writer)
         self._readers[writer] = reader
         try:
-            await reader.readuntil(b"\r\n\r\n")  # the upgrade request
+            request = await reader.readuntil(b"\r\n\r\n")  # the upgrade request
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.transport.abort()
             return
+        self._requests[writer] = request
         actions: dict[str, Callable[[asyncio.StreamWriter], Coroutine[Any, Any, None]]] = {
             "close": self._close,
             "rst": self._rst,
@@ -134,6 +144,7 @@ class HandshakeTarget:
             "silent": self._silent,
             "redirect_301": lambda w: self._redirect(w, 301),
             "redirect_302": lambda w: self._redirect(w, 302),
+            "slow_101": self._slow_101,
         }
         self.done[behaviour] += 1
         await actions[behaviour](writer)
@@ -163,6 +174,34 @@ class HandshakeTarget:
                 pass
         writer.close()
 
+    async def _slow_101(self, writer: asyncio.StreamWriter) -> None:
+        self.pending += 1
+        self.most_pending = max(self.most_pending, self.pending)
+        try:
+            await asyncio.sleep(SLOW_101)
+        finally:
+            self.pending -= 1
+        key = b""
+        for line in self._requests[writer].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"sec-websocket-key":
+                key = value.strip()
+        accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest()).decode()
+        writer.write(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
+        )
+        reader = self._readers[writer]
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            # Messages are swallowed; a close frame (opcode 8 first in a read) is answered.
+            while chunk := await reader.read(REQUEST_LIMIT):
+                if chunk[0] & 0x0F == 8:
+                    writer.write(b"\x88\x02\x03\xe8")  # close 1000
+                    await writer.drain()
+                    break
+        writer.close()
+
     async def _redirect(self, writer: asyncio.StreamWriter, status: int) -> None:
         location = f"ws://127.0.0.1:{self.counter.port}/ws"
         reason = {301: "Moved Permanently", 302: "Found"}[status]
@@ -174,4 +213,4 @@ class HandshakeTarget:
         writer.close()
 
 
-__all__ = ["BEHAVIOURS", "HandshakeTarget", "HitCounter"]
+__all__ = ["BEHAVIOURS", "SLOW_101", "HandshakeTarget", "HitCounter"]
