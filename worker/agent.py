@@ -94,7 +94,8 @@ class SessionEnd:
 
     code: int | None = None
     retry_after: float = 0.0
-    #: said once when a long-lived worker goes back to waiting
+    #: what a long-lived worker says as it goes back to waiting (a refusal
+    #: repeated every REFUSED_RETRY seconds is said once)
     note: str = ""
 
 
