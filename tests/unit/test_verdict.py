@@ -8,13 +8,14 @@ verdict are checked on what the coordinator really builds.
 from __future__ import annotations
 
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import pytest
 
 from common.protocol import Result, Samples, decode, encode
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
-from coordinator.outputs import csv_text
+from coordinator.outputs import csv_text, junit_text
 from coordinator.report import format_summary, live_lines, progress_line
 from coordinator.verdict import (
     EXIT_COULD_NOT_RUN,
@@ -265,3 +266,15 @@ def test_parameters_hide_secrets() -> None:
     )  # fmt: skip
     assert params["started_at"] == "1970-01-01T00:00:00Z"
     assert params["wsload_version"]
+
+
+def test_junit_has_a_failed_case_when_nothing_was_tested() -> None:
+    summary = summary_of(refused_run())
+    verdict = judge((), summary, target="127.0.0.1:9")
+    summary["nothing_tested"] = verdict.reasons[0]
+    root = ET.fromstring(junit_text({"load": summary}))
+    (case,) = root.iter("testcase")
+    assert case.get("name") == "tested something"
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message") == verdict.reasons[0]
