@@ -1,6 +1,7 @@
 """The default engine, on picows: replies handled where the bytes arrive.
 
-picows parses frames in Cython and calls :meth:`_Listener.on_ws_frame`
+picows parses frames in Cython and calls
+:meth:`worker.picows_listener.Listener.on_ws_frame`
 straight from the transport's ``data_received``. The reply is matched and
 recorded there and, in closed loop, the next message is sent from the same
 callback: a round trip costs no task switch, no future and no lock. In the
@@ -26,15 +27,12 @@ from typing import Any
 from picows import (
     WSCloseCode,
     WSError,
-    WSFrame,
     WSHandshakeError,
-    WSListener,
     WSMsgType,
-    WSTransport,
     ws_connect,
 )
 
-from worker.connect import MAX_MESSAGE_SIZE, USER_AGENT, classify, connected_socket
+from worker.connect import USER_AGENT, classify, connected_socket
 from worker.engine import (
     HOLD_POLL,
     MAX_IN_FLIGHT,
@@ -46,12 +44,10 @@ from worker.engine import (
     resolve,
 )
 from worker.errors import ConnectFailed, HandshakeRejected
+from worker.picows_listener import Listener as _Listener
 from worker.schedule import SendSchedule
 
 _TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
-_CONTINUATION = WSMsgType.CONTINUATION
-_CLOSE = WSMsgType.CLOSE
 _mono = time.monotonic
 #: picows' first read buffer per connection (it grows for larger messages); its
 #: 16 KiB default would double the memory of an idle connection.
@@ -61,73 +57,15 @@ READ_BUFFER = 2048
 #: first would leave picows' own failure unobserved ("exception never retrieved")
 HANDSHAKE_MARGIN = 0.05
 
-
-class _Listener(WSListener):
-    """One connection's callbacks; until :meth:`attach`, a close is only remembered."""
-
-    def __init__(self, engine: PicowsEngine) -> None:
-        self.engine = engine
-        self.conn: Conn | None = None
-        self.transport: WSTransport | None = None
-        self.alive = True
-        self.gone = False
-        self.close_code = 1006  # until a close frame says otherwise
-        self.fragments: list[bytes] | None = None
-
-    def attach(self, conn: Conn) -> None:
-        self.conn = conn
-        if self.gone:
-            self.engine._on_closed(conn, self.close_code)
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        kind = frame.msg_type
-        if kind is _TEXT or kind is _BINARY:
-            if frame.fin:
-                self._message(frame.get_payload_as_bytes())
-            else:
-                self.fragments = [frame.get_payload_as_bytes()]
-        elif kind is _CONTINUATION and self.fragments is not None:
-            self.fragments.append(frame.get_payload_as_bytes())
-            if frame.fin:
-                data, self.fragments = b"".join(self.fragments), None
-                self._message(data)
-        elif kind is _CLOSE:
-            has_code = frame.payload_size >= 2
-            self.close_code = int(frame.get_close_code().value) if has_code else 1005
-            self.alive = False
-            if not transport.is_close_frame_sent:  # answer the server's close, then hang up
-                transport.send_close(frame.get_close_code() if has_code else WSCloseCode.OK)
-            transport.disconnect()
-
-    def _message(self, data: bytes) -> None:
-        conn = self.conn
-        if conn is None:  # a frame before the engine took the connection: nothing is in flight
-            self.engine.recorder.late += 1
-            return
-        engine = self.engine
-        if not engine._on_message(conn, data):
-            return
-        # Closed loop: the next message goes out from here (the write is synchronous).
-        # The condition is Engine._sending, inlined: this runs once per reply.
-        if self.alive and engine._phase is Phase.RUNNING and _mono() < engine._send_until:
-            self.transport.send(_TEXT, engine._next_message(conn, _mono()))  # type: ignore[union-attr]
-        else:
-            conn.wake()
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.alive = False
-        self.gone = True
-        if self.conn is not None:
-            self.engine._on_closed(self.conn, self.close_code)
-
-
 #: (due, tie-break, conn, schedule, done) of one scheduled sender
 _Due = tuple[float, int, Conn, SendSchedule, asyncio.Future[None]]
 #: parked senders one look every HOLD_POLL may check; more stretch the interval
 PARK_SCAN = 1000
+#: seconds between two looks at the run's end by a sender waiting for a paused
+#: connection to resume (the phase change itself wakes it at once)
+PAUSE_RECHECK = 1.0
+#: seconds an aborted connection gets to report its disconnect
+ABORT_WAIT = 1.0
 
 
 def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
@@ -143,7 +81,7 @@ def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
         link = conn.link
         if not link.alive:
             resolve(entry[4])
-        elif getattr(link, "paused", False) or len(conn.inflight) >= MAX_IN_FLIGHT:
+        elif link.paused or len(conn.inflight) >= MAX_IN_FLIGHT:
             still.append(entry)
         else:
             heapq.heappush(due, entry)
@@ -211,7 +149,7 @@ class PicowsEngine(Engine):
                     if at >= send_until or now >= send_until or not link.alive:
                         resolve(done)
                         continue
-                    if getattr(link, "paused", False) or len(conn.inflight) >= MAX_IN_FLIGHT:
+                    if link.paused or len(conn.inflight) >= MAX_IN_FLIGHT:
                         parked.append(entry)
                         continue
                     link.transport.send(_TEXT, next_message(conn, schedule.advance()))
@@ -262,7 +200,8 @@ class PicowsEngine(Engine):
                     url,
                     ssl_context=self._ssl,
                     websocket_handshake_timeout=max(deadline - _mono() - HANDSHAKE_MARGIN, 1e-3),
-                    max_frame_size=MAX_MESSAGE_SIZE,
+                    max_frame_size=self.spec.max_message_size,
+                    enable_auto_pong=False,  # the listener answers pings (bounded while paused)
                     extra_headers=headers,
                     max_redirects=0,  # a 3xx is an error kind (http_301...), never followed
                     read_buffer_init_size=READ_BUFFER,
@@ -292,29 +231,45 @@ class PicowsEngine(Engine):
         return conn.link.alive  # type: ignore[no-any-return]
 
     async def _send(self, conn: Conn, intended: float) -> bool:
+        """Send now, or once the target reads again: a paused connection writes no message.
+
+        The wait ends with the run's phase (the engine wakes every nap) or the
+        connection; ``intended`` stays the time the message was wanted, so the
+        pause shows in its latency.
+        """
         link: _Listener = conn.link
-        if not link.alive:
+        while link.paused and self._sending(conn):
+            await self._nap(PAUSE_RECHECK, link.resumed())
+        if not link.alive or link.paused:
             return False
         link.transport.send(_TEXT, self._next_message(conn, intended))  # type: ignore[union-attr]
         return True
 
     async def _close(self, conn: Conn) -> None:
+        """Close with 1000 and wait for the server's close, at most the connect timeout.
+
+        Past it (a target that neither answers nor reads) the socket is
+        aborted; then picows reports the disconnect on the loop's next turns.
+        """
         link: _Listener = conn.link
         transport = link.transport
         if link.gone or transport is None:
             return
         link.alive = False
+        link.wake()
         if not transport.is_close_frame_sent:
             transport.send_close(WSCloseCode.OK)
-        try:  # the server answers with its close frame, on which on_ws_frame disconnects
+        try:  # the server answers with its close frame, on which the listener hangs up
             async with asyncio.timeout(self._options.timeout):
                 await transport.wait_disconnected()
+            return
         except TimeoutError:
             transport.disconnect(graceful=False)
         except Exception:  # a local failure picows re-raises here; the link is gone either way
             return
         with contextlib.suppress(Exception):
-            await transport.wait_disconnected()
+            async with asyncio.timeout(ABORT_WAIT):
+                await transport.wait_disconnected()
 
 
 def _classify(exc: BaseException, url: str) -> ConnectFailed:
