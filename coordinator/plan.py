@@ -15,7 +15,7 @@ mid-run, with ``--elastic``). It is pure too: the caller passes ``now``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from coordinator.errors import PlanError
 
@@ -97,6 +97,14 @@ def _water_fill(total: int, workers: Sequence[WorkerCapacity]) -> list[int]:
     return counts
 
 
+@dataclass(frozen=True)
+class Handover:
+    """Clients of the lost worker ``origin`` that ``share.worker_id`` takes on."""
+
+    origin: str
+    share: Assignment
+
+
 class Roster:
     """Who runs which clients of a running job; hands a lost worker's clients on.
 
@@ -133,7 +141,7 @@ class Roster:
         self.delay = delay
         self.hand_on = hand_on
         self.lost: set[str] = set()
-        #: (due time, clients) waiting for a taker, oldest first
+        #: (due time, clients) waiting for a taker, oldest first; each names its lost worker
         self.orphans: list[tuple[float, Assignment]] = []
 
     def load(self, worker_id: str) -> int:
@@ -163,14 +171,14 @@ class Roster:
         self.lost.add(worker_id)
         due = now if certain else now + self.delay
         chunks = self.chunks.get(worker_id, [])
-        self.orphans.extend((due, replace(a, worker_id="")) for a in chunks)
+        self.orphans.extend((due, a) for a in chunks)  # each keeps its lost worker's id
         return sum(a.num_clients for a in chunks)
 
     def next_due(self) -> float | None:
         """When the earliest orphan is due, if any."""
         return min((due for due, _ in self.orphans), default=None)
 
-    def due(self, now: float) -> list[Assignment]:
+    def due(self, now: float) -> list[Handover]:
         """Hand the orphans due by ``now`` to live workers; the new shares to send.
 
         What no live worker has room for stays orphaned (an elastic join may
@@ -204,29 +212,29 @@ class Roster:
                 taken -= used
                 if used == a.num_clients:
                     continue
-                a = self._slice(a, used, a.num_clients - used, "")
+                a = self._slice(a, used, a.num_clients - used, a.worker_id)
             kept.append((due, a))
         self.orphans = kept
-        for a in out:
-            self.chunks[a.worker_id].append(a)
+        for h in out:
+            self.chunks[h.share.worker_id].append(h.share)
         return out
 
     def _carve(
         self, ready: list[Assignment], takers: list[WorkerCapacity], counts: list[int]
-    ) -> list[Assignment]:
+    ) -> list[Handover]:
         """Cut the ready orphans, in order, into each taker's count of clients."""
-        out: list[Assignment] = []
+        out: list[Handover] = []
         pieces = list(ready)
         for taker, count in zip(takers, counts, strict=True):
             while count:
                 head = pieces[0]
                 used = min(count, head.num_clients)
-                out.append(self._slice(head, 0, used, taker.worker_id))
+                out.append(Handover(head.worker_id, self._slice(head, 0, used, taker.worker_id)))
                 count -= used
                 if used == head.num_clients:
                     pieces.pop(0)
                 else:
-                    pieces[0] = self._slice(head, used, head.num_clients - used, "")
+                    pieces[0] = self._slice(head, used, head.num_clients - used, head.worker_id)
         return out
 
     def _slice(self, a: Assignment, skip: int, count: int, worker_id: str) -> Assignment:
@@ -234,4 +242,4 @@ class Roster:
         return Assignment(worker_id, count, a.client_offset + skip, rate)
 
 
-__all__ = ["FD_RESERVE", "Assignment", "Roster", "WorkerCapacity", "plan"]
+__all__ = ["FD_RESERVE", "Assignment", "Handover", "Roster", "WorkerCapacity", "plan"]

@@ -241,20 +241,20 @@ class Session:
         roster, spec = self._roster, self._job_spec
         assert roster is not None
         assert spec is not None
-        for a in roster.due(time.monotonic()):
+        for handover in roster.due(time.monotonic()):
+            a = handover.share
             await self._send_share(a, spec)
-            source = ", ".join(outcome.lost_workers) or "lost workers"
             last = a.client_offset + a.num_clients - 1
             self.options.on_log(
-                f"{a.worker_id} takes {a.num_clients} clients of {source} "
+                f"{a.worker_id} takes {a.num_clients} clients of {handover.origin} "
                 f"(client-{a.client_offset}..client-{last}) over {HANDOVER_RAMP:g} s"
             )
             outcome.handovers.append(
                 {
+                    "from": handover.origin,
                     "to": a.worker_id,
                     "clients": a.num_clients,
                     "first_client": a.client_offset,
-                    "from": list(outcome.lost_workers),
                 }
             )
 

@@ -262,6 +262,7 @@ def test_a_killed_local_workers_clients_are_handed_to_the_survivor(
         (survivor,) = set(summary["workers"]) - {lost_id}
         assert sum(h["clients"] for h in summary["handovers"]) == 4
         assert {h["to"] for h in summary["handovers"]} == {survivor}
+        assert {h["from"] for h in summary["handovers"]} == {lost_id}
         assert summary["clients_orphaned"] == 0
         assert_accounting(summary)
         # Each client has one id wherever it ran: 8 distinct connections, 4 of them twice.
@@ -313,6 +314,7 @@ def test_an_elastic_join_takes_a_silent_workers_clients_after_its_deadman_stop(
         summary = json.loads(out.read_text())
         assert summary["lost_workers"] == ["w0"]
         assert [h["to"] for h in summary["handovers"]] == ["w2"]  # the spare, not the survivor
+        assert [h["from"] for h in summary["handovers"]] == ["w0"]
         assert summary["workers"]["w2"]["sent"] > 0
         assert_accounting(summary)
         for p in procs[1:]:

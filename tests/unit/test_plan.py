@@ -71,13 +71,18 @@ def _roster(
     return Roster(plan(num, rate, caps), caps, rate_per_client=per_client, **kw)  # type: ignore[arg-type]
 
 
+def due(roster: Roster, now: float) -> list[Assignment]:
+    """The shares handed on by ``now``."""
+    return [h.share for h in roster.due(now)]
+
+
 def test_a_dead_workers_clients_go_to_the_survivors_at_once() -> None:
     caps = [WorkerCapacity(w, 1, 20000) for w in "abc"]
     roster = _roster(caps, 30, rate=300.0, delay=3.0)
     assert roster.lose("b", now=10.0, certain=True) == 10
     assert roster.running == 20
     assert roster.orphaned == 10
-    handed = roster.due(now=10.0)
+    handed = due(roster, now=10.0)
     assert [(a.worker_id, a.num_clients, a.client_offset) for a in handed] == [
         ("a", 5, 10),
         ("c", 5, 15),
@@ -94,8 +99,8 @@ def test_a_silent_worker_is_handed_on_only_after_the_delay() -> None:
     roster = _roster(caps, 10, delay=3.0)
     roster.lose("a", now=100.0)
     assert roster.next_due() == 103.0
-    assert roster.due(now=102.9) == []
-    (handed,) = roster.due(now=103.0)
+    assert due(roster, now=102.9) == []
+    (handed,) = due(roster, now=103.0)
     assert (handed.worker_id, handed.num_clients, handed.client_offset) == ("b", 5, 0)
     assert handed.rate is None
 
@@ -105,12 +110,12 @@ def test_what_does_not_fit_stays_orphaned_until_an_elastic_join() -> None:
     caps = [WorkerCapacity("big", 1, FD_RESERVE + 10), small]
     roster = _roster(caps, 20)
     roster.lose("big", now=0.0, certain=True)
-    (part,) = roster.due(now=0.0)
+    (part,) = due(roster, now=0.0)
     assert (part.worker_id, part.num_clients, part.client_offset) == ("small", 2, 0)
     assert roster.orphaned == 8
-    assert roster.due(now=1.0) == []
+    assert due(roster, now=1.0) == []
     roster.join(WorkerCapacity("late", 2, 20000))
-    (rest,) = roster.due(now=2.0)
+    (rest,) = due(roster, now=2.0)
     assert (rest.worker_id, rest.num_clients, rest.client_offset) == ("late", 8, 2)
     assert roster.orphaned == 0
     assert roster.running == 20
@@ -121,7 +126,7 @@ def test_an_idle_elastic_worker_is_served_before_the_survivors() -> None:
     roster = _roster(caps, 30)
     roster.join(WorkerCapacity("spare", 1, 20000))
     roster.lose("a", now=0.0, certain=True)
-    (handed,) = roster.due(now=0.0)
+    (handed,) = due(roster, now=0.0)
     assert (handed.worker_id, handed.num_clients, handed.client_offset) == ("spare", 10, 0)
     assert roster.load("b") == roster.load("c") == 10
 
@@ -130,21 +135,23 @@ def test_continue_keeps_orphans_for_elastic_joins_only() -> None:
     caps = [WorkerCapacity("a"), WorkerCapacity("b")]
     roster = _roster(caps, 10, hand_on=False)
     roster.lose("a", now=0.0, certain=True)
-    assert roster.due(now=5.0) == []
+    assert due(roster, now=5.0) == []
     assert roster.orphaned == 5
     roster.join(WorkerCapacity("c"))
-    assert [a.worker_id for a in roster.due(now=6.0)] == ["c"]
+    assert [a.worker_id for a in due(roster, now=6.0)] == ["c"]
 
 
 def test_a_second_loss_hands_on_what_the_first_handed_over() -> None:
     caps = [WorkerCapacity(w, 1, 20000) for w in "abc"]
     roster = _roster(caps, 9)
     roster.lose("a", now=0.0, certain=True)
-    roster.due(now=0.0)
+    assert [(h.origin, h.share.worker_id) for h in roster.due(now=0.0)] == [("a", "b"), ("a", "c")]
     assert roster.load("b") == 5
     assert roster.load("c") == 4
     roster.lose("b", now=1.0, certain=True)
-    handed = roster.due(now=1.0)
+    handovers = roster.due(now=1.0)
+    assert {h.origin for h in handovers} == {"b"}  # its own clients and those it had taken
+    handed = [h.share for h in handovers]
     assert sum(a.num_clients for a in handed) == 5
     assert {a.worker_id for a in handed} == {"c"}
     assert roster.load("c") == 9
@@ -175,7 +182,7 @@ def test_handovers_keep_every_client_exactly_once(
         if joins:
             roster.join(WorkerCapacity(f"j{k}", 1, 500))
         now += 5.0
-        for a in roster.due(now):
+        for a in due(roster, now):
             assert a.worker_id not in roster.lost
             assert a.rate == pytest.approx(a.num_clients)
     clients: list[int] = []
@@ -193,4 +200,4 @@ def test_handovers_keep_every_client_exactly_once(
     ]
     assert sorted(clients) == list(range(num))
     assert roster.running + roster.orphaned == num
-    assert all(isinstance(a, Assignment) for _, a in roster.orphans)
+    assert all(a.worker_id in roster.lost for _, a in roster.orphans)  # each names its origin
