@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -90,6 +91,13 @@ def _wait_for(what: str, check: object, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def _patient_stats(api_url: str) -> dict[str, Any]:
+    """The server's counters, waiting up to 30 s: a saturated server answers late."""
+    with urllib.request.urlopen(f"{api_url}/stats", timeout=30) as response:
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
 def _reset(api_url: str) -> None:
     request = urllib.request.Request(f"{api_url}/stats/reset", method="POST", data=b"")
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -131,8 +139,14 @@ def test_one_worker_serves_three_runs_in_a_row(
                     "connections_open"], 10)  # fmt: skip
                 assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
                 assert worker.poll() is None, f"the worker exited after run {run}"
-            worker_err.seek(0)
-            err = worker_err.read().decode()
+
+            def said() -> str:
+                worker_err.seek(0)
+                return worker_err.read().decode()
+
+            # Said as the worker goes back to waiting, just after its answer to the bye.
+            _wait_for("the third run's end said", lambda: said().count("run over;") == 3, 10)
+            err = said()
             assert err.count("run over; waiting for the next coordinator") == 3
             assert "went silent" not in err
             assert "Traceback" not in err
@@ -192,14 +206,18 @@ def test_an_overloaded_worker_stops_when_its_coordinator_dies(
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait_for("50 connections", lambda: stats(server.api_url)["connections_open"] == 50, 30)
-        _wait_for("load flowing", lambda: stats(server.api_url)["messages_received"] > 5000, 30)
+        _wait_for(
+            "50 connections", lambda: _patient_stats(server.api_url)["connections_open"] == 50, 30
+        )
+        _wait_for(
+            "load flowing", lambda: _patient_stats(server.api_url)["messages_received"] > 5000, 30
+        )
         coord.send_signal(signal.SIGKILL)
         coord.wait()
         killed = time.monotonic()
         bound = 5.0 + 2.0 + DEADMAN_GRACE + 5.0  # silence, drain, grace, slack
-        _wait_for("connections closed", lambda: not stats(server.api_url)["connections_open"],
-                  bound)  # fmt: skip
+        _wait_for("connections closed", lambda: not _patient_stats(server.api_url)[
+            "connections_open"], bound)  # fmt: skip
         _, err = worker.communicate(timeout=max(1.0, bound - (time.monotonic() - killed)))
         assert worker.returncode in (0, 3), err  # stopped by its loop, or by the thread
         assert b"Traceback" not in err
