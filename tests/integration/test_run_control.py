@@ -237,7 +237,7 @@ def test_a_killed_local_workers_clients_are_handed_to_the_survivor(
     server = serve_factory()
     out = tmp_path / "s.json"
     proc, stdout_lines, err = start(
-        ["run", "--ws-url", server.ws_url, "-c", "8", "-d", "14", "--interval", "0.05",
+        ["run", "--ws-url", server.ws_url, "-c", "8", "-d", "10", "--interval", "0.05",
          "-w", "2", "--json", str(out)]
     )  # fmt: skip
     workers: list[int] = []
