@@ -139,6 +139,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if summary.get("lost_workers"):
         lines.append(f"  lost workers: {', '.join(summary['lost_workers'])}")
+    handed: dict[tuple[str, str], int] = {}
+    for h in summary.get("handovers") or ():
+        handed[(h["from"], h["to"])] = handed.get((h["from"], h["to"]), 0) + h["clients"]
+    for (origin, taker), clients in handed.items():
+        lines.append(f"  {clients} clients of {origin} handed on to {taker}")
+    if summary.get("clients_orphaned"):
+        lines.append(f"  {summary['clients_orphaned']} clients of lost workers ran nowhere")
     if summary.get("thresholds"):
         lines.append("")
         lines.append("  threshold                       measured          result")

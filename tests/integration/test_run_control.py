@@ -263,6 +263,7 @@ def test_a_killed_local_workers_clients_are_handed_to_the_survivor(
         assert sum(h["clients"] for h in summary["handovers"]) == 4
         assert {h["to"] for h in summary["handovers"]} == {survivor}
         assert {h["from"] for h in summary["handovers"]} == {lost_id}
+        assert f"4 clients of {lost_id} handed on to {survivor}" in stdout
         assert summary["clients_orphaned"] == 0
         assert_accounting(summary)
         # Each client has one id wherever it ran: 8 distinct connections, 4 of them twice.
