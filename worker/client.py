@@ -25,8 +25,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from common.spec import JobSpec
+from common.spec import DEFAULT_MAX_MESSAGE_SIZE, JobSpec
 from worker.connect import ConnectOptions, open_connection
+from worker.engine_websockets import harden
 from worker.errors import ConnectFailed, WorkerError
 
 Message = dict[str, Any] | list[Any] | str | bytes
@@ -50,8 +51,12 @@ class WebSocketClient:
         compression: bool = False,
         ca_file: str | None = None,
         tls_insecure: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.url = url
+        #: largest message accepted (one frame or a fragmented message's sum);
+        #: past it the connection is closed with 1009, as the load engines do
+        self.max_message_size = max_message_size
         self.client_id = client_id
         self.options = ConnectOptions(
             headers=tuple((headers or {}).items()),
@@ -73,7 +78,7 @@ class WebSocketClient:
     @classmethod
     def from_spec(cls, spec: JobSpec, client_id: str) -> WebSocketClient:
         """A client connecting as a job spec says (URL, headers, subprotocols, TLS)."""
-        client = cls(spec.ws_url, client_id)
+        client = cls(spec.ws_url, client_id, max_message_size=spec.max_message_size)
         client.options = ConnectOptions.from_spec(spec, ping_interval=20.0)
         return client
 
@@ -94,6 +99,7 @@ class WebSocketClient:
         except ConnectFailed as exc:
             self.last_error = exc
             raise
+        harden(self._ws, self.max_message_size)
         self.last_error = None
         self.connect_time = time.monotonic() - started
 
@@ -153,9 +159,17 @@ class WebSocketClient:
         return latency
 
     async def disconnect(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` (normal closure by default)."""
+        """Close the connection with ``code`` (normal closure by default).
+
+        Bounded by the connect timeout: a target that does not read cannot
+        hold it; the connection is then aborted.
+        """
         if self._ws is not None:
-            await self._ws.close(code, reason)
+            try:  # the library waits for the target to read the close frame, without a limit
+                async with asyncio.timeout(self.options.timeout):
+                    await self._ws.close(code, reason)
+            except TimeoutError:
+                self._ws.transport.abort()
             rcvd = self._ws.protocol.close_rcvd
             self.close_received = (rcvd.code, rcvd.reason) if rcvd is not None else None
             self._ws = None

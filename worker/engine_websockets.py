@@ -9,7 +9,8 @@ The library checks RFC 6455 itself (reserved bits, opcodes, fragmentation,
 masking, control frames, close codes, UTF-8 of text messages) and fails the
 connection with 1002 (1007 for UTF-8, 1009 past ``max_message_size``, which
 it applies to the sum of a fragmented message's frames). Three things it
-leaves open are closed here (:func:`_harden`), on the connection object:
+leaves open are closed here (:func:`harden`, which
+:class:`worker.client.WebSocketClient` uses too), on the connection object:
 
 - after failing a connection, a client waits for the server to close TCP,
   for ever if the server does not: the engine closes it (after the close
@@ -47,7 +48,7 @@ ABORT_WAIT = 1.0
 class WebsocketsEngine(Engine):
     async def _open(self, source: str) -> ClientConnection:
         ws = await open_connection(self.spec.ws_url, self._options, self._ssl, source)
-        _harden(ws, self.spec.max_message_size, self.recorder)
+        harden(ws, self.spec.max_message_size, self.recorder)
         return ws
 
     def _attach(self, link: ClientConnection, conn: Conn) -> asyncio.Task[None]:
@@ -108,12 +109,12 @@ def _how_closed(exc: ConnectionClosed) -> tuple[int, str, str]:
     return (rcvd.code if rcvd is not None else 1006), "", ""
 
 
-def _harden(ws: ClientConnection, limit: int, recorder: Recorder) -> None:
+def harden(ws: ClientConnection, limit: int, recorder: Recorder | None = None) -> None:
     """Bound what a hostile target can make this connection hold or wait for.
 
     ``limit`` is the largest message (``max_message_size``; the library then
-    closes with 1009). Pause and resume of writing are counted
-    (``write_pauses``); pongs owed while paused collapse into the latest one;
+    closes with 1009). Pauses of writing are counted in ``recorder``
+    (``write_pauses``) if given; pongs owed while paused collapse into the latest one;
     a connection this side failed is closed without waiting for the target.
     """
     protocol = ws.protocol
@@ -135,7 +136,8 @@ def _harden(ws: ClientConnection, limit: int, recorder: Recorder) -> None:
 
     def pausing() -> None:
         pause_writing()
-        recorder.write_pauses += 1
+        if recorder is not None:
+            recorder.write_pauses += 1
 
     def resuming() -> None:
         resume_writing()
@@ -166,4 +168,4 @@ def _abort(transport: Any) -> None:
     transport.abort()
 
 
-__all__ = ["WebsocketsEngine"]
+__all__ = ["WebsocketsEngine", "harden"]

@@ -101,6 +101,7 @@ async def _ping_flood(server: HostileServer, peer: Peer) -> None:
         while not peer.writer.is_closing():
             peer.writer.write(burst)
             await peer.writer.drain()
+            await asyncio.sleep(0)  # drain() does not yield while the client keeps up
 
 
 async def _endless_fragments(server: HostileServer, peer: Peer) -> None:
@@ -114,6 +115,7 @@ async def _endless_fragments(server: HostileServer, peer: Peer) -> None:
             while not reading.done():
                 peer.writer.write(chunk)
                 await peer.writer.drain()
+                await asyncio.sleep(0)
     finally:
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):

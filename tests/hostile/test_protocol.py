@@ -19,6 +19,7 @@ import pytest
 
 from common.spec import ENGINES, build_spec
 from tests.hostile.server import HostileServer
+from worker.client import NotConnected, WebSocketClient
 from worker.engine import EngineResult, create_engine
 
 LIMIT = 65536
@@ -116,3 +117,20 @@ async def test_a_well_behaved_target_is_unaffected(engine: str) -> None:
     assert result.errors == {}
     assert c["received"] == c["sent"] > 0
     assert server.close_codes == {1000: CLIENTS}
+
+
+@pytest.mark.asyncio
+async def test_websocket_client_applies_the_size_limit() -> None:
+    """The seed API (WebSocketClient) refuses a message over its limit with 1009, too."""
+    server = HostileServer("too_big", LIMIT)
+    port = await server.start()
+    try:
+        client = WebSocketClient(f"ws://127.0.0.1:{port}/ws", max_message_size=LIMIT)
+        await client.open()
+        await client.send_message({"seq": 1})
+        with pytest.raises(NotConnected, match="1009"):
+            await client.receive_message(timeout=5)
+        await client.disconnect()
+    finally:
+        await server.stop()
+    assert server.close_codes == {1009: 1}
