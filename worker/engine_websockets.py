@@ -43,6 +43,8 @@ from worker.recorder import Recorder
 _OPEN = State.OPEN
 #: seconds an aborted connection gets to report that it is closed
 ABORT_WAIT = 1.0
+#: frames received but not yet taken by the reader, past which reading pauses
+MAX_QUEUED = 4
 
 
 class WebsocketsEngine(Engine):
@@ -119,6 +121,9 @@ def harden(ws: ClientConnection, limit: int, recorder: Recorder | None = None) -
     """
     protocol = ws.protocol
     protocol.max_message_size = limit
+    # Reading pauses once this many frames wait for recv() (the library's
+    # default is 16): at most MAX_QUEUED x limit bytes queued per connection.
+    ws.recv_messages.high, ws.recv_messages.low = MAX_QUEUED, 1
     loop = asyncio.get_running_loop()
     owed: list[Frame] = []
     send_frame, fail = protocol.send_frame, protocol.fail
