@@ -504,6 +504,8 @@ class Engine(ABC):
             await self._nap(every)
             cutoff = _mono() - timeout
             for conn in list(self._conns.values()):
+                if not conn.inflight:  # idle (opening, held open): a look costs a call
+                    continue
                 expired = conn.inflight.expire(cutoff)
                 if expired:
                     rec.timed_out += expired
