@@ -83,8 +83,10 @@ def _check_bounded(run: RunResult, kinds: set[str]) -> dict[str, Any]:
     assert "never retrieved" not in run.stderr, run.stderr
     worker_lines = [line for line in run.stderr.splitlines() if line.startswith("wsload worker:")]
     assert len(worker_lines) <= WORKERS * max(len(kinds), 1), run.stderr
-    # start (~1.5 s) + duration + drain + a bounded close (connect timeout, then abort)
-    assert run.elapsed < 1.5 + DURATION + 0.5 + CONNECT_TIMEOUT + 8.0, run.elapsed
+    # Start (~1.5 s), duration, drain, a close bounded by the connect timeout, then
+    # abort: ~6 s, ~10 s with a worker busy parsing a flood. A close that never
+    # returns is caught below too: its worker is declared lost, not "ok".
+    assert run.elapsed < 30.0, run.elapsed
     assert set(s["errors"]) <= kinds | {"timeout"}, s["errors"]
     assert s["balanced"], s
     c = s["counters"]
