@@ -237,6 +237,38 @@ async def test_pushes_unknown_ids_and_duplicates_are_never_replies() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_target_that_never_reads_holds_the_schedule_not_memory() -> None:
+    """64 KiB messages at 1,000/s per client to a server that never reads.
+
+    Once the socket buffers are full, the connection's writes pause and the
+    sender holds its messages (never written while paused) instead of
+    queueing 128 MiB per client; the run still ends on time, accounted.
+    """
+
+    async def never_reads(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    size, rate, duration = 65536, 2000.0, 2.0
+    async with serve(
+        never_reads, "127.0.0.1", 0, max_queue=1, max_size=None, close_timeout=0.5
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        spec = spec_for(
+            f"ws://127.0.0.1:{port}/", num_clients=2, duration=duration, rate=rate,
+            payload_size=size, max_message_size=2 * size, drain_timeout=0.5, connect_timeout=2.0,
+        )  # fmt: skip
+        started = asyncio.get_running_loop().time()
+        result, batches = await run_engine(spec, share=Share(count=2, total=2, rate=rate))
+        took = asyncio.get_running_loop().time() - started
+    assert_balanced(result, batches)
+    c = result.counters
+    assert 0 < c["sent"] * size <= 2 * 48 * 1024 * 1024  # socket buffers' worth, not 256 MiB
+    assert c["received"] == 0
+    assert took < duration + 0.5 + 2 * 2.0 + 2  # duration, drain, a bounded close, slack
+    assert c["cpu_ms"] > 0  # the worker's CPU time, sampled with the final window too
+
+
+@pytest.mark.asyncio
 async def test_refused_and_rejected_connections_are_counted() -> None:
     with socket.socket() as sock:  # a port with nobody listening
         sock.bind(("127.0.0.1", 0))
