@@ -21,6 +21,8 @@ from common.spec import ENGINES, build_spec
 from tests.hostile.server import HostileServer
 from worker.client import NotConnected, WebSocketClient
 from worker.engine import EngineResult, create_engine
+from worker.errors import failure_kind
+from worker.picows_listener import valid_close_code
 
 LIMIT = 65536
 CLIENTS = 2
@@ -134,3 +136,35 @@ async def test_websocket_client_applies_the_size_limit() -> None:
     finally:
         await server.stop()
     assert server.close_codes == {1009: 1}
+
+
+@pytest.mark.parametrize(
+    ("code", "allowed"),
+    [
+        (1000, True),
+        (1003, True),
+        (1004, False),
+        (1005, False),
+        (1006, False),
+        (1007, True),
+        (1014, True),
+        (1015, False),
+        (2999, False),
+        (3000, True),
+        (4999, True),
+        (5000, False),
+        (0, False),
+        (999, False),
+    ],
+)
+def test_close_codes_allowed_on_the_wire(code: int, allowed: bool) -> None:
+    assert valid_close_code(code) is allowed
+
+
+def test_failure_kinds() -> None:
+    assert [failure_kind(c) for c in (1002, 1007, 1009, 1011)] == [
+        "protocol",
+        "protocol",
+        "too_big",
+        "failed_1011",
+    ]
