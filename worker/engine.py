@@ -14,8 +14,9 @@ Every task belongs to the run's task group; nothing outlives :meth:`run`.
 All times come from ``time.monotonic`` (uvloop's ``loop.time()`` is cached
 per iteration at millisecond resolution, too coarse for latency).
 
-This class is the lifecycle and the bookkeeping; how frames reach the wire
-is a subclass's (:func:`create_engine` picks one by ``spec.engine``):
+This class is the lifecycle; what each message does to the counters is
+:class:`worker.accounting.Accounting`'s, which it derives from; how frames
+reach the wire is a subclass's (:func:`create_engine` picks one by ``spec.engine``):
 :mod:`worker.engine_picows` handles each reply in the protocol callback and
 sends the next message from there, with no coroutine per message (the
 default); :mod:`worker.engine_websockets` uses the websockets library, which
@@ -35,19 +36,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.spec import JobSpec
+from worker.accounting import Accounting, Conn, resolve
 from worker.connect import ConnectOptions
 from worker.errors import ConnectFailed
 from worker.payload import PayloadTemplate
-from worker.recorder import Recorder, WindowBatch
+from worker.recorder import WindowBatch
 from worker.schedule import (
-    BEHIND_SLACK,
     SendSchedule,
     Share,
     connect_at,
     first_send,
     send_period,
 )
-from worker.tracker import InFlight, id_pattern, unmatched
 
 WINDOW_SECONDS = 0.25
 RECONNECT_BASE_DELAY = 0.05
@@ -107,43 +107,7 @@ class EngineResult:
         return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
 
 
-class Conn:
-    """One open connection of one client; ``link`` is the engine's own connection object.
-
-    ``seq`` is the client's last message number; it carries over to the next
-    connection so ids stay unique per client, and ``base`` is its value when
-    this connection opened: only ids in ``base + 1 .. seq`` were sent here. In closed loop the reply
-    handler sends the next message itself as soon as a reply arrives (no task
-    switch per round trip); ``stalled`` is resolved when it cannot (a timeout,
-    a close, the end of the run), to hand control back to the sending
-    coroutine. ``closed`` completes when the connection is gone.
-    """
-
-    __slots__ = ("base", "closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled")
-
-    def __init__(
-        self,
-        link: Any,
-        render: Callable[[int, float], str],
-        seq: int,
-        closed: asyncio.Future[None],
-    ) -> None:
-        self.link = link
-        self.render = render
-        self.seq = seq
-        self.base = seq
-        self.inflight = InFlight()
-        self.stalled: asyncio.Future[None] | None = None
-        self.closed = closed
-        self.closed_by_us = False
-
-    def wake(self) -> None:
-        """Hand control back to the sending coroutine (the reply chain stopped)."""
-        if self.stalled is not None:
-            resolve(self.stalled)
-
-
-class Engine(ABC):
+class Engine(Accounting, ABC):
     """Runs ``share`` of ``spec``'s clients until the duration ends or :meth:`stop`.
 
     ``on_batch`` receives a :class:`WindowBatch` every ``window`` seconds and
@@ -167,19 +131,15 @@ class Engine(ABC):
         window: float = WINDOW_SECONDS,
         client_prefix: str = "client-",
     ) -> None:
-        self.spec = spec
+        self._template = PayloadTemplate(spec.payload, spec.payload_size)
         self.share = share or Share(count=spec.num_clients, total=spec.num_clients)
-        self.recorder = Recorder()
+        self._period = send_period(spec.interval, self.share)
+        super().__init__(spec, stamped=self._template.uses_ts, closed_loop=self._period <= 0)
+        self.spec = spec
         self._on_batch = on_batch
         self._start_at = start_at
         self._window = window
         self._prefix = client_prefix
-        self._template = PayloadTemplate(spec.payload, spec.payload_size)
-        self._stamped = self._template.uses_ts
-        self._find_id = id_pattern(spec.id_field).search
-        self._by_order = spec.match == "order"
-        self._period = send_period(spec.interval, self.share)
-        self._closed_loop = self._period <= 0
         self._options = ConnectOptions.from_spec(spec)
         self._ssl = self._options.ssl_context() if spec.ws_url.startswith("wss:") else None
         self._phase = Phase.RUNNING
@@ -418,81 +378,6 @@ class Engine(ABC):
     def _sending(self, conn: Conn) -> bool:
         return self._phase is Phase.RUNNING and self._alive(conn) and _mono() < self._send_until
 
-    def _next_message(self, conn: Conn, intended: float) -> str:
-        """Account the client's next message as sent and in flight; return its text.
-
-        The one place both engines pass through, so it also counts a message
-        that goes out more than BEHIND_SLACK after its intended time as
-        ``behind_schedule`` (the generator or a paused connection held it);
-        its latency still counts from ``intended``.
-        """
-        conn.seq = seq = conn.seq + 1
-        payload = conn.render(seq, time.time() if self._stamped else 0.0)
-        rec = self.recorder
-        sent = _mono()
-        if intended < sent:
-            if sent - intended > BEHIND_SLACK:
-                rec.behind_schedule += 1
-            conn.inflight[seq] = (intended, sent)
-        else:  # a send up to TIMER_SLACK early counts from when it actually went out
-            conn.inflight[seq] = (sent, sent)
-        rec.sent += 1
-        rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
-        return payload
-
-    def _on_message(self, conn: Conn, msg: bytes) -> bool:
-        """Account one message from the server; True when the closed loop should send now.
-
-        By id (the default), only a message carrying the id of a message in
-        flight is a reply; one without the id field, or with an id never sent
-        on this connection, is ``unsolicited`` (a push), and one whose message
-        was already resolved (timed out, or answered: a duplicate) is
-        ``late``. Neither is charged to a message in flight. By order
-        (``match = "order"``), any message answers the oldest one in flight:
-        wrong as soon as the server pushes, so only on request.
-        """
-        now = _mono()
-        rec = self.recorder
-        rec.bytes_received += len(msg)
-        inflight = conn.inflight
-        if self._by_order:
-            times = inflight.take(None)
-            if times is None:
-                rec.late += 1
-                return False
-        else:
-            found = self._find_id(msg)
-            if found is None:
-                rec.unsolicited += 1
-                return False
-            seq = int(found.group(1))
-            times = inflight.pop(seq, None)
-            if times is None:
-                if unmatched(seq, conn.base, conn.seq) == "late":
-                    rec.late += 1
-                else:
-                    rec.unsolicited += 1
-                return False
-        intended, sent = times
-        rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
-        return self._closed_loop and conn.stalled is not None and not inflight
-
-    def _on_closed(self, conn: Conn, code: int, failure: str = "", text: str = "") -> None:
-        """The connection is gone (``code`` 1006 when no close frame came).
-
-        ``failure`` is the error kind when this side failed it (``protocol``,
-        ``too_big``: :func:`worker.errors.failure_kind`), counted even while
-        the run closes; then ``code`` is the one this side sent.
-        """
-        if failure:
-            self.recorder.error(failure, text)
-        if not conn.closed_by_us:
-            self.recorder.disconnects += 1
-            if not failure and code not in (1000, 1001):
-                self.recorder.error(f"closed_{code}")
-        conn.wake()
-        resolve(conn.closed)
-
     # -- run-wide tasks -----------------------------------------------------
 
     async def _sweep_timeouts(self) -> None:
@@ -559,12 +444,6 @@ class Engine(ABC):
         cap = self.spec.reconnect_max_delay
         delay = min(cap, RECONNECT_BASE_DELAY * 2.0 ** min(failures - 1, 30))
         return delay * random.uniform(0.5, 1.0)
-
-
-def resolve(fut: asyncio.Future[None]) -> None:
-    """Complete ``fut`` (a wake-up) unless it already is."""
-    if not fut.done():
-        fut.set_result(None)
 
 
 def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> Engine:

@@ -1,8 +1,9 @@
 """The worker's sans-I/O cores: payload templates, schedule, reply matching, recorder.
 
-The engine's bookkeeping (:meth:`Engine._next_message`, :meth:`Engine._on_message`)
-is driven here directly, with a fake monotonic clock and no socket: the
-decisions a reply, a push or a late send lead to.
+The engine's bookkeeping (:class:`worker.accounting.Accounting`: what a sent
+message and a message from the server do to the counters) is driven here
+directly, with a fake monotonic clock and no socket: the decisions a reply,
+a push or a late send lead to.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import worker.engine
+import worker.accounting
 from common.spec import DEFAULT_PAYLOAD, build_spec
-from worker.engine import Conn, Engine, create_engine
+from worker.accounting import Conn
+from worker.engine import Engine, create_engine
 from worker.errors import PayloadError
 from worker.payload import PayloadTemplate
 from worker.recorder import COUNTERS, MAX_ERROR_TEXT, MAX_ERROR_TEXTS, Recorder
@@ -158,7 +160,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(worker.engine, "_mono", fake)
+    monkeypatch.setattr(worker.accounting, "_mono", fake)
     return fake
 
 

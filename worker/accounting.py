@@ -1,0 +1,163 @@
+"""What each message does to the counters: the bookkeeping both engines share.
+
+:class:`Accounting` is the per-message path, kept apart from the run's
+lifecycle (:mod:`worker.engine`) because it is the part that decides the
+figures: a message sent (:meth:`Accounting._next_message`: in flight, and
+``behind_schedule`` when it leaves late), a message from the server
+(:meth:`Accounting._on_message`: a reply only when it matches, otherwise
+``unsolicited`` or ``late``), a connection gone (:meth:`Accounting._on_closed`).
+No socket and no event loop: the unit tests drive it with a fake clock.
+It runs once per message on every engine, so it reads plain attributes and
+calls as little as it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common.spec import JobSpec
+from worker.recorder import Recorder
+from worker.schedule import BEHIND_SLACK
+from worker.tracker import InFlight, id_pattern, unmatched
+
+_mono = time.monotonic
+
+
+class Conn:
+    """One open connection of one client; ``link`` is the engine's own connection object.
+
+    ``seq`` is the client's last message number; it carries over to the next
+    connection so ids stay unique per client, and ``base`` is its value when
+    this connection opened: only ids in ``base + 1 .. seq`` were sent here. In
+    closed loop the reply handler sends the next message itself as soon as a
+    reply arrives (no task switch per round trip); ``stalled`` is resolved
+    when it cannot (a timeout, a close, the end of the run), to hand control
+    back to the sending coroutine. ``closed`` completes when the connection is
+    gone.
+    """
+
+    __slots__ = ("base", "closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled")
+
+    def __init__(
+        self,
+        link: Any,
+        render: Callable[[int, float], str],
+        seq: int,
+        closed: asyncio.Future[None],
+    ) -> None:
+        self.link = link
+        self.render = render
+        self.seq = seq
+        self.base = seq
+        self.inflight = InFlight()
+        self.stalled: asyncio.Future[None] | None = None
+        self.closed = closed
+        self.closed_by_us = False
+
+    def wake(self) -> None:
+        """Hand control back to the sending coroutine (the reply chain stopped)."""
+        if self.stalled is not None:
+            resolve(self.stalled)
+
+
+class Accounting:
+    """The counters' side of an engine (:class:`worker.engine.Engine` derives from it).
+
+    ``stamped``: the payload template uses ``{ts}`` (so each message needs
+    the wall-clock time); ``closed_loop``: a reply triggers the next message.
+    """
+
+    def __init__(self, spec: JobSpec, *, stamped: bool, closed_loop: bool) -> None:
+        self.recorder = Recorder()
+        self._stamped = stamped
+        self._closed_loop = closed_loop
+        self._find_id: Callable[[bytes], re.Match[bytes] | None] = id_pattern(spec.id_field).search
+        self._by_order = spec.match == "order"
+
+    def _next_message(self, conn: Conn, intended: float) -> str:
+        """Account the client's next message as sent and in flight; return its text.
+
+        The one place both engines pass through, so it also counts a message
+        that goes out more than BEHIND_SLACK after its intended time as
+        ``behind_schedule`` (the generator or a paused connection held it);
+        its latency still counts from ``intended``.
+        """
+        conn.seq = seq = conn.seq + 1
+        payload = conn.render(seq, time.time() if self._stamped else 0.0)
+        rec = self.recorder
+        sent = _mono()
+        if intended < sent:
+            if sent - intended > BEHIND_SLACK:
+                rec.behind_schedule += 1
+            conn.inflight[seq] = (intended, sent)
+        else:  # a send up to TIMER_SLACK early counts from when it actually went out
+            conn.inflight[seq] = (sent, sent)
+        rec.sent += 1
+        rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
+        return payload
+
+    def _on_message(self, conn: Conn, msg: bytes) -> bool:
+        """Account one message from the server; True when the closed loop should send now.
+
+        By id (the default), only a message carrying the id of a message in
+        flight is a reply; one without the id field, or with an id never sent
+        on this connection, is ``unsolicited`` (a push), and one whose message
+        was already resolved (timed out, or answered: a duplicate) is
+        ``late``. Neither is charged to a message in flight. By order
+        (``match = "order"``), any message answers the oldest one in flight:
+        wrong as soon as the server pushes, so only on request.
+        """
+        now = _mono()
+        rec = self.recorder
+        rec.bytes_received += len(msg)
+        inflight = conn.inflight
+        if self._by_order:
+            times = inflight.take(None)
+            if times is None:
+                rec.late += 1
+                return False
+        else:
+            found = self._find_id(msg)
+            if found is None:
+                rec.unsolicited += 1
+                return False
+            seq = int(found.group(1))
+            times = inflight.pop(seq, None)
+            if times is None:
+                if unmatched(seq, conn.base, conn.seq) == "late":
+                    rec.late += 1
+                else:
+                    rec.unsolicited += 1
+                return False
+        intended, sent = times
+        rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
+        return self._closed_loop and conn.stalled is not None and not inflight
+
+    def _on_closed(self, conn: Conn, code: int, failure: str = "", text: str = "") -> None:
+        """The connection is gone (``code`` 1006 when no close frame came).
+
+        ``failure`` is the error kind when this side failed it (``protocol``,
+        ``too_big``: :func:`worker.errors.failure_kind`), counted even while
+        the run closes; then ``code`` is the one this side sent.
+        """
+        if failure:
+            self.recorder.error(failure, text)
+        if not conn.closed_by_us:
+            self.recorder.disconnects += 1
+            if not failure and code not in (1000, 1001):
+                self.recorder.error(f"closed_{code}")
+        conn.wake()
+        resolve(conn.closed)
+
+
+def resolve(fut: asyncio.Future[None]) -> None:
+    """Complete ``fut`` (a wake-up) unless it already is."""
+    if not fut.done():
+        fut.set_result(None)
+
+
+__all__ = ["Accounting", "Conn", "resolve"]
