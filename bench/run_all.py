@@ -2,10 +2,10 @@
 
 Usage: python bench/run_all.py [--quick]
 
-Runs the engine, whole-tool (scaling, startup), coordinator and histogram
-benchmarks in turn and prints their figures together, each with its goal and
-verdict and, where it has one, the reference it was measured beside in the
-same run. ``--quick`` shortens every measured span (for a smoke check of the
+Runs the engine, whole-tool (scaling, startup), connection-storm, coordinator
+and histogram benchmarks in turn and prints their figures together, each with
+its goal and verdict and, where it has one, the reference it was measured
+beside in the same run. ``--quick`` shortens every measured span (for a smoke check of the
 scripts; the figures are noisier). Exits 0 whatever the verdicts: figures,
 not gates.
 """
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import connect_bench
 import coordinator_bench
 import engine_bench
 import histogram_bench
@@ -33,6 +34,7 @@ def main() -> None:
     for name, run in (
         ("engine", lambda: engine_bench.figures(seconds, 1_000 if args.quick else 10_000)),
         ("scaling", lambda: scaling_bench.figures(seconds)),
+        ("connect storms", lambda: connect_bench.figures(quick=args.quick)),
         ("coordinator", coordinator_bench.figures),
         ("histogram", histogram_bench.figures),
     ):

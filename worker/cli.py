@@ -17,6 +17,7 @@ from common.endpoint import EndpointError, parse_endpoint
 from common.errors import KeyFileError, SpecError
 from common.params import POSITIVE_SECONDS, OneStageCommand
 from worker.agent import Agent, AgentOptions
+from worker.gcpolicy import tune_collector
 from worker.identity import new_worker_id
 
 
@@ -107,6 +108,7 @@ def worker(
         configure=keys.apply_client if keys else None,
         allowed_targets=allowed_targets,
     )
+    tune_collector()  # thousands of connections: see worker.gcpolicy
     try:
         sys.exit(uvloop.run(Agent(options).serve()))
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import worker.engine
 from common.spec import ENGINES, build_spec
 from tests.integration.conftest import WSLOAD
 from tests.integration.handshake_target import BEHAVIOURS, SLOW_101, HandshakeTarget
+from worker.connect import connected_socket, source_socket
 from worker.engine import create_engine
 from worker.recorder import WindowBatch
 
@@ -125,3 +127,39 @@ async def test_a_storm_holds_a_bounded_number_of_handshakes_open(
     with_connects = [b.counters["connects"] for b in batches if b.counters.get("connects")]
     assert len(with_connects) >= 2, with_connects
     assert sum(with_connects) == clients
+
+
+@pytest.mark.asyncio
+async def test_a_source_address_leaves_the_port_to_connect() -> None:
+    """Bound with IP_BIND_ADDRESS_NO_PORT: no port taken at bind(), one chosen by connect().
+
+    A port taken at bind() must be free towards every destination; with
+    thousands of sockets in TIME_WAIT the kernel's search for one took
+    milliseconds per socket and a storm from --source-address collapsed.
+    """
+    with HandshakeTarget(("slow_101",)) as target:
+        unconnected = source_socket("127.0.0.2")
+        try:
+            assert unconnected.getsockname() == ("127.0.0.2", 0)
+        finally:
+            unconnected.close()
+        sock = await connected_socket(target.ws_url, "127.0.0.2")
+        try:
+            host, port = sock.getsockname()
+            assert host == "127.0.0.2"
+            assert port > 0
+            assert sock.getpeername() == ("127.0.0.1", target.port)
+        finally:
+            sock.close()
+
+
+def test_a_worker_process_tunes_its_garbage_collector() -> None:
+    """Thresholds raised and the start-up heap frozen (see worker.gcpolicy), in a fresh process."""
+    code = (
+        "import gc; from worker.gcpolicy import THRESHOLDS, tune_collector; tune_collector(); "
+        "print(gc.get_threshold() == THRESHOLDS, gc.get_freeze_count() > 1000)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.stdout.split() == ["True", "True"], proc.stderr
