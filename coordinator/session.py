@@ -42,6 +42,7 @@ from common.protocol import (
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
 from coordinator.errors import CoordinatorError
+from coordinator.handshakes import HandshakeWatcher
 from coordinator.plan import Assignment, Roster, WorkerCapacity, plan
 from coordinator.run_model import (
     BYE_WAIT,
@@ -72,6 +73,7 @@ class Session:
             raise CoordinatorError(str(exc)) from None
         self._ctx = zmq.asyncio.Context()
         self._auth: KeyLoggingAuthenticator | None = None
+        self._handshakes: HandshakeWatcher | None = None
         self._sock = self._ctx.socket(zmq.ROUTER)
         try:
             socket_options(self._sock, endpoint)
@@ -93,6 +95,11 @@ class Session:
             )
             if problem:
                 raise CoordinatorError(problem)
+            self._handshakes = HandshakeWatcher(
+                self._sock,
+                has_keys=options.curve is not None,
+                report=lambda kind, text: self._bad(f"handshake {kind}", text),
+            )
         except BaseException:
             self.close(linger=0)
             raise
@@ -113,6 +120,8 @@ class Session:
         ZAP handler admits any client key. ``destroy`` closes whatever socket
         is left, so the context's termination can never block.
         """
+        if self._handshakes is not None:
+            self._handshakes.close()
         self._sock.close(linger=linger)
         if self._auth is not None:
             self._auth.stop()

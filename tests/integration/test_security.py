@@ -109,7 +109,7 @@ def test_a_worker_without_keys_is_told_the_coordinator_needs_them(tmp_path: Path
     keys = tmp_path / "keys"
     generate(keys)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = _coordinator(endpoint, keys, "ws://127.0.0.1:9/ws", tmp_path / "s.json", 20)
+    coord = _coordinator(endpoint, keys, "ws://127.0.0.1:9/ws", tmp_path / "s.json", 5, quiet=False)
     try:
         proc = subprocess.run(
             [WSLOAD, "worker", "--connect", endpoint, "--once", "--hello-timeout", "20"],
@@ -117,6 +117,10 @@ def test_a_worker_without_keys_is_told_the_coordinator_needs_them(tmp_path: Path
         )  # fmt: skip
         assert proc.returncode == 2
         assert "the coordinator requires CURVE keys" in proc.stderr
+        # ... and the coordinator says so too, instead of only "0 of 1 joined".
+        _, err = coord.communicate(timeout=30)
+        assert coord.returncode == 2
+        assert "a worker without CURVE keys tried to join: start it with --keys DIR" in err
     finally:
         reap(coord)
 
@@ -131,7 +135,7 @@ def test_worker_refuses_a_coordinator_with_the_wrong_key(
     # The impostor coordinator authorises the real worker key but has its own pair.
     (impostor / "authorized" / "worker.key").write_text((keys / "worker.key").read_text())
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = _coordinator(endpoint, impostor, server.ws_url, tmp_path / "s.json", 4)
+    coord = _coordinator(endpoint, impostor, server.ws_url, tmp_path / "s.json", 4, quiet=False)
     worker = subprocess.Popen(
         [WSLOAD, "worker", "--connect", endpoint, "--keys", str(keys), "--once",
          "--hello-timeout", "6"],
@@ -140,6 +144,7 @@ def test_worker_refuses_a_coordinator_with_the_wrong_key(
     try:
         _, err = coord.communicate(timeout=30)
         assert coord.returncode == 2, err
+        assert "it holds another coordinator.key than this coordinator's" in err
         _, worker_err = worker.communicate(timeout=20)
         assert worker.returncode == 2
         assert "is not the coordinator.key this worker holds" in worker_err

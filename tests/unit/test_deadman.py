@@ -1,9 +1,10 @@
-"""The dead-man rule on a fake clock, and how handshake failures are named."""
+"""The dead-man rule on a fake clock, and how failed handshakes are named on both sides."""
 
 from __future__ import annotations
 
 import zmq
 
+from coordinator.handshakes import describe
 from worker.deadman import Action, DeadMan
 from worker.link import handshake_problem
 
@@ -89,3 +90,22 @@ def test_handshake_failures_are_named() -> None:
     assert not wrong.final
     assert "coordinator.key" in wrong.text
     assert handshake_problem(zmq.EVENT_CONNECTED, 0, has_keys=True) is None
+
+
+def test_the_coordinator_names_failed_handshakes() -> None:
+    failed = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    mismatch = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    crypto = zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+    assert describe(failed, mismatch, has_keys=True) == (
+        "no-keys",
+        "a worker without CURVE keys tried to join: start it with --keys DIR",
+    )
+    keyed = describe(failed, mismatch, has_keys=False)
+    assert keyed is not None
+    assert keyed[0] == "keys"
+    wrong = describe(failed, crypto, has_keys=True)
+    assert wrong is not None
+    assert "another coordinator.key" in wrong[1]
+    # Garbage on the port is not a worker: no name to give it.
+    assert describe(failed, zmq.PROTOCOL_ERROR_ZMTP_UNSPECIFIED, has_keys=True) is None
+    assert describe(zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400, has_keys=True) is None  # ZAP logs it
