@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from common.histogram import LatencyHistogram
-from common.spec import ENGINES, JobSpec, build_spec
+from common.spec import ENGINES, MAX_PAYLOAD_SIZE, JobSpec, build_spec
 from tests.integration.conftest import ServerFactory
 from worker.engine import EngineResult, create_engine
 from worker.recorder import WindowBatch
@@ -102,6 +102,23 @@ async def test_closed_loop_and_rate_models(serve_factory: ServerFactory) -> None
     )
     assert_balanced(rated, batches)
     assert 180 <= rated.counters["sent"] <= 205  # 100/s for 2 s, no burst at the end
+
+
+@pytest.mark.asyncio
+async def test_the_documented_maximum_payload_round_trips(serve_factory: ServerFactory) -> None:
+    """``--payload-size 16777216`` (the documented maximum) against the reference server."""
+    server = serve_factory()
+    spec = spec_for(
+        server.ws_url, num_clients=1, duration=1.0, interval=0.5,
+        payload_size=MAX_PAYLOAD_SIZE, max_message_size=MAX_PAYLOAD_SIZE,
+    )  # fmt: skip
+    result, batches = await run_engine(spec)
+    assert_balanced(result, batches)
+    c = result.counters
+    assert c["received"] == c["sent"] >= 1
+    assert c["bytes_received"] == c["sent"] * MAX_PAYLOAD_SIZE
+    assert result.errors == {}
+    assert stats(server.api_url)["echoes_sent"] == c["sent"]
 
 
 @pytest.mark.asyncio
