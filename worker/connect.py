@@ -158,17 +158,31 @@ async def connected_socket(url: str, source: str = "") -> socket.socket:
     """A TCP connection to ``url``'s host and port (from ``source`` if given).
 
     The socket is closed if connecting fails or is cancelled; the caller owns
-    it otherwise. A host name is resolved in the source address's family.
+    it otherwise. A host name is resolved (in the source address's family)
+    and its addresses tried in turn, as ``loop.create_connection`` does:
+    ``localhost`` may resolve to ``::1`` first for a target on 127.0.0.1.
     """
     host, port = target_address(url)
     loop = asyncio.get_running_loop()
     family = _family(source) if source else socket.AF_UNSPEC
-    address: tuple[Any, ...] = (host, port)
     if _is_ip(host):
-        family = family or _family(host)
-    else:
-        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
+        return await _connect(loop, family or _family(host), (host, port), source)
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    failure: OSError | None = None
+    for found_family, _, _, _, address in infos:
+        try:
+            return await _connect(loop, found_family, address, source)
+        except OSError as exc:
+            failure = failure or exc
+    raise failure or OSError(errno.EHOSTUNREACH, f"{host}: no address")
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop,
+    family: socket.AddressFamily,
+    address: tuple[Any, ...],
+    source: str,
+) -> socket.socket:
     if source:
         sock = source_socket(source)
     else:

@@ -163,3 +163,13 @@ def test_a_worker_process_tunes_its_garbage_collector() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.stdout.split() == ["True", "True"], proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_host_name_is_resolved_and_each_address_tried() -> None:
+    with HandshakeTarget(("slow_101",)) as target:
+        sock = await connected_socket(f"ws://localhost:{target.port}/ws")
+        try:
+            assert sock.getpeername() == ("127.0.0.1", target.port)
+        finally:
+            sock.close()
