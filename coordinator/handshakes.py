@@ -7,6 +7,11 @@ through: the coordinator used to wait out ``--worker-wait`` and say only
 handshake; :func:`describe` names the likely cause (sans-I/O) and
 :class:`HandshakeWatcher` feeds the session's bad-input log (first of each
 kind logged, the rest counted). Refused keys are logged by the ZAP handler.
+
+Best effort: a worker gives up at once on a mechanism mismatch, and when its
+reset overtakes its greeting the coordinator sees only a disconnect; the
+worker's own message (:mod:`worker.link`) is the one to rely on. A worker
+with another ``coordinator.key`` keeps trying, so that one is always named.
 """
 
 from __future__ import annotations
