@@ -109,6 +109,8 @@ async def run_load(
         for signum in installed:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
+        if not dismissed:
+            session.abandon("the coordinator quit without a report")
         if local is not None:
             # Told ``bye``, they leave by themselves; on any other path (an error,
             # a second signal) nobody waits for their report: killed at once.

@@ -304,6 +304,24 @@ class Session:
         outcome.interrupted = self._stop_requested.is_set()
         return outcome
 
+    def abandon(self, reason: str) -> None:
+        """Quitting without a report (a second signal, an error): stop every worker now.
+
+        Each worker gets ``stop`` and ``bye`` without waiting for an answer,
+        so remote workers stop their load at once instead of after their
+        dead-man timeout; :meth:`close` lingers to deliver them. Synchronous,
+        so it works while the run's task is being cancelled.
+        """
+        sock: zmq.Socket[bytes] = zmq.Socket.shadow(self._sock.underlying)
+        for worker_id, state in self.workers.items():
+            if state.lost or state.left:
+                continue
+            for msg in (Stop(self._job_id, reason), Bye(reason)):
+                try:
+                    sock.send_multipart([worker_id.encode(), encode(msg)], flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    return  # the socket cannot take more: the dead-man stop will do
+
     async def dismiss(self) -> None:
         """Tell every worker the session is over (local ``--once`` workers exit).
 
