@@ -393,6 +393,10 @@ def run(**params: Any) -> None:
       wsload run --demo
       wsload run --ws-url ws://localhost:9000/ws --num-clients 100 --duration 30 --interval 0.2
       WS_URL=ws://svc:9000/ws wsload run --rate 5000 --workers 2 --json out.json
+
+    Ctrl-C or SIGTERM stops sending, drains, and still reports and writes every
+    output (exit 130, or 143 for SIGTERM); a second one quits at once. Exit 0
+    passed, 1 failed or degraded, 2 could not run.
     """
     job, run_opts = _split(params)
     workers = run_opts["workers"] or len(os.sched_getaffinity(0))
