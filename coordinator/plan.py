@@ -141,6 +141,10 @@ class Roster:
         self.delay = delay
         self.hand_on = hand_on
         self.lost: set[str] = set()
+        #: workers that declined a handover (an older worker): never a taker again
+        self.declined: set[str] = set()
+        #: what each worker was handed on (not its own share), for :meth:`decline`
+        self.handed: dict[str, list[Handover]] = {}
         #: (due time, clients) waiting for a taker, oldest first; each names its lost worker
         self.orphans: list[tuple[float, Assignment]] = []
 
@@ -174,6 +178,21 @@ class Roster:
         self.orphans.extend((due, a) for a in chunks)  # each keeps its lost worker's id
         return sum(a.num_clients for a in chunks)
 
+    def decline(self, worker_id: str, now: float) -> int:
+        """``worker_id`` could not take what it was handed: orphans again; returns how many.
+
+        A worker of the same protocol that predates handovers answers the
+        second ``job`` with ``busy``; its handed clients go back to the
+        orphans, due at once, for the other workers.
+        """
+        self.declined.add(worker_id)
+        back = self.handed.pop(worker_id, [])
+        for h in back:
+            self.chunks[worker_id].remove(h.share)
+            self.orphans.append((now, Assignment(h.origin, h.share.num_clients,
+                                                 h.share.client_offset, h.share.rate)))  # fmt: skip
+        return sum(h.share.num_clients for h in back)
+
     def next_due(self) -> float | None:
         """When the earliest orphan is due, if any."""
         return min((due for due, _ in self.orphans), default=None)
@@ -190,7 +209,8 @@ class Roster:
         live = [
             w
             for w in self.capacity.values()
-            if w.worker_id not in self.lost and w.max_clients > self.load(w.worker_id)
+            if w.worker_id not in self.lost | self.declined
+            and w.max_clients > self.load(w.worker_id)
         ]
         idle = [w for w in live if not self.load(w.worker_id)]
         takers = idle if idle or not self.hand_on else live
@@ -217,6 +237,7 @@ class Roster:
         self.orphans = kept
         for h in out:
             self.chunks[h.share.worker_id].append(h.share)
+            self.handed.setdefault(h.share.worker_id, []).append(h)
         return out
 
     def _carve(

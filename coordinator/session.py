@@ -438,6 +438,10 @@ class Session:
             if msg.code in JOB_REFUSALS and self._job_id:
                 self._refused = f"worker {worker_id} refused the job: {msg.message} {details}"
                 self._refusers.add(worker_id)
+            elif msg.code == "busy" and self._roster is not None:  # predates handovers
+                back = self._roster.decline(worker_id, time.monotonic())
+                if back:
+                    self.options.on_log(f"{back} clients handed to {worker_id} go to others")
 
     async def _hello(self, identity: str, msg: Hello) -> None:
         if identity != msg.worker_id:

@@ -160,6 +160,25 @@ def test_a_second_loss_hands_on_what_the_first_handed_over() -> None:
     assert roster.lose("nobody", now=2.0) == 0
 
 
+def test_a_worker_that_declines_a_handover_is_passed_over() -> None:
+    """A worker predating handovers answers busy: its handed clients go to the others."""
+    caps = [WorkerCapacity(w, 1, 20000) for w in "abc"]
+    roster = _roster(caps, 12, rate=12.0)
+    roster.lose("a", now=0.0, certain=True)
+    assert [h.share.worker_id for h in roster.due(now=0.0)] == ["b", "c"]
+    assert roster.decline("b", now=1.0) == 2
+    assert roster.load("b") == 4
+    (again,) = roster.due(now=1.0)
+    assert (again.origin, again.share.worker_id, again.share.num_clients) == ("a", "c", 2)
+    assert again.share.client_offset == 0
+    assert again.share.rate == pytest.approx(2.0)
+    assert roster.load("c") == 8
+    assert roster.running == 12
+    assert roster.decline("c", now=2.0) == 4  # both handovers it took
+    assert roster.due(now=2.0) == []  # nobody left who takes handovers
+    assert roster.orphaned == 4
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(min_value=1, max_value=3000),
