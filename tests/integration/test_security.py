@@ -9,18 +9,22 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import zmq.asyncio
 
 from common.curve import generate
+from common.endpoint import parse_endpoint
 from common.errors import KeyFileError
 from coordinator.errors import CoordinatorError
 from coordinator.session import Session, SessionOptions
 from tests.accounting import assert_balanced
 from tests.integration.conftest import ServerFactory, reap
 from tests.integration.test_run import free_port, stats
+from worker.link import Link
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 
@@ -343,3 +347,22 @@ def test_a_peer_announcing_a_huge_frame_costs_no_memory(
         assert_balanced(summary)
     finally:
         reap(coord, worker)
+
+
+def test_a_link_that_fails_to_set_up_leaves_no_socket_open() -> None:
+    """A socket left open would make ctx.term() wait for ever (the --connect hang)."""
+    ctx = zmq.asyncio.Context()
+
+    def broken_keys(sock: object) -> None:
+        raise ValueError("bad key")
+
+    with pytest.raises(ValueError, match="bad key"):
+        Link(ctx, parse_endpoint("tcp://127.0.0.1:9", bind=False), "w", configure=broken_keys)
+    terminated = threading.Event()
+
+    def term() -> None:
+        ctx.term()
+        terminated.set()
+
+    threading.Thread(target=term, daemon=True).start()
+    assert terminated.wait(10), "ctx.term() blocked: a socket was left open"
