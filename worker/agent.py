@@ -407,7 +407,8 @@ def _u32(packed: bytes) -> npt.NDArray[np.uint32]:
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    loop.call_soon_threadsafe(callback)
+    with contextlib.suppress(RuntimeError):  # the loop already closed: nothing left to stop
+        loop.call_soon_threadsafe(callback)
 
 
 __all__ = ["Agent", "AgentOptions", "SessionEnd"]
