@@ -76,6 +76,7 @@ class Storm:
     errors: dict[str, int]
     longest_window: float  # the engine's longest window (progress, time series) while opening
     cpu: float  # CPU seconds of the opening processes, from go to their report
+    sys: float  # the kernel's part of it
     gc: float  # CPU seconds of it in Python's cyclic garbage collector
     target_cpu: float  # CPU seconds of the target over the same span
 
@@ -85,9 +86,10 @@ class Storm:
             return ""
         per = 1e6 / self.opened
         return (
-            f"{self.cpu * per:.0f} µs CPU per connection ({self.gc / self.cpu:.0%} of it "
-            f"in the GC), target {self.target_cpu * per:.0f} µs; openers "
-            f"{self.cpu / self.seconds:.2f} cores, target {self.target_cpu / self.seconds:.2f}"
+            f"{self.cpu * per:.0f} µs CPU per connection ({self.sys / self.cpu:.0%} of it in "
+            f"the kernel, {self.gc / self.cpu:.0%} in the GC), target "
+            f"{self.target_cpu * per:.0f} µs; openers {self.cpu / self.seconds:.2f} cores, "
+            f"target {self.target_cpu / self.seconds:.2f}"
         )
 
     @property
@@ -115,12 +117,17 @@ def _cpu() -> float:
     return times.user + times.system
 
 
+def _sys() -> float:
+    return os.times().system
+
+
 def _go() -> float:
     """Say ready (with the base RSS), block until told to go; the wall-clock start."""
     global _cpu_at_go
     print(json.dumps({"ready": rss_bytes()}), flush=True)
     assert sys.stdin.readline().strip() == "go"
     _cpu_at_go = _cpu()
+    _extra["sys_at_go"] = _sys()
     gc.callbacks.append(_gc_clock)
     return time.time()
 
@@ -129,7 +136,8 @@ def _report(start: float, end: float, opened: int, failed: int, errors: dict[str
     print(
         json.dumps(
             {"start": start, "end": end, "opened": opened, "failed": failed, "rss": rss_bytes(),
-             "errors": errors, "cpu": _cpu() - _cpu_at_go, "gc": _gc_seconds[0], **_extra}
+             "errors": errors, "cpu": _cpu() - _cpu_at_go, "sys": _sys() - _extra["sys_at_go"],
+             "gc": _gc_seconds[0], **_extra}
         ),
         flush=True,
     )  # fmt: skip
@@ -269,6 +277,7 @@ def storm(
         errors=errors,
         longest_window=max(r.get("longest_window", 0.0) for r in results),
         cpu=sum(r["cpu"] for r in results),
+        sys=sum(r["sys"] for r in results),
         gc=sum(r["gc"] for r in results),
         target_cpu=target_cpu,
     )
@@ -288,16 +297,27 @@ def _say(proc: subprocess.Popen[str], word: str) -> None:
     proc.stdin.flush()
 
 
-def case_figures(name: str, total: int, workers: int, sources: tuple[str, ...]) -> list[Figure]:
-    targets = max(2, -(-total // PER_TARGET))
+def storm_against_fresh_target(
+    side: str, total: int, workers: int, sources: tuple[str, ...], targets: int
+) -> Storm:
+    """One side's storm against its own echo target, on a port of its own.
+
+    The side before closed its connections moments ago: tens of thousands of
+    4-tuples in TIME_WAIT towards *its* port, which the kernel cannot reuse
+    for a second (tcp_tw_reuse), so the second side's connects towards the
+    same port searched the port range for seconds and failed at 50,000.
+    """
     procs, url = echo_target.start(targets)
     try:
-        pids = [p.pid for p in procs]
-        bare = storm("bare", url, total, workers, sources, pids)
-        time.sleep(1.0)  # let the closes settle before the next storm
-        engine = storm("engine", url, total, workers, sources, pids)
+        return storm(side, url, total, workers, sources, [p.pid for p in procs])
     finally:
         echo_target.stop(procs)
+
+
+def case_figures(name: str, total: int, workers: int, sources: tuple[str, ...]) -> list[Figure]:
+    targets = max(2, -(-total // PER_TARGET))
+    bare = storm_against_fresh_target("bare", total, workers, sources, targets)
+    engine = storm_against_fresh_target("engine", total, workers, sources, targets)
     where = f"{workers} worker{'s' if workers > 1 else ''}" + (
         f", {len(sources)} source addresses" if sources else ""
     )
