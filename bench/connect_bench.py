@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,9 +231,19 @@ async def bare_child(url: str, count: int, offset: int, sources: list[str]) -> N
 
 
 def storm(
-    side: str, url: str, total: int, workers: int, sources: tuple[str, ...], target: list[int]
+    side: str,
+    url: str,
+    total: int,
+    workers: int,
+    sources: tuple[str, ...],
+    target: list[int],
+    hang_up: Callable[[], None] = lambda: None,
 ) -> Storm:
-    """Run one side of one case in ``workers`` processes; they open their shares at once."""
+    """Run one side of one case in ``workers`` processes; they open their shares at once.
+
+    ``hang_up`` (stopping the target) runs once every process has reported,
+    before they are told to stop.
+    """
     procs = []
     offset = 0
     for w in range(workers):
@@ -254,6 +265,7 @@ def storm(
             _say(p, "go")
         results = [json.loads(_line(p)) for p in procs]
         target_cpu = sum(cpu_seconds(pid) for pid in target) - target_cpu
+        hang_up()
         for p in procs:
             _say(p, "stop")
         for p in procs:
@@ -297,19 +309,34 @@ def _say(proc: subprocess.Popen[str], word: str) -> None:
     proc.stdin.flush()
 
 
+def _kill(procs: list[subprocess.Popen[str]]) -> None:
+    """Hang up on every connection at once: the kernel closes a killed process's sockets.
+
+    (SIGTERM would wait: the server's ``wait_closed`` waits for its connections.)
+    """
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
 def storm_against_fresh_target(
     side: str, total: int, workers: int, sources: tuple[str, ...], targets: int
 ) -> Storm:
-    """One side's storm against its own echo target, on a port of its own.
+    """One side's storm against its own echo target, which hangs up first when it is over.
 
-    The side before closed its connections moments ago: tens of thousands of
-    4-tuples in TIME_WAIT towards *its* port, which the kernel cannot reuse
-    for a second (tcp_tw_reuse), so the second side's connects towards the
-    same port searched the port range for seconds and failed at 50,000.
+    Whoever closes first keeps each connection in TIME_WAIT for a minute.
+    When the clients closed first, the next storm's connects from the same
+    source addresses paid for the tens of thousands of local ports still
+    held: the kernel time per connection doubled, varied from run to run, and
+    towards the same port they searched the port range for seconds and
+    failed (a 50,000 storm right after another). The target hangs up first,
+    so the TIME_WAIT is on its side, and each storm has a port of its own.
     """
     procs, url = echo_target.start(targets)
     try:
-        return storm(side, url, total, workers, sources, [p.pid for p in procs])
+        pids = [p.pid for p in procs]
+        return storm(side, url, total, workers, sources, pids, lambda: _kill(procs))
     finally:
         echo_target.stop(procs)
 
