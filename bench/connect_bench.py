@@ -110,7 +110,9 @@ def _gc_clock(phase: str, _info: dict[str, int]) -> None:
     if phase == "start":
         _gc_seconds[1] = time.process_time()
     else:
-        _gc_seconds[0] += time.process_time() - _gc_seconds[1]
+        took = time.process_time() - _gc_seconds[1]
+        _gc_seconds[0] += took
+        _extra["longest_gc"] = max(_extra.get("longest_gc", 0.0), took)
 
 
 def _cpu() -> float:

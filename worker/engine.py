@@ -270,6 +270,8 @@ class Engine(Accounting, ABC):
         while self._phase is Phase.RUNNING and _mono() < self._send_until:
             try:
                 async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
+                    if _mono() - self._turn_started > TICK_BUDGET:  # opens share the turn
+                        await self._yield_turn()
                     if self._phase is not Phase.RUNNING:  # the run ended while this one queued
                         return
                     t0 = _mono()
