@@ -65,8 +65,10 @@ SEND_PATIENCE = 5.0
 #: a long-lived worker refused by a coordinator (it has all the workers it
 #: needs) says hello again after this many seconds: the next run may want it
 REFUSED_RETRY = 5.0
-#: once the coordinator is silent, a load has its drain timeout plus this
-#: long to stop before the heartbeat thread exits the process
+#: once the coordinator is silent, a load has its drain timeout, its close
+#: bound (each close handshake waits at most the connect timeout, then the
+#: socket is aborted) and this long to stop before the heartbeat thread exits
+#: the process
 DEADMAN_GRACE = 5.0
 EXIT_OK = 0
 EXIT_REFUSED = 2
@@ -281,8 +283,9 @@ class Agent:
         if refusal:
             await self._send(sock, Error("bad-source-address", f"{self.worker_id}: {refusal}"))
             return
-        # Once the coordinator falls silent, the load has this long to stop.
-        hb.load_started(spec.drain_timeout + DEADMAN_GRACE)
+        # Once the coordinator falls silent, the load has this long to stop: a
+        # worker cut off from the network too waits out its close handshakes.
+        hb.load_started(spec.drain_timeout + spec.connect_timeout + DEADMAN_GRACE)
         try:
             if spec.mode is Mode.LOAD:
                 await self._run_load(sock, job, spec)

@@ -167,9 +167,9 @@ def test_a_starved_worker_exits_when_its_coordinator_dies(serve_factory: ServerF
     """The loop never runs again: the heartbeat thread ends the load by exiting the process."""
     server = serve_factory()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    silence, drain = 2.0, 0.5
+    silence, drain, close = 2.0, 0.5, 1.0
     coord = _coordinator(endpoint, server.ws_url, "-c", "20", "--interval", "0.05",
-                         "--drain-timeout", str(drain))  # fmt: skip
+                         "--drain-timeout", str(drain), "--connect-timeout", str(close))  # fmt: skip
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.starved_worker", endpoint, str(silence)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -182,7 +182,7 @@ def test_a_starved_worker_exits_when_its_coordinator_dies(serve_factory: ServerF
         coord.send_signal(signal.SIGKILL)
         coord.wait()
         killed = time.monotonic()
-        bound = silence + drain + DEADMAN_GRACE + 5.0  # slack for a loaded machine
+        bound = silence + drain + close + DEADMAN_GRACE + 5.0  # slack for a loaded machine
         _, err = worker.communicate(timeout=bound)
         assert worker.returncode == 3, err
         assert b"event loop starved" in err
@@ -215,7 +215,7 @@ def test_an_overloaded_worker_stops_when_its_coordinator_dies(
         coord.send_signal(signal.SIGKILL)
         coord.wait()
         killed = time.monotonic()
-        bound = 5.0 + 2.0 + DEADMAN_GRACE + 5.0  # silence, drain, grace, slack
+        bound = 5.0 + 2.0 + DEADMAN_GRACE + 5.0  # silence, drain, grace, slack (closes answered)
         _wait_for("connections closed", lambda: not _patient_stats(server.api_url)[
             "connections_open"], bound)  # fmt: skip
         _, err = worker.communicate(timeout=max(1.0, bound - (time.monotonic() - killed)))
