@@ -169,7 +169,8 @@ def test_a_starved_worker_exits_when_its_coordinator_dies(serve_factory: ServerF
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     silence, drain, close = 2.0, 0.5, 1.0
     coord = _coordinator(endpoint, server.ws_url, "-c", "20", "--interval", "0.05",
-                         "--drain-timeout", str(drain), "--connect-timeout", str(close))  # fmt: skip
+                         "--drain-timeout", str(drain),
+                         "--connect-timeout", str(close))  # fmt: skip
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.starved_worker", endpoint, str(silence)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
