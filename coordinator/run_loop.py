@@ -17,9 +17,10 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
-from common.protocol import Bye, Hello, Job, Message, Stop, encode
+from common.protocol import Hello, Job, Message, Stop, encode
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
+from coordinator.conversation import Conversation
 from coordinator.errors import CoordinatorError
 from coordinator.plan import Assignment, Roster, WorkerCapacity, plan
 from coordinator.run_model import (
@@ -33,7 +34,6 @@ from coordinator.run_model import (
     SessionOptions,
     WorkerState,
 )
-from coordinator.slots import Slots
 
 
 def capacity_of(hello: Hello) -> WorkerCapacity:
@@ -47,13 +47,8 @@ class RunLoop:
     # Provided by the Session.
     options: SessionOptions
     endpoint: str
-    workers: dict[str, WorkerState]
-    bad_input: dict[str, int]
     _sock: zmq.asyncio.Socket
     _stop_requested: asyncio.Event
-    _job_id: str
-    _refused: str
-    _refusers: set[str]
 
     async def _pump(self, wait: float, aggregate: RunAggregate | None) -> None:
         raise NotImplementedError
@@ -62,10 +57,18 @@ class RunLoop:
         raise NotImplementedError
 
     def _run_state(self) -> None:
-        """The run loop's own state (the gathering's admission queue, the running job's roster)."""
+        """The conversation (admission, liveness) and the run's state (the job's roster)."""
         self._stop_reason = ""
-        slots = MAX_WORKERS if self.options.elastic else self.options.expect_workers
-        self._slots = Slots(slots, beat_valid=self.options.lost_after)
+        opts = self.options
+        self._conv = Conversation(
+            MAX_WORKERS if opts.elastic else opts.expect_workers,
+            heartbeat_interval=opts.heartbeat_interval,
+            lost_after=opts.lost_after,
+        )
+        #: the admitted workers (the conversation's own record)
+        self.workers: dict[str, WorkerState] = self._conv.workers
+        #: bad input by kind (version, bad, unknown, hello, frames): counted, logged once
+        self.bad_input: dict[str, int] = self._conv.bad_input
         self._roster: Roster | None = None
         self._assigned: set[str] = set()  # workers sent the current job: each owes a result
         self._job_spec: JobSpec | None = None
@@ -126,7 +129,7 @@ class RunLoop:
         job_id = uuid.uuid4().hex[:12]
         start_at = time.time() + self.options.start_delay
         agg = RunAggregate(start_at)
-        self._job_id = job_id
+        self._conv.start_job(job_id)
         self._job_spec = spec
         self._roster = Roster(
             assignments,
@@ -148,7 +151,7 @@ class RunLoop:
         next_progress = time.time() + 1.0
         while time.time() < end_at and not self._stop_requested.is_set() and not outcome.aborted:
             await self._pump(wait=0.1, aggregate=agg)
-            outcome.aborted, outcome.refused = self._refused, bool(self._refused)
+            outcome.aborted, outcome.refused = self._conv.refused, bool(self._conv.refused)
             self._check_liveness(outcome)
             if end_at - time.time() > HANDOVER_MIN_LEFT:
                 await self._hand_over(outcome)
@@ -166,7 +169,7 @@ class RunLoop:
             await self._pump(wait=0.1, aggregate=agg)
             self._check_liveness(outcome)
         for worker_id in self._assigned:
-            missing = agg.worker(worker_id).result is None and worker_id not in self._refusers
+            missing = agg.worker(worker_id).result is None and worker_id not in self._conv.refusers
             if not self.workers[worker_id].lost and missing:
                 self._lose(worker_id, outcome, "no result after stop")
         outcome.orphaned = self._roster.orphaned
@@ -204,13 +207,15 @@ class RunLoop:
     async def _send_share(self, a: Assignment, spec: JobSpec) -> None:
         if a.worker_id in self._assigned:
             ramp_end = time.time() + HANDOVER_RAMP
-            job = Job(self._job_id, spec.to_dict(), a.num_clients, a.client_offset,
+            job = Job(self._conv.job_id, spec.to_dict(), a.num_clients, a.client_offset,
                       a.rate or 0.0, ramp_end)  # fmt: skip
         else:  # an elastic join: the job itself, for what is left of the run
             start_at = time.time() + self.options.start_delay
             left = max(HANDOVER_MIN_LEFT, self._end_at - start_at)
             body = {**spec.to_dict(), "duration": left, "ramp_up": 0.0}
-            job = Job(self._job_id, body, a.num_clients, a.client_offset, a.rate or 0.0, start_at)
+            job = Job(
+                self._conv.job_id, body, a.num_clients, a.client_offset, a.rate or 0.0, start_at
+            )
             self._assigned.add(a.worker_id)
         await self._send(a.worker_id, job)
 
@@ -218,7 +223,7 @@ class RunLoop:
         """Hand a functional-mode job to one worker and wait up to ``limit`` s for its result."""
         worker_id = next(iter(self.workers))
         job_id = uuid.uuid4().hex[:12]
-        self._job_id = job_id
+        self._conv.start_job(job_id)
         agg = RunAggregate(time.time())
         outcome = RunOutcome(agg, 0.0, self.workers, mode=spec.mode.value, check_worker=worker_id)
         await self._send(
@@ -226,8 +231,8 @@ class RunLoop:
         )
         deadline = time.monotonic() + limit
         while agg.worker(worker_id).result is None and not self.workers[worker_id].lost:
-            if self._refused:
-                outcome.aborted, outcome.refused = self._refused, True
+            if self._conv.refused:
+                outcome.aborted, outcome.refused = self._conv.refused, True
                 break
             if time.monotonic() > deadline or self._stop_requested.is_set():
                 outcome.aborted = f"no result from {worker_id} within {limit:g} s"
@@ -247,14 +252,11 @@ class RunLoop:
         so it works while the run's task is being cancelled.
         """
         sock: zmq.Socket[bytes] = zmq.Socket.shadow(self._sock.underlying)
-        for worker_id, state in self.workers.items():
-            if state.lost or state.left:
-                continue
-            for msg in (Stop(self._job_id, reason), Bye(reason)):
-                try:
-                    sock.send_multipart([worker_id.encode(), encode(msg)], flags=zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    return  # the socket cannot take more: the dead-man stop will do
+        for worker_id, msg in self._conv.abandon(reason):
+            try:
+                sock.send_multipart([worker_id.encode(), encode(msg)], flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return  # the socket cannot take more: the dead-man stop will do
 
     async def dismiss(self) -> None:
         """Tell every worker the session is over (local ``--once`` workers exit).
@@ -264,34 +266,31 @@ class RunLoop:
         (about one run in 20), and the worker then waited out its silence
         timeout before leaving.
         """
-        for worker_id in self.workers:
-            await self._send(worker_id, Bye("run over"))
+        for worker_id, msg in self._conv.dismiss("run over").sends:
+            await self._send(worker_id, msg)
         deadline = time.monotonic() + BYE_WAIT
-        while time.monotonic() < deadline and not all(
-            s.left or s.lost for s in self.workers.values()
-        ):
+        while time.monotonic() < deadline and not self._conv.all_gone():
             await self._pump(wait=0.05, aggregate=None)
 
     def _all_reported(self, agg: RunAggregate) -> bool:
         """Every worker sent the job has reported, refused it, or is lost."""
         return all(
             self.workers[worker_id].lost
-            or worker_id in self._refusers
+            or worker_id in self._conv.refusers
             or agg.worker(worker_id).result is not None
             for worker_id in self._assigned
         )
 
     def _check_liveness(self, outcome: RunOutcome) -> None:
         """Lose the workers gone silent, and at once those whose process exited."""
-        now = time.monotonic()
         exits = self.options.process_exits()
         for worker_id, state in self.workers.items():
-            if state.lost:
+            if state.lost or worker_id not in exits:
                 continue
-            if worker_id in exits and outcome.aggregate.worker(worker_id).result is None:
+            if outcome.aggregate.worker(worker_id).result is None:
                 self._lose(worker_id, outcome, exits[worker_id], certain=True)
-            elif now - state.last_seen > self.options.lost_after:
-                self._lose(worker_id, outcome, f"silent for {now - state.last_seen:.1f} s")
+        for worker_id, silent_for in self._conv.silent(time.monotonic()):
+            self._lose(worker_id, outcome, f"silent for {silent_for:.1f} s")
 
     def _lose(self, worker_id: str, outcome: RunOutcome, why: str, certain: bool = False) -> None:
         """Mark ``worker_id`` lost; its figures so far stay; its clients may be handed on.
@@ -299,7 +298,7 @@ class RunLoop:
         ``certain``: its process is known to be gone, so its clients can be
         handed on at once (otherwise after :attr:`SessionOptions.handover_delay`).
         """
-        self.workers[worker_id].lost = True
+        self._conv.lose(worker_id)
         outcome.aggregate.mark_lost(worker_id)
         outcome.lost_workers.append(worker_id)
         what = ""

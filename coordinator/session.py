@@ -1,8 +1,10 @@
 """One run over ZeroMQ: gather workers, hand out the plan, merge, stop, report.
 
-This module holds the socket and the conversation (hellos and admission,
-heartbeats, the message pump); what to send when -- gathering, the job,
-handovers, stop, results -- is :class:`coordinator.run_loop.RunLoop`.
+This module holds the socket and the clock; what is said -- hellos and
+admission, refusals, heartbeats, liveness, the ``bye`` -- is decided by the
+sans-I/O :class:`coordinator.conversation.Conversation`, and what to send
+when -- gathering, the job, handovers, stop, results -- by
+:class:`coordinator.run_loop.RunLoop`.
 
 The coordinator binds a ROUTER socket. Workers connect a DEALER for jobs and
 samples and a second one (identity ``<worker>#hb``) from a heartbeat thread;
@@ -24,23 +26,9 @@ from zmq.utils import z85
 
 from common.endpoint import EndpointError, bound_problem, parse_endpoint, socket_options
 from common.errors import ProtocolError
-from common.protocol import (
-    HEARTBEAT_SUFFIX,
-    JOB_REFUSALS,
-    Bye,
-    Error,
-    Heartbeat,
-    Hello,
-    Message,
-    Refuse,
-    Result,
-    Samples,
-    VersionMismatch,
-    Welcome,
-    decode,
-    encode,
-)
+from common.protocol import Hello, Message, encode
 from coordinator.aggregate import RunAggregate
+from coordinator.conversation import Busy, Joined, Output, ResultIn, SamplesIn
 from coordinator.errors import CoordinatorError
 from coordinator.handshakes import HandshakeWatcher
 from coordinator.run_loop import RunLoop, capacity_of
@@ -50,10 +38,6 @@ from coordinator.run_model import (
     SessionOptions,
     WorkerState,
 )
-from coordinator.slots import Decision
-
-#: The refusal a worker gets when every slot is taken.
-FULL = "the coordinator has all the workers it needs"
 
 
 class Session(RunLoop):
@@ -61,6 +45,8 @@ class Session(RunLoop):
 
     def __init__(self, options: SessionOptions) -> None:
         self.options = options
+        self._stop_requested = asyncio.Event()
+        self._run_state()  # the conversation (workers, bad input) and the run's state
         try:
             endpoint = parse_endpoint(options.endpoint, bind=True)
         except EndpointError as exc:
@@ -97,15 +83,6 @@ class Session(RunLoop):
         except BaseException:
             self.close(linger=0)
             raise
-        self.workers: dict[str, WorkerState] = {}
-        self._stop_requested = asyncio.Event()
-        #: bad input by kind (version, bad, unknown, hello, frames): counted, logged once
-        self.bad_input: dict[str, int] = {}
-        self._job_id = ""
-        self._last_beat = 0.0
-        self._refused = ""  # a worker's refusal of the current job, which ends it
-        self._refusers: set[str] = set()  # workers that refused it: no result will come
-        self._run_state()
 
     def close(self, linger: int = 1000) -> None:
         """Close the port; up to ``linger`` ms to deliver what is queued (the ``bye``s).
@@ -121,11 +98,11 @@ class Session(RunLoop):
             self._auth.stop()
         self._ctx.destroy(linger=0)
 
-    # -- message pump -------------------------------------------------------
+    # -- message pump: the socket and the clock; the rules are the Conversation's --
 
     async def _pump(self, wait: float, aggregate: RunAggregate | None) -> None:
         """Handle what arrives within ``wait`` seconds; heartbeat the workers."""
-        await self._heartbeat()
+        await self._apply(self._conv.tick(time.monotonic(), time.time()), aggregate)
         if not await self._sock.poll(timeout=int(wait * 1000)):
             return
         while True:
@@ -133,89 +110,32 @@ class Session(RunLoop):
                 frames = await self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            await self._handle(frames, aggregate)
+            await self._apply(self._conv.receive(frames, time.monotonic()), aggregate)
             if not await self._sock.poll(timeout=0):
                 return
 
-    async def _handle(self, frames: list[bytes], agg: RunAggregate | None) -> None:
-        if len(frames) != 2:
-            self._bad("frames", f"message with {len(frames)} frames ignored")
-            return
-        identity = frames[0].decode("utf-8", "replace")
-        try:
-            msg = decode(frames[1])
-        except VersionMismatch as exc:
-            self._bad("version", f"refused {identity}: {exc}")
-            await self._send(identity, Refuse(str(exc)))
-            return
-        except ProtocolError as exc:
-            self._bad("bad", f"bad message from {identity}: {exc}")
-            return
-        worker_id = identity.removesuffix(HEARTBEAT_SUFFIX)
-        state = self.workers.get(worker_id)
-        if isinstance(msg, Hello):
-            await self._hello(identity, msg)
-            return
-        if state is None:
-            if isinstance(msg, Heartbeat):  # a heartbeat thread may beat before its hello
-                await self._stranger_beat(identity, worker_id)
-            else:
-                self._bad("unknown", f"message from unknown worker {identity} ignored")
-            return
-        state.last_seen = time.monotonic()
-        if isinstance(msg, Samples) and agg is not None and msg.job_id == self._job_id:
-            try:
-                agg.add_samples(worker_id, msg)
-            except ProtocolError as exc:
-                self._bad("samples", f"bad samples from {worker_id} ignored: {exc}")
-        elif isinstance(msg, Result) and agg is not None and msg.job_id == self._job_id:
-            agg.add_result(worker_id, msg)
-        elif isinstance(msg, Bye):
-            state.left = True
-        elif isinstance(msg, Error):
-            details = "; ".join(msg.details)
-            self.options.on_log(f"worker {worker_id} error {msg.code}: {msg.message} {details}")
-            if msg.code in JOB_REFUSALS and self._job_id:
-                self._refused = f"worker {worker_id} refused the job: {msg.message} {details}"
-                self._refusers.add(worker_id)
-            elif msg.code == "busy" and self._roster is not None:  # predates handovers
-                back = self._roster.decline(worker_id, time.monotonic())
+    async def _apply(self, out: Output, agg: RunAggregate | None) -> None:
+        """Act on one step of the conversation: log, hand events to the run, send."""
+        for line in out.logs:
+            self.options.on_log(line)
+        for event in out.events:
+            if isinstance(event, Joined):
+                self._joined(event.hello)
+            elif isinstance(event, SamplesIn) and agg is not None:
+                try:
+                    agg.add_samples(event.worker_id, event.samples)
+                except ProtocolError as exc:
+                    self._bad("samples", f"bad samples from {event.worker_id} ignored: {exc}")
+            elif isinstance(event, ResultIn) and agg is not None:
+                agg.add_result(event.worker_id, event.result)
+            elif isinstance(event, Busy) and self._roster is not None:  # predates handovers
+                back = self._roster.decline(event.worker_id, time.monotonic())
                 if back:
-                    self.options.on_log(f"{back} clients handed to {worker_id} go to others")
+                    self.options.on_log(f"{back} clients handed to {event.worker_id} go to others")
+        for identity, msg in out.sends:
+            await self._send(identity, msg)
 
-    async def _hello(self, identity: str, msg: Hello) -> None:
-        if identity != msg.worker_id:
-            self._bad("hello", f"hello from {identity} claims id {msg.worker_id}")
-            return
-        if msg.worker_id in self.workers:
-            if self.workers[msg.worker_id].left:
-                return  # a long-lived worker looking for its next run: not this one's
-            self.workers[msg.worker_id].last_seen = time.monotonic()
-        else:
-            decision = self._slots.hello(msg, len(self.workers), time.monotonic())
-            if decision is Decision.REFUSE:
-                await self._send(identity, Refuse(FULL))
-                return
-            if decision is Decision.WAIT:
-                return  # admitted when its heartbeat comes (coordinator.slots)
-            self._admit(msg)
-        await self._send(identity, Welcome(msg.worker_id, self.options.heartbeat_interval))
-
-    # -- admission: a slot needs a hello *and* a heartbeat (coordinator.slots) --
-
-    async def _stranger_beat(self, identity: str, worker_id: str) -> None:
-        """A heartbeat from a worker not admitted: admit its waiting hello, or remember it."""
-        if not identity.endswith(HEARTBEAT_SUFFIX):
-            return
-        decision, hello = self._slots.beat(worker_id, len(self.workers), time.monotonic())
-        if decision is Decision.REFUSE:
-            await self._send(worker_id, Refuse(FULL))
-        elif decision is Decision.ADMIT and hello is not None:
-            self._admit(hello)
-            await self._send(worker_id, Welcome(worker_id, self.options.heartbeat_interval))
-
-    def _admit(self, msg: Hello) -> None:
-        self.workers[msg.worker_id] = WorkerState(msg, time.monotonic())
+    def _joined(self, msg: Hello) -> None:
         mid_run = self._roster is not None
         self.options.on_log(
             f"worker {msg.worker_id} joined{' mid-run' if mid_run else ''} ({msg.host}, "
@@ -224,29 +144,14 @@ class Session(RunLoop):
         if self._roster is not None:  # --elastic: it takes clients nobody runs, now or later
             self._roster.join(capacity_of(msg))
 
-    async def _heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_beat < self.options.heartbeat_interval:
-            return
-        self._last_beat = now
-        beat = Heartbeat(time.time())
-        for worker_id, state in self.workers.items():
-            if not state.lost:
-                await self._send(worker_id + HEARTBEAT_SUFFIX, beat)
-
     async def _send(self, identity: str, msg: Message) -> None:
         # A ROUTER never blocks: a message to a peer that is gone is dropped.
         await self._sock.send_multipart([identity.encode(), encode(msg)])
 
     def _bad(self, kind: str, text: str) -> None:
-        """Log the first of each kind of bad input, then count the rest quietly.
-
-        A hostile peer must not be able to flood the log (or the terminal).
-        """
-        seen = self.bad_input.get(kind, 0)
-        self.bad_input[kind] = seen + 1
-        if not seen:
-            self.options.on_log(f"{text} (further ones of this kind are counted, not logged)")
+        """Count bad input (the handshake watcher's); log the first of each kind."""
+        for line in self._conv.bad(kind, text).logs:
+            self.options.on_log(line)
 
 
 class KeyLoggingAuthenticator(AsyncioAuthenticator):

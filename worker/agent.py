@@ -31,47 +31,38 @@ import zmq
 import zmq.asyncio
 
 from common.endpoint import Endpoint, parse_endpoint
-from common.errors import ProtocolError
-from common.protocol import (
-    Bye,
-    Error,
-    Job,
-    Message,
-    Refuse,
-    Result,
-    Samples,
-    Stop,
-    VersionMismatch,
-    Welcome,
-    decode,
-    encode,
-)
+from common.protocol import Error, Job, Message, Result, Samples, encode
 from common.spec import JobSpec, Mode
 from common.validation import unbindable_address
 from worker.admission import checked_spec, target_refusal
+from worker.conversation import (
+    Action,
+    Conversation,
+    End,
+    Reply,
+    Say,
+    Seen,
+    SessionEnd,
+    StartJob,
+    StopLoad,
+    TakeOver,
+    Welcomed,
+)
 from worker.engine import Engine, create_engine
 from worker.heartbeat import HeartbeatThread
 from worker.identity import introduce
-from worker.link import HandshakeProblem, Link
+from worker.link import Link
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 
-HELLO_EVERY = 1.0
-#: how soon to try again when the hello could not even be sent (no connection yet)
-HELLO_RETRY = 0.05
 #: longest a handed-on share may take to connect (the coordinator asks for ~1 s)
 HANDOVER_RAMP_MAX = 10.0
 SEND_PATIENCE = 5.0
-#: a long-lived worker refused by a coordinator (it has all the workers it
-#: needs) says hello again after this many seconds: the next run may want it
-REFUSED_RETRY = 5.0
 #: once the coordinator is silent, a load has its drain timeout, its close
 #: bound (each close handshake waits at most the connect timeout, then the
 #: socket is aborted) and this long to stop before the heartbeat thread exits
 #: the process
 DEADMAN_GRACE = 5.0
-EXIT_OK = 0
-EXIT_REFUSED = 2
 
 
 @dataclass(frozen=True)
@@ -90,21 +81,6 @@ class AgentOptions:
     allowed_targets: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class SessionEnd:
-    """How one coordinator session ended: exit with ``code``, or look for the next one."""
-
-    code: int | None = None
-    retry_after: float = 0.0
-    #: what a long-lived worker says as it goes back to waiting (a refusal
-    #: repeated every REFUSED_RETRY seconds is said once)
-    note: str = ""
-
-
-class _Incompatible(Refuse):
-    """A coordinator of another protocol version: no later hello can succeed."""
-
-
 class Agent:
     """Runs jobs from one coordinator at a time."""
 
@@ -114,26 +90,28 @@ class Agent:
         self._endpoint: Endpoint = parse_endpoint(options.endpoint, bind=False)
         self._silence = asyncio.Event()
         self._engine: Engine | None = None
-        self._job_id = ""  # the job running (or last run): a second job of it adds clients
         self._check: asyncio.Task[None] | None = None
-        #: when this worker started looking for a coordinator (for ``hello_timeout``)
-        self._looking_since = time.monotonic()
+        #: the rules of the conversation (hello, refusal, jobs, bye), sans-I/O
+        self._conv = Conversation(
+            self.worker_id,
+            options.endpoint,
+            time.monotonic(),
+            once=options.once,
+            hello_timeout=options.hello_timeout,
+        )
 
     async def serve(self) -> int:
         """Serve coordinators until stopped, refused for good, or (``once``) one session ends."""
         loop = asyncio.get_running_loop()
         ctx = zmq.asyncio.Context()
-        last_note = ""
         try:
             while True:
                 end = await self._session(ctx, loop)
-                if end.code is not None:
-                    return end.code
-                if self.options.once:
-                    return EXIT_OK
-                if end.note and not (end.retry_after and end.note == last_note):
-                    print(f"wsload worker: {end.note}", file=sys.stderr, flush=True)
-                last_note = end.note  # a refusal repeated every few seconds is said once
+                code, say = self._conv.after(end)
+                if code is not None:
+                    return code
+                if say:
+                    print(f"wsload worker: {say}", file=sys.stderr, flush=True)
                 if end.retry_after:
                     await asyncio.sleep(end.retry_after)
         finally:
@@ -145,6 +123,7 @@ class Agent:
     ) -> SessionEnd:
         """One coordinator, on fresh sockets that are closed whatever happens."""
         self._silence.clear()
+        self._conv.new_session()
         link = Link(ctx, self._endpoint, self.worker_id, configure=self.options.configure)
         hb: HeartbeatThread | None = None
         try:
@@ -171,7 +150,7 @@ class Agent:
         :meth:`worker.engine.Engine.add_clients`. True when it was one.
         """
         engine = self._engine
-        if engine is None or job.job_id != self._job_id:
+        if engine is None:
             return False
         ramp = min(max(0.0, job.start_at - time.time()), HANDOVER_RAMP_MAX)
         rate = job.rate if job.rate > 0 else None
@@ -189,86 +168,71 @@ class Agent:
     async def _converse(self, link: Link, hb: HeartbeatThread) -> SessionEnd:
         """Hello, then jobs until ``bye`` or the coordinator's silence."""
         sock = link.sock
-        welcomed = await self._hello(link, hb)
-        if isinstance(welcomed, SessionEnd):
-            return welcomed
+        ended = await self._hello(link, hb)
+        if ended is not None:
+            return ended
         async with asyncio.TaskGroup() as tg:
             job_task: asyncio.Task[None] | None = None
             while not self._silence.is_set():
-                msg = await self._recv(sock, wait=0.25)
-                if msg is None:
+                data = await self._recv(sock, wait=0.25)
+                if data is None:
                     continue
-                hb.mark_seen()
-                if isinstance(msg, Job):
-                    if job_task is not None and not job_task.done():
-                        if not self._take_over(msg):
-                            busy = Error("busy", f"{self.worker_id} is running a job")
-                            await self._send(sock, busy)
-                        continue
-                    self._job_id = msg.job_id
-                    job_task = tg.create_task(self._run_job(sock, msg, hb))
-                elif isinstance(msg, Stop):
-                    if self._engine is not None:
-                        self._engine.stop()
-                elif isinstance(msg, Bye):
-                    if self._engine is not None:
-                        self._engine.stop()
-                    if job_task is not None:
-                        await job_task
-                    # Answer, so the coordinator knows its bye arrived before it closes.
-                    with contextlib.suppress(zmq.Again):
-                        await sock.send(encode(Bye("leaving")), flags=zmq.NOBLOCK)
-                    self._looking_since = time.monotonic()
-                    return SessionEnd(note=self._waiting("run over"))
+                self._conv.job_running = job_task is not None and not job_task.done()
+                self._conv.load_running = self._engine is not None
+                for action in self._conv.receive(data):
+                    if isinstance(action, Seen):
+                        hb.mark_seen()
+                    elif isinstance(action, StartJob):
+                        job_task = tg.create_task(self._run_job(sock, action.job, hb))
+                    elif isinstance(action, TakeOver):
+                        if not self._take_over(action.job):
+                            await self._send(sock, self._conv.busy())
+                    elif isinstance(action, Reply):
+                        await self._send(sock, action.message)
+                    elif isinstance(action, StopLoad):
+                        if self._engine is not None:
+                            self._engine.stop()
+                    elif isinstance(action, Say):
+                        _say(action.text)
+                    elif isinstance(action, End):
+                        if job_task is not None:
+                            await job_task
+                        if action.end.answer is not None:
+                            with contextlib.suppress(zmq.Again):
+                                await sock.send(encode(action.end.answer), flags=zmq.NOBLOCK)
+                        self._conv.looking(time.monotonic())
+                        return action.end
             # The coordinator went silent: the job task stops with the engine.
             if job_task is not None:
                 await job_task
-        self._looking_since = time.monotonic()
-        return SessionEnd(note=self._waiting("the coordinator went silent"))
+        self._conv.looking(time.monotonic())
+        return self._conv.silenced()
 
-    def _waiting(self, why: str) -> str:
-        return f"{why}; waiting for the next coordinator at {self.options.endpoint}"
-
-    async def _hello(self, link: Link, hb: HeartbeatThread) -> Welcome | SessionEnd:
+    async def _hello(self, link: Link, hb: HeartbeatThread) -> SessionEnd | None:
+        """Say hello until welcomed (None) or told to leave (the session's end)."""
         sock = link.sock
-        hello = introduce(self.worker_id)
-        hint: HandshakeProblem | None = None
+        hello = encode(introduce(self.worker_id))
         while True:
             # Not connected yet (TCP still connecting, coordinator not up, or CURVE
             # handshake refused): a DEALER with no peer would block, so try again
             # soon; once sent, give the coordinator HELLO_EVERY to answer.
-            wait = HELLO_EVERY
+            sent = True
             try:
-                await sock.send(encode(hello), flags=zmq.NOBLOCK)
+                await sock.send(hello, flags=zmq.NOBLOCK)
             except zmq.Again:
-                wait = HELLO_RETRY
-            msg = await self._recv(sock, wait=wait)
-            if isinstance(msg, Welcome):
-                hb.arm()
-                return msg
-            if isinstance(msg, Refuse):
-                refusal = f"refused by coordinator: {msg.reason}"
-                if self.options.once or isinstance(msg, _Incompatible):
-                    print(f"wsload worker: {refusal}", file=sys.stderr)
-                    return SessionEnd(EXIT_REFUSED)
-                retry = f"{refusal}; trying again every {REFUSED_RETRY:g} s"
-                return SessionEnd(retry_after=REFUSED_RETRY, note=retry)
-            problem = await link.problem()
-            if problem is not None and problem.final:
-                print(f"wsload worker: {problem.text}", file=sys.stderr)
-                return SessionEnd(EXIT_REFUSED)
-            if problem is not None and hint is None:
-                print(f"wsload worker: {problem.text}; trying again", file=sys.stderr)
-            hint = problem or hint
-            limit = self.options.hello_timeout
-            if limit is not None and time.monotonic() - self._looking_since >= limit:
-                why = f" ({hint.text})" if hint else ""
-                print(
-                    f"wsload worker: no coordinator answered at {self.options.endpoint} "
-                    f"within {limit:g} s{why}",
-                    file=sys.stderr,
-                )
-                return SessionEnd(EXIT_REFUSED)
+                sent = False
+            data = await self._recv(sock, wait=self._conv.hello_wait(sent))
+            actions: list[Action] = [] if data is None else self._conv.receive(data)
+            if not any(isinstance(a, Welcomed | End) for a in actions):
+                actions += self._conv.unanswered(time.monotonic(), await link.problem())
+            for action in actions:
+                if isinstance(action, Say):
+                    _say(action.text)
+                elif isinstance(action, Welcomed):
+                    hb.arm()
+                    return None
+                elif isinstance(action, End):
+                    return action.end
 
     async def _run_job(self, sock: zmq.asyncio.Socket, job: Job, hb: HeartbeatThread) -> None:
         spec, problems = checked_spec(job)
@@ -381,28 +345,24 @@ class Agent:
                     return False  # the coordinator is gone: nobody to tell
                 await asyncio.sleep(0.05)
 
-    async def _recv(self, sock: zmq.asyncio.Socket, wait: float) -> Message | None:
-        """The next message within ``wait`` seconds; None if none (or a bad one) came."""
+    async def _recv(self, sock: zmq.asyncio.Socket, wait: float) -> bytes | None:
+        """The next message within ``wait`` seconds; None if none came."""
         # Never an unbounded await on the socket, and look before polling: with
         # uvloop an edge-triggered ZeroMQ wake-up can be missed (seen under
         # CURVE), leaving a message queued that no poll reports.
         try:
-            data = await sock.recv(flags=zmq.NOBLOCK)
+            return await sock.recv(flags=zmq.NOBLOCK)
         except zmq.Again:
             if not await sock.poll(timeout=int(wait * 1000)):
                 return None
             try:
-                data = await sock.recv(flags=zmq.NOBLOCK)
+                return await sock.recv(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return None
-        try:
-            return decode(data)
-        except VersionMismatch as exc:
-            # The coordinator's refusal of our version is itself in its version.
-            return _Incompatible(f"the coordinator speaks another protocol: {exc}")
-        except ProtocolError as exc:
-            print(f"wsload worker: ignoring a bad message: {exc}", file=sys.stderr)
-            return None
+
+
+def _say(text: str) -> None:
+    print(f"wsload worker: {text}", file=sys.stderr, flush=True)
 
 
 def _u32(packed: bytes) -> npt.NDArray[np.uint32]:
