@@ -9,16 +9,24 @@ must not import the coordinator, nor the coordinator the worker).
   to wait forever.
 - :class:`OneStageCommand` reports every bad option value of an invocation
   at once, one line each (:class:`BadInput`), where click stops at the first.
+- :func:`job_options` makes the job's options of ``wsload run``,
+  ``wsload coordinator`` and ``wsload test`` from the field declarations
+  (:data:`common.fields.FIELDS`, :class:`common.spec.JobSpec`), and
+  :func:`job_flags` turns what they were given back into spec fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import click
 from click.core import iter_params_for_processing
+
+from common.fields import FIELDS, Field
+from common.spec import FIELD_KINDS, JobSpec
 
 
 class FiniteFloat(click.FloatRange):
@@ -118,6 +126,101 @@ def bad_parameters(
     return out, values
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(JobSpec)}
+
+
+def job_options(command: Literal["run", "test"]) -> Callable[[F], F]:
+    """The click options of every job field ``command`` offers, in the declarations' order.
+
+    ``run`` is also ``wsload coordinator``. Every option defaults to None (a
+    repeatable one to ``()``): not given, so the scenario file and the
+    environment show through (:func:`common.spec.build_spec` layers them).
+    """
+    options = [_option(f, command) for f in FIELDS if f.flag and command in f.commands]
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _option(field: Field, command: str) -> Callable[[F], F]:
+    assert field.flag is not None
+    kind = FIELD_KINDS[field.name]
+    text = field.test_help if command == "test" and field.test_help else field.help
+    default = _DEFAULTS[field.name]
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    text = text.replace("{env}", f"[env {field.env}; default {shown}]")
+    text = text.replace("{default}", shown)
+    decls = [field.flag, *([field.alias] if field.alias else [])]
+    if kind == "bool":
+        return click.option(*decls, _flag_name(field), is_flag=True, default=None, help=text)
+    kw: dict[str, Any] = {"help": text, "metavar": field.metavar}
+    if field.choices:
+        kw["type"] = click.Choice(field.choices)
+    elif kind == "int":
+        kw["type"] = int
+    elif kind in ("float", "float?"):
+        kw["type"] = FINITE  # finite here, the range with every other problem in the spec
+    kw["multiple"] = kind in ("strs", "headers")
+    return click.option(*decls, field.name, **kw)
+
+
+def _flag_name(field: Field) -> str:
+    """A boolean's parameter: its flag's name (``no_reconnect`` sets ``reconnect`` false)."""
+    assert field.flag is not None
+    return field.flag.removeprefix("--").replace("-", "_")
+
+
+def job_flags(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The spec fields set by the options of :func:`job_options`, and a line per bad value.
+
+    Options not given are left out. ``--header`` takes ``NAME: VALUE``; a
+    repeatable option with ``commas`` also splits its values on commas.
+    """
+    flags: dict[str, Any] = {}
+    problems: list[str] = []
+    for field in FIELDS:
+        kind = FIELD_KINDS[field.name]
+        if field.flag is None:
+            continue
+        if kind == "bool":
+            name = _flag_name(field)
+            if params.get(name):
+                flags[field.name] = not name.startswith("no_")
+            continue
+        value = params.get(field.name)
+        if value is None or value == ():  # not given; a repeatable option: not repeated
+            continue
+        if kind == "headers":
+            value, bad = _headers(field.flag, value)
+            problems += bad
+            if not value:
+                continue
+        elif field.commas:
+            value = tuple(part.strip() for raw in value for part in raw.split(","))
+            value = tuple(part for part in value if part)
+        elif kind == "strs":
+            value = tuple(value)
+        flags[field.name] = value
+    return flags, problems
+
+
+def _headers(flag: str, given: Sequence[str]) -> tuple[tuple[tuple[str, str], ...], list[str]]:
+    pairs: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for raw in given:
+        name, sep, value = raw.partition(":")
+        if sep:
+            pairs.append((name.strip(), value.strip()))
+        else:
+            problems.append(f"{flag}: {raw!r} is not NAME: VALUE")
+    return tuple(pairs), problems
+
+
 __all__ = [
     "FINITE",
     "POSITIVE_SECONDS",
@@ -125,4 +228,6 @@ __all__ = [
     "FiniteFloat",
     "OneStageCommand",
     "Validator",
+    "job_flags",
+    "job_options",
 ]

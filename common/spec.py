@@ -28,7 +28,21 @@ from typing import Any
 import msgpack
 
 from common.errors import SpecError
-from common.fields import Mode, coerce, parse_text
+from common.fields import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ENGINE_CHOICES,
+    ENGINES,
+    ENV_VARS,
+    FIELDS,
+    KINDS,
+    MATCH_CHOICES,
+    MAX_PAYLOAD_SIZE,
+    Kind,
+    Mode,
+    coerce,
+    parse_text,
+    value_problems,
+)
 from common.protocol import MAX_MESSAGE_BYTES
 from common.scenario import read_toml
 from common.steps import step_problems
@@ -36,8 +50,6 @@ from common.thresholds import threshold_problems
 from common.validation import (
     address_problems,
     ca_file_problems,
-    int_problems,
-    number_problems,
     split_credentials,
     url_problems,
 )
@@ -47,20 +59,6 @@ DEFAULT_API_URL = "http://localhost:9000/api"
 DEFAULT_PAYLOAD = '{"type": "test", "client": "{client_id}", "seq": {seq}, "ts": {ts}}'
 DEFAULT_EVENT_BODY = '{"event": "{event}", "data": {"source": "wsload"}, "count": {count}}'
 
-#: Upper bounds that catch typos (an extra zero or three), not real limits of
-#: the tool: a single run beyond them is almost certainly a mistake.
-MAX_CLIENTS = 10_000_000
-MAX_DURATION = 7 * 24 * 3600.0
-MAX_PAYLOAD_SIZE = 16 * 1024 * 1024
-#: Largest message a client accepts by default (``max_message_size``): a peer
-#: that sends more (in one frame or as fragments) costs a close 1009 and the
-#: error kind ``too_big``, never the worker's memory.
-DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
-MAX_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-#: How replies are matched to messages (``match``): by the id field, or in
-#: order (only for servers that never push).
-MATCH_CHOICES = ("id", "order")
-MAX_TIMEOUT = 3600.0
 #: Most items in one list field (headers, subprotocols, event names, source
 #: addresses); thresholds and steps have their own bounds
 #: (:data:`common.thresholds.MAX_THRESHOLDS`, :data:`common.steps.MAX_STEPS`).
@@ -70,22 +68,7 @@ MAX_LIST_ITEMS = 1000
 MAX_SPEC_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
 _LIST_FIELDS = ("headers", "subprotocols", "event_names", "source_addresses")
 
-#: The original framework's environment variables and the field each sets.
-ENV_VARS: Mapping[str, str] = {
-    "WS_URL": "ws_url",
-    "API_URL": "api_url",
-    "NUM_CLIENTS": "num_clients",
-    "TEST_DURATION": "duration",
-    "MESSAGE_INTERVAL": "interval",
-}
-
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-#: Client engines (``--engine``), the default first; ``auto`` is picows, or
-#: websockets when the job needs compression (see :attr:`JobSpec.client_engine`).
-ENGINES = ("picows", "websockets")
-ENGINE_CHOICES = ("auto", *ENGINES)
 
 
 @dataclass(frozen=True)
@@ -111,6 +94,11 @@ class JobSpec:
     :mod:`common.steps`, the parser the worker runs); the ``event_*`` fields say how event mode
     triggers events (``event_method`` ``api_url + event_path`` with the body
     template, ``{event}`` and ``{count}`` filled in) and how long it waits.
+
+    Each field is declared here (name, type, default) and in
+    :data:`common.fields.FIELDS` (flag, alias, environment variable, help,
+    range or choices), in the same order: the CLI options, the environment
+    layer, the type check and the range check all come from these two.
     """
 
     ws_url: str = DEFAULT_WS_URL
@@ -159,28 +147,16 @@ class JobSpec:
         out: list[str] = []
         out += url_problems("ws_url", self.ws_url, ("ws", "wss"))
         out += url_problems("api_url", self.api_url, ("http", "https"))
-        out += int_problems("num_clients", self.num_clients, 1, MAX_CLIENTS)
-        out += number_problems("duration", self.duration, MAX_DURATION, allow_zero=False)
-        out += number_problems("interval", self.interval, MAX_DURATION, allow_zero=True)
-        if self.rate is not None:
-            out += number_problems("rate", self.rate, 1e9, allow_zero=False)
-        out += number_problems("ramp_up", self.ramp_up, MAX_DURATION, allow_zero=True)
-        if not out and self.mode is Mode.LOAD and self.ramp_up > self.duration:
+        for field in FIELDS:  # ranges and choices, as declared
+            out += value_problems(field.name, getattr(self, field.name))
+        if not any(p.startswith(("ramp_up", "duration")) for p in out) and (
+            self.mode is Mode.LOAD and self.ramp_up > self.duration
+        ):
             out.append(
                 f"ramp_up ({self.ramp_up:g} s) must not exceed duration ({self.duration:g} s)"
             )
-        out += int_problems("payload_size", self.payload_size, 0, MAX_PAYLOAD_SIZE)
-        for name in ("connect_timeout", "reply_timeout"):
-            out += number_problems(name, getattr(self, name), MAX_TIMEOUT, allow_zero=False)
-        out += number_problems("drain_timeout", self.drain_timeout, MAX_TIMEOUT, allow_zero=True)
-        out += number_problems(
-            "reconnect_max_delay", self.reconnect_max_delay, MAX_TIMEOUT, allow_zero=True
-        )
         if not self.id_field or '"' in self.id_field or "\\" in self.id_field:
             out.append(f"id_field: {self.id_field!r} is not a usable JSON field name")
-        if self.match not in MATCH_CHOICES:
-            out.append(f"match: expected one of {', '.join(MATCH_CHOICES)}, got {self.match!r}")
-        out += int_problems("max_message_size", self.max_message_size, 1024, MAX_MAX_MESSAGE_SIZE)
         if self.payload_size > self.max_message_size:
             out.append(
                 f"payload_size ({self.payload_size}) exceeds max_message_size "
@@ -193,9 +169,7 @@ class JobSpec:
             if any(ch in value for ch in "\r\n\0"):
                 out.append(f"headers: value of {key!r} contains a line break or NUL")
         out += address_problems("source_addresses", self.source_addresses)
-        if self.engine not in ENGINE_CHOICES:
-            out.append(f"engine: expected one of {', '.join(ENGINE_CHOICES)}, got {self.engine!r}")
-        elif self.engine == "picows" and self.compression:
+        if self.engine == "picows" and self.compression:
             out.append("engine: picows does not do compression; use --engine websockets or auto")
         for proto in self.subprotocols:
             if not _TOKEN.match(proto):
@@ -206,8 +180,6 @@ class JobSpec:
             count = len(getattr(self, name))
             if count > MAX_LIST_ITEMS:
                 out.append(f"{name}: {count:,} items, at most {MAX_LIST_ITEMS:,}")
-        out += int_problems("event_count", self.event_count, 1, 10_000)
-        out += number_problems("event_wait", self.event_wait, MAX_TIMEOUT, allow_zero=True)
         if not self.event_names or any(not n.strip() for n in self.event_names):
             out.append("event_names: expected one or more non-empty names")
         if self.event_method.upper() not in ("GET", "POST", "PUT", "PATCH"):
@@ -265,6 +237,10 @@ def _utf8(text: str) -> bool:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))
+#: Each field's value type, read from its annotation in :class:`JobSpec`.
+FIELD_KINDS: Mapping[str, Kind] = {f.name: KINDS[str(f.type)] for f in dataclasses.fields(JobSpec)}
+if tuple(f.name for f in FIELDS) != FIELD_NAMES:  # pragma: no cover - caught by any import
+    raise AssertionError("common.fields.FIELDS must list JobSpec's fields, in order")
 
 
 def build_spec(
@@ -342,7 +318,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         if raw is None or raw.strip() == "":
             continue
         try:
-            out[name] = parse_text(name, raw.strip())
+            out[name] = parse_text(FIELD_KINDS[name], raw.strip())
         except ValueError as exc:
             problems.append(f"{var}: {exc}")
     return out, problems
@@ -381,7 +357,7 @@ def _typed(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             problems.append(_unknown_field(str(key)))
             continue
         try:
-            kwargs[key] = coerce(key, value)
+            kwargs[key] = coerce(FIELD_KINDS[key], value)
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
     return kwargs, problems
@@ -395,14 +371,17 @@ def _unknown_field(key: str) -> str:
 
 __all__ = [
     "DEFAULT_API_URL",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PAYLOAD",
     "DEFAULT_WS_URL",
     "ENGINES",
     "ENGINE_CHOICES",
     "ENV_VARS",
+    "FIELD_KINDS",
     "FIELD_NAMES",
     "MATCH_CHOICES",
     "MAX_LIST_ITEMS",
+    "MAX_PAYLOAD_SIZE",
     "MAX_SPEC_BYTES",
     "JobSpec",
     "Mode",

@@ -19,7 +19,7 @@ from typing import Any
 import click
 import uvloop
 
-from common.params import FINITE, OneStageCommand
+from common.params import OneStageCommand, job_options
 from common.spec import JobSpec, Mode, build_spec
 from common.validation import display_url
 from coordinator.console import serve_console
@@ -48,44 +48,15 @@ MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 @click.option(
     "--client", "open_client", is_flag=True, help="Open the browser console (wsload client)."
 )
-@click.option("--ws-url", help="WebSocket URL [env WS_URL; default ws://localhost:9000/ws].")
-@click.option("--api-url", help="HTTP API URL for event tests [env API_URL].")
-@click.option(
-    "--num-clients", "-c", type=int, help="Clients for load and event tests [env NUM_CLIENTS]."
-)
-@click.option("--duration", "-d", type=FINITE, help="Load test seconds [env TEST_DURATION].")
-@click.option("--interval", type=FINITE, help="Load test message interval [env MESSAGE_INTERVAL].")
+@job_options("test")
 @click.option(
     "--scenario", type=click.Path(dir_okay=False), help="TOML scenario: settings and [[steps]]."
-)
-@click.option(
-    "--subprotocol", "subprotocols", multiple=True, help="Subprotocol to offer and check."
-)
-@click.option("--reply-timeout", type=FINITE, help="Seconds to wait for each reply (default 5).")
-@click.option("--connect-timeout", type=FINITE, help="Seconds to open a connection (default 10).")
-@click.option(
-    "--event-name",
-    "event_names",
-    multiple=True,
-    help="Event name to subscribe and trigger (repeatable).",
-)
-@click.option("--event-count", type=int, help="Events triggered per name (default 5).")
-@click.option(
-    "--event-wait", type=FINITE, help="Seconds to wait for deliveries after triggering (default 2)."
 )
 @click.option(
     "--workers",
     "-w",
     type=click.IntRange(1, 512),
     help="Worker processes for --load (default: cores).",
-)
-@click.option(
-    "--threshold",
-    "thresholds",
-    multiple=True,
-    metavar="EXPR",
-    help="Pass/fail rule for --load, repeatable (as for wsload run: p99<50ms, "
-    "success_rate>=99.9...); a scenario's thresholds count too.",
 )
 @click.option(
     "--junit",

@@ -21,8 +21,8 @@ import uvloop
 from common.curve import coordinator_keys
 from common.endpoint import bind_problem
 from common.errors import KeyFileError, SpecError, WsloadError
-from common.params import FINITE, POSITIVE_SECONDS, OneStageCommand
-from common.spec import ENGINE_CHOICES, MATCH_CHOICES, JobSpec, build_spec
+from common.params import POSITIVE_SECONDS, OneStageCommand, job_flags, job_options
+from common.spec import JobSpec, build_spec
 from common.validation import unbindable_address
 from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
@@ -48,110 +48,13 @@ F = Callable[..., Any]
 
 
 def _load_options(func: F) -> F:
-    """The job options shared by ``run`` and ``coordinator`` (outermost first)."""
+    """The options shared by ``run`` and ``coordinator`` (outermost first).
+
+    The job's own come from the field declarations (:func:`common.params.job_options`);
+    the others are about the run: its file, outputs and policies.
+    """
     options = [
-        click.option(
-            "--ws-url",
-            help="Target WebSocket URL [env WS_URL; default ws://localhost:9000/ws]; "
-            "user:password@ in it is sent as Basic auth and never printed.",
-        ),
-        click.option("--api-url", help="Target HTTP API URL [env API_URL]."),
-        click.option(
-            "--num-clients", "-c", type=int, help="Concurrent clients [env NUM_CLIENTS; default 5]."
-        ),
-        click.option(
-            "--duration", "-d", type=FINITE, help="Seconds of load [env TEST_DURATION; default 5]."
-        ),
-        click.option(
-            "--interval",
-            type=FINITE,
-            help=(
-                "Seconds between messages of one client; 0 = closed loop "
-                "[env MESSAGE_INTERVAL; default 0.5]."
-            ),
-        ),
-        click.option(
-            "--rate",
-            type=FINITE,
-            help="Total messages per second over all clients (open model; overrides --interval).",
-        ),
-        click.option(
-            "--ramp-up",
-            type=FINITE,
-            help="Seconds over which clients connect (default 0: all at once).",
-        ),
-        click.option(
-            "--payload", help="Message template; placeholders {client_id} {seq} {ts} {pad}."
-        ),
-        click.option("--payload-size", type=int, help="Pad each message to this many characters."),
-        click.option(
-            "--header",
-            "headers",
-            multiple=True,
-            metavar="'NAME: VALUE'",
-            help="Handshake header (repeatable).",
-        ),
-        click.option(
-            "--subprotocol",
-            "subprotocols",
-            multiple=True,
-            help="Subprotocol to offer (repeatable).",
-        ),
-        click.option(
-            "--connect-timeout", type=FINITE, help="Seconds to open a connection (default 10)."
-        ),
-        click.option(
-            "--reply-timeout",
-            type=FINITE,
-            help="Seconds before a reply counts as timed out (default 5).",
-        ),
-        click.option(
-            "--drain-timeout",
-            type=FINITE,
-            help="Seconds to wait for in-flight replies at stop (default 2).",
-        ),
-        click.option("--id-field", help="JSON field matching replies to messages (default seq)."),
-        click.option(
-            "--match",
-            type=click.Choice(MATCH_CHOICES),
-            help="How replies are matched: id (default; a message without the id field, or "
-            "with an id never sent, is unsolicited) or order (any message answers the oldest "
-            "in flight: unsafe with servers that push).",
-        ),
-        click.option(
-            "--max-message-size",
-            type=int,
-            metavar="BYTES",
-            help="Largest message a client accepts (default 4 MiB); a bigger one closes the "
-            "connection with 1009, error kind too_big.",
-        ),
-        click.option(
-            "--no-reconnect",
-            is_flag=True,
-            default=None,
-            help="Do not reconnect after the server closes.",
-        ),
-        click.option(
-            "--source-address",
-            "source_addresses",
-            multiple=True,
-            metavar="IP[,IP...]",
-            help="Local address(es) to connect from, round-robin over clients (repeatable or "
-            "comma-separated): each adds ~28,000 ephemeral ports towards one target.",
-        ),
-        click.option(
-            "--engine",
-            type=click.Choice(ENGINE_CHOICES),
-            help="Client engine: picows (fast, the default) or websockets (also does "
-            "compression); auto = picows unless the job needs compression.",
-        ),
-        click.option("--ca-file", help="CA bundle for wss:// targets."),
-        click.option(
-            "--tls-insecure",
-            is_flag=True,
-            default=None,
-            help="Skip TLS verification (self-signed test servers only).",
-        ),
+        job_options("run"),
         click.option(
             "--scenario",
             type=click.Path(dir_okay=False),
@@ -194,14 +97,6 @@ def _load_options(func: F) -> F:
             type=click.Path(dir_okay=False),
             help="Write per-second latency histograms in the HdrHistogram log format (.hlog).",
         ),
-        click.option(
-            "--threshold",
-            "thresholds",
-            multiple=True,
-            metavar="EXPR",
-            help="Pass/fail rule, repeatable: p99<50ms, success_rate>=99.9, error_rate<0.1%, "
-            "connect_p99<200ms, rps>=1000, timeouts==0. A failed one makes the exit code 1.",
-        ),
         click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the summary."),
         click.option(
             "--on-worker-loss",
@@ -221,32 +116,9 @@ def _load_options(func: F) -> F:
 
 def _spec(params: dict[str, Any]) -> JobSpec:
     """The job spec of the options, or :class:`SpecError` naming every problem at once."""
-    problems: list[str] = []
-    headers = []
-    for raw in params.pop("headers") or ():
-        name, sep, value = raw.partition(":")
-        if sep:
-            headers.append((name.strip(), value.strip()))
-        else:
-            problems.append(f"--header: {raw!r} is not NAME: VALUE")
-    no_reconnect = params.pop("no_reconnect")
-    flags = {k: v for k, v in params.items() if v is not None}
-    if headers:
-        flags["headers"] = tuple(headers)
-    for name in ("subprotocols", "thresholds"):  # multiple options: given means non-empty
-        if params.get(name):
-            flags[name] = tuple(params[name])
-        else:
-            flags.pop(name, None)
-    sources = [a.strip() for raw in params.pop("source_addresses", ()) for a in raw.split(",")]
-    flags.pop("source_addresses", None)
-    if sources:
-        flags["source_addresses"] = tuple(a for a in sources if a)
-    if no_reconnect:
-        flags["reconnect"] = False
-    scenario = flags.pop("scenario", None)
+    flags, problems = job_flags(params)
     try:
-        spec = build_spec(scenario=scenario, env=os.environ, **flags)
+        spec = build_spec(scenario=params.get("scenario"), env=os.environ, **flags)
     except SpecError as exc:
         problems += exc.problems
     if problems:
