@@ -16,7 +16,7 @@ Metrics and their units:
 - ``timeouts``, ``errors``, ``connect_failures`` -- counts.
 
 Parsing raises :class:`ThresholdError` naming the expression and the problem;
-:meth:`Threshold.measure` reads the metric from a run summary.
+:meth:`Threshold.measure` reads the metric from a run's figures (:class:`Measured`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from common.errors import WsloadError
 
@@ -48,6 +48,17 @@ _EXPR = re.compile(
 #: Most thresholds one run may have: each is evaluated every second of the run
 #: (``--abort-on-fail``) and travels to every worker with the job.
 MAX_THRESHOLDS = 1000
+
+
+class Measured(Protocol):
+    """A run's figures, read by metric name (``coordinator.summary.RunFigures``).
+
+    The one accessor thresholds use: each metric maps to one typed figure
+    there, and a figure with no data (a percentile of no samples, a rate of
+    no messages) is None.
+    """
+
+    def metric(self, name: str) -> float | None: ...
 
 
 class ThresholdError(WsloadError):
@@ -79,26 +90,9 @@ class Threshold:
     op: str
     limit: float
 
-    def measure(self, summary: Mapping[str, Any]) -> float:
-        """The metric's value in a run summary (same units as ``limit``)."""
-        m = self.metric
-        if m in TIME_METRICS:
-            section, key = TIME_METRICS[m]
-            value = summary[section] if not key else summary[section][key]
-            return float(value)
-        sent = summary.get("total_sent", 0)
-        unanswered = sent - summary.get("total_received", 0)
-        if m == "success_rate":  # from the counts: 100 - x in floats is not exact
-            return 100.0 * (sent - unanswered) / sent if sent else 0.0
-        if m == "error_rate":
-            return 100.0 * unanswered / sent if sent else 0.0
-        if m == "rps":
-            return float(summary["throughput"])
-        if m == "timeouts":
-            return float(summary["timed_out"])
-        if m == "errors":
-            return float(sum(summary["errors"].values()))
-        return float(summary["counters"]["connect_failures"])
+    def measure(self, run: Measured) -> float | None:
+        """The metric's value in a run (same units as ``limit``); None without data."""
+        return run.metric(self.metric)
 
     def passed(self, measured: float) -> bool:
         return _OPS[self.op](measured, self.limit)
@@ -162,30 +156,13 @@ def threshold_problems(exprs: Sequence[str]) -> list[str]:
     return out
 
 
-def evaluate(exprs: Sequence[str], summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each threshold with its measured value and verdict, for reports and exit codes."""
-    out = []
-    for expr in exprs:
-        threshold = parse_threshold(expr)
-        measured = threshold.measure(summary)
-        out.append(
-            {
-                "threshold": threshold.expr,
-                "measured": measured,
-                "shown": threshold.show(measured),
-                "passed": threshold.passed(measured),
-            }
-        )
-    return out
-
-
 __all__ = [
     "COUNT_METRICS",
     "MAX_THRESHOLDS",
     "METRICS",
+    "Measured",
     "Threshold",
     "ThresholdError",
-    "evaluate",
     "parse_threshold",
     "threshold_problems",
 ]

@@ -22,6 +22,15 @@ from typing import Any
 from common import hdrlog
 from common.histogram import LatencyHistogram
 from common.protocol import SAMPLE_COUNTERS, Result, Samples
+from coordinator.summary import (
+    Counters,
+    Percentiles,
+    RunFigures,
+    SecondSummary,
+    WorkerStatus,
+    WorkerSummary,
+    frozen_map,
+)
 
 #: Seconds of per-second histograms kept open for late windows.
 OPEN_SECONDS = 5
@@ -32,6 +41,10 @@ MAX_TEXT = 300
 #: of messages went out behind schedule, or a worker used this share of a core.
 BEHIND_SCHEDULE_SHARE = 0.01
 CPU_SHARE = 0.9
+#: Percentiles the distribution charts plot: 0 .. 99.999, denser in the tail.
+DISTRIBUTION = [p / 10 for p in range(0, 900, 10)] + [90 + i * 0.5 for i in range(20)] + [
+    99.5, 99.9, 99.95, 99.99, 99.999, 100.0
+]  # fmt: skip
 
 
 @dataclass
@@ -69,20 +82,19 @@ class WorkerTotals:
         resolved = sum(c.get(k, 0) for k in ("received", "timed_out", "lost", "unanswered"))
         return max(0, c.get("sent", 0) - resolved)
 
-    def entry(self) -> dict[str, Any]:
-        """This worker in the JSON summary: every counter, its errors, its status."""
-        counters = self.final_counters()
-        return {
-            **counters,
-            "errors": dict(self.errors),
-            "status": self.status,
-            "consistent": self.consistent,
-            "balanced": balanced(counters),
-            "in_flight_at_loss": self.in_flight_at_loss(),
-        }
+    def summary(self) -> WorkerSummary:
+        """This worker in the run summary: every counter, its errors, its status."""
+        return WorkerSummary(
+            self.worker_id,
+            Counters.from_mapping(self.final_counters()),
+            frozen_map(self.errors),
+            self.status,
+            self.consistent,
+            self.in_flight_at_loss(),
+        )
 
     @property
-    def status(self) -> str:
+    def status(self) -> WorkerStatus:
         """``lost``, ``inconsistent`` (result and windows disagree) or ``ok``."""
         if self.lost:
             return "lost"
@@ -233,15 +245,24 @@ class RunAggregate:
             _add(out, w.errors)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
-    def time_series(self) -> list[dict[str, Any]]:
+    def time_series(self) -> tuple[SecondSummary, ...]:
+        """Every second so far: counters reported in it, errors, latency percentiles."""
         rows = []
         for second in sorted(self.seconds):
             stats = self.seconds[second]
             pct = (
                 stats.percentiles if stats.latency is None else _percentiles_seconds(stats.latency)
             )
-            rows.append({"second": second, **stats.counters, "errors": dict(stats.errors), **pct})
-        return rows
+            rows.append(
+                SecondSummary(
+                    second,
+                    Counters.from_mapping(stats.counters),
+                    tuple(k for k in SAMPLE_COUNTERS if k in stats.counters),
+                    frozen_map(stats.errors),
+                    Percentiles.from_mapping(pct),
+                )
+            )
+        return tuple(rows)
 
     def hlog_text(self) -> str:
         """Per-second latency histograms in the HdrHistogram log format."""
@@ -250,47 +271,37 @@ class RunAggregate:
         intervals = [(float(s), 1.0, *self.seconds[s].encoded) for s in sorted(self.seconds)]
         return hdrlog.log_text(intervals, self.started_at)
 
-    def summary(self, elapsed: float) -> dict[str, Any]:
-        """The final figures, with the original framework's keys first.
+    def figures(self, elapsed: float) -> RunFigures:
+        """The final figures as one frozen value (:class:`coordinator.summary.RunFigures`).
 
-        A figure with no data is None (null in JSON), never 0: the
-        percentiles and average of no samples, the success rate of no
-        messages.
+        Called once, at the end: it closes every per-second histogram (for
+        the HDR log), which later windows would no longer reach.
         """
-        t = self.final_totals()
-        answered = t["received"]
-        sent = t["sent"]
+        series = self.time_series()
         lat = self.latency
-        return {
-            "time_series": self.time_series(),
-            "total_sent": sent,
-            "total_received": answered,
-            "success_rate": 100.0 * answered / sent if sent else None,
-            "avg_latency": lat.mean / 1e6 if lat.count else None,
-            "latency_percentiles": _percentiles_seconds(lat),
-            "service_time_percentiles": _percentiles_seconds(self.service),
-            "connect_time_percentiles": _percentiles_seconds(self.connect),
-            "timed_out": t["timed_out"],
-            "lost": t["lost"],
-            "unanswered": t["unanswered"],
-            "late": t["late"],
-            "unsolicited": t["unsolicited"],
-            "behind_schedule": t["behind_schedule"],
-            "write_pauses": t["write_pauses"],
-            "cpu_ms": t["cpu_ms"],
-            "throughput": answered / elapsed if elapsed > 0 else 0.0,
-            "send_rate": sent / elapsed if elapsed > 0 else 0.0,
-            "elapsed": elapsed,
-            "errors": self.errors(),
-            "error_texts": self.error_texts(),
-            "counters": t,
-            "balanced": balanced(t),
-            "generator_bound": self.generator_bound(),
-            "workers": {w.worker_id: w.entry() for w in self.workers.values()},
-            "ignored_windows": self.ignored_windows,
-        }
+        return RunFigures(
+            time_series=series,
+            counters=Counters.from_mapping(self.final_totals()),
+            latency=Percentiles.from_mapping(_percentiles_seconds(lat)),
+            service_time=Percentiles.from_mapping(_percentiles_seconds(self.service)),
+            connect_time=Percentiles.from_mapping(_percentiles_seconds(self.connect)),
+            avg_latency=lat.mean / 1e6 if lat.count else None,
+            elapsed=elapsed,
+            errors=frozen_map(self.errors()),
+            error_texts=frozen_map(self.error_texts()),
+            generator_bound=self.generator_bound(),
+            workers=tuple(w.summary() for w in self.workers.values()),
+            ignored_windows=self.ignored_windows,
+            latency_distribution=distribution(lat),
+            connect_distribution=distribution(self.connect),
+            hdr_log=self.hlog_text(),
+        )
 
-    def generator_bound(self) -> dict[str, str] | None:
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        """The figures as JSON (:meth:`figures`), for a run's partial outcome."""
+        return self.figures(elapsed).to_json()
+
+    def generator_bound(self) -> str | None:
         """Why the generator, not the target, limited the run; None when it did not.
 
         Messages behind schedule past 1 % of those sent mean the workers
@@ -311,12 +322,19 @@ class RunAggregate:
             cpu = w.counters.get("cpu_ms", 0) / 1000
             if span >= 1.0 and cpu >= CPU_SHARE * span:
                 reasons.append(f"worker {w.worker_id} used {cpu / span:.0%} of a core")
-        return {"reason": "; ".join(reasons)} if reasons else None
+        return "; ".join(reasons) if reasons else None
 
 
 def balanced(c: dict[str, int]) -> bool:
     """The accounting identity: every message sent was resolved exactly once."""
-    return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
+    return Counters.from_mapping(c).balanced
+
+
+def distribution(hist: LatencyHistogram) -> tuple[tuple[float, float], ...]:
+    """(percentile, seconds) at each of DISTRIBUTION's points; empty without samples."""
+    if not hist.count:
+        return ()
+    return tuple((p, hist.value_at_percentile(p) / 1e6) for p in DISTRIBUTION)
 
 
 def _add(into: dict[str, int], delta: dict[str, int]) -> None:
@@ -331,4 +349,11 @@ def _percentiles_seconds(hist: LatencyHistogram) -> dict[str, float | None]:
     return {k: v / 1e6 for k, v in hist.percentiles().items()}
 
 
-__all__ = ["RunAggregate", "SecondStats", "WorkerTotals", "balanced"]
+__all__ = [
+    "DISTRIBUTION",
+    "RunAggregate",
+    "SecondStats",
+    "WorkerTotals",
+    "balanced",
+    "distribution",
+]

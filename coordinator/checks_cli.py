@@ -23,11 +23,12 @@ from common.params import OneStageCommand, job_options
 from common.spec import JobSpec, Mode, build_spec
 from common.validation import display_url
 from coordinator.console import serve_console
-from coordinator.loadrun import conclude
+from coordinator.loadrun import run_judged
 from coordinator.outputs import STDOUT, Output, check_writable, json_text, junit_text, write_all
 from coordinator.report import format_checks, format_summary
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
+from coordinator.summary import RunSummary
 
 MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 
@@ -121,29 +122,32 @@ def test(
     specs = [build_spec(scenario=scenario, env=os.environ, **base, mode=m.value) for m in chosen]
     results: dict[str, Any] = {}
     for spec in specs:
-        outcome = _run(spec, workers, to_stderr)
         if spec.mode is Mode.LOAD:
-            # The same verdict as wsload run: thresholds, "tested nothing", lost workers.
-            done = conclude(spec, outcome)
-            summary = done.summary
+            # The same library call and verdict as wsload run: thresholds, "tested nothing".
+            summary = _run_load(spec, workers, to_stderr)
             echo(format_summary(summary))
-            ok = done.verdict.passed
-            reason = "; ".join(done.verdict.reasons) or (
-                f"{summary['total_received']} of {summary['total_sent']} answered"
+            ok = summary.passed
+            figures = summary.figures
+            reason = "; ".join(summary.verdict.reasons) or (
+                f"{figures.total_received} of {figures.total_sent} answered"
             )
-            summary["checks"] = [
+            document = summary.to_json()
+            document["checks"] = [
                 {"name": "load run", "status": "pass" if ok else "fail", "reason": reason,
-                 "duration": summary["elapsed"]}
+                 "duration": figures.elapsed}
             ]  # fmt: skip
+            interrupted = summary.ending.interrupted
         else:
-            summary = outcome.summary()
-            echo(format_checks(summary))
-            ok = bool(summary["ok"]) and not outcome.aborted
-        results[spec.mode.value] = summary
+            outcome = _run(spec, to_stderr)
+            document = outcome.summary()
+            echo(format_checks(document))
+            ok = bool(document["ok"]) and not outcome.aborted
+            interrupted = outcome.interrupted
+        results[spec.mode.value] = document
         echo(f"== {spec.mode.value}: {'PASSED' if ok else 'FAILED'}\n")
         if not ok:
             failed.append(spec.mode.value)
-        if outcome.interrupted:
+        if interrupted:
             break
     outputs = []
     if json_path:
@@ -167,14 +171,26 @@ def _smoke_script(ws_url: str, to_stderr: bool) -> int:
     ).returncode
 
 
-def _run(spec: JobSpec, workers: int | None, to_stderr: bool) -> RunOutcome:
-    local = 1 if spec.mode is not Mode.LOAD else (workers or len(os.sched_getaffinity(0)))
+def _announce(spec: JobSpec, to_stderr: bool) -> None:
     api = f" (api {spec.api_url})" if spec.mode is Mode.EVENT else ""
     click.echo(f"== {spec.mode.value}: {display_url(spec.ws_url)}{api}", err=to_stderr)
 
-    def log(text: str) -> None:
-        if "joined" not in text:
-            click.echo(f"wsload: {text}", err=True)
 
+def _log(text: str) -> None:
+    if "joined" not in text:
+        click.echo(f"wsload: {text}", err=True)
+
+
+def _run(spec: JobSpec, to_stderr: bool) -> RunOutcome:
+    """A functional mode: one local worker."""
+    _announce(spec, to_stderr)
+    options = SessionOptions(expect_workers=1)
+    return uvloop.run(run_load(spec, local_workers=1, options=options, on_log=_log))
+
+
+def _run_load(spec: JobSpec, workers: int | None, to_stderr: bool) -> RunSummary:
+    """The load mode, judged as ``wsload run`` judges it (:func:`run_judged`)."""
+    _announce(spec, to_stderr)
+    local = workers or len(os.sched_getaffinity(0))
     options = SessionOptions(expect_workers=local)
-    return uvloop.run(run_load(spec, local_workers=local, options=options, on_log=log))
+    return uvloop.run(run_judged(spec, local_workers=local, options=options, on_log=_log))

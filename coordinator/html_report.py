@@ -11,18 +11,9 @@ from __future__ import annotations
 import html
 import io
 import math
-import time
 from typing import Any
 
-from common.histogram import LatencyHistogram
-from common.spec import JobSpec
-from common.validation import display_url, redact_headers
-from coordinator.aggregate import RunAggregate
-
-#: Percentiles plotted in the distribution charts: 0 .. 99.999, denser in the tail.
-DISTRIBUTION = [p / 10 for p in range(0, 900, 10)] + [90 + i * 0.5 for i in range(20)] + [
-    99.5, 99.9, 99.95, 99.99, 99.999, 100.0
-]  # fmt: skip
+from coordinator.summary import RunFigures, RunSummary
 
 
 def _figure(draw: Any, title: str, ylabel: str, xlabel: str = "seconds into the run") -> str:
@@ -49,47 +40,47 @@ def _figure(draw: Any, title: str, ylabel: str, xlabel: str = "seconds into the 
     return svg[svg.index("<svg") :]  # drop the XML prolog: the SVG is inline
 
 
-def _distribution(ax: Any, hist: LatencyHistogram, label: str) -> None:
-    if not hist.count:
+def _distribution(ax: Any, points: tuple[tuple[float, float], ...], label: str) -> None:
+    if not points:
         ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
         return
     # x: "nines" scale, so the tail gets the room it deserves.
-    xs = [1 / (1 - p / 100) if p < 100 else 1e6 for p in DISTRIBUTION]
-    ys = [hist.value_at_percentile(p) / 1000 for p in DISTRIBUTION]
+    xs = [1 / (1 - p / 100) if p < 100 else 1e6 for p, _ in points]
+    ys = [seconds * 1000 for _, seconds in points]
     ax.plot(xs, ys, label=label)
     ax.set_xscale("log")
     ticks = [1, 2, 10, 100, 1000, 1e4, 1e5]
     ax.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
 
 
-def charts(agg: RunAggregate) -> list[str]:
+def charts(figures: RunFigures) -> list[str]:
     """The report's SVG charts, in page order."""
-    series = agg.time_series()
-    t = [row["second"] + 1 for row in series]
+    series = figures.time_series
+    t = [row.second + 1 for row in series]
 
     def latency(ax: Any) -> None:
         for key in ("p50", "p95", "p99"):
-            ax.plot(t, [_nan(row.get(key)) for row in series], label=key)
+            ax.plot(t, [_nan(row.latency.get(key)) for row in series], label=key)
 
     def throughput(ax: Any) -> None:
-        ax.plot(t, [row.get("sent", 0) for row in series], label="sent")
-        ax.plot(t, [row.get("received", 0) for row in series], label="received")
+        ax.plot(t, [row.counters.sent for row in series], label="sent")
+        ax.plot(t, [row.counters.received for row in series], label="received")
 
     def errors(ax: Any) -> None:
-        ax.bar(t, [sum(row.get("errors", {}).values()) for row in series], label="errors")
-        ax.plot(t, [row.get("timed_out", 0) for row in series], color="C3", label="timed out")
+        ax.bar(t, [sum(row.errors.values()) for row in series], label="errors")
+        ax.plot(t, [row.counters.timed_out for row in series], color="C3", label="timed out")
 
     return [
         _figure(latency, "Latency over time (from intended send)", "ms"),
         _figure(throughput, "Throughput over time", "messages per second"),
         _figure(
-            lambda ax: _distribution(ax, agg.latency, "latency"),
+            lambda ax: _distribution(ax, figures.latency_distribution, "latency"),
             "Latency distribution",
             "ms",
             "percentile",
         ),
         _figure(
-            lambda ax: _distribution(ax, agg.connect, "connect time"),
+            lambda ax: _distribution(ax, figures.connect_distribution, "connect time"),
             "Connect time distribution",
             "ms",
             "percentile",
@@ -115,57 +106,52 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(spec: JobSpec, summary: dict[str, Any], agg: RunAggregate) -> str:
+def render(summary: RunSummary) -> str:
     """The whole page: the verdict first, then parameters, figures, charts, workers.
 
     The target shows no credentials and secret headers show as ``***``
-    (:func:`coordinator.loadrun.parameters` made ``summary["parameters"]``).
+    (:func:`coordinator.loadrun.parameters`).
     """
-    run = summary.get("parameters") or {}
-    target = run.get("target") or display_url(spec.ws_url)
+    run, f, verdict = summary.parameters, summary.figures, summary.verdict
+    c = f.counters
     params: list[list[Any]] = [
-        ["target", target],
-        ["clients", spec.num_clients],
-        ["client engine", spec.client_engine],
-        ["duration", f"{spec.duration:g} s"],
-        ["send model", f"{spec.rate:g} msg/s in total" if spec.rate else
-         ("closed loop" if spec.interval == 0 else f"every {spec.interval:g} s per client")],
-        ["ramp-up", f"{spec.ramp_up:g} s"],
-        ["workers", len(summary["workers"])],
-        ["started", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(agg.started_at))],
-        *[[f"header {k}", v] for k, v in redact_headers(spec.headers)],
-        ["wsload", run.get("wsload_version", "")],
+        ["target", run.target],
+        ["clients", run.clients],
+        ["client engine", run.engine],
+        ["duration", f"{run.duration:g} s"],
+        ["send model", f"{run.rate:g} msg/s in total" if run.rate else
+         ("closed loop" if run.interval == 0 else f"every {run.interval:g} s per client")],
+        ["ramp-up", f"{run.ramp_up:g} s"],
+        ["workers", len(f.workers)],
+        ["started", run.started_at],
+        *[[f"header {k}", v] for k, v in run.headers],
+        ["wsload", run.wsload_version],
     ]  # fmt: skip
-    rate = summary["success_rate"]
+    rate = f.success_rate
     figures: list[list[Any]] = [
-        ["sent", summary["total_sent"]],
-        ["received", summary["total_received"]],
+        ["sent", c.sent],
+        ["received", c.received],
         ["success rate", "-" if rate is None else f"{rate:.2f}%"],
-        ["timed out / lost / unanswered",
-         f"{summary['timed_out']} / {summary['lost']} / {summary['unanswered']}"],
-        ["unsolicited (pushed, not replies)", summary.get("unsolicited", 0)],
-        ["behind schedule / write pauses",
-         f"{summary.get('behind_schedule', 0)} / {summary.get('write_pauses', 0)}"],
-        ["throughput", f"{summary['throughput']:.1f} replies/s"],
-        *[[f"latency {k}", _ms(v)] for k, v in summary["latency_percentiles"].items()],
-    ]  # fmt: skip
-    bound = summary.get("generator_bound")
-    if bound:
-        figures.append(["generator-bound", bound["reason"]])
+        ["timed out / lost / unanswered", f"{c.timed_out} / {c.lost} / {c.unanswered}"],
+        ["unsolicited (pushed, not replies)", c.unsolicited],
+        ["behind schedule / write pauses", f"{c.behind_schedule} / {c.write_pauses}"],
+        ["throughput", f"{f.throughput:.1f} replies/s"],
+        *[[f"latency {k}", _ms(v)] for k, v in f.latency.to_json().items()],
+    ]
+    if f.generator_bound:
+        figures.append(["generator-bound", f.generator_bound])
     thresholds = [
-        [t["threshold"], t["shown"], "PASS" if t["passed"] else "FAIL"]
-        for t in summary.get("thresholds", [])
+        [t.threshold, t.shown, "PASS" if t.passed else "FAIL"] for t in verdict.thresholds
     ]
     workers = [
-        [wid, w["sent"], w["received"], w["timed_out"], w["lost"], w["status"]]
-        for wid, w in summary["workers"].items()
-    ]
-    texts = summary.get("error_texts") or {}
-    errors = [[kind, count, texts.get(kind, "")] for kind, count in summary["errors"].items()]
-    verdict = summary.get("verdict") or {}
-    status = str(verdict.get("status", "done")).upper()
+        [w.worker_id, w.counters.sent, w.counters.received, w.counters.timed_out,
+         w.counters.lost, w.status]
+        for w in f.workers
+    ]  # fmt: skip
+    errors = [[kind, count, f.error_texts.get(kind, "")] for kind, count in f.errors.items()]
+    status = verdict.status.upper()
     parts = [f'<p class="verdict">{html.escape(status)}</p>']
-    parts += [f"<p>{html.escape(reason)}</p>" for reason in verdict.get("reasons", [])]
+    parts += [f"<p>{html.escape(reason)}</p>" for reason in verdict.reasons]
     parts += [
         "<h2>Run</h2>",
         _table(["parameter", "value"], params),
@@ -174,13 +160,13 @@ def render(spec: JobSpec, summary: dict[str, Any], agg: RunAggregate) -> str:
     ]
     if thresholds:
         parts += ["<h2>Thresholds</h2>", _table(["threshold", "measured", "result"], thresholds)]
-    parts += [f'<figure class="chart">{svg}</figure>' for svg in charts(agg)]
+    parts += [f'<figure class="chart">{svg}</figure>' for svg in charts(f)]
     parts += ["<h2>Errors by kind</h2>",
               _table(["kind", "count", "first seen"], errors or [["none", 0, ""]])]  # fmt: skip
     parts += ["<h2>Workers</h2>",
               _table(["worker", "sent", "received", "timed out", "lost", "status"],
                      workers)]  # fmt: skip
-    return PAGE.format(title=html.escape(f"wsload report {target} {status}".strip()),
+    return PAGE.format(title=html.escape(f"wsload report {run.target} {status}".strip()),
                        body="\n".join(parts))  # fmt: skip
 
 

@@ -20,6 +20,10 @@ Thresholds are judged exactly as ``wsload run`` judges them::
     results["thresholds"]   # each with its measured value and verdict
     results["verdict"]      # {"code": 0|1|2|130, "status": ..., "reasons": [...]}
 
+``await tester.run(30)`` returns the same run as a typed, frozen
+:class:`coordinator.summary.RunSummary` (``summary.verdict.code``,
+``summary.figures.latency.p99``...).
+
 A figure with no data is None: ``avg_latency`` and the percentiles of a run
 that got no reply, ``success_rate`` of a run that sent nothing.
 """
@@ -33,6 +37,7 @@ from typing import Any
 from common.spec import build_spec
 from coordinator.loadrun import run_judged
 from coordinator.session import SessionOptions
+from coordinator.summary import RunSummary
 
 
 class WebSocketLoadTester:
@@ -59,27 +64,32 @@ class WebSocketLoadTester:
             self.fields["thresholds"] = tuple(thresholds)
         self.workers = workers
         self.abort_on_fail = abort_on_fail
-        self.last_summary: dict[str, Any] | None = None
+        self.last_summary: RunSummary | None = None
 
     async def run_test(self, duration: float | None = None) -> dict[str, Any]:
         """Run for ``duration`` seconds (default ``TEST_DURATION`` or 5) and return the summary.
 
-        The summary includes ``thresholds``, ``verdict`` and ``passed``; a run
-        that fails them is returned, not raised.
+        The summary (the JSON document of ``wsload run --json``) includes
+        ``thresholds``, ``verdict`` and ``passed``; a run that fails them is
+        returned, not raised.
 
         Raises :class:`common.errors.WsloadError` on invalid settings.
         """
+        return (await self.run(duration)).to_json()
+
+    async def run(self, duration: float | None = None) -> RunSummary:
+        """:meth:`run_test`, returning the typed :class:`~coordinator.summary.RunSummary`."""
         spec = build_spec(env=os.environ, **self.fields, duration=duration)
         workers = self.workers or max(1, min(len(os.sched_getaffinity(0)), spec.num_clients))
-        done = await run_judged(
+        summary = await run_judged(
             spec,
             local_workers=workers,
             options=SessionOptions(expect_workers=workers),
             abort_on_fail=self.abort_on_fail,
             on_log=lambda _text: None,
         )
-        self.last_summary = done.summary
-        return self.last_summary
+        self.last_summary = summary
+        return summary
 
 
 __all__ = ["WebSocketLoadTester"]

@@ -2,18 +2,17 @@
 
 :func:`run_judged` runs a job (:func:`coordinator.runner.run_load`), stops
 it early when ``abort_on_fail`` and a threshold can no longer pass, and
-:func:`conclude` turns the outcome into the final summary (figures, the
-run's parameters, thresholds) and its :class:`~coordinator.verdict.Verdict`.
-Every entry point goes through these two, so they agree on thresholds,
-"tested nothing" and the exit code.
+:func:`conclude` turns the outcome into the run's one
+:class:`~coordinator.summary.RunSummary` (figures, how it ended, its
+parameters, the verdict). Every entry point goes through these two, so they
+agree on thresholds, "tested nothing" and the exit code
+(``summary.verdict.code``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from common import __version__
 from common.spec import JobSpec
@@ -21,56 +20,57 @@ from common.validation import display_url, redact_headers
 from coordinator.aggregate import RunAggregate
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
-from coordinator.verdict import Verdict, doomed, judge, target_name
+from coordinator.summary import Handover, RunEnding, RunParameters, RunSummary, frozen_map
+from coordinator.verdict import doomed, judge, target_name
 
 
-@dataclass(frozen=True)
-class LoadRun:
-    """A finished load run: what happened, the summary every output renders, the verdict."""
-
-    outcome: RunOutcome
-    summary: dict[str, Any]
-    verdict: Verdict
-
-
-def parameters(spec: JobSpec, workers: int, started_at: float) -> dict[str, Any]:
-    """The run's parameters as the JSON shows them; no secret is ever printed.
+def parameters(spec: JobSpec, workers: int, started_at: float) -> RunParameters:
+    """The run's parameters as the summary shows them; no secret is ever printed.
 
     The target's credentials show as ``***`` (the spec normally holds none:
     they become an ``Authorization`` header when it is built), and so do the
     values of ``Authorization``, ``Cookie`` and the like.
     """
-    return {
-        "target": display_url(spec.ws_url),
-        "clients": spec.num_clients,
-        "rate": spec.rate,
-        "interval": None if spec.rate else spec.interval,
-        "duration": spec.duration,
-        "ramp_up": spec.ramp_up,
-        "engine": spec.client_engine,
-        "match": spec.match,
-        "workers": workers,
-        "headers": [list(pair) for pair in redact_headers(spec.headers)],
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
-        "wsload_version": __version__,
-    }
+    return RunParameters(
+        target=display_url(spec.ws_url),
+        clients=spec.num_clients,
+        rate=spec.rate,
+        interval=None if spec.rate else spec.interval,
+        duration=spec.duration,
+        ramp_up=spec.ramp_up,
+        engine=spec.client_engine,
+        match=spec.match,
+        workers=workers,
+        headers=tuple((str(k), str(v)) for k, v in redact_headers(spec.headers)),
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+        wsload_version=__version__,
+    )
 
 
-def conclude(spec: JobSpec, outcome: RunOutcome) -> LoadRun:
-    """The final summary of a load run and its verdict (no I/O)."""
-    summary = outcome.summary()
-    verdict = judge(
-        spec.thresholds, summary, target=target_name(spec.ws_url), refused=outcome.refused
+def ending(outcome: RunOutcome) -> RunEnding:
+    """How the run ended, as a frozen value."""
+    return RunEnding(
+        bad_input=frozen_map(outcome.bad_input),
+        lost_workers=tuple(outcome.lost_workers),
+        aborted=outcome.aborted,
+        interrupted=outcome.interrupted,
+        interrupted_by=outcome.interrupted_by,
+        handovers=tuple(
+            Handover(str(h["from"]), str(h["to"]), int(h["clients"]), int(h["first_client"]))
+            for h in outcome.handovers
+        ),
+        clients_orphaned=outcome.orphaned,
+        refused=outcome.refused,
     )
-    summary["engine"] = spec.client_engine
-    summary["parameters"] = parameters(spec, len(outcome.workers), outcome.aggregate.started_at)
-    summary["thresholds"] = list(verdict.thresholds)
-    summary["nothing_tested"] = next(
-        (r for r in verdict.reasons if r.startswith("nothing tested")), None
-    )
-    summary["verdict"] = verdict.to_json()
-    summary["passed"] = verdict.passed
-    return LoadRun(outcome, summary, verdict)
+
+
+def conclude(spec: JobSpec, outcome: RunOutcome) -> RunSummary:
+    """The run's summary and verdict (no I/O); call once, at the end of the run."""
+    figures = outcome.aggregate.figures(outcome.elapsed)
+    end = ending(outcome)
+    verdict = judge(spec.thresholds, figures, end, target=target_name(spec.ws_url))
+    started = outcome.aggregate.started_at
+    return RunSummary(figures, end, parameters(spec, len(outcome.workers), started), verdict)
 
 
 def abort_check(spec: JobSpec) -> Callable[[RunAggregate], str]:
@@ -86,8 +86,12 @@ async def run_judged(
     abort_on_fail: bool = False,
     on_log: Callable[[str], None] | None = None,
     on_progress: Callable[[RunAggregate, float], None] | None = None,
-) -> LoadRun:
-    """Run a load job and judge it; ``on_progress`` is called once a second."""
+) -> RunSummary:
+    """Run a load job and judge it; ``on_progress`` is called once a second.
+
+    Raises :class:`coordinator.runner.Interrupted` when a second signal (or
+    one before the run began) quits without a report.
+    """
     check = abort_check(spec)
 
     def progress(agg: RunAggregate, elapsed: float) -> str | None:
@@ -101,4 +105,4 @@ async def run_judged(
     return conclude(spec, outcome)
 
 
-__all__ = ["LoadRun", "abort_check", "conclude", "parameters", "run_judged"]
+__all__ = ["abort_check", "conclude", "ending", "parameters", "run_judged"]

@@ -21,13 +21,14 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from coordinator.errors import CoordinatorError
+from coordinator.summary import RunSummary, SecondSummary
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")
@@ -131,31 +132,33 @@ def write_all(outputs: Sequence[Output]) -> list[str]:
     return failures
 
 
-def json_text(summary: dict[str, Any]) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION, **summary}, indent=2) + "\n"
+def json_text(document: RunSummary | Mapping[str, Any]) -> str:
+    """The JSON document: a run summary's :meth:`~RunSummary.to_json`, or a document of modes."""
+    body = document.to_json() if isinstance(document, RunSummary) else dict(document)
+    return json.dumps({"schema_version": SCHEMA_VERSION, **body}, indent=2) + "\n"
 
 
-def write_json(path: str, summary: dict[str, Any]) -> None:
-    _write(path, json_text(summary))
+def write_json(path: str, document: RunSummary | Mapping[str, Any]) -> None:
+    _write(path, json_text(document))
 
 
-def csv_text(series: list[dict[str, Any]]) -> str:
+def csv_text(series: Sequence[SecondSummary]) -> str:
     """One row per second: connected clients at the end of it, counts in it, percentiles."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     clients = 0
     for row in series:
-        clients += row.get("clients_connected", 0)
-        errors = sum(row.get("errors", {}).values())
+        c = row.counters
+        clients += c.clients_connected
         writer.writerow(
             [
-                row["second"] + 1,
+                row.second + 1,
                 clients,
-                row.get("sent", 0),
-                row.get("received", 0),
-                errors,
-                *(_ms(row.get(k)) for k in ("p50", "p95", "p99")),
+                c.sent,
+                c.received,
+                sum(row.errors.values()),
+                *(_ms(row.latency.get(k)) for k in ("p50", "p95", "p99")),
             ]
         )
     return out.getvalue()
@@ -166,7 +169,7 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.3f}"
 
 
-def write_csv(path: str, series: list[dict[str, Any]]) -> None:
+def write_csv(path: str, series: Sequence[SecondSummary]) -> None:
     _write(path, csv_text(series))
 
 
@@ -174,38 +177,64 @@ def write_text(path: str, text: str) -> None:
     _write(path, text)
 
 
-def junit_text(suites: dict[str, dict[str, Any]]) -> str:
+def _case(classname: str, name: str, failure: str = "", text: str = "") -> ET.Element:
+    """A test case; failed when ``failure`` (the message) is given, ``text`` its body."""
+    case = ET.Element("testcase", classname=classname, name=name)
+    if failure:
+        ET.SubElement(case, "failure", message=failure).text = text or failure
+    return case
+
+
+def _threshold_case(mode: str, name: str, passed: bool, shown: str) -> ET.Element:
+    failure = "" if passed else f"measured {shown}"
+    return _case(f"wsload.{mode}.thresholds", name, failure, f"{name} failed: {failure}")
+
+
+def _summary_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
+    """A load run's cases: its thresholds, "tested something", its workers."""
+    cases = [
+        _threshold_case(mode, t.threshold, t.passed, t.shown) for t in summary.verdict.thresholds
+    ]
+    empty = summary.verdict.nothing_tested
+    if empty:
+        cases.append(_case(f"wsload.{mode}", "tested something", empty))
+    lost = summary.ending.lost_workers
+    if lost:
+        cases.append(_case(f"wsload.{mode}", "workers", f"lost workers: {', '.join(lost)}"))
+    return cases
+
+
+def _document_cases(mode: str, summary: Mapping[str, Any]) -> list[ET.Element]:
+    """A mode's cases from its JSON document (functional checks, ``test --load``)."""
+    cases = [
+        _threshold_case(mode, t["threshold"], t["passed"], t["shown"])
+        for t in summary.get("thresholds", [])
+    ]
+    for c in summary.get("checks", []):
+        case = ET.Element(
+            "testcase", classname=f"wsload.{mode}", name=c["name"], time=f"{c['duration']:.3f}"
+        )
+        if c["status"] == "fail":
+            ET.SubElement(case, "failure", message=c["reason"]).text = c["reason"]
+        elif c["status"] == "skip":
+            ET.SubElement(case, "skipped", message=c["reason"])
+        cases.append(case)
+    if summary.get("nothing_tested"):
+        cases.append(_case(f"wsload.{mode}", "tested something", summary["nothing_tested"]))
+    if summary.get("lost_workers"):
+        lost = ", ".join(summary["lost_workers"])
+        cases.append(_case(f"wsload.{mode}", "workers", f"lost workers: {lost}"))
+    return cases
+
+
+def junit_text(suites: Mapping[str, RunSummary | Mapping[str, Any]]) -> str:
     """A JUnit document: thresholds and functional checks as test cases, per mode."""
     root = ET.Element("testsuites", name="wsload")
     for mode, summary in suites.items():
-        cases: list[ET.Element] = []
-        for t in summary.get("thresholds", []):
-            case = ET.Element(
-                "testcase", classname=f"wsload.{mode}.thresholds", name=t["threshold"]
-            )
-            if not t["passed"]:
-                ET.SubElement(
-                    case, "failure", message=f"measured {t['shown']}"
-                ).text = f"{t['threshold']} failed: measured {t['shown']}"
-            cases.append(case)
-        for c in summary.get("checks", []):
-            case = ET.Element(
-                "testcase", classname=f"wsload.{mode}", name=c["name"], time=f"{c['duration']:.3f}"
-            )
-            if c["status"] == "fail":
-                ET.SubElement(case, "failure", message=c["reason"]).text = c["reason"]
-            elif c["status"] == "skip":
-                ET.SubElement(case, "skipped", message=c["reason"])
-            cases.append(case)
-        if summary.get("nothing_tested"):
-            case = ET.Element("testcase", classname=f"wsload.{mode}", name="tested something")
-            ET.SubElement(case, "failure", message=summary["nothing_tested"])
-            cases.append(case)
-        if summary.get("lost_workers"):
-            case = ET.Element("testcase", classname=f"wsload.{mode}", name="workers")
-            lost = ", ".join(summary["lost_workers"])
-            ET.SubElement(case, "failure", message=f"lost workers: {lost}")
-            cases.append(case)
+        if isinstance(summary, RunSummary):
+            cases = _summary_cases(mode, summary)
+        else:
+            cases = _document_cases(mode, summary)
         failures = sum(1 for c in cases if c.find("failure") is not None)
         skipped = sum(1 for c in cases if c.find("skipped") is not None)
         suite = ET.SubElement(
@@ -222,7 +251,7 @@ def junit_text(suites: dict[str, dict[str, Any]]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(path: str, suites: dict[str, dict[str, Any]]) -> None:
+def write_junit(path: str, suites: Mapping[str, RunSummary | Mapping[str, Any]]) -> None:
     _write(path, junit_text(suites))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from coordinator.aggregate import RunAggregate
+from coordinator.summary import PERCENTILE_KEYS, RunSummary
 
 
 def ms(seconds: float | None) -> str:
@@ -81,79 +82,73 @@ class LiveView:
         self._drawn = len(lines)
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: RunSummary) -> str:
     """The final table: the verdict line first, the original framework's four figures, the rest.
 
     The first line says how the run ended and, when it is not a pass, why
     (``wsload: FAILED: nothing tested: no connection to svc:9000 ...``).
     """
-    lat = summary["latency_percentiles"]
-    svc = summary["service_time_percentiles"]
-    con = summary["connect_time_percentiles"]
-    verdict = summary.get("verdict") or {}
-    headline = f"wsload: {str(verdict.get('status', 'done')).upper()}"
-    if verdict.get("reasons"):
-        headline += ": " + "; ".join(verdict["reasons"])
-    elif summary.get("interrupted"):
+    f, end, verdict = summary.figures, summary.ending, summary.verdict
+    c = f.counters
+    headline = f"wsload: {verdict.status.upper()}"
+    if verdict.reasons:
+        headline += ": " + "; ".join(verdict.reasons)
+    elif end.interrupted:
         headline = "wsload: INTERRUPTED"
-    avg = summary["avg_latency"]
+    avg = f.avg_latency
     lines = [
         headline,
-        "wsload summary" + ("  (INTERRUPTED)" if summary.get("interrupted") else ""),
-        f"  Total messages sent:     {summary['total_sent']}",
-        f"  Total messages received: {summary['total_received']}",
-        f"  Success rate:            {_pct(summary['success_rate'])}",
+        "wsload summary" + ("  (INTERRUPTED)" if end.interrupted else ""),
+        f"  Total messages sent:     {c.sent}",
+        f"  Total messages received: {c.received}",
+        f"  Success rate:            {_pct(f.success_rate)}",
         f"  Average latency:         {'-' if avg is None else f'{avg:.4f}s'}",
-        f"  Timed out / lost / unanswered at stop: "
-        f"{summary['timed_out']} / {summary['lost']} / {summary['unanswered']}",
-        f"  Unsolicited (pushed, not replies): {summary.get('unsolicited', 0)}"
-        f"   late or duplicate replies: {summary.get('late', 0)}",
-        f"  Throughput:              {summary['throughput']:.1f} replies/s over "
-        f"{summary['elapsed']:.1f} s"
-        + (f" (client engine: {summary['engine']})" if "engine" in summary else ""),
-        f"  Generator: {summary.get('behind_schedule', 0)} behind schedule, "
-        f"{summary.get('write_pauses', 0)} write pauses, "
-        f"{summary.get('cpu_ms', 0) / 1000:.1f} s worker CPU",
+        f"  Timed out / lost / unanswered at stop: {c.timed_out} / {c.lost} / {c.unanswered}",
+        f"  Unsolicited (pushed, not replies): {c.unsolicited}"
+        f"   late or duplicate replies: {c.late}",
+        f"  Throughput:              {f.throughput:.1f} replies/s over {f.elapsed:.1f} s"
+        f" (client engine: {summary.parameters.engine})",
+        f"  Generator: {c.behind_schedule} behind schedule, {c.write_pauses} write pauses, "
+        f"{c.cpu_ms / 1000:.1f} s worker CPU",
     ]
-    bound = summary.get("generator_bound")
-    if bound:
-        lines.append(f"  GENERATOR-BOUND (the figures show wsload's limit): {bound['reason']}")
+    if f.generator_bound:
+        lines.append(f"  GENERATOR-BOUND (the figures show wsload's limit): {f.generator_bound}")
     lines += ["", "  percentile      latency    service time    connect time"]
-    for key in ("p50", "p90", "p95", "p99", "p99.9", "max"):
-        lines.append(f"  {key:<8} {ms(lat[key]):>14} {ms(svc[key]):>15} {ms(con[key]):>15}")
-    if summary["errors"]:
-        texts = summary.get("error_texts") or {}
-        lines.append("")
-        lines.append("  errors by kind:")
-        for kind, count in summary["errors"].items():
-            text = f"   e.g. {texts[kind]}" if kind in texts else ""
+    for key in PERCENTILE_KEYS:
+        lat, svc, con = (p.get(key) for p in (f.latency, f.service_time, f.connect_time))
+        lines.append(f"  {key:<8} {ms(lat):>14} {ms(svc):>15} {ms(con):>15}")
+    if f.errors:
+        lines += ["", "  errors by kind:"]
+        for kind, count in f.errors.items():
+            text = f"   e.g. {f.error_texts[kind]}" if kind in f.error_texts else ""
             lines.append(f"    {kind:<24} {count}{text}")
     lines.append("")
     lines.append(
         "  worker                          sent    received   timed out      lost   status"
     )
-    for worker_id, w in summary["workers"].items():
+    for w in f.workers:
+        wc = w.counters
         lines.append(
-            f"  {worker_id:<28} {w['sent']:>8} {w['received']:>11} "
-            f"{w['timed_out']:>11} {w['lost']:>9}   {w['status']}"
+            f"  {w.worker_id:<28} {wc.sent:>8} {wc.received:>11} "
+            f"{wc.timed_out:>11} {wc.lost:>9}   {w.status}"
         )
-    if summary.get("lost_workers"):
-        lines.append(f"  lost workers: {', '.join(summary['lost_workers'])}")
+    if end.lost_workers:
+        lines.append(f"  lost workers: {', '.join(end.lost_workers)}")
     handed: dict[tuple[str, str], int] = {}
-    for h in summary.get("handovers") or ():
-        handed[(h["from"], h["to"])] = handed.get((h["from"], h["to"]), 0) + h["clients"]
+    for h in end.handovers:
+        handed[(h.origin, h.to)] = handed.get((h.origin, h.to), 0) + h.clients
     for (origin, taker), clients in handed.items():
         lines.append(f"  {clients} clients of {origin} handed on to {taker}")
-    if summary.get("clients_orphaned"):
-        lines.append(f"  {summary['clients_orphaned']} clients of lost workers ran nowhere")
-    if summary.get("thresholds"):
+    if end.clients_orphaned:
+        lines.append(f"  {end.clients_orphaned} clients of lost workers ran nowhere")
+    if verdict.thresholds:
         lines.append("")
         lines.append("  threshold                       measured          result")
-        for t in summary["thresholds"]:
-            result = "PASS" if t["passed"] else "FAIL"
-            lines.append(f"  {t['threshold']:<30} {t['shown']:>16}    {result}")
-    if summary.get("aborted"):
-        lines.append(f"  aborted: {summary['aborted']}")
+        for t in verdict.thresholds:
+            result = "PASS" if t.passed else "FAIL"
+            lines.append(f"  {t.threshold:<30} {t.shown:>16}    {result}")
+    if end.aborted:
+        lines.append(f"  aborted: {end.aborted}")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from common.spec import JobSpec, build_spec
 from common.validation import unbindable_address
 from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
-from coordinator.loadrun import abort_check, conclude
+from coordinator.loadrun import abort_check, run_judged
 from coordinator.outputs import (
     STDOUT,
     Output,
@@ -37,8 +37,9 @@ from coordinator.outputs import (
     write_all,
 )
 from coordinator.report import LiveView, format_summary, live_lines, progress_line
-from coordinator.runner import Interrupted, run_load
-from coordinator.session import LOCAL_START_DELAY, RunOutcome, SessionOptions
+from coordinator.runner import Interrupted
+from coordinator.session import LOCAL_START_DELAY, SessionOptions
+from coordinator.summary import RunSummary
 
 EXIT_DEGRADED = 1
 EXIT_COULD_NOT_RUN = 2
@@ -179,16 +180,15 @@ def _job_problems(params: dict[str, Any]) -> list[str]:
     return []
 
 
-def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str = "") -> None:
+def _finish(spec: JobSpec, summary: RunSummary, run: dict[str, Any], note: str = "") -> None:
     """Print the summary, write every output asked for, exit with the verdict's code.
 
-    The code comes from :func:`coordinator.loadrun.conclude` (0 passed, 1
-    failed or degraded, 2 could not run, 130 interrupted). An output that
-    cannot be written is reported on one line on stderr and does not change
-    it; with ``--json -`` or ``--csv -`` the human summary goes to stderr.
+    Every output renders from the one :class:`~coordinator.summary.RunSummary`
+    (:func:`coordinator.loadrun.run_judged`); the code is its verdict's (0
+    passed, 1 failed or degraded, 2 could not run, 130 interrupted). An
+    output that cannot be written is reported on one line on stderr and does
+    not change it; with ``--json -`` or ``--csv -`` the human summary goes to stderr.
     """
-    done = conclude(spec, outcome)
-    summary, agg = done.summary, outcome.aggregate
     to_stderr = STDOUT in (run.get(k) for k in ("json_path", "csv_path", "junit_path",
                                                 "hdr_path", "html_path"))  # fmt: skip
     click.echo(format_summary(summary), err=to_stderr)
@@ -198,20 +198,20 @@ def _finish(spec: JobSpec, outcome: RunOutcome, run: dict[str, Any], note: str =
     def html() -> str:
         from coordinator.html_report import render  # matplotlib only when asked for
 
-        return render(spec, summary, agg)
+        return render(summary)
 
     renderers: dict[str, Callable[[], str]] = {
         "json_path": lambda: json_text(summary),
-        "csv_path": lambda: csv_text(agg.time_series()),
+        "csv_path": lambda: csv_text(summary.figures.time_series),
         "junit_path": lambda: junit_text({"load": summary}),
-        "hdr_path": agg.hlog_text,
+        "hdr_path": lambda: summary.figures.hdr_log,
         "html_path": html,
     }
     outputs = [Output(run[k], render) for k, render in renderers.items() if run.get(k)]
     for failure in write_all(outputs):
         click.echo(f"wsload: {failure}", err=True)
-    if done.verdict.code:
-        sys.exit(done.verdict.code)
+    if summary.verdict.code:
+        sys.exit(summary.verdict.code)
 
 
 def doomed_threshold(spec: JobSpec, agg: RunAggregate) -> str | None:
@@ -219,7 +219,8 @@ def doomed_threshold(spec: JobSpec, agg: RunAggregate) -> str | None:
     return abort_check(spec)(agg) or None
 
 
-def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOptions) -> RunOutcome:
+def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOptions) -> RunSummary:
+    """Run the job through the library call every entry point uses, with progress on stderr."""
     quiet = run.get("quiet", False)
 
     def log(text: str) -> None:
@@ -229,16 +230,22 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
     live = LiveView(lambda text: click.echo(text, err=True, nl=False))
     tty = sys.stderr.isatty()
 
-    def progress(agg: RunAggregate, elapsed: float) -> str | None:
+    def progress(agg: RunAggregate, elapsed: float) -> None:
         if not quiet and tty:  # one screen redrawn each second; plain lines for logs and CI
             live.draw(live_lines(agg, elapsed, spec.duration, spec.num_clients))
         elif not quiet:
             click.echo(progress_line(agg, elapsed, spec.duration), err=True)
-        return doomed_threshold(spec, agg) if run.get("abort_on_fail") else None
 
     try:
         return uvloop.run(
-            run_load(spec, local_workers=local, options=opts, on_log=log, on_progress=progress)
+            run_judged(
+                spec,
+                local_workers=local,
+                options=opts,
+                abort_on_fail=bool(run.get("abort_on_fail")),
+                on_log=log,
+                on_progress=progress,
+            )
         )
     except Interrupted as exc:  # a second signal, or one before the run began: no report
         click.echo(f"wsload: {exc.reason}", err=True)

@@ -1,15 +1,24 @@
-"""Report files: written atomically, every one attempted, failures one line each."""
+"""Report files: written atomically, every one attempted, failures one line each; the
+JSON document's keys, pinned."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
+from common.protocol import SAMPLE_COUNTERS, Result, Samples, decode, encode
+from common.spec import JobSpec
+from coordinator.aggregate import RunAggregate
 from coordinator.errors import CoordinatorError
-from coordinator.outputs import Output, check_writable, write_all
+from coordinator.loadrun import conclude
+from coordinator.outputs import Output, check_writable, json_text, write_all
+from coordinator.session import RunOutcome
+from coordinator.summary import RunSummary
 
 
 def test_written_whole_with_the_umask_mode_and_no_temporary_left(tmp_path: Path) -> None:
@@ -67,3 +76,97 @@ def test_only_one_output_may_go_to_standard_output() -> None:
     with pytest.raises(CoordinatorError, match="only one output can go to standard output"):
         check_writable("-", None, "-")
     check_writable("-", None)
+
+
+# -- the JSON document: its keys are pinned (tests and users read them) -------------------------
+
+TOP_KEYS = [
+    "schema_version", "time_series", "total_sent", "total_received", "success_rate",
+    "avg_latency", "latency_percentiles", "service_time_percentiles",
+    "connect_time_percentiles", "timed_out", "lost", "unanswered", "late", "unsolicited",
+    "behind_schedule", "write_pauses", "cpu_ms", "throughput", "send_rate", "elapsed", "errors",
+    "error_texts", "counters", "balanced", "generator_bound", "workers", "ignored_windows",
+    "bad_input", "lost_workers", "aborted", "interrupted", "interrupted_by", "handovers",
+    "clients_orphaned", "engine", "parameters", "thresholds", "nothing_tested", "verdict",
+    "passed",
+]  # fmt: skip
+WORKER_KEYS = [
+    *SAMPLE_COUNTERS, "errors", "status", "consistent", "balanced", "in_flight_at_loss",
+]  # fmt: skip
+PARAMETER_KEYS = [
+    "target", "clients", "rate", "interval", "duration", "ramp_up", "engine", "match",
+    "workers", "headers", "started_at", "wsload_version",
+]  # fmt: skip
+PERCENTILES = ["p50", "p90", "p95", "p99", "p99.9", "max"]
+
+
+def _window(seq: int, counters: dict[str, int], latency: list[int]) -> Samples:
+    msg = Samples.window(
+        "j", seq, (100.0 + seq, 101.0 + seq), counters, {"refused": 1}, (latency, latency, [])
+    )
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    return decoded
+
+
+def _summary() -> RunSummary:
+    """A run with a lost worker, a handover, an abort, thresholds: every section filled."""
+    agg = RunAggregate(100.0)
+    agg.add_samples("w1", _window(0, {"sent": 4, "received": 4, "connects": 2}, [900] * 4))
+    agg.add_samples("w2", _window(0, {"sent": 3, "received": 1, "connects": 1}, [800]))
+    agg.add_result("w1", Result("j", True, {"sent": 4, "received": 4, "connects": 2}, {}, {}))
+    agg.mark_lost("w2")
+    outcome = RunOutcome(
+        agg,
+        2.0,
+        lost_workers=["w2"],
+        aborted="worker w2 lost",
+        handovers=[{"from": "w2", "to": "w1", "clients": 1, "first_client": 2}],
+        bad_input={"malformed": 1},
+    )
+    spec = JobSpec(ws_url="ws://127.0.0.1:9/ws", thresholds=("p99<1s", "timeouts==0"))
+    return conclude(spec, outcome)
+
+
+def test_the_json_document_keeps_every_key_in_order() -> None:
+    summary = _summary()
+    doc = json.loads(json_text(summary))
+    assert list(doc) == TOP_KEYS
+    for section in ("latency_percentiles", "service_time_percentiles", "connect_time_percentiles"):
+        assert list(doc[section]) == PERCENTILES
+    assert list(doc["counters"]) == list(SAMPLE_COUNTERS)
+    assert list(doc["workers"]) == ["w1", "w2"]
+    for entry in doc["workers"].values():
+        assert list(entry) == WORKER_KEYS
+    assert list(doc["parameters"]) == PARAMETER_KEYS
+    assert list(doc["verdict"]) == ["code", "status", "reasons"]
+    assert [list(t) for t in doc["thresholds"]] == [
+        ["threshold", "measured", "shown", "passed"]
+    ] * 2
+    assert doc["handovers"] == [{"from": "w2", "to": "w1", "clients": 1, "first_client": 2}]
+    (row,) = doc["time_series"]
+    assert list(row) == ["second", "sent", "received", "connects", "errors", *PERCENTILES]
+    assert doc["verdict"]["status"] == "degraded"
+    assert doc["passed"] is False
+    assert doc["lost"] == 2  # w2's messages in flight at its loss
+    assert doc["bad_input"] == {"malformed": 1}
+
+
+def test_the_summary_is_frozen_and_typed() -> None:
+    summary = _summary()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summary.figures.counters.sent = 0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        summary.figures.errors["x"] = 1  # type: ignore[index]
+    assert summary.figures.latency.p99 == pytest.approx(0.0009)
+    assert [w.status for w in summary.figures.workers] == ["ok", "lost"]
+    assert summary.verdict.code == 1
+
+
+def test_a_counter_outside_the_protocol_list_is_dropped() -> None:
+    agg = RunAggregate(100.0)
+    agg.add_samples("w1", _window(0, {"sent": 1, "received": 1, "invented": 10**9}, [5]))
+    doc = agg.figures(1.0).to_json()
+    assert "invented" not in doc["counters"]
+    assert "invented" not in doc["workers"]["w1"]
+    assert "invented" not in doc["time_series"][0]

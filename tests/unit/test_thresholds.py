@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from common.thresholds import ThresholdError, evaluate, parse_threshold
+from common.thresholds import METRICS, ThresholdError, parse_threshold
 from coordinator.outputs import CSV_COLUMNS, csv_text, junit_text
+from coordinator.summary import Counters, Percentiles, RunFigures, SecondSummary, frozen_map
 from coordinator.verdict import evaluate_thresholds
 
-SUMMARY: dict[str, Any] = {
-    "total_sent": 1000,
-    "total_received": 999,
-    "success_rate": 99.9,
-    "avg_latency": 0.004,
-    "latency_percentiles": {"p50": 0.003, "p90": 0.01, "p95": 0.02, "p99": 0.049, "p99.9": 0.08,
-                            "max": 0.1},
-    "service_time_percentiles": {"p50": 0.002, "p90": 0.0, "p95": 0.0, "p99": 0.01, "p99.9": 0.0,
-                                 "max": 0.0},
-    "connect_time_percentiles": {"p50": 0.001, "p90": 0.0, "p95": 0.0, "p99": 0.15, "p99.9": 0.0,
-                                 "max": 0.2},
-    "throughput": 1500.0,
-    "timed_out": 1,
-    "errors": {"refused": 2, "http_503": 1},
-    "counters": {"connect_failures": 3},
-}  # fmt: skip
+FIGURES = RunFigures(
+    time_series=(),
+    counters=Counters(sent=1000, received=999, timed_out=1, connect_failures=3),
+    latency=Percentiles(0.003, 0.01, 0.02, 0.049, 0.08, 0.1),
+    service_time=Percentiles(0.002, 0.0, 0.0, 0.01, 0.0, 0.0),
+    connect_time=Percentiles(0.001, 0.0, 0.0, 0.15, 0.0, 0.2),
+    avg_latency=0.004,
+    elapsed=999 / 1500,  # 1,500 replies per second
+    errors=frozen_map({"refused": 2, "http_503": 1}),
+    error_texts=frozen_map(),
+    generator_bound=None,
+    workers=(),
+    ignored_windows=0,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,8 +50,13 @@ SUMMARY: dict[str, Any] = {
     ],
 )
 def test_evaluation(expr: str, passed: bool) -> None:
-    (result,) = evaluate([expr], SUMMARY)
-    assert result["passed"] is passed, result
+    (result,) = evaluate_thresholds([expr], FIGURES)
+    assert result.passed is passed, result
+
+
+def test_every_metric_has_a_figure() -> None:
+    for metric in METRICS:
+        assert FIGURES.metric(metric) is not None, metric
 
 
 @pytest.mark.parametrize(
@@ -77,17 +81,19 @@ def test_bad_expressions_are_named(expr: str, needle: str) -> None:
 
 
 def test_empty_run_has_no_success_and_no_error_rate_either() -> None:
-    empty = dict(SUMMARY, total_sent=0, total_received=0, success_rate=None)
+    empty = replace(FIGURES, counters=Counters())
     for expr in ("success_rate>=99", "error_rate<1"):
         (result,) = evaluate_thresholds([expr], empty)
-        assert (result["passed"], result["shown"]) == (False, "no data")
+        assert (result.passed, result.shown) == (False, "no data")
 
 
 def test_csv_rows() -> None:
+    counted = ("sent", "received", "clients_connected")
     series = [
-        {"second": 0, "sent": 10, "received": 9, "clients_connected": 5, "errors": {"x": 1},
-         "p50": 0.001, "p95": 0.002, "p99": 0.003},
-        {"second": 1, "sent": 10, "received": 10, "clients_connected": -2, "errors": {}},
+        SecondSummary(0, Counters(sent=10, received=9, clients_connected=5), counted,
+                      frozen_map({"x": 1}), Percentiles(p50=0.001, p95=0.002, p99=0.003)),
+        SecondSummary(1, Counters(sent=10, received=10, clients_connected=-2), counted,
+                      frozen_map(), Percentiles()),
     ]  # fmt: skip
     lines = csv_text(series).splitlines()
     assert lines[0] == ",".join(CSV_COLUMNS)
@@ -97,7 +103,9 @@ def test_csv_rows() -> None:
 
 def test_junit_document() -> None:
     summary = {
-        "thresholds": evaluate(["p99<50ms", "timeouts==0"], SUMMARY),
+        "thresholds": [
+            t.to_json() for t in evaluate_thresholds(["p99<50ms", "timeouts==0"], FIGURES)
+        ],
         "checks": [
             {"name": "echo", "status": "pass", "reason": "", "duration": 0.01},
             {"name": "ping", "status": "fail", "reason": "no pong", "duration": 5.0},

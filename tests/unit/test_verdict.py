@@ -1,8 +1,9 @@
 """The verdict of a load run and the figures it rests on, without sockets.
 
-Summaries come from a real :class:`RunAggregate` fed windows and results
+Figures come from a real :class:`RunAggregate` fed windows and results
 through the wire format, so null handling, per-worker accounting and the
-verdict are checked on what the coordinator really builds.
+verdict are checked on the typed :class:`RunSummary` the coordinator really
+builds (and on its JSON, which users read).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import pytest
 from common.protocol import Result, Samples, decode, encode
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
+from coordinator.loadrun import parameters
 from coordinator.outputs import csv_text, junit_text
 from coordinator.report import format_summary, live_lines, progress_line
+from coordinator.summary import RunEnding, RunFigures, RunSummary, ThresholdResult
 from coordinator.verdict import (
     EXIT_COULD_NOT_RUN,
     EXIT_FAILED,
@@ -55,10 +58,20 @@ def result(counters: dict[str, int], **details: Any) -> Result:
     return decoded
 
 
-def summary_of(agg: RunAggregate, **extra: Any) -> dict[str, Any]:
-    out = agg.summary(2.0)
-    out.update({"lost_workers": [], "aborted": "", "interrupted": False, **extra})
-    return out
+def figures_of(agg: RunAggregate) -> RunFigures:
+    return agg.figures(2.0)
+
+
+def summary_of(
+    agg: RunAggregate, thresholds: tuple[str, ...] = (), target: str = "h:80", **ending: Any
+) -> RunSummary:
+    """The run's summary as :func:`coordinator.loadrun.conclude` builds it."""
+    figures = figures_of(agg)
+    end = RunEnding(**ending)
+    verdict = judge(thresholds, figures, end, target=target)
+    return RunSummary(
+        figures, end, parameters(JobSpec(ws_url=f"ws://{target}/"), 1, START), verdict
+    )
 
 
 def refused_run() -> RunAggregate:
@@ -80,8 +93,8 @@ def good_run() -> RunAggregate:
 
 
 def test_a_run_that_reached_nothing_fails_naming_the_host_and_the_error() -> None:
-    summary = summary_of(refused_run())
-    verdict = judge((), summary, target="127.0.0.1:9")
+    summary = summary_of(refused_run(), target="127.0.0.1:9")
+    verdict = summary.verdict
     assert verdict.code == EXIT_FAILED
     assert verdict.status == "failed"
     (reason,) = verdict.reasons
@@ -89,17 +102,19 @@ def test_a_run_that_reached_nothing_fails_naming_the_host_and_the_error() -> Non
         "nothing tested: no connection to 127.0.0.1:9 was ever opened after 4 attempts "
         "(refused: 127.0.0.1:9: connection refused)"
     )
-    summary["verdict"] = verdict.to_json()
+    assert summary.to_json()["nothing_tested"] == reason
     first = format_summary(summary).splitlines()[0]
     assert first == f"wsload: FAILED: {reason}"
 
 
 def test_no_data_is_null_not_zero() -> None:
     summary = summary_of(refused_run())
-    assert summary["success_rate"] is None
-    assert summary["avg_latency"] is None
+    figures, doc = summary.figures, summary.to_json()
+    assert figures.success_rate is None is doc["success_rate"]
+    assert figures.avg_latency is None is doc["avg_latency"]
+    assert figures.latency.p99 is None
     for section in ("latency_percentiles", "service_time_percentiles", "connect_time_percentiles"):
-        assert set(summary[section].values()) == {None}
+        assert set(doc[section].values()) == {None}
     text = format_summary(summary)
     assert "Success rate:            -" in text
     assert "Average latency:         -" in text
@@ -112,7 +127,7 @@ def test_messages_sent_and_no_reply_is_nothing_tested() -> None:
     counters = {"sent": 5, "timed_out": 5, "connects": 1}
     agg.add_samples("w1", window(0, counters, errors={"timeout": 5}))
     agg.add_result("w1", result(counters))
-    verdict = judge((), summary_of(agg), target="svc:9000")
+    verdict = judge((), figures_of(agg), target="svc:9000")
     assert verdict.code == EXIT_FAILED
     assert verdict.reasons == (
         "nothing tested: 5 messages sent to svc:9000, no reply ever received (timeout (5 times))",
@@ -122,43 +137,44 @@ def test_messages_sent_and_no_reply_is_nothing_tested() -> None:
 def test_connected_but_nothing_sent_is_nothing_tested() -> None:
     agg = RunAggregate(START)
     agg.add_samples("w1", window(0, {"connects": 1, "clients_connected": 1}))
-    verdict = judge((), summary_of(agg), target="h:80")
+    verdict = judge((), figures_of(agg), target="h:80")
     assert verdict.reasons == ("nothing tested: connected to h:80 but no message was sent",)
 
 
 def test_a_good_run_passes_and_its_thresholds_are_judged() -> None:
-    summary = summary_of(good_run())
-    assert judge((), summary, target="h:80").code == EXIT_OK
-    verdict = judge(("p99<10ms", "success_rate>=99.9"), summary, target="h:80")
+    figures = figures_of(good_run())
+    assert judge((), figures, target="h:80").code == EXIT_OK
+    verdict = judge(("p99<10ms", "success_rate>=99.9"), figures, target="h:80")
     assert verdict.code == EXIT_FAILED
     assert verdict.reasons == ("threshold success_rate>=99.9 failed (measured 90.000%)",)
-    assert [t["passed"] for t in verdict.thresholds] == [True, False]
+    assert [t.passed for t in verdict.thresholds] == [True, False]
 
 
 @pytest.mark.parametrize(
     "expr", ["p99<1s", "avg<1s", "service_max<1s", "success_rate>=0", "error_rate<=100"]
 )
 def test_a_threshold_without_data_fails(expr: str) -> None:
-    (t,) = evaluate_thresholds([expr], summary_of(refused_run()))
-    assert t == {"threshold": expr, "measured": None, "shown": "no data", "passed": False}
+    (t,) = evaluate_thresholds([expr], figures_of(refused_run()))
+    assert t == ThresholdResult(expr, None, "no data", False)
 
 
 def test_counts_are_never_no_data() -> None:
-    results = evaluate_thresholds(["timeouts==0", "connect_failures>=4"], summary_of(refused_run()))
-    assert [t["passed"] for t in results] == [True, True]
+    results = evaluate_thresholds(["timeouts==0", "connect_failures>=4"], figures_of(refused_run()))
+    assert [t.passed for t in results] == [True, True]
 
 
 def test_exit_codes_in_order_of_precedence() -> None:
-    good = summary_of(good_run())
-    lost = dict(good, lost_workers=["w2"])
-    assert judge((), lost, target="h").code == EXIT_FAILED
-    assert judge((), lost, target="h").status == "degraded"
-    assert judge((), dict(good, aborted="x"), target="h").reasons == ("aborted: x",)
-    assert judge((), good, target="h", refused=True).code == EXIT_COULD_NOT_RUN
-    empty = summary_of(refused_run(), interrupted=True)
-    assert judge(("p99<1ms",), empty, target="h").code == EXIT_INTERRUPTED
-    empty["interrupted_by"] = "SIGTERM"
-    assert judge((), empty, target="h").code == 143
+    good = figures_of(good_run())
+    lost = RunEnding(lost_workers=("w2",))
+    assert judge((), good, lost, target="h").code == EXIT_FAILED
+    assert judge((), good, lost, target="h").status == "degraded"
+    assert judge((), good, RunEnding(aborted="x"), target="h").reasons == ("aborted: x",)
+    assert judge((), good, RunEnding(refused=True), target="h").code == EXIT_COULD_NOT_RUN
+    empty = figures_of(refused_run())
+    stopped = RunEnding(interrupted=True, interrupted_by="SIGINT")
+    assert judge(("p99<1ms",), empty, stopped, target="h").code == EXIT_INTERRUPTED
+    terminated = RunEnding(interrupted=True, interrupted_by="SIGTERM")
+    assert judge((), empty, terminated, target="h").code == 143
 
 
 def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
@@ -171,10 +187,12 @@ def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
 
 def test_every_worker_entry_has_every_counter_and_a_status() -> None:
     summary = summary_of(refused_run())
-    (entry,) = summary["workers"].values()
+    (worker,) = summary.figures.workers
+    assert worker.status == "ok"
+    (entry,) = summary.to_json()["workers"].values()
     assert entry["sent"] == entry["lost"] == entry["unsolicited"] == 0
     assert entry["status"] == "ok"
-    assert_balanced(summary)
+    assert_balanced(summary.to_json())
 
 
 def test_a_lost_workers_messages_in_flight_count_as_lost() -> None:
@@ -184,13 +202,13 @@ def test_a_lost_workers_messages_in_flight_count_as_lost() -> None:
         "w2", window(0, {"sent": 8, "received": 3, "lost": 1, "connects": 1}, [900] * 3)
     )
     agg.mark_lost("w2")
-    summary = summary_of(agg, lost_workers=["w2"])
-    w2 = summary["workers"]["w2"]
+    summary = summary_of(agg, lost_workers=("w2",))
+    doc = summary.to_json()
+    w2 = doc["workers"]["w2"]
     assert (w2["status"], w2["lost"], w2["in_flight_at_loss"]) == ("lost", 5, 4)
-    assert summary["lost"] == 5
-    assert_balanced(summary)
-    verdict = judge((), summary, target="h")
-    assert (verdict.code, verdict.status) == (EXIT_FAILED, "degraded")
+    assert doc["lost"] == summary.figures.counters.lost == 5
+    assert_balanced(doc)
+    assert (summary.verdict.code, summary.verdict.status) == (EXIT_FAILED, "degraded")
 
 
 def test_error_texts_from_workers_are_bounded_and_typed() -> None:
@@ -209,18 +227,19 @@ def test_generator_bound_is_said_when_sends_fall_behind() -> None:
     agg = RunAggregate(START)
     counters = {"sent": 1000, "received": 1000, "connects": 1, "behind_schedule": 50}
     agg.add_samples("w1", window(0, counters, [1_000] * 1000))
-    bound = agg.summary(1.0)["generator_bound"]
-    assert bound == {"reason": "50 of 1000 messages (5.0 %) went out behind schedule"}
-    assert "GENERATOR-BOUND" in format_summary(summary_of(agg))
-    assert good_run().summary(1.0)["generator_bound"] is None
+    summary = summary_of(agg)
+    assert summary.to_json()["generator_bound"] == {
+        "reason": "50 of 1000 messages (5.0 %) went out behind schedule"
+    }
+    assert "GENERATOR-BOUND" in format_summary(summary)
+    assert summary_of(good_run()).to_json()["generator_bound"] is None
 
 
 def test_generator_bound_by_a_workers_cpu() -> None:
     agg = RunAggregate(START)
     for seq in range(3):  # three 1 s windows, 0.95 s of CPU each
         agg.add_samples("w1", window(seq, {"sent": 1, "received": 1, "cpu_ms": 950}, [10]))
-    bound = agg.summary(3.0)["generator_bound"]
-    assert bound == {"reason": "worker w1 used 95% of a core"}
+    assert agg.figures(3.0).generator_bound == "worker w1 used 95% of a core"
 
 
 def test_progress_shows_the_clients_actually_connected() -> None:
@@ -249,14 +268,12 @@ def test_target_name_never_shows_credentials() -> None:
 
 
 def test_parameters_hide_secrets() -> None:
-    from coordinator.loadrun import parameters
-
     spec = JobSpec(
         ws_url="ws://user:secret@svc:9000/ws",
         headers=(("Authorization", "Bearer t0ken"), ("cookie", "s=1"), ("X-Trace", "abc")),
         rate=50.0,
     )
-    params = parameters(spec, 2, 0.0)
+    params = parameters(spec, 2, 0.0).to_json()
     for secret in ("secret", "t0ken", "s=1"):
         assert secret not in str(params)
     assert params["target"] == "ws://***@svc:9000/ws"
@@ -269,9 +286,8 @@ def test_parameters_hide_secrets() -> None:
 
 
 def test_junit_has_a_failed_case_when_nothing_was_tested() -> None:
-    summary = summary_of(refused_run())
-    verdict = judge((), summary, target="127.0.0.1:9")
-    summary["nothing_tested"] = verdict.reasons[0]
+    summary = summary_of(refused_run(), target="127.0.0.1:9")
+    verdict = summary.verdict
     root = ET.fromstring(junit_text({"load": summary}))
     (case,) = root.iter("testcase")
     assert case.get("name") == "tested something"
