@@ -157,3 +157,15 @@ def test_every_ranged_field_refuses_its_bounds_plus_one() -> None:
         spec = dataclasses.replace(JobSpec(), **{field.name: too_big})
         assert any(p.startswith(field.name) for p in spec.problems()), field.name
         assert BY_NAME[field.name].low is not None, field.name
+
+
+def test_each_command_offers_the_declared_flags() -> None:
+    ctx = click.Context(main)
+    for name, offers in (("run", "run"), ("coordinator", "run"), ("test", "test")):
+        command = main.get_command(ctx, name)
+        assert command is not None
+        opts = {opt for param in command.params for opt in param.opts}
+        for field in FIELDS:
+            if field.flag and offers in field.commands:
+                assert field.flag in opts, (name, field.flag)
+                assert field.alias is None or field.alias in opts, (name, field.alias)
