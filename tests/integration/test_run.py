@@ -17,7 +17,7 @@ import msgpack
 import pytest
 import zmq
 
-from common.protocol import PROTOCOL_VERSION, Hello, Refuse, Samples, decode, encode
+from common.protocol import PROTOCOL_VERSION, Hello, Samples, encode
 from tests.accounting import assert_balanced
 from tests.integration.conftest import ServerFactory, reap
 
@@ -165,7 +165,7 @@ def test_workers_stop_when_the_coordinator_dies(serve_factory: ServerFactory) ->
     )  # fmt: skip
     worker = subprocess.Popen([WSLOAD, "worker", "--connect", endpoint, "--once"])
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # two processes starting on a loaded 2-core box
         while stats(server.api_url)["connections_open"] < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert stats(server.api_url)["connections_open"] == 5
@@ -198,39 +198,6 @@ def test_once_workers_leave_on_the_coordinators_bye(serve_factory: ServerFactory
             assert worker.wait(timeout=2.5) == 0
         finally:
             reap(coord, worker)
-
-
-def test_wrong_protocol_version_is_refused_naming_both() -> None:
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    coord = subprocess.Popen(
-        [WSLOAD, "coordinator", "--bind", endpoint, "--expect-workers", "1",
-         "--worker-wait", "4", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.ROUTING_ID, b"old-worker")
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(endpoint)
-        hello = Hello("old-worker", "h", 1, "0.0.1", 1, 1024)
-        body = msgpack.unpackb(encode(hello))
-        body["v"] = PROTOCOL_VERSION + 1
-        sock.send(msgpack.packb(body))
-        assert sock.poll(5000), "no answer to a hello of another version"
-        reply = decode(sock.recv())
-        assert isinstance(reply, Refuse)
-        assert str(PROTOCOL_VERSION + 1) in reply.reason
-        assert f"speaks {PROTOCOL_VERSION}" in reply.reason
-        _, stderr = coord.communicate(timeout=20)
-        assert coord.returncode == 2
-        assert "only 0 of 1 workers joined" in stderr
-    finally:
-        sock.close()
-        ctx.term()
-        if coord.poll() is None:
-            coord.kill()
-        coord.wait()
 
 
 def test_garbage_on_the_port_does_not_disturb_a_run(

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-import zmq
 
-from common.protocol import Hello, encode
 from tests.integration.conftest import ServerFactory, reap
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
@@ -322,41 +320,6 @@ def test_an_elastic_join_takes_a_silent_workers_clients_after_its_deadman_stop(
             assert p.wait(timeout=10) == 0
     finally:
         reap(coord, *procs)
-
-
-# -- who may take a slot --------------------------------------------------------
-
-
-@pytest.mark.timeout(60)
-def test_a_hello_alone_never_takes_the_only_slot(serve_factory: ServerFactory) -> None:
-    """An intruder's hello before the real worker's: the real worker still gets the slot."""
-    server = serve_factory()
-    coord, _stdout_lines, err = start(
-        ["coordinator", "--bind", "tcp://127.0.0.1:*", "--expect-workers", "1",
-         "--ws-url", server.ws_url, "-c", "2", "-d", "1"]
-    )  # fmt: skip
-    ctx = zmq.Context()
-    worker: subprocess.Popen[bytes] | None = None
-    try:
-        wait_for("the waiting line", lambda: err.has("waiting for workers: 0 of 1"), 20)
-        endpoint = re.findall(r"at (tcp://\S+)", err.text())[0]
-        intruder = ctx.socket(zmq.DEALER)
-        intruder.setsockopt(zmq.LINGER, 0)
-        intruder.setsockopt(zmq.ROUTING_ID, b"intruder")
-        intruder.connect(endpoint)
-        intruder.send(encode(Hello("intruder", "h", 1, "0", 64, 1 << 20)))
-        assert not intruder.poll(1500), "a hello without a heartbeat was answered"
-        worker = subprocess.Popen(
-            [WSLOAD, "worker", "--connect", endpoint, "--once", "--id", "real"]
-        )
-        assert coord.wait(timeout=40) == 0, err.finish()
-        assert "worker real joined" in err.text()
-        assert "intruder joined" not in err.text()
-        assert worker.wait(timeout=10) == 0
-        intruder.close()
-    finally:
-        ctx.destroy(linger=0)
-        reap(coord, *([worker] if worker else []))
 
 
 @pytest.mark.timeout(60)
