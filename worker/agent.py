@@ -11,6 +11,11 @@ process if the starved loop cannot) and goes back to saying hello.
 A worker is long-lived: after a coordinator's ``bye`` it looks for the next
 one at the same endpoint, run after run, until it is stopped. With ``once``
 it exits after one session (the local workers of ``wsload run``).
+
+What is said when -- hello until welcomed, refusals, a coordinator of
+another protocol, jobs and handovers, the ``bye``, the hello timeout -- is
+decided by the sans-I/O :class:`worker.conversation.Conversation`; this
+module keeps the sockets, the engine and the clock.
 """
 
 from __future__ import annotations
