@@ -22,10 +22,11 @@ from typing import Any
 from common import hdrlog
 from common.histogram import LatencyHistogram
 from common.protocol import SAMPLE_COUNTERS, Result, Samples
-from coordinator.summary import (
+from coordinator.figures import (
     Counters,
     Percentiles,
     RunFigures,
+    RunProgress,
     SecondSummary,
     WorkerStatus,
     WorkerSummary,
@@ -247,22 +248,37 @@ class RunAggregate:
 
     def time_series(self) -> tuple[SecondSummary, ...]:
         """Every second so far: counters reported in it, errors, latency percentiles."""
-        rows = []
-        for second in sorted(self.seconds):
-            stats = self.seconds[second]
-            pct = (
-                stats.percentiles if stats.latency is None else _percentiles_seconds(stats.latency)
-            )
-            rows.append(
-                SecondSummary(
-                    second,
-                    Counters.from_mapping(stats.counters),
-                    tuple(k for k in SAMPLE_COUNTERS if k in stats.counters),
-                    frozen_map(stats.errors),
-                    Percentiles.from_mapping(pct),
-                )
-            )
-        return tuple(rows)
+        return tuple(self._second(self.seconds[s]) for s in sorted(self.seconds))
+
+    @staticmethod
+    def _second(stats: SecondStats) -> SecondSummary:
+        pct = stats.percentiles if stats.latency is None else _percentiles_seconds(stats.latency)
+        return SecondSummary(
+            stats.second,
+            Counters.from_mapping(stats.counters),
+            tuple(k for k in SAMPLE_COUNTERS if k in stats.counters),
+            frozen_map(stats.errors),
+            Percentiles.from_mapping(pct),
+        )
+
+    def progress(self, elapsed: float) -> RunProgress:
+        """The run so far, for the progress line, the live panel and ``--abort-on-fail``."""
+        live, lost = self.clients_connected()
+        last = self.seconds.get(int(elapsed) - 1) if elapsed >= 1 else None
+        newest = self.seconds.get(max(self.seconds)) if self.seconds else None
+        workers_lost = sum(1 for w in self.workers.values() if w.lost)
+        return RunProgress(
+            elapsed=elapsed,
+            counters=Counters.from_mapping(self.totals()),
+            errors=tuple(self.errors().items()),
+            clients_connected=live,
+            clients_on_lost_workers=lost,
+            workers_up=len(self.workers) - workers_lost,
+            workers_lost=workers_lost,
+            latency=Percentiles.from_mapping(_percentiles_seconds(self.latency)),
+            last_second=None if last is None else self._second(last),
+            newest_second=None if newest is None else self._second(newest),
+        )
 
     def hlog_text(self) -> str:
         """Per-second latency histograms in the HdrHistogram log format."""

@@ -13,7 +13,8 @@ import io
 import math
 from typing import Any
 
-from coordinator.summary import RunFigures, RunSummary
+from coordinator.figures import RunFigures
+from coordinator.summary import RunSummary
 
 
 def _figure(draw: Any, title: str, ylabel: str, xlabel: str = "seconds into the run") -> str:

@@ -18,9 +18,10 @@ from common import __version__
 from common.spec import JobSpec
 from common.validation import display_url, redact_headers
 from coordinator.aggregate import RunAggregate
+from coordinator.figures import RunProgress, frozen_map
 from coordinator.runner import run_load
 from coordinator.session import RunOutcome, SessionOptions
-from coordinator.summary import Handover, RunEnding, RunParameters, RunSummary, frozen_map
+from coordinator.summary import Handover, RunEnding, RunParameters, RunSummary
 from coordinator.verdict import doomed, judge, target_name
 
 
@@ -73,9 +74,9 @@ def conclude(spec: JobSpec, outcome: RunOutcome) -> RunSummary:
     return RunSummary(figures, end, parameters(spec, len(outcome.workers), started), verdict)
 
 
-def abort_check(spec: JobSpec) -> Callable[[RunAggregate], str]:
+def abort_check(spec: JobSpec) -> Callable[[RunProgress], str]:
     """``--abort-on-fail``: the reason a threshold can no longer pass, or ""."""
-    return lambda agg: doomed(spec.thresholds, agg.totals(), agg.errors())
+    return lambda progress: doomed(spec.thresholds, progress)
 
 
 async def run_judged(
@@ -85,9 +86,9 @@ async def run_judged(
     options: SessionOptions | None = None,
     abort_on_fail: bool = False,
     on_log: Callable[[str], None] | None = None,
-    on_progress: Callable[[RunAggregate, float], None] | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
 ) -> RunSummary:
-    """Run a load job and judge it; ``on_progress`` is called once a second.
+    """Run a load job and judge it; ``on_progress`` gets the run so far once a second.
 
     Raises :class:`coordinator.runner.Interrupted` when a second signal (or
     one before the run began) quits without a report.
@@ -95,9 +96,10 @@ async def run_judged(
     check = abort_check(spec)
 
     def progress(agg: RunAggregate, elapsed: float) -> str | None:
+        snapshot = agg.progress(elapsed)
         if on_progress is not None:
-            on_progress(agg, elapsed)
-        return check(agg) if abort_on_fail else None
+            on_progress(snapshot)
+        return check(snapshot) if abort_on_fail else None
 
     outcome = await run_load(
         spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress

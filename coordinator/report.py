@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from coordinator.aggregate import RunAggregate
-from coordinator.summary import PERCENTILE_KEYS, RunSummary
+from coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress
+from coordinator.summary import RunSummary
 
 
 def ms(seconds: float | None) -> str:
@@ -18,55 +18,50 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
-def _clients(agg: RunAggregate) -> str:
+def _clients(p: RunProgress) -> str:
     """Clients connected on live workers; a lost worker's clients are named apart."""
-    live, lost = agg.clients_connected()
-    return f"{live}" + (f" (+{lost} on lost workers)" if lost else "")
+    lost = p.clients_on_lost_workers
+    return f"{p.clients_connected}" + (f" (+{lost} on lost workers)" if lost else "")
 
 
-def progress_line(agg: RunAggregate, elapsed: float, duration: float) -> str:
+def progress_line(p: RunProgress, duration: float) -> str:
     """One line per second for logs: where the run is and how it is doing."""
-    t = agg.totals()
-    last = agg.seconds.get(max(agg.seconds)) if agg.seconds else None
-    p99 = ""
-    if last is not None and last.latency is not None and last.latency.count:
-        p99 = f"  p99 {ms(last.latency.value_at_percentile(99) / 1e6)}"
-    lost = sum(1 for w in agg.workers.values() if w.lost)
+    c = p.counters
+    newest = p.newest_second.latency.p99 if p.newest_second else None
+    p99 = "" if newest is None else f"  p99 {ms(newest)}"
     return (
-        f"[{min(elapsed, duration):5.1f}/{duration:g} s] clients {_clients(agg)}"
-        f"  sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
-        f"  errors {sum(agg.errors().values())}{p99}" + (f"  LOST WORKERS {lost}" if lost else "")
+        f"[{min(p.elapsed, duration):5.1f}/{duration:g} s] clients {_clients(p)}"
+        f"  sent {c.sent}  received {c.received}  timed out {c.timed_out}"
+        f"  errors {p.error_count}{p99}"
+        + (f"  LOST WORKERS {p.workers_lost}" if p.workers_lost else "")
     )
 
 
-def live_lines(agg: RunAggregate, elapsed: float, duration: float, target: int) -> list[str]:
+def live_lines(p: RunProgress, duration: float, target: int) -> list[str]:
     """The one-screen live view: run so far, the last full second, errors, workers."""
-    t = agg.totals()
-    last = agg.seconds.get(int(elapsed) - 1) if elapsed >= 1 else None
-    sent_s = last.counters.get("sent", 0) if last else 0
-    recv_s = last.counters.get("received", 0) if last else 0
-    window = "-"
-    if last is not None and last.latency is not None and last.latency.count:
-        window = _three(last.latency.percentiles())
-    run = "-"
-    if agg.latency.count:
-        run = _three(agg.latency.percentiles())
-    errors = ", ".join(f"{k} {v}" for k, v in list(agg.errors().items())[:6]) or "none"
-    up = sum(1 for w in agg.workers.values() if not w.lost)
-    lost = len(agg.workers) - up
+    c = p.counters
+    last = p.last_second
+    sent_s = last.counters.sent if last else 0
+    recv_s = last.counters.received if last else 0
+    window = _three(last.latency) if last else "-"
+    errors = ", ".join(f"{k} {v}" for k, v in p.errors[:6]) or "none"
+    lost = p.workers_lost
     return [
-        f"wsload  {min(elapsed, duration):6.1f} / {duration:g} s   "
-        f"clients {_clients(agg)} / {target}",
+        f"wsload  {min(p.elapsed, duration):6.1f} / {duration:g} s   "
+        f"clients {_clients(p)} / {target}",
         f"  last second   sent {sent_s}/s  received {recv_s}/s   latency {window}",
-        f"  whole run     sent {t['sent']}  received {t['received']}  timed out {t['timed_out']}"
-        f"   latency {run}",
+        f"  whole run     sent {c.sent}  received {c.received}  timed out {c.timed_out}"
+        f"   latency {_three(p.latency)}",
         f"  errors        {errors}",
-        f"  workers       {up} up" + (f", {lost} LOST" if lost else ""),
+        f"  workers       {p.workers_up} up" + (f", {lost} LOST" if lost else ""),
     ]
 
 
-def _three(pct_us: dict[str, int]) -> str:
-    return "  ".join(f"{k} {ms(pct_us[k] / 1e6)}" for k in ("p50", "p95", "p99"))
+def _three(pct: Percentiles) -> str:
+    """p50, p95, p99 of a latency; ``-`` without samples."""
+    if pct.p50 is None:
+        return "-"
+    return "  ".join(f"{k} {ms(pct.get(k))}" for k in ("p50", "p95", "p99"))
 
 
 class LiveView:

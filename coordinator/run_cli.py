@@ -24,9 +24,9 @@ from common.errors import KeyFileError, SpecError, WsloadError
 from common.params import POSITIVE_SECONDS, OneStageCommand, job_flags, job_options
 from common.spec import JobSpec, build_spec
 from common.validation import unbindable_address
-from coordinator.aggregate import RunAggregate
 from coordinator.demo import DemoServer
-from coordinator.loadrun import abort_check, run_judged
+from coordinator.figures import RunProgress
+from coordinator.loadrun import run_judged
 from coordinator.outputs import (
     STDOUT,
     Output,
@@ -214,11 +214,6 @@ def _finish(spec: JobSpec, summary: RunSummary, run: dict[str, Any], note: str =
         sys.exit(summary.verdict.code)
 
 
-def doomed_threshold(spec: JobSpec, agg: RunAggregate) -> str | None:
-    """A threshold the run can no longer pass (``--abort-on-fail``), as an abort reason."""
-    return abort_check(spec)(agg) or None
-
-
 def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOptions) -> RunSummary:
     """Run the job through the library call every entry point uses, with progress on stderr."""
     quiet = run.get("quiet", False)
@@ -230,11 +225,11 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
     live = LiveView(lambda text: click.echo(text, err=True, nl=False))
     tty = sys.stderr.isatty()
 
-    def progress(agg: RunAggregate, elapsed: float) -> None:
+    def progress(snapshot: RunProgress) -> None:
         if not quiet and tty:  # one screen redrawn each second; plain lines for logs and CI
-            live.draw(live_lines(agg, elapsed, spec.duration, spec.num_clients))
+            live.draw(live_lines(snapshot, spec.duration, spec.num_clients))
         elif not quiet:
-            click.echo(progress_line(agg, elapsed, spec.duration), err=True)
+            click.echo(progress_line(snapshot, spec.duration), err=True)
 
     try:
         return uvloop.run(

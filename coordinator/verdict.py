@@ -23,18 +23,12 @@ not be checked must not pass a CI job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from common.thresholds import COUNT_METRICS, Measured, parse_threshold
-from coordinator.summary import (
-    Counters,
-    RunEnding,
-    RunFigures,
-    ThresholdResult,
-    Verdict,
-    count_metric,
-)
+from coordinator.figures import RunFigures, RunProgress, count_metric
+from coordinator.summary import RunEnding, ThresholdResult, Verdict
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -146,18 +140,16 @@ def judge(
     return Verdict(EXIT_OK, "passed", (), results)
 
 
-def doomed(thresholds: Sequence[str], totals: Mapping[str, int], errors: Mapping[str, int]) -> str:
+def doomed(thresholds: Sequence[str], progress: RunProgress) -> str:
     """A threshold the run can no longer pass (``--abort-on-fail``), as an abort reason.
 
     Only counts capped from above qualify (``timeouts==0``, ``errors<5``):
     counts only grow, while latencies and rates may still recover.
     """
-    counters = Counters.from_mapping(totals)
-    error_count = sum(errors.values())
     for expr in thresholds:
         threshold = parse_threshold(expr)
         if threshold.metric in COUNT_METRICS:
-            measured = count_metric(threshold.metric, counters, error_count)
+            measured = count_metric(threshold.metric, progress.counters, progress.error_count)
             if threshold.failed_for_good(measured):
                 return f"threshold {threshold.expr} failed (measured {threshold.show(measured)})"
     return ""

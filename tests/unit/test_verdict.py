@@ -16,10 +16,11 @@ import pytest
 from common.protocol import Result, Samples, decode, encode
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
+from coordinator.figures import RunFigures, RunProgress
 from coordinator.loadrun import parameters
 from coordinator.outputs import csv_text, junit_text
 from coordinator.report import format_summary, live_lines, progress_line
-from coordinator.summary import RunEnding, RunFigures, RunSummary, ThresholdResult
+from coordinator.summary import RunEnding, RunSummary, ThresholdResult
 from coordinator.verdict import (
     EXIT_COULD_NOT_RUN,
     EXIT_FAILED,
@@ -178,11 +179,16 @@ def test_exit_codes_in_order_of_precedence() -> None:
 
 
 def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
-    totals = {"timed_out": 2, "connect_failures": 0}
-    assert doomed(("timeouts==0",), totals, {}) == "threshold timeouts==0 failed (measured 2)"
-    assert doomed(("errors<3",), totals, {"refused": 2}) == ""
-    assert doomed(("errors<3",), totals, {"refused": 3}).startswith("threshold errors<3")
-    assert doomed(("p99<1ms", "timeouts>=5"), totals, {}) == ""
+    def so_far(refused: int) -> RunProgress:
+        agg = RunAggregate(START)
+        counters = {"sent": 2, "timed_out": 2, "connects": 1}
+        agg.add_samples("w1", window(0, counters, errors={"refused": refused} if refused else {}))
+        return agg.progress(1.0)
+
+    assert doomed(("timeouts==0",), so_far(0)) == "threshold timeouts==0 failed (measured 2)"
+    assert doomed(("errors<3",), so_far(2)) == ""
+    assert doomed(("errors<3",), so_far(3)).startswith("threshold errors<3")
+    assert doomed(("p99<1ms", "timeouts>=5"), so_far(0)) == ""
 
 
 def test_every_worker_entry_has_every_counter_and_a_status() -> None:
@@ -246,10 +252,30 @@ def test_progress_shows_the_clients_actually_connected() -> None:
     agg = RunAggregate(START)
     agg.add_samples("w1", window(0, {"connects": 10, "clients_connected": 10}))
     agg.add_samples("w2", window(0, {"connects": 10, "clients_connected": 10}))
-    assert "clients 20  " in progress_line(agg, 1.0, 5.0)
+    assert "clients 20  " in progress_line(agg.progress(1.0), 5.0)
     agg.mark_lost("w2")
-    assert "clients 10 (+10 on lost workers)" in progress_line(agg, 2.0, 5.0)
-    assert "clients 10 (+10 on lost workers) / 20" in live_lines(agg, 2.0, 5.0, 20)[0]
+    assert "clients 10 (+10 on lost workers)" in progress_line(agg.progress(2.0), 5.0)
+    lines = live_lines(agg.progress(2.0), 5.0, 20)
+    assert "clients 10 (+10 on lost workers) / 20" in lines[0]
+    assert lines[4] == "  workers       1 up, 1 LOST"
+
+
+def test_the_live_panel_shows_the_last_full_second_and_the_whole_run() -> None:
+    agg = RunAggregate(START)
+    agg.add_samples("w1", window(0, {"sent": 4, "received": 4, "connects": 1}, [2_000] * 4))
+    agg.add_samples("w1", window(1, {"sent": 3, "received": 2, "timed_out": 1}, [1_000] * 2,
+                                 errors={"timeout": 1}))  # fmt: skip
+    lines = live_lines(agg.progress(2.0), 5.0, 1)
+    assert lines[1] == (
+        "  last second   sent 3/s  received 2/s   latency p50 1.00 ms  p95 1.00 ms  p99 1.00 ms"
+    )
+    assert lines[2].startswith("  whole run     sent 7  received 6  timed out 1   latency p50 ")
+    assert lines[3] == "  errors        timeout 1"
+    line = progress_line(agg.progress(2.0), 5.0)
+    assert line.endswith("timed out 1  errors 1  p99 1.00 ms")
+    empty = RunAggregate(START).progress(0.5)
+    assert live_lines(empty, 5.0, 1)[1].endswith("latency -")
+    assert "p99" not in progress_line(empty, 5.0)
 
 
 def test_csv_shows_a_second_without_samples_as_dash() -> None:

@@ -1,0 +1,313 @@
+"""The figures of a load run, typed and frozen: what :class:`RunAggregate` measured.
+
+Built by :meth:`coordinator.aggregate.RunAggregate.figures` at the end of a
+run (:class:`RunFigures`) and by :meth:`~coordinator.aggregate.RunAggregate.progress`
+once a second while it runs (:class:`RunProgress`, the progress panel's
+source). Part of :class:`coordinator.summary.RunSummary`; thresholds read
+them through the one accessor :meth:`RunFigures.metric`. A figure with no
+data is None, never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, Literal
+
+from common.protocol import SAMPLE_COUNTERS
+from common.thresholds import TIME_METRICS
+
+#: Percentile keys as the JSON spells them, in order.
+PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p99.9", "max")
+
+WorkerStatus = Literal["ok", "lost", "inconsistent"]
+
+
+def frozen_map(items: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only copy: a frozen summary's maps cannot be changed behind its back."""
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Latency percentiles in seconds; each None when there were no samples."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, float | None]) -> Percentiles:
+        return cls(*(values.get(k) for k in PERCENTILE_KEYS))
+
+    def get(self, key: str) -> float | None:
+        """The percentile named as in the JSON (``p99.9``)."""
+        value: float | None = getattr(self, key.replace(".", "_"))
+        return value
+
+    def to_json(self) -> dict[str, float | None]:
+        return {k: self.get(k) for k in PERCENTILE_KEYS}
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The counters workers report (common.protocol.SAMPLE_COUNTERS, in that order).
+
+    A key a worker sends outside that list is dropped: a peer cannot grow
+    the summary with names of its own.
+    """
+
+    sent: int = 0
+    received: int = 0
+    timed_out: int = 0
+    lost: int = 0
+    unanswered: int = 0
+    late: int = 0
+    unsolicited: int = 0
+    behind_schedule: int = 0
+    write_pauses: int = 0
+    cpu_ms: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    reconnects: int = 0
+    disconnects: int = 0
+    clients_connected: int = 0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, int]) -> Counters:
+        return cls(**{k: int(values[k]) for k in SAMPLE_COUNTERS if k in values})
+
+    @property
+    def balanced(self) -> bool:
+        """The accounting identity: every message sent was resolved exactly once."""
+        return self.sent == self.received + self.timed_out + self.lost + self.unanswered
+
+    def to_json(self, keys: Iterable[str] = SAMPLE_COUNTERS) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in keys}
+
+
+COUNTER_NAMES = tuple(f.name for f in fields(Counters))
+assert COUNTER_NAMES == SAMPLE_COUNTERS, "Counters must list common.protocol.SAMPLE_COUNTERS"
+
+
+@dataclass(frozen=True)
+class SecondSummary:
+    """One second of the run: the counters reported in it, its errors, its percentiles."""
+
+    second: int
+    counters: Counters
+    #: the counters that were reported in this second (the JSON row shows only those)
+    reported: tuple[str, ...]
+    errors: Mapping[str, int]
+    latency: Percentiles
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "second": self.second,
+            **self.counters.to_json(self.reported),
+            "errors": dict(self.errors),
+            **self.latency.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    """One worker's final counters (a lost one's messages in flight as ``lost``) and status."""
+
+    worker_id: str
+    counters: Counters
+    errors: Mapping[str, int]
+    status: WorkerStatus
+    consistent: bool | None
+    in_flight_at_loss: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.counters.to_json(),
+            "errors": dict(self.errors),
+            "status": self.status,
+            "consistent": self.consistent,
+            "balanced": self.counters.balanced,
+            "in_flight_at_loss": self.in_flight_at_loss,
+        }
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What a load run measured, merged over every worker."""
+
+    time_series: tuple[SecondSummary, ...]
+    counters: Counters
+    latency: Percentiles
+    service_time: Percentiles
+    connect_time: Percentiles
+    #: mean latency in seconds, None without samples
+    avg_latency: float | None
+    elapsed: float
+    errors: Mapping[str, int]
+    error_texts: Mapping[str, str]
+    #: why the generator, not the target, limited the run; None when it did not
+    generator_bound: str | None
+    workers: tuple[WorkerSummary, ...]
+    ignored_windows: int
+    #: (percentile, seconds) points of the whole-run distributions, for charts
+    latency_distribution: tuple[tuple[float, float], ...] = ()
+    connect_distribution: tuple[tuple[float, float], ...] = ()
+    #: per-second histograms in the HdrHistogram log format (``--hdr``)
+    hdr_log: str = ""
+
+    @property
+    def total_sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def total_received(self) -> int:
+        return self.counters.received
+
+    @property
+    def success_rate(self) -> float | None:
+        """Percent of sent messages answered; None when nothing was sent."""
+        sent = self.counters.sent
+        return 100.0 * self.counters.received / sent if sent else None
+
+    @property
+    def throughput(self) -> float:
+        """Replies per second over the run."""
+        return self.counters.received / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def send_rate(self) -> float:
+        return self.counters.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def metric(self, name: str) -> float | None:
+        """A threshold metric's value (common.thresholds.METRICS); None without data.
+
+        The one place a metric name meets a figure: times in seconds,
+        rates in percent of sent messages (None when nothing was sent),
+        ``rps`` in replies per second, counts as counted.
+        """
+        c = self.counters
+        if name in TIME_METRICS:
+            section, key = TIME_METRICS[name]
+            if not key:
+                return self.avg_latency
+            return self._percentiles[section].get(key)
+        if name == "success_rate":
+            return self.success_rate
+        if name == "error_rate":  # from the counts: 100 - success_rate in floats is not exact
+            return 100.0 * (c.sent - c.received) / c.sent if c.sent else None
+        if name == "rps":
+            return self.throughput
+        return count_metric(name, c, self.error_count)
+
+    @property
+    def _percentiles(self) -> Mapping[str, Percentiles]:
+        return {
+            "latency_percentiles": self.latency,
+            "service_time_percentiles": self.service_time,
+            "connect_time_percentiles": self.connect_time,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "time_series": [row.to_json() for row in self.time_series],
+            "total_sent": c.sent,
+            "total_received": c.received,
+            "success_rate": self.success_rate,
+            "avg_latency": self.avg_latency,
+            "latency_percentiles": self.latency.to_json(),
+            "service_time_percentiles": self.service_time.to_json(),
+            "connect_time_percentiles": self.connect_time.to_json(),
+            **c.to_json(SUMMARY_COUNTERS),
+            "throughput": self.throughput,
+            "send_rate": self.send_rate,
+            "elapsed": self.elapsed,
+            "errors": dict(self.errors),
+            "error_texts": dict(self.error_texts),
+            "counters": c.to_json(),
+            "balanced": c.balanced,
+            "generator_bound": (
+                None if self.generator_bound is None else {"reason": self.generator_bound}
+            ),
+            "workers": {w.worker_id: w.to_json() for w in self.workers},
+            "ignored_windows": self.ignored_windows,
+        }
+
+
+def count_metric(name: str, counters: Counters, errors: int) -> float:
+    """A count metric (common.thresholds.COUNT_METRICS), also mid-run (``--abort-on-fail``)."""
+    if name == "timeouts":
+        return float(counters.timed_out)
+    if name == "errors":
+        return float(errors)
+    if name == "connect_failures":
+        return float(counters.connect_failures)
+    raise ValueError(f"unknown metric {name!r}")
+
+
+#: Counters the JSON also shows at its top level (the original framework's layout).
+SUMMARY_COUNTERS = (
+    "timed_out",
+    "lost",
+    "unanswered",
+    "late",
+    "unsolicited",
+    "behind_schedule",
+    "write_pauses",
+    "cpu_ms",
+)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """The run so far, once a second: what the progress line and the live panel show.
+
+    A snapshot of the live totals (a lost worker's last counters included,
+    as in the final figures); clients on lost workers are counted apart,
+    since they are not known to be running.
+    """
+
+    elapsed: float
+    counters: Counters
+    #: error kinds, most frequent first
+    errors: tuple[tuple[str, int], ...]
+    clients_connected: int
+    clients_on_lost_workers: int
+    workers_up: int
+    workers_lost: int
+    #: the whole run's latency so far
+    latency: Percentiles
+    #: the last full second (``int(elapsed) - 1``), and the newest one reported
+    last_second: SecondSummary | None
+    newest_second: SecondSummary | None
+
+    @property
+    def error_count(self) -> int:
+        return sum(count for _, count in self.errors)
+
+
+__all__ = [
+    "COUNTER_NAMES",
+    "PERCENTILE_KEYS",
+    "SUMMARY_COUNTERS",
+    "Counters",
+    "Percentiles",
+    "RunFigures",
+    "RunProgress",
+    "SecondSummary",
+    "WorkerStatus",
+    "WorkerSummary",
+    "count_metric",
+    "frozen_map",
+]
