@@ -61,7 +61,7 @@ QUICK_CASES = {"2000x1": (2_000, 1, ()), "4000x2": (4_000, 2, ("127.0.0.1", "127
 PER_TARGET = 12_000
 OPEN_TIMEOUT = 60.0  # seconds a process may take to open its share
 GOAL_RATIO = 0.8
-READ_BUFFER = 2048  # the engine's own picows read buffer (worker.engine_picows)
+READ_BUFFER = 2048  # the engine's own picows read buffer (worker.engines.picows)
 IP_BIND_ADDRESS_NO_PORT = 24
 WINDOW = 0.25  # the engine's window (worker.engine.WINDOW_SECONDS)
 
@@ -149,7 +149,7 @@ def _report(start: float, end: float, opened: int, failed: int, errors: dict[str
 
 async def engine_child(url: str, count: int, offset: int, total: int, sources: list[str]) -> None:
     from common.spec import build_spec
-    from worker.engine import create_engine
+    from worker.engines import create_engine
     from worker.gcpolicy import tune_collector
     from worker.recorder import WindowBatch
     from worker.schedule import Share

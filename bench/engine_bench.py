@@ -41,7 +41,7 @@ from machine import Figure, report
 from procfs import cpu_seconds, rss_bytes
 
 from common.spec import build_spec
-from worker.engine import create_engine
+from worker.engines import create_engine
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 

@@ -1,23 +1,33 @@
-"""What each message does to the counters: the bookkeeping both engines share.
+"""The population's core: what each message does to the counters, and the run's phase.
 
 :class:`Accounting` is the per-message path, kept apart from the run's
 lifecycle (:mod:`worker.engine`) because it is the part that decides the
-figures: a message sent (:meth:`Accounting._next_message`: in flight, and
+figures: a message sent (:meth:`Accounting.next_message`: in flight, and
 ``behind_schedule`` when it leaves late), a message from the server
-(:meth:`Accounting._on_message`: a reply only when it matches, otherwise
-``unsolicited`` or ``late``), a connection gone (:meth:`Accounting._on_closed`).
-No socket and no event loop: the unit tests drive it with a fake clock.
-It runs once per message on every engine, so it reads plain attributes and
-calls as little as it can.
+(:meth:`Accounting.on_message`: a reply only when it matches, otherwise
+``unsolicited`` or ``late``), a connection gone (:meth:`Accounting.on_closed`).
+It also holds the two facts every client engine's hot path asks about --
+the run's :class:`Phase` and when sending ends (``send_until``) -- as plain
+public attributes, so a connection's callbacks (:mod:`worker.engines`) read
+them without reaching into the lifecycle, and :func:`backoff`, the reconnect
+policy. :class:`Link` is what each client engine's connection implements
+for the lifecycle (declared here, with the core it calls back, so that
+neither the lifecycle nor the engines import each other in a cycle). No
+socket and no event loop: the unit tests drive it with a fake
+clock. It runs once per message on every engine, so it reads plain
+attributes and calls as little as it can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import random
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from common.spec import JobSpec
 from worker.recorder import Recorder
@@ -25,6 +35,24 @@ from worker.schedule import BEHIND_SLACK
 from worker.tracker import InFlight, id_pattern, unmatched
 
 _mono = time.monotonic
+#: first reconnect delay (seconds); doubles per failure up to ``reconnect_max_delay``
+RECONNECT_BASE_DELAY = 0.05
+
+
+class Phase(enum.IntEnum):
+    """Where the run is: sending, waiting for replies, closing, over."""
+
+    RUNNING = 0
+    DRAINING = 1
+    CLOSING = 2
+    DONE = 3
+
+
+class Alive(Protocol):
+    """The one thing :meth:`Accounting.sending` asks of a connection."""
+
+    @property
+    def alive(self) -> bool: ...
 
 
 class Conn:
@@ -64,21 +92,60 @@ class Conn:
             resolve(self.stalled)
 
 
+class Link(Protocol):
+    """One open WebSocket connection of one client."""
+
+    @property
+    def alive(self) -> bool:
+        """A message sent now can still reach the server."""
+
+    @property
+    def paused(self) -> bool:
+        """The target is not reading (the write buffer is full): no data message goes out."""
+
+    def attach(self, conn: Conn) -> asyncio.Task[None] | None:
+        """Start handing messages and the close to the core, for ``conn``.
+
+        A close that came before is handed over now. Returns the reader task
+        if the engine needs one; the lifecycle cancels it once ``conn`` is gone.
+        """
+
+    def resumed(self) -> asyncio.Future[None]:
+        """A future that completes when writing resumes (or the connection ends)."""
+
+    async def send(self, text: str) -> bool:
+        """Write one data message; False when the connection is gone."""
+
+    async def close(self) -> None:
+        """Close with code 1000 and wait, bounded, until the connection is gone."""
+
+
 class Accounting:
     """The counters' side of an engine (:class:`worker.engine.Engine` derives from it).
 
     ``stamped``: the payload template uses ``{ts}`` (so each message needs
     the wall-clock time); ``closed_loop``: a reply triggers the next message.
+
+    Public, for the client engines' callbacks (they run once per message, so
+    these are plain attributes, not properties): ``recorder``, the counters;
+    ``phase``, set by the lifecycle; ``send_until``, the monotonic time after
+    which no message goes out; ``closed_loop``.
     """
 
     def __init__(self, spec: JobSpec, *, stamped: bool, closed_loop: bool) -> None:
         self.recorder = Recorder()
+        self.phase = Phase.RUNNING
+        self.send_until = 0.0
+        self.closed_loop = closed_loop
         self._stamped = stamped
-        self._closed_loop = closed_loop
         self._find_id: Callable[[bytes], re.Match[bytes] | None] = id_pattern(spec.id_field).search
         self._by_order = spec.match == "order"
 
-    def _next_message(self, conn: Conn, intended: float) -> str:
+    def sending(self, link: Alive) -> bool:
+        """Whether a message may go out on ``link`` now: the run sends and the link is open."""
+        return self.phase is Phase.RUNNING and link.alive and _mono() < self.send_until
+
+    def next_message(self, conn: Conn, intended: float) -> str:
         """Account the client's next message as sent and in flight; return its text.
 
         The one place both engines pass through, so it also counts a message
@@ -100,7 +167,7 @@ class Accounting:
         rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
         return payload
 
-    def _on_message(self, conn: Conn, msg: bytes) -> bool:
+    def on_message(self, conn: Conn, msg: bytes) -> bool:
         """Account one message from the server; True when the closed loop should send now.
 
         By id (the default), only a message carrying the id of a message in
@@ -135,9 +202,9 @@ class Accounting:
                 return False
         intended, sent = times
         rec.reply(int((now - intended) * 1e6), int((now - sent) * 1e6))
-        return self._closed_loop and conn.stalled is not None and not inflight
+        return self.closed_loop and conn.stalled is not None and not inflight
 
-    def _on_closed(self, conn: Conn, code: int, failure: str = "", text: str = "") -> None:
+    def on_closed(self, conn: Conn, code: int, failure: str = "", text: str = "") -> None:
         """The connection is gone (``code`` 1006 when no close frame came).
 
         ``failure`` is the error kind when this side failed it (``protocol``,
@@ -154,10 +221,52 @@ class Accounting:
         resolve(conn.closed)
 
 
+@dataclass(frozen=True)
+class EngineResult:
+    """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``.
+
+    ``error_texts`` holds the first message of each error kind (bounded, see
+    :class:`worker.recorder.Recorder`), so a run that tested nothing can say why.
+    """
+
+    counters: dict[str, int]
+    errors: dict[str, int]
+    started_at: float
+    stopped_at: float
+    stopped_early: bool
+    error_texts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        c = self.counters
+        return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
+
+
+def backoff(failures: int, cap: float, jitter: Callable[[], float] = random.random) -> float:
+    """Seconds before reconnect attempt number ``failures`` (1, 2, ...): capped, doubling, jittered.
+
+    Half to all of ``RECONNECT_BASE_DELAY * 2 ** (failures - 1)``, at most
+    ``cap``: clients that lost their connections together do not all come
+    back in the same instant.
+    """
+    delay = min(cap, RECONNECT_BASE_DELAY * 2.0 ** min(failures - 1, 30))
+    return delay * (0.5 + 0.5 * jitter())
+
+
 def resolve(fut: asyncio.Future[None]) -> None:
     """Complete ``fut`` (a wake-up) unless it already is."""
     if not fut.done():
         fut.set_result(None)
 
 
-__all__ = ["Accounting", "Conn", "resolve"]
+__all__ = [
+    "RECONNECT_BASE_DELAY",
+    "Accounting",
+    "Alive",
+    "Conn",
+    "EngineResult",
+    "Link",
+    "Phase",
+    "backoff",
+    "resolve",
+]

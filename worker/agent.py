@@ -53,7 +53,8 @@ from worker.conversation import (
     TakeOver,
     Welcomed,
 )
-from worker.engine import Engine, create_engine
+from worker.engine import Engine
+from worker.engines import create_engine
 from worker.heartbeat import HeartbeatThread
 from worker.identity import introduce
 from worker.link import Link

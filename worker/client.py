@@ -26,8 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from common.spec import DEFAULT_MAX_MESSAGE_SIZE, JobSpec
-from worker.connect import ConnectOptions, open_connection
-from worker.engine_websockets import harden
+from worker.connect import ConnectOptions, harden, open_connection
 from worker.errors import ConnectFailed, WorkerError
 
 Message = dict[str, Any] | list[Any] | str | bytes

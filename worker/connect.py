@@ -33,17 +33,26 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from common import __version__
 from common.spec import JobSpec
 from worker.errors import ConnectFailed, ConnectionRefused, HandshakeRejected, TLSFailed
+from worker.recorder import Recorder
 
 USER_AGENT = f"wsload/{__version__}"
 #: Largest message a client accepts; well above the 1 MiB echo checks.
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 #: Linux's IP_BIND_ADDRESS_NO_PORT (Python names it only from 3.12 on)
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+#: seconds a failed (or server-closed) connection's close frame gets to leave
+#: before the socket is aborted: a target that does not read would otherwise
+#: hold a graceful close forever (both client engines and the test client)
+FAIL_GRACE = 1.0
+#: frames received but not yet taken by a websockets reader, past which reading pauses
+MAX_QUEUED = 4
 
 
 @dataclass(frozen=True)
@@ -258,10 +267,75 @@ def classify(exc: BaseException, url: str) -> ConnectFailed:
     return ConnectFailed("handshake", f"{url}: {type(exc).__name__}: {exc}")
 
 
+def harden(ws: ClientConnection, limit: int, recorder: Recorder | None = None) -> None:
+    """Bound what a hostile target can make this connection hold or wait for.
+
+    ``limit`` is the largest message (``max_message_size``; the library then
+    closes with 1009). Pauses of writing are counted in ``recorder``
+    (``write_pauses``) if given; pongs owed while paused collapse into the latest one;
+    a connection this side failed is closed without waiting for the target.
+    """
+    protocol = ws.protocol
+    protocol.max_message_size = limit
+    # Reading pauses once this many frames wait for recv() (the library's
+    # default is 16): at most MAX_QUEUED x limit bytes queued per connection.
+    ws.recv_messages.high, ws.recv_messages.low = MAX_QUEUED, 1
+    loop = asyncio.get_running_loop()
+    owed: list[Frame] = []
+    send_frame, fail = protocol.send_frame, protocol.fail
+    pause_writing, resume_writing = ws.pause_writing, ws.resume_writing
+
+    def sending(frame: Frame) -> None:
+        if frame.opcode is Opcode.PONG and ws.paused:
+            owed[:] = [frame]
+        else:
+            send_frame(frame)
+
+    def failing(code: int, reason: str = "") -> None:
+        fail(code, reason)
+        loop.call_soon(_hang_up, ws)  # after the library has written the close frame
+
+    def pausing() -> None:
+        pause_writing()
+        if recorder is not None:
+            recorder.write_pauses += 1
+
+    def resuming() -> None:
+        resume_writing()
+        if owed and protocol.state is State.OPEN:
+            send_frame(owed[0])
+            ws.send_data()
+        owed.clear()
+
+    protocol.send_frame = sending  # type: ignore[method-assign]
+    protocol.fail = failing  # type: ignore[method-assign]
+    ws.pause_writing = pausing  # type: ignore[method-assign]
+    ws.resume_writing = resuming  # type: ignore[method-assign]
+
+
+def _hang_up(ws: ClientConnection) -> None:
+    """Close the TCP connection of a failed WebSocket: gracefully, aborted past FAIL_GRACE."""
+    transport = ws.transport
+    if transport.is_closing():
+        return
+    if ws.paused:  # the target does not read: the close frame would never leave
+        transport.abort()
+        return
+    transport.close()
+    asyncio.get_running_loop().call_later(FAIL_GRACE, _abort, transport)
+
+
+def _abort(transport: Any) -> None:
+    transport.abort()
+
+
 __all__ = [
+    "FAIL_GRACE",
+    "MAX_QUEUED",
     "ConnectOptions",
     "classify",
     "connected_socket",
+    "harden",
     "open_connection",
     "source_socket",
     "target_address",

@@ -14,34 +14,35 @@ Every task belongs to the run's task group; nothing outlives :meth:`run`.
 All times come from ``time.monotonic`` (uvloop's ``loop.time()`` is cached
 per iteration at millisecond resolution, too coarse for latency).
 
-This class is the lifecycle; what each message does to the counters is
-:class:`worker.accounting.Accounting`'s, which it derives from; how frames
-reach the wire is a subclass's (:func:`create_engine` picks one by ``spec.engine``):
-:mod:`worker.engine_picows` handles each reply in the protocol callback and
-sends the next message from there, with no coroutine per message (the
-default); :mod:`worker.engine_websockets` uses the websockets library, which
-also does permessage-deflate.
+This class is the lifecycle; what each message does to the counters, the
+run's phase and the reconnect policy are :class:`worker.accounting.Accounting`'s
+(the pure core it derives from); how frames reach the wire is a client
+engine's: a subclass opens connections as :class:`worker.accounting.Link`
+objects, and :func:`worker.engines.create_engine` (the registry) picks one by
+``spec.engine``. This module imports no engine, so none of them imports back
+into a cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from common.spec import JobSpec
-from worker.accounting import Accounting, Conn, resolve
+from worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff, resolve
 from worker.connect import ConnectOptions
 from worker.errors import ConnectFailed
 from worker.payload import PayloadTemplate
 from worker.recorder import WindowBatch
 from worker.schedule import (
+    HOLD_POLL,
+    MAX_IN_FLIGHT,
+    TICK_BUDGET,
+    TIMER_SLACK,
     SendSchedule,
     Share,
     connect_at,
@@ -50,7 +51,6 @@ from worker.schedule import (
 )
 
 WINDOW_SECONDS = 0.25
-RECONNECT_BASE_DELAY = 0.05
 #: Opening handshakes in progress at once, per worker. Thousands started at
 #: once kept the loop busy for seconds per turn (no window went out: the
 #: progress said "clients 0", then everything in one second), and the
@@ -59,52 +59,10 @@ RECONNECT_BASE_DELAY = 0.05
 #: caps a worker's opening rate at about PENDING_HANDSHAKES / (2 * round
 #: trip): 2,500/s at 100 ms.
 PENDING_HANDSHAKES = 512
-#: uvloop's timers tick in milliseconds: a message due within this many
-#: seconds goes out now rather than after a timer that may fire a tick late,
-#: so the generator's own timer lag does not inflate intended-time latency.
-TIMER_SLACK = 0.001
-#: Longest a sender keeps the event loop to itself (seconds). Above capacity
-#: every message is always due; without a yield the loop would starve replies,
-#: windows, timeouts and the agent's ZeroMQ I/O until the run's end.
-TICK_BUDGET = 0.002
-#: Messages one connection may have awaiting replies in the open model. At
-#: the bound it sends no more until replies (or timeouts) make room: the
-#: target is not keeping up, and what it holds back goes out behind schedule,
-#: its latency still counted from the intended time. Bounds the in-flight
-#: table (~0.5 MB a connection) and what the drain at stop has to wait for,
-#: instead of queueing seconds of messages in socket buffers.
-MAX_IN_FLIGHT = 4096
-#: How often (seconds) a sender held back (in-flight bound, paused writes) looks again.
-HOLD_POLL = 0.005
+#: seconds between two looks at the run's end by a sender waiting for a paused
+#: connection to resume (the phase change itself wakes it at once)
+PAUSE_RECHECK = 1.0
 _mono = time.monotonic
-
-
-class Phase(enum.IntEnum):
-    RUNNING = 0
-    DRAINING = 1
-    CLOSING = 2
-    DONE = 3
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``.
-
-    ``error_texts`` holds the first message of each error kind (bounded, see
-    :class:`worker.recorder.Recorder`), so a run that tested nothing can say why.
-    """
-
-    counters: dict[str, int]
-    errors: dict[str, int]
-    started_at: float
-    stopped_at: float
-    stopped_early: bool
-    error_texts: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def balanced(self) -> bool:
-        c = self.counters
-        return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
 
 
 class Engine(Accounting, ABC):
@@ -115,10 +73,10 @@ class Engine(Accounting, ABC):
     ``start_at`` is a wall-clock time (so workers on several hosts start
     together); by default the run starts at once.
 
-    A subclass opens connections (:meth:`_open`), watches them
-    (:meth:`_attach`), sends (:meth:`_send`), says whether one can still send
-    (:meth:`_alive`) and closes them (:meth:`_close`); it hands every reply to
-    :meth:`_on_message` and every close to :meth:`_on_closed`.
+    A subclass opens connections (:meth:`open_link`); everything else about
+    a connection goes through its :class:`Link`. Public for subclasses and
+    links: ``spec``, ``share``, ``template``, ``options`` and ``ssl`` (how to
+    open), :meth:`nap`, and the core's ``phase``/``send_until``/``recorder``.
     """
 
     def __init__(
@@ -131,24 +89,22 @@ class Engine(Accounting, ABC):
         window: float = WINDOW_SECONDS,
         client_prefix: str = "client-",
     ) -> None:
-        self._template = PayloadTemplate(spec.payload, spec.payload_size)
+        self.template = PayloadTemplate(spec.payload, spec.payload_size)
         self.share = share or Share(count=spec.num_clients, total=spec.num_clients)
         self._period = send_period(spec.interval, self.share)
-        super().__init__(spec, stamped=self._template.uses_ts, closed_loop=self._period <= 0)
+        super().__init__(spec, stamped=self.template.uses_ts, closed_loop=self._period <= 0)
         self.spec = spec
         self._on_batch = on_batch
         self._start_at = start_at
         self._window = window
         self._prefix = client_prefix
-        self._options = ConnectOptions.from_spec(spec)
-        self._ssl = self._options.ssl_context() if spec.ws_url.startswith("wss:") else None
-        self._phase = Phase.RUNNING
+        self.options = ConnectOptions.from_spec(spec)
+        self.ssl = self.options.ssl_context() if spec.ws_url.startswith("wss:") else None
         self._conns: dict[int, Conn] = {}
         self._naps: set[asyncio.Future[None]] = set()
         self._stop_requested = asyncio.Event()
         self._handshakes = asyncio.Semaphore(PENDING_HANDSHAKES)
         self._start = 0.0
-        self._send_until = 0.0
         #: when the current turn of scheduled sending began (see :meth:`_yield_turn`)
         self._turn_started = 0.0
         self._turn_reset = False
@@ -157,27 +113,8 @@ class Engine(Accounting, ABC):
     # -- what a subclass provides ---------------------------------------------
 
     @abstractmethod
-    async def _open(self, source: str) -> Any:
+    async def open_link(self, source: str) -> Link:
         """Open one connection (from local address ``source``), or raise ConnectFailed."""
-
-    @abstractmethod
-    def _attach(self, link: Any, conn: Conn) -> asyncio.Task[None] | None:
-        """Deliver ``link``'s messages to :meth:`_on_message` and its close to :meth:`_on_closed`.
-
-        Returns the reader task if the engine needs one (the caller owns it).
-        """
-
-    @abstractmethod
-    async def _send(self, conn: Conn, intended: float) -> bool:
-        """Send the client's next message (:meth:`_next_message`); False when the link is gone."""
-
-    @abstractmethod
-    def _alive(self, conn: Conn) -> bool:
-        """Whether a message sent now can still reach the server."""
-
-    @abstractmethod
-    async def _close(self, conn: Conn) -> None:
-        """Close with code 1000 and wait (bounded) until the connection is gone."""
 
     def _services(self) -> list[Coroutine[Any, Any, None]]:
         """The run-wide tasks, owned by the run's task group; a subclass may add its own."""
@@ -197,17 +134,13 @@ class Engine(Accounting, ABC):
         the lost worker's, so client ids stay unique. False, and nothing
         started, once the run is past sending.
         """
-        if self._tasks is None or self._phase is not Phase.RUNNING or _mono() >= self._send_until:
+        if self._tasks is None or self.phase is not Phase.RUNNING or _mono() >= self.send_until:
             return False
         begin = max(_mono(), self._start)
         for index in range(share.count):
             at = begin + ramp * index / share.count
             self._tasks.create_task(self._client(index, share, at))
         return True
-
-    @property
-    def phase(self) -> Phase:
-        return self._phase
 
     @property
     def in_flight(self) -> int:
@@ -217,7 +150,7 @@ class Engine(Accounting, ABC):
         """Run the whole lifecycle and return the totals."""
         delay = max(0.0, self._start_at - time.time()) if self._start_at else 0.0
         self._start = _mono() + delay
-        self._send_until = self._start + self.spec.duration
+        self.send_until = self._start + self.spec.duration
         rec = self.recorder
         rec.start_window(time.time())
         started_at = time.time() + delay
@@ -228,17 +161,17 @@ class Engine(Accounting, ABC):
             clients = [tg.create_task(self._client(i)) for i in range(self.share.count)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._stop_requested.wait(), timeout=max(0.0, self._send_until - _mono())
+                    self._stop_requested.wait(), timeout=max(0.0, self.send_until - _mono())
                 )
             stopped_early = self._stop_requested.is_set()
-            self._phase = Phase.DRAINING
+            self.phase = Phase.DRAINING
             self._wake_all()
             await self._drain()
-            self._phase = Phase.CLOSING
+            self.phase = Phase.CLOSING
             self._wake_all()
             await self._close_all()
             await asyncio.gather(*clients)
-            self._phase = Phase.DONE
+            self.phase = Phase.DONE
         final = rec.take_window(time.time(), final=True)  # also samples the CPU time
         if self._on_batch is not None:
             self._on_batch(final)
@@ -261,28 +194,28 @@ class Engine(Accounting, ABC):
         rec = self.recorder
         if at is None:
             at = connect_at(self._start, self.spec.ramp_up, share, index)
-        await self._nap(at - _mono())
+        await self.nap(at - _mono())
         sources = self.spec.source_addresses
         source = sources[(share.offset + index) % len(sources)] if sources else ""
         seq = 0
         failures = 0
         connected_before = False
-        while self._phase is Phase.RUNNING and _mono() < self._send_until:
+        while self.phase is Phase.RUNNING and _mono() < self.send_until:
             try:
                 async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
                     if _mono() - self._turn_started > TICK_BUDGET:  # opens share the turn
                         await self._yield_turn()
-                    if self._phase is not Phase.RUNNING:  # the run ended while this one queued
+                    if self.phase is not Phase.RUNNING:  # the run ended while this one queued
                         return
                     t0 = _mono()
-                    link = await self._open(source)
+                    link = await self.open_link(source)
             except ConnectFailed as exc:
                 rec.connect_failures += 1
                 rec.error(exc.kind, str(exc))
                 if not self.spec.reconnect:
                     return
                 failures += 1
-                await self._nap(self._backoff(failures))
+                await self.nap(self._backoff(failures))
                 continue
             connected = _mono()
             rec.connected(int((connected - t0) * 1e6))
@@ -291,26 +224,26 @@ class Engine(Accounting, ABC):
             connected_before = True
             failures = 0
             seq = await self._drive(index, client_id, link, connected, seq, share)
-            if self._phase is not Phase.RUNNING or not self.spec.reconnect:
+            if self.phase is not Phase.RUNNING or not self.spec.reconnect:
                 return
             failures += 1
-            await self._nap(self._backoff(failures))
+            await self.nap(self._backoff(failures))
 
     async def _drive(
-        self, index: int, client_id: str, link: Any, connected: float, seq: int, share: Share
+        self, index: int, client_id: str, link: Link, connected: float, seq: int, share: Share
     ) -> int:
         """Send and receive on one connection until it closes; returns the last seq."""
         loop = asyncio.get_running_loop()
-        conn = Conn(link, self._template.renderer(client_id), seq, loop.create_future())
+        conn = Conn(link, self.template.renderer(client_id), seq, loop.create_future())
         key = share.offset + index  # the client's number: unique over added shares too
         period = self._period if share is self.share else send_period(self.spec.interval, share)
         self._conns[key] = conn
-        reader = self._attach(link, conn)
+        reader = link.attach(conn)
         try:
-            if self._phase is not Phase.RUNNING:  # connected while the run was ending
+            if self.phase is not Phase.RUNNING:  # connected while the run was ending
                 conn.closed_by_us = True
-                await self._close(conn)
-            elif self._closed_loop:
+                await link.close()
+            elif self.closed_loop:
                 await self._send_closed_loop(conn)
             else:
                 first = first_send(connected, period, share, index)
@@ -332,21 +265,21 @@ class Engine(Accounting, ABC):
         above capacity all of them together keep the loop at most about
         TICK_BUDGET before replies, windows and the agent run again.
         """
-        while self._phase is Phase.RUNNING and self._alive(conn):
+        while self.phase is Phase.RUNNING and conn.link.alive:
             due = schedule.next_at
-            if due >= self._send_until:
+            if due >= self.send_until:
                 break
             now = _mono()
             delay = due - now
             if delay > TIMER_SLACK:
-                await self._nap(delay - TIMER_SLACK)
+                await self.nap(delay - TIMER_SLACK)
                 self._turn_started = _mono()
                 continue
             if now - self._turn_started > TICK_BUDGET:
                 await self._yield_turn()
                 continue
             if len(conn.inflight) >= MAX_IN_FLIGHT:
-                await self._nap(HOLD_POLL)
+                await self.nap(HOLD_POLL)
                 continue
             if not await self._send(conn, schedule.advance()):
                 break
@@ -368,17 +301,28 @@ class Engine(Accounting, ABC):
         self._turn_started = _mono()
 
     async def _send_closed_loop(self, conn: Conn) -> None:
-        """Start (and after a timeout, restart) the reply-driven chain of :meth:`_on_message`."""
+        """Start (and after a timeout, restart) the reply-driven chain of :meth:`on_message`."""
         loop = asyncio.get_running_loop()
-        while self._sending(conn):
+        while self.sending(conn.link):
             conn.stalled = loop.create_future()
             if not await self._send(conn, _mono()):
                 break
             await conn.stalled
         conn.stalled = None
 
-    def _sending(self, conn: Conn) -> bool:
-        return self._phase is Phase.RUNNING and self._alive(conn) and _mono() < self._send_until
+    async def _send(self, conn: Conn, intended: float) -> bool:
+        """Send now, or once the target reads again: a paused connection writes no message.
+
+        The wait ends with the run's phase (the lifecycle wakes every nap) or
+        the connection; ``intended`` stays the time the message was wanted, so
+        the pause shows in its latency.
+        """
+        link: Link = conn.link
+        while link.paused and self.sending(link):
+            await self.nap(PAUSE_RECHECK, link.resumed())
+        if not link.alive or link.paused:
+            return False
+        return await link.send(self.next_message(conn, intended))
 
     # -- run-wide tasks -----------------------------------------------------
 
@@ -387,8 +331,8 @@ class Engine(Accounting, ABC):
         timeout = self.spec.reply_timeout
         every = min(0.05, timeout / 4)
         rec = self.recorder
-        while self._phase < Phase.CLOSING:
-            await self._nap(every)
+        while self.phase < Phase.CLOSING:
+            await self.nap(every)
             cutoff = _mono() - timeout
             for conn in list(self._conns.values()):
                 if not conn.inflight:  # idle (opening, held open): a look costs a call
@@ -399,9 +343,9 @@ class Engine(Accounting, ABC):
                     conn.wake()
 
     async def _emit_windows(self) -> None:
-        while self._phase < Phase.CLOSING:
-            await self._nap(self._window)
-            if self._on_batch is not None and self._phase < Phase.CLOSING:
+        while self.phase < Phase.CLOSING:
+            await self.nap(self._window)
+            if self._on_batch is not None and self.phase < Phase.CLOSING:
                 self._on_batch(self.recorder.take_window(time.time()))
 
     async def _drain(self) -> None:
@@ -415,14 +359,15 @@ class Engine(Accounting, ABC):
         for conn in conns:
             self.recorder.unanswered += conn.inflight.forget()
             conn.closed_by_us = True
-        await asyncio.gather(*(self._close(c) for c in conns), return_exceptions=True)
+        await asyncio.gather(*(c.link.close() for c in conns), return_exceptions=True)
 
     # -- helpers ------------------------------------------------------------
 
-    async def _nap(self, delay: float, fut: asyncio.Future[None] | None = None) -> None:
+    async def nap(self, delay: float, fut: asyncio.Future[None] | None = None) -> None:
         """Sleep ``delay`` seconds, or less when the run moves to its next phase.
 
         Resolving ``fut`` (the caller's own wake-up) ends the nap early too.
+        Public: a subclass's own services (the picows ticker) nap this way.
         """
         if delay <= 0:
             return
@@ -443,31 +388,13 @@ class Engine(Accounting, ABC):
             conn.wake()
 
     def _backoff(self, failures: int) -> float:
-        cap = self.spec.reconnect_max_delay
-        delay = min(cap, RECONNECT_BASE_DELAY * 2.0 ** min(failures - 1, 30))
-        return delay * random.uniform(0.5, 1.0)
-
-
-def create_engine(spec: JobSpec, share: Share | None = None, **kwargs: Any) -> Engine:
-    """The engine ``spec`` asks for (:attr:`JobSpec.client_engine`), ready to :meth:`Engine.run`."""
-    if spec.client_engine == "websockets":
-        from worker.engine_websockets import WebsocketsEngine
-
-        return WebsocketsEngine(spec, share, **kwargs)
-    from worker.engine_picows import PicowsEngine
-
-    return PicowsEngine(spec, share, **kwargs)
+        return backoff(failures, self.spec.reconnect_max_delay)
 
 
 __all__ = [
-    "HOLD_POLL",
-    "MAX_IN_FLIGHT",
-    "TICK_BUDGET",
-    "TIMER_SLACK",
-    "Conn",
+    "PAUSE_RECHECK",
+    "PENDING_HANDSHAKES",
+    "WINDOW_SECONDS",
     "Engine",
     "EngineResult",
-    "Phase",
-    "create_engine",
-    "resolve",
 ]

@@ -12,6 +12,10 @@ tell the generator's lag from the target's. What is still behind when the
 sending time ends is never sent (so never counted sent): the accounting
 identity stays exact. Closed loop (``period == 0``) has no schedule: each
 message is intended to go as soon as the previous reply arrived.
+
+The pacing bounds every sender keeps (timer slack, the per-turn budget, the
+in-flight bound) are here too, shared by the lifecycle (:mod:`worker.engine`)
+and the picows engine's ticker.
 """
 
 from __future__ import annotations
@@ -22,6 +26,23 @@ from dataclasses import dataclass
 #: above a loop turn's jitter (timers tick in milliseconds, a sender yields
 #: every couple of milliseconds), far below any latency worth reporting.
 BEHIND_SLACK = 0.005
+#: uvloop's timers tick in milliseconds: a message due within this many
+#: seconds goes out now rather than after a timer that may fire a tick late,
+#: so the generator's own timer lag does not inflate intended-time latency.
+TIMER_SLACK = 0.001
+#: Longest a sender keeps the event loop to itself (seconds). Above capacity
+#: every message is always due; without a yield the loop would starve replies,
+#: windows, timeouts and the agent's ZeroMQ I/O until the run's end.
+TICK_BUDGET = 0.002
+#: Messages one connection may have awaiting replies in the open model. At
+#: the bound it sends no more until replies (or timeouts) make room: the
+#: target is not keeping up, and what it holds back goes out behind schedule,
+#: its latency still counted from the intended time. Bounds the in-flight
+#: table (~0.5 MB a connection) and what the drain at stop has to wait for,
+#: instead of queueing seconds of messages in socket buffers.
+MAX_IN_FLIGHT = 4096
+#: How often (seconds) a sender held back (in-flight bound, paused writes) looks again.
+HOLD_POLL = 0.005
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ CONNECT_TIMEOUT = 1.0
 #: (Python, uvloop, ZeroMQ, NumPy, picows, websockets): about 56 MiB on
 #: x86-64 Linux; README.md documents the budget with this allowance
 WORKER_BASE_MIB = 80
-#: picows' receive cap (worker.picows_listener.RECEIVE_BUFFER) and uvloop's
+#: picows' receive cap (worker.engines.picows_listener.RECEIVE_BUFFER) and uvloop's
 #: write high-water mark
 RECEIVE_BUFFER = 256 * 1024
 WRITE_HIGH_WATER = 64 * 1024

@@ -20,9 +20,10 @@ import pytest
 from common.spec import ENGINES, build_spec
 from tests.hostile.server import HostileServer
 from worker.client import NotConnected, WebSocketClient
-from worker.engine import EngineResult, create_engine
+from worker.engine import EngineResult
+from worker.engines import create_engine
+from worker.engines.picows_listener import valid_close_code
 from worker.errors import failure_kind
-from worker.picows_listener import valid_close_code
 
 LIMIT = 65536
 CLIENTS = 2

@@ -22,7 +22,7 @@ from common.spec import ENGINES, build_spec
 from tests.integration.conftest import WSLOAD
 from tests.integration.handshake_target import BEHAVIOURS, SLOW_101, HandshakeTarget
 from worker.connect import connected_socket, source_socket
-from worker.engine import create_engine
+from worker.engines import create_engine
 from worker.recorder import WindowBatch
 
 #: every behaviour of the target that fails the handshake

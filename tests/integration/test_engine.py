@@ -20,7 +20,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from common.histogram import LatencyHistogram
 from common.spec import ENGINES, MAX_PAYLOAD_SIZE, JobSpec, build_spec
 from tests.integration.conftest import ServerFactory
-from worker.engine import EngineResult, create_engine
+from worker.engine import EngineResult
+from worker.engines import create_engine
 from worker.recorder import WindowBatch
 from worker.schedule import Share
 

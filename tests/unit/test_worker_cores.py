@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 import worker.accounting
 from common.spec import DEFAULT_PAYLOAD, build_spec
 from worker.accounting import Conn
-from worker.engine import Engine, create_engine
+from worker.engine import Engine
+from worker.engines import create_engine
 from worker.errors import PayloadError
 from worker.payload import PayloadTemplate
 from worker.recorder import COUNTERS, MAX_ERROR_TEXT, MAX_ERROR_TEXTS, Recorder
@@ -176,7 +177,7 @@ def engine_and_conn(
 ) -> tuple[Engine, Conn]:
     spec = build_spec(env={}, ws_url="ws://127.0.0.1:9/ws", engine="picows", **overrides)
     engine = create_engine(spec, Share(count=1, total=1))
-    conn = Conn(None, engine._template.renderer("client-0"), seq, loop.create_future())
+    conn = Conn(None, engine.template.renderer("client-0"), seq, loop.create_future())
     return engine, conn
 
 
@@ -197,21 +198,21 @@ def test_only_a_message_with_an_id_in_flight_is_a_reply(
     engine, conn = engine_and_conn(loop, interval=0.1)
     rec = engine.recorder
     for _ in range(3):
-        engine._next_message(conn, clock.now)
+        engine.next_message(conn, clock.now)
     clock.now += 0.030
-    engine._on_message(conn, b'{"type": "heartbeat", "n": 1}')  # a push: no id field
-    engine._on_message(conn, reply(0))
-    engine._on_message(conn, reply(99))  # never sent
+    engine.on_message(conn, b'{"type": "heartbeat", "n": 1}')  # a push: no id field
+    engine.on_message(conn, reply(0))
+    engine.on_message(conn, reply(99))  # never sent
     assert (rec.received, rec.unsolicited, rec.late) == (0, 3, 0)
     assert len(conn.inflight) == 3  # nothing was charged to a message in flight
-    engine._on_message(conn, reply(2))
-    engine._on_message(conn, reply(2))  # a duplicate
+    engine.on_message(conn, reply(2))
+    engine.on_message(conn, reply(2))  # a duplicate
     assert (rec.received, rec.unsolicited, rec.late) == (1, 3, 1)
     assert near(rec.latency, [30_000])
     assert list(conn.inflight) == [1, 3]
     clock.now += 10.0
     rec.timed_out += conn.inflight.expire(clock.now - 5.0)
-    engine._on_message(conn, reply(1))  # after its timeout
+    engine.on_message(conn, reply(1))  # after its timeout
     assert (rec.received, rec.unsolicited, rec.late, rec.timed_out) == (1, 3, 2, 2)
     assert rec.sent == rec.received + rec.timed_out + rec.lost + rec.unanswered
 
@@ -220,9 +221,9 @@ def test_ids_of_an_earlier_connection_are_unsolicited(
     clock: FakeClock, loop: asyncio.AbstractEventLoop
 ) -> None:
     engine, conn = engine_and_conn(loop, seq=10, interval=0.1)  # ids 1..10 went before
-    engine._next_message(conn, clock.now)
+    engine.next_message(conn, clock.now)
     assert list(conn.inflight) == [11]
-    engine._on_message(conn, reply(7))
+    engine.on_message(conn, reply(7))
     assert (engine.recorder.unsolicited, engine.recorder.late) == (1, 0)
 
 
@@ -231,12 +232,12 @@ def test_match_order_takes_any_message_as_the_oldest_reply(
 ) -> None:
     engine, conn = engine_and_conn(loop, interval=0.1, match="order")
     rec = engine.recorder
-    engine._next_message(conn, clock.now)
-    engine._next_message(conn, clock.now)
+    engine.next_message(conn, clock.now)
+    engine.next_message(conn, clock.now)
     clock.now += 0.005
-    engine._on_message(conn, b'{"type": "heartbeat", "n": 1}')
-    engine._on_message(conn, reply(77))
-    engine._on_message(conn, reply(1))  # nothing left in flight
+    engine.on_message(conn, b'{"type": "heartbeat", "n": 1}')
+    engine.on_message(conn, reply(77))
+    engine.on_message(conn, reply(1))  # nothing left in flight
     assert (rec.received, rec.unsolicited, rec.late) == (2, 0, 1)
     assert near(rec.latency, [5000, 5000])
 
@@ -247,16 +248,16 @@ def test_late_sends_count_behind_schedule_with_latency_from_intended(
     engine, conn = engine_and_conn(loop, interval=0.1)
     rec = engine.recorder
     intended = clock.now
-    engine._next_message(conn, intended + 0.0005)  # up to TIMER_SLACK early: from the send
+    engine.next_message(conn, intended + 0.0005)  # up to TIMER_SLACK early: from the send
     clock.now += BEHIND_SLACK / 2
-    engine._next_message(conn, intended)  # late, within the slack
+    engine.next_message(conn, intended)  # late, within the slack
     assert rec.behind_schedule == 0
     clock.now = intended + 0.5
-    engine._next_message(conn, intended)  # the generator held it 500 ms
+    engine.next_message(conn, intended)  # the generator held it 500 ms
     assert rec.behind_schedule == 1
     clock.now += 0.010
     for seq in (1, 2, 3):
-        engine._on_message(conn, reply(seq))
+        engine.on_message(conn, reply(seq))
     assert near(rec.latency, [510_000, 510_000, 510_000])  # all from the intended time
     assert near(rec.service, [510_000, 507_500, 10_000])
 

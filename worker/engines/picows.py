@@ -1,22 +1,22 @@
 """The default engine, on picows: replies handled where the bytes arrive.
 
 picows parses frames in Cython and calls
-:meth:`worker.picows_listener.Listener.on_ws_frame`
-straight from the transport's ``data_received``. The reply is matched and
-recorded there and, in closed loop, the next message is sent from the same
-callback: a round trip costs no task switch, no future and no lock. In the
-open model one ticker task sends every client's due messages from a heap
-of send times, rather than a sleeping coroutine per client (a timer, a
-future and a task switch per message).
+:meth:`worker.engines.picows_listener.Listener.on_ws_frame` (the engine's
+:class:`worker.accounting.Link`) straight from the transport's
+``data_received``. The reply is matched and recorded there and, in closed
+loop, the next message is sent from the same callback: a round trip costs
+no task switch, no future and no lock. In the open model one ticker task
+sends every client's due messages from a heap of send times, rather than a
+sleeping coroutine per client (a timer, a future and a task switch per
+message).
 
 It does not speak permessage-deflate: ``compression`` jobs run on
-:mod:`worker.engine_websockets` (``--engine auto`` chooses that by itself).
+:mod:`worker.engines.websockets` (``--engine auto`` chooses that by itself).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -24,28 +24,14 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from picows import (
-    WSCloseCode,
-    WSError,
-    WSHandshakeError,
-    WSMsgType,
-    ws_connect,
-)
+from picows import WSError, WSHandshakeError, WSMsgType, ws_connect
 
+from worker.accounting import Conn, Phase, resolve
 from worker.connect import USER_AGENT, classify, connected_socket
-from worker.engine import (
-    HOLD_POLL,
-    MAX_IN_FLIGHT,
-    TICK_BUDGET,
-    TIMER_SLACK,
-    Conn,
-    Engine,
-    Phase,
-    resolve,
-)
+from worker.engine import Engine
+from worker.engines.picows_listener import Listener
 from worker.errors import ConnectFailed, HandshakeRejected
-from worker.picows_listener import Listener as _Listener
-from worker.schedule import SendSchedule
+from worker.schedule import HOLD_POLL, MAX_IN_FLIGHT, TICK_BUDGET, TIMER_SLACK, SendSchedule
 
 _TEXT = WSMsgType.TEXT
 _mono = time.monotonic
@@ -61,11 +47,6 @@ HANDSHAKE_MARGIN = 0.05
 _Due = tuple[float, int, Conn, SendSchedule, asyncio.Future[None]]
 #: parked senders one look every HOLD_POLL may check; more stretch the interval
 PARK_SCAN = 1000
-#: seconds between two looks at the run's end by a sender waiting for a paused
-#: connection to resume (the phase change itself wakes it at once)
-PAUSE_RECHECK = 1.0
-#: seconds an aborted connection gets to report its disconnect
-ABORT_WAIT = 1.0
 
 
 def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
@@ -78,7 +59,7 @@ def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
     still: list[_Due] = []
     for entry in parked:
         conn = entry[2]
-        link = conn.link
+        link: Listener = conn.link
         if not link.alive:
             resolve(entry[4])
         elif link.paused or len(conn.inflight) >= MAX_IN_FLIGHT:
@@ -89,6 +70,8 @@ def _unpark(parked: list[_Due], due: list[_Due]) -> list[_Due]:
 
 
 class PicowsEngine(Engine):
+    """Connections are :class:`Listener` links; the open model's sends come from one ticker."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: (due, tie-break, conn, schedule, done) of every scheduled sender
@@ -99,7 +82,7 @@ class PicowsEngine(Engine):
 
     def _services(self) -> list[Coroutine[Any, Any, None]]:
         services = super()._services()
-        if not self._closed_loop:
+        if not self.closed_loop:
             services.append(self._tick())
         return services
 
@@ -127,13 +110,13 @@ class PicowsEngine(Engine):
         due = self._due
         parked: list[_Due] = []
         loop = asyncio.get_running_loop()
-        send_until = self._send_until
-        next_message = self._next_message
+        send_until = self.send_until
+        next_message = self.next_message
         order = self._order
         push, pop = heapq.heappush, heapq.heappop
         park_check = 0.0
         try:
-            while self._phase is Phase.RUNNING:
+            while self.phase is Phase.RUNNING:
                 turn = now = _mono()
                 if parked and now >= park_check:
                     parked = _unpark(parked, due)
@@ -145,14 +128,14 @@ class PicowsEngine(Engine):
                         break
                     entry = pop(due)
                     at, _, conn, schedule, done = entry
-                    link = conn.link
+                    link: Listener = conn.link
                     if at >= send_until or now >= send_until or not link.alive:
                         resolve(done)
                         continue
                     if link.paused or len(conn.inflight) >= MAX_IN_FLIGHT:
                         parked.append(entry)
                         continue
-                    link.transport.send(_TEXT, next_message(conn, schedule.advance()))
+                    link.transport.send(_TEXT, next_message(conn, schedule.advance()))  # type: ignore[union-attr]
                     push(due, (schedule.next_at, next(order), conn, schedule, done))
                     now = _mono()
                 else:
@@ -165,7 +148,7 @@ class PicowsEngine(Engine):
                     self._ticker_at = wake
                     self._ticker_wake = loop.create_future()  # an earlier newcomer wakes it
                     try:
-                        await self._nap(max(TIMER_SLACK, wake - _mono()), self._ticker_wake)
+                        await self.nap(max(TIMER_SLACK, wake - _mono()), self._ticker_wake)
                     finally:
                         self._ticker_wake = None
                     continue
@@ -176,7 +159,7 @@ class PicowsEngine(Engine):
                 resolve(done)
             due.clear()
 
-    async def _open(self, source: str) -> _Listener:
+    async def open_link(self, source: str) -> Listener:
         """Open one connection; every way it can fail is a ConnectFailed with a kind.
 
         The TCP connection is made first (:func:`connected_socket`: with
@@ -184,7 +167,7 @@ class PicowsEngine(Engine):
         whose handshake timer then gets what is left of the connect timeout
         (less HANDSHAKE_MARGIN): a silent target fails ``ws_connect`` itself.
         """
-        options = self._options
+        options = self.options
         url = self.spec.ws_url
         headers = [("User-Agent", USER_AGENT), *options.headers]
         if options.subprotocols:
@@ -196,9 +179,9 @@ class PicowsEngine(Engine):
                 # picows owns the socket from here: closed with its transport or
                 # detached by uvloop when the transport cannot be made.
                 transport, listener = await ws_connect(
-                    lambda: _Listener(self),
+                    lambda: Listener(self, self.spec.max_message_size, options.timeout),
                     url,
-                    ssl_context=self._ssl,
+                    ssl_context=self.ssl,
                     websocket_handshake_timeout=max(deadline - _mono() - HANDSHAKE_MARGIN, 1e-3),
                     max_frame_size=self.spec.max_message_size,
                     enable_auto_pong=False,  # the listener answers pings (bounded while paused)
@@ -221,55 +204,8 @@ class PicowsEngine(Engine):
             raise HandshakeRejected(
                 None, f"{url}: server chose subprotocol {chosen!r}, not offered"
             )
-        assert isinstance(listener, _Listener)
+        assert isinstance(listener, Listener)
         return listener
-
-    def _attach(self, link: _Listener, conn: Conn) -> None:
-        link.attach(conn)
-
-    def _alive(self, conn: Conn) -> bool:
-        return conn.link.alive  # type: ignore[no-any-return]
-
-    async def _send(self, conn: Conn, intended: float) -> bool:
-        """Send now, or once the target reads again: a paused connection writes no message.
-
-        The wait ends with the run's phase (the engine wakes every nap) or the
-        connection; ``intended`` stays the time the message was wanted, so the
-        pause shows in its latency.
-        """
-        link: _Listener = conn.link
-        while link.paused and self._sending(conn):
-            await self._nap(PAUSE_RECHECK, link.resumed())
-        if not link.alive or link.paused:
-            return False
-        link.transport.send(_TEXT, self._next_message(conn, intended))  # type: ignore[union-attr]
-        return True
-
-    async def _close(self, conn: Conn) -> None:
-        """Close with 1000 and wait for the server's close, at most the connect timeout.
-
-        Past it (a target that neither answers nor reads) the socket is
-        aborted; then picows reports the disconnect on the loop's next turns.
-        """
-        link: _Listener = conn.link
-        transport = link.transport
-        if link.gone or transport is None:
-            return
-        link.alive = False
-        link.wake()
-        if not transport.is_close_frame_sent:
-            transport.send_close(WSCloseCode.OK)
-        try:  # the server answers with its close frame, on which the listener hangs up
-            async with asyncio.timeout(self._options.timeout):
-                await transport.wait_disconnected()
-            return
-        except TimeoutError:
-            transport.disconnect(graceful=False)
-        except Exception:  # a local failure picows re-raises here; the link is gone either way
-            return
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(ABORT_WAIT):
-                await transport.wait_disconnected()
 
 
 def _classify(exc: BaseException, url: str) -> ConnectFailed:

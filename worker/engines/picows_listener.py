@@ -1,4 +1,10 @@
-"""One picows connection's callbacks: RFC 6455 checks, size limit, write backpressure.
+"""One picows connection (the picows engine's Link): RFC 6455 checks, size limit, backpressure.
+
+:class:`Listener` is both picows' callback object and the engine's
+:class:`worker.accounting.Link`: it hands replies to the core
+(:meth:`worker.accounting.Accounting.on_message`), sends the closed loop's
+next message from the same callback, and reports the close
+(:meth:`worker.accounting.Accounting.on_closed`).
 
 picows parses frames and enforces part of RFC 6455 itself: opcodes, masked
 server frames, fragmented or oversized (> 125 bytes) control frames, the
@@ -13,7 +19,7 @@ message, and the total size of a fragmented message.
 A violation fails the connection (RFC 6455 7.1.7): a close frame with 1002
 (1007 for invalid UTF-8, as RFC 6455 8.1 says; 1009 past
 ``max_message_size``), then the TCP connection is closed, aborted after
-:data:`FAIL_GRACE` seconds if the target does not take it. It is counted once,
+:data:`worker.connect.FAIL_GRACE` seconds if the target does not take it. It is counted once,
 under the error kind ``protocol`` (``too_big`` for the size), never as a reply,
 and said once per kind on stderr. picows' own per-connection log lines (and
 the traceback of the exception it leaves on its disconnect future) are
@@ -22,10 +28,11 @@ silenced: the engine reports them the same way.
 Backpressure: uvloop calls :meth:`Listener.pause_writing` when the
 connection's write buffer passes its high-water mark (the target is not
 reading). While ``paused`` no data message is written (the closed loop's
-next message waits in :meth:`worker.engine_picows.PicowsEngine._send`, the
-ticker skips the connection) and pings are not answered one by one: only the
-most recent one is, on resume (RFC 6455 5.5.3 allows it). A connection's
-write buffer is thus bounded by the high-water mark plus one message.
+next message waits in the lifecycle's sender, :meth:`worker.engine.Engine.nap`
+on :meth:`Listener.resumed`; the ticker skips the connection) and pings are
+not answered one by one: only the most recent one is, on resume (RFC 6455
+5.5.3 allows it). A connection's write buffer is thus bounded by the
+high-water mark plus one message.
 """
 
 from __future__ import annotations
@@ -35,15 +42,12 @@ import contextlib
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from worker.engine import Conn, Phase, resolve
+from worker.accounting import Accounting, Conn, Phase, resolve
+from worker.connect import FAIL_GRACE
 from worker.errors import failure_kind, report_once
-
-if TYPE_CHECKING:
-    from worker.engine_picows import PicowsEngine
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -52,10 +56,8 @@ _PING = WSMsgType.PING
 _CLOSE = WSMsgType.CLOSE
 _RUNNING = Phase.RUNNING
 _mono = time.monotonic
-#: seconds a failed (or server-closed) connection's close frame gets to leave
-#: before the socket is aborted: a target that does not read would otherwise
-#: hold a graceful close forever
-FAIL_GRACE = 1.0
+#: seconds an aborted connection gets to report its disconnect
+ABORT_WAIT = 1.0
 #: the kernel's receive buffer per connection (SO_RCVBUF; the kernel doubles it
 #: for its bookkeeping). picows doubles its own read buffer whenever a read
 #: fills it, so a target that sends faster than the worker parses (a ping
@@ -84,11 +86,17 @@ def _utf8(data: bytes | bytearray) -> bool:
 
 
 class Listener(WSListener):
-    """One connection's callbacks; until :meth:`attach`, a close is only remembered."""
+    """One connection's callbacks; until :meth:`attach`, a close is only remembered.
 
-    def __init__(self, engine: PicowsEngine) -> None:
-        self.engine = engine
-        self.limit = engine.spec.max_message_size
+    ``core`` is the population's accounting (replies, closes, the run's
+    phase); ``limit`` the largest message (``max_message_size``);
+    ``close_timeout`` bounds :meth:`close` (the connect timeout).
+    """
+
+    def __init__(self, core: Accounting, limit: int, close_timeout: float) -> None:
+        self.core = core
+        self.limit = limit
+        self.close_timeout = close_timeout
         self.conn: Conn | None = None
         self.transport: WSTransport | None = None
         #: a message sent now can still reach the server
@@ -109,10 +117,47 @@ class Listener(WSListener):
         self.ping: bytes | None = None
         self._resumed: asyncio.Future[None] | None = None
 
+    # -- the Link protocol ------------------------------------------------------
+
     def attach(self, conn: Conn) -> None:
+        """Hand replies and the close to the core from now on (no reader task)."""
         self.conn = conn
         if self.gone:
             self._report_close()
+
+    async def send(self, text: str) -> bool:
+        """Write one message now (the lifecycle waited for ``paused`` to clear)."""
+        if self.transport is None:
+            return False
+        self.transport.send(_TEXT, text)
+        return True
+
+    async def close(self) -> None:
+        """Close with 1000 and wait for the server's close, at most ``close_timeout``.
+
+        Past it (a target that neither answers nor reads) the socket is
+        aborted; then picows reports the disconnect on the loop's next turns.
+        """
+        transport = self.transport
+        if self.gone or transport is None:
+            return
+        self.alive = False
+        self.wake()
+        if not transport.is_close_frame_sent:
+            transport.send_close(WSCloseCode.OK)
+        try:  # the server answers with its close frame, on which the listener hangs up
+            async with asyncio.timeout(self.close_timeout):
+                await transport.wait_disconnected()
+            return
+        except TimeoutError:
+            transport.disconnect(graceful=False)
+        except Exception:  # a local failure picows re-raises here; the link is gone either way
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(ABORT_WAIT):
+                await transport.wait_disconnected()
+
+    # -- picows' callbacks -------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -185,22 +230,17 @@ class Listener(WSListener):
 
     def _message(self, data: bytes) -> None:
         conn = self.conn
-        engine = self.engine
+        core = self.core
         if conn is None:  # a frame before the engine took the connection: nothing is in flight
-            engine.recorder.unsolicited += 1
+            core.recorder.unsolicited += 1
             return
-        if not engine._on_message(conn, data):
+        if not core.on_message(conn, data):
             return
         # Closed loop: the next message goes out from here (the write is synchronous),
         # unless the target is not reading: then the sending coroutine waits for it.
-        # The condition is Engine._sending, inlined: this runs once per reply.
-        if (
-            self.alive
-            and not self.paused
-            and engine._phase is _RUNNING
-            and _mono() < engine._send_until
-        ):
-            self.transport.send(_TEXT, engine._next_message(conn, _mono()))  # type: ignore[union-attr]
+        # The condition is Accounting.sending, inlined: this runs once per reply.
+        if self.alive and not self.paused and core.phase is _RUNNING and _mono() < core.send_until:
+            self.transport.send(_TEXT, core.next_message(conn, _mono()))  # type: ignore[union-attr]
         else:
             conn.wake()
 
@@ -262,19 +302,19 @@ class Listener(WSListener):
 
     def _report_close(self) -> None:
         assert self.conn is not None
-        engine = self.engine
+        core = self.core
         if self.failure is None:
-            engine._on_closed(self.conn, self.close_code)
+            core.on_closed(self.conn, self.close_code)
             return
         kind, text = self.failure
-        report_once(engine.recorder, kind, text)
-        engine._on_closed(self.conn, self.close_code, kind, text)
+        report_once(core.recorder, kind, text)
+        core.on_closed(self.conn, self.close_code, kind, text)
 
     # -- flow control -----------------------------------------------------------
 
     def pause_writing(self) -> None:
         self.paused = True
-        self.engine.recorder.write_pauses += 1
+        self.core.recorder.write_pauses += 1
 
     def resume_writing(self) -> None:
         self.paused = False
@@ -317,4 +357,4 @@ def _take_exception(transport: WSTransport) -> BaseException | None:
     return None  # pragma: no cover
 
 
-__all__ = ["FAIL_GRACE", "Listener", "valid_close_code"]
+__all__ = ["ABORT_WAIT", "Listener", "valid_close_code"]

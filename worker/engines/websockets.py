@@ -1,0 +1,131 @@
+"""The engine on the websockets library: a reader task per connection.
+
+Slower than :mod:`worker.engines.picows` (each message passes through
+websockets' asyncio layer: a send lock, a frame assembler, a future per
+``recv``), but it speaks permessage-deflate, so jobs with ``compression``
+run here.
+
+The library checks RFC 6455 itself (reserved bits, opcodes, fragmentation,
+masking, control frames, close codes, UTF-8 of text messages) and fails the
+connection with 1002 (1007 for UTF-8, 1009 past ``max_message_size``, which
+it applies to the sum of a fragmented message's frames). Three things it
+leaves open are closed by :func:`worker.connect.harden` (which
+:class:`worker.client.WebSocketClient` uses too), on the connection object:
+
+- after failing a connection, a client waits for the server to close TCP,
+  for ever if the server does not: the engine closes it (after the close
+  frame, bounded by :data:`worker.connect.FAIL_GRACE`);
+- pings are answered as they come, into a write buffer that a target which
+  never reads makes grow without bound: while writing is paused only the
+  most recent ping is answered, on resume (RFC 6455 5.5.3);
+- ``close()`` awaits ``drain()`` without a timeout: :meth:`WebsocketsLink.close`
+  bounds it and aborts the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from worker.accounting import Accounting, Conn
+from worker.connect import harden, open_connection
+from worker.engine import Engine
+from worker.errors import failure_kind, report_once
+
+_OPEN = State.OPEN
+#: seconds an aborted connection gets to report that it is closed
+ABORT_WAIT = 1.0
+
+
+class WebsocketsEngine(Engine):
+    async def open_link(self, source: str) -> WebsocketsLink:
+        ws = await open_connection(self.spec.ws_url, self.options, self.ssl, source)
+        harden(ws, self.spec.max_message_size, self.recorder)
+        return WebsocketsLink(ws, self, self.options.timeout)
+
+
+class WebsocketsLink:
+    """A :class:`worker.accounting.Link` over a websockets ``ClientConnection``.
+
+    ``paused`` is always False: the library's ``send`` waits (drain) while
+    the target does not read, so the next message is not made meanwhile.
+    """
+
+    paused = False
+
+    def __init__(self, ws: ClientConnection, core: Accounting, close_timeout: float) -> None:
+        self.ws = ws
+        self.core = core
+        self.close_timeout = close_timeout
+
+    @property
+    def alive(self) -> bool:
+        return self.ws.state is _OPEN
+
+    def attach(self, conn: Conn) -> asyncio.Task[None]:
+        return asyncio.create_task(self._read(conn))
+
+    def resumed(self) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def send(self, text: str) -> bool:
+        try:  # waits (drain) while the target does not read
+            await self.ws.send(text)
+        except ConnectionClosed:
+            return False  # the message stays in flight and is counted lost with the connection
+        return True
+
+    async def close(self) -> None:
+        """Close with 1000, bounded by the connect timeout; past it, abort the connection."""
+        ws = self.ws
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await ws.close(1000)
+            return
+        except TimeoutError:
+            ws.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ABORT_WAIT):
+                await ws.wait_closed()
+
+    async def _read(self, conn: Conn) -> None:
+        ws = self.ws
+        core = self.core
+        on_message = core.on_message
+        code, failure, text = 1006, "", ""
+        try:
+            while True:
+                # Decoded, so that the library checks text messages are UTF-8 (1007).
+                msg = await ws.recv()
+                data = msg.encode() if isinstance(msg, str) else msg
+                if on_message(conn, data) and (
+                    not core.sending(self)
+                    or not await self.send(core.next_message(conn, time.monotonic()))
+                ):
+                    conn.wake()
+        except ConnectionClosed as exc:
+            code, failure, text = _how_closed(exc)
+            if failure:
+                report_once(core.recorder, failure, text)
+        finally:
+            core.on_closed(conn, code, failure, text)
+
+
+def _how_closed(exc: ConnectionClosed) -> tuple[int, str, str]:
+    """(close code, failure kind, text): the kind is set when this side failed the connection."""
+    sent, rcvd = exc.sent, exc.rcvd
+    if sent is not None and sent.code != 1000 and not exc.rcvd_then_sent:
+        code = sent.code
+        reason = sent.reason or type(exc.__cause__).__name__
+        return code, failure_kind(code), f"{reason}; closed with {code}"
+    return (rcvd.code if rcvd is not None else 1006), "", ""
+
+
+__all__ = ["WebsocketsEngine", "WebsocketsLink"]
