@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from array import array
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +22,10 @@ from hypothesis import strategies as st
 
 import worker.accounting
 from common.spec import DEFAULT_PAYLOAD, build_spec
-from worker.accounting import Conn
+from common.spec import ENGINES as ENGINE_NAMES
+from worker.accounting import RECONNECT_BASE_DELAY, Conn, Phase, backoff
 from worker.engine import Engine
-from worker.engines import create_engine
+from worker.engines import ENGINES, create_engine
 from worker.errors import PayloadError
 from worker.payload import PayloadTemplate
 from worker.recorder import COUNTERS, MAX_ERROR_TEXT, MAX_ERROR_TEXTS, Recorder
@@ -260,6 +263,53 @@ def test_late_sends_count_behind_schedule_with_latency_from_intended(
         engine.on_message(conn, reply(seq))
     assert near(rec.latency, [510_000, 510_000, 510_000])  # all from the intended time
     assert near(rec.service, [510_000, 507_500, 10_000])
+
+
+def test_sending_follows_the_phase_the_clock_and_the_link(
+    clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    engine, _conn = engine_and_conn(loop, interval=0.1)
+
+    class Open:
+        alive = True
+
+    engine.send_until = clock.now + 1.0
+    assert engine.sending(Open())
+    assert not engine.sending(type("Gone", (), {"alive": False})())
+    clock.now += 1.0
+    assert not engine.sending(Open())  # the sending time is over
+    clock.now -= 0.5
+    engine.phase = Phase.DRAINING
+    assert not engine.sending(Open())
+
+
+def test_reconnect_backoff_doubles_up_to_the_cap_with_jitter() -> None:
+    full = [backoff(n, cap=1.0, jitter=lambda: 1.0) for n in range(1, 8)]
+    assert full == [RECONNECT_BASE_DELAY * 2**k for k in range(5)] + [1.0, 1.0]
+    assert backoff(3, cap=1.0, jitter=lambda: 0.0) == RECONNECT_BASE_DELAY * 4 / 2
+    assert backoff(10_000, cap=30.0, jitter=lambda: 1.0) == 30.0  # no overflow
+
+
+def test_every_engine_name_is_registered_once() -> None:
+    assert set(ENGINES) == set(ENGINE_NAMES)
+    for name, cls in ENGINES.items():
+        spec = build_spec(env={}, ws_url="ws://127.0.0.1:9/ws", engine=name)
+        assert type(create_engine(spec)) is cls
+
+
+def test_the_lifecycle_and_the_core_import_no_engine() -> None:
+    """The dependencies point one way: core <- lifecycle <- engines <- registry."""
+    lifecycle, core = Engine.__module__, Conn.__module__
+    engines = ENGINES["picows"].__module__.rsplit(".", 1)[0]
+    for module in (lifecycle, core):
+        code = (
+            f"import importlib, sys; importlib.import_module({module!r}); "
+            f"print(sorted(m for m in sys.modules if m.startswith({engines!r})))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert out.stdout.strip() == "[]", (module, out.stdout)
 
 
 # -- recorder ------------------------------------------------------------------
