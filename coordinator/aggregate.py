@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from common import hdrlog
 from common.histogram import LatencyHistogram
@@ -312,10 +311,6 @@ class RunAggregate:
             connect_distribution=distribution(self.connect),
             hdr_log=self.hlog_text(),
         )
-
-    def summary(self, elapsed: float) -> dict[str, Any]:
-        """The figures as JSON (:meth:`figures`), for a run's partial outcome."""
-        return self.figures(elapsed).to_json()
 
     def generator_bound(self) -> str | None:
         """Why the generator, not the target, limited the run; None when it did not.

@@ -108,25 +108,22 @@ class RunOutcome:
     check_worker: str = ""
 
     def summary(self) -> dict[str, Any]:
-        if self.mode != "load":
-            return {
-                "mode": self.mode,
-                "ok": bool(self.check_result and self.check_result.ok),
-                "worker": self.check_worker,
-                **(self.check_result.details if self.check_result else {}),
-                "lost_workers": list(self.lost_workers),
-                "interrupted": self.interrupted,
-                "interrupted_by": self.interrupted_by,
-            }
-        out = self.aggregate.summary(self.elapsed)
-        out["bad_input"] = dict(self.bad_input)
-        out["lost_workers"] = list(self.lost_workers)
-        out["aborted"] = self.aborted
-        out["interrupted"] = self.interrupted
-        out["interrupted_by"] = self.interrupted_by
-        out["handovers"] = list(self.handovers)
-        out["clients_orphaned"] = self.orphaned
-        return out
+        """A functional mode's results (unit, integration, event).
+
+        A load run's summary is the typed ``RunSummary`` that
+        :func:`coordinator.loadrun.conclude` builds from this outcome.
+        """
+        if self.mode == "load":
+            raise TypeError("a load run's summary is coordinator.loadrun.conclude(spec, outcome)")
+        return {
+            "mode": self.mode,
+            "ok": bool(self.check_result and self.check_result.ok),
+            "worker": self.check_worker,
+            **(self.check_result.details if self.check_result else {}),
+            "lost_workers": list(self.lost_workers),
+            "interrupted": self.interrupted,
+            "interrupted_by": self.interrupted_by,
+        }
 
 
 __all__ = [
