@@ -14,18 +14,28 @@ bound (``/dev/zero`` is not a key). The coordinator accepts only workers
 whose public key is in ``authorized/``; a worker accepts only the
 coordinator whose public key is ``coordinator.key``. Copy the directory to
 worker hosts without ``coordinator.key_secret``.
+
+A single-host run (``wsload run``) needs no directory: :func:`ephemeral`
+makes a key pair per run in memory, the coordinator authorises only that
+run's worker key (in memory, :meth:`CurveKeys.authorize`), and the worker's
+half travels to each local worker through an inherited pipe
+(:func:`handoff` / :func:`read_handoff`, ``wsload worker --keys-fd``), never
+on a command line (``/proc/PID/cmdline`` is world-readable) nor in a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth
 
 from common.errors import KeyFileError
 
@@ -38,6 +48,18 @@ class CurveKeys:
     secret: bytes
     server_public: bytes | None = None  # set on the worker side
     authorized_dir: Path | None = None  # set on the coordinator side
+    #: Z85 public keys admitted besides (or instead of) ``authorized_dir``'s: held in memory
+    authorized: frozenset[bytes] = frozenset()
+
+    def authorize(self, auth: Any) -> None:
+        """Tell the ZAP handler ``auth`` which worker keys may connect (coordinator side)."""
+        if not self.authorized:
+            auth.configure_curve(domain="*", location=str(self.authorized_dir))
+            return
+        allowed = set(self.authorized)
+        if self.authorized_dir is not None:
+            allowed.update(zmq.auth.load_certificates(self.authorized_dir))
+        auth.configure_curve_callback(domain="*", credentials_provider=_KeySet(frozenset(allowed)))
 
     def apply_server(self, sock: Any) -> None:
         sock.setsockopt(zmq.CURVE_SERVER, 1)
@@ -49,6 +71,16 @@ class CurveKeys:
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public)
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret)
         sock.setsockopt(zmq.CURVE_SERVERKEY, self.server_public)
+
+
+class _KeySet:
+    """A ZAP credentials provider: these Z85 public keys, no others."""
+
+    def __init__(self, keys: frozenset[bytes]) -> None:
+        self._keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self._keys
 
 
 #: A key file is a few hundred bytes; anything far bigger is not one.
@@ -182,4 +214,103 @@ def worker_keys(directory: str | Path) -> CurveKeys:
     return CurveKeys(public, secret, server_public=server_public)
 
 
-__all__ = ["CurveKeys", "KeyFileError", "coordinator_keys", "generate", "worker_keys"]
+# -- per-run keys for local workers ------------------------------------------
+
+#: The first line of what :func:`handoff` writes (its version).
+HANDOFF_MAGIC = b"wsload-keys 1"
+
+
+def ephemeral(base: CurveKeys | None = None) -> tuple[CurveKeys, CurveKeys]:
+    """(coordinator's keys, local workers' keys) for one run, made in memory.
+
+    Without ``base`` the coordinator gets a fresh pair too and admits only
+    the fresh worker key; with ``base`` (a coordinator started with
+    ``--keys``) the fresh worker key is admitted beside ``authorized/``.
+    """
+    public, secret = zmq.curve_keypair()
+    if base is None:
+        server_public, server_secret = zmq.curve_keypair()
+        server = CurveKeys(server_public, server_secret, authorized=frozenset({public}))
+    else:
+        server = replace(base, authorized=base.authorized | {public})
+    return server, CurveKeys(public, secret, server_public=server.public)
+
+
+def handoff(keys: CurveKeys) -> bytes:
+    """A worker's keys as the bytes a local worker reads from ``--keys-fd``."""
+    assert keys.server_public is not None
+    return b"\n".join(
+        [
+            HANDOFF_MAGIC,
+            b"server-key = " + keys.server_public,
+            b"public-key = " + keys.public,
+            b"secret-key = " + keys.secret,
+            b"",
+        ]
+    )
+
+
+@contextlib.contextmanager
+def keys_pipe(keys: CurveKeys) -> Iterator[int]:
+    """The read end of a pipe holding :func:`handoff` of ``keys``, for ``Popen(pass_fds=)``.
+
+    Written and closed before the child starts (a few hundred bytes, under
+    ``PIPE_BUF``: the write never blocks); closed here once the child has
+    its copy. Not inheritable, so no other child gets it.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        try:
+            os.write(write_end, handoff(keys))
+        finally:
+            os.close(write_end)
+        yield read_end
+    finally:
+        os.close(read_end)
+
+
+def read_handoff(fd: int) -> CurveKeys:
+    """Read a worker's keys from the inherited descriptor ``fd`` to its end, then close it.
+
+    Bounded (a descriptor that never ends is not a key), and every failure
+    is one line naming the descriptor.
+    """
+    what = f"--keys-fd {fd}"
+    data = b""
+    try:
+        try:
+            while len(data) <= MAX_KEY_FILE:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise KeyFileError(f"{what}: cannot read keys ({exc.strerror or exc})") from None
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{what}: cannot read keys (more than {MAX_KEY_FILE} bytes)")
+    if not data.startswith(HANDOFF_MAGIC + b"\n"):
+        raise KeyFileError(f"{what}: cannot read keys (not what wsload run hands its workers)")
+    keys: list[bytes] = []
+    for name in (b"server-key", b"public-key", b"secret-key"):
+        key = _field(data, name)
+        if key is None or not _z85_key(key):
+            kind = name.decode()
+            raise KeyFileError(f"{what}: cannot read keys (no valid {kind}: 40 Z85 characters)")
+        keys.append(key)
+    server, public, secret = keys
+    return CurveKeys(public, secret, server_public=server)
+
+
+__all__ = [
+    "CurveKeys",
+    "KeyFileError",
+    "coordinator_keys",
+    "ephemeral",
+    "generate",
+    "handoff",
+    "keys_pipe",
+    "read_handoff",
+    "worker_keys",
+]

@@ -9,6 +9,14 @@ the SIGTERM that ``timeout`` sends to its whole group, reaches only the
 coordinator, which then stops the workers with a ``stop`` message so they
 drain and report instead of dying with their figures. If the coordinator
 itself dies, each worker stops its load after 5 s of silence and exits.
+
+With ``keys`` (the run's ephemeral CURVE pair, :func:`common.curve.ephemeral`)
+each worker reads its keys from a pipe it inherits (``--keys-fd``): the
+secret is never on a command line, which any local user can read in
+``/proc/PID/cmdline``, nor in the environment or a file. The pipe is written
+and closed before the worker starts (a few hundred bytes fit in its buffer)
+and no other child inherits it (``pass_fds``; descriptors are not
+inheritable by default).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from common.curve import CurveKeys, keys_pipe
+
 #: Seconds a terminated worker gets before it is killed.
 TERM_WAIT = 5.0
 
@@ -25,7 +35,14 @@ TERM_WAIT = 5.0
 class LocalWorkers:
     """``count`` worker processes connected to ``endpoint``."""
 
-    def __init__(self, endpoint: str, count: int, *, prefix: str = "local") -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        count: int,
+        *,
+        prefix: str = "local",
+        keys: CurveKeys | None = None,
+    ) -> None:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         tag = f"{prefix}-{os.getpid()}"
         try:
@@ -33,9 +50,7 @@ class LocalWorkers:
                 worker_id = f"{tag}-{i}"
                 cmd = [sys.executable, "-m", "worker", "--connect", endpoint, "--once"]
                 cmd += ["--id", worker_id, "--hello-timeout", "30"]
-                self.procs[worker_id] = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, process_group=0
-                )
+                self.procs[worker_id] = _spawn(cmd, keys)
         except BaseException:
             self.close(0.0)
             raise
@@ -82,3 +97,13 @@ class LocalWorkers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def _spawn(cmd: list[str], keys: CurveKeys | None) -> subprocess.Popen[bytes]:
+    """Start one worker; with ``keys``, handed over through a pipe of its own."""
+    if keys is None:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
+    with keys_pipe(keys) as fd:
+        return subprocess.Popen(
+            [*cmd, "--keys-fd", str(fd)], stdin=subprocess.DEVNULL, process_group=0, pass_fds=(fd,)
+        )

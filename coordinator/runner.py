@@ -10,6 +10,12 @@ signal's name) so the caller still prints and writes every output. A second
 signal of either kind quits at once: :class:`Interrupted` is raised and the
 local workers are killed without waiting. Everything it starts is reaped
 before it returns, on every path.
+
+Local workers talk to the coordinator over loopback TCP, which any local
+user can reach: so the session gets a CURVE key pair made for this run
+(:func:`common.curve.ephemeral`) and admits only the local workers' key,
+which they read from an inherited pipe. A stray process can neither take a
+slot nor read the job (its headers may carry ``Authorization``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from common.curve import CurveKeys, ephemeral
 from common.spec import JobSpec, Mode
 from coordinator.aggregate import RunAggregate
 from coordinator.local import LocalWorkers
@@ -65,6 +72,9 @@ async def run_load(
     opts = options or SessionOptions(expect_workers=local_workers)
     local: LocalWorkers | None = None
     overrides: dict[str, Any] = {"process_exits": lambda: local.exits() if local else {}}
+    local_keys: CurveKeys | None = None
+    if local_workers:
+        overrides["curve"], local_keys = ephemeral(opts.curve)
     if on_log is not None:
         overrides["on_log"] = on_log
     if on_progress is not None:
@@ -92,7 +102,7 @@ async def run_load(
     dismissed = False
     try:
         if local_workers:
-            local = LocalWorkers(session.endpoint, local_workers)
+            local = LocalWorkers(session.endpoint, local_workers, keys=local_keys)
         await session.gather(abort=local.died if local else lambda: None)
         if received:
             raise Interrupted(

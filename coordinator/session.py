@@ -62,7 +62,7 @@ class Session(RunLoop):
                 # ZAP handler: only workers whose public key is authorised may connect.
                 self._auth = KeyLoggingAuthenticator(self._ctx, on_log=options.on_log)
                 self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(options.curve.authorized_dir))
+                options.curve.authorize(self._auth)
                 options.curve.apply_server(self._sock)
             try:
                 self._sock.bind(options.endpoint)

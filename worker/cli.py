@@ -12,7 +12,7 @@ import sys
 import click
 import uvloop
 
-from common.curve import worker_keys
+from common.curve import CurveKeys, keys_pipe, read_handoff, worker_keys
 from common.endpoint import EndpointError, parse_endpoint
 from common.errors import KeyFileError, SpecError
 from common.params import POSITIVE_SECONDS, OneStageCommand
@@ -51,6 +51,15 @@ from worker.identity import new_worker_id
     help="CURVE key directory: encrypt, and accept only the coordinator whose key it holds.",
 )
 @click.option(
+    "--keys-fd",
+    type=click.IntRange(3, None),
+    default=None,
+    hidden=True,  # how `wsload run` hands its local workers the run's keys
+    help="Read this run's CURVE keys from this inherited file descriptor (then close it): "
+    "how wsload run hands its local workers a per-run key pair without putting a "
+    "secret on the command line.",
+)
+@click.option(
     "--allow-target",
     "allowed_targets",
     multiple=True,
@@ -69,6 +78,7 @@ def worker(
     once: bool,
     worker_id: str,
     keys_dir: str | None,
+    keys_fd: int | None,
     allowed_targets: tuple[str, ...],
     hello_timeout: float | None,
 ) -> None:
@@ -91,7 +101,12 @@ def worker(
         problems.append(f"--connect {exc}")
     keys = None
     try:
-        keys = worker_keys(keys_dir) if keys_dir else None
+        if keys_dir and keys_fd is not None:
+            problems.append("--keys and --keys-fd: give one of them")
+        elif keys_fd is not None:
+            keys = read_handoff(keys_fd)
+        elif keys_dir:
+            keys = worker_keys(keys_dir)
     except KeyFileError as exc:
         problems.append(str(exc))
     if problems:
@@ -99,7 +114,8 @@ def worker(
     if processes > 1:
         extra = ["--keys", keys_dir] if keys_dir else []
         extra += [arg for target in allowed_targets for arg in ("--allow-target", target)]
-        sys.exit(_run_many(endpoint, processes, once, worker_id, hello_timeout, extra))
+        piped = keys if keys_fd is not None else None
+        sys.exit(_run_many(endpoint, processes, once, worker_id, hello_timeout, extra, piped))
     options = AgentOptions(
         endpoint=endpoint,
         worker_id=worker_id or new_worker_id(),
@@ -122,18 +138,28 @@ def _run_many(
     worker_id: str,
     hello_timeout: float | None,
     extra: list[str],
+    piped: CurveKeys | None = None,
 ) -> int:
-    """Start ``n`` single-process workers and wait for all of them."""
+    """Start ``n`` single-process workers and wait for all of them.
+
+    Keys read from ``--keys-fd`` (``piped``) go on to each through a pipe of
+    its own, as they came: never on a command line.
+    """
     base = worker_id or new_worker_id()
     procs = []
-    for i in range(n):
-        cmd = [sys.executable, "-m", "worker", "--connect", endpoint, "--id", f"{base}-{i}", *extra]
-        if once:
-            cmd.append("--once")
-        if hello_timeout is not None:
-            cmd += ["--hello-timeout", str(hello_timeout)]
-        procs.append(subprocess.Popen(cmd))
     try:
+        for i in range(n):
+            cmd = [sys.executable, "-m", "worker", "--connect", endpoint, "--id", f"{base}-{i}"]
+            cmd += extra
+            if once:
+                cmd.append("--once")
+            if hello_timeout is not None:
+                cmd += ["--hello-timeout", str(hello_timeout)]
+            if piped is None:
+                procs.append(subprocess.Popen(cmd))
+                continue
+            with keys_pipe(piped) as fd:
+                procs.append(subprocess.Popen([*cmd, "--keys-fd", str(fd)], pass_fds=(fd,)))
         codes = [p.wait() for p in procs]
     finally:
         for p in procs:
