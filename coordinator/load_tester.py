@@ -36,7 +36,6 @@ from typing import Any
 
 from common.spec import build_spec
 from coordinator.loadrun import run_judged
-from coordinator.session import SessionOptions
 from coordinator.summary import RunSummary
 
 
@@ -80,13 +79,8 @@ class WebSocketLoadTester:
     async def run(self, duration: float | None = None) -> RunSummary:
         """:meth:`run_test`, returning the typed :class:`~coordinator.summary.RunSummary`."""
         spec = build_spec(env=os.environ, **self.fields, duration=duration)
-        workers = self.workers or max(1, min(len(os.sched_getaffinity(0)), spec.num_clients))
         summary = await run_judged(
-            spec,
-            local_workers=workers,
-            options=SessionOptions(expect_workers=workers),
-            abort_on_fail=self.abort_on_fail,
-            on_log=lambda _text: None,
+            spec, local_workers=self.workers, abort_on_fail=self.abort_on_fail
         )
         self.last_summary = summary
         return summary

@@ -11,6 +11,7 @@ agree on thresholds, "tested nothing" and the exit code
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -79,21 +80,37 @@ def abort_check(spec: JobSpec) -> Callable[[RunProgress], str]:
     return lambda progress: doomed(spec.thresholds, progress)
 
 
+def _quiet(_text: str) -> None:
+    """A library call prints nothing unless asked to."""
+
+
+def default_workers(spec: JobSpec) -> int:
+    """Local worker processes when none are asked for: one per core, at most one per client."""
+    return max(1, min(len(os.sched_getaffinity(0)), spec.num_clients))
+
+
 async def run_judged(
     spec: JobSpec,
     *,
-    local_workers: int,
+    local_workers: int | None = None,
     options: SessionOptions | None = None,
     abort_on_fail: bool = False,
     on_log: Callable[[str], None] | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
 ) -> RunSummary:
-    """Run a load job and judge it; ``on_progress`` gets the run so far once a second.
+    """Run a load job and judge it: the one library entry point of a load run.
 
-    Raises :class:`coordinator.runner.Interrupted` when a second signal (or
-    one before the run began) quits without a report.
+    ``local_workers`` defaults to :func:`default_workers` (all of them
+    expected before the start); ``on_progress`` gets the run so far once a
+    second; ``on_log`` the coordinator's lines (default: ``options.on_log``,
+    or none without ``options``). Raises :class:`coordinator.runner.Interrupted`
+    when a second signal (or one before the run began) quits without a report.
     """
     check = abort_check(spec)
+    if local_workers is None:
+        local_workers = default_workers(spec)
+    if options is None:
+        options = SessionOptions(expect_workers=local_workers, on_log=on_log or _quiet)
 
     def progress(agg: RunAggregate, elapsed: float) -> str | None:
         snapshot = agg.progress(elapsed)
@@ -107,4 +124,4 @@ async def run_judged(
     return conclude(spec, outcome)
 
 
-__all__ = ["abort_check", "conclude", "ending", "parameters", "run_judged"]
+__all__ = ["abort_check", "conclude", "default_workers", "ending", "parameters", "run_judged"]
