@@ -37,6 +37,13 @@ OPEN_SECONDS = 5
 #: Bounds on the error texts taken from workers' results.
 MAX_ERROR_TEXTS = 64
 MAX_TEXT = 300
+#: Bounds on the error kinds one worker may add (a kind is a short name such as
+#: ``http_503``); past them, counts go to UNLISTED, so a broken or hostile
+#: worker costs one error kind, not memory and a summary of a million lines.
+MAX_ERROR_KINDS = 256
+MAX_KIND = 100
+UNLISTED = "unlisted"
+_KNOWN_COUNTERS = frozenset(SAMPLE_COUNTERS)
 #: The generator, not the target, limited the run when more than this share
 #: of messages went out behind schedule, or a worker used this share of a core.
 BEHIND_SCHEDULE_SHARE = 0.01
@@ -168,8 +175,10 @@ class RunAggregate:
         if not totals.first_start or msg.window_start < totals.first_start:
             totals.first_start = msg.window_start
         totals.last_end = max(totals.last_end, msg.window_end)
-        _add(totals.counters, msg.counters)
-        _add(totals.errors, msg.errors)
+        counters = {k: v for k, v in msg.counters.items() if k in _KNOWN_COUNTERS}
+        errors = _bounded_errors(totals.errors, msg.errors)
+        _add(totals.counters, counters)
+        _add(totals.errors, errors)
         latency, service, connect = arrays
         self.latency.record_many(latency)
         self.service.record_many(service)
@@ -178,8 +187,8 @@ class RunAggregate:
         stats = self.seconds.get(second)
         if stats is None:
             stats = self.seconds[second] = SecondStats(second)
-        _add(stats.counters, msg.counters)
-        _add(stats.errors, msg.errors)
+        _add(stats.counters, counters)
+        _add(stats.errors, errors)
         if stats.latency is not None:
             stats.latency.record_many(latency)
         if second > self._newest_second:
@@ -346,6 +355,17 @@ def distribution(hist: LatencyHistogram) -> tuple[tuple[float, float], ...]:
     if not hist.count:
         return ()
     return tuple((p, hist.value_at_percentile(p) / 1e6) for p in DISTRIBUTION)
+
+
+def _bounded_errors(seen: dict[str, int], errors: dict[str, int]) -> dict[str, int]:
+    """``errors``, with kinds past this worker's MAX_ERROR_KINDS or MAX_KIND long as UNLISTED."""
+    out: dict[str, int] = {}
+    for kind, count in errors.items():
+        known = kind in seen or kind in out
+        room = len(seen) + len(out) < MAX_ERROR_KINDS
+        name = kind if len(kind) <= MAX_KIND and (known or room) else UNLISTED
+        out[name] = out.get(name, 0) + count
+    return out
 
 
 def _add(into: dict[str, int], delta: dict[str, int]) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ProtocolError
 from common.protocol import Samples, decode, encode
-from coordinator.aggregate import RunAggregate
+from coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
 
 
 def window(seq: int, latency: list[int], service: list[int]) -> Samples:
@@ -39,3 +39,21 @@ def test_malformed_samples_merge_nothing() -> None:
     assert agg.totals().get("sent", 0) == 0
     assert agg.latency.count == 0
     assert agg.add_samples("w1", window(0, [10], [10]))  # the same seq, well formed, still counts
+
+
+def test_a_worker_cannot_grow_the_summary_with_names_of_its_own() -> None:
+    agg = RunAggregate(100.0)
+    errors = {f"kind{i}": 1 for i in range(1000)} | {"x" * 5000: 7}
+    msg = Samples.window(
+        "j", 0, (100.0, 100.25), {"sent": 1, "received": 1, "invented": 5}, errors, ([5], [5], [])
+    )
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    agg.add_samples("w1", decoded)
+    merged = agg.errors()
+    assert len(merged) == MAX_ERROR_KINDS + 1
+    assert merged[UNLISTED] == 1000 - MAX_ERROR_KINDS + 7
+    assert sum(merged.values()) == 1007  # every error still counted
+    assert "invented" not in agg.totals()
+    (second,) = agg.seconds.values()
+    assert second.errors == merged
