@@ -11,7 +11,7 @@ data is None, never 0.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -157,10 +157,10 @@ class RunFigures:
     workers: tuple[WorkerSummary, ...]
     ignored_windows: int
     #: (percentile, seconds) points of the whole-run distributions, for charts
-    latency_distribution: tuple[tuple[float, float], ...] = ()
-    connect_distribution: tuple[tuple[float, float], ...] = ()
+    latency_distribution: tuple[tuple[float, float], ...] = field(default=(), repr=False)
+    connect_distribution: tuple[tuple[float, float], ...] = field(default=(), repr=False)
     #: per-second histograms in the HdrHistogram log format (``--hdr``)
-    hdr_log: str = ""
+    hdr_log: str = field(default="", repr=False)
 
     @property
     def total_sent(self) -> int:
