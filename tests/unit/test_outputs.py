@@ -10,13 +10,16 @@ import stat
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
 
+from common.histogram import HIGHEST
 from common.protocol import SAMPLE_COUNTERS, Result, Samples, decode, encode
 from common.spec import JobSpec
 from coordinator.aggregate import RunAggregate
 from coordinator.errors import CoordinatorError
 from coordinator.loadrun import conclude
-from coordinator.outputs import Output, check_writable, json_text, write_all
+from coordinator.outputs import Output, check_writable, csv_text, json_text, write_all
 from coordinator.session import RunOutcome
 from coordinator.summary import RunSummary
 
@@ -98,11 +101,12 @@ PARAMETER_KEYS = [
     "workers", "headers", "started_at", "wsload_version",
 ]  # fmt: skip
 PERCENTILES = ["p50", "p90", "p95", "p99", "p99.9", "max"]
+START = 1_700_000_000.0  # a run's start, as an HDR log reader expects one
 
 
 def _window(seq: int, counters: dict[str, int], latency: list[int]) -> Samples:
     msg = Samples.window(
-        "j", seq, (100.0 + seq, 101.0 + seq), counters, {"refused": 1}, (latency, latency, [])
+        "j", seq, (START + seq, START + 1.0 + seq), counters, {"refused": 1}, (latency, latency, [])
     )
     decoded = decode(encode(msg))
     assert isinstance(decoded, Samples)
@@ -111,7 +115,7 @@ def _window(seq: int, counters: dict[str, int], latency: list[int]) -> Samples:
 
 def _summary() -> RunSummary:
     """A run with a lost worker, a handover, an abort, thresholds: every section filled."""
-    agg = RunAggregate(100.0)
+    agg = RunAggregate(START)
     agg.add_samples("w1", _window(0, {"sent": 4, "received": 4, "connects": 2}, [900] * 4))
     agg.add_samples("w2", _window(0, {"sent": 3, "received": 1, "connects": 1}, [800]))
     agg.add_result("w1", Result("j", True, {"sent": 4, "received": 4, "connects": 2}, {}, {}))
@@ -164,9 +168,22 @@ def test_the_summary_is_frozen_and_typed() -> None:
 
 
 def test_a_counter_outside_the_protocol_list_is_dropped() -> None:
-    agg = RunAggregate(100.0)
+    agg = RunAggregate(START)
     agg.add_samples("w1", _window(0, {"sent": 1, "received": 1, "invented": 10**9}, [5]))
     doc = agg.figures(1.0).to_json()
     assert "invented" not in doc["counters"]
     assert "invented" not in doc["workers"]["w1"]
     assert "invented" not in doc["time_series"][0]
+
+
+def test_csv_and_hdr_log_render_from_the_summary(tmp_path: Path) -> None:
+    summary = _summary()
+    rows = csv_text(summary.figures.time_series).splitlines()
+    assert rows[1] == "1,0,7,5,2,0.900,0.900,0.900"  # both workers' first second
+    path = tmp_path / "run.hlog"
+    path.write_text(summary.figures.hdr_log)
+    reader = HistogramLogReader(str(path), HdrHistogram(1, HIGHEST, 3))
+    totals = []
+    while (hist := reader.get_next_interval_histogram()) is not None:
+        totals.append(hist.get_total_count())
+    assert totals == [5]  # every latency sample of the run, in its second
