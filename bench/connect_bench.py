@@ -11,7 +11,7 @@ worker's engine and once with a bare picows client:
 
 * each of the W processes (``--child``) is started, imports everything,
   reads its own RSS, says ``ready``; all are told ``go`` at once;
-* the engine side is the worker's :class:`~worker.engine.Engine` (picows,
+* the engine side is the worker's :class:`~wsload.worker.engine.Engine` (picows,
   full bookkeeping, windows taken every 250 ms as a worker does), its
   clients idle once open; the bare side is ``asyncio.gather`` of N
   ``ws_connect`` calls with the same picows options (2 KiB read buffer, no
@@ -148,11 +148,11 @@ def _report(start: float, end: float, opened: int, failed: int, errors: dict[str
 
 
 async def engine_child(url: str, count: int, offset: int, total: int, sources: list[str]) -> None:
-    from common.spec import build_spec
-    from worker.engines import create_engine
-    from worker.gcpolicy import tune_collector
-    from worker.recorder import WindowBatch
-    from worker.schedule import Share
+    from wsload.common.spec import build_spec
+    from wsload.worker.engines import create_engine
+    from wsload.worker.gcpolicy import tune_collector
+    from wsload.worker.recorder import WindowBatch
+    from wsload.worker.schedule import Share
 
     spec = build_spec(
         env={}, ws_url=url, num_clients=total, duration=3600.0, interval=3600.0,

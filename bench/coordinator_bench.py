@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import Figure, report
 
-from common.protocol import Samples, decode, encode
-from coordinator.aggregate import RunAggregate
+from wsload.common.protocol import Samples, decode, encode
+from wsload.coordinator.aggregate import RunAggregate
 
 WINDOW_SAMPLES = 20_000  # one worker at 80,000 replies/s, 250 ms windows
 WINDOWS = 400

@@ -40,10 +40,10 @@ import echo_target
 from machine import Figure, report
 from procfs import cpu_seconds, rss_bytes
 
-from common.spec import build_spec
-from worker.engines import create_engine
-from worker.recorder import WindowBatch
-from worker.schedule import Share
+from wsload.common.spec import build_spec
+from wsload.worker.engines import create_engine
+from wsload.worker.recorder import WindowBatch
+from wsload.worker.schedule import Share
 
 CLIENTS = 100
 PAYLOAD_SIZE = 64

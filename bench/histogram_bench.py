@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import Figure, describe
 
-from common.histogram import LatencyHistogram, pack_samples
+from wsload.common.histogram import LatencyHistogram, pack_samples
 
 SAMPLES = 1_000_000
 REPEATS = 7

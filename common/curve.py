@@ -37,7 +37,7 @@ from typing import Any
 import zmq
 import zmq.auth
 
-from common.errors import KeyFileError
+from wsload.common.errors import KeyFileError
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import Any
 
 import zmq
 
-from common.errors import WsloadError
-from common.protocol import MAX_MESSAGE_BYTES
+from wsload.common.errors import WsloadError
+from wsload.common.protocol import MAX_MESSAGE_BYTES
 
 #: ``sockaddr_un.sun_path`` holds 108 bytes with its terminating NUL.
 IPC_PATH_MAX = 107

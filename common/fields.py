@@ -1,11 +1,11 @@
 """The job spec's fields, each declared once: how a user sets it and what values it takes.
 
-:class:`common.spec.JobSpec` declares each field's name, type and default
+:class:`wsload.common.spec.JobSpec` declares each field's name, type and default
 (a plain dataclass, so the type checker sees them); :data:`FIELDS` says the
 rest, in the same order: its flag and short alias, environment variable,
 ``--help`` text, range or choices. From these two come the click options of
 ``wsload run``, ``wsload coordinator`` and ``wsload test``
-(:func:`common.params.job_options`), the environment layer, the type check of a
+(:func:`wsload.common.params.job_options`), the environment layer, the type check of a
 TOML file, a flag or the wire (:func:`coerce`) and the range check
 (:func:`value_problems`): a new field is one line in each, and nothing else.
 No I/O here.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from common.validation import describe, int_problems, number_problems
+from wsload.common.validation import describe, int_problems, number_problems
 
 
 class Mode(StrEnum):

@@ -19,7 +19,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from common.histogram import HIGHEST, LOWEST, SIGNIFICANT_DIGITS, LatencyHistogram, counts_index
+from wsload.common.histogram import (
+    HIGHEST,
+    LOWEST,
+    SIGNIFICANT_DIGITS,
+    LatencyHistogram,
+    counts_index,
+)
 
 ENCODING_COOKIE = 0x1C849303 | 0x10
 COMPRESSION_COOKIE = 0x1C849304 | 0x10

@@ -4,7 +4,7 @@ Values are integer microseconds from 0 to one hour, kept to three significant
 decimal digits. The layout is *exactly* HdrHistogram's for ``lowest=1,
 highest=3_600_000_000, significant_figures=3`` (2048 sub-buckets, unit
 magnitude 0, 22 buckets, 23,552 counters), derived below with HdrHistogram's
-own formulas, so :mod:`common.hdrlog` writes our counts array unchanged and
+own formulas, so :mod:`wsload.common.hdrlog` writes our counts array unchanged and
 any HdrHistogram tool reads it. Exact min, max and sum are kept beside the
 buckets, so min, max and mean are exact, not bucket approximations.
 
@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from common.errors import HistogramError
+from wsload.common.errors import HistogramError
 
 LOWEST: Final = 1
 HIGHEST: Final = 3_600_000_000

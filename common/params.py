@@ -11,7 +11,7 @@ must not import the coordinator, nor the coordinator the worker).
   at once, one line each (:class:`BadInput`), where click stops at the first.
 - :func:`job_options` makes the job's options of ``wsload run``,
   ``wsload coordinator`` and ``wsload test`` from the field declarations
-  (:data:`common.fields.FIELDS`, :class:`common.spec.JobSpec`), and
+  (:data:`wsload.common.fields.FIELDS`, :class:`wsload.common.spec.JobSpec`), and
   :func:`job_flags` turns what they were given back into spec fields.
 """
 
@@ -25,8 +25,8 @@ from typing import Any, Literal, TypeVar
 import click
 from click.core import iter_params_for_processing
 
-from common.fields import FIELDS, Field
-from common.spec import FIELD_KINDS, JobSpec
+from wsload.common.fields import FIELDS, Field
+from wsload.common.spec import FIELD_KINDS, JobSpec
 
 
 class FiniteFloat(click.FloatRange):
@@ -135,7 +135,7 @@ def job_options(command: Literal["run", "test"]) -> Callable[[F], F]:
 
     ``run`` is also ``wsload coordinator``. Every option defaults to None (a
     repeatable one to ``()``): not given, so the scenario file and the
-    environment show through (:func:`common.spec.build_spec` layers them).
+    environment show through (:func:`wsload.common.spec.build_spec` layers them).
     """
     options = [_option(f, command) for f in FIELDS if f.flag and command in f.commands]
 

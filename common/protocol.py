@@ -25,8 +25,8 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
-from common import varint
-from common.errors import ProtocolError
+from wsload.common import varint
+from wsload.common.errors import ProtocolError
 
 PROTOCOL_VERSION = 2
 
@@ -162,8 +162,8 @@ class Heartbeat(Message):
 class Job(Message):
     """Coordinator -> worker: run this share of a spec from ``start_at``.
 
-    ``spec`` is :meth:`common.spec.JobSpec.to_dict`; the worker validates it
-    with :func:`common.spec.spec_from_dict` like any other input.
+    ``spec`` is :meth:`wsload.common.spec.JobSpec.to_dict`; the worker validates it
+    with :func:`wsload.common.spec.spec_from_dict` like any other input.
 
     A second ``job`` with the id of the job a worker is running adds its
     share to that job: a lost worker's clients ``client_offset ..`` handed
@@ -191,7 +191,7 @@ class Job(Message):
 class Samples(Message):
     """Worker -> coordinator: one window of counters and its samples.
 
-    Samples are microseconds as varints (:mod:`common.varint`): ``latency``
+    Samples are microseconds as varints (:mod:`wsload.common.varint`): ``latency``
     from the intended send time; ``lag`` = latency minus service time (from
     the actual send), one per latency and nearly always 0 or tiny, so a reply
     costs about 3 bytes on the wire instead of 8; ``connect`` per opened

@@ -5,7 +5,7 @@ byte, so ``--scenario /dev/zero`` is refused at once instead of reading until
 ``MemoryError``; a FIFO is opened without blocking, so a pipe nobody writes
 to reads as empty rather than hanging; nesting deep enough to exhaust the
 parser's recursion is refused as such, not as a 3,000-line traceback. Every
-failure is a :class:`common.errors.SpecError` with one line naming the file.
+failure is a :class:`wsload.common.errors.SpecError` with one line naming the file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from common.errors import SpecError
+from wsload.common.errors import SpecError
 
 #: Largest scenario file read (a conversation and settings, not a data set).
 MAX_SCENARIO_BYTES = 1024 * 1024

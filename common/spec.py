@@ -27,8 +27,8 @@ from typing import Any
 
 import msgpack
 
-from common.errors import SpecError
-from common.fields import (
+from wsload.common.errors import SpecError
+from wsload.common.fields import (
     DEFAULT_MAX_MESSAGE_SIZE,
     ENGINE_CHOICES,
     ENGINES,
@@ -43,11 +43,11 @@ from common.fields import (
     parse_text,
     value_problems,
 )
-from common.protocol import MAX_MESSAGE_BYTES
-from common.scenario import read_toml
-from common.steps import step_problems
-from common.thresholds import threshold_problems
-from common.validation import (
+from wsload.common.protocol import MAX_MESSAGE_BYTES
+from wsload.common.scenario import read_toml
+from wsload.common.steps import step_problems
+from wsload.common.thresholds import threshold_problems
+from wsload.common.validation import (
     address_problems,
     ca_file_problems,
     split_credentials,
@@ -61,10 +61,10 @@ DEFAULT_EVENT_BODY = '{"event": "{event}", "data": {"source": "wsload"}, "count"
 
 #: Most items in one list field (headers, subprotocols, event names, source
 #: addresses); thresholds and steps have their own bounds
-#: (:data:`common.thresholds.MAX_THRESHOLDS`, :data:`common.steps.MAX_STEPS`).
+#: (:data:`wsload.common.thresholds.MAX_THRESHOLDS`, :data:`wsload.common.steps.MAX_STEPS`).
 MAX_LIST_ITEMS = 1000
 #: Largest spec as it travels to a worker (msgpack): the wire's message limit
-#: (:data:`common.protocol.MAX_MESSAGE_BYTES`, 16 MiB) less room for the envelope.
+#: (:data:`wsload.common.protocol.MAX_MESSAGE_BYTES`, 16 MiB) less room for the envelope.
 MAX_SPEC_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
 _LIST_FIELDS = ("headers", "subprotocols", "event_names", "source_addresses")
 
@@ -91,12 +91,13 @@ class JobSpec:
     self-signed test servers only.
 
     Functional modes: ``steps`` is the integration scenario (checked here by
-    :mod:`common.steps`, the parser the worker runs); the ``event_*`` fields say how event mode
+    :mod:`wsload.common.steps`, the parser the worker runs); the ``event_*``
+    fields say how event mode
     triggers events (``event_method`` ``api_url + event_path`` with the body
     template, ``{event}`` and ``{count}`` filled in) and how long it waits.
 
     Each field is declared here (name, type, default) and in
-    :data:`common.fields.FIELDS` (flag, alias, environment variable, help,
+    :data:`wsload.common.fields.FIELDS` (flag, alias, environment variable, help,
     range or choices), in the same order: the CLI options, the environment
     layer, the type check and the range check all come from these two.
     """
@@ -327,7 +328,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
 def load_scenario(path: str | Path) -> dict[str, Any]:
     """Read a TOML scenario file into spec fields; unknown keys and wrong types are errors.
 
-    The read is bounded (:data:`common.scenario.MAX_SCENARIO_BYTES`) and so is
+    The read is bounded (:data:`wsload.common.scenario.MAX_SCENARIO_BYTES`) and so is
     nesting; every problem names the file.
     """
     data = read_toml(path)

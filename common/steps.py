@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import SpecError
+from wsload.common.errors import SpecError
 
 ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "wait", "close")
 

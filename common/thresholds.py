@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from common.errors import WsloadError
+from wsload.common.errors import WsloadError
 
 _PERCENTILES = ("p50", "p90", "p95", "p99", "p99.9", "max")
 _TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}

@@ -1,7 +1,7 @@
 """Value checks shared by the job spec: one readable line per problem, no exceptions.
 
 Each function returns a list of problem lines (empty when the value is fine),
-so :meth:`common.spec.JobSpec.problems` can report every problem at once.
+so :meth:`wsload.common.spec.JobSpec.problems` can report every problem at once.
 """
 
 from __future__ import annotations

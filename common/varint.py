@@ -9,7 +9,7 @@ millions of samples per second.
 
 Decoding is strict, because the bytes come from the network: a value
 longer than 5 bytes, beyond uint32, or cut off at the end raises
-:class:`common.errors.ProtocolError`.
+:class:`wsload.common.errors.ProtocolError`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.errors import ProtocolError
+from wsload.common.errors import ProtocolError
 
 MAX_BYTES = 5  # ceil(32 / 7)
 _UINT32_MAX = 0xFFFFFFFF

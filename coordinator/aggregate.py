@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from common import hdrlog
-from common.histogram import LatencyHistogram
-from common.protocol import SAMPLE_COUNTERS, Result, Samples
-from coordinator.figures import (
+from wsload.common import hdrlog
+from wsload.common.histogram import LatencyHistogram
+from wsload.common.protocol import SAMPLE_COUNTERS, Result, Samples
+from wsload.coordinator.figures import (
     Counters,
     Percentiles,
     RunFigures,
@@ -296,7 +296,7 @@ class RunAggregate:
         return hdrlog.log_text(intervals, self.started_at)
 
     def figures(self, elapsed: float) -> RunFigures:
-        """The final figures as one frozen value (:class:`coordinator.summary.RunFigures`).
+        """The final figures as one frozen value (:class:`wsload.coordinator.summary.RunFigures`).
 
         Called once, at the end: it closes every per-second histogram (for
         the HDR log), which later windows would no longer reach.

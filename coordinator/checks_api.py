@@ -3,7 +3,7 @@ to run the unit and integration batteries inside a user's own pytest suite.
 
 ::
 
-    from coordinator.checks_api import WebSocketEventTester, check_websocket
+    from wsload.coordinator.checks_api import WebSocketEventTester, check_websocket
 
     results = await WebSocketEventTester("http://localhost:9000/api",
                                          "ws://localhost:9000/ws").run_event_test()
@@ -24,10 +24,10 @@ import asyncio
 import os
 from typing import Any
 
-from common.spec import Mode, build_spec
-from coordinator.errors import CoordinatorError
-from coordinator.runner import run_load
-from coordinator.session import SessionOptions
+from wsload.common.spec import Mode, build_spec
+from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.runner import run_session
+from wsload.coordinator.session import SessionOptions
 
 
 class ChecksFailed(CoordinatorError):
@@ -52,7 +52,7 @@ async def run_checks(
         raise CoordinatorError(
             "run_checks runs unit, integration or event; use WebSocketLoadTester"
         )
-    outcome = await run_load(
+    outcome = await run_session(
         spec, local_workers=1, options=SessionOptions(expect_workers=1), on_log=lambda _t: None
     )
     return outcome.summary()

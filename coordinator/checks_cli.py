@@ -19,16 +19,23 @@ from typing import Any
 import click
 import uvloop
 
-from common.params import OneStageCommand, job_options
-from common.spec import JobSpec, Mode, build_spec
-from common.validation import display_url
-from coordinator.console import serve_console
-from coordinator.loadrun import run_judged
-from coordinator.outputs import STDOUT, Output, check_writable, json_text, junit_text, write_all
-from coordinator.report import format_checks, format_summary
-from coordinator.runner import run_load
-from coordinator.session import RunOutcome, SessionOptions
-from coordinator.summary import RunSummary
+from wsload.common.params import OneStageCommand, job_options
+from wsload.common.spec import JobSpec, Mode, build_spec
+from wsload.common.validation import display_url
+from wsload.coordinator.console import serve_console
+from wsload.coordinator.loadrun import run_load
+from wsload.coordinator.outputs import (
+    STDOUT,
+    Output,
+    check_writable,
+    json_text,
+    junit_text,
+    write_all,
+)
+from wsload.coordinator.report import format_checks, format_summary
+from wsload.coordinator.runner import run_session
+from wsload.coordinator.session import RunOutcome, SessionOptions
+from wsload.coordinator.summary import RunSummary
 
 MODES = (Mode.UNIT, Mode.INTEGRATION, Mode.LOAD, Mode.EVENT)
 
@@ -163,7 +170,7 @@ def test(
 
 def _smoke_script(ws_url: str, to_stderr: bool) -> int:
     """Run the shipped shell smoke check; its exit code (its output on stderr if asked)."""
-    script = files("coordinator").joinpath("scripts/ws_smoke.sh")
+    script = files("wsload.coordinator").joinpath("scripts/ws_smoke.sh")
     env = dict(os.environ, WSLOAD=str(Path(sys.executable).with_name("wsload")))
     out = sys.stderr if to_stderr else None
     return subprocess.run(
@@ -185,12 +192,12 @@ def _run(spec: JobSpec, to_stderr: bool) -> RunOutcome:
     """A functional mode: one local worker."""
     _announce(spec, to_stderr)
     options = SessionOptions(expect_workers=1)
-    return uvloop.run(run_load(spec, local_workers=1, options=options, on_log=_log))
+    return uvloop.run(run_session(spec, local_workers=1, options=options, on_log=_log))
 
 
 def _run_load(spec: JobSpec, workers: int | None, to_stderr: bool) -> RunSummary:
-    """The load mode, judged as ``wsload run`` judges it (:func:`run_judged`)."""
+    """The load mode, judged as ``wsload run`` judges it (:func:`run_load`)."""
     _announce(spec, to_stderr)
     local = workers or len(os.sched_getaffinity(0))
     options = SessionOptions(expect_workers=local)
-    return uvloop.run(run_judged(spec, local_workers=local, options=options, on_log=_log))
+    return uvloop.run(run_load(spec, local_workers=local, options=options, on_log=_log))

@@ -1,7 +1,7 @@
 """The ``wsload`` command line: a click group of thin commands over library APIs.
 
 Bad input never produces a traceback. Click's usage errors and every
-:class:`common.errors.WsloadError` a command lets through are printed as one
+:class:`wsload.common.errors.WsloadError` a command lets through are printed as one
 line per problem on stderr (``wsload <command>: <reason>``) with exit code 2; Ctrl-C
 exits with 130.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from common import __version__
-from common.errors import WsloadError
+from wsload.common import __version__
+from wsload.common.errors import WsloadError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -25,13 +25,13 @@ EXIT_INTERRUPTED = 130
 #: Subcommands imported only when invoked, so ``wsload worker`` on a worker host
 #: never loads the coordinator's modules and ``wsload run`` never loads the engine.
 LAZY_COMMANDS = {
-    "run": "coordinator.run_cli:run",
-    "coordinator": "coordinator.run_cli:coordinator",
-    "test": "coordinator.checks_cli:test",
-    "worker": "worker.cli:worker",
-    "keys": "coordinator.keys_cli:keys",
-    "client": "coordinator.console:client",
-    "serve": "testserver.cli:serve",
+    "run": "wsload.coordinator.run_cli:run",
+    "coordinator": "wsload.coordinator.run_cli:coordinator",
+    "test": "wsload.coordinator.checks_cli:test",
+    "worker": "wsload.worker.cli:worker",
+    "keys": "wsload.coordinator.keys_cli:keys",
+    "client": "wsload.coordinator.console:client",
+    "serve": "wsload.testserver.cli:serve",
 }
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import click
 from aiohttp import web
 
-PAGE = files("coordinator").joinpath("console.html").read_text(encoding="utf-8")
+PAGE = files("wsload.coordinator").joinpath("console.html").read_text(encoding="utf-8")
 
 
 def console_app() -> web.Application:

@@ -1,15 +1,15 @@
 """The coordinator's side of the worker conversation, sans-I/O.
 
 Given the frames a worker sent (or a tick) and ``now``, :class:`Conversation`
-says what to send back and what happened; :class:`coordinator.session.Session`
+says what to send back and what happened; :class:`wsload.coordinator.session.Session`
 owns the ROUTER socket and the clock and does only that. Shaped like
 python-websockets' sans-I/O protocol, so every rule of the conversation --
-admission (a hello *and* a heartbeat, :mod:`coordinator.slots`), refusal when
+admission (a hello *and* a heartbeat, :mod:`wsload.coordinator.slots`), refusal when
 full, the version mismatch answer, liveness, the ``bye`` -- is unit-tested
 with a fake clock instead of processes and sleeps.
 
 What the conversation does not decide is the run itself (the job, handovers,
-merging: :mod:`coordinator.run_loop`): it hands the shell :class:`Joined`,
+merging: :mod:`wsload.coordinator.run_loop`): it hands the shell :class:`Joined`,
 :class:`SamplesIn`, :class:`ResultIn`, :class:`JobRefused` and :class:`Busy`
 events for that. Bad input is counted by kind and only the first of each
 kind is logged: a hostile peer costs a counter, never a flooded terminal.
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.errors import ProtocolError
-from common.protocol import (
+from wsload.common.errors import ProtocolError
+from wsload.common.protocol import (
     HEARTBEAT_SUFFIX,
     JOB_REFUSALS,
     Bye,
@@ -36,8 +36,8 @@ from common.protocol import (
     Welcome,
     decode,
 )
-from coordinator.run_model import WorkerState
-from coordinator.slots import Decision, Slots
+from wsload.coordinator.run_model import WorkerState
+from wsload.coordinator.slots import Decision, Slots
 
 #: The refusal a worker gets when every slot is taken.
 FULL = "the coordinator has all the workers it needs"

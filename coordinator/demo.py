@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from coordinator.errors import CoordinatorError
+from wsload.coordinator.errors import CoordinatorError
 
 _URL = re.compile(r"(ws://\S+)")
 

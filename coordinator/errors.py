@@ -1,6 +1,6 @@
 """The exception tree of ``coordinator``; every error derives from ``WsloadError``."""
 
-from common.errors import WsloadError
+from wsload.common.errors import WsloadError
 
 
 class CoordinatorError(WsloadError):

@@ -1,9 +1,9 @@
 """The figures of a load run, typed and frozen: what :class:`RunAggregate` measured.
 
-Built by :meth:`coordinator.aggregate.RunAggregate.figures` at the end of a
-run (:class:`RunFigures`) and by :meth:`~coordinator.aggregate.RunAggregate.progress`
+Built by :meth:`wsload.coordinator.aggregate.RunAggregate.figures` at the end of a
+run (:class:`RunFigures`) and by :meth:`~wsload.coordinator.aggregate.RunAggregate.progress`
 once a second while it runs (:class:`RunProgress`, the progress panel's
-source). Part of :class:`coordinator.summary.RunSummary`; thresholds read
+source). Part of :class:`wsload.coordinator.summary.RunSummary`; thresholds read
 them through the one accessor :meth:`RunFigures.metric`. A figure with no
 data is None, never 0.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
-from common.protocol import SAMPLE_COUNTERS
-from common.thresholds import TIME_METRICS
+from wsload.common.protocol import SAMPLE_COUNTERS
+from wsload.common.thresholds import TIME_METRICS
 
 #: Percentile keys as the JSON spells them, in order.
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p99.9", "max")

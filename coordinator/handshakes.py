@@ -10,7 +10,7 @@ kind logged, the rest counted). Refused keys are logged by the ZAP handler.
 
 Best effort: a worker gives up at once on a mechanism mismatch, and when its
 reset overtakes its greeting the coordinator sees only a disconnect; the
-worker's own message (:mod:`worker.link`) is the one to rely on. A worker
+worker's own message (:mod:`wsload.worker.link`) is the one to rely on. A worker
 with another ``coordinator.key`` keeps trying, so that one is always named.
 """
 

@@ -13,8 +13,8 @@ import io
 import math
 from typing import Any
 
-from coordinator.figures import RunFigures
-from coordinator.summary import RunSummary
+from wsload.coordinator.figures import RunFigures
+from wsload.coordinator.summary import RunSummary
 
 
 def _figure(draw: Any, title: str, ylabel: str, xlabel: str = "seconds into the run") -> str:
@@ -111,7 +111,7 @@ def render(summary: RunSummary) -> str:
     """The whole page: the verdict first, then parameters, figures, charts, workers.
 
     The target shows no credentials and secret headers show as ``***``
-    (:func:`coordinator.loadrun.parameters`).
+    (:func:`wsload.coordinator.loadrun.parameters`).
     """
     run, f, verdict = summary.parameters, summary.figures, summary.verdict
     c = f.counters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from common.curve import generate
+from wsload.common.curve import generate
 
 
 @click.group()

@@ -21,7 +21,7 @@ Thresholds are judged exactly as ``wsload run`` judges them::
     results["verdict"]      # {"code": 0|1|2|130, "status": ..., "reasons": [...]}
 
 ``await tester.run(30)`` returns the same run as a typed, frozen
-:class:`coordinator.summary.RunSummary` (``summary.verdict.code``,
+:class:`wsload.coordinator.summary.RunSummary` (``summary.verdict.code``,
 ``summary.figures.latency.p99``...).
 
 A figure with no data is None: ``avg_latency`` and the percentiles of a run
@@ -34,9 +34,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from common.spec import build_spec
-from coordinator.loadrun import run_judged
-from coordinator.summary import RunSummary
+from wsload.common.spec import build_spec
+from wsload.coordinator.loadrun import run_load
+from wsload.coordinator.summary import RunSummary
 
 
 class WebSocketLoadTester:
@@ -72,16 +72,14 @@ class WebSocketLoadTester:
         ``thresholds``, ``verdict`` and ``passed``; a run that fails them is
         returned, not raised.
 
-        Raises :class:`common.errors.WsloadError` on invalid settings.
+        Raises :class:`wsload.common.errors.WsloadError` on invalid settings.
         """
         return (await self.run(duration)).to_json()
 
     async def run(self, duration: float | None = None) -> RunSummary:
-        """:meth:`run_test`, returning the typed :class:`~coordinator.summary.RunSummary`."""
+        """:meth:`run_test`, returning the typed :class:`~wsload.coordinator.summary.RunSummary`."""
         spec = build_spec(env=os.environ, **self.fields, duration=duration)
-        summary = await run_judged(
-            spec, local_workers=self.workers, abort_on_fail=self.abort_on_fail
-        )
+        summary = await run_load(spec, local_workers=self.workers, abort_on_fail=self.abort_on_fail)
         self.last_summary = summary
         return summary
 

@@ -1,9 +1,9 @@
 """A load run, judged: the library call behind ``wsload run``, ``test --load`` and the API.
 
-:func:`run_judged` runs a job (:func:`coordinator.runner.run_load`), stops
+:func:`run_load` runs a job (:func:`wsload.coordinator.runner.run_session`), stops
 it early when ``abort_on_fail`` and a threshold can no longer pass, and
 :func:`conclude` turns the outcome into the run's one
-:class:`~coordinator.summary.RunSummary` (figures, how it ended, its
+:class:`~wsload.coordinator.summary.RunSummary` (figures, how it ended, its
 parameters, the verdict). Every entry point goes through these two, so they
 agree on thresholds, "tested nothing" and the exit code
 (``summary.verdict.code``).
@@ -15,15 +15,15 @@ import os
 import time
 from collections.abc import Callable
 
-from common import __version__
-from common.spec import JobSpec
-from common.validation import display_url, redact_headers
-from coordinator.aggregate import RunAggregate
-from coordinator.figures import RunProgress, frozen_map
-from coordinator.runner import run_load
-from coordinator.session import RunOutcome, SessionOptions
-from coordinator.summary import Handover, RunEnding, RunParameters, RunSummary
-from coordinator.verdict import doomed, judge, target_name
+from wsload.common import __version__
+from wsload.common.spec import JobSpec
+from wsload.common.validation import display_url, redact_headers
+from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.figures import RunProgress, frozen_map
+from wsload.coordinator.runner import run_session
+from wsload.coordinator.session import RunOutcome, SessionOptions
+from wsload.coordinator.summary import Handover, RunEnding, RunParameters, RunSummary
+from wsload.coordinator.verdict import doomed, judge, target_name
 
 
 def parameters(spec: JobSpec, workers: int, started_at: float) -> RunParameters:
@@ -89,7 +89,7 @@ def default_workers(spec: JobSpec) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), spec.num_clients))
 
 
-async def run_judged(
+async def run_load(
     spec: JobSpec,
     *,
     local_workers: int | None = None,
@@ -103,7 +103,7 @@ async def run_judged(
     ``local_workers`` defaults to :func:`default_workers` (all of them
     expected before the start); ``on_progress`` gets the run so far once a
     second; ``on_log`` the coordinator's lines (default: ``options.on_log``,
-    or none without ``options``). Raises :class:`coordinator.runner.Interrupted`
+    or none without ``options``). Raises :class:`wsload.coordinator.runner.Interrupted`
     when a second signal (or one before the run began) quits without a report.
     """
     check = abort_check(spec)
@@ -118,10 +118,10 @@ async def run_judged(
             on_progress(snapshot)
         return check(snapshot) if abort_on_fail else None
 
-    outcome = await run_load(
+    outcome = await run_session(
         spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
     )
     return conclude(spec, outcome)
 
 
-__all__ = ["abort_check", "conclude", "default_workers", "ending", "parameters", "run_judged"]
+__all__ = ["abort_check", "conclude", "default_workers", "ending", "parameters", "run_load"]

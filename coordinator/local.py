@@ -10,7 +10,7 @@ coordinator, which then stops the workers with a ``stop`` message so they
 drain and report instead of dying with their figures. If the coordinator
 itself dies, each worker stops its load after 5 s of silence and exits.
 
-With ``keys`` (the run's ephemeral CURVE pair, :func:`common.curve.ephemeral`)
+With ``keys`` (the run's ephemeral CURVE pair, :func:`wsload.common.curve.ephemeral`)
 each worker reads its keys from a pipe it inherits (``--keys-fd``): the
 secret is never on a command line, which any local user can read in
 ``/proc/PID/cmdline``, nor in the environment or a file. The pipe is written
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from common.curve import CurveKeys, keys_pipe
+from wsload.common.curve import CurveKeys, keys_pipe
 
 #: Seconds a terminated worker gets before it is killed.
 TERM_WAIT = 5.0
@@ -48,7 +48,7 @@ class LocalWorkers:
         try:
             for i in range(count):
                 worker_id = f"{tag}-{i}"
-                cmd = [sys.executable, "-m", "worker", "--connect", endpoint, "--once"]
+                cmd = [sys.executable, "-P", "-m", "wsload.worker", "--connect", endpoint, "--once"]
                 cmd += ["--id", worker_id, "--hello-timeout", "30"]
                 self.procs[worker_id] = _spawn(cmd, keys)
         except BaseException:

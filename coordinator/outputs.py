@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from coordinator.errors import CoordinatorError
-from coordinator.figures import SecondSummary
-from coordinator.summary import RunSummary
+from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.figures import SecondSummary
+from wsload.coordinator.summary import RunSummary
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from coordinator.errors import PlanError
+from wsload.coordinator.errors import PlanError
 
 #: File descriptors a worker keeps for itself (ZeroMQ, logs, the event loop).
 FD_RESERVE = 64

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress
-from coordinator.summary import RunSummary
+from wsload.coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress
+from wsload.coordinator.summary import RunSummary
 
 
 def ms(seconds: float | None) -> str:

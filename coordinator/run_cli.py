@@ -3,7 +3,7 @@
 Both take the original framework's load flags and environment variables
 (``--ws-url``/``WS_URL``, ``--num-clients``/``NUM_CLIENTS``,
 ``--duration``/``TEST_DURATION``, ``--interval``/``MESSAGE_INTERVAL``) plus
-wsload's own. Exit codes (decided by :func:`coordinator.verdict.judge`): 0
+wsload's own. Exit codes (decided by :func:`wsload.coordinator.verdict.judge`): 0
 the run passed, 1 it failed (a threshold, or it tested nothing) or degraded
 (a worker was lost), 2 it could not run, 130 interrupted (143 by SIGTERM).
 """
@@ -18,16 +18,16 @@ from typing import Any
 import click
 import uvloop
 
-from common.curve import coordinator_keys
-from common.endpoint import bind_problem
-from common.errors import KeyFileError, SpecError, WsloadError
-from common.params import POSITIVE_SECONDS, OneStageCommand, job_flags, job_options
-from common.spec import JobSpec, build_spec
-from common.validation import unbindable_address
-from coordinator.demo import DemoServer
-from coordinator.figures import RunProgress
-from coordinator.loadrun import run_judged
-from coordinator.outputs import (
+from wsload.common.curve import coordinator_keys
+from wsload.common.endpoint import bind_problem
+from wsload.common.errors import KeyFileError, SpecError, WsloadError
+from wsload.common.params import POSITIVE_SECONDS, OneStageCommand, job_flags, job_options
+from wsload.common.spec import JobSpec, build_spec
+from wsload.common.validation import unbindable_address
+from wsload.coordinator.demo import DemoServer
+from wsload.coordinator.figures import RunProgress
+from wsload.coordinator.loadrun import run_load
+from wsload.coordinator.outputs import (
     STDOUT,
     Output,
     check_writable,
@@ -36,10 +36,10 @@ from coordinator.outputs import (
     junit_text,
     write_all,
 )
-from coordinator.report import LiveView, format_summary, live_lines, progress_line
-from coordinator.runner import Interrupted
-from coordinator.session import LOCAL_START_DELAY, SessionOptions
-from coordinator.summary import RunSummary
+from wsload.coordinator.report import LiveView, format_summary, live_lines, progress_line
+from wsload.coordinator.runner import Interrupted
+from wsload.coordinator.session import LOCAL_START_DELAY, SessionOptions
+from wsload.coordinator.summary import RunSummary
 
 EXIT_DEGRADED = 1
 EXIT_COULD_NOT_RUN = 2
@@ -51,7 +51,7 @@ F = Callable[..., Any]
 def _load_options(func: F) -> F:
     """The options shared by ``run`` and ``coordinator`` (outermost first).
 
-    The job's own come from the field declarations (:func:`common.params.job_options`);
+    The job's own come from the field declarations (:func:`wsload.common.params.job_options`);
     the others are about the run: its file, outputs and policies.
     """
     options = [
@@ -168,7 +168,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def _job_problems(params: dict[str, Any]) -> list[str]:
     """What :func:`_split` finds in the options that converted (the bad ones None).
 
-    :class:`common.params.OneStageCommand` adds these lines to the options
+    :class:`wsload.common.params.OneStageCommand` adds these lines to the options
     click refused, so ``-d nan -c 0`` names both problems in one go.
     """
     try:
@@ -183,8 +183,8 @@ def _job_problems(params: dict[str, Any]) -> list[str]:
 def _finish(spec: JobSpec, summary: RunSummary, run: dict[str, Any], note: str = "") -> None:
     """Print the summary, write every output asked for, exit with the verdict's code.
 
-    Every output renders from the one :class:`~coordinator.summary.RunSummary`
-    (:func:`coordinator.loadrun.run_judged`); the code is its verdict's (0
+    Every output renders from the one :class:`~wsload.coordinator.summary.RunSummary`
+    (:func:`wsload.coordinator.loadrun.run_load`); the code is its verdict's (0
     passed, 1 failed or degraded, 2 could not run, 130 interrupted). An
     output that cannot be written is reported on one line on stderr and does
     not change it; with ``--json -`` or ``--csv -`` the human summary goes to stderr.
@@ -196,7 +196,7 @@ def _finish(spec: JobSpec, summary: RunSummary, run: dict[str, Any], note: str =
         click.echo(note, err=to_stderr)
 
     def html() -> str:
-        from coordinator.html_report import render  # matplotlib only when asked for
+        from wsload.coordinator.html_report import render  # matplotlib only when asked for
 
         return render(summary)
 
@@ -233,7 +233,7 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
 
     try:
         return uvloop.run(
-            run_judged(
+            run_load(
                 spec,
                 local_workers=local,
                 options=opts,

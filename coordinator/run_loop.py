@@ -1,10 +1,10 @@
 """The run loop: gather the workers, run the job, hand lost workers' clients on, collect.
 
-A mixin of :class:`coordinator.session.Session`, which owns the socket and
+A mixin of :class:`wsload.coordinator.session.Session`, which owns the socket and
 the conversation (hello, admission, heartbeats, the message pump); this part
-decides what to send when. Planning and handovers (:mod:`coordinator.plan`),
-admission (:mod:`coordinator.slots`) and merging
-(:mod:`coordinator.aggregate`) are sans-I/O.
+decides what to send when. Planning and handovers (:mod:`wsload.coordinator.plan`),
+admission (:mod:`wsload.coordinator.slots`) and merging
+(:mod:`wsload.coordinator.aggregate`) are sans-I/O.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
-from common.protocol import Hello, Job, Message, Stop, encode
-from common.spec import JobSpec
-from coordinator.aggregate import RunAggregate
-from coordinator.conversation import Conversation
-from coordinator.errors import CoordinatorError
-from coordinator.plan import Assignment, Roster, WorkerCapacity, plan
-from coordinator.run_model import (
+from wsload.common.protocol import Hello, Job, Message, Stop, encode
+from wsload.common.spec import JobSpec
+from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.conversation import Conversation
+from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.plan import Assignment, Roster, WorkerCapacity, plan
+from wsload.coordinator.run_model import (
     BYE_WAIT,
     HANDOVER_MIN_LEFT,
     HANDOVER_RAMP,

@@ -1,6 +1,6 @@
 """What a run is told and what it produces: its options, its workers, its outcome.
 
-Split from :mod:`coordinator.session` (which moves the messages) so the
+Split from :mod:`wsload.coordinator.session` (which moves the messages) so the
 session stays about the conversation; the constants here are the run loop's
 timings, each with why it has its value.
 """
@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.curve import CurveKeys
-from common.protocol import Hello, Result
-from coordinator.aggregate import RunAggregate
+from wsload.common.curve import CurveKeys
+from wsload.common.protocol import Hello, Result
+from wsload.coordinator.aggregate import RunAggregate
 
 #: Seconds between the job message and the planned start, so every worker
 #: across a network has it before the common start time; local workers get
@@ -111,7 +111,7 @@ class RunOutcome:
         """A functional mode's results (unit, integration, event).
 
         A load run's summary is the typed ``RunSummary`` that
-        :func:`coordinator.loadrun.conclude` builds from this outcome.
+        :func:`wsload.coordinator.loadrun.conclude` builds from this outcome.
         """
         if self.mode == "load":
             raise TypeError("a load run's summary is coordinator.loadrun.conclude(spec, outcome)")

@@ -1,6 +1,6 @@
 """A whole load run on one host or many: the library call behind ``wsload run``.
 
-:func:`run_load` binds the coordinator, starts local workers (if asked),
+:func:`run_session` binds the coordinator, starts local workers (if asked),
 waits for the expected ones, runs the job and returns the outcome.
 
 SIGINT (Ctrl-C) and SIGTERM (what CI's ``timeout``, ``docker stop`` and
@@ -13,7 +13,7 @@ before it returns, on every path.
 
 Local workers talk to the coordinator over loopback TCP, which any local
 user can reach: so the session gets a CURVE key pair made for this run
-(:func:`common.curve.ephemeral`) and admits only the local workers' key,
+(:func:`wsload.common.curve.ephemeral`) and admits only the local workers' key,
 which they read from an inherited pipe. A stray process can neither take a
 slot nor read the job (its headers may carry ``Authorization``).
 """
@@ -27,11 +27,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from common.curve import CurveKeys, ephemeral
-from common.spec import JobSpec, Mode
-from coordinator.aggregate import RunAggregate
-from coordinator.local import LocalWorkers
-from coordinator.session import RunOutcome, Session, SessionOptions
+from wsload.common.curve import CurveKeys, ephemeral
+from wsload.common.spec import JobSpec, Mode
+from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.local import LocalWorkers
+from wsload.coordinator.session import RunOutcome, Session, SessionOptions
 
 #: The signals that end a run gracefully (the first) or at once (the second).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -60,7 +60,7 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-async def run_load(
+async def run_session(
     spec: JobSpec,
     *,
     local_workers: int,
@@ -145,4 +145,4 @@ def check_time_limit(spec: JobSpec) -> float:
     return 30.0 + spec.connect_timeout + 20 * spec.reply_timeout + spec.event_wait
 
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "check_time_limit", "run_load", "signal_name"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "check_time_limit", "run_session", "signal_name"]

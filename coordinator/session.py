@@ -2,14 +2,14 @@
 
 This module holds the socket and the clock; what is said -- hellos and
 admission, refusals, heartbeats, liveness, the ``bye`` -- is decided by the
-sans-I/O :class:`coordinator.conversation.Conversation`, and what to send
+sans-I/O :class:`wsload.coordinator.conversation.Conversation`, and what to send
 when -- gathering, the job, handovers, stop, results -- by
-:class:`coordinator.run_loop.RunLoop`.
+:class:`wsload.coordinator.run_loop.RunLoop`.
 
 The coordinator binds a ROUTER socket. Workers connect a DEALER for jobs and
 samples and a second one (identity ``<worker>#hb``) from a heartbeat thread;
-see :mod:`worker.heartbeat`. This module only moves messages: planning
-(:mod:`coordinator.plan`) and merging (:mod:`coordinator.aggregate`) are
+see :mod:`wsload.worker.heartbeat`. This module only moves messages: planning
+(:mod:`wsload.coordinator.plan`) and merging (:mod:`wsload.coordinator.aggregate`) are
 sans-I/O.
 """
 
@@ -24,15 +24,15 @@ import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
 
-from common.endpoint import EndpointError, bound_problem, parse_endpoint, socket_options
-from common.errors import ProtocolError
-from common.protocol import Hello, Message, encode
-from coordinator.aggregate import RunAggregate
-from coordinator.conversation import Busy, Joined, Output, ResultIn, SamplesIn
-from coordinator.errors import CoordinatorError
-from coordinator.handshakes import HandshakeWatcher
-from coordinator.run_loop import RunLoop, capacity_of
-from coordinator.run_model import (
+from wsload.common.endpoint import EndpointError, bound_problem, parse_endpoint, socket_options
+from wsload.common.errors import ProtocolError
+from wsload.common.protocol import Hello, Message, encode
+from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.conversation import Busy, Joined, Output, ResultIn, SamplesIn
+from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.handshakes import HandshakeWatcher
+from wsload.coordinator.run_loop import RunLoop, capacity_of
+from wsload.coordinator.run_model import (
     LOCAL_START_DELAY,
     RunOutcome,
     SessionOptions,

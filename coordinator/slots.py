@@ -1,7 +1,7 @@
 """Who may take a worker slot: a pure decision, fed hellos, heartbeats and ``now``.
 
 A worker says hello on its job socket and beats on a second socket of its
-own (``<id>#hb``, :mod:`worker.heartbeat`) from the moment it starts. A slot
+own (``<id>#hb``, :mod:`wsload.worker.heartbeat`) from the moment it starts. A slot
 goes to a worker only once both have arrived, in either order: a stray
 process (a probe, an intruder on an unauthenticated loopback port) that only
 sends a hello never takes the slot of the worker that was expected, however
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from common.protocol import Hello
+from wsload.common.protocol import Hello
 
 #: Hellos waiting for a heartbeat, and heartbeats waiting for a hello, at most.
 MAX_PENDING = 256

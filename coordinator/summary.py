@@ -1,16 +1,16 @@
 """``RunSummary``: the one frozen, typed value a load run ends with.
 
-The coordinator builds it once (:func:`coordinator.loadrun.conclude`); every
+The coordinator builds it once (:func:`wsload.coordinator.loadrun.conclude`); every
 output renders from it (text, JSON, CSV, JUnit, HDR log, HTML) and the
 thresholds are measured on it (:meth:`RunFigures.metric`), so no output or
 rule reads a figure by a string key of its own. Four parts, each frozen:
 
-- :class:`~coordinator.figures.RunFigures`: what was measured
+- :class:`~wsload.coordinator.figures.RunFigures`: what was measured
   (:meth:`RunAggregate.figures <coordinator.aggregate.RunAggregate.figures>`);
 - :class:`RunEnding`: how the run ended (lost workers, abort, interruption,
   handovers), from the run's outcome;
 - :class:`RunParameters` and :class:`Verdict`: what was asked, and the
-  judgement (:func:`coordinator.verdict.judge`).
+  judgement (:func:`wsload.coordinator.verdict.judge`).
 
 :meth:`RunSummary.to_json` is the JSON document users and tests read; its
 keys and their order are those of the dict it replaced (pinned by
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.figures import RunFigures, frozen_map
+from wsload.coordinator.figures import RunFigures, frozen_map
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class ThresholdResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """How a run ended, why, and the exit code that says it (:mod:`coordinator.verdict`).
+    """How a run ended, why, and the exit code that says it (:mod:`wsload.coordinator.verdict`).
 
     ``reasons`` are one line each, most important first.
     """

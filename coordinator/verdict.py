@@ -1,9 +1,9 @@
 """What a load run's figures mean: thresholds, "tested nothing", and the exit code.
 
 One pure function, :func:`judge`, decides the outcome of a load run from its
-typed figures and ending (:mod:`coordinator.summary`), so ``wsload run``,
+typed figures and ending (:mod:`wsload.coordinator.summary`), so ``wsload run``,
 ``wsload coordinator``, ``wsload test --load`` and the Python API
-(:class:`coordinator.load_tester.WebSocketLoadTester`) agree on it. No
+(:class:`wsload.coordinator.load_tester.WebSocketLoadTester`) agree on it. No
 sockets, no clock: the tests feed it figures directly.
 
 Exit codes (and :attr:`Verdict.code`):
@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from common.thresholds import COUNT_METRICS, Measured, parse_threshold
-from coordinator.figures import RunFigures, RunProgress, count_metric
-from coordinator.summary import RunEnding, ThresholdResult, Verdict
+from wsload.common.thresholds import COUNT_METRICS, Measured, parse_threshold
+from wsload.coordinator.figures import RunFigures, RunProgress, count_metric
+from wsload.coordinator.summary import RunEnding, ThresholdResult, Verdict
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -29,11 +29,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from common.spec import MAX_PAYLOAD_SIZE
-from testserver.connection import Connection
-from testserver.faults import FaultPolicy, Faults
-from testserver.replies import BadRequest, event_message, parse_publish, wants
-from testserver.stats import ServerStats
+from wsload.common.spec import MAX_PAYLOAD_SIZE
+from wsload.testserver.connection import Connection
+from wsload.testserver.faults import FaultPolicy, Faults
+from wsload.testserver.replies import BadRequest, event_message, parse_publish, wants
+from wsload.testserver.stats import ServerStats
 
 #: Largest WebSocket message the server takes: the largest wsload sends
 #: (``--payload-size`` up to MAX_PAYLOAD_SIZE, exactly that many bytes) plus
@@ -127,7 +127,7 @@ class ReferenceServer:
         return web.json_response({"status": "ok", "connections_open": len(self.connections)})
 
     async def get_stats(self, _request: web.Request) -> web.Response:
-        """``GET /api/stats``: see :mod:`testserver.stats` for each counter."""
+        """``GET /api/stats``: see :mod:`wsload.testserver.stats` for each counter."""
         return web.json_response(self.stats.snapshot())
 
     async def reset_stats(self, _request: web.Request) -> web.Response:

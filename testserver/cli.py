@@ -1,7 +1,7 @@
 """``wsload serve``: run the reference test server until Ctrl-C or SIGTERM.
 
-A thin shell: flags become :class:`testserver.faults.Faults`, checked before
-anything binds; the server is :class:`testserver.app.ReferenceServer`. Its
+A thin shell: flags become :class:`wsload.testserver.faults.Faults`, checked before
+anything binds; the server is :class:`wsload.testserver.app.ReferenceServer`. Its
 only stdout output is the one URL line scripts and tests wait for (with the
 real port when ``--port 0``). Bad flags and unusable addresses end with one
 line on stderr and exit code 2; a signal ends it with exit code 0.
@@ -19,9 +19,9 @@ from typing import Any
 import click
 from aiohttp import web
 
-from common.params import BadInput, FiniteFloat, OneStageCommand
-from testserver.app import CLOSE_TIMEOUT, ReferenceServer
-from testserver.faults import MAX_DELAY, MAX_PUSH_EVERY, MAX_STALL_PERIOD, Faults
+from wsload.common.params import BadInput, FiniteFloat, OneStageCommand
+from wsload.testserver.app import CLOSE_TIMEOUT, ReferenceServer
+from wsload.testserver.faults import MAX_DELAY, MAX_PUSH_EVERY, MAX_STALL_PERIOD, Faults
 
 EXIT_BAD_INPUT = 2
 

@@ -9,7 +9,7 @@ task sends the connection its unsolicited heartbeats. Those tasks belong to
 awaits them when the connection ends, so no task outlives its connection and
 a crash in one is never silent.
 
-Counting follows :mod:`testserver.stats`: a reply is counted as sent only
+Counting follows :mod:`wsload.testserver.stats`: a reply is counted as sent only
 once the frame has been handed to the socket; a reply that cannot be sent
 any more (connection gone) is counted as dropped.
 """
@@ -23,9 +23,9 @@ from typing import Final
 
 from aiohttp import WSMsgType, web
 
-from testserver.faults import FaultPolicy, next_push, push_message
-from testserver.replies import Reply, answer
-from testserver.stats import ServerStats
+from wsload.testserver.faults import FaultPolicy, next_push, push_message
+from wsload.testserver.replies import Reply, answer
+from wsload.testserver.stats import ServerStats
 
 CLOSE_AFTER_CODE: Final = 1000
 CLOSE_AFTER_REASON: Final = b"close-after"

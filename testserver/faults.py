@@ -5,7 +5,7 @@ policy answers with the time the reply may go out (or None to drop it) and
 whether the connection must be closed after it. Times are plain floats on
 the server's monotonic clock and randomness comes from a seeded
 :class:`random.Random`, so every decision is testable without a socket or an
-event loop, and the asyncio layer (:mod:`testserver.connection`) only waits
+event loop, and the asyncio layer (:mod:`wsload.testserver.connection`) only waits
 and moves bytes.
 """
 
@@ -15,7 +15,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from common.errors import WsloadError
+from wsload.common.errors import WsloadError
 
 #: Upper bounds that keep every due time a finite, sleepable float.
 MAX_DELAY = 3600.0  # seconds

@@ -15,7 +15,7 @@ ALL_EVENTS = "*"
 MAX_EVENTS_PER_CALL = 10_000
 MAX_EVENT_NAME = 200
 
-#: The counter (see :mod:`testserver.stats`) a reply is counted in once sent.
+#: The counter (see :mod:`wsload.testserver.stats`) a reply is counted in once sent.
 ReplyKind = Literal["echoes_sent", "pongs_sent", "acks_sent"]
 
 PONG = '{"type": "pong"}'

@@ -1,12 +1,12 @@
-"""``python -m worker``: the same as ``wsload worker`` (used to spawn local workers).
+"""``python -P -m wsload.worker``: the same as ``wsload worker`` (how local workers start).
 
 Bad input is one line per problem and exit 2 here too, as under ``wsload``.
 """
 
 import sys
 
-from common.errors import WsloadError
-from worker.cli import worker
+from wsload.common.errors import WsloadError
+from wsload.worker.cli import worker
 
 if __name__ == "__main__":
     try:

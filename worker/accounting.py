@@ -1,14 +1,14 @@
 """The population's core: what each message does to the counters, and the run's phase.
 
 :class:`Accounting` is the per-message path, kept apart from the run's
-lifecycle (:mod:`worker.engine`) because it is the part that decides the
+lifecycle (:mod:`wsload.worker.engine`) because it is the part that decides the
 figures: a message sent (:meth:`Accounting.next_message`: in flight, and
 ``behind_schedule`` when it leaves late), a message from the server
 (:meth:`Accounting.on_message`: a reply only when it matches, otherwise
 ``unsolicited`` or ``late``), a connection gone (:meth:`Accounting.on_closed`).
 It also holds the two facts every client engine's hot path asks about --
 the run's :class:`Phase` and when sending ends (``send_until``) -- as plain
-public attributes, so a connection's callbacks (:mod:`worker.engines`) read
+public attributes, so a connection's callbacks (:mod:`wsload.worker.engines`) read
 them without reaching into the lifecycle, and :func:`backoff`, the reconnect
 policy. :class:`Link` is what each client engine's connection implements
 for the lifecycle (declared here, with the core it calls back, so that
@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from common.spec import JobSpec
-from worker.recorder import Recorder
-from worker.schedule import BEHIND_SLACK
-from worker.tracker import InFlight, id_pattern, unmatched
+from wsload.common.spec import JobSpec
+from wsload.worker.recorder import Recorder
+from wsload.worker.schedule import BEHIND_SLACK
+from wsload.worker.tracker import InFlight, id_pattern, unmatched
 
 _mono = time.monotonic
 #: first reconnect delay (seconds); doubles per failure up to ``reconnect_max_delay``
@@ -121,7 +121,7 @@ class Link(Protocol):
 
 
 class Accounting:
-    """The counters' side of an engine (:class:`worker.engine.Engine` derives from it).
+    """The counters' side of an engine (:class:`wsload.worker.engine.Engine` derives from it).
 
     ``stamped``: the payload template uses ``{ts}`` (so each message needs
     the wall-clock time); ``closed_loop``: a reply triggers the next message.
@@ -208,7 +208,7 @@ class Accounting:
         """The connection is gone (``code`` 1006 when no close frame came).
 
         ``failure`` is the error kind when this side failed it (``protocol``,
-        ``too_big``: :func:`worker.errors.failure_kind`), counted even while
+        ``too_big``: :func:`wsload.worker.errors.failure_kind`), counted even while
         the run closes; then ``code`` is the one this side sent.
         """
         if failure:
@@ -226,7 +226,7 @@ class EngineResult:
     """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``.
 
     ``error_texts`` holds the first message of each error kind (bounded, see
-    :class:`worker.recorder.Recorder`), so a run that tested nothing can say why.
+    :class:`wsload.worker.recorder.Recorder`), so a run that tested nothing can say why.
     """
 
     counters: dict[str, int]

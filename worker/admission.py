@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from common.errors import SpecError
-from common.protocol import Job
-from common.spec import JobSpec, Mode, spec_from_dict
+from wsload.common.errors import SpecError
+from wsload.common.protocol import Job
+from wsload.common.spec import JobSpec, Mode, spec_from_dict
 
 
 def checked_spec(job: Job) -> tuple[JobSpec | None, list[str]]:

@@ -14,7 +14,7 @@ it exits after one session (the local workers of ``wsload run``).
 
 What is said when -- hello until welcomed, refusals, a coordinator of
 another protocol, jobs and handovers, the ``bye``, the hello timeout -- is
-decided by the sans-I/O :class:`worker.conversation.Conversation`; this
+decided by the sans-I/O :class:`wsload.worker.conversation.Conversation`; this
 module keeps the sockets, the engine and the clock.
 """
 
@@ -35,12 +35,12 @@ import numpy.typing as npt
 import zmq
 import zmq.asyncio
 
-from common.endpoint import Endpoint, parse_endpoint
-from common.protocol import Error, Job, Message, Result, Samples, encode
-from common.spec import JobSpec, Mode
-from common.validation import unbindable_address
-from worker.admission import checked_spec, target_refusal
-from worker.conversation import (
+from wsload.common.endpoint import Endpoint, parse_endpoint
+from wsload.common.protocol import Error, Job, Message, Result, Samples, encode
+from wsload.common.spec import JobSpec, Mode
+from wsload.common.validation import unbindable_address
+from wsload.worker.admission import checked_spec, target_refusal
+from wsload.worker.conversation import (
     Action,
     Conversation,
     End,
@@ -53,13 +53,13 @@ from worker.conversation import (
     TakeOver,
     Welcomed,
 )
-from worker.engine import Engine
-from worker.engines import create_engine
-from worker.heartbeat import HeartbeatThread
-from worker.identity import introduce
-from worker.link import Link
-from worker.recorder import WindowBatch
-from worker.schedule import Share
+from wsload.worker.engine import Engine
+from wsload.worker.engines import create_engine
+from wsload.worker.heartbeat import HeartbeatThread
+from wsload.worker.identity import introduce
+from wsload.worker.link import Link
+from wsload.worker.recorder import WindowBatch
+from wsload.worker.schedule import Share
 
 #: longest a handed-on share may take to connect (the coordinator asks for ~1 s)
 HANDOVER_RAMP_MAX = 10.0
@@ -153,7 +153,7 @@ class Agent:
         """A second ``job`` for the running one: a lost worker's clients, added to it.
 
         Their connections spread from now until ``start_at`` (bounded); see
-        :meth:`worker.engine.Engine.add_clients`. True when it was one.
+        :meth:`wsload.worker.engine.Engine.add_clients`. True when it was one.
         """
         engine = self._engine
         if engine is None:
@@ -265,7 +265,7 @@ class Agent:
             hb.load_stopped()
 
     async def _run_check(self, sock: zmq.asyncio.Socket, job: Job, spec: JobSpec) -> None:
-        from worker.checks.runner import run_mode  # aiohttp & co. only for check jobs
+        from wsload.worker.checks.runner import run_mode  # aiohttp & co. only for check jobs
 
         self._check = asyncio.current_task()
         try:

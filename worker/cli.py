@@ -12,13 +12,13 @@ import sys
 import click
 import uvloop
 
-from common.curve import CurveKeys, keys_pipe, read_handoff, worker_keys
-from common.endpoint import EndpointError, parse_endpoint
-from common.errors import KeyFileError, SpecError
-from common.params import POSITIVE_SECONDS, OneStageCommand
-from worker.agent import Agent, AgentOptions
-from worker.gcpolicy import tune_collector
-from worker.identity import new_worker_id
+from wsload.common.curve import CurveKeys, keys_pipe, read_handoff, worker_keys
+from wsload.common.endpoint import EndpointError, parse_endpoint
+from wsload.common.errors import KeyFileError, SpecError
+from wsload.common.params import POSITIVE_SECONDS, OneStageCommand
+from wsload.worker.agent import Agent, AgentOptions
+from wsload.worker.gcpolicy import tune_collector
+from wsload.worker.identity import new_worker_id
 
 
 @click.command(cls=OneStageCommand)
@@ -149,7 +149,16 @@ def _run_many(
     procs = []
     try:
         for i in range(n):
-            cmd = [sys.executable, "-m", "worker", "--connect", endpoint, "--id", f"{base}-{i}"]
+            cmd = [
+                sys.executable,
+                "-P",
+                "-m",
+                "wsload.worker",
+                "--connect",
+                endpoint,
+                "--id",
+                f"{base}-{i}",
+            ]
             cmd += extra
             if once:
                 cmd.append("--once")

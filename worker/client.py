@@ -10,7 +10,7 @@ Kept call for call so existing test code runs unchanged::
 
 ``connect()`` answers True/False as before and keeps the reason in
 ``last_error``; :meth:`WebSocketClient.open` (and ``async with``) raise the
-classified :class:`worker.errors.ConnectFailed` instead: refused,
+classified :class:`wsload.worker.errors.ConnectFailed` instead: refused,
 ``HandshakeRejected`` with the HTTP status, ``TLSFailed``...
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from common.spec import DEFAULT_MAX_MESSAGE_SIZE, JobSpec
-from worker.connect import ConnectOptions, harden, open_connection
-from worker.errors import ConnectFailed, WorkerError
+from wsload.common.spec import DEFAULT_MAX_MESSAGE_SIZE, JobSpec
+from wsload.worker.connect import ConnectOptions, harden, open_connection
+from wsload.worker.errors import ConnectFailed, WorkerError
 
 Message = dict[str, Any] | list[Any] | str | bytes
 

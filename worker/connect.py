@@ -1,6 +1,6 @@
 """Opening one WebSocket connection, and naming how it failed.
 
-Both the load engine and :class:`worker.client.WebSocketClient` open their
+Both the load engine and :class:`wsload.worker.client.WebSocketClient` open their
 connections here, so a failure is classified the same way everywhere:
 ``refused``, ``timeout``, ``dns``, ``tls``, ``http_<status>`` (the server
 answered the upgrade with another status, redirects included: a 3xx is
@@ -37,10 +37,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from common import __version__
-from common.spec import JobSpec
-from worker.errors import ConnectFailed, ConnectionRefused, HandshakeRejected, TLSFailed
-from worker.recorder import Recorder
+from wsload.common import __version__
+from wsload.common.spec import JobSpec
+from wsload.worker.errors import ConnectFailed, ConnectionRefused, HandshakeRejected, TLSFailed
+from wsload.worker.recorder import Recorder
 
 USER_AGENT = f"wsload/{__version__}"
 #: Largest message a client accepts; well above the 1 MiB echo checks.

@@ -2,7 +2,7 @@
 
 Given a message the coordinator sent (as bytes) or a silence, and ``now``,
 :class:`Conversation` says what to do: send a message, start or extend a
-job, stop the load, end the session (and how). :class:`worker.agent.Agent`
+job, stop the load, end the session (and how). :class:`wsload.worker.agent.Agent`
 owns the sockets, the clock and the engine and does only that. Shaped like
 python-websockets' sans-I/O protocol, so the rules -- hello until welcomed,
 a refusal that ends the worker or only this session, a coordinator of
@@ -11,7 +11,7 @@ another protocol version, a second job of the running one (a handover), the
 with a fake clock.
 
 The dead-man rule (no load outlives a silent coordinator) is
-:class:`worker.deadman.DeadMan`, on the heartbeat thread; this conversation
+:class:`wsload.worker.deadman.DeadMan`, on the heartbeat thread; this conversation
 arms it on ``welcome`` (:class:`Welcomed`).
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.errors import ProtocolError
-from common.protocol import (
+from wsload.common.errors import ProtocolError
+from wsload.common.protocol import (
     Bye,
     Error,
     Job,
@@ -31,7 +31,7 @@ from common.protocol import (
     Welcome,
     decode,
 )
-from worker.link import HandshakeProblem
+from wsload.worker.link import HandshakeProblem
 
 #: seconds a sent hello has to be answered before it is sent again
 HELLO_EVERY = 1.0

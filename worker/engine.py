@@ -3,7 +3,7 @@
 Lifecycle of a run (:meth:`Engine.run`):
 
 1. *running* -- clients connect at their ramp slots, send on their schedule
-   (:mod:`worker.schedule`), match replies (:mod:`worker.tracker`), and
+   (:mod:`wsload.worker.schedule`), match replies (:mod:`wsload.worker.tracker`), and
    reconnect with capped exponential backoff after the server closes on them;
 2. *draining* -- at the end of ``duration`` (or :meth:`Engine.stop`) no new
    message goes out; in-flight replies are awaited up to ``drain_timeout``;
@@ -15,10 +15,10 @@ All times come from ``time.monotonic`` (uvloop's ``loop.time()`` is cached
 per iteration at millisecond resolution, too coarse for latency).
 
 This class is the lifecycle; what each message does to the counters, the
-run's phase and the reconnect policy are :class:`worker.accounting.Accounting`'s
+run's phase and the reconnect policy are :class:`wsload.worker.accounting.Accounting`'s
 (the pure core it derives from); how frames reach the wire is a client
-engine's: a subclass opens connections as :class:`worker.accounting.Link`
-objects, and :func:`worker.engines.create_engine` (the registry) picks one by
+engine's: a subclass opens connections as :class:`wsload.worker.accounting.Link`
+objects, and :func:`wsload.worker.engines.create_engine` (the registry) picks one by
 ``spec.engine``. This module imports no engine, so none of them imports back
 into a cycle.
 """
@@ -32,13 +32,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from common.spec import JobSpec
-from worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff, resolve
-from worker.connect import ConnectOptions
-from worker.errors import ConnectFailed
-from worker.payload import PayloadTemplate
-from worker.recorder import WindowBatch
-from worker.schedule import (
+from wsload.common.spec import JobSpec
+from wsload.worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff, resolve
+from wsload.worker.connect import ConnectOptions
+from wsload.worker.errors import ConnectFailed
+from wsload.worker.payload import PayloadTemplate
+from wsload.worker.recorder import WindowBatch
+from wsload.worker.schedule import (
     HOLD_POLL,
     MAX_IN_FLIGHT,
     TICK_BUDGET,

@@ -1,6 +1,6 @@
 """The exception tree of ``worker``.
 
-:class:`WorkerError` derives from :class:`common.errors.WsloadError`, so the
+:class:`WorkerError` derives from :class:`wsload.common.errors.WsloadError`, so the
 CLI turns any of these into a one-line reason. The connection errors carry a
 ``kind`` (``refused``, ``timeout``, ``dns``, ``tls``, ``http_<status>``,
 ``handshake``...) that the engine counts failures by; so do connections this
@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from common.errors import WsloadError
+from wsload.common.errors import WsloadError
 
 if TYPE_CHECKING:
-    from worker.recorder import Recorder
+    from wsload.worker.recorder import Recorder
 
 
 class WorkerError(WsloadError):

@@ -7,7 +7,7 @@ distributed mode). So a dedicated thread owns a second DEALER socket,
 identified as ``<worker_id>#hb``, that sends a heartbeat every interval and
 watches the coordinator's heartbeats.
 
-The same thread enforces the dead-man rule (:mod:`worker.deadman`): when the
+The same thread enforces the dead-man rule (:mod:`wsload.worker.deadman`): when the
 coordinator has been silent for ``silence_timeout`` seconds it calls
 ``on_silence`` (once per silence) so the loop stops its load; if the load
 has not stopped ``grace`` seconds later (the loop is starved), it prints one
@@ -26,10 +26,10 @@ from typing import Any
 
 import zmq
 
-from common.endpoint import Endpoint, parse_endpoint, socket_options
-from common.errors import ProtocolError
-from common.protocol import HEARTBEAT_SUFFIX, Heartbeat, decode, encode
-from worker.deadman import Action, DeadMan
+from wsload.common.endpoint import Endpoint, parse_endpoint, socket_options
+from wsload.common.errors import ProtocolError
+from wsload.common.protocol import HEARTBEAT_SUFFIX, Heartbeat, decode, encode
+from wsload.worker.deadman import Action, DeadMan
 
 #: Exit code of a worker that had to exit because its load would not stop.
 EXIT_DEADMAN = 3

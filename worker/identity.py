@@ -7,8 +7,8 @@ import resource
 import socket
 import uuid
 
-from common import __version__
-from common.protocol import Hello
+from wsload.common import __version__
+from wsload.common.protocol import Hello
 
 
 def fd_limit() -> int:

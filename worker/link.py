@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from common.endpoint import Endpoint, socket_options
+from wsload.common.endpoint import Endpoint, socket_options
 
 #: The monitor events that explain a failed handshake.
 HANDSHAKE_EVENTS = (

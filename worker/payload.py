@@ -21,7 +21,7 @@ import re
 import string
 from collections.abc import Callable
 
-from worker.errors import PayloadError
+from wsload.worker.errors import PayloadError
 
 PLACEHOLDERS = ("client_id", "seq", "ts", "pad")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")

@@ -4,7 +4,7 @@ Clients bump plain integer attributes and append to ``array('I')`` buffers
 (a few tens of nanoseconds each); every ~250 ms :meth:`Recorder.take_window`
 hands the window over as a :class:`WindowBatch`: counter *deltas* since the
 previous window, and the packed samples (little-endian uint32 microseconds,
-the wire format of :class:`common.protocol.Samples`). Counters are only ever
+the wire format of :class:`wsload.common.protocol.Samples`). Counters are only ever
 cumulative, so the sum of all windows equals the run totals by construction.
 
 Accounting: ``sent = received + timed_out + lost + unanswered``, where
@@ -27,7 +27,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.protocol import SAMPLE_COUNTERS
+from wsload.common.protocol import SAMPLE_COUNTERS
 
 COUNTERS = SAMPLE_COUNTERS
 #: Bounds of :attr:`Recorder.error_texts`: a hostile peer's error messages cost

@@ -14,7 +14,7 @@ identity stays exact. Closed loop (``period == 0``) has no schedule: each
 message is intended to go as soon as the previous reply arrived.
 
 The pacing bounds every sender keeps (timer slack, the per-turn budget, the
-in-flight bound) are here too, shared by the lifecycle (:mod:`worker.engine`)
+in-flight bound) are here too, shared by the lifecycle (:mod:`wsload.worker.engine`)
 and the picows engine's ticker.
 """
 

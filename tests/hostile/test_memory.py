@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from common.spec import ENGINES
 from tests.hostile.conftest import HostileFactory, RunResult, run_wsload
+from wsload.common.spec import ENGINES
 
 LIMIT = 65536
 PAYLOAD = 60000

@@ -17,13 +17,13 @@ import time
 
 import pytest
 
-from common.spec import ENGINES, build_spec
 from tests.hostile.server import HostileServer
-from worker.client import NotConnected, WebSocketClient
-from worker.engine import EngineResult
-from worker.engines import create_engine
-from worker.engines.picows_listener import valid_close_code
-from worker.errors import failure_kind
+from wsload.common.spec import ENGINES, build_spec
+from wsload.worker.client import NotConnected, WebSocketClient
+from wsload.worker.engine import EngineResult
+from wsload.worker.engines import create_engine
+from wsload.worker.engines.picows_listener import valid_close_code
+from wsload.worker.errors import failure_kind
 
 LIMIT = 65536
 CLIENTS = 2

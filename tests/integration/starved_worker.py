@@ -15,7 +15,7 @@ import sys
 
 import uvloop
 
-from worker.agent import Agent, AgentOptions
+from wsload.worker.agent import Agent, AgentOptions
 
 
 def starve() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from common.curve import generate
 from tests.integration.conftest import WSLOAD
+from wsload.common.curve import generate
 
 URL = "ws://127.0.0.1:9/ws"  # discard port: never reached, input is refused first
 

@@ -13,8 +13,8 @@ import trustme
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.conftest import ServerFactory
-from worker.client import NotConnected, WebSocketClient
-from worker.errors import ConnectionRefused, HandshakeRejected, TLSFailed
+from wsload.worker.client import NotConnected, WebSocketClient
+from wsload.worker.errors import ConnectionRefused, HandshakeRejected, TLSFailed
 
 
 @pytest.mark.asyncio

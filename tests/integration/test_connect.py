@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import worker.engine
-from common.spec import ENGINES, build_spec
+import wsload.worker.engine
 from tests.integration.conftest import WSLOAD
 from tests.integration.handshake_target import BEHAVIOURS, SLOW_101, HandshakeTarget
-from worker.connect import connected_socket, source_socket
-from worker.engines import create_engine
-from worker.recorder import WindowBatch
+from wsload.common.spec import ENGINES, build_spec
+from wsload.worker.connect import connected_socket, source_socket
+from wsload.worker.engines import create_engine
+from wsload.worker.recorder import WindowBatch
 
 #: every behaviour of the target that fails the handshake
 BROKEN = tuple(b for b in BEHAVIOURS if b != "slow_101")
@@ -103,7 +103,7 @@ async def test_a_storm_holds_a_bounded_number_of_handshakes_open(
     Thousands of handshakes started at once kept the loop busy for seconds:
     no window went out, then every connect landed in one.
     """
-    monkeypatch.setattr(worker.engine, "PENDING_HANDSHAKES", 4)
+    monkeypatch.setattr(wsload.worker.engine, "PENDING_HANDSHAKES", 4)
     clients = 24
     batches: list[WindowBatch] = []
     with HandshakeTarget(("slow_101",)) as target:

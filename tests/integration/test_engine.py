@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from common.histogram import LatencyHistogram
-from common.spec import ENGINES, MAX_PAYLOAD_SIZE, JobSpec, build_spec
 from tests.integration.conftest import ServerFactory
-from worker.engine import EngineResult
-from worker.engines import create_engine
-from worker.recorder import WindowBatch
-from worker.schedule import Share
+from wsload.common.histogram import LatencyHistogram
+from wsload.common.spec import ENGINES, MAX_PAYLOAD_SIZE, JobSpec, build_spec
+from wsload.worker.engine import EngineResult
+from wsload.worker.engines import create_engine
+from wsload.worker.recorder import WindowBatch
+from wsload.worker.schedule import Share
 
 
 def stats(api_url: str) -> dict[str, Any]:

@@ -25,11 +25,11 @@ import pytest
 import uvloop
 import zmq
 
-from common.protocol import PROTOCOL_VERSION
 from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory, reap
 from tests.integration.test_run import free_port, stats
-from worker.agent import DEADMAN_GRACE, Agent, AgentOptions
+from wsload.common.protocol import PROTOCOL_VERSION
+from wsload.worker.agent import DEADMAN_GRACE, Agent, AgentOptions
 
 
 def spin(seconds: float) -> None:

@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import zmq
 
-from common.protocol import HEARTBEAT_SUFFIX, Heartbeat, Hello, encode
 from tests.accounting import assert_balanced
 from tests.integration.conftest import ServerFactory, reap
+from wsload.common.protocol import HEARTBEAT_SUFFIX, Heartbeat, Hello, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 #: A CURVE key as text: 40 Z85 characters.

@@ -11,15 +11,15 @@ from xml.etree import ElementTree as ET
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from coordinator.checks_api import (
+from tests.accounting import assert_balanced
+from tests.integration.conftest import WSLOAD, ServerFactory
+from tests.integration.test_run import stats
+from wsload.coordinator.checks_api import (
     ChecksFailed,
     WebSocketEventTester,
     assert_checks_pass,
     run_checks,
 )
-from tests.accounting import assert_balanced
-from tests.integration.conftest import WSLOAD, ServerFactory
-from tests.integration.test_run import stats
 
 
 def by_name(summary: dict[str, object]) -> dict[str, dict[str, str]]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.load_tester import WebSocketLoadTester
 from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory
+from wsload.coordinator.load_tester import WebSocketLoadTester
 
 
 def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

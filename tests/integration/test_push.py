@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from common.spec import ENGINES
 from tests.integration.conftest import ServerFactory
+from wsload.common.spec import ENGINES
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 IDENTITY = ("sent", "received", "timed_out", "lost", "unanswered")

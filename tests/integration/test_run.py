@@ -17,9 +17,9 @@ import msgpack
 import pytest
 import zmq
 
-from common.protocol import PROTOCOL_VERSION, Hello, Samples, encode
 from tests.accounting import assert_balanced
 from tests.integration.conftest import ServerFactory, reap
+from wsload.common.protocol import PROTOCOL_VERSION, Hello, Samples, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 
@@ -270,7 +270,7 @@ def test_bad_input_is_one_line_exit_2(args: list[str], needle: str) -> None:
 
 @pytest.mark.asyncio
 async def test_load_tester_api_of_the_original_framework(serve_factory: ServerFactory) -> None:
-    from coordinator.load_tester import WebSocketLoadTester
+    from wsload.coordinator.load_tester import WebSocketLoadTester
 
     server = serve_factory()
     tester = WebSocketLoadTester(server.ws_url, 4, 0.1, workers=2)

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
-from common.curve import generate
-from common.endpoint import parse_endpoint
-from common.errors import KeyFileError
-from coordinator.errors import CoordinatorError
-from coordinator.session import Session, SessionOptions
 from tests.accounting import assert_balanced
 from tests.integration.conftest import ServerFactory, reap
 from tests.integration.test_run import free_port, stats
-from worker.link import Link
+from wsload.common.curve import generate
+from wsload.common.endpoint import parse_endpoint
+from wsload.common.errors import KeyFileError
+from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.session import Session, SessionOptions
+from wsload.worker.link import Link
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 
@@ -272,7 +272,10 @@ def test_what_zeromq_really_bound_is_checked() -> None:
 
 @pytest.mark.parametrize(
     ("command", "prefix"),
-    [([WSLOAD, "worker"], "wsload"), ([sys.executable, "-m", "worker"], "wsload worker")],
+    [
+        ([WSLOAD, "worker"], "wsload"),
+        ([sys.executable, "-P", "-m", "wsload.worker"], "wsload worker"),
+    ],
 )
 def test_connect_without_a_port_is_one_line_not_a_hang(command: list[str], prefix: str) -> None:
     proc = subprocess.run(

@@ -24,7 +24,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
-from common.spec import MAX_PAYLOAD_SIZE
 from tests.integration.conftest import (
     URL_LINE,
     WSLOAD,
@@ -32,7 +31,8 @@ from tests.integration.conftest import (
     ServerFactory,
     start_server,
 )
-from testserver.app import MAX_MESSAGE_SIZE
+from wsload.common.spec import MAX_PAYLOAD_SIZE
+from wsload.testserver.app import MAX_MESSAGE_SIZE
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 Reply = tuple[int, dict[str, Any], dict[str, str]]

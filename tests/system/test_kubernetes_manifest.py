@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from coordinator.cli import main
+from wsload.coordinator.cli import main
 
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "wsload.yaml"
 

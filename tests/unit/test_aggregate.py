@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ProtocolError
-from common.protocol import Samples, decode, encode
-from coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
+from wsload.common.errors import ProtocolError
+from wsload.common.protocol import Samples, decode, encode
+from wsload.coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
 
 
 def window(seq: int, latency: list[int], service: list[int]) -> Samples:

@@ -5,7 +5,7 @@ input, in this process. The table grows with the commands: a test walks
 every option of ``run``, ``coordinator``, ``test``, ``worker``, ``serve``,
 ``keys generate`` and ``client`` and fails when one that takes a value has no case here
 (or is listed in :data:`NO_BAD_VALUE` with the reason none exists), and
-when a float option is not a :class:`common.params.FiniteFloat`.
+when a float option is not a :class:`wsload.common.params.FiniteFloat`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from common.curve import generate
-from common.params import FiniteFloat
-from common.scenario import MAX_SCENARIO_BYTES
-from common.spec import MAX_SPEC_BYTES
-from common.steps import MAX_STEPS
-from common.thresholds import MAX_THRESHOLDS
-from coordinator.cli import main
+from wsload.common.curve import generate
+from wsload.common.params import FiniteFloat
+from wsload.common.scenario import MAX_SCENARIO_BYTES
+from wsload.common.spec import MAX_SPEC_BYTES
+from wsload.common.steps import MAX_STEPS
+from wsload.common.thresholds import MAX_THRESHOLDS
+from wsload.coordinator.cli import main
 
 URL = "ws://127.0.0.1:9/ws"  # discard port: never reached, input is refused first
 #: The original framework's variables, unset so the host's environment cannot change a case.

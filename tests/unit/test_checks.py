@@ -8,10 +8,15 @@ from typing import Any
 
 import pytest
 
-from common.steps import MAX_VALUE_ITEMS, step_problems
-from worker.checks.event import Deliveries
-from worker.checks.integration import DEFAULT_STEPS, ScenarioError, parse_steps, subset_mismatch
-from worker.checks.unit import accept_key
+from wsload.common.steps import MAX_VALUE_ITEMS, step_problems
+from wsload.worker.checks.event import Deliveries
+from wsload.worker.checks.integration import (
+    DEFAULT_STEPS,
+    ScenarioError,
+    parse_steps,
+    subset_mismatch,
+)
+from wsload.worker.checks.unit import accept_key
 
 
 def _nested(depth: int) -> Any:
@@ -125,7 +130,7 @@ def test_every_bad_step_is_named_at_once() -> None:
 
 
 def test_the_worker_parses_steps_with_the_common_parser() -> None:
-    import common.steps
-    import worker.checks.integration
+    import wsload.common.steps
+    import wsload.worker.checks.integration
 
-    assert worker.checks.integration.parse_steps is common.steps.parse_steps
+    assert wsload.worker.checks.integration.parse_steps is wsload.common.steps.parse_steps

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from common import __version__
-from coordinator.cli import main
+from wsload.common import __version__
+from wsload.coordinator.cli import main
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 

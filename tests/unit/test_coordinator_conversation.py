@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgpack
 
-from common.protocol import (
+from wsload.common.protocol import (
     PROTOCOL_VERSION,
     Bye,
     Error,
@@ -21,7 +21,7 @@ from common.protocol import (
     Welcome,
     encode,
 )
-from coordinator.conversation import (
+from wsload.coordinator.conversation import (
     FULL,
     Busy,
     Conversation,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import zmq.auth
 
-from common.curve import coordinator_keys, generate, worker_keys
-from common.errors import KeyFileError
+from wsload.common.curve import coordinator_keys, generate, worker_keys
+from wsload.common.errors import KeyFileError
 
 
 @pytest.fixture

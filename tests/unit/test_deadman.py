@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import zmq
 
-from coordinator.handshakes import describe
-from worker.deadman import Action, DeadMan
-from worker.link import handshake_problem
+from wsload.coordinator.handshakes import describe
+from wsload.worker.deadman import Action, DeadMan
+from wsload.worker.link import handshake_problem
 
 
 def test_silence_asks_for_a_stop_once() -> None:

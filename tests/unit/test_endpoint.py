@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.endpoint import EndpointError, bind_problem, bound_problem, parse_endpoint
+from wsload.common.endpoint import EndpointError, bind_problem, bound_problem, parse_endpoint
 
 # (endpoint, host, port, loopback) for binds ZeroMQ and wsload both accept.
 GOOD_BINDS = [

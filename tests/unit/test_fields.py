@@ -1,6 +1,6 @@
 """Each job field declared once: the declarations make the options, the env layer and the checks.
 
-A throwaway click command carries :func:`common.params.job_options`, so
+A throwaway click command carries :func:`wsload.common.params.job_options`, so
 these tests parse real command lines through click without starting
 anything; the commands themselves are covered by ``test_bad_invocations``.
 """
@@ -16,11 +16,11 @@ import pytest
 import trustme
 from click.testing import CliRunner
 
-from common.errors import SpecError
-from common.fields import BY_NAME, ENV_VARS, FIELDS, value_problems
-from common.params import job_flags, job_options
-from common.spec import FIELD_KINDS, FIELD_NAMES, JobSpec, build_spec
-from coordinator.cli import main
+from wsload.common.errors import SpecError
+from wsload.common.fields import BY_NAME, ENV_VARS, FIELDS, value_problems
+from wsload.common.params import job_flags, job_options
+from wsload.common.spec import FIELD_KINDS, FIELD_NAMES, JobSpec, build_spec
+from wsload.coordinator.cli import main
 
 
 def _parse(command: Literal["run", "test"], *args: str) -> dict[str, Any]:

@@ -15,12 +15,12 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.errors import SpecError
-from common.spec import FIELD_NAMES, build_spec, spec_from_dict
-from common.steps import ScenarioError, parse_steps, value_shape_problem
-from common.thresholds import ThresholdError, parse_threshold
-from common.validation import display_url, split_credentials, url_problems
-from worker.payload import PayloadTemplate
+from wsload.common.errors import SpecError
+from wsload.common.spec import FIELD_NAMES, build_spec, spec_from_dict
+from wsload.common.steps import ScenarioError, parse_steps, value_shape_problem
+from wsload.common.thresholds import ThresholdError, parse_threshold
+from wsload.common.validation import display_url, split_credentials, url_problems
+from wsload.worker.payload import PayloadTemplate
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),

@@ -9,8 +9,8 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from common import hdrlog
-from common.histogram import HIGHEST, LatencyHistogram
+from wsload.common import hdrlog
+from wsload.common.histogram import HIGHEST, LatencyHistogram
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

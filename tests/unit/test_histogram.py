@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import histogram
-from common.errors import HistogramError
-from common.histogram import (
+from wsload.common import histogram
+from wsload.common.errors import HistogramError
+from wsload.common.histogram import (
     HIGHEST,
     LatencyHistogram,
     counts_index,

@@ -1,7 +1,7 @@
 """A local run's per-run CURVE keys: made in memory, admitted alone, handed over by pipe.
 
 Real ZeroMQ sockets on loopback and a real ZAP handler (in this process):
-the coordinator's side of :func:`common.curve.ephemeral` admits the run's
+the coordinator's side of :func:`wsload.common.curve.ephemeral` admits the run's
 worker key and no other, even from a peer that somehow knows the
 coordinator's public key. The handoff format is read back through a real
 pipe, and every malformed handoff is one line, exit 2, before a worker starts.
@@ -18,7 +18,7 @@ import zmq
 from click.testing import CliRunner
 from zmq.auth.thread import ThreadAuthenticator
 
-from common.curve import (
+from wsload.common.curve import (
     MAX_KEY_FILE,
     CurveKeys,
     coordinator_keys,
@@ -29,8 +29,8 @@ from common.curve import (
     read_handoff,
     worker_keys,
 )
-from common.errors import KeyFileError
-from coordinator.cli import main
+from wsload.common.errors import KeyFileError
+from wsload.coordinator.cli import main
 
 #: Generous: a handshake on loopback takes milliseconds, even on a loaded box.
 ARRIVE_MS = 10_000

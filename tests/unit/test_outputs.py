@@ -13,15 +13,15 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from common.histogram import HIGHEST
-from common.protocol import SAMPLE_COUNTERS, Result, Samples, decode, encode
-from common.spec import JobSpec
-from coordinator.aggregate import RunAggregate
-from coordinator.errors import CoordinatorError
-from coordinator.loadrun import conclude
-from coordinator.outputs import Output, check_writable, csv_text, json_text, write_all
-from coordinator.session import RunOutcome
-from coordinator.summary import RunSummary
+from wsload.common.histogram import HIGHEST
+from wsload.common.protocol import SAMPLE_COUNTERS, Result, Samples, decode, encode
+from wsload.common.spec import JobSpec
+from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.loadrun import conclude
+from wsload.coordinator.outputs import Output, check_writable, csv_text, json_text, write_all
+from wsload.coordinator.session import RunOutcome
+from wsload.coordinator.summary import RunSummary
 
 
 def test_written_whole_with_the_umask_mode_and_no_temporary_left(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.errors import PlanError
-from coordinator.plan import FD_RESERVE, Assignment, Roster, WorkerCapacity, plan
+from wsload.coordinator.errors import PlanError
+from wsload.coordinator.plan import FD_RESERVE, Assignment, Roster, WorkerCapacity, plan
 
 
 def test_proportional_to_cores_with_remainders_spread() -> None:

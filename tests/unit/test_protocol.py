@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common import varint
-from common.errors import ProtocolError
-from common.protocol import (
+from wsload.common import varint
+from wsload.common.errors import ProtocolError
+from wsload.common.protocol import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
@@ -33,7 +33,7 @@ from common.protocol import (
     decode,
     encode,
 )
-from common.spec import JobSpec
+from wsload.common.spec import JobSpec
 
 EXAMPLES: list[Message] = [
     Hello("w1", "host-a", 1234, "0.1.0", 2, 20000),

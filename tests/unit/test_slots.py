@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.protocol import Hello
-from coordinator.slots import Decision, Slots
+from wsload.common.protocol import Hello
+from wsload.coordinator.slots import Decision, Slots
 
 
 def hello(worker_id: str) -> Hello:

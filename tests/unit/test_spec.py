@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from common.errors import SpecError
-from common.protocol import Job, decode, encode
-from common.scenario import MAX_SCENARIO_BYTES
-from common.spec import (
+from wsload.common.errors import SpecError
+from wsload.common.protocol import Job, decode, encode
+from wsload.common.scenario import MAX_SCENARIO_BYTES
+from wsload.common.spec import (
     DEFAULT_API_URL,
     DEFAULT_WS_URL,
     MAX_LIST_ITEMS,
@@ -24,9 +24,9 @@ from common.spec import (
     env_overrides,
     spec_from_dict,
 )
-from common.steps import MAX_STEPS
-from common.thresholds import MAX_THRESHOLDS
-from common.validation import display_url, redact_headers
+from wsload.common.steps import MAX_STEPS
+from wsload.common.thresholds import MAX_THRESHOLDS
+from wsload.common.validation import display_url, redact_headers
 
 
 def problems_of(**kwargs: object) -> list[str]:

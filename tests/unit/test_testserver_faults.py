@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from testserver.faults import (
+from wsload.testserver.faults import (
     Decision,
     FaultConfigError,
     FaultPolicy,
@@ -16,7 +16,7 @@ from testserver.faults import (
     next_push,
     push_message,
 )
-from testserver.replies import (
+from wsload.testserver.replies import (
     BadRequest,
     Publish,
     answer,

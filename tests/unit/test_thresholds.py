@@ -7,10 +7,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from common.thresholds import METRICS, ThresholdError, parse_threshold
-from coordinator.figures import Counters, Percentiles, RunFigures, SecondSummary, frozen_map
-from coordinator.outputs import CSV_COLUMNS, csv_text, junit_text
-from coordinator.verdict import evaluate_thresholds
+from wsload.common.thresholds import METRICS, ThresholdError, parse_threshold
+from wsload.coordinator.figures import Counters, Percentiles, RunFigures, SecondSummary, frozen_map
+from wsload.coordinator.outputs import CSV_COLUMNS, csv_text, junit_text
+from wsload.coordinator.verdict import evaluate_thresholds
 
 FIGURES = RunFigures(
     time_series=(),

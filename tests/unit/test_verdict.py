@@ -13,15 +13,16 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from common.protocol import Result, Samples, decode, encode
-from common.spec import JobSpec
-from coordinator.aggregate import RunAggregate
-from coordinator.figures import RunFigures, RunProgress
-from coordinator.loadrun import parameters
-from coordinator.outputs import csv_text, junit_text
-from coordinator.report import format_summary, live_lines, progress_line
-from coordinator.summary import RunEnding, RunSummary, ThresholdResult
-from coordinator.verdict import (
+from tests.accounting import assert_balanced
+from wsload.common.protocol import Result, Samples, decode, encode
+from wsload.common.spec import JobSpec
+from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.figures import RunFigures, RunProgress
+from wsload.coordinator.loadrun import parameters
+from wsload.coordinator.outputs import csv_text, junit_text
+from wsload.coordinator.report import format_summary, live_lines, progress_line
+from wsload.coordinator.summary import RunEnding, RunSummary, ThresholdResult
+from wsload.coordinator.verdict import (
     EXIT_COULD_NOT_RUN,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -31,7 +32,6 @@ from coordinator.verdict import (
     judge,
     target_name,
 )
-from tests.accounting import assert_balanced
 
 START = 100.0
 
@@ -66,7 +66,7 @@ def figures_of(agg: RunAggregate) -> RunFigures:
 def summary_of(
     agg: RunAggregate, thresholds: tuple[str, ...] = (), target: str = "h:80", **ending: Any
 ) -> RunSummary:
-    """The run's summary as :func:`coordinator.loadrun.conclude` builds it."""
+    """The run's summary as :func:`wsload.coordinator.loadrun.conclude` builds it."""
     figures = figures_of(agg)
     end = RunEnding(**ending)
     verdict = judge(thresholds, figures, end, target=target)

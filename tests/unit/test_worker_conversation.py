@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgpack
 
-from common.protocol import (
+from wsload.common.protocol import (
     PROTOCOL_VERSION,
     Bye,
     Error,
@@ -21,7 +21,7 @@ from common.protocol import (
     Welcome,
     encode,
 )
-from worker.conversation import (
+from wsload.worker.conversation import (
     EXIT_OK,
     EXIT_REFUSED,
     REFUSED_RETRY,
@@ -36,8 +36,8 @@ from worker.conversation import (
     TakeOver,
     Welcomed,
 )
-from worker.deadman import Action, DeadMan
-from worker.link import HandshakeProblem
+from wsload.worker.deadman import Action, DeadMan
+from wsload.worker.link import HandshakeProblem
 
 ENDPOINT = "tcp://127.0.0.1:5555"
 

@@ -1,6 +1,6 @@
 """The worker's sans-I/O cores: payload templates, schedule, reply matching, recorder.
 
-The engine's bookkeeping (:class:`worker.accounting.Accounting`: what a sent
+The engine's bookkeeping (:class:`wsload.worker.accounting.Accounting`: what a sent
 message and a message from the server do to the counters) is driven here
 directly, with a fake monotonic clock and no socket: the decisions a reply,
 a push or a late send lead to.
@@ -20,16 +20,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import worker.accounting
-from common.spec import DEFAULT_PAYLOAD, build_spec
-from common.spec import ENGINES as ENGINE_NAMES
-from worker.accounting import RECONNECT_BASE_DELAY, Conn, Phase, backoff
-from worker.engine import Engine
-from worker.engines import ENGINES, create_engine
-from worker.errors import PayloadError
-from worker.payload import PayloadTemplate
-from worker.recorder import COUNTERS, MAX_ERROR_TEXT, MAX_ERROR_TEXTS, Recorder
-from worker.schedule import (
+import wsload.worker.accounting
+from wsload.common.spec import DEFAULT_PAYLOAD, build_spec
+from wsload.common.spec import ENGINES as ENGINE_NAMES
+from wsload.worker.accounting import RECONNECT_BASE_DELAY, Conn, Phase, backoff
+from wsload.worker.engine import Engine
+from wsload.worker.engines import ENGINES, create_engine
+from wsload.worker.errors import PayloadError
+from wsload.worker.payload import PayloadTemplate
+from wsload.worker.recorder import COUNTERS, MAX_ERROR_TEXT, MAX_ERROR_TEXTS, Recorder
+from wsload.worker.schedule import (
     BEHIND_SLACK,
     SendSchedule,
     Share,
@@ -37,7 +37,7 @@ from worker.schedule import (
     first_send,
     send_period,
 )
-from worker.tracker import InFlight, id_pattern, unmatched
+from wsload.worker.tracker import InFlight, id_pattern, unmatched
 
 # -- payload -------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(worker.accounting, "_mono", fake)
+    monkeypatch.setattr(wsload.worker.accounting, "_mono", fake)
     return fake
 
 

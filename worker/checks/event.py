@@ -19,11 +19,11 @@ from typing import Any
 
 import aiohttp
 
-from common.histogram import LatencyHistogram
-from common.spec import JobSpec
-from common.validation import display_url
-from worker.checks.result import FAIL, PASS, CheckResult, run_check
-from worker.client import NotConnected, WebSocketClient
+from wsload.common.histogram import LatencyHistogram
+from wsload.common.spec import JobSpec
+from wsload.common.validation import display_url
+from wsload.worker.checks.result import FAIL, PASS, CheckResult, run_check
+from wsload.worker.client import NotConnected, WebSocketClient
 
 MAX_LISTED_MISSING = 200
 

@@ -2,7 +2,7 @@
 
 The steps (``send``, ``send_binary``, ``expect``, ``expect_regex``,
 ``expect_binary``, ``wait``, ``close``, each with an optional ``timeout``)
-are parsed by :mod:`common.steps`, the same code the coordinator runs to
+are parsed by :mod:`wsload.common.steps`, the same code the coordinator runs to
 refuse a malformed scenario before any worker starts. ``send`` also takes a
 table, sent as JSON. ``expect`` with a string wants that exact text. Each
 step is one check in the report; a failure says which step, what was
@@ -17,11 +17,11 @@ import json
 import time
 from typing import Any
 
-from common.spec import JobSpec
-from common.steps import DEFAULT_STEPS, ScenarioError, Step, parse_steps
-from worker.checks.result import FAIL, SKIP, CheckResult, Fail, run_check
-from worker.client import WebSocketClient
-from worker.payload import PayloadTemplate
+from wsload.common.spec import JobSpec
+from wsload.common.steps import DEFAULT_STEPS, ScenarioError, Step, parse_steps
+from wsload.worker.checks.result import FAIL, SKIP, CheckResult, Fail, run_check
+from wsload.worker.client import WebSocketClient
+from wsload.worker.payload import PayloadTemplate
 
 
 def subset_mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.spec import JobSpec, Mode
-from worker.checks.event import run_event
-from worker.checks.integration import run_integration
-from worker.checks.result import FAIL
-from worker.checks.unit import run_unit
+from wsload.common.spec import JobSpec, Mode
+from wsload.worker.checks.event import run_event
+from wsload.worker.checks.integration import run_integration
+from wsload.worker.checks.result import FAIL
+from wsload.worker.checks.unit import run_unit
 
 
 async def run_mode(spec: JobSpec) -> tuple[bool, dict[str, Any]]:

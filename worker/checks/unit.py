@@ -17,9 +17,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from common.spec import JobSpec
-from worker.checks.result import CheckResult, Fail, Skip, run_check
-from worker.client import WebSocketClient
+from wsload.common.spec import JobSpec
+from wsload.worker.checks.result import CheckResult, Fail, Skip, run_check
+from wsload.worker.client import WebSocketClient
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONCURRENT = 50

@@ -1,8 +1,8 @@
 """The default engine, on picows: replies handled where the bytes arrive.
 
 picows parses frames in Cython and calls
-:meth:`worker.engines.picows_listener.Listener.on_ws_frame` (the engine's
-:class:`worker.accounting.Link`) straight from the transport's
+:meth:`wsload.worker.engines.picows_listener.Listener.on_ws_frame` (the engine's
+:class:`wsload.worker.accounting.Link`) straight from the transport's
 ``data_received``. The reply is matched and recorded there and, in closed
 loop, the next message is sent from the same callback: a round trip costs
 no task switch, no future and no lock. In the open model one ticker task
@@ -11,7 +11,7 @@ sleeping coroutine per client (a timer, a future and a task switch per
 message).
 
 It does not speak permessage-deflate: ``compression`` jobs run on
-:mod:`worker.engines.websockets` (``--engine auto`` chooses that by itself).
+:mod:`wsload.worker.engines.websockets` (``--engine auto`` chooses that by itself).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any
 
 from picows import WSError, WSHandshakeError, WSMsgType, ws_connect
 
-from worker.accounting import Conn, Phase, resolve
-from worker.connect import USER_AGENT, classify, connected_socket
-from worker.engine import Engine
-from worker.engines.picows_listener import Listener
-from worker.errors import ConnectFailed, HandshakeRejected
-from worker.schedule import HOLD_POLL, MAX_IN_FLIGHT, TICK_BUDGET, TIMER_SLACK, SendSchedule
+from wsload.worker.accounting import Conn, Phase, resolve
+from wsload.worker.connect import USER_AGENT, classify, connected_socket
+from wsload.worker.engine import Engine
+from wsload.worker.engines.picows_listener import Listener
+from wsload.worker.errors import ConnectFailed, HandshakeRejected
+from wsload.worker.schedule import HOLD_POLL, MAX_IN_FLIGHT, TICK_BUDGET, TIMER_SLACK, SendSchedule
 
 _TEXT = WSMsgType.TEXT
 _mono = time.monotonic
@@ -101,7 +101,7 @@ class PicowsEngine(Engine):
         most TICK_BUDGET, then yields one loop turn (replies, windows,
         timeouts and the agent's ZeroMQ I/O run on time), and goes on with
         the oldest due message first, so clients fall behind evenly and catch
-        up (:mod:`worker.schedule`). A connection whose transport asked to
+        up (:mod:`wsload.worker.schedule`). A connection whose transport asked to
         pause writing is parked and never written to until it resumes
         (checked every HOLD_POLL); its messages then go out behind schedule,
         their latency still counted from their intended times. So does a

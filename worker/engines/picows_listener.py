@@ -1,10 +1,10 @@
 """One picows connection (the picows engine's Link): RFC 6455 checks, size limit, backpressure.
 
 :class:`Listener` is both picows' callback object and the engine's
-:class:`worker.accounting.Link`: it hands replies to the core
-(:meth:`worker.accounting.Accounting.on_message`), sends the closed loop's
+:class:`wsload.worker.accounting.Link`: it hands replies to the core
+(:meth:`wsload.worker.accounting.Accounting.on_message`), sends the closed loop's
 next message from the same callback, and reports the close
-(:meth:`worker.accounting.Accounting.on_closed`).
+(:meth:`wsload.worker.accounting.Accounting.on_closed`).
 
 picows parses frames and enforces part of RFC 6455 itself: opcodes, masked
 server frames, fragmented or oversized (> 125 bytes) control frames, the
@@ -19,7 +19,7 @@ message, and the total size of a fragmented message.
 A violation fails the connection (RFC 6455 7.1.7): a close frame with 1002
 (1007 for invalid UTF-8, as RFC 6455 8.1 says; 1009 past
 ``max_message_size``), then the TCP connection is closed, aborted after
-:data:`worker.connect.FAIL_GRACE` seconds if the target does not take it. It is counted once,
+:data:`wsload.worker.connect.FAIL_GRACE` seconds if the target does not take it. It is counted once,
 under the error kind ``protocol`` (``too_big`` for the size), never as a reply,
 and said once per kind on stderr. picows' own per-connection log lines (and
 the traceback of the exception it leaves on its disconnect future) are
@@ -28,7 +28,7 @@ silenced: the engine reports them the same way.
 Backpressure: uvloop calls :meth:`Listener.pause_writing` when the
 connection's write buffer passes its high-water mark (the target is not
 reading). While ``paused`` no data message is written (the closed loop's
-next message waits in the lifecycle's sender, :meth:`worker.engine.Engine.nap`
+next message waits in the lifecycle's sender, :meth:`wsload.worker.engine.Engine.nap`
 on :meth:`Listener.resumed`; the ticker skips the connection) and pings are
 not answered one by one: only the most recent one is, on resume (RFC 6455
 5.5.3 allows it). A connection's write buffer is thus bounded by the
@@ -45,9 +45,9 @@ import time
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from worker.accounting import Accounting, Conn, Phase, resolve
-from worker.connect import FAIL_GRACE
-from worker.errors import failure_kind, report_once
+from wsload.worker.accounting import Accounting, Conn, Phase, resolve
+from wsload.worker.connect import FAIL_GRACE
+from wsload.worker.errors import failure_kind, report_once
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY

@@ -1,6 +1,6 @@
 """The engine on the websockets library: a reader task per connection.
 
-Slower than :mod:`worker.engines.picows` (each message passes through
+Slower than :mod:`wsload.worker.engines.picows` (each message passes through
 websockets' asyncio layer: a send lock, a frame assembler, a future per
 ``recv``), but it speaks permessage-deflate, so jobs with ``compression``
 run here.
@@ -9,12 +9,12 @@ The library checks RFC 6455 itself (reserved bits, opcodes, fragmentation,
 masking, control frames, close codes, UTF-8 of text messages) and fails the
 connection with 1002 (1007 for UTF-8, 1009 past ``max_message_size``, which
 it applies to the sum of a fragmented message's frames). Three things it
-leaves open are closed by :func:`worker.connect.harden` (which
-:class:`worker.client.WebSocketClient` uses too), on the connection object:
+leaves open are closed by :func:`wsload.worker.connect.harden` (which
+:class:`wsload.worker.client.WebSocketClient` uses too), on the connection object:
 
 - after failing a connection, a client waits for the server to close TCP,
   for ever if the server does not: the engine closes it (after the close
-  frame, bounded by :data:`worker.connect.FAIL_GRACE`);
+  frame, bounded by :data:`wsload.worker.connect.FAIL_GRACE`);
 - pings are answered as they come, into a write buffer that a target which
   never reads makes grow without bound: while writing is paused only the
   most recent ping is answered, on resume (RFC 6455 5.5.3);
@@ -32,10 +32,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from worker.accounting import Accounting, Conn
-from worker.connect import harden, open_connection
-from worker.engine import Engine
-from worker.errors import failure_kind, report_once
+from wsload.worker.accounting import Accounting, Conn
+from wsload.worker.connect import harden, open_connection
+from wsload.worker.engine import Engine
+from wsload.worker.errors import failure_kind, report_once
 
 _OPEN = State.OPEN
 #: seconds an aborted connection gets to report that it is closed
@@ -50,7 +50,7 @@ class WebsocketsEngine(Engine):
 
 
 class WebsocketsLink:
-    """A :class:`worker.accounting.Link` over a websockets ``ClientConnection``.
+    """A :class:`wsload.worker.accounting.Link` over a websockets ``ClientConnection``.
 
     ``paused`` is always False: the library's ``send`` waits (drain) while
     the target does not read, so the next message is not made meanwhile.
