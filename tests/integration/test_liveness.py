@@ -104,6 +104,9 @@ def _reset(api_url: str) -> None:
         response.read()
 
 
+RUNS = 3  # issue 12: one long-lived worker serves three coordinators in a row
+
+
 @pytest.mark.timeout(150)
 def test_one_worker_serves_runs_in_a_row(serve_factory: ServerFactory, tmp_path: Path) -> None:
     """Without --once a worker outlives its coordinators (the Kubernetes Deployment needs it)."""
@@ -117,7 +120,7 @@ def test_one_worker_serves_runs_in_a_row(serve_factory: ServerFactory, tmp_path:
         try:
             # That waiting for the next coordinator, however long, is no silence is
             # tests/unit/test_worker_conversation.py (and test_deadman.py), on a fake clock.
-            for run in range(2):
+            for run in range(RUNS):
                 _reset(server.api_url)
                 out = tmp_path / f"run{run}.json"
                 coord = subprocess.run(
@@ -141,9 +144,9 @@ def test_one_worker_serves_runs_in_a_row(serve_factory: ServerFactory, tmp_path:
                 return worker_err.read().decode()
 
             # Said as the worker goes back to waiting, just after its answer to the bye.
-            _wait_for("the second run's end said", lambda: said().count("run over;") == 2, 10)
+            _wait_for("the last run's end said", lambda: said().count("run over;") == RUNS, 10)
             err = said()
-            assert err.count("run over; waiting for the next coordinator") == 2
+            assert err.count("run over; waiting for the next coordinator") == RUNS
             assert "went silent" not in err
             assert "Traceback" not in err
         finally:
