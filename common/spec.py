@@ -50,6 +50,7 @@ from wsload.common.thresholds import threshold_problems
 from wsload.common.validation import (
     address_problems,
     ca_file_problems,
+    is_utf8,
     split_credentials,
     url_problems,
 )
@@ -200,7 +201,7 @@ class JobSpec:
             texts = [value] if isinstance(value, str) else []
             if isinstance(value, tuple):
                 texts = [t for item in value for t in (item if isinstance(item, tuple) else [item])]
-            if any(isinstance(t, str) and not _utf8(t) for t in texts):
+            if any(isinstance(t, str) and not is_utf8(t) for t in texts):
                 out.append(f"{f.name}: contains bytes that are not UTF-8 text")
         return out
 
@@ -227,14 +228,6 @@ class JobSpec:
         out["event_names"] = list(self.event_names)
         out["mode"] = self.mode.value
         return out
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(JobSpec))

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsload.common.errors import SpecError
+from wsload.common.validation import is_utf8
 
 ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "wait", "close")
 
@@ -114,7 +115,7 @@ def value_shape_problem(value: Any) -> str | None:
             stack.extend((child, depth + 1) for child in children)
         elif isinstance(item, int) and not isinstance(item, bool) and not _INT64 <= item < _UINT64:
             return "an integer beyond 64 bits"
-        elif isinstance(item, str) and not _utf8(item):
+        elif isinstance(item, str) and not is_utf8(item):
             return "text that is not UTF-8"
         elif item is not None and not isinstance(item, str | int | float | bytes):
             kind = type(item).__name__
@@ -123,14 +124,6 @@ def value_shape_problem(value: Any) -> str | None:
 
 
 _INT64, _UINT64 = -(2**63), 2**64  # what msgpack carries
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _seconds(value: Any) -> bool:

@@ -21,6 +21,16 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "s
 REDACTED = "***"
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (argv bytes that were not arrive as surrogates,
+    which msgpack cannot send to a worker)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def describe(value: Any) -> str:
     try:
         text = repr(value)
