@@ -14,15 +14,18 @@ could fill up and block it), so a test can assert it logged no traceback.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 import pytest
@@ -88,6 +91,22 @@ class ServerFactory(Protocol):
     """``serve_factory(*flags, host=...)``: start a server; the fixture stops it."""
 
     def __call__(self, *args: str, host: str = "127.0.0.1") -> RunningServer: ...
+
+
+def stats(api_url: str) -> dict[str, Any]:
+    """The reference server's own counters (``GET /api/stats``): the ground truth."""
+    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check()`` every 50 ms until it is true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def reap(*procs: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:

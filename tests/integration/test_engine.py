@@ -7,9 +7,7 @@ compares the engine's counters with the server's own (``/api/stats``).
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import urllib.request
 from array import array
 from collections.abc import Iterator
 from typing import Any
@@ -17,19 +15,13 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.integration.conftest import ServerFactory
+from tests.integration.conftest import ServerFactory, stats
 from wsload.common.histogram import LatencyHistogram
 from wsload.common.spec import ENGINES, MAX_PAYLOAD_SIZE, JobSpec, build_spec
 from wsload.worker.engine import EngineResult
 from wsload.worker.engines import create_engine
 from wsload.worker.recorder import WindowBatch
 from wsload.worker.schedule import Share
-
-
-def stats(api_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
 
 
 async def run_engine(spec: JobSpec, **kwargs: Any) -> tuple[EngineResult, list[WindowBatch]]:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import WSLOAD, ServerFactory
-from tests.integration.test_run import free_port, stats, wait_for_load
+from tests.integration.conftest import WSLOAD, ServerFactory, stats
+from tests.integration.test_run import free_port, wait_for_load
 
 
 def test_target_restarted_mid_run(tmp_path: Path) -> None:

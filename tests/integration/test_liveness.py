@@ -26,8 +26,8 @@ import uvloop
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import WSLOAD, ServerFactory, reap
-from tests.integration.test_run import free_port, stats
+from tests.integration.conftest import WSLOAD, ServerFactory, reap, stats, wait_for
+from tests.integration.test_run import free_port
 from wsload.common.protocol import PROTOCOL_VERSION
 from wsload.worker.agent import DEADMAN_GRACE, Agent, AgentOptions
 
@@ -82,15 +82,6 @@ def test_saturated_worker_is_not_declared_lost(
         loop.close()
 
 
-def _wait_for(what: str, check: object, timeout: float) -> None:
-    """Poll ``check()`` every 50 ms until it is true; fail naming ``what`` after ``timeout``."""
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.05)
-
-
 def _patient_stats(api_url: str) -> dict[str, Any]:
     """The server's counters, waiting up to 30 s: a saturated server answers late."""
     with urllib.request.urlopen(f"{api_url}/stats", timeout=30) as response:
@@ -134,7 +125,7 @@ def test_one_worker_serves_runs_in_a_row(serve_factory: ServerFactory, tmp_path:
                 assert list(summary["workers"]) == ["fleet-1"]
                 assert_balanced(summary)
                 # The server counts what it received until our connections closed.
-                _wait_for("connections closed", lambda: not stats(server.api_url)[
+                wait_for("connections closed", lambda: not stats(server.api_url)[
                     "connections_open"], 10)  # fmt: skip
                 assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
                 assert worker.poll() is None, f"the worker exited after run {run}"
@@ -144,7 +135,7 @@ def test_one_worker_serves_runs_in_a_row(serve_factory: ServerFactory, tmp_path:
                 return worker_err.read().decode()
 
             # Said as the worker goes back to waiting, just after its answer to the bye.
-            _wait_for("the last run's end said", lambda: said().count("run over;") == RUNS, 10)
+            wait_for("the last run's end said", lambda: said().count("run over;") == RUNS, 10)
             err = said()
             assert err.count("run over; waiting for the next coordinator") == RUNS
             assert "went silent" not in err
@@ -175,7 +166,7 @@ def test_a_starved_worker_exits_when_its_coordinator_dies(serve_factory: ServerF
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait_for("20 connections", lambda: stats(server.api_url)["connections_open"] == 20, 30)
+        wait_for("20 connections", lambda: stats(server.api_url)["connections_open"] == 20, 30)
         worker.send_signal(signal.SIGUSR1)
         assert worker.stdout is not None
         assert worker.stdout.readline() == b"starving\n"
@@ -187,7 +178,7 @@ def test_a_starved_worker_exits_when_its_coordinator_dies(serve_factory: ServerF
         assert worker.returncode == 3, err
         assert b"event loop starved" in err
         assert len(err.strip().splitlines()) == 1, err
-        _wait_for("connections closed", lambda: not stats(server.api_url)["connections_open"],
+        wait_for("connections closed", lambda: not stats(server.api_url)["connections_open"],
                   bound - (time.monotonic() - killed))  # fmt: skip
     finally:
         reap(coord, worker)
@@ -206,17 +197,17 @@ def test_an_overloaded_worker_stops_when_its_coordinator_dies(
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait_for(
+        wait_for(
             "50 connections", lambda: _patient_stats(server.api_url)["connections_open"] == 50, 30
         )
-        _wait_for(
+        wait_for(
             "load flowing", lambda: _patient_stats(server.api_url)["messages_received"] > 5000, 30
         )
         coord.send_signal(signal.SIGKILL)
         coord.wait()
         killed = time.monotonic()
         bound = 5.0 + 2.0 + DEADMAN_GRACE + 5.0  # silence, drain, grace, slack (closes answered)
-        _wait_for("connections closed", lambda: not _patient_stats(server.api_url)[
+        wait_for("connections closed", lambda: not _patient_stats(server.api_url)[
             "connections_open"], bound)  # fmt: skip
         _, err = worker.communicate(timeout=max(1.0, bound - (time.monotonic() - killed)))
         assert worker.returncode in (0, 3), err  # stopped by its loop, or by the thread
@@ -241,7 +232,7 @@ def test_a_long_lived_worker_refused_by_a_full_coordinator_joins_the_next(
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     with tempfile.TemporaryFile() as spare_err:
-        _wait_for("taken's clients", lambda: stats(server.api_url)["connections_open"] == 2, 30)
+        wait_for("taken's clients", lambda: stats(server.api_url)["connections_open"] == 2, 30)
         spare = subprocess.Popen(
             [WSLOAD, "worker", "--connect", endpoint, "--id", "spare"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=spare_err,
@@ -253,7 +244,7 @@ def test_a_long_lived_worker_refused_by_a_full_coordinator_joins_the_next(
             return refusal in spare_err.read().decode()
 
         try:
-            _wait_for("the spare refused", refused, 30)
+            wait_for("the spare refused", refused, 30)
             first.send_signal(signal.SIGINT)  # ends the run: stop, drain, report, bye
             assert first.wait(timeout=30) == 130
             assert taken.wait(timeout=10) == 0

@@ -21,26 +21,18 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, reap
+from tests.integration.conftest import ServerFactory, reap, stats
 from wsload.common.protocol import HEARTBEAT_SUFFIX, Heartbeat, Hello, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 #: A CURVE key as text: 40 Z85 characters.
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
-
-
-def _stats(api_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
 
 
 def _listening_ports(pid: int) -> set[int]:
@@ -142,7 +134,7 @@ def test_a_stray_process_cannot_join_a_local_run_nor_read_its_job(
         w for w in summary["workers"] if w.startswith("local-")
     )
     assert len(summary["workers"]) == 2, summary["workers"]
-    assert summary["total_sent"] == _stats(server.api_url)["messages_received"] > 0
+    assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
     assert_balanced(summary)
     assert "stray" not in err_path.read_text()  # never admitted, never named as a worker
     # The workers got their keys through a pipe: nothing secret on their command lines.

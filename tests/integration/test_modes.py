@@ -12,8 +12,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import WSLOAD, ServerFactory
-from tests.integration.test_run import stats
+from tests.integration.conftest import WSLOAD, ServerFactory, stats
 from wsload.coordinator.checks_api import (
     ChecksFailed,
     WebSocketEventTester,

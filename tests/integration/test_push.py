@@ -12,23 +12,16 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ServerFactory
+from tests.integration.conftest import ServerFactory, stats
 from wsload.common.spec import ENGINES
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 IDENTITY = ("sent", "received", "timed_out", "lost", "unanswered")
-
-
-def stats(api_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
 
 
 def run_json(tmp_path: Path, *args: str, timeout: float = 60) -> tuple[dict[str, Any], float]:

@@ -9,25 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import msgpack
 import pytest
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, reap
+from tests.integration.conftest import ServerFactory, reap, stats
 from wsload.common.protocol import PROTOCOL_VERSION, Hello, Samples, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
-
-
-def stats(api_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
 
 
 def wsload(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

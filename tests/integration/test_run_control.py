@@ -17,31 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
-from tests.integration.conftest import ServerFactory, reap
+from tests.accounting import assert_balanced
+from tests.integration.conftest import ServerFactory, reap, stats, wait_for
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
-IDENTITY = ("received", "timed_out", "lost", "unanswered")
-
-
-def stats(api_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{api_url}/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def open_connections(api_url: str) -> int:
@@ -99,19 +83,6 @@ class Lines:
         return self.text()
 
 
-def balanced(counters: dict[str, Any]) -> bool:
-    return bool(counters.get("sent", 0) == sum(counters.get(k, 0) for k in IDENTITY))
-
-
-def assert_accounting(summary: dict[str, Any]) -> None:
-    """The identity holds per worker and in total; the totals are the workers' sum."""
-    assert summary["balanced"]
-    for worker_id, entry in summary["workers"].items():
-        assert balanced(entry), (worker_id, entry)
-    for key in ("sent", *IDENTITY):
-        assert summary["counters"][key] == sum(w.get(key, 0) for w in summary["workers"].values())
-
-
 def start(args: list[str]) -> tuple[subprocess.Popen[str], Lines, Lines]:
     """``wsload ARGS`` with its stdout and stderr read as they come."""
     proc = subprocess.Popen(
@@ -158,7 +129,7 @@ def test_sigterm_stops_drains_reports_and_writes_every_output(
         summary = json.loads(out.read_text())
         assert summary["interrupted"]
         assert summary["interrupted_by"] == "SIGTERM"
-        assert_accounting(summary)
+        assert_balanced(summary)
         assert summary["total_sent"] == stats(server.api_url)["messages_received"] > 0
         assert csv.read_text().count("\n") >= 2
         wait_for("the workers to be gone", lambda: all(gone(p) for p in workers), 5)
@@ -263,7 +234,7 @@ def test_a_killed_local_workers_clients_are_handed_to_the_survivor(
         assert {h["from"] for h in summary["handovers"]} == {lost_id}
         assert f"4 clients of {lost_id} handed on to {survivor}" in stdout
         assert summary["clients_orphaned"] == 0
-        assert_accounting(summary)
+        assert_balanced(summary)
         # Each client has one id wherever it ran: 8 distinct connections, 4 of them twice.
         assert stats(server.api_url)["connections_opened"] == 12
     finally:
@@ -315,7 +286,7 @@ def test_an_elastic_join_takes_a_silent_workers_clients_after_its_deadman_stop(
         assert [h["to"] for h in summary["handovers"]] == ["w2"]  # the spare, not the survivor
         assert [h["from"] for h in summary["handovers"]] == ["w0"]
         assert summary["workers"]["w2"]["sent"] > 0
-        assert_accounting(summary)
+        assert_balanced(summary)
         for p in procs[1:]:
             assert p.wait(timeout=10) == 0
     finally:

@@ -17,8 +17,8 @@ import pytest
 import zmq.asyncio
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, reap
-from tests.integration.test_run import free_port, stats
+from tests.integration.conftest import ServerFactory, reap, stats
+from tests.integration.test_run import free_port
 from wsload.common.curve import generate
 from wsload.common.endpoint import parse_endpoint
 from wsload.common.errors import KeyFileError
