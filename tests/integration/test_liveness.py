@@ -26,7 +26,7 @@ import uvloop
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import WSLOAD, ServerFactory, reap, stats, wait_for
+from tests.integration.conftest import WSLOAD, RunningServer, ServerFactory, reap, stats, wait_for
 from tests.integration.test_run import free_port
 from wsload.common.protocol import PROTOCOL_VERSION
 from wsload.worker.agent import DEADMAN_GRACE, Agent, AgentOptions
@@ -87,6 +87,14 @@ def _patient_stats(api_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{api_url}/stats", timeout=30) as response:
         data: dict[str, Any] = json.loads(response.read())
     return data
+
+
+def _open_now(server: RunningServer) -> int | None:
+    """Connections the server counts open, or None while it is too busy to answer."""
+    try:
+        return int(_patient_stats(server.api_url)["connections_open"])
+    except OSError:  # a timeout or a refused request: not an answer yet
+        return None
 
 
 def _reset(api_url: str) -> None:
@@ -207,11 +215,13 @@ def test_an_overloaded_worker_stops_when_its_coordinator_dies(
         coord.wait()
         killed = time.monotonic()
         bound = 5.0 + 2.0 + DEADMAN_GRACE + 5.0  # silence, drain, grace, slack (closes answered)
-        wait_for("connections closed", lambda: not _patient_stats(server.api_url)[
-            "connections_open"], bound)  # fmt: skip
-        _, err = worker.communicate(timeout=max(1.0, bound - (time.monotonic() - killed)))
+        # The worker ends within the dead-man bound, and its exit leaves no connection of its
+        # own open; the server, saturated by what it still has buffered, may see it later.
+        _, err = worker.communicate(timeout=bound)
+        assert time.monotonic() - killed < bound
         assert worker.returncode in (0, 3), err  # stopped by its loop, or by the thread
         assert b"Traceback" not in err
+        wait_for("the server to see every connection closed", lambda: _open_now(server) == 0, 45)
     finally:
         reap(coord, worker)
 
