@@ -208,7 +208,10 @@ async def test_replies_that_skip_messages_match_by_id() -> None:
     c = result.counters
     assert c["received"] >= c["sent"] // 2 - 2
     assert c["timed_out"] + c["unanswered"] >= c["sent"] // 2 - 2
-    assert latencies(batches).value_at_percentile(99) < 15_000  # never an interval or more
+    # In order, half the replies would be charged to older messages: the median would
+    # grow by an interval per message. By id it stays tiny; a single stall of a loaded
+    # machine moves the tail only, so the median is what tells the two apart.
+    assert latencies(batches).value_at_percentile(50) < 15_000
 
 
 @pytest.mark.asyncio
