@@ -128,6 +128,10 @@ async def run_session(
             # Shielded: a cancelled run (second signal) must still wait for the reaping.
             await _shielded(asyncio.to_thread(local.close, grace))
         session.close()
+        # The ZAP handler's task ends on the loop's next turn. Until then it still
+        # watches its socket's descriptor number, which the next session's ZAP socket
+        # in this same loop may reuse: a second run_load would never hear its workers.
+        await asyncio.sleep(0)
 
 
 async def _shielded(work: Any) -> None:
