@@ -6,6 +6,7 @@ command runs, so a worker host never imports the coordinator's code paths.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -146,7 +147,11 @@ def _run_many(
     its own, as they came: never on a command line.
     """
     base = worker_id or new_worker_id()
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
+    # SIGTERM (systemd, Kubernetes, kill) ends the parent through the finally
+    # below, which stops every child: by default it would die alone and leave
+    # its workers loading on.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         for i in range(n):
             cmd = [
@@ -177,3 +182,7 @@ def _run_many(
         for p in procs:
             p.wait()
     return max(codes)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
