@@ -126,7 +126,8 @@ def judge(
     if ending.lost_workers:
         reasons.append(f"lost workers: {', '.join(ending.lost_workers)}")
     failed = [t for t in results if not t.passed]
-    reasons += [f"threshold {t.threshold} failed (measured {t.shown})" for t in failed]
+    lines = [f"threshold {t.threshold} failed (measured {t.shown})" for t in failed]
+    reasons += [line for line in lines if line != ending.aborted]  # said once, as the abort
     if ending.interrupted:
         # 128 + the signal, as a shell reports it: SIGTERM (timeout, Kubernetes) 143.
         code = EXIT_TERMINATED if ending.interrupted_by == "SIGTERM" else EXIT_INTERRUPTED

@@ -191,6 +191,15 @@ def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
     assert doomed(("p99<1ms", "timeouts>=5"), so_far(0)) == ""
 
 
+def test_an_abort_by_a_threshold_is_said_once() -> None:
+    figures = figures_of(good_run())  # one message timed out
+    reason = doomed(("timeouts==0",), good_run().progress(1.0))
+    verdict = judge(("timeouts==0",), figures, RunEnding(aborted=reason), target="h")
+    assert verdict.reasons == (f"aborted: {reason}",)
+    later = RunEnding(aborted="threshold timeouts==0 failed (measured 0)")  # it grew since
+    assert len(judge(("timeouts==0",), figures, later, target="h").reasons) == 2
+
+
 def test_every_worker_entry_has_every_counter_and_a_status() -> None:
     summary = summary_of(refused_run())
     (worker,) = summary.figures.workers
