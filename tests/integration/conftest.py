@@ -109,6 +109,17 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.05)
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc); none once it has exited."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(p) for p in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return out
+
+
 def reap(*procs: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     """Kill whichever of ``procs`` still runs, and wait for all: a test's ``finally``."""
     for p in procs:

@@ -27,7 +27,7 @@ import pytest
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, reap, stats
+from tests.integration.conftest import ServerFactory, children, reap, stats
 from wsload.common.protocol import HEARTBEAT_SUFFIX, Heartbeat, Hello, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
@@ -55,16 +55,6 @@ def _listening_ports(pid: int) -> set[int]:
         if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
             ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            out += [int(p) for p in (task / "children").read_text().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    return out
 
 
 def _argv(pid: int) -> list[str]:
@@ -119,7 +109,7 @@ def test_a_stray_process_cannot_join_a_local_run_nor_read_its_job(
                     sock.send(msg, zmq.NOBLOCK)
             for sock, _ in poller.poll(100):
                 received.append(sock.recv())
-            for pid in _children(coord.pid):
+            for pid in children(coord.pid):
                 worker_argvs.setdefault(pid, _argv(pid))
         for sock in (job, beat):
             while sock.poll(0):

@@ -23,24 +23,13 @@ from typing import IO
 import pytest
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, reap, stats, wait_for
+from tests.integration.conftest import ServerFactory, children, reap, stats, wait_for
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
 
 
 def open_connections(api_url: str) -> int:
     return int(stats(api_url)["connections_open"])
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (Linux /proc)."""
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            out += [int(p) for p in (task / "children").read_text().split()]
-    except FileNotFoundError:  # it exited meanwhile
-        return []
-    return out
 
 
 def worker_id_of(pid: int) -> str:

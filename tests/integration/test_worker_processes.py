@@ -8,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import WSLOAD, reap, wait_for
+from tests.integration.conftest import WSLOAD, children, reap, wait_for
 from tests.integration.test_run import free_port
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            out += [int(p) for p in (task / "children").read_text().split()]
-    except FileNotFoundError:
-        return []
-    return out
 
 
 def _gone(pid: int) -> bool:
@@ -37,8 +27,8 @@ def test_sigterm_to_the_parent_stops_every_worker_process() -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for("two worker processes", lambda: len(_children(parent.pid)) == 2, 30)
-        workers = _children(parent.pid)
+        wait_for("two worker processes", lambda: len(children(parent.pid)) == 2, 30)
+        workers = children(parent.pid)
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=20) == 128 + signal.SIGTERM
         wait_for("the workers to be gone", lambda: all(_gone(p) for p in workers), 10)
