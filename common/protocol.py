@@ -306,7 +306,11 @@ JOB_REFUSALS = frozenset({"bad-job", "target-not-allowed", "bad-source-address"}
 HEARTBEAT_SUFFIX = "#hb"
 
 #: The counters a worker reports in ``samples`` and ``result`` messages.
-#: Run-level accounting: ``sent = received + timed_out + lost + unanswered``;
+#: Run-level accounting: ``expected = received + timed_out + failed + lost +
+#: unanswered``: every answer awaited (in the echo load one per message sent, so
+#: ``expected == sent``; in a conversation one per ``expect`` step begun) is
+#: resolved exactly once, and ``failed`` counts expects that met an error
+#: (their ``fail`` pattern, a capture missing from the reply);
 #: ``late`` replies answer a message already resolved (timed out, or answered
 #: before: a duplicate); ``unsolicited`` messages are no reply at all (no id,
 #: or an id never sent: pushes, heartbeats, broadcasts); ``behind_schedule``
@@ -317,8 +321,10 @@ HEARTBEAT_SUFFIX = "#hb"
 #: time; ``clients_connected`` is a gauge.
 SAMPLE_COUNTERS = (
     "sent",
+    "expected",
     "received",
     "timed_out",
+    "failed",
     "lost",
     "unanswered",
     "late",

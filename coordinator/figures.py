@@ -62,8 +62,10 @@ class Counters:
     """
 
     sent: int = 0
+    expected: int = 0
     received: int = 0
     timed_out: int = 0
+    failed: int = 0
     lost: int = 0
     unanswered: int = 0
     late: int = 0
@@ -85,8 +87,9 @@ class Counters:
 
     @property
     def balanced(self) -> bool:
-        """The accounting identity: every message sent was resolved exactly once."""
-        return self.sent == self.received + self.timed_out + self.lost + self.unanswered
+        """The accounting identity: every answer awaited was resolved exactly once."""
+        resolved = self.received + self.timed_out + self.failed + self.lost + self.unanswered
+        return self.expected == resolved
 
     def to_json(self, keys: Iterable[str] = SAMPLE_COUNTERS) -> dict[str, int]:
         return {k: int(getattr(self, k)) for k in keys}
@@ -172,9 +175,9 @@ class RunFigures:
 
     @property
     def success_rate(self) -> float | None:
-        """Percent of sent messages answered; None when nothing was sent."""
-        sent = self.counters.sent
-        return 100.0 * self.counters.received / sent if sent else None
+        """Percent of awaited answers that came (``received / expected``); None when none was."""
+        expected = self.counters.expected
+        return 100.0 * self.counters.received / expected if expected else None
 
     @property
     def throughput(self) -> float:
@@ -193,7 +196,7 @@ class RunFigures:
         """A threshold metric's value (common.thresholds.METRICS); None without data.
 
         The one place a metric name meets a figure: times in seconds,
-        rates in percent of sent messages (None when nothing was sent),
+        rates in percent of awaited answers (None when none was awaited),
         ``rps`` in replies per second, counts as counted.
         """
         c = self.counters
@@ -205,7 +208,7 @@ class RunFigures:
         if name == "success_rate":
             return self.success_rate
         if name == "error_rate":  # from the counts: 100 - success_rate in floats is not exact
-            return 100.0 * (c.sent - c.received) / c.sent if c.sent else None
+            return 100.0 * (c.expected - c.received) / c.expected if c.expected else None
         if name == "rps":
             return self.throughput
         return count_metric(name, c, self.error_count)
@@ -258,7 +261,9 @@ def count_metric(name: str, counters: Counters, errors: int) -> float:
 
 #: Counters the JSON also shows at its top level (the original framework's layout).
 SUMMARY_COUNTERS = (
+    "expected",
     "timed_out",
+    "failed",
     "lost",
     "unanswered",
     "late",

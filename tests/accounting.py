@@ -1,6 +1,6 @@
 """The accounting identity, checked on a ``--json`` summary: per worker and in total.
 
-``sent = received + timed_out + lost + unanswered`` must hold for every
+``expected = received + timed_out + failed + lost + unanswered`` must hold for every
 worker's entry (each carries every counter, zeros included) and for the
 totals, and the totals must be the sum of the workers'. Every test that
 produces a summary calls :func:`assert_balanced` on it.
@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-IDENTITY = ("received", "timed_out", "lost", "unanswered")
+IDENTITY = ("received", "timed_out", "failed", "lost", "unanswered")
 #: Counters every worker entry carries (a subset of common.protocol.SAMPLE_COUNTERS).
-REQUIRED = ("sent", *IDENTITY, "late", "unsolicited", "connects", "connect_failures")
+REQUIRED = ("sent", "expected", *IDENTITY, "late", "unsolicited", "connects", "connect_failures")
 
 
 def _identity(where: str, counts: Mapping[str, Any]) -> None:
     resolved = sum(int(counts[k]) for k in IDENTITY)
-    assert counts["sent"] == resolved, (
-        f"{where}: sent {counts['sent']} != received + timed_out + lost + unanswered "
+    assert counts["expected"] == resolved, (
+        f"{where}: expected {counts['expected']} != received + timed_out + failed + lost + "
+        "unanswered "
         f"= {' + '.join(str(counts[k]) for k in IDENTITY)}"
     )
 
@@ -41,5 +42,5 @@ def assert_balanced(summary: Mapping[str, Any]) -> None:
         assert entry["status"] in ("ok", "lost", "inconsistent"), entry["status"]
         _identity(f"worker {worker_id}", entry)
         assert entry["balanced"]
-    for key in ("sent", *IDENTITY):
+    for key in ("sent", "expected", *IDENTITY):
         assert sum(w[key] for w in workers.values()) == totals[key], f"sum of workers' {key}"

@@ -164,6 +164,7 @@ class Accounting:
         else:  # a send up to TIMER_SLACK early counts from when it actually went out
             conn.inflight[seq] = (sent, sent)
         rec.sent += 1
+        rec.expected += 1
         rec.bytes_sent += len(payload) if payload.isascii() else len(payload.encode())
         return payload
 
@@ -223,7 +224,7 @@ class Accounting:
 
 @dataclass(frozen=True)
 class EngineResult:
-    """Totals of one engine run; ``sent == received + timed_out + lost + unanswered``.
+    """Totals of one engine run; ``expected == received + timed_out + failed + lost + unanswered``.
 
     ``error_texts`` holds the first message of each error kind (bounded, see
     :class:`wsload.worker.recorder.Recorder`), so a run that tested nothing can say why.
@@ -239,7 +240,8 @@ class EngineResult:
     @property
     def balanced(self) -> bool:
         c = self.counters
-        return c["sent"] == c["received"] + c["timed_out"] + c["lost"] + c["unanswered"]
+        resolved = c["received"] + c["timed_out"] + c["failed"] + c["lost"] + c["unanswered"]
+        return c["expected"] == resolved
 
 
 def backoff(failures: int, cap: float, jitter: Callable[[], float] = random.random) -> float:

@@ -7,7 +7,8 @@ previous window, and the packed samples (little-endian uint32 microseconds,
 the wire format of :class:`wsload.common.protocol.Samples`). Counters are only ever
 cumulative, so the sum of all windows equals the run totals by construction.
 
-Accounting: ``sent = received + timed_out + lost + unanswered``, where
+Accounting: ``expected = received + timed_out + failed + lost + unanswered``
+(the echo load awaits one reply per message: ``expected == sent``), where
 ``lost`` are messages in flight on a connection that closed abnormally and
 ``unanswered`` those still in flight when the run stopped. Outside the
 identity: ``late`` counts replies to a message already resolved (timed out,
@@ -63,8 +64,10 @@ class Recorder:
     """
 
     sent: int = 0
+    expected: int = 0
     received: int = 0
     timed_out: int = 0
+    failed: int = 0
     lost: int = 0
     unanswered: int = 0
     late: int = 0

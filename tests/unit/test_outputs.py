@@ -86,7 +86,7 @@ def test_only_one_output_may_go_to_standard_output() -> None:
 TOP_KEYS = [
     "schema_version", "time_series", "total_sent", "total_received", "success_rate",
     "avg_latency", "latency_percentiles", "service_time_percentiles",
-    "connect_time_percentiles", "timed_out", "lost", "unanswered", "late", "unsolicited",
+    "connect_time_percentiles", "expected", "timed_out", "failed", "lost", "unanswered", "late", "unsolicited",
     "behind_schedule", "write_pauses", "cpu_ms", "throughput", "send_rate", "elapsed", "errors",
     "error_texts", "counters", "balanced", "generator_bound", "workers", "ignored_windows",
     "bad_input", "lost_workers", "aborted", "interrupted", "interrupted_by", "handovers",

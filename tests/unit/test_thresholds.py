@@ -14,7 +14,7 @@ from wsload.coordinator.verdict import evaluate_thresholds
 
 FIGURES = RunFigures(
     time_series=(),
-    counters=Counters(sent=1000, received=999, timed_out=1, connect_failures=3),
+    counters=Counters(sent=1000, expected=1000, received=999, timed_out=1, connect_failures=3),
     latency=Percentiles(0.003, 0.01, 0.02, 0.049, 0.08, 0.1),
     service_time=Percentiles(0.002, 0.0, 0.0, 0.01, 0.0, 0.0),
     connect_time=Percentiles(0.001, 0.0, 0.0, 0.15, 0.0, 0.2),
@@ -90,9 +90,9 @@ def test_empty_run_has_no_success_and_no_error_rate_either() -> None:
 def test_csv_rows() -> None:
     counted = ("sent", "received", "clients_connected")
     series = [
-        SecondSummary(0, Counters(sent=10, received=9, clients_connected=5), counted,
+        SecondSummary(0, Counters(sent=10, expected=10, received=9, clients_connected=5), counted,
                       frozen_map({"x": 1}), Percentiles(p50=0.001, p95=0.002, p99=0.003)),
-        SecondSummary(1, Counters(sent=10, received=10, clients_connected=-2), counted,
+        SecondSummary(1, Counters(sent=10, expected=10, received=10, clients_connected=-2), counted,
                       frozen_map(), Percentiles()),
     ]  # fmt: skip
     lines = csv_text(series).splitlines()

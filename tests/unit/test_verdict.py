@@ -87,7 +87,7 @@ def refused_run() -> RunAggregate:
 
 def good_run() -> RunAggregate:
     agg = RunAggregate(START)
-    counters = {"sent": 10, "received": 9, "timed_out": 1, "connects": 2}
+    counters = {"sent": 10, "expected": 10, "received": 9, "timed_out": 1, "connects": 2}
     agg.add_samples("w1", window(0, counters, [1_000] * 9, connect=[500, 600]))
     agg.add_result("w1", result(counters))
     return agg
@@ -125,7 +125,7 @@ def test_no_data_is_null_not_zero() -> None:
 
 def test_messages_sent_and_no_reply_is_nothing_tested() -> None:
     agg = RunAggregate(START)
-    counters = {"sent": 5, "timed_out": 5, "connects": 1}
+    counters = {"sent": 5, "expected": 5, "timed_out": 5, "connects": 1}
     agg.add_samples("w1", window(0, counters, errors={"timeout": 5}))
     agg.add_result("w1", result(counters))
     verdict = judge((), figures_of(agg), target="svc:9000")
@@ -181,7 +181,7 @@ def test_exit_codes_in_order_of_precedence() -> None:
 def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
     def so_far(refused: int) -> RunProgress:
         agg = RunAggregate(START)
-        counters = {"sent": 2, "timed_out": 2, "connects": 1}
+        counters = {"sent": 2, "expected": 2, "timed_out": 2, "connects": 1}
         agg.add_samples("w1", window(0, counters, errors={"refused": refused} if refused else {}))
         return agg.progress(1.0)
 
@@ -214,7 +214,7 @@ def test_a_lost_workers_messages_in_flight_count_as_lost() -> None:
     agg = good_run()
     # w2 sent 8, 3 answered and 1 lost with its connection; then it went silent.
     agg.add_samples(
-        "w2", window(0, {"sent": 8, "received": 3, "lost": 1, "connects": 1}, [900] * 3)
+        "w2", window(0, {"sent": 8, "expected": 8, "received": 3, "lost": 1, "connects": 1}, [900] * 3)
     )
     agg.mark_lost("w2")
     summary = summary_of(agg, lost_workers=("w2",))
@@ -240,7 +240,7 @@ def test_error_texts_from_workers_are_bounded_and_typed() -> None:
 
 def test_generator_bound_is_said_when_sends_fall_behind() -> None:
     agg = RunAggregate(START)
-    counters = {"sent": 1000, "received": 1000, "connects": 1, "behind_schedule": 50}
+    counters = {"sent": 1000, "expected": 1000, "received": 1000, "connects": 1, "behind_schedule": 50}
     agg.add_samples("w1", window(0, counters, [1_000] * 1000))
     summary = summary_of(agg)
     assert summary.to_json()["generator_bound"] == {
@@ -253,7 +253,7 @@ def test_generator_bound_is_said_when_sends_fall_behind() -> None:
 def test_generator_bound_by_a_workers_cpu() -> None:
     agg = RunAggregate(START)
     for seq in range(3):  # three 1 s windows, 0.95 s of CPU each
-        agg.add_samples("w1", window(seq, {"sent": 1, "received": 1, "cpu_ms": 950}, [10]))
+        agg.add_samples("w1", window(seq, {"sent": 1, "expected": 1, "received": 1, "cpu_ms": 950}, [10]))
     assert agg.figures(3.0).generator_bound == "worker w1 used 95% of a core"
 
 
@@ -271,8 +271,8 @@ def test_progress_shows_the_clients_actually_connected() -> None:
 
 def test_the_live_panel_shows_the_last_full_second_and_the_whole_run() -> None:
     agg = RunAggregate(START)
-    agg.add_samples("w1", window(0, {"sent": 4, "received": 4, "connects": 1}, [2_000] * 4))
-    agg.add_samples("w1", window(1, {"sent": 3, "received": 2, "timed_out": 1}, [1_000] * 2,
+    agg.add_samples("w1", window(0, {"sent": 4, "expected": 4, "received": 4, "connects": 1}, [2_000] * 4))
+    agg.add_samples("w1", window(1, {"sent": 3, "expected": 3, "received": 2, "timed_out": 1}, [1_000] * 2,
                                  errors={"timeout": 1}))  # fmt: skip
     lines = live_lines(agg.progress(2.0), 5.0, 1)
     assert lines[1] == (
@@ -289,8 +289,8 @@ def test_the_live_panel_shows_the_last_full_second_and_the_whole_run() -> None:
 
 def test_csv_shows_a_second_without_samples_as_dash() -> None:
     agg = RunAggregate(START)
-    agg.add_samples("w1", window(0, {"sent": 1, "received": 1}, [2_000]))
-    agg.add_samples("w1", window(1, {"sent": 1, "timed_out": 1}))
+    agg.add_samples("w1", window(0, {"sent": 1, "expected": 1, "received": 1}, [2_000]))
+    agg.add_samples("w1", window(1, {"sent": 1, "expected": 1, "timed_out": 1}))
     rows = csv_text(agg.time_series()).splitlines()
     assert rows[1].endswith(",2.000,2.000,2.000")
     assert rows[2].endswith(",-,-,-")
