@@ -341,6 +341,13 @@ SAMPLE_COUNTERS = (
     "clients_connected",
 )
 
+#: The counters of one ``expect`` step (a measured transaction), per window:
+#: ``expected = met + timed_out + failed + lost + unanswered``. ``expected``
+#: counts the expect begun; it is then met (a matching message came), timed
+#: out, failed (its ``fail`` pattern matched, or a capture was missing), lost
+#: (its connection closed first) or unanswered (still waiting at stop).
+STEP_COUNTERS = ("expected", "met", "timed_out", "failed", "lost", "unanswered")
+
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
     cls.KIND: cls
     for cls in (Hello, Welcome, Refuse, Heartbeat, Job, Samples, Result, Stop, Bye, Error)
@@ -422,6 +429,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "SAMPLE_COUNTERS",
+    "STEP_COUNTERS",
     "Bye",
     "Error",
     "Heartbeat",
