@@ -98,6 +98,61 @@ def _str_list(value: Any) -> str | None:
     return None if ok else "a list of strings"
 
 
+#: Longest step or scenario name on the wire (a name is a metric name, not data).
+MAX_NAME_LEN = 200
+#: Most step (or scenario) entries one window may carry. A hostile worker
+#: sending new names every window is bounded again by the aggregate.
+MAX_STEP_ENTRIES = 4096
+
+#: The fields of one ``steps`` entry and of one ``scenarios`` entry.
+_STEP_FIELDS = frozenset({"counters", "latency", "lag"})
+SCENARIO_COUNTERS = ("unsolicited", "iterations")
+
+
+def _named_map(value: Any) -> bool:
+    """A map with at most MAX_STEP_ENTRIES non-empty string keys of bounded length."""
+    return (
+        isinstance(value, dict)
+        and len(value) <= MAX_STEP_ENTRIES
+        and all(isinstance(k, str) and 0 < len(k) <= MAX_NAME_LEN for k in value)
+    )
+
+
+def _step_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not set(entry) <= _STEP_FIELDS:
+        return False
+    counters = entry.get("counters", {})
+    if not isinstance(counters, dict) or not set(counters) <= set(STEP_COUNTERS):
+        return False
+    if any(_nonneg_int(v) is not None for v in counters.values()):
+        return False
+    return isinstance(entry.get("latency", b""), bytes) and isinstance(entry.get("lag", b""), bytes)
+
+
+def _steps(value: Any) -> str | None:
+    ok = _named_map(value) and all(_step_entry(e) for e in value.values())
+    return None if ok else (
+        f"a map of step name (1..{MAX_NAME_LEN} characters, at most {MAX_STEP_ENTRIES})"
+        " to {counters: {step counter: n}, latency: bytes, lag: bytes}"
+    )  # fmt: skip
+
+
+def _scenario_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) <= set(SCENARIO_COUNTERS)
+        and all(_nonneg_int(v) is None for v in entry.values())
+    )
+
+
+def _scenarios(value: Any) -> str | None:
+    ok = _named_map(value) and all(_scenario_entry(e) for e in value.values())
+    return None if ok else (
+        f"a map of scenario name (1..{MAX_NAME_LEN} characters, at most {MAX_STEP_ENTRIES})"
+        " to {unsolicited: n, iterations: n}"
+    )  # fmt: skip
+
+
 # -- messages ---------------------------------------------------------------
 
 
@@ -188,6 +243,24 @@ class Job(Message):
 
 
 @dataclass(frozen=True)
+class StepWindow:
+    """One ``expect`` step's share of a window, before encoding.
+
+    ``counters`` are :data:`STEP_COUNTERS` deltas; ``latency`` (from the
+    step's due time) and ``service`` (from the actual send) are microseconds,
+    one pair per expect met in the window.
+    """
+
+    counters: Mapping[str, int]
+    latency: npt.ArrayLike = ()
+    service: npt.ArrayLike = ()
+
+
+#: A decoded step entry: (counters, latency, service time), microseconds.
+StepArrays = tuple[dict[str, int], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]
+
+
+@dataclass(frozen=True)
 class Samples(Message):
     """Worker -> coordinator: one window of counters and its samples.
 
@@ -196,6 +269,12 @@ class Samples(Message):
     the actual send), one per latency and nearly always 0 or tiny, so a reply
     costs about 3 bytes on the wire instead of 8; ``connect`` per opened
     connection. :meth:`arrays` decodes and checks them.
+
+    A conversation adds ``steps`` (step name -> ``{"counters": STEP_COUNTERS
+    deltas, "latency": varints, "lag": varints}``, the same encoding per
+    step; :meth:`step_arrays` decodes and checks them) and ``scenarios``
+    (scenario name -> ``{"unsolicited": n, "iterations": n}`` deltas). Both
+    are optional: an echo window, or an older worker, sends neither.
     """
 
     KIND: ClassVar[str] = "samples"
@@ -210,6 +289,8 @@ class Samples(Message):
         "latency": _bytes,
         "lag": _bytes,
         "connect": _bytes,
+        "steps": _steps,
+        "scenarios": _scenarios,
     }
     job_id: str
     seq: int
@@ -220,6 +301,8 @@ class Samples(Message):
     latency: bytes = b""
     lag: bytes = b""
     connect: bytes = b""
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def window(
@@ -230,13 +313,32 @@ class Samples(Message):
         counters: dict[str, int],
         errors: dict[str, int],
         samples: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
+        steps: Mapping[str, StepWindow] | None = None,
+        scenarios: Mapping[str, Mapping[str, int]] | None = None,
     ) -> Samples:
-        """Encode one window: ``samples`` are (latency, service, connect) microseconds."""
+        """Encode one window: ``samples`` are (latency, service, connect) microseconds.
+
+        ``steps`` and ``scenarios`` (a conversation's) are encoded like the
+        window's own samples; zero counters are left out.
+        """
         latency, service, connect = (np.asarray(a, dtype=np.int64) for a in samples)
         lag = np.maximum(latency - service, 0)
+        wire_steps: dict[str, dict[str, Any]] = {}
+        for name, step in (steps or {}).items():
+            s_latency = np.asarray(step.latency, dtype=np.int64)
+            s_lag = np.maximum(s_latency - np.asarray(step.service, dtype=np.int64), 0)
+            wire_steps[name] = {
+                "counters": {k: int(v) for k, v in step.counters.items() if v},
+                "latency": varint.encode(s_latency),
+                "lag": varint.encode(s_lag),
+            }
+        wire_scenarios = {
+            name: {k: int(v) for k, v in c.items() if v} for name, c in (scenarios or {}).items()
+        }
         return cls(
             job_id, seq, window[0], window[1], counters, errors,
             varint.encode(latency), varint.encode(lag), varint.encode(connect),
+            wire_steps, wire_scenarios,
         )  # fmt: skip
 
     def arrays(self) -> tuple[npt.NDArray[np.uint32], ...]:
@@ -248,6 +350,31 @@ class Samples(Message):
         if (lag > latency).any():
             raise ProtocolError("samples: a lag exceeds its latency")
         return latency, latency - lag, varint.decode(self.connect)
+
+    def step_arrays(self) -> dict[str, StepArrays]:
+        """Step name -> (counters, latency, service) microseconds; ProtocolError when malformed.
+
+        Besides the varints themselves it checks that every lag fits its
+        latency and that a step carries exactly one latency per expect met.
+        """
+        out: dict[str, StepArrays] = {}
+        for name, entry in self.steps.items():
+            counters = {k: int(v) for k, v in entry.get("counters", {}).items()}
+            latency = varint.decode(entry.get("latency", b""))
+            lag = varint.decode(entry.get("lag", b""))
+            if lag.size != latency.size:
+                raise ProtocolError(
+                    f"samples: step {name!r}: {latency.size} latencies but {lag.size} lags"
+                )
+            if (lag > latency).any():
+                raise ProtocolError(f"samples: step {name!r}: a lag exceeds its latency")
+            met = counters.get("met", 0)
+            if latency.size != met:
+                raise ProtocolError(
+                    f"samples: step {name!r}: {latency.size} latencies for {met} met"
+                )
+            out[name] = (counters, latency, latency - lag)
+        return out
 
 
 @dataclass(frozen=True)
@@ -426,9 +553,12 @@ __all__ = [
     "HEARTBEAT_SUFFIX",
     "JOB_REFUSALS",
     "MAX_MESSAGE_BYTES",
+    "MAX_NAME_LEN",
+    "MAX_STEP_ENTRIES",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "SAMPLE_COUNTERS",
+    "SCENARIO_COUNTERS",
     "STEP_COUNTERS",
     "Bye",
     "Error",
@@ -440,6 +570,8 @@ __all__ = [
     "Refuse",
     "Result",
     "Samples",
+    "StepArrays",
+    "StepWindow",
     "Stop",
     "VersionMismatch",
     "Welcome",

@@ -16,6 +16,8 @@ from wsload.common import varint
 from wsload.common.errors import ProtocolError
 from wsload.common.protocol import (
     MAX_MESSAGE_BYTES,
+    MAX_NAME_LEN,
+    MAX_STEP_ENTRIES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Bye,
@@ -27,6 +29,7 @@ from wsload.common.protocol import (
     Refuse,
     Result,
     Samples,
+    StepWindow,
     Stop,
     VersionMismatch,
     Welcome,
@@ -51,6 +54,16 @@ EXAMPLES: list[Message] = [
         b"\x01\x00\x00\x00",
         b"",
         b"\x02\x00\x00\x00",
+    ),
+    Samples.window(
+        "job-1",
+        4,
+        (1.25, 1.5),
+        {"sent": 2, "expected": 2, "received": 1, "timed_out": 1},
+        {},
+        ([], [], []),
+        steps={"ack": StepWindow({"expected": 2, "met": 1, "timed_out": 1}, [1500], [1400])},
+        scenarios={"chat": {"unsolicited": 3, "iterations": 1}},
     ),
     Result("job-1", True, {"sent": 10}, {}, {"checks": [{"name": "echo", "status": "pass"}]}),
     Stop("job-1", "duration reached"),
@@ -259,3 +272,82 @@ def test_varint_decoder_fuzzed(data: bytes) -> None:
         return
     assert values.dtype == np.uint32
     assert varint.decode(varint.encode(values)).tolist() == values.tolist()
+
+
+def test_step_windows_round_trip_and_decode() -> None:
+    steps = {
+        "login ok": StepWindow({"expected": 1, "met": 1, "lost": 0}, [2_000], [1_000]),
+        "step 3": StepWindow({"expected": 3, "met": 2, "failed": 1}, [900, 40_000], [900, 500]),
+        "idle": StepWindow({"unanswered": 1}),
+    }
+    msg = Samples.window(
+        "j", 1, (0.0, 0.25), {"expected": 5}, {}, ([], [], []), steps, {"chat": {"iterations": 2}}
+    )
+    assert decode(encode(msg)) == msg
+    assert msg.steps["login ok"]["counters"] == {"expected": 1, "met": 1}  # zeros left out
+    assert msg.scenarios == {"chat": {"iterations": 2}}
+    arrays = msg.step_arrays()
+    assert list(arrays) == ["login ok", "step 3", "idle"]
+    counters, latency, service = arrays["step 3"]
+    assert counters == {"expected": 3, "met": 2, "failed": 1}
+    assert latency.tolist() == [900, 40_000]
+    assert service.tolist() == [900, 500]
+    assert arrays["idle"][1].size == 0
+
+
+def test_a_window_without_steps_is_an_old_workers_window() -> None:
+    msg = Samples.window("j", 0, (0.0, 0.25), {"sent": 1}, {}, ([5], [5], []))
+    body = msgpack.unpackb(encode(msg))
+    assert body["steps"] == {}
+    assert body["scenarios"] == {}
+    del body["steps"], body["scenarios"]
+    old = decode(raw(body))
+    assert isinstance(old, Samples)
+    assert old.steps == {}
+    assert old.scenarios == {}
+    assert old.step_arrays() == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "needle"),
+    [
+        ({"counters": {"met": 2}, "latency": b"\x05", "lag": b"\x00"}, "1 latencies for 2 met"),
+        ({"counters": {"met": 1}, "latency": b"\x05", "lag": b"\x06"}, "lag exceeds"),
+        ({"counters": {"met": 1}, "latency": b"\x05", "lag": b""}, "1 latencies but 0 lags"),
+        ({"counters": {}, "latency": b"\x80", "lag": b""}, "middle of a value"),
+    ],
+)
+def test_malformed_step_samples_raise_protocol_error(entry: dict[str, Any], needle: str) -> None:
+    body = msgpack.unpackb(encode(Samples("j", 0, 0.0, 0.25, {})))
+    body["steps"] = {"ack": entry}
+    msg = decode(raw(body))
+    assert isinstance(msg, Samples)
+    with pytest.raises(ProtocolError, match=needle):
+        msg.step_arrays()
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value"),
+    [
+        ("steps", {"ack": {"counters": {"met": -1}}}),
+        ("steps", {"ack": {"counters": {"sent": 1}}}),  # not a step counter
+        ("steps", {"ack": {"counters": {"met": True}}}),
+        ("steps", {"ack": {"counters": {"met": 1.5}}}),
+        ("steps", {"ack": {"latency": "text"}}),
+        ("steps", {"ack": {"extra": b""}}),
+        ("steps", {"ack": []}),
+        ("steps", {"": {}}),
+        ("steps", {"x" * (MAX_NAME_LEN + 1): {}}),
+        ("steps", {f"s{i}": {} for i in range(MAX_STEP_ENTRIES + 1)}),
+        ("steps", [1, 2]),
+        ("scenarios", {"chat": {"unsolicited": -3}}),
+        ("scenarios", {"chat": {"clients": 3}}),
+        ("scenarios", {"chat": 3}),
+        ("scenarios", {"x" * (MAX_NAME_LEN + 1): {}}),
+    ],
+)
+def test_hostile_step_fields_are_protocol_errors(field_name: str, value: Any) -> None:
+    body = msgpack.unpackb(encode(Samples("j", 0, 0.0, 0.25, {})))
+    body[field_name] = value
+    with pytest.raises(ProtocolError, match=f"field '{field_name}' must be"):
+        decode(raw(body))
