@@ -7,6 +7,8 @@ bodies.
 Routes::
 
     GET  /ws                WebSocket: echo, ping -> pong, subscribe (testserver.replies)
+    GET  /chat              WebSocket: login, rooms, acks by id, broadcasts, heartbeats
+                            (testserver.chat)
     POST /api/events        {"event": NAME, "data": ..., "count": N} -> subscribers of NAME
                             (answers deliveries, dropped and undelivered counts)
     GET  /api/health        {"status": "ok", ...}
@@ -24,12 +26,13 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from wsload.common.spec import MAX_PAYLOAD_SIZE
+from wsload.testserver.chat_connection import DEFAULT_HEARTBEAT, ChatEndpoint
 from wsload.testserver.connection import Connection
 from wsload.testserver.faults import FaultPolicy, Faults
 from wsload.testserver.replies import BadRequest, event_message, parse_publish, wants
@@ -42,7 +45,7 @@ from wsload.testserver.stats import ServerStats
 MAX_MESSAGE_SIZE = MAX_PAYLOAD_SIZE + 64 * 1024
 MAX_BODY_SIZE = 1024 * 1024  # per HTTP request body
 CLOSE_TIMEOUT = 5.0  # seconds to wait for a client's answer to our close frame
-ENDPOINTS = "/ws, /api/events, /api/health, /api/stats, /api/stats/reset"
+ENDPOINTS = "/ws, /chat, /api/events, /api/health, /api/stats, /api/stats/reset"
 
 log = logging.getLogger("wsload.testserver")
 
@@ -52,10 +55,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ReferenceServer:
     """State shared by every connection: counters, fault policy, open connections."""
 
-    def __init__(self, faults: Faults | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        seed: int | None = None,
+        chat_users: Mapping[str, str] | None = None,
+        chat_heartbeat: float = DEFAULT_HEARTBEAT,
+    ) -> None:
         self.faults = faults or Faults()
         self.policy = FaultPolicy(self.faults, started=time.monotonic(), seed=seed)
         self.stats = ServerStats()
+        self.chat = ChatEndpoint(
+            self.stats.chat,
+            self.policy,
+            chat_users,
+            chat_heartbeat,
+            max_message_size=MAX_MESSAGE_SIZE,
+            close_timeout=CLOSE_TIMEOUT,
+        )
         self.connections: set[Connection] = set()
         self._batches = itertools.count(1)
 
@@ -63,11 +80,13 @@ class ReferenceServer:
         """A fresh application serving this server's routes."""
         app = web.Application(client_max_size=MAX_BODY_SIZE, middlewares=[_json_errors])
         app.router.add_get("/ws", self.websocket, allow_head=False)
+        app.router.add_get("/chat", self.chat.websocket, allow_head=False)
         app.router.add_post("/api/events", self.publish)
         app.router.add_get("/api/health", self.health)
         app.router.add_get("/api/stats", self.get_stats)
         app.router.add_post("/api/stats/reset", self.reset_stats)
         app.on_shutdown.append(self._close_all)
+        app.on_shutdown.append(self.chat.close_all)
         return app
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
@@ -168,7 +187,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         # The client left mid-request: nobody to answer, nothing worth a log line.
         return web.json_response({"error": "connection lost"}, status=400)
     except Exception:
-        if request.path == "/ws":
+        if request.path in ("/ws", "/chat"):
             raise  # the WebSocket handshake may have been sent; aiohttp logs and closes
         log.exception("internal error serving %s %s", request.method, request.path)
         return web.json_response({"error": "internal server error"}, status=500)

@@ -21,7 +21,14 @@ from aiohttp import web
 
 from wsload.common.params import BadInput, FiniteFloat, OneStageCommand
 from wsload.testserver.app import CLOSE_TIMEOUT, ReferenceServer
-from wsload.testserver.faults import MAX_DELAY, MAX_PUSH_EVERY, MAX_STALL_PERIOD, Faults
+from wsload.testserver.chat import ChatConfigError, load_users
+from wsload.testserver.faults import (
+    MAX_DELAY,
+    MAX_PUSH_EVERY,
+    MAX_STALL_PERIOD,
+    MIN_PUSH_EVERY,
+    Faults,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -102,6 +109,23 @@ def url_host(host: str) -> str:
     "connection every MS milliseconds, as services with heartbeats or broadcasts do; 0 never.",
 )
 @click.option(
+    "--chat-users",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="/chat passwords: a CSV file with a header row naming columns user and password "
+    '(others ignored). Without it, the password of user U is "pw-" followed by U.',
+)
+@click.option(
+    "--chat-heartbeat",
+    type=FiniteFloat(0, MAX_PUSH_EVERY * 1000),
+    default=1000.0,
+    show_default=True,
+    metavar="MS",
+    help='Push {"type": "heartbeat", "ts": EPOCH_SECONDS} to every /chat connection every '
+    "MS milliseconds; 0 never.",
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
@@ -121,16 +145,24 @@ def serve(
     drop_rate: float,
     close_after: int,
     push_every: float,
+    chat_users: str | None,
+    chat_heartbeat: float,
     seed: int | None,
     reuse_port: bool,
 ) -> None:
-    """Run the reference WebSocket test server: echo, events, stats, fault injection.
+    """Run the reference WebSocket test server: echo, chat, events, stats, fault injection.
 
     \b
     WebSocket  ws://HOST:PORT/ws
       text and binary frames are echoed unchanged
       {"type": "ping"}                        -> {"type": "pong"}
       {"type": "subscribe", "events": [...]}  -> {"type": "subscribed", ...}
+    WebSocket  ws://HOST:PORT/chat (JSON; replies repeat the request's "id")
+      {"type": "login", "user": U, "password": P}  -> {"type": "login_ok", "token": T, ...}
+      {"type": "join", "room": R, "token": T}      -> {"type": "joined", "members": N, ...}
+      {"type": "msg", "id": I, "room": R, "token": T, "text": X} -> {"type": "ack", "id": I}
+        and {"type": "broadcast", "from": U, ...} to the room's other members
+      bad token -> {"type": "error", "reason": "bad token"}; heartbeats on a timer
     HTTP       http://HOST:PORT/api
       POST /api/events   {"event": NAME, "data": ..., "count": N} to NAME's subscribers
       GET  /api/health   GET /api/stats   POST /api/stats/reset
@@ -142,9 +174,20 @@ def serve(
         delay / 1000.0, stall_every, stall_for, drop_rate, close_after, push_every / 1000.0
     )
     problems = faults.problems()
+    if 0 < chat_heartbeat < MIN_PUSH_EVERY * 1000:
+        problems.append(
+            f"--chat-heartbeat must be 0 or at least {MIN_PUSH_EVERY * 1000:g} ms, "
+            f"got {chat_heartbeat:g}"
+        )
+    users = None
+    if chat_users is not None:
+        try:
+            users = load_users(chat_users)
+        except ChatConfigError as exc:
+            problems.append(str(exc))
     if problems:
         raise BadInput(problems)
-    server = ReferenceServer(faults, seed)
+    server = ReferenceServer(faults, seed, users, chat_heartbeat / 1000.0)
     sys.exit(_run(_serve(server, host, port, reuse_port)))
 
 

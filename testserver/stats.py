@@ -50,12 +50,59 @@ events_dropped + events_undelivered``.
 One blind spot: frames a client sends after the server has begun its
 closing handshake (``--close-after``, shutdown) are discarded by that
 handshake and counted nowhere.
+
+``/chat`` (:mod:`wsload.testserver.chat`) counts apart, under ``"chat"``, so
+the ``/ws`` figures above keep their identities: ``connections`` (handshakes
+completed; ``connections_open`` is a gauge, never reset), ``received``
+(frames) and ``bytes_received``; ``messages``: ``msg`` messages accepted
+(valid token, a room the sender is in); replies, each counted once handed to
+the socket (after any delay or stall): ``logins`` (``login_ok``),
+``login_failures`` (bad credentials), ``joins``, ``acks``, ``bad_token``
+(bad token errors), ``errors`` (every other error reply); ``dropped``:
+received frames whose reply never went out (``--drop-rate``, or the
+connection was gone); ``broadcasts``: broadcast deliveries sent to other
+members; ``broadcasts_dropped``: deliveries discarded because the member
+reads too slowly (its bounded queue was full) or its connection was closing;
+``heartbeats`` sent; ``sent`` and ``bytes_sent``: every frame. Hence::
+
+    received == logins + login_failures + joins + acks + bad_token + errors + dropped
+    sent == logins + login_failures + joins + acks + bad_token + errors
+            + broadcasts + heartbeats
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class ChatStats:
+    """The ``/chat`` counters; see the module docstring."""
+
+    connections: int = 0
+    connections_open: int = 0
+    received: int = 0
+    messages: int = 0
+    logins: int = 0
+    login_failures: int = 0
+    joins: int = 0
+    acks: int = 0
+    bad_token: int = 0
+    errors: int = 0
+    dropped: int = 0
+    broadcasts: int = 0
+    broadcasts_dropped: int = 0
+    heartbeats: int = 0
+    sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+
+    def reset(self) -> None:
+        """Zero every counter except the ``connections_open`` gauge."""
+        for f in fields(self):
+            if f.name != "connections_open":
+                setattr(self, f.name, 0)
 
 
 @dataclass
@@ -78,6 +125,7 @@ class ServerStats:
     bytes_received: int = 0
     bytes_sent: int = 0
     connections_by_address: dict[str, int] = field(default_factory=dict)
+    chat: ChatStats = field(default_factory=ChatStats)
     started: float = field(default_factory=time.monotonic)
 
     def opened(self, address: str) -> None:
@@ -89,7 +137,7 @@ class ServerStats:
 
     def snapshot(self) -> dict[str, float | int | dict[str, int]]:
         """The counters as JSON-ready numbers, plus ``uptime`` in seconds since start."""
-        out: dict[str, float | int | dict[str, int]] = asdict(self)
+        out: dict[str, float | int | dict[str, int]] = asdict(self)  # chat: a nested dict
         out.pop("started")
         out["uptime"] = round(time.monotonic() - self.started, 3)
         return out
@@ -97,9 +145,10 @@ class ServerStats:
     def reset(self) -> None:
         """Zero every counter except the ``connections_open`` gauge (and the start time)."""
         for f in fields(self):
-            if f.name not in ("connections_open", "started"):
+            if f.name not in ("connections_open", "started", "chat"):
                 setattr(self, f.name, 0)
         self.connections_by_address = {}
+        self.chat.reset()
 
 
-__all__ = ["ServerStats"]
+__all__ = ["ChatStats", "ServerStats"]
