@@ -285,6 +285,7 @@ async def test_stats_reset_keeps_the_open_gauge(serve_factory: ServerFactory) ->
         assert s["connections_open"] == zeroed["connections_open"] == 1
         assert s["uptime"] >= uptime
         assert s.pop("connections_by_address") == {}
+        assert set(s.pop("chat").values()) == {0}  # /chat's own (test_chat_server.py)
         counters = {k: v for k, v in s.items() if k not in ("connections_open", "uptime")}
         assert set(counters.values()) == {0}
         await ws.send("y")
