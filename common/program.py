@@ -186,6 +186,7 @@ class Feeder:
     mode: str = "unique"
     offset: int = 0
     total: int = 0  #: rows in the whole file (``len(rows)`` unless sliced)
+    file: str = ""  #: the CSV file's name as the scenario gave it (for messages)
 
     def row_for(self, client: int, rng: random.Random) -> Mapping[str, str]:
         """The variables of job-wide client number ``client``."""
