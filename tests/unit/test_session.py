@@ -1,0 +1,436 @@
+"""The conversation state machine (worker/session.py), driven with a fake clock.
+
+Programs are built by hand with tiny Renderer/Matcher stand-ins (the real
+ones are common/template.py and common/match.py): what is under test here is
+the machine's rules -- every way an expect resolves, per-step accounting,
+captures, unsolicited messages, latency from the due time, pacing, churn.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from wsload.common.program import Action, Program, Step, Think
+from wsload.worker.recorder import Recorder
+from wsload.worker.session import EMPTY, Client, Pacing, Session, period_for
+from wsload.worker.steprec import StepRecorder
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+class Text:
+    """A text template: ``{name}`` filled from the values."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+    def render(self, values: Mapping[str, Any], rng: random.Random) -> Any:
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), self.template)
+
+
+class Subset:
+    """A JSON-subset matcher; string values are templates. Rejects non-JSON cheaply."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def match(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> Any:
+        if not data.startswith(b"{"):
+            return None
+        message = json.loads(data)
+        for key, want in self.fields.items():
+            if isinstance(want, str):
+                want = Text(want).render(values, rng)
+            if message.get(key) != want:
+                return None
+        return message
+
+
+def send(text: str, number: int = 1) -> Step:
+    return Step(number, f"step {number}", Action.SEND, Text(text))
+
+
+def expect(
+    name: str,
+    number: int = 2,
+    timeout: float | None = None,
+    capture: tuple[tuple[str, str], ...] = (),
+    fail: Subset | None = None,
+    **fields: Any,
+) -> Step:
+    return Step(
+        number, name, Action.EXPECT, Subset(**fields), timeout=timeout, capture=capture, fail=fail
+    )
+
+
+def think(kind: str, low: float, high: float = 0.0, number: int = 3) -> Step:
+    return Step(number, f"step {number}", Action.THINK, Think(kind, low, high))
+
+
+class Rig:
+    """One client of ``program`` with its recorders; sessions are made on demand."""
+
+    def __init__(self, program: Program, period: float = 0.0, first: float = 0.0, **kw: Any):
+        self.rec = Recorder()
+        self.steprec = StepRecorder()
+        self.client = Client(
+            7,
+            program,
+            rec=self.rec,
+            steprec=self.steprec,
+            pacing=Pacing(first, period),
+            timeout=kw.pop("timeout", 2.0),
+            **kw,
+        )
+
+    def session(self, until: float = float("inf")) -> Session:
+        return Session(self.client, until)
+
+    def step(self, name: str) -> dict[str, int]:
+        return self.steprec.totals()[name]
+
+    def assert_identity(self) -> None:
+        c = self.rec.totals()
+        resolved = c["received"] + c["timed_out"] + c["failed"] + c["lost"] + c["unanswered"]
+        assert c["expected"] == resolved, c
+        for name, s in self.steprec.totals().items():
+            assert s["expected"] == sum(s[k] for k in s if k != "expected"), (name, s)
+
+
+def reply(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+ECHO_LOOP = Program(
+    "echo",
+    setup=(),
+    loop=(send('{"id": "m{seq}", "c": "{client_id}"}'), expect("ack", id="m{seq}")),
+)
+
+
+def test_a_met_expect_records_latency_from_due_and_service_from_send() -> None:
+    rig = Rig(ECHO_LOOP, period=1.0, first=10.0)
+    s = rig.session()
+    assert s.start(9.0) == EMPTY  # the first iteration is due at 10
+    assert s.deadline == 10.0
+    out = s.on_timer(10.2)  # the timer fired late: the send is 0.2 s behind
+    assert out == ('{"id": "m1", "c": "client-7"}',)
+    assert s.pending
+    assert s.deadline == pytest.approx(12.2)
+    assert s.on_message(10.5, reply(id="m1"), True) == EMPTY  # next iteration due at 11
+    assert s.deadline == 11.0
+    st = rig.steprec.steps["ack"]
+    assert list(st.latency) == [500_000]
+    assert list(st.service) == [300_000]
+    assert rig.rec.behind_schedule == 1
+    assert rig.rec.sent == 1
+    assert rig.rec.received == 1
+    assert rig.step("ack") == {
+        "expected": 1, "met": 1, "timed_out": 0, "failed": 0, "lost": 0, "unanswered": 0,
+    }  # fmt: skip
+    assert rig.steprec.scenarios["echo"].iterations == 1  # the second one begins at 11
+
+
+def test_a_late_iteration_counts_its_lateness() -> None:
+    """The reply to iteration 1 comes 2.5 s late: iterations 2 and 3 are behind; their
+    latency counts from their grid times, and they go out at once (catch up)."""
+    rig = Rig(ECHO_LOOP, period=1.0, first=0.0, timeout=10.0)
+    s = rig.session()
+    assert s.start(0.0) == ('{"id": "m1", "c": "client-7"}',)
+    out = s.on_message(2.5, reply(id="m1"), True)
+    assert out == ('{"id": "m2", "c": "client-7"}',)  # due at 1.0, sent at 2.5
+    s.on_message(2.6, reply(id="m2"), True)  # iteration 3 was due at 2.0: goes now
+    st = rig.steprec.steps["ack"]
+    assert list(st.latency) == [2_500_000, 1_600_000]
+    assert list(st.service) == [2_500_000, 100_000]
+    assert s.pending  # iteration 3 sent at 2.6 (due 2.0)
+    s.on_message(2.7, reply(id="m3"), True)
+    assert list(st.latency)[2] == 700_000
+    assert s.deadline == 3.0  # iteration 4 is on time again
+
+
+def test_unsolicited_messages_are_never_replies() -> None:
+    rig = Rig(ECHO_LOOP)
+    s = rig.session()
+    s.start(0.0)
+    assert s.on_message(0.1, b'{"type": "heartbeat", "n": 1}', True) == EMPTY
+    assert s.on_message(0.2, reply(id="m0"), True) == EMPTY  # another id: not this one
+    assert s.on_message(0.3, b"not json", True) == EMPTY
+    assert s.pending
+    assert rig.rec.unsolicited == 3
+    assert rig.steprec.scenarios["echo"].unsolicited == 3
+    s.on_message(0.4, reply(id="m1"), True)
+    assert list(rig.steprec.steps["ack"].latency) == [400_000]
+    assert rig.rec.received == 1
+
+
+def test_a_timed_out_expect_ends_the_iteration_and_the_client_goes_on() -> None:
+    program = Program(
+        "p",
+        setup=(),
+        loop=(
+            send("a{seq}", 1),
+            expect("first", 2, timeout=1.0, id="a{seq}"),
+            send("b{seq}", 3),  # skipped after a timeout: counted nowhere
+            expect("second", 4, id="b{seq}"),
+        ),
+        interval=0.0,
+    )
+    rig = Rig(program)
+    s = rig.session()
+    assert s.start(0.0) == ("a1",)
+    assert s.on_timer(0.5) == EMPTY  # early: nothing
+    assert s.on_timer(1.0) == ("a2",)  # timed out: iteration 2 starts right away
+    assert rig.rec.timed_out == 1
+    assert rig.rec.sent == 2
+    assert s.on_message(1.1, reply(id="a1"), True) == EMPTY  # the late reply: unsolicited
+    assert rig.rec.unsolicited == 1
+    assert s.on_message(1.2, reply(id="a2"), True) == ("b2",)
+    assert rig.step("first")["timed_out"] == 1
+    assert rig.step("first")["met"] == 1
+    assert rig.step("second")["expected"] == 1
+    s.stop(2.0)
+    assert rig.step("second")["unanswered"] == 1
+    rig.assert_identity()
+
+
+def test_the_fail_matcher_fails_the_expect() -> None:
+    program = Program(
+        "p",
+        setup=(),
+        loop=(send("x{seq}", 1), expect("ack", 2, fail=Subset(type="error"), type="ack")),
+        interval=0.0,
+    )
+    rig = Rig(program)
+    s = rig.session()
+    s.start(0.0)
+    assert s.on_message(0.1, reply(type="error"), True) == ("x2",)  # failed: next iteration
+    assert rig.step("ack")["failed"] == 1
+    assert rig.rec.failed == 1
+    assert s.on_message(0.2, reply(type="ack"), True) == ("x3",)
+    assert rig.step("ack")["met"] == 1
+    s.stop(0.3)
+    rig.assert_identity()
+
+
+def test_a_capture_feeds_later_sends_and_a_missing_path_fails() -> None:
+    program = Program(
+        "chat",
+        setup=(
+            send('{"type": "login", "user": "{user}"}', 1),
+            expect("login", 2, capture=(("token", "auth.token"),), type="welcome"),
+        ),
+        loop=(
+            send('{"type": "msg", "id": "m{seq}", "token": "{token}"}', 3),
+            expect("ack", 4, capture=(("last", "echo.0"),), type="ack", id="m{seq}"),
+        ),
+        interval=0.0,
+    )
+    rig = Rig(program, row={"user": "ann"})
+    s = rig.session()
+    assert s.start(0.0) == ('{"type": "login", "user": "ann"}',)
+    out = s.on_message(0.1, reply(type="welcome", auth={"token": "T1"}), True)
+    assert out == ('{"type": "msg", "id": "m1", "token": "T1"}',)
+    out = s.on_message(0.2, reply(type="ack", id="m1", echo=["e"]), True)
+    assert rig.client.values["last"] == "e"
+    assert out == ('{"type": "msg", "id": "m2", "token": "T1"}',)
+    out = s.on_message(0.3, reply(type="ack", id="m2"), True)  # no echo.0: failed
+    assert rig.step("ack") == {
+        "expected": 3, "met": 1, "timed_out": 0, "failed": 1, "lost": 0, "unanswered": 0,
+    }  # fmt: skip
+    assert out == ('{"type": "msg", "id": "m3", "token": "T1"}',)
+    assert rig.step("login")["met"] == 1
+
+
+def test_a_failed_setup_ends_the_session_with_backoff() -> None:
+    program = Program(
+        "p",
+        setup=(send("login", 1), expect("login", 2, timeout=1.0, type="ok")),
+        loop=(send("m{seq}", 3), expect("ack", 4, id="m{seq}")),
+    )
+    rig = Rig(program)
+    s = rig.session()
+    s.start(0.0)
+    assert s.on_timer(1.0) == (1000,)
+    assert s.over
+    assert s.backoff
+    assert rig.step("login")["timed_out"] == 1
+    s2 = rig.session()  # the reconnect runs the setup again
+    assert s2.start(5.0) == ("login",)
+    assert rig.step("login")["expected"] == 2
+
+
+def test_lost_and_unanswered() -> None:
+    rig = Rig(ECHO_LOOP)
+    s = rig.session()
+    s.start(0.0)
+    s.on_closed(0.5)
+    assert s.over
+    assert rig.step("ack")["lost"] == 1
+    assert rig.rec.lost == 1
+    s.on_closed(0.6)  # twice: nothing more
+    s2 = rig.session()
+    assert s2.start(1.0) == ('{"id": "m2", "c": "client-7"}',)  # seq carries over connections
+    s2.stop(1.5)
+    assert rig.step("ack")["unanswered"] == 1
+    assert rig.rec.unanswered == 1
+    s2.on_closed(1.6)  # the close after a stop loses nothing
+    assert rig.rec.lost == 1
+    rig.assert_identity()
+
+
+def test_think_is_drawn_from_the_clients_seeded_rng() -> None:
+    program = Program(
+        "p",
+        setup=(),
+        loop=(send("m{seq}", 1), expect("ack", 2, id="m{seq}"), think("uniform", 1.0, 3.0)),
+        interval=0.0,
+    )
+    deadlines = []
+    for _ in range(2):
+        rig = Rig(program, seed=42)
+        s = rig.session()
+        s.start(0.0)
+        s.on_message(1.0, reply(id="m1"), True)
+        deadlines.append(s.deadline)
+        assert 2.0 <= s.deadline <= 4.0
+        # after the think, the next iteration (closed loop) is due at the reply's
+        # arrival plus the think time: a late timer shows in the latency
+        at = s.deadline
+        assert s.on_timer(at + 0.5) == ("m2",)
+        s.on_message(at + 0.6, reply(id="m2"), True)
+        assert list(rig.steprec.steps["ack"].latency)[1] == round(0.6 * 1e6)
+    assert deadlines[0] == deadlines[1]
+    rng = random.Random(42 * 1_000_003 + 7)
+    assert deadlines[0] == pytest.approx(1.0 + rng.uniform(1.0, 3.0))
+    exp = Think("exponential", 0.5)
+    samples = [exp.sample(random.Random(i)) for i in range(200)]
+    assert 0.3 < sum(samples) / len(samples) < 0.8
+
+
+def test_churn_sessions_run_setup_once_per_connection() -> None:
+    program = Program(
+        "churn",
+        setup=(send("hello {seq}", 1), expect("hi", 2, type="hi")),
+        loop=(),
+        interval=2.0,
+    )
+    rig = Rig(program, period=2.0, first=0.0)
+    due = rig.client.next_start(0.0)
+    s = rig.session()
+    assert s.start(0.1, due) == ("hello 1",)
+    assert s.on_message(0.3, reply(type="hi"), True) == (1000,)
+    assert s.over
+    assert not s.backoff
+    assert list(rig.steprec.steps["hi"].latency) == [300_000]  # the connect time counts
+    due = rig.client.next_start(0.3)
+    assert due == 2.0
+    s = rig.session()
+    assert s.start(2.05, due) == ("hello 2",)
+    assert rig.steprec.scenarios["churn"].iterations == 2
+
+
+def test_a_close_step_closes_with_its_code() -> None:
+    program = Program(
+        "p",
+        setup=(),
+        loop=(send("bye", 1), Step(2, "step 2", Action.CLOSE, 4000)),
+        interval=0.0,
+    )
+    rig = Rig(program)
+    s = rig.session()
+    assert s.start(0.0) == ("bye", 4000)
+    assert s.over
+    assert not s.backoff
+
+
+def test_paused_writes_hold_the_send_and_latency_counts_from_due() -> None:
+    rig = Rig(ECHO_LOOP, period=1.0)
+    s = rig.session()
+    s.start(0.0)
+    s.on_message(0.1, reply(id="m1"), True)
+    s.paused = True
+    assert s.on_timer(1.0) == EMPTY  # due, but the target does not read
+    assert s.deadline == float("inf")
+    assert not s.pending
+    assert s.resume(1.4) == ('{"id": "m2", "c": "client-7"}',)
+    s.on_message(1.5, reply(id="m2"), True)
+    assert list(rig.steprec.steps["ack"].latency) == [100_000, 500_000]
+    assert list(rig.steprec.steps["ack"].service)[1] == 100_000
+    assert rig.rec.behind_schedule == 1
+
+
+def test_drain_sends_nothing_new_but_awaits_the_pending_expect() -> None:
+    rig = Rig(ECHO_LOOP, period=0.0)
+    s = rig.session(until=100.0)
+    s.start(0.0)
+    s.drain(0.5)
+    assert s.pending
+    assert s.on_message(0.6, reply(id="m1"), True) == EMPTY  # met, and nothing more goes out
+    assert not s.pending
+    assert s.deadline == float("inf")
+    assert rig.rec.sent == 1
+    assert rig.rec.received == 1
+    s.stop(1.0)
+    rig.assert_identity()
+
+
+def test_nothing_is_sent_at_or_after_the_sending_end() -> None:
+    rig = Rig(ECHO_LOOP, period=1.0)
+    s = rig.session(until=1.5)
+    s.start(0.0)
+    assert s.on_message(0.1, reply(id="m1"), True) == EMPTY
+    assert s.deadline == 1.0
+    s.on_timer(1.0)
+    s.on_message(1.1, reply(id="m2"), True)  # iteration 3 would be due at 2.0 > 1.5
+    assert s.deadline == float("inf")
+    assert rig.rec.sent == 2
+
+
+def test_a_loop_that_never_waits_begins_one_iteration_per_call() -> None:
+    rig = Rig(Program("p", setup=(), loop=(send("m{seq}"),), interval=0.0))
+    s = rig.session(until=10.0)
+    assert s.start(0.0) == ("m1",)
+    assert s.deadline == 0.0  # the next one at the next timer call, not in this one
+    assert s.on_timer(0.0) == ("m2",)
+
+
+def test_windows_sum_to_the_totals() -> None:
+    rig = Rig(ECHO_LOOP, period=0.0)
+    s = rig.session()
+    s.start(0.0)
+    windows = []
+    for i in range(1, 30):
+        s.on_message(i * 0.01, reply(id=f"m{i}"), True)
+        if i % 7 == 0:
+            s.on_message(i * 0.01, b"push", True)
+            windows.append(rig.steprec.take())
+    s.stop(1.0)
+    windows.append(rig.steprec.take())
+    met = sum(w[0]["ack"].counters.get("met", 0) for w in windows if "ack" in w[0])
+    samples = sum(len(w[0]["ack"].latency) // 4 for w in windows if "ack" in w[0])
+    assert met == samples == rig.step("ack")["met"] == 29
+    unsolicited = sum(w[1].get("echo", {}).get("unsolicited", 0) for w in windows)
+    assert unsolicited == 4
+    rig.assert_identity()
+
+
+def test_the_rate_is_spread_over_the_scenarios_clients() -> None:
+    assert period_for(Program("p", (), (), rate=50.0), 100) == 2.0
+    assert period_for(Program("p", (), (), interval=0.25), 100) == 0.25
+    assert period_for(Program("p", (), (), rate=0.0), 100) == float("inf")
+    assert Pacing(0.0, float("inf")).next_start(0.0) == float("inf")
+
+
+def test_a_varying_period_follows_the_rate() -> None:
+    # no rate before t=1, then one iteration every 0.5 s
+    pacing = Pacing(0.0, 0.0, period_at=lambda t: float("inf") if t < 1.0 else 0.5)
+    first = pacing.next_start(0.0)
+    assert 1.0 <= first <= 1.11
+    assert pacing.next_start(first) == pytest.approx(first + 0.5)

@@ -1,0 +1,581 @@
+"""One client's conversation, sans-I/O: a state machine over its compiled Program.
+
+No socket, no event loop, no clock: every input carries ``now`` (monotonic
+seconds) and every output is data the engine applies. That is what lets the
+picows engine run a conversation from its frame callback (no coroutine or
+future per message) and the websockets engine from one coroutine per client,
+with the same rules, and lets the unit tests drive every path with a fake clock.
+
+:class:`Client` is a client of the job (its number ``g`` over every worker):
+its variables (``client_id``, its feeder row, what it captured), its
+iteration counter ``seq`` (which carries over its connections), its rng
+(seeded from ``g``: a run is reproducible per client) and its pacing of
+iterations. :class:`Session` is one connection of that client:
+
+- :meth:`Session.start` (the connection opened), :meth:`Session.on_message`,
+  :meth:`Session.on_timer` (at :attr:`Session.deadline`: a think's end, an
+  expect's timeout, the next iteration's intended start) and
+  :meth:`Session.resume` (writes allowed again) return the *effects*: a tuple
+  of frames to send (``str`` text, ``bytes`` binary) possibly ending with an
+  ``int``, a close code; then :attr:`Session.over` is true and
+  :attr:`Session.backoff` says whether to reconnect after the usual backoff
+  (a failed setup) or at the next iteration's intended start
+  (:meth:`Client.next_start`: a churn session, or a ``close`` step). The
+  common effect is nothing, returned as the shared empty tuple :data:`EMPTY`.
+- :meth:`Session.on_closed` (the connection is gone: a pending expect is
+  ``lost``), :meth:`Session.drain` (the run stops sending: no new send,
+  pending expects still awaited) and :meth:`Session.stop` (the run is over,
+  or a stage ramps this client down: a pending expect is ``unanswered``).
+
+Rules (issue 15): steps run in order; an ``expect`` counts ``expected`` when
+it begins waiting and exactly one of met / timed_out / failed / lost /
+unanswered later. It is met by the first message its matcher accepts;
+failed by a message its ``fail`` matcher accepts, or when a capture path is
+missing from the matched message; timed out at its ``timeout`` (the job's
+``reply_timeout`` by default) counted from when it began waiting. A message
+no pending expect accepts is ``unsolicited`` (per scenario and in total),
+never a reply. Latency counts from the *due* time of the triggering send
+(the iteration's intended start for its first send -- a late iteration's
+latency includes the lateness; after a met expect, the reply's arrival plus
+the think time in between), service time from the actual send. A timed-out
+or failed expect ends the iteration (the rest is skipped, counted nowhere)
+and the client goes on with the next; in ``[[steps]]`` (setup) it ends the
+session: close 1000 and reconnect after the backoff. A send that leaves more
+than BEHIND_SLACK after it was due counts ``behind_schedule``. While the
+engine says ``paused`` (the target does not read), nothing is written: the
+session waits at its send step until :meth:`Session.resume`, and the send's
+latency still counts from when it was due.
+
+Iterations: ``seq`` is 1 for a client's first iteration (a loop pass, or a
+churn session), +1 per iteration, and ``{seq}`` renders the same in every
+step of one iteration (setup steps of a looping program see the last
+iteration's number, 0 on the first connection). Pacing
+(:class:`Pacing`): one iteration every ``period`` seconds on a grid that
+never drifts (``period = 0``: the next one right after the previous), so a
+client behind its schedule catches up with every late iteration's latency
+counted from its intended start (the correction for coordinated omission,
+as :mod:`wsload.worker.schedule` does for the echo load).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from wsload.common.program import Action, Matcher, Program, Step
+from wsload.worker.recorder import Recorder
+from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
+from wsload.worker.steprec import ScenarioStats, StepRecorder, StepStats
+
+#: What a session asks the engine to do: frames (text ``str``, binary
+#: ``bytes``), the last item possibly an ``int``: close with that code.
+Effects = tuple[str | bytes | int, ...]
+#: nothing to do (the common case), shared: no allocation per message
+EMPTY: Final[Effects] = ()
+_INF = math.inf
+_SEND = Action.SEND
+_SEND_BINARY = Action.SEND_BINARY
+_THINK = Action.THINK
+_CLOSE = Action.CLOSE
+_MISSING = object()
+_CLOSE_NORMAL: Final[Effects] = (1000,)
+
+# states of a session
+_WORKING = 0  #: between two inputs (never seen from outside)
+_EXPECTING = 1  #: an expect is pending
+_THINKING = 2  #: a think runs until ``deadline``
+_WAITING = 3  #: the next iteration starts at ``deadline``
+_HELD = 4  #: a send waits for writes to resume
+_IDLE = 5  #: the run stopped sending: nothing more will be sent
+_OVER = 6  #: closed, or told to close
+
+
+#: how many times :meth:`Pacing.next_start` looks ahead for a nonzero rate
+MAX_IDLE_LOOKS = 100_000
+
+
+class Pacing:
+    """Intended start times of one client's iterations: ``first + k * period``.
+
+    The grid never drifts (a late iteration does not move the next one);
+    ``period <= 0`` is the closed loop: each iteration is due when the
+    previous one ends. ``period_at`` (optional) makes the period vary with
+    time (a rate that ramps between stages): then each start is the previous
+    one plus the period at that time, and an infinite period (no rate yet)
+    is looked at again every ``idle_step`` seconds.
+    """
+
+    __slots__ = ("first", "idle_step", "k", "last", "period", "period_at")
+
+    def __init__(
+        self,
+        first: float,
+        period: float,
+        period_at: Callable[[float], float] | None = None,
+        idle_step: float = 0.1,
+    ) -> None:
+        self.first = first
+        self.period = period
+        self.period_at = period_at
+        self.idle_step = idle_step
+        self.k = 0
+        self.last = -_INF
+
+    def next_start(self, now: float) -> float:
+        """The next iteration's intended start (may be in the past: the client is behind).
+
+        ``now``: when the previous iteration ended (its intended end, after
+        its last think): in closed loop the next one is due then.
+        """
+        period_at = self.period_at
+        if period_at is not None:
+            if self.k == 0:
+                at = self.first if period_at(self.first) < _INF else _INF
+            else:
+                at = self.last + period_at(self.last)
+            if not at < _INF:  # no rate now: the first moment there is one
+                t = self.first if self.k == 0 else self.last
+                for _ in range(MAX_IDLE_LOOKS):
+                    t = max(t + self.idle_step, now)
+                    if period_at(t) < _INF:
+                        at = t
+                        break
+        elif self.period <= 0:
+            at = max(now, self.first) if self.k == 0 else now
+        elif not self.period < _INF:  # a rate of 0: no iteration ever
+            at = _INF
+        else:
+            at = self.first + self.k * self.period
+        self.k += 1
+        self.last = at
+        return at
+
+
+class Client:
+    """A client of the job: its variables, rng, iteration counter and pacing, over connections.
+
+    ``number`` is the job-wide client number (``g``); ``values`` the
+    template variables (``client_id``, ``pad``, its feeder row's columns;
+    captures are added as they happen); ``epoch`` converts the monotonic
+    clock to epoch seconds for ``{ts}`` (``time.time() - time.monotonic()``);
+    ``timeout`` is the job's reply timeout (an expect's default). ``rec`` and
+    ``steprec`` receive the counters.
+    """
+
+    __slots__ = (
+        "epoch",
+        "loop_stats",
+        "number",
+        "pacing",
+        "program",
+        "rec",
+        "rng",
+        "scenario",
+        "seq",
+        "setup_stats",
+        "timeout",
+        "values",
+    )
+
+    def __init__(
+        self,
+        number: int,
+        program: Program,
+        *,
+        rec: Recorder,
+        steprec: StepRecorder,
+        pacing: Pacing,
+        client_id: str | None = None,
+        row: Mapping[str, str] | None = None,
+        pad: str = "",
+        epoch: float = 0.0,
+        timeout: float = 5.0,
+        seed: int = 0,
+    ) -> None:
+        self.number = number
+        self.program = program
+        self.rec = rec
+        self.pacing = pacing
+        self.epoch = epoch
+        self.timeout = timeout
+        self.rng = random.Random(seed * 1_000_003 + number)
+        self.seq = 0
+        values: dict[str, Any] = dict(row or {})
+        values["client_id"] = client_id if client_id is not None else f"client-{number}"
+        values["pad"] = pad
+        values["seq"] = 0
+        values["ts"] = 0.0
+        self.values = values
+        self.scenario: ScenarioStats = steprec.scenario(program.name)
+        self.setup_stats = tuple(steprec.step(s.name) if s.expects else None for s in program.setup)
+        self.loop_stats = tuple(steprec.step(s.name) if s.expects else None for s in program.loop)
+
+    def next_start(self, now: float) -> float:
+        """When the next iteration is due (for a churn client: when to connect for it)."""
+        return self.pacing.next_start(now)
+
+
+class Session:
+    """One connection of a :class:`Client`: see the module's docstring for the rules.
+
+    Public for the engine: :attr:`deadline` (when to call :meth:`on_timer`;
+    ``inf``: never), :attr:`paused` (set while the target does not read),
+    :attr:`over`, :attr:`backoff`, :attr:`pending` (an expect awaits a
+    message), :attr:`until` (no send is due at or after it: the run's
+    sending end).
+    """
+
+    __slots__ = (
+        "_due",
+        "_expect",
+        "_fail",
+        "_in_setup",
+        "_iter_due",
+        "_matcher",
+        "_pc",
+        "_send_at",
+        "_send_due",
+        "_stat",
+        "_state",
+        "_stats",
+        "_steps",
+        "backoff",
+        "client",
+        "deadline",
+        "paused",
+        "until",
+    )
+
+    def __init__(self, client: Client, until: float = _INF) -> None:
+        self.client = client
+        self.until = until
+        self.deadline = _INF
+        self.paused = False
+        self.backoff = False
+        self._state = _WORKING
+        self._steps: tuple[Step, ...] = ()
+        self._stats: tuple[StepStats | None, ...] = ()
+        self._pc = 0
+        self._in_setup = True
+        self._due = 0.0  # when the next send is due
+        self._iter_due = 0.0  # the current iteration's intended start
+        self._send_due = 0.0  # the last send's due time (latency base)
+        self._send_at = 0.0  # the last send's actual time (service base)
+        self._expect: Step | None = None
+        self._matcher: Matcher | None = None
+        self._fail: Matcher | None = None
+        self._stat: StepStats | None = None
+
+    # -- what the engine asks ------------------------------------------------
+
+    @property
+    def over(self) -> bool:
+        return self._state == _OVER
+
+    @property
+    def pending(self) -> bool:
+        return self._state == _EXPECTING
+
+    # -- inputs ----------------------------------------------------------------
+
+    def start(self, now: float, due: float | None = None) -> Effects:
+        """The connection is open; ``due``: when it was meant to start (default ``now``).
+
+        A looping program runs its setup steps, then its iterations; a churn
+        program's session is one iteration, due at ``due`` (the engine
+        connected for it at :meth:`Client.next_start`).
+        """
+        client = self.client
+        program = client.program
+        due = now if due is None else min(due, now)
+        self._in_setup = True
+        if program.loop:
+            self._steps, self._stats, self._pc = program.setup, client.setup_stats, 0
+            self._due = self._send_due = due
+            self._send_at = now
+        else:  # churn: the session is the iteration
+            if due >= self.until or now >= self.until:
+                return self._idle()
+            self._begin(due, now, program.setup, client.setup_stats)
+        return self._run(now)
+
+    def on_message(self, now: float, data: bytes, text: bool) -> Effects:
+        """One message from the server: it meets, fails or answers nothing (unsolicited)."""
+        client = self.client
+        rec = client.rec
+        rec.bytes_received += len(data)
+        if self._state != _EXPECTING:
+            rec.unsolicited += 1
+            client.scenario.unsolicited += 1
+            return EMPTY
+        values = client.values
+        fail = self._fail
+        if fail is not None and fail.match(data, text, values, client.rng) is not None:
+            return self._failed(now)
+        found = self._matcher.match(data, text, values, client.rng)  # type: ignore[union-attr]
+        if found is None:
+            rec.unsolicited += 1
+            client.scenario.unsolicited += 1
+            return EMPTY
+        step = self._expect
+        assert step is not None
+        if step.capture:
+            for var, path in step.capture:
+                value = _dig(found, path)
+                if value is _MISSING:
+                    return self._failed(now)
+                values[var] = value
+        stat = self._stat
+        assert stat is not None
+        latency = int((now - self._send_due) * 1e6)
+        service = int((now - self._send_at) * 1e6)
+        stat.record(latency, service)
+        rec.reply(latency, service)
+        self._expect = self._matcher = self._fail = self._stat = None
+        self._due = now
+        self._pc += 1
+        self._state = _WORKING
+        self.deadline = _INF
+        return self._run(now)
+
+    def on_timer(self, now: float) -> Effects:
+        """Time passed :attr:`deadline` (an early or stale call does nothing)."""
+        state = self._state
+        if now < self.deadline - TIMER_SLACK:
+            return EMPTY
+        if state == _EXPECTING:
+            client = self.client
+            self._stat.timed_out += 1  # type: ignore[union-attr]
+            client.rec.timed_out += 1
+            return self._abandon(now)
+        if state == _THINKING:
+            self._state = _WORKING
+            self.deadline = _INF
+            return self._run(now)
+        if state == _WAITING:
+            self._state = _WORKING
+            self.deadline = _INF
+            client = self.client
+            self._begin(self._iter_due, now, client.program.loop, client.loop_stats)
+            return self._run(now, begun=True)
+        return EMPTY
+
+    def resume(self, now: float) -> Effects:
+        """Writes are allowed again: a held send goes out (its latency from when it was due)."""
+        self.paused = False
+        if self._state != _HELD:
+            return EMPTY
+        self._state = _WORKING
+        return self._run(now)
+
+    def on_closed(self, now: float) -> None:
+        """The connection is gone: a pending expect is lost."""
+        if self._state == _EXPECTING:
+            self._stat.lost += 1  # type: ignore[union-attr]
+            self.client.rec.lost += 1
+        self._end()
+
+    def drain(self, now: float) -> None:
+        """The run stops sending now: no new send; a pending expect is still awaited."""
+        self.until = min(self.until, now)
+        if self._state in (_THINKING, _WAITING, _HELD):
+            self._state = _IDLE
+            self.deadline = _INF
+
+    def stop(self, now: float) -> None:
+        """The run is over (or a stage closes this client): a pending expect is unanswered."""
+        if self._state == _EXPECTING:
+            self._stat.unanswered += 1  # type: ignore[union-attr]
+            self.client.rec.unanswered += 1
+        self._end()
+
+    # -- the machine -----------------------------------------------------------
+
+    def _end(self) -> None:
+        self._state = _OVER
+        self.deadline = _INF
+        self._expect = self._matcher = self._fail = self._stat = None
+
+    def _idle(self) -> Effects:
+        self._state = _IDLE
+        self.deadline = _INF
+        return EMPTY
+
+    def _begin(
+        self, due: float, now: float, steps: tuple[Step, ...], stats: tuple[StepStats | None, ...]
+    ) -> None:
+        """Begin an iteration intended at ``due``: a new ``seq``, its steps from the first."""
+        client = self.client
+        client.seq += 1
+        client.values["seq"] = client.seq
+        client.scenario.iterations += 1
+        self._steps, self._stats, self._pc = steps, stats, 0
+        self._due = self._iter_due = self._send_due = due
+        self._send_at = now
+
+    def _failed(self, now: float) -> Effects:
+        self._stat.failed += 1  # type: ignore[union-attr]
+        self.client.rec.failed += 1
+        return self._abandon(now)
+
+    def _abandon(self, now: float) -> Effects:
+        """The pending expect failed or timed out: end the iteration (setup: the session)."""
+        self._expect = self._matcher = self._fail = self._stat = None
+        self.deadline = _INF
+        self._state = _WORKING
+        if self._in_setup:
+            self.backoff = True
+            self._state = _OVER
+            return _CLOSE_NORMAL
+        self._pc = len(self._steps)
+        self._due = now
+        return self._run(now)
+
+    def _run(self, now: float, begun: bool = False) -> Effects:
+        """Run steps from the current one until one waits; return what to send.
+
+        At most one iteration begins per call (``begun``: one already did):
+        a loop that never waits (no expect, no think, interval 0) then goes
+        one iteration per timer call, never round and round in one callback.
+        """
+        out: list[str | bytes | int] | None = None
+        client = self.client
+        while True:
+            pc = self._pc
+            steps = self._steps
+            if pc >= len(steps):
+                program = client.program
+                if self._in_setup and not program.loop:  # a churn session's iteration is done
+                    self._state = _OVER
+                    self.deadline = _INF
+                    if out is None:
+                        return _CLOSE_NORMAL
+                    out.append(1000)
+                    break
+                self._in_setup = False
+                # closed loop: due when the previous iteration ended (after its think)
+                due = client.pacing.next_start(self._due)
+                if due >= self.until or now >= self.until:
+                    self._idle()
+                    break
+                if begun or due > now + TIMER_SLACK:
+                    self._iter_due = due
+                    self._state = _WAITING
+                    self.deadline = due
+                    break
+                self._begin(due, now, program.loop, client.loop_stats)
+                begun = True
+                continue
+            step = steps[pc]
+            action = step.action
+            if action is _SEND or action is _SEND_BINARY:
+                due = self._due
+                if due >= self.until or now >= self.until:
+                    self._idle()
+                    break
+                if self.paused:
+                    self._state = _HELD
+                    self.deadline = _INF
+                    break
+                frame = self._render(step, due)
+                rec = client.rec
+                rec.sent += 1
+                if type(frame) is bytes or frame.isascii():
+                    rec.bytes_sent += len(frame)
+                else:
+                    rec.bytes_sent += len(frame.encode())  # type: ignore[union-attr]
+                if due < now:
+                    if now - due > BEHIND_SLACK:
+                        rec.behind_schedule += 1
+                    self._send_due = due
+                else:
+                    self._send_due = now
+                self._send_at = now
+                if out is None:
+                    out = [frame]
+                else:
+                    out.append(frame)
+                self._pc = pc + 1
+            elif step.expects:
+                stat = self._stats[pc]
+                assert stat is not None
+                stat.expected += 1
+                client.rec.expected += 1
+                self._expect = step
+                self._matcher = step.body
+                self._fail = step.fail
+                self._stat = stat
+                self._state = _EXPECTING
+                timeout = step.timeout if step.timeout is not None else client.timeout
+                self.deadline = now + timeout
+                break
+            elif action is _THINK:
+                self._due += step.body.sample(client.rng)
+                self._pc = pc + 1
+                if self._due > now + TIMER_SLACK:
+                    if self._due >= self.until:
+                        self._idle()
+                        break
+                    self._state = _THINKING
+                    self.deadline = self._due
+                    break
+            else:  # close
+                assert action is _CLOSE
+                self._state = _OVER
+                self.deadline = _INF
+                code = int(step.body)
+                if out is None:
+                    return (code,)
+                out.append(code)
+                break
+        if out is None:
+            return EMPTY
+        return tuple(out)
+
+    def _render(self, step: Step, due: float) -> str | bytes:
+        body = step.body
+        if step.action is _SEND_BINARY:
+            return bytes(body)
+        client = self.client
+        values = client.values
+        values["ts"] = due + client.epoch
+        value = body.render(values, client.rng)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dig(message: Any, path: str) -> Any:
+    """The value at dotted ``path`` in a parsed JSON message (list items by index)."""
+    value = message
+    for part in path.split("."):
+        if isinstance(value, dict):
+            if part not in value:
+                return _MISSING
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def period_for(program: Program, clients_of_program: int) -> float:
+    """Seconds between two iterations of one client of ``program``.
+
+    ``rate`` is iterations per second over all of the scenario's clients in
+    the job, so each of its ``clients_of_program`` clients runs one every
+    ``clients / rate`` seconds, whichever worker it is on (a worker's share
+    of the rate is its share of the clients); else ``interval``.
+    """
+    if program.rate is not None:
+        return clients_of_program / program.rate if program.rate > 0 else _INF
+    return program.interval
+
+
+__all__ = ["EMPTY", "Client", "Effects", "Pacing", "Session", "period_for"]
