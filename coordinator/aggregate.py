@@ -11,11 +11,15 @@ Per-second latency percentiles come from small per-second histograms kept
 for the last few seconds only; windows arrive out of order across workers
 by at most a window or two, and a whole-run series of full histograms would
 cost megabytes per second of run.
+
+A conversation's windows also carry per-step and per-scenario figures;
+:class:`wsload.coordinator.step_aggregate.StepAggregate` merges those.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wsload.common import hdrlog
@@ -27,10 +31,17 @@ from wsload.coordinator.figures import (
     RunFigures,
     RunProgress,
     SecondSummary,
+    StepCounters,
     WorkerStatus,
     WorkerSummary,
     frozen_map,
 )
+from wsload.coordinator.step_aggregate import (
+    DISTRIBUTION,
+    StepAggregate,
+    distribution,
+)
+from wsload.coordinator.step_aggregate import percentiles_seconds as _percentiles_seconds
 
 #: Seconds of per-second histograms kept open for late windows.
 OPEN_SECONDS = 5
@@ -48,10 +59,6 @@ _KNOWN_COUNTERS = frozenset(SAMPLE_COUNTERS)
 #: of messages went out behind schedule, or a worker used this share of a core.
 BEHIND_SCHEDULE_SHARE = 0.01
 CPU_SHARE = 0.9
-#: Percentiles the distribution charts plot: 0 .. 99.999, denser in the tail.
-DISTRIBUTION = [p / 10 for p in range(0, 900, 10)] + [90 + i * 0.5 for i in range(20)] + [
-    99.5, 99.9, 99.95, 99.99, 99.999, 100.0
-]  # fmt: skip
 
 
 @dataclass
@@ -71,26 +78,33 @@ class WorkerTotals:
     def final_counters(self) -> dict[str, int]:
         """Every counter (zeros included), with a lost worker's messages in flight as ``lost``.
 
-        A worker lost before its final result leaves messages it had sent
-        but not yet resolved; they count as lost (with the worker), so the
-        identity ``sent = received + timed_out + lost + unanswered`` holds
-        for it too. :meth:`in_flight_at_loss` says how many.
+        A worker lost before its final result leaves answers it awaited
+        but had not yet resolved; they count as lost (with the worker), so
+        the identity ``expected = received + timed_out + failed + lost +
+        unanswered`` holds for it too. :meth:`in_flight_at_loss` says how many.
         """
         out = dict.fromkeys(SAMPLE_COUNTERS, 0)
         _add(out, self.counters)
         out["lost"] += self.in_flight_at_loss()
         return out
 
+    @property
+    def lost_before_result(self) -> bool:
+        """Lost before its final result: what it had in flight is lost with it."""
+        return self.lost and self.result is None
+
     def in_flight_at_loss(self) -> int:
-        """Messages of a lost worker that were never resolved (0 for a worker not lost)."""
-        if not self.lost or self.result is not None:
+        """Answers a lost worker awaited and never resolved (0 for a worker not lost)."""
+        if not self.lost_before_result:
             return 0
         c = self.counters
-        resolved = sum(c.get(k, 0) for k in ("received", "timed_out", "lost", "unanswered"))
-        return max(0, c.get("sent", 0) - resolved)
+        resolved = sum(
+            c.get(k, 0) for k in ("received", "timed_out", "failed", "lost", "unanswered")
+        )
+        return max(0, c.get("expected", 0) - resolved)
 
-    def summary(self) -> WorkerSummary:
-        """This worker in the run summary: every counter, its errors, its status."""
+    def summary(self, steps: Mapping[str, Mapping[str, int]] | None = None) -> WorkerSummary:
+        """This worker in the run summary: every counter, its errors, its status, its steps."""
         return WorkerSummary(
             self.worker_id,
             Counters.from_mapping(self.final_counters()),
@@ -98,6 +112,7 @@ class WorkerTotals:
             self.status,
             self.consistent,
             self.in_flight_at_loss(),
+            frozen_map({n: StepCounters.from_mapping(c) for n, c in (steps or {}).items()}),
         )
 
     @property
@@ -139,10 +154,17 @@ class SecondStats:
 
 
 class RunAggregate:
-    """Every worker's windows of one job, merged."""
+    """Every worker's windows of one job, merged.
 
-    def __init__(self, started_at: float) -> None:
+    ``step_names`` and ``scenario_names``: a conversation's ``expect`` steps
+    and scenarios, in order, when known (:class:`StepAggregate`).
+    """
+
+    def __init__(
+        self, started_at: float, step_names: Sequence[str] = (), scenario_names: Sequence[str] = ()
+    ) -> None:
         self.started_at = started_at
+        self.steps = StepAggregate(step_names, scenario_names)
         self.workers: dict[str, WorkerTotals] = {}
         self.latency = LatencyHistogram()
         self.service = LatencyHistogram()
@@ -169,6 +191,7 @@ class RunAggregate:
             self.ignored_windows += 1
             return False
         arrays = msg.arrays()
+        step_arrays = msg.step_arrays()
         self._seen.add(key)
         totals = self.worker(worker_id)
         totals.windows += 1
@@ -191,6 +214,7 @@ class RunAggregate:
         _add(stats.errors, errors)
         if stats.latency is not None:
             stats.latency.record_many(latency)
+        self.steps.add(worker_id, second, step_arrays, msg.scenarios)
         if second > self._newest_second:
             self._newest_second = second
             for old in self.seconds.values():
@@ -258,8 +282,7 @@ class RunAggregate:
         """Every second so far: counters reported in it, errors, latency percentiles."""
         return tuple(self._second(self.seconds[s]) for s in sorted(self.seconds))
 
-    @staticmethod
-    def _second(stats: SecondStats) -> SecondSummary:
+    def _second(self, stats: SecondStats) -> SecondSummary:
         pct = stats.percentiles if stats.latency is None else _percentiles_seconds(stats.latency)
         return SecondSummary(
             stats.second,
@@ -267,6 +290,7 @@ class RunAggregate:
             tuple(k for k in SAMPLE_COUNTERS if k in stats.counters),
             frozen_map(stats.errors),
             Percentiles.from_mapping(pct),
+            self.steps.second(stats.second),
         )
 
     def progress(self, elapsed: float) -> RunProgress:
@@ -286,6 +310,7 @@ class RunAggregate:
             latency=Percentiles.from_mapping(_percentiles_seconds(self.latency)),
             last_second=None if last is None else self._second(last),
             newest_second=None if newest is None else self._second(newest),
+            steps=self.steps.progress(),
         )
 
     def hlog_text(self) -> str:
@@ -314,11 +339,18 @@ class RunAggregate:
             errors=frozen_map(self.errors()),
             error_texts=frozen_map(self.error_texts()),
             generator_bound=self.generator_bound(),
-            workers=tuple(w.summary() for w in self.workers.values()),
+            workers=tuple(
+                w.summary(self.steps.worker_counters(w.worker_id, w.lost_before_result))
+                for w in self.workers.values()
+            ),
             ignored_windows=self.ignored_windows,
             latency_distribution=distribution(lat),
             connect_distribution=distribution(self.connect),
             hdr_log=self.hlog_text(),
+            steps=self.steps.figures(
+                w.worker_id for w in self.workers.values() if w.lost_before_result
+            ),
+            scenarios=self.steps.scenario_figures(),
         )
 
     def generator_bound(self) -> str | None:
@@ -350,13 +382,6 @@ def balanced(c: dict[str, int]) -> bool:
     return Counters.from_mapping(c).balanced
 
 
-def distribution(hist: LatencyHistogram) -> tuple[tuple[float, float], ...]:
-    """(percentile, seconds) at each of DISTRIBUTION's points; empty without samples."""
-    if not hist.count:
-        return ()
-    return tuple((p, hist.value_at_percentile(p) / 1e6) for p in DISTRIBUTION)
-
-
 def _bounded_errors(seen: dict[str, int], errors: dict[str, int]) -> dict[str, int]:
     """``errors``, with kinds past this worker's MAX_ERROR_KINDS or MAX_KIND long as UNLISTED."""
     out: dict[str, int] = {}
@@ -371,13 +396,6 @@ def _bounded_errors(seen: dict[str, int], errors: dict[str, int]) -> dict[str, i
 def _add(into: dict[str, int], delta: dict[str, int]) -> None:
     for k, v in delta.items():
         into[k] = into.get(k, 0) + v
-
-
-def _percentiles_seconds(hist: LatencyHistogram) -> dict[str, float | None]:
-    """Percentiles in seconds (the original framework's unit); None each without samples."""
-    if not hist.count:
-        return dict.fromkeys(hist.percentiles())
-    return {k: v / 1e6 for k, v in hist.percentiles().items()}
 
 
 __all__ = [

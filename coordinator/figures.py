@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
-from wsload.common.protocol import SAMPLE_COUNTERS
-from wsload.common.thresholds import TIME_METRICS
+from wsload.common.protocol import SAMPLE_COUNTERS, STEP_COUNTERS
+from wsload.common.thresholds import STEP_TIME_METRICS, TIME_METRICS
 
 #: Percentile keys as the JSON spells them, in order.
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p99.9", "max")
@@ -100,6 +100,103 @@ assert COUNTER_NAMES == SAMPLE_COUNTERS, "Counters must list common.protocol.SAM
 
 
 @dataclass(frozen=True)
+class StepCounters:
+    """One ``expect`` step's counters (common.protocol.STEP_COUNTERS, in that order)."""
+
+    expected: int = 0
+    met: int = 0
+    timed_out: int = 0
+    failed: int = 0
+    lost: int = 0
+    unanswered: int = 0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, int]) -> StepCounters:
+        return cls(**{k: int(values[k]) for k in STEP_COUNTERS if k in values})
+
+    @property
+    def balanced(self) -> bool:
+        """The step's identity: every expect begun was resolved exactly once."""
+        resolved = self.met + self.timed_out + self.failed + self.lost + self.unanswered
+        return self.expected == resolved
+
+    @property
+    def success_rate(self) -> float | None:
+        """Percent of the expects begun that were met; None when none began."""
+        return 100.0 * self.met / self.expected if self.expected else None
+
+    def to_json(self, nonzero: bool = False) -> dict[str, int]:
+        values = {k: int(getattr(self, k)) for k in STEP_COUNTERS}
+        return {k: v for k, v in values.items() if v} if nonzero else values
+
+
+assert tuple(f.name for f in fields(StepCounters)) == STEP_COUNTERS
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """What one ``expect`` step measured over the run: a transaction's truth.
+
+    Latency counts from the moment the step's triggering send was *due*,
+    service time from the actual send; ``workers`` holds each worker's
+    counters (a lost worker's expects in flight as ``lost``).
+    """
+
+    name: str
+    counters: StepCounters
+    latency: Percentiles
+    service_time: Percentiles
+    #: mean latency in seconds, None without samples
+    avg_latency: float | None = None
+    workers: Mapping[str, StepCounters] = field(default_factory=frozen_map)
+    #: (percentile, seconds) points of the latency distribution, for charts
+    latency_distribution: tuple[tuple[float, float], ...] = field(default=(), repr=False)
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.counters.success_rate
+
+    def metric(self, name: str) -> float | None:
+        """A per-step threshold metric (common.thresholds.STEP_METRICS); None without data."""
+        c = self.counters
+        if name in STEP_TIME_METRICS:
+            section, key = STEP_TIME_METRICS[name]
+            if not key:
+                return self.avg_latency
+            pct = self.latency if section == "latency_percentiles" else self.service_time
+            return pct.get(key)
+        if name == "success_rate":
+            return c.success_rate
+        if name == "error_rate":
+            return 100.0 * (c.expected - c.met) / c.expected if c.expected else None
+        if name == "timeouts":
+            return float(c.timed_out)
+        if name in STEP_COUNTERS:
+            return float(getattr(c, name))
+        raise ValueError(f"unknown step metric {name!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.counters.to_json(),
+            "success_rate": self.success_rate,
+            "latency_percentiles": self.latency.to_json(),
+            "service_time_percentiles": self.service_time.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class ScenarioFigures:
+    """One scenario of a conversation: messages no expect took, iterations run."""
+
+    name: str
+    unsolicited: int = 0
+    iterations: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"unsolicited": self.unsolicited, "iterations": self.iterations}
+
+
+@dataclass(frozen=True)
 class SecondSummary:
     """One second of the run: the counters reported in it, its errors, its percentiles."""
 
@@ -109,14 +206,19 @@ class SecondSummary:
     reported: tuple[str, ...]
     errors: Mapping[str, int]
     latency: Percentiles
+    #: each step's counters in this second (a conversation's; empty for echo)
+    steps: Mapping[str, StepCounters] = field(default_factory=frozen_map)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "second": self.second,
             **self.counters.to_json(self.reported),
             "errors": dict(self.errors),
             **self.latency.to_json(),
         }
+        if self.steps:
+            out["steps"] = {name: c.to_json(nonzero=True) for name, c in self.steps.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -129,6 +231,8 @@ class WorkerSummary:
     status: WorkerStatus
     consistent: bool | None
     in_flight_at_loss: int
+    #: its counters per step (a conversation's; empty for echo)
+    steps: Mapping[str, StepCounters] = field(default_factory=frozen_map)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +242,7 @@ class WorkerSummary:
             "consistent": self.consistent,
             "balanced": self.counters.balanced,
             "in_flight_at_loss": self.in_flight_at_loss,
+            "steps": {name: c.to_json() for name, c in self.steps.items()},
         }
 
 
@@ -164,6 +269,12 @@ class RunFigures:
     connect_distribution: tuple[tuple[float, float], ...] = field(default=(), repr=False)
     #: per-second histograms in the HdrHistogram log format (``--hdr``)
     hdr_log: str = field(default="", repr=False)
+    #: a conversation's ``expect`` steps, in the workload's order (empty for echo)
+    steps: tuple[StepFigures, ...] = ()
+    scenarios: tuple[ScenarioFigures, ...] = ()
+
+    def step(self, name: str) -> StepFigures | None:
+        return next((s for s in self.steps if s.name == name), None)
 
     @property
     def total_sent(self) -> int:
@@ -192,13 +303,18 @@ class RunFigures:
     def error_count(self) -> int:
         return sum(self.errors.values())
 
-    def metric(self, name: str) -> float | None:
+    def metric(self, name: str, step: str | None = None) -> float | None:
         """A threshold metric's value (common.thresholds.METRICS); None without data.
 
         The one place a metric name meets a figure: times in seconds,
         rates in percent of awaited answers (None when none was awaited),
-        ``rps`` in replies per second, counts as counted.
+        ``rps`` in replies per second, counts as counted. With ``step``,
+        the metric of that step (STEP_METRICS); None for a step the run
+        never saw.
         """
+        if step is not None:
+            figures = self.step(step)
+            return None if figures is None else figures.metric(name)
         c = self.counters
         if name in TIME_METRICS:
             section, key = TIME_METRICS[name]
@@ -245,6 +361,8 @@ class RunFigures:
             ),
             "workers": {w.worker_id: w.to_json() for w in self.workers},
             "ignored_windows": self.ignored_windows,
+            "steps": {s.name: s.to_json() for s in self.steps},
+            "scenarios": {s.name: s.to_json() for s in self.scenarios},
         }
 
 
@@ -296,6 +414,8 @@ class RunProgress:
     #: the last full second (``int(elapsed) - 1``), and the newest one reported
     last_second: SecondSummary | None
     newest_second: SecondSummary | None
+    #: each step's counters so far (a conversation's), for per-step ``--abort-on-fail``
+    steps: Mapping[str, StepCounters] = field(default_factory=frozen_map)
 
     @property
     def error_count(self) -> int:
@@ -310,7 +430,10 @@ __all__ = [
     "Percentiles",
     "RunFigures",
     "RunProgress",
+    "ScenarioFigures",
     "SecondSummary",
+    "StepCounters",
+    "StepFigures",
     "WorkerStatus",
     "WorkerSummary",
     "count_metric",

@@ -54,6 +54,37 @@ def _distribution(ax: Any, points: tuple[tuple[float, float], ...], label: str) 
     ax.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
 
 
+#: Most steps one chart draws a line for (the table lists every step).
+MAX_CHART_STEPS = 10
+
+
+def step_charts(figures: RunFigures) -> list[str]:
+    """A conversation's charts: each step's latency distribution, each step met per second."""
+    steps = figures.steps[:MAX_CHART_STEPS]
+    if not steps:
+        return []
+    series = figures.time_series
+    t = [row.second + 1 for row in series]
+
+    def distributions(ax: Any) -> None:
+        drawn = [s for s in steps if s.latency_distribution]
+        if not drawn:
+            _distribution(ax, (), "")
+        for s in drawn:
+            _distribution(ax, s.latency_distribution, s.name)
+
+    def met(ax: Any) -> None:
+        for s in steps:
+            ax.plot(t, [row.steps[s.name].met if s.name in row.steps else 0 for row in series],
+                    label=s.name)  # fmt: skip
+
+    return [
+        _figure(distributions, "Latency distribution per step (from the due time)", "ms",
+                "percentile"),
+        _figure(met, "Steps met over time", "per second"),
+    ]  # fmt: skip
+
+
 def charts(figures: RunFigures) -> list[str]:
     """The report's SVG charts, in page order."""
     series = figures.time_series
@@ -107,6 +138,21 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+STEP_HEADERS = ["step", "expected", "met", "timed out", "failed", "lost", "unanswered",
+                "success rate", "latency p50", "latency p99", "service time p99"]  # fmt: skip
+
+
+def step_rows(f: RunFigures) -> list[list[Any]]:
+    """One row per ``expect`` step: its counts and latencies."""
+    rows: list[list[Any]] = []
+    for s in f.steps:
+        c, rate = s.counters, s.success_rate
+        rows.append([s.name, c.expected, c.met, c.timed_out, c.failed, c.lost, c.unanswered,
+                     "-" if rate is None else f"{rate:.2f}%", _ms(s.latency.p50),
+                     _ms(s.latency.p99), _ms(s.service_time.p99)])  # fmt: skip
+    return rows
+
+
 def render(summary: RunSummary) -> str:
     """The whole page: the verdict first, then parameters, figures, charts, workers.
 
@@ -133,7 +179,11 @@ def render(summary: RunSummary) -> str:
         ["sent", c.sent],
         ["received", c.received],
         ["success rate", "-" if rate is None else f"{rate:.2f}%"],
-        ["timed out / lost / unanswered", f"{c.timed_out} / {c.lost} / {c.unanswered}"],
+        ["answers awaited", c.expected],
+        [
+            "timed out / failed / lost / unanswered",
+            f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
+        ],
         ["unsolicited (pushed, not replies)", c.unsolicited],
         ["behind schedule / write pauses", f"{c.behind_schedule} / {c.write_pauses}"],
         ["throughput", f"{f.throughput:.1f} replies/s"],
@@ -161,7 +211,13 @@ def render(summary: RunSummary) -> str:
     ]
     if thresholds:
         parts += ["<h2>Thresholds</h2>", _table(["threshold", "measured", "result"], thresholds)]
-    parts += [f'<figure class="chart">{svg}</figure>' for svg in charts(f)]
+    if f.steps:
+        parts += ["<h2>Steps</h2>", _table(STEP_HEADERS, step_rows(f))]
+    if f.scenarios:
+        scenarios = [[sc.name, sc.iterations, sc.unsolicited] for sc in f.scenarios]
+        parts += ["<h2>Scenarios</h2>",
+                  _table(["scenario", "iterations", "unsolicited"], scenarios)]  # fmt: skip
+    parts += [f'<figure class="chart">{svg}</figure>' for svg in charts(f) + step_charts(f)]
     parts += ["<h2>Errors by kind</h2>",
               _table(["kind", "count", "first seen"], errors or [["none", 0, ""]])]  # fmt: skip
     parts += ["<h2>Workers</h2>",
@@ -192,4 +248,4 @@ PAGE = """<!doctype html>
 </html>
 """
 
-__all__ = ["charts", "render"]
+__all__ = ["charts", "render", "step_charts", "step_rows"]

@@ -27,12 +27,15 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from wsload.common.thresholds import STEP_PREFIX, ThresholdError, parse_threshold
 from wsload.coordinator.errors import CoordinatorError
 from wsload.coordinator.figures import SecondSummary
 from wsload.coordinator.summary import RunSummary
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")
+#: A conversation's CSV adds these columns per ``expect`` step, as ``step.<name>.<counter>``.
+CSV_STEP_COUNTERS = ("expected", "met", "timed_out", "failed")
 #: The path that means standard output.
 STDOUT = "-"
 
@@ -144,10 +147,16 @@ def write_json(path: str, document: RunSummary | Mapping[str, Any]) -> None:
 
 
 def csv_text(series: Sequence[SecondSummary]) -> str:
-    """One row per second: connected clients at the end of it, counts in it, percentiles."""
+    """One row per second: connected clients at the end of it, counts in it, percentiles.
+
+    A conversation's rows go on with each step's counts in that second
+    (``step.<name>.expected``, ``.met``, ``.timed_out``, ``.failed``; the
+    steps in the order they first appear); an echo run's have none.
+    """
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    steps = list(dict.fromkeys(name for row in series for name in row.steps))
+    writer.writerow([*CSV_COLUMNS, *(f"step.{n}.{k}" for n in steps for k in CSV_STEP_COUNTERS)])
     clients = 0
     for row in series:
         c = row.counters
@@ -160,6 +169,11 @@ def csv_text(series: Sequence[SecondSummary]) -> str:
                 c.received,
                 sum(row.errors.values()),
                 *(_ms(row.latency.get(k)) for k in ("p50", "p95", "p99")),
+                *(
+                    getattr(row.steps[n], k) if n in row.steps else 0
+                    for n in steps
+                    for k in CSV_STEP_COUNTERS
+                ),
             ]
         )
     return out.getvalue()
@@ -191,11 +205,35 @@ def _threshold_case(mode: str, name: str, passed: bool, shown: str) -> ET.Elemen
     return _case(f"wsload.{mode}.thresholds", name, failure, f"{name} failed: {failure}")
 
 
+def _step_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
+    """One case per ``expect`` step: failed when it had timeouts or failures, or failed a
+    threshold of its own."""
+    failed_thresholds: dict[str, list[str]] = {}
+    for t in summary.verdict.thresholds:
+        if t.passed or not t.threshold.lstrip().startswith(STEP_PREFIX):
+            continue
+        with contextlib.suppress(ThresholdError):
+            name = parse_threshold(t.threshold).step
+            if name is not None:
+                line = f"threshold {t.threshold} failed (measured {t.shown})"
+                failed_thresholds.setdefault(name, []).append(line)
+    cases = []
+    for step in summary.figures.steps:
+        c = step.counters
+        counts = ((c.timed_out, "timed out"), (c.failed, "failed"))
+        problems = [f"{n} {what} of {c.expected} expected" for n, what in counts if n]
+        problems += failed_thresholds.get(step.name, [])
+        message = "; ".join(problems)
+        cases.append(_case(f"wsload.{mode}.steps", step.name, message))
+    return cases
+
+
 def _summary_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
-    """A load run's cases: its thresholds, "tested something", its workers."""
+    """A load run's cases: its thresholds, its steps, "tested something", its workers."""
     cases = [
         _threshold_case(mode, t.threshold, t.passed, t.shown) for t in summary.verdict.thresholds
     ]
+    cases += _step_cases(mode, summary)
     empty = summary.verdict.nothing_tested
     if empty:
         cases.append(_case(f"wsload.{mode}", "tested something", empty))
@@ -258,6 +296,7 @@ def write_junit(path: str, suites: Mapping[str, RunSummary | Mapping[str, Any]])
 
 __all__ = [
     "CSV_COLUMNS",
+    "CSV_STEP_COUNTERS",
     "SCHEMA_VERSION",
     "STDOUT",
     "Output",

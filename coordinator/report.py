@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from wsload.coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress
+from wsload.coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress, StepFigures
 from wsload.coordinator.summary import RunSummary
 
 
@@ -96,9 +96,11 @@ def format_summary(summary: RunSummary) -> str:
         "wsload summary" + ("  (INTERRUPTED)" if end.interrupted else ""),
         f"  Total messages sent:     {c.sent}",
         f"  Total messages received: {c.received}",
+        f"  Answers awaited:         {c.expected}",
         f"  Success rate:            {_pct(f.success_rate)}",
         f"  Average latency:         {'-' if avg is None else f'{avg:.4f}s'}",
-        f"  Timed out / lost / unanswered at stop: {c.timed_out} / {c.lost} / {c.unanswered}",
+        f"  Timed out / failed / lost / unanswered at stop: "
+        f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
         f"  Unsolicited (pushed, not replies): {c.unsolicited}"
         f"   late or duplicate replies: {c.late}",
         f"  Throughput:              {f.throughput:.1f} replies/s over {f.elapsed:.1f} s"
@@ -112,6 +114,12 @@ def format_summary(summary: RunSummary) -> str:
     for key in PERCENTILE_KEYS:
         lat, svc, con = (p.get(key) for p in (f.latency, f.service_time, f.connect_time))
         lines.append(f"  {key:<8} {ms(lat):>14} {ms(svc):>15} {ms(con):>15}")
+    if f.steps:
+        lines += ["", *step_table(f.steps)]
+    for sc in f.scenarios:
+        lines.append(
+            f"  scenario {sc.name}: {sc.iterations} iterations, {sc.unsolicited} unsolicited"
+        )
     if f.errors:
         lines += ["", "  errors by kind:"]
         for kind, count in f.errors.items():
@@ -145,6 +153,30 @@ def format_summary(summary: RunSummary) -> str:
     if end.aborted:
         lines.append(f"  aborted: {end.aborted}")
     return "\n".join(lines)
+
+
+#: The per-step table's columns after the name: (heading, width).
+_STEP_COLUMNS = (("expected", 9), ("met", 9), ("timed out", 10), ("failed", 7), ("lost", 7),
+                 ("unanswered", 11), ("p50", 12), ("p99", 12))  # fmt: skip
+#: The widest step name column (a longer name is cut, with an ellipsis).
+_STEP_NAME_WIDTH = 32
+
+
+def step_table(steps: tuple[StepFigures, ...]) -> list[str]:
+    """A conversation's ``expect`` steps: counts and latency (from the due time) per step."""
+    width = min(_STEP_NAME_WIDTH, max(4, *(len(s.name) for s in steps)))
+    head = f"  {'step':<{width}}" + "".join(f" {h:>{w}}" for h, w in _STEP_COLUMNS)
+    lines = [head]
+    for s in steps:
+        name = s.name if len(s.name) <= width else s.name[: width - 1] + "…"
+        c = s.counters
+        cells = (c.expected, c.met, c.timed_out, c.failed, c.lost, c.unanswered,
+                 ms(s.latency.p50), ms(s.latency.p99))  # fmt: skip
+        lines.append(
+            f"  {name:<{width}}"
+            + "".join(f" {v!s:>{w}}" for v, (_, w) in zip(cells, _STEP_COLUMNS, strict=True))
+        )
+    return lines
 
 
 def format_checks(summary: dict[str, Any]) -> str:

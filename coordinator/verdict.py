@@ -10,8 +10,9 @@ Exit codes (and :attr:`Verdict.code`):
 
 - 0: the run completed, tested something, and every threshold passed;
 - 1: it degraded (a worker was lost, the run was aborted), a threshold
-  failed, or it tested nothing (no connection ever opened, no message sent,
-  or messages sent and no reply ever received);
+  failed, or it tested nothing (no connection ever opened, no message sent
+  and no answer awaited, or answers awaited and none ever came: in a
+  conversation, expects begun and none met);
 - 2: it could not run (a worker refused the job);
 - 130: it was interrupted (Ctrl-C), 143 by SIGTERM; the partial figures are
   still reported.
@@ -27,7 +28,13 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from wsload.common.thresholds import COUNT_METRICS, Measured, parse_threshold
-from wsload.coordinator.figures import RunFigures, RunProgress, count_metric
+from wsload.coordinator.figures import (
+    RunFigures,
+    RunProgress,
+    StepCounters,
+    StepFigures,
+    count_metric,
+)
 from wsload.coordinator.summary import RunEnding, ThresholdResult, Verdict
 
 EXIT_OK = 0
@@ -96,13 +103,31 @@ def nothing_tested(figures: RunFigures, target: str) -> str | None:
     if not c.connects:
         tried = f" after {c.connect_failures} attempts" if c.connect_failures else ""
         return f"nothing tested: no connection to {target} was ever opened{tried}{because}"
-    if not c.sent:
+    if not c.sent and not c.expected:
         return f"nothing tested: connected to {target} but no message was sent{because}"
-    if not c.received:
+    if c.expected and not c.received:
+        if figures.steps:
+            return (
+                f"nothing tested: {c.expected} expects began against {target}, none was met"
+                f" ({_never_met(figures.steps)}){because}"
+            )
         return (
             f"nothing tested: {c.sent} messages sent to {target}, no reply ever received{because}"
         )
     return None
+
+
+def _never_met(steps: Sequence[StepFigures]) -> str:
+    """The first step (in the workload's order) that began and was never met."""
+    begun = [s for s in steps if s.counters.expected and not s.counters.met]
+    first = begun[0] if begun else steps[0]
+    c = first.counters
+    how = ", ".join(
+        f"{n} {k.replace('_', ' ')}"
+        for k, n in (("timed_out", c.timed_out), ("failed", c.failed), ("lost", c.lost),
+                     ("unanswered", c.unanswered)) if n
+    )  # fmt: skip
+    return f"step {first.name!r} never met" + (f": {how}" if how else "")
 
 
 def judge(
@@ -144,15 +169,22 @@ def judge(
 def doomed(thresholds: Sequence[str], progress: RunProgress) -> str:
     """A threshold the run can no longer pass (``--abort-on-fail``), as an abort reason.
 
-    Only counts capped from above qualify (``timeouts==0``, ``errors<5``):
-    counts only grow, while latencies and rates may still recover.
+    Only counts capped from above qualify (``timeouts==0``, ``errors<5``,
+    per step ``step.ack.timed_out==0``): counts only grow, while latencies
+    and rates may still recover.
     """
     for expr in thresholds:
         threshold = parse_threshold(expr)
-        if threshold.metric in COUNT_METRICS:
+        if threshold.step is not None and threshold.is_count:
+            counters = progress.steps.get(threshold.step, StepCounters())
+            metric = "timed_out" if threshold.metric == "timeouts" else threshold.metric
+            measured = float(getattr(counters, metric))
+        elif threshold.step is None and threshold.metric in COUNT_METRICS:
             measured = count_metric(threshold.metric, progress.counters, progress.error_count)
-            if threshold.failed_for_good(measured):
-                return f"threshold {threshold.expr} failed (measured {threshold.show(measured)})"
+        else:
+            continue
+        if threshold.failed_for_good(measured):
+            return f"threshold {threshold.expr} failed (measured {threshold.show(measured)})"
     return ""
 
 

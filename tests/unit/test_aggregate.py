@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from wsload.common.errors import ProtocolError
-from wsload.common.protocol import Samples, decode, encode
+from wsload.common.protocol import Result, Samples, StepWindow, decode, encode
 from wsload.coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
+from wsload.coordinator.figures import StepCounters
+from wsload.coordinator.step_aggregate import MAX_STEPS, OTHER_SCENARIOS, OTHER_STEPS
 
 
 def window(seq: int, latency: list[int], service: list[int]) -> Samples:
@@ -57,3 +59,141 @@ def test_a_worker_cannot_grow_the_summary_with_names_of_its_own() -> None:
     assert "invented" not in agg.totals()
     (second,) = agg.seconds.values()
     assert second.errors == merged
+
+
+# -- a conversation's steps: hand-made windows, as a worker would send them ---------------------
+
+STEPS = ("login ok", "ack")
+
+
+def conv_window(
+    seq: int,
+    steps: dict[str, StepWindow],
+    scenarios: dict[str, dict[str, int]] | None = None,
+    at: float = 100.0,
+) -> Samples:
+    """A conversation's window: run-level counters derived from its steps, as the worker does."""
+    begun = sum(s.counters.get("expected", 0) for s in steps.values())
+    met = sum(s.counters.get("met", 0) for s in steps.values())
+    counters = {"sent": begun, "expected": begun, "received": met}
+    for k in ("timed_out", "failed", "lost", "unanswered"):
+        counters[k] = sum(s.counters.get(k, 0) for s in steps.values())
+    msg = Samples.window(
+        "j", seq, (at + seq, at + 0.25 + seq), counters, {}, ([], [], []), steps, scenarios
+    )
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    return decoded
+
+
+def test_steps_merge_per_worker_and_in_total_with_their_own_latencies() -> None:
+    agg = RunAggregate(100.0, step_names=STEPS, scenario_names=("chat",))
+    login = StepWindow({"expected": 2, "met": 2}, [5_000, 7_000], [1_000, 2_000])
+    ack = StepWindow({"expected": 3, "met": 2, "timed_out": 1}, [40_000, 60_000], [400, 600])
+    assert agg.add_samples(
+        "w1",
+        conv_window(
+            0, {"login ok": login, "ack": ack}, {"chat": {"unsolicited": 4, "iterations": 2}}
+        ),
+    )
+    ack2 = StepWindow({"expected": 1, "met": 1}, [80_000], [800])
+    assert agg.add_samples("w2", conv_window(0, {"ack": ack2}, {"chat": {"iterations": 1}}))
+    assert not agg.add_samples("w2", conv_window(0, {"ack": ack2}))  # a replay counts once
+    f = agg.figures(2.0)
+    assert [s.name for s in f.steps] == list(STEPS)
+    login_f, ack_f = f.steps
+    assert login_f.counters == StepCounters(expected=2, met=2)
+    assert ack_f.counters == StepCounters(expected=4, met=3, timed_out=1)
+    assert ack_f.counters.balanced
+    assert ack_f.success_rate == 75.0
+    assert ack_f.latency.max == pytest.approx(0.080, rel=1e-3)
+    assert ack_f.service_time.max == pytest.approx(0.0008, rel=1e-3)
+    assert ack_f.avg_latency == pytest.approx(0.060)
+    assert login_f.latency.p50 == pytest.approx(0.005, rel=1e-3)
+    assert dict(ack_f.workers) == {
+        "w1": StepCounters(expected=3, met=2, timed_out=1),
+        "w2": StepCounters(expected=1, met=1),
+    }
+    assert [(s.name, s.unsolicited, s.iterations) for s in f.scenarios] == [("chat", 4, 3)]
+    # The run-level latency is the echo path's: a conversation's is per step.
+    assert agg.latency.count == 0
+    worker = {w.worker_id: w for w in f.workers}
+    assert worker["w1"].steps["ack"] == StepCounters(expected=3, met=2, timed_out=1)
+    assert f.counters.balanced
+
+
+def test_a_step_that_never_began_is_shown_with_no_data() -> None:
+    agg = RunAggregate(100.0, step_names=STEPS)
+    agg.add_samples("w1", conv_window(0, {"login ok": StepWindow({"expected": 1, "timed_out": 1})}))
+    login_f, ack_f = agg.figures(1.0).steps
+    assert login_f.counters == StepCounters(expected=1, timed_out=1)
+    assert login_f.latency.p99 is None
+    assert login_f.success_rate == 0.0
+    assert ack_f.counters == StepCounters()
+    assert ack_f.success_rate is None
+    assert ack_f.latency.to_json() == dict.fromkeys(["p50", "p90", "p95", "p99", "p99.9", "max"])
+
+
+def test_a_lost_workers_expects_in_flight_count_as_lost_in_their_steps() -> None:
+    agg = RunAggregate(100.0, step_names=STEPS)
+    # w1 began 5 acks, 2 met, 1 timed out: 2 in flight when it is lost.
+    ack = StepWindow({"expected": 5, "met": 2, "timed_out": 1}, [1_000, 2_000], [1_000, 2_000])
+    agg.add_samples("w1", conv_window(0, {"ack": ack}))
+    agg.add_samples("w2", conv_window(0, {"ack": StepWindow({"expected": 1})}))
+    agg.add_result("w2", Result("j", True, {}, {}, {}))  # w2 finished: its in-flight is not lost
+    agg.mark_lost("w1")
+    f = agg.figures(1.0)
+    ack_f = f.step("ack")
+    assert ack_f is not None
+    assert ack_f.workers["w1"] == StepCounters(expected=5, met=2, timed_out=1, lost=2)
+    assert ack_f.workers["w1"].balanced
+    assert ack_f.counters == StepCounters(expected=6, met=2, timed_out=1, lost=2)
+    w1 = next(w for w in f.workers if w.worker_id == "w1")
+    assert w1.in_flight_at_loss == 2  # the run level says the same
+    assert w1.counters.balanced
+
+
+def test_malformed_step_samples_merge_nothing() -> None:
+    agg = RunAggregate(100.0, step_names=STEPS)
+    body = Samples("j", 0, 100.0, 100.25, {"expected": 2, "received": 2},
+                   steps={"ack": {"counters": {"expected": 2, "met": 2}, "latency": b"\x05",
+                                  "lag": b"\x00"}})  # fmt: skip
+    with pytest.raises(ProtocolError, match="1 latencies for 2 met"):
+        agg.add_samples("w1", body)
+    assert agg.totals()["expected"] == 0
+    assert agg.steps.totals == {"login ok": {}, "ack": {}}
+    assert agg.add_samples("w1", conv_window(0, {"ack": StepWindow({"expected": 1})}))
+
+
+def test_a_worker_cannot_grow_the_summary_with_step_names_of_its_own() -> None:
+    known = RunAggregate(100.0, step_names=STEPS, scenario_names=("chat",))
+    invented = {f"s{i}": StepWindow({"expected": 1}) for i in range(50)}
+    known.add_samples("w1", conv_window(0, invented, {"other": {"unsolicited": 2}}))
+    assert [s.name for s in known.figures(1.0).steps] == [*STEPS, OTHER_STEPS]
+    assert known.figures(1.0).steps[-1].counters.expected == 50  # still counted
+    assert [s.name for s in known.figures(1.0).scenarios] == ["chat", OTHER_SCENARIOS]
+    unknown = RunAggregate(100.0)  # names not known: at most MAX_STEPS of them
+    for seq in range(3):
+        many = {f"w{seq}-s{i}": StepWindow({"expected": 1}) for i in range(MAX_STEPS)}
+        unknown.add_samples("w1", conv_window(seq, many))
+    names = [s.name for s in unknown.figures(1.0).steps]
+    assert len(names) == MAX_STEPS + 1
+    assert names[-1] == OTHER_STEPS
+    assert sum(s.counters.expected for s in unknown.figures(1.0).steps) == 3 * MAX_STEPS
+
+
+def test_steps_per_second_and_in_progress() -> None:
+    agg = RunAggregate(100.0, step_names=STEPS)
+    for seq in range(3):
+        ack = StepWindow(
+            {"expected": seq + 1, "met": seq + 1}, [1_000] * (seq + 1), [900] * (seq + 1)
+        )
+        agg.add_samples("w1", conv_window(seq, {"ack": ack}, at=100.5))
+    series = agg.time_series()
+    assert [row.steps["ack"].met for row in series] == [1, 2, 3]
+    assert series[0].to_json()["steps"] == {"ack": {"expected": 1, "met": 1}}
+    progress = agg.progress(3.0)
+    assert progress.steps["ack"] == StepCounters(expected=6, met=6)
+    echo = RunAggregate(100.0)
+    echo.add_samples("w1", window(0, [10], [10]))
+    assert "steps" not in echo.time_series()[0].to_json()  # an echo row is unchanged

@@ -86,15 +86,15 @@ def test_only_one_output_may_go_to_standard_output() -> None:
 TOP_KEYS = [
     "schema_version", "time_series", "total_sent", "total_received", "success_rate",
     "avg_latency", "latency_percentiles", "service_time_percentiles",
-    "connect_time_percentiles", "expected", "timed_out", "failed", "lost", "unanswered", "late", "unsolicited",
-    "behind_schedule", "write_pauses", "cpu_ms", "throughput", "send_rate", "elapsed", "errors",
-    "error_texts", "counters", "balanced", "generator_bound", "workers", "ignored_windows",
-    "bad_input", "lost_workers", "aborted", "interrupted", "interrupted_by", "handovers",
-    "clients_orphaned", "engine", "parameters", "thresholds", "nothing_tested", "verdict",
-    "passed",
+    "connect_time_percentiles", "expected", "timed_out", "failed", "lost", "unanswered",
+    "late", "unsolicited", "behind_schedule", "write_pauses", "cpu_ms", "throughput",
+    "send_rate", "elapsed", "errors", "error_texts", "counters", "balanced", "generator_bound",
+    "workers", "ignored_windows", "steps", "scenarios", "bad_input", "lost_workers", "aborted",
+    "interrupted", "interrupted_by", "handovers", "clients_orphaned", "engine", "parameters",
+    "thresholds", "nothing_tested", "verdict", "passed",
 ]  # fmt: skip
 WORKER_KEYS = [
-    *SAMPLE_COUNTERS, "errors", "status", "consistent", "balanced", "in_flight_at_loss",
+    *SAMPLE_COUNTERS, "errors", "status", "consistent", "balanced", "in_flight_at_loss", "steps",
 ]  # fmt: skip
 PARAMETER_KEYS = [
     "target", "clients", "rate", "interval", "duration", "ramp_up", "engine", "match",
@@ -116,9 +116,12 @@ def _window(seq: int, counters: dict[str, int], latency: list[int]) -> Samples:
 def _summary() -> RunSummary:
     """A run with a lost worker, a handover, an abort, thresholds: every section filled."""
     agg = RunAggregate(START)
-    agg.add_samples("w1", _window(0, {"sent": 4, "received": 4, "connects": 2}, [900] * 4))
-    agg.add_samples("w2", _window(0, {"sent": 3, "received": 1, "connects": 1}, [800]))
-    agg.add_result("w1", Result("j", True, {"sent": 4, "received": 4, "connects": 2}, {}, {}))
+    w1 = {"sent": 4, "expected": 4, "received": 4, "connects": 2}
+    agg.add_samples("w1", _window(0, w1, [900] * 4))
+    agg.add_samples(
+        "w2", _window(0, {"sent": 3, "expected": 3, "received": 1, "connects": 1}, [800])
+    )
+    agg.add_result("w1", Result("j", True, w1, {}, {}))
     agg.mark_lost("w2")
     outcome = RunOutcome(
         agg,
@@ -149,10 +152,14 @@ def test_the_json_document_keeps_every_key_in_order() -> None:
     ] * 2
     assert doc["handovers"] == [{"from": "w2", "to": "w1", "clients": 1, "first_client": 2}]
     (row,) = doc["time_series"]
-    assert list(row) == ["second", "sent", "received", "connects", "errors", *PERCENTILES]
+    assert list(row) == [
+        "second", "sent", "expected", "received", "connects", "errors", *PERCENTILES
+    ]  # fmt: skip
     assert doc["verdict"]["status"] == "degraded"
     assert doc["passed"] is False
     assert doc["lost"] == 2  # w2's messages in flight at its loss
+    assert doc["steps"] == {}  # an echo run has no steps
+    assert doc["scenarios"] == {}
     assert doc["bad_input"] == {"malformed": 1}
 
 

@@ -7,8 +7,23 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from wsload.common.thresholds import METRICS, ThresholdError, parse_threshold
-from wsload.coordinator.figures import Counters, Percentiles, RunFigures, SecondSummary, frozen_map
+from wsload.common.thresholds import (
+    METRICS,
+    STEP_METRICS,
+    ThresholdError,
+    parse_threshold,
+    step_threshold_problems,
+    threshold_step_names,
+)
+from wsload.coordinator.figures import (
+    Counters,
+    Percentiles,
+    RunFigures,
+    SecondSummary,
+    StepCounters,
+    StepFigures,
+    frozen_map,
+)
 from wsload.coordinator.outputs import CSV_COLUMNS, csv_text, junit_text
 from wsload.coordinator.verdict import evaluate_thresholds
 
@@ -118,3 +133,102 @@ def test_junit_document() -> None:
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "2", "1")
     failures = [c.get("name") for c in suite if c.find("failure") is not None]
     assert failures == ["timeouts==0", "ping"]
+
+
+# -- per step: step.NAME.METRIC -----------------------------------------------------------------
+
+ACK = StepFigures(
+    "ack",
+    StepCounters(expected=1000, met=990, timed_out=6, failed=4),
+    Percentiles(0.003, 0.01, 0.02, 0.049, 0.08, 0.1),
+    Percentiles(0.001, 0.002, 0.003, 0.004, 0.005, 0.006),
+    avg_latency=0.004,
+)
+STEP3 = StepFigures("step 3", StepCounters(), Percentiles(), Percentiles())
+CONVERSATION = replace(FIGURES, steps=(ACK, STEP3))
+
+
+@pytest.mark.parametrize(
+    ("expr", "step", "metric", "limit"),
+    [
+        ("step.ack.p99<50ms", "ack", "p99", 0.05),
+        ("step.ack.p99.9 <= 5ms", "ack", "p99.9", 0.005),
+        ("  step.step 3.service_max<1s ", "step 3", "service_max", 1.0),
+        ('step."a<b=c".success_rate>=99.9', "a<b=c", "success_rate", 99.9),
+        ("step.v1.login.timeouts==0", "v1.login", "timeouts", 0.0),
+        ("step.ack.p99.p99<1ms", "ack.p99", "p99", 0.001),  # the metric is the last one
+        ("step.ack.met>=1", "ack", "met", 1.0),
+    ],
+)
+def test_step_thresholds_parse(expr: str, step: str, metric: str, limit: float) -> None:
+    t = parse_threshold(expr)
+    assert (t.step, t.metric, t.limit) == (step, metric, pytest.approx(limit))
+    assert t.expr == expr.strip()
+
+
+@pytest.mark.parametrize(
+    ("expr", "passed", "shown"),
+    [
+        ("step.ack.p99<50ms", True, "49.000 ms"),
+        ("step.ack.service_p99<=3ms", False, "4.000 ms"),
+        ("step.ack.avg<5ms", True, "4.000 ms"),
+        ("step.ack.success_rate>=99.9", False, "99.000%"),
+        ("step.ack.error_rate<=1%", True, "1.000%"),
+        ("step.ack.timed_out==0", False, "6"),
+        ("step.ack.timeouts<=6", True, "6"),
+        ("step.ack.failed<5", True, "4"),
+        ("step.ack.expected>=1000", True, "1000"),
+        ("step.step 3.p99<1s", False, "no data"),  # never began: no data fails
+        ("step.step 3.success_rate>=0", False, "no data"),
+        ("step.step 3.met==0", True, "0"),  # counts are never no data
+        ("step.gone.p99<1s", False, "no data"),
+    ],
+)
+def test_step_thresholds_evaluate(expr: str, passed: bool, shown: str) -> None:
+    (result,) = evaluate_thresholds([expr], CONVERSATION)
+    assert (result.passed, result.shown) == (passed, shown)
+
+
+def test_every_step_metric_has_a_figure() -> None:
+    for metric in STEP_METRICS:
+        assert ACK.metric(metric) is not None, metric
+
+
+@pytest.mark.parametrize(
+    ("expr", "needle"),
+    [
+        ("step.ack.p98<5ms", "unknown step metric 'p98'"),
+        ("step.ack.connect_p99<5ms", "unknown step metric 'connect_p99'"),
+        ("step.ack.p99<50", "p99 needs a time unit"),
+        ("step.ack.success_rate>=101", "cannot exceed 100"),
+        ("step.ack.met>=1ms", "met takes a plain number"),
+        ("step..p99<1ms", "the step name is empty"),
+        ('step."ack.p99<1ms', "quote is never closed"),
+        ('step."ack"p99<1ms', "expected step.NAME.METRIC OP VALUE"),
+        ("step.p99<1ms", "expected step.NAME.METRIC OP VALUE"),
+        ("step.ack", "expected step.NAME.METRIC OP VALUE"),
+        ("step.ack.p99<fast", "expected step.NAME.METRIC OP VALUE"),
+        ("step." + "x" * 201 + ".p99<1ms", "at most 200 characters"),
+    ],
+)
+def test_bad_step_expressions_are_named(expr: str, needle: str) -> None:
+    with pytest.raises(ThresholdError) as info:
+        parse_threshold(expr)
+    assert needle in str(info.value)
+    assert repr(expr) in str(info.value)
+
+
+def test_step_names_are_checked_against_the_jobs_steps() -> None:
+    exprs = ["p99<1s", "step.ack.p99<50ms", "step.login ok.success_rate>=99", "step.akc.p99<1s",
+             "step.nope.met>=1", "bad"]  # fmt: skip
+    assert threshold_step_names(exprs) == {"ack", "login ok", "akc", "nope"}
+    problems = step_threshold_problems(exprs, ["login ok", "ack"])
+    assert problems == [
+        "threshold 'step.akc.p99<1s': no step named 'akc' (did you mean 'ack'? "
+        "steps: 'login ok', 'ack')",
+        "threshold 'step.nope.met>=1': no step named 'nope' (steps: 'login ok', 'ack')",
+    ]
+    assert step_threshold_problems(["step.ack.p99<1s"], []) == [
+        "threshold 'step.ack.p99<1s': no step named 'ack' (this job has no expect steps)"
+    ]
+    assert step_threshold_problems(["p99<1s"], []) == []

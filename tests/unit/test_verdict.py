@@ -14,10 +14,11 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from tests.accounting import assert_balanced
-from wsload.common.protocol import Result, Samples, decode, encode
+from wsload.common.protocol import Result, Samples, StepWindow, decode, encode
 from wsload.common.spec import JobSpec
+from wsload.coordinator import html_report
 from wsload.coordinator.aggregate import RunAggregate
-from wsload.coordinator.figures import RunFigures, RunProgress
+from wsload.coordinator.figures import PERCENTILE_KEYS, RunFigures, RunProgress
 from wsload.coordinator.loadrun import parameters
 from wsload.coordinator.outputs import csv_text, junit_text
 from wsload.coordinator.report import format_summary, live_lines, progress_line
@@ -214,7 +215,8 @@ def test_a_lost_workers_messages_in_flight_count_as_lost() -> None:
     agg = good_run()
     # w2 sent 8, 3 answered and 1 lost with its connection; then it went silent.
     agg.add_samples(
-        "w2", window(0, {"sent": 8, "expected": 8, "received": 3, "lost": 1, "connects": 1}, [900] * 3)
+        "w2",
+        window(0, {"sent": 8, "expected": 8, "received": 3, "lost": 1, "connects": 1}, [900] * 3),
     )
     agg.mark_lost("w2")
     summary = summary_of(agg, lost_workers=("w2",))
@@ -240,7 +242,13 @@ def test_error_texts_from_workers_are_bounded_and_typed() -> None:
 
 def test_generator_bound_is_said_when_sends_fall_behind() -> None:
     agg = RunAggregate(START)
-    counters = {"sent": 1000, "expected": 1000, "received": 1000, "connects": 1, "behind_schedule": 50}
+    counters = {
+        "sent": 1000,
+        "expected": 1000,
+        "received": 1000,
+        "connects": 1,
+        "behind_schedule": 50,
+    }
     agg.add_samples("w1", window(0, counters, [1_000] * 1000))
     summary = summary_of(agg)
     assert summary.to_json()["generator_bound"] == {
@@ -253,7 +261,9 @@ def test_generator_bound_is_said_when_sends_fall_behind() -> None:
 def test_generator_bound_by_a_workers_cpu() -> None:
     agg = RunAggregate(START)
     for seq in range(3):  # three 1 s windows, 0.95 s of CPU each
-        agg.add_samples("w1", window(seq, {"sent": 1, "expected": 1, "received": 1, "cpu_ms": 950}, [10]))
+        agg.add_samples(
+            "w1", window(seq, {"sent": 1, "expected": 1, "received": 1, "cpu_ms": 950}, [10])
+        )
     assert agg.figures(3.0).generator_bound == "worker w1 used 95% of a core"
 
 
@@ -271,9 +281,11 @@ def test_progress_shows_the_clients_actually_connected() -> None:
 
 def test_the_live_panel_shows_the_last_full_second_and_the_whole_run() -> None:
     agg = RunAggregate(START)
-    agg.add_samples("w1", window(0, {"sent": 4, "expected": 4, "received": 4, "connects": 1}, [2_000] * 4))
-    agg.add_samples("w1", window(1, {"sent": 3, "expected": 3, "received": 2, "timed_out": 1}, [1_000] * 2,
-                                 errors={"timeout": 1}))  # fmt: skip
+    agg.add_samples(
+        "w1", window(0, {"sent": 4, "expected": 4, "received": 4, "connects": 1}, [2_000] * 4)
+    )
+    second = {"sent": 3, "expected": 3, "received": 2, "timed_out": 1}
+    agg.add_samples("w1", window(1, second, [1_000] * 2, errors={"timeout": 1}))
     lines = live_lines(agg.progress(2.0), 5.0, 1)
     assert lines[1] == (
         "  last second   sent 3/s  received 2/s   latency p50 1.00 ms  p95 1.00 ms  p99 1.00 ms"
@@ -329,3 +341,133 @@ def test_junit_has_a_failed_case_when_nothing_was_tested() -> None:
     failure = case.find("failure")
     assert failure is not None
     assert failure.get("message") == verdict.reasons[0]
+
+
+# -- a conversation: per-step truth in the verdict and every output -----------------------------
+
+
+def conv_window(seq: int, steps: dict[str, StepWindow], connects: int = 0) -> Samples:
+    """A conversation's window; run-level counters derived from its steps as the worker does."""
+    counters = {"connects": connects}
+    for k, run_k in (
+        ("expected", "expected"),
+        ("met", "received"),
+        ("timed_out", "timed_out"),
+        ("failed", "failed"),
+        ("lost", "lost"),
+        ("unanswered", "unanswered"),
+    ):
+        counters[run_k] = sum(s.counters.get(k, 0) for s in steps.values())
+    counters["sent"] = counters["expected"]
+    msg = Samples.window("j", seq, (START + seq, START + seq + 1.0), counters, {}, ([], [], []),
+                         steps, {"chat": {"unsolicited": 7, "iterations": 3}})  # fmt: skip
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    return decoded
+
+
+def conversation(ack: StepWindow) -> RunAggregate:
+    agg = RunAggregate(START, step_names=("login ok", "ack"), scenario_names=("chat",))
+    login = StepWindow({"expected": 2, "met": 2}, [3_000, 5_000], [1_000, 1_000])
+    agg.add_samples("w1", conv_window(0, {"login ok": login, "ack": ack}, connects=2))
+    return agg
+
+
+def test_a_conversation_whose_expects_never_met_tested_nothing_naming_the_step() -> None:
+    agg = RunAggregate(START, step_names=("login ok", "ack"))
+    login = StepWindow({"expected": 4, "timed_out": 3, "failed": 1})
+    agg.add_samples("w1", conv_window(0, {"login ok": login}, connects=4))
+    verdict = summary_of(agg).verdict
+    assert verdict.code == EXIT_FAILED
+    assert verdict.nothing_tested == (
+        "nothing tested: 4 expects began against h:80, none was met "
+        "(step 'login ok' never met: 3 timed out, 1 failed)"
+    )
+
+
+def test_a_conversation_that_sent_nothing_and_expected_nothing_tested_nothing() -> None:
+    agg = RunAggregate(START, step_names=("ack",))
+    agg.add_samples("w1", conv_window(0, {}, connects=1))
+    assert summary_of(agg).verdict.nothing_tested == (
+        "nothing tested: connected to h:80 but no message was sent"
+    )
+
+
+def test_a_conversation_that_met_some_expects_tested_something() -> None:
+    ack = StepWindow({"expected": 3, "met": 1, "timed_out": 2}, [40_000], [500])
+    summary = summary_of(conversation(ack), ("step.ack.timed_out==0", "step.login ok.p99<1s"))
+    verdict = summary.verdict
+    assert verdict.nothing_tested is None
+    assert [t.passed for t in verdict.thresholds] == [False, True]
+    assert verdict.reasons == ("threshold step.ack.timed_out==0 failed (measured 2)",)
+
+
+def test_abort_on_fail_per_step_counts() -> None:
+    ack = StepWindow({"expected": 3, "met": 1, "timed_out": 2}, [40_000], [500])
+    progress = conversation(ack).progress(1.0)
+    assert doomed(("step.ack.timed_out==0",), progress) == (
+        "threshold step.ack.timed_out==0 failed (measured 2)"
+    )
+    assert doomed(("step.login ok.timeouts==0", "step.ack.p99<1ms"), progress) == ""
+    assert doomed(("step.ack.failed<1", "step.gone.met==0"), progress) == ""
+
+
+def test_every_output_shows_the_steps() -> None:
+    ack = StepWindow({"expected": 3, "met": 1, "timed_out": 2}, [40_000], [500])
+    summary = summary_of(conversation(ack), ("step.login ok.p99<1ms",))
+    doc = summary.to_json()
+    assert list(doc["steps"]) == ["login ok", "ack"]
+    assert doc["steps"]["ack"] == {
+        "expected": 3, "met": 1, "timed_out": 2, "failed": 0, "lost": 0, "unanswered": 0,
+        "success_rate": pytest.approx(100 / 3),
+        "latency_percentiles": {k: pytest.approx(0.04, rel=1e-3) for k in PERCENTILE_KEYS},
+        "service_time_percentiles": {k: pytest.approx(0.0005, rel=1e-3) for k in PERCENTILE_KEYS},
+    }  # fmt: skip
+    assert doc["scenarios"] == {"chat": {"unsolicited": 7, "iterations": 3}}
+    assert doc["workers"]["w1"]["steps"]["ack"]["timed_out"] == 2
+    assert doc["time_series"][0]["steps"]["ack"] == {"expected": 3, "met": 1, "timed_out": 2}
+
+    text = format_summary(summary)
+    head = next(line for line in text.splitlines() if line.strip().startswith("step "))
+    assert head.split()[:3] == ["step", "expected", "met"]
+    ack_line = next(line for line in text.splitlines() if line.strip().startswith("ack "))
+    assert ack_line.split() == ["ack", "3", "1", "2", "0", "0", "0", "40.00", "ms", "40.00", "ms"]
+    assert "scenario chat: 3 iterations, 7 unsolicited" in text
+
+    header, row = csv_text(summary.figures.time_series).splitlines()
+    columns = header.split(",")
+    assert columns[-8:] == [
+        "step.login ok.expected", "step.login ok.met", "step.login ok.timed_out",
+        "step.login ok.failed", "step.ack.expected", "step.ack.met", "step.ack.timed_out",
+        "step.ack.failed",
+    ]  # fmt: skip
+    assert row.split(",")[-8:] == ["2", "2", "0", "0", "3", "1", "2", "0"]
+
+    root = ET.fromstring(junit_text({"load": summary}))
+    cases = {
+        c.get("name"): c for c in root.iter("testcase") if c.get("classname") == "wsload.load.steps"
+    }
+    assert list(cases) == ["login ok", "ack"]
+    ack_failure = cases["ack"].find("failure")
+    assert ack_failure is not None
+    assert ack_failure.get("message") == "2 timed out of 3 expected"
+    login_failure = cases["login ok"].find("failure")  # no timeouts, but its threshold failed
+    assert login_failure is not None
+    assert login_failure.get("message") == (
+        "threshold step.login ok.p99<1ms failed (measured 5.000 ms)"
+    )
+
+    page = html_report.render(summary)
+    assert "<h2>Steps</h2>" in page
+    assert "<td>ack</td><td>3</td><td>1</td><td>2</td>" in page
+    assert "Latency distribution per step" in page
+    assert "<h2>Scenarios</h2>" in page
+
+
+def test_an_echo_run_has_no_step_sections() -> None:
+    summary = summary_of(good_run())
+    assert summary.to_json()["steps"] == {}
+    assert "step " not in format_summary(summary)
+    assert "step." not in csv_text(summary.figures.time_series)
+    assert all(c.get("classname") != "wsload.load.steps"
+               for c in ET.fromstring(junit_text({"load": summary})).iter("testcase"))  # fmt: skip
