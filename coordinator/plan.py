@@ -10,13 +10,18 @@ starts, with the numbers that show why.
 :class:`Roster` keeps who runs which clients while the job runs, and hands a
 lost worker's clients on to the live ones (or to a worker that joins
 mid-run, with ``--elastic``). It is pure too: the caller passes ``now``.
+
+:func:`worker_spec` is the spec one worker gets for one share: the job's,
+with a feeder cut down to the rows of that share's clients.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from wsload.common.feeder import slice_feeder
 from wsload.coordinator.errors import PlanError
 
 #: File descriptors a worker keeps for itself (ZeroMQ, logs, the event loop).
@@ -263,4 +268,27 @@ class Roster:
         return Assignment(worker_id, count, a.client_offset + skip, rate)
 
 
-__all__ = ["FD_RESERVE", "Assignment", "Handover", "Roster", "WorkerCapacity", "plan"]
+def worker_spec(spec: Mapping[str, Any], offset: int, count: int) -> dict[str, Any]:
+    """The job's spec (``JobSpec.to_dict()``) for job-wide clients ``offset .. offset+count-1``.
+
+    Identical but for the feeder: a ``unique`` feeder carries only those
+    clients' rows (so rows are disjoint across workers and hosts, and a
+    worker never holds the whole file); ``cycle`` and ``random`` keep every
+    row (:func:`wsload.common.feeder.slice_feeder`).
+    """
+    body = dict(spec)
+    feeder = body.get("feeder")
+    if feeder:
+        body["feeder"] = slice_feeder(feeder, offset, count)
+    return body
+
+
+__all__ = [
+    "FD_RESERVE",
+    "Assignment",
+    "Handover",
+    "Roster",
+    "WorkerCapacity",
+    "plan",
+    "worker_spec",
+]

@@ -22,7 +22,7 @@ from wsload.common.spec import JobSpec
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.conversation import Conversation
 from wsload.coordinator.errors import CoordinatorError
-from wsload.coordinator.plan import Assignment, Roster, WorkerCapacity, plan
+from wsload.coordinator.plan import Assignment, Roster, WorkerCapacity, plan, worker_spec
 from wsload.coordinator.run_model import (
     BYE_WAIT,
     HANDOVER_MIN_LEFT,
@@ -34,6 +34,7 @@ from wsload.coordinator.run_model import (
     SessionOptions,
     WorkerState,
 )
+from wsload.coordinator.step_aggregate import workload_names
 
 
 def capacity_of(hello: Hello) -> WorkerCapacity:
@@ -128,7 +129,7 @@ class RunLoop:
         assignments = plan(spec.num_clients, spec.rate, capacities)
         job_id = uuid.uuid4().hex[:12]
         start_at = time.time() + self.options.start_delay
-        agg = RunAggregate(start_at)
+        agg = RunAggregate(start_at, *workload_names(spec))
         self._conv.start_job(job_id)
         self._job_spec = spec
         self._roster = Roster(
@@ -138,12 +139,12 @@ class RunLoop:
             delay=opts.handover_delay,
             hand_on=opts.on_worker_loss == "rebalance",
         )
+        body = spec.to_dict()
         for a in assignments:
+            share = worker_spec(body, a.client_offset, a.num_clients)
             await self._send(
                 a.worker_id,
-                Job(
-                    job_id, spec.to_dict(), a.num_clients, a.client_offset, a.rate or 0.0, start_at
-                ),
+                Job(job_id, share, a.num_clients, a.client_offset, a.rate or 0.0, start_at),
             )
             self._assigned.add(a.worker_id)
         outcome = self._outcome = RunOutcome(agg, 0.0, self.workers, bad_input=self.bad_input)
@@ -205,14 +206,16 @@ class RunLoop:
             )
 
     async def _send_share(self, a: Assignment, spec: JobSpec) -> None:
+        # The handed-on clients' own feeder rows travel with their share.
+        share = worker_spec(spec.to_dict(), a.client_offset, a.num_clients)
         if a.worker_id in self._assigned:
             ramp_end = time.time() + HANDOVER_RAMP
-            job = Job(self._conv.job_id, spec.to_dict(), a.num_clients, a.client_offset,
+            job = Job(self._conv.job_id, share, a.num_clients, a.client_offset,
                       a.rate or 0.0, ramp_end)  # fmt: skip
         else:  # an elastic join: the job itself, for what is left of the run
             start_at = time.time() + self.options.start_delay
             left = max(HANDOVER_MIN_LEFT, self._end_at - start_at)
-            body = {**spec.to_dict(), "duration": left, "ramp_up": 0.0}
+            body = {**share, "duration": left, "ramp_up": 0.0}
             job = Job(
                 self._conv.job_id, body, a.num_clients, a.client_offset, a.rate or 0.0, start_at
             )
@@ -226,9 +229,8 @@ class RunLoop:
         self._conv.start_job(job_id)
         agg = RunAggregate(time.time())
         outcome = RunOutcome(agg, 0.0, self.workers, mode=spec.mode.value, check_worker=worker_id)
-        await self._send(
-            worker_id, Job(job_id, spec.to_dict(), spec.num_clients, 0, 0.0, time.time())
-        )
+        body = worker_spec(spec.to_dict(), 0, spec.num_clients)
+        await self._send(worker_id, Job(job_id, body, spec.num_clients, 0, 0.0, time.time()))
         deadline = time.monotonic() + limit
         while agg.worker(worker_id).result is None and not self.workers[worker_id].lost:
             if self._conv.refused:

@@ -14,15 +14,18 @@ result leaves expects it had begun but not resolved, and those count as
 ``lost`` in their step, as the run-level counters do for its messages.
 
 Bounded: a hostile or broken worker cannot grow the summary with names of
-its own. When the job's step names are known (the coordinator compiles the
-same workload), only those are kept; otherwise at most MAX_STEPS names.
-Every other name is merged into OTHER_STEPS (a histogram costs ~190 KB).
+its own. The job's step names, when known (the coordinator compiles the
+same workload: :func:`workload_names`), come first in their order; at most
+MAX_STEPS names are kept in all, and the counts of any name past that
+bound go to OTHER_STEPS (a step's histograms cost ~380 KB).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+from wsload.common.errors import WsloadError
 from wsload.common.histogram import LatencyHistogram
 from wsload.common.protocol import SCENARIO_COUNTERS, STEP_COUNTERS, StepArrays
 from wsload.coordinator.figures import (
@@ -32,6 +35,9 @@ from wsload.coordinator.figures import (
     StepFigures,
     frozen_map,
 )
+
+if TYPE_CHECKING:
+    from wsload.common.spec import JobSpec
 
 #: Most distinct step names one run keeps (each has two histograms).
 MAX_STEPS = 128
@@ -58,33 +64,28 @@ class StepAggregate:
 
     ``names``: the job's ``expect`` step names in order (empty when not
     known); they come first in the figures, each shown even if it never
-    began (expected 0), and when given no other name is kept.
+    began (expected 0). ``scenarios``: its scenario names, likewise.
     """
 
     def __init__(self, names: Sequence[str] = (), scenarios: Sequence[str] = ()) -> None:
-        self._known = tuple(dict.fromkeys(names))
-        self._known_scenarios = tuple(dict.fromkeys(scenarios))
-        self.totals: dict[str, dict[str, int]] = {name: {} for name in self._known}
+        self.totals: dict[str, dict[str, int]] = {
+            name: {} for name in list(dict.fromkeys(names))[:MAX_STEPS]
+        }
         self.latency: dict[str, LatencyHistogram] = {}
         self.service: dict[str, LatencyHistogram] = {}
         self.by_worker: dict[str, dict[str, dict[str, int]]] = {}
-        self.scenarios: dict[str, dict[str, int]] = {name: {} for name in self._known_scenarios}
+        self.scenarios: dict[str, dict[str, int]] = {
+            name: {} for name in list(dict.fromkeys(scenarios))[:MAX_SCENARIOS]
+        }
         #: second of the run -> step name -> counters reported in it
         self.seconds: dict[int, dict[str, dict[str, int]]] = {}
 
     def _name(self, name: str) -> str:
-        if name in self.totals:
-            return name
-        if self._known or len(self.totals) >= MAX_STEPS:
-            return OTHER_STEPS
-        return name
+        return name if name in self.totals or len(self.totals) < MAX_STEPS else OTHER_STEPS
 
     def _scenario(self, name: str) -> str:
-        if name in self.scenarios:
-            return name
-        if self._known_scenarios or len(self.scenarios) >= MAX_SCENARIOS:
-            return OTHER_SCENARIOS
-        return name
+        room = len(self.scenarios) < MAX_SCENARIOS
+        return name if name in self.scenarios or room else OTHER_SCENARIOS
 
     def add(
         self,
@@ -171,6 +172,23 @@ class StepAggregate:
         )
 
 
+def workload_names(spec: JobSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The job's ``expect`` step names and scenario names, in order; empty for echo.
+
+    The spec was validated before the run; should it not compile here, the
+    figures simply list steps in the order workers report them.
+    """
+    from wsload.common.workload import compile_workload
+
+    try:
+        workload = compile_workload(spec)
+    except WsloadError:
+        return (), ()
+    if not workload.programs:
+        return (), ()
+    return tuple(workload.step_names), tuple(p.name for p in workload.programs)
+
+
 #: Percentiles the distribution charts plot: 0 .. 99.999, denser in the tail.
 DISTRIBUTION = [p / 10 for p in range(0, 900, 10)] + [90 + i * 0.5 for i in range(20)] + [
     99.5, 99.9, 99.95, 99.99, 99.999, 100.0
@@ -201,4 +219,5 @@ __all__ = [
     "distribution",
     "in_flight",
     "percentiles_seconds",
+    "workload_names",
 ]

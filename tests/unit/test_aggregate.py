@@ -8,7 +8,12 @@ from wsload.common.errors import ProtocolError
 from wsload.common.protocol import Result, Samples, StepWindow, decode, encode
 from wsload.coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
 from wsload.coordinator.figures import StepCounters
-from wsload.coordinator.step_aggregate import MAX_STEPS, OTHER_SCENARIOS, OTHER_STEPS
+from wsload.coordinator.step_aggregate import (
+    MAX_SCENARIOS,
+    MAX_STEPS,
+    OTHER_SCENARIOS,
+    OTHER_STEPS,
+)
 
 
 def window(seq: int, latency: list[int], service: list[int]) -> Samples:
@@ -166,20 +171,21 @@ def test_malformed_step_samples_merge_nothing() -> None:
 
 
 def test_a_worker_cannot_grow_the_summary_with_step_names_of_its_own() -> None:
-    known = RunAggregate(100.0, step_names=STEPS, scenario_names=("chat",))
-    invented = {f"s{i}": StepWindow({"expected": 1}) for i in range(50)}
-    known.add_samples("w1", conv_window(0, invented, {"other": {"unsolicited": 2}}))
-    assert [s.name for s in known.figures(1.0).steps] == [*STEPS, OTHER_STEPS]
-    assert known.figures(1.0).steps[-1].counters.expected == 50  # still counted
-    assert [s.name for s in known.figures(1.0).scenarios] == ["chat", OTHER_SCENARIOS]
-    unknown = RunAggregate(100.0)  # names not known: at most MAX_STEPS of them
+    agg = RunAggregate(100.0, step_names=STEPS, scenario_names=("chat",))
     for seq in range(3):
         many = {f"w{seq}-s{i}": StepWindow({"expected": 1}) for i in range(MAX_STEPS)}
-        unknown.add_samples("w1", conv_window(seq, many))
-    names = [s.name for s in unknown.figures(1.0).steps]
-    assert len(names) == MAX_STEPS + 1
-    assert names[-1] == OTHER_STEPS
-    assert sum(s.counters.expected for s in unknown.figures(1.0).steps) == 3 * MAX_STEPS
+        scenarios = {f"w{seq}-c{i}": {"unsolicited": 1} for i in range(MAX_SCENARIOS)}
+        agg.add_samples("w1", conv_window(seq, many, scenarios))
+    steps = agg.figures(1.0).steps
+    assert [s.name for s in steps[:3]] == [*STEPS, "w0-s0"]  # the job's own steps first
+    assert len(steps) == MAX_STEPS + 1
+    assert steps[-1].name == OTHER_STEPS
+    assert sum(s.counters.expected for s in steps) == 3 * MAX_STEPS  # every expect counted
+    scenarios_f = agg.figures(1.0).scenarios
+    assert len(scenarios_f) == MAX_SCENARIOS + 1
+    assert scenarios_f[0].name == "chat"
+    assert scenarios_f[-1].name == OTHER_SCENARIOS
+    assert sum(s.unsolicited for s in scenarios_f) == 3 * MAX_SCENARIOS
 
 
 def test_steps_per_second_and_in_progress() -> None:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsload.common.feeder import feeder_from_dict
+from wsload.common.spec import JobSpec
 from wsload.coordinator.errors import PlanError
-from wsload.coordinator.plan import FD_RESERVE, Assignment, Roster, WorkerCapacity, plan
+from wsload.coordinator.plan import (
+    FD_RESERVE,
+    Assignment,
+    Roster,
+    WorkerCapacity,
+    plan,
+    worker_spec,
+)
 
 
 def test_proportional_to_cores_with_remainders_spread() -> None:
@@ -220,3 +232,53 @@ def test_handovers_keep_every_client_exactly_once(
     assert sorted(clients) == list(range(num))
     assert roster.running + roster.orphaned == num
     assert all(a.worker_id in roster.lost for _, a in roster.orphans)  # each names its origin
+
+
+# -- each worker's spec: the job's, with only its clients' feeder rows ---------------------------
+
+
+def _feeder(mode: str, rows: int) -> dict[str, Any]:
+    table = [[f"u{i}", f"p{i}"] for i in range(rows)]
+    return {"file": "users.csv", "mode": mode, "columns": ["user", "password"],
+            "rows": table, "offset": 0, "total": rows}  # fmt: skip
+
+
+def test_unique_feeder_rows_are_disjoint_across_workers_and_cover_the_job() -> None:
+    body = {"ws_url": "ws://127.0.0.1:9/ws", "num_clients": 10, "feeder": _feeder("unique", 12)}
+    caps = [WorkerCapacity("a", 1), WorkerCapacity("b", 2), WorkerCapacity("c", 1)]
+    shares = plan(10, None, caps)
+    seen: list[str] = []
+    for a in shares:
+        spec = worker_spec(body, a.client_offset, a.num_clients)
+        assert {k: v for k, v in spec.items() if k != "feeder"} == {
+            k: v for k, v in body.items() if k != "feeder"
+        }
+        feeder = feeder_from_dict(spec["feeder"])
+        assert feeder.offset == a.client_offset
+        assert len(feeder.rows) == a.num_clients
+        assert feeder.total == 12
+        rng = random.Random(0)
+        mine = range(a.client_offset, a.client_offset + a.num_clients)
+        users = [feeder.row_for(g, rng)["user"] for g in mine]
+        assert users == [f"u{g}" for g in mine]
+        seen += users
+    assert sorted(seen, key=lambda u: int(u[1:])) == [f"u{g}" for g in range(10)]
+    assert body["feeder"]["rows"][0] == ["u0", "p0"]  # the job's own spec is untouched
+
+
+def test_a_handed_on_share_carries_its_own_rows() -> None:
+    body = {"feeder": _feeder("unique", 8)}
+    spec = worker_spec(body, 5, 3)
+    assert spec["feeder"]["rows"] == [["u5", "p5"], ["u6", "p6"], ["u7", "p7"]]
+    assert spec["feeder"]["offset"] == 5
+
+
+@pytest.mark.parametrize("mode", ["cycle", "random"])
+def test_cycle_and_random_feeders_keep_every_row(mode: str) -> None:
+    body = {"feeder": _feeder(mode, 3)}
+    assert worker_spec(body, 2, 5)["feeder"]["rows"] == body["feeder"]["rows"]
+
+
+def test_a_spec_without_a_feeder_is_unchanged() -> None:
+    body = JobSpec(ws_url="ws://127.0.0.1:9/ws").to_dict()
+    assert worker_spec(body, 3, 4) == body
