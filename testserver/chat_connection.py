@@ -15,8 +15,9 @@ waits for the socket (aiohttp drains past its write buffer), so the
 connection stops reading and TCP pushes back on the client; the reply queue
 holds at most :data:`MAX_QUEUED_REPLIES` (then reading pauses the same way);
 and each connection's broadcast queue holds at most :data:`MAX_OUTBOX`
-messages, further broadcasts to it being counted as ``broadcasts_dropped``
-rather than slowing the sender down.
+messages and :data:`MAX_OUTBOX_BYTES` (one message always fits), further
+broadcasts to it being counted as ``broadcasts_dropped`` rather than slowing
+the sender down.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from wsload.testserver.faults import FaultPolicy, next_push
 from wsload.testserver.stats import ChatStats
 
 MAX_OUTBOX: Final = 1024  #: broadcasts waiting for one connection
+MAX_OUTBOX_BYTES: Final = 4 * 1024 * 1024  #: their characters, beyond the first one
 MAX_QUEUED_REPLIES: Final = 4096  #: delayed replies of one connection before reading pauses
 DEFAULT_HEARTBEAT: Final = 1.0  #: seconds between heartbeats (``--chat-heartbeat``)
 
@@ -69,6 +71,7 @@ class ChatConnection:
         self._queued = policy.faults.holds_replies
         self._replies: deque[tuple[float, _Reply]] = deque()
         self._outbox: deque[str] = deque()
+        self._outbox_size = 0  # characters queued in _outbox
         self._wakeup = asyncio.Event()  # something for the writer: a broadcast or a reply
         self._space = asyncio.Event()  # the reply queue has room again, or the writer ended
         self._closing = False
@@ -91,10 +94,15 @@ class ChatConnection:
 
     def push(self, text: str) -> None:
         """Queue one broadcast for this connection, or count it dropped (full, or closing)."""
-        if self._closing or len(self._outbox) >= MAX_OUTBOX:
+        outbox = self._outbox
+        full = len(outbox) >= MAX_OUTBOX or (
+            bool(outbox) and self._outbox_size + len(text) > MAX_OUTBOX_BYTES
+        )
+        if self._closing or full:
             self._stats.broadcasts_dropped += 1
             return
-        self._outbox.append(text)
+        outbox.append(text)
+        self._outbox_size += len(text)
         self._wakeup.set()
 
     async def _receive(self) -> None:
@@ -159,6 +167,7 @@ class ChatConnection:
             self._wakeup.clear()
             if outbox:
                 text = outbox.popleft()
+                self._outbox_size -= len(text)
                 sent = await self._write(text)
                 if sent is None:
                     stats.broadcasts_dropped += 1
@@ -267,6 +276,7 @@ def _utf8_len(text: str) -> int:
 __all__ = [
     "DEFAULT_HEARTBEAT",
     "MAX_OUTBOX",
+    "MAX_OUTBOX_BYTES",
     "MAX_QUEUED_REPLIES",
     "ChatConnection",
     "ChatEndpoint",
