@@ -156,15 +156,20 @@ class SecondStats:
 class RunAggregate:
     """Every worker's windows of one job, merged.
 
-    ``step_names`` and ``scenario_names``: a conversation's ``expect`` steps
-    and scenarios, in order, when known (:class:`StepAggregate`).
+    ``step_names``, ``scenario_names`` and ``scenario_clients``: a
+    conversation's ``expect`` steps and scenarios in order, and each
+    scenario's clients, when known (:class:`StepAggregate`).
     """
 
     def __init__(
-        self, started_at: float, step_names: Sequence[str] = (), scenario_names: Sequence[str] = ()
+        self,
+        started_at: float,
+        step_names: Sequence[str] = (),
+        scenario_names: Sequence[str] = (),
+        scenario_clients: Mapping[str, int] | None = None,
     ) -> None:
         self.started_at = started_at
-        self.steps = StepAggregate(step_names, scenario_names)
+        self.steps = StepAggregate(step_names, scenario_names, scenario_clients)
         self.workers: dict[str, WorkerTotals] = {}
         self.latency = LatencyHistogram()
         self.service = LatencyHistogram()

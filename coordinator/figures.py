@@ -191,9 +191,15 @@ class ScenarioFigures:
     name: str
     unsolicited: int = 0
     iterations: int = 0
+    #: the job's clients that run it (None: not known)
+    clients: int | None = None
 
-    def to_json(self) -> dict[str, int]:
-        return {"unsolicited": self.unsolicited, "iterations": self.iterations}
+    def to_json(self) -> dict[str, int | None]:
+        return {
+            "unsolicited": self.unsolicited,
+            "iterations": self.iterations,
+            "clients": self.clients,
+        }
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,18 @@ class StepAggregate:
 
     ``names``: the job's ``expect`` step names in order (empty when not
     known); they come first in the figures, each shown even if it never
-    began (expected 0). ``scenarios``: its scenario names, likewise.
+    began (expected 0). ``scenarios``: its scenario names, likewise, and
+    ``clients`` how many of the job's clients each one runs.
     """
 
-    def __init__(self, names: Sequence[str] = (), scenarios: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        names: Sequence[str] = (),
+        scenarios: Sequence[str] = (),
+        clients: Mapping[str, int] | None = None,
+    ) -> None:
+        #: clients per scenario, as the job assigns them (None: not known)
+        self.clients = dict(clients or {})
         self.totals: dict[str, dict[str, int]] = {
             name: {} for name in list(dict.fromkeys(names))[:MAX_STEPS]
         }
@@ -167,26 +175,38 @@ class StepAggregate:
 
     def scenario_figures(self) -> tuple[ScenarioFigures, ...]:
         return tuple(
-            ScenarioFigures(name, c.get("unsolicited", 0), c.get("iterations", 0))
+            ScenarioFigures(
+                name, c.get("unsolicited", 0), c.get("iterations", 0), self.clients.get(name)
+            )
             for name, c in self.scenarios.items()
         )
 
 
-def workload_names(spec: JobSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The job's ``expect`` step names and scenario names, in order; empty for echo.
+def workload_names(
+    spec: JobSpec,
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
+    """The job's ``expect`` step names and scenario names in order, and each scenario's
+    clients (:func:`wsload.common.mix.assign`); empty for echo.
 
     The spec was validated before the run; should it not compile here, the
     figures simply list steps in the order workers report them.
     """
+    from wsload.common.mix import assign
     from wsload.common.workload import compile_workload
 
     try:
         workload = compile_workload(spec)
     except WsloadError:
-        return (), ()
-    if not workload.programs:
-        return (), ()
-    return tuple(workload.step_names), tuple(p.name for p in workload.programs)
+        return (), (), {}
+    programs = workload.programs
+    if not programs:
+        return (), (), {}
+    try:
+        mix = assign(programs, spec.num_clients)
+        clients = {p.name: mix.count(i) for i, p in enumerate(programs)}
+    except ValueError:
+        clients = {}
+    return tuple(workload.step_names), tuple(p.name for p in programs), clients
 
 
 #: Percentiles the distribution charts plot: 0 .. 99.999, denser in the tail.

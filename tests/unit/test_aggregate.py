@@ -6,6 +6,7 @@ import pytest
 
 from wsload.common.errors import ProtocolError
 from wsload.common.protocol import Result, Samples, StepWindow, decode, encode
+from wsload.common.spec import JobSpec
 from wsload.coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
 from wsload.coordinator.figures import StepCounters
 from wsload.coordinator.step_aggregate import (
@@ -13,6 +14,7 @@ from wsload.coordinator.step_aggregate import (
     MAX_STEPS,
     OTHER_SCENARIOS,
     OTHER_STEPS,
+    workload_names,
 )
 
 
@@ -203,3 +205,19 @@ def test_steps_per_second_and_in_progress() -> None:
     echo = RunAggregate(100.0)
     echo.add_samples("w1", window(0, [10], [10]))
     assert "steps" not in echo.time_series()[0].to_json()  # an echo row is unchanged
+
+
+def test_the_workloads_steps_scenarios_and_clients_come_from_the_spec() -> None:
+    loop = ({"send": "m{seq}"}, {"name": "ack", "expect": "a{seq}"}, {"think": 0.1})
+    setup = ({"send": "hi"}, {"name": "login ok", "expect": "ok"})
+    single = JobSpec(ws_url="ws://127.0.0.1:9/ws", num_clients=10, steps=setup, loop=loop)
+    assert workload_names(single) == (("login ok", "ack"), ("default",), {"default": 10})
+    mixed = JobSpec(ws_url="ws://127.0.0.1:9/ws", num_clients=10, scenarios=(
+        {"name": "chat", "weight": 3, "loop": [{"send": "x"}, {"name": "ack", "expect": "x"}]},
+        {"name": "idle", "clients": 2, "loop": [{"send": "y"}, {"expect": "y"}]},
+    ))  # fmt: skip
+    names = workload_names(mixed)
+    assert names == (("ack", "idle step 2"), ("chat", "idle"), {"chat": 8, "idle": 2})
+    agg = RunAggregate(100.0, *names)
+    assert [(s.name, s.clients) for s in agg.figures(1.0).scenarios] == [("chat", 8), ("idle", 2)]
+    assert workload_names(JobSpec(ws_url="ws://127.0.0.1:9/ws")) == ((), (), {})  # echo

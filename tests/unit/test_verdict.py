@@ -423,7 +423,7 @@ def test_every_output_shows_the_steps() -> None:
         "latency_percentiles": {k: pytest.approx(0.04, rel=1e-3) for k in PERCENTILE_KEYS},
         "service_time_percentiles": {k: pytest.approx(0.0005, rel=1e-3) for k in PERCENTILE_KEYS},
     }  # fmt: skip
-    assert doc["scenarios"] == {"chat": {"unsolicited": 7, "iterations": 3}}
+    assert doc["scenarios"] == {"chat": {"unsolicited": 7, "iterations": 3, "clients": None}}
     assert doc["workers"]["w1"]["steps"]["ack"]["timed_out"] == 2
     assert doc["time_series"][0]["steps"]["ack"] == {"expected": 3, "met": 1, "timed_out": 2}
 
