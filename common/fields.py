@@ -50,7 +50,9 @@ ENGINES = ("picows", "websockets")
 ENGINE_CHOICES = ("auto", *ENGINES)
 
 #: The value types of the spec's fields, named after their annotation in JobSpec.
-Kind = Literal["int", "float", "float?", "str", "bool", "strs", "headers", "steps", "mode"]
+Kind = Literal[
+    "int", "float", "float?", "str", "bool", "strs", "headers", "steps", "table?", "mode"
+]
 KINDS: Mapping[str, Kind] = {
     "int": "int",
     "float": "float",
@@ -60,6 +62,7 @@ KINDS: Mapping[str, Kind] = {
     "tuple[str, ...]": "strs",
     "tuple[tuple[str, str], ...]": "headers",
     "tuple[dict[str, Any], ...]": "steps",
+    "dict[str, Any] | None": "table?",
     "Mode": "mode",
 }
 #: Commands that offer a field's flag: ``run`` (also ``wsload coordinator``) and ``test``.
@@ -153,12 +156,21 @@ FIELDS: tuple[Field, ...] = (
           "compression); auto = picows unless the job needs compression.", "--engine",
           choices=ENGINE_CHOICES),
     Field("thresholds", "Pass/fail rule, repeatable: p99<50ms, success_rate>=99.9, "
-          "error_rate<0.1%, connect_p99<200ms, rps>=1000, timeouts==0. A failed one makes the "
-          "exit code 1.", "--threshold", metavar="EXPR", commands=BOTH,
+          "error_rate<0.1%, connect_p99<200ms, rps>=1000, timeouts==0; per step of a "
+          "conversation step.NAME.METRIC: step.ack.p99<50ms, step.login.success_rate>=99.9, "
+          "step.ack.timed_out==0 (a name may hold spaces; quote one holding < > = \"). A failed "
+          "one makes the exit code 1.", "--threshold", metavar="EXPR", commands=BOTH,
           test_help="Pass/fail rule for --load, repeatable (as for wsload run: p99<50ms, "
           "success_rate>=99.9...); a scenario's thresholds count too."),
     Field("mode", "What the job does (wsload test chooses it)."),
-    Field("steps", "The integration scenario ([[steps]] of a scenario file)."),
+    Field("steps", "Steps run once per connection ([[steps]] of a scenario file); the "
+          "integration scenario of wsload test."),
+    Field("loop", "Steps repeated after [[steps]] until the run ends ([[loop]])."),
+    Field("scenarios", "A mix of programs, each with name, weight or clients, steps, loop, "
+          "rate, interval ([[scenarios]])."),
+    Field("feeder", "A CSV file whose rows become the clients' variables ([feeder] file, "
+          "mode); build_spec reads it."),
+    Field("stages", "A load profile of clients and rate, linear between stages ([[stages]])."),
     Field("event_names", "Event name to subscribe and trigger (repeatable).", "--event-name",
           commands=frozenset({"test"})),
     Field("event_count", "Events triggered per name (default {default}).", "--event-count",
@@ -219,8 +231,14 @@ def coerce(kind: Kind, value: Any) -> Any:
             isinstance(step, dict) and all(isinstance(k, str) for k in step) for step in value
         )
         if not ok:
-            raise ValueError(f"expected a list of tables ([[steps]]), got {describe(value)}")
+            raise ValueError(f"expected a list of tables ([[...]]), got {describe(value)}")
         return tuple(dict(step) for step in value)
+    if kind == "table?":
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"expected a table, got {describe(value)}")
+        return dict(value)
     try:  # mode
         return Mode(value)
     except ValueError:

@@ -36,7 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from wsload.common.template import Node, TextTemplate, ValueTemplate
+from wsload.common.template import Node, TextTemplate, ValueTemplate, render_tree
 
 
 class _Sentinel:
@@ -183,6 +183,10 @@ class SubsetMatcher:
         self._sneedles = tuple(chosen)
         self._bneedles = tuple(n.encode() for n in chosen)
 
+    def expected(self, values: Mapping[str, Any], rng: random.Random) -> Any:
+        """The expectation with its placeholders filled (to explain a mismatch)."""
+        return render_tree(self._tree, values, rng)
+
     def match(
         self, data: bytes | str, text: bool, values: Mapping[str, Any], rng: random.Random
     ) -> Any:
@@ -220,6 +224,10 @@ class TextMatcher:
         constant = self._template.render({}, random.Random(0)) if self._template.constant else None
         self._text = constant
         self._bytes = constant.encode() if constant is not None else None
+
+    def expected(self, values: Mapping[str, Any], rng: random.Random) -> str:
+        """The text with its placeholders filled (to explain a mismatch)."""
+        return self._template.render(values, rng)
 
     def match(
         self, data: bytes | str, text: bool, values: Mapping[str, Any], rng: random.Random

@@ -1,26 +1,36 @@
-"""Integration scenario steps: parsed and checked without I/O, on both sides.
+"""The step language: one step's grammar, parsed and checked without I/O, on both sides.
 
-A scenario is a list of ``[[steps]]``, each one action with an optional
-``timeout`` (seconds)::
+A step is a table of one action and its options::
 
     [[steps]]
-    send = '{"type": "order", "id": "{seq}", "items": [1, 2]}'   # text template
+    name = "login"                                   # the metric name (default: step N)
+    send = {type = "login", user = "{user}"}         # a table is sent as JSON
     [[steps]]
-    expect = {type = "order", items = [1, 2]}    # JSON subset of the reply
+    expect = {type = "login_ok"}                     # JSON subset of a reply, or exact text
+    capture = {token = "session.token"}              # dotted path; later: {token}
+    fail = {type = "error"}                          # a reply matching this fails the step
+    timeout = 2                                      # seconds (default: reply_timeout)
     [[steps]]
-    expect_regex = '"id": "\\d+"'                # or a regular expression
+    expect_regex = 'id=(?P<id>\\d+)'                 # or a regular expression
     [[steps]]
-    send_binary = "00ff10"                       # hex; expect_binary the same way
+    send_binary = "00ff10"                           # hex; expect_binary the same way
     [[steps]]
-    wait = 0.5
+    think = {uniform = [0.5, 1.5]}                   # or seconds, or {exponential = mean}
     [[steps]]
-    close = 1000
+    close = 1000                                     # or true
 
-The parser lives in ``common`` so the coordinator checks a scenario before
-any worker starts (a malformed step is bad input, exit 2, like a bad
-top-level key), and the worker parses the same steps with the same code.
-:func:`step_problems` reports every malformed step at once, one line each;
-:func:`parse_steps` raises :class:`ScenarioError` with all of them.
+``wait`` is an alias of ``think`` (the integration mode's older name).
+Templates (:mod:`wsload.common.template`) may use the built-in variables,
+the feeder's columns and what earlier steps captured; anything else is a
+problem, with a "did you mean". :func:`compile_step` turns one raw table
+into a :class:`wsload.common.program.Step`; :mod:`wsload.common.workload`
+puts steps together into programs (``[[steps]]``, ``[[loop]]``,
+``[[scenarios]]``) and is re-exported here (:func:`compile_workload`,
+:func:`workload_problems`).
+
+For the integration mode, :func:`parse_steps` and :func:`step_problems`
+keep their shape: a list of :class:`ScriptStep` (the normalised raw value
+beside the compiled step), problems as ``step N: ...``.
 
 Bounds: at most :data:`MAX_STEPS` steps, step values nested at most
 :data:`MAX_VALUE_DEPTH` deep with at most :data:`MAX_VALUE_ITEMS` items in
@@ -30,17 +40,37 @@ check recurses without bound.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsload.common.errors import SpecError
+from wsload.common.match import (
+    BinaryMatcher,
+    RegexMatcher,
+    SubsetMatcher,
+    TextMatcher,
+    compile_matcher,
+    path_problem,
+)
+from wsload.common.program import Action, Step, Think
+from wsload.common.template import NAME, RESERVED, compile_send, unknown_variable_problems
 from wsload.common.validation import is_utf8
 
-ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "wait", "close")
+if TYPE_CHECKING:
+    from wsload.common.program import Workload
+    from wsload.common.spec import JobSpec
+
+#: The actions, as a step file spells them (``wait`` is an alias of ``think``).
+ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "think", "close")
+ALIASES: Mapping[str, str] = {"wait": "think"}
+OPTIONS = ("name", "timeout", "capture", "fail")
+STEP_KEYS = (*ACTIONS, *ALIASES, *OPTIONS)
+_EXPECTS = ("expect", "expect_regex", "expect_binary")
 
 #: Most steps one scenario may have (a conversation, not a data set).
 MAX_STEPS = 10_000
@@ -48,8 +78,10 @@ MAX_STEPS = 10_000
 MAX_VALUE_DEPTH = 32
 #: Most items in one table or array of a step's value.
 MAX_VALUE_ITEMS = 10_000
-#: Longest ``wait`` or ``timeout`` of one step, seconds.
+#: Longest ``think`` or ``timeout`` of one step, seconds.
 MAX_STEP_SECONDS = 3600.0
+#: Longest step name (a metric name in every report).
+MAX_NAME_LENGTH = 100
 
 #: The default conversation: a JSON round trip whose every field must survive.
 DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
@@ -79,21 +111,6 @@ DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
 
 class ScenarioError(SpecError):
     """One or more scenario steps are malformed (each problem names its step)."""
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int
-    action: str
-    value: Any
-    timeout: float | None
-
-    @property
-    def name(self) -> str:
-        shown = self.value if isinstance(self.value, str | int | float) else json.dumps(self.value)
-        text = str(shown)
-        text = text if len(text) <= 28 else text[:25] + "..."
-        return f"step {self.number}: {self.action} {text}"
 
 
 def value_shape_problem(value: Any) -> str | None:
@@ -126,100 +143,374 @@ def value_shape_problem(value: Any) -> str | None:
 _INT64, _UINT64 = -(2**63), 2**64  # what msgpack carries
 
 
-def _seconds(value: Any) -> bool:
-    """A usable number of seconds: finite, not negative, not a bool, within the bound."""
+def seconds_ok(value: Any, *, positive: bool = False) -> bool:
+    """A usable number of seconds: finite, not negative (or above zero), within the bound."""
     return (
         not isinstance(value, bool)
         and isinstance(value, int | float)
         and math.isfinite(value)
-        and 0 <= value <= MAX_STEP_SECONDS
+        and (value > 0 if positive else value >= 0)
+        and value <= MAX_STEP_SECONDS
     )
 
 
-def _parse_one(n: int, item: Any) -> Step | str:
-    """The step, or the one line saying what is wrong with it."""
+def did_you_mean(word: str, choices: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _think(key: str, value: Any) -> Think | str:
+    bad = (
+        f"{key} must be a number of seconds (0 to {MAX_STEP_SECONDS:g}), "
+        "{uniform = [a, b]} or {exponential = mean}"
+    )
+    if seconds_ok(value):
+        return Think("fixed", float(value))
+    if not isinstance(value, dict) or len(value) != 1:
+        return bad
+    ((kind, arg),) = value.items()
+    if kind == "uniform":
+        ok = isinstance(arg, list) and len(arg) == 2 and all(seconds_ok(a) for a in arg)
+        if not ok or arg[0] > arg[1]:
+            return f"{key}: uniform takes [low, high] seconds, 0 <= low <= high <= 3600"
+        return Think("uniform", float(arg[0]), float(arg[1]))
+    if kind == "exponential":
+        if not seconds_ok(arg):
+            return f"{key}: exponential takes a mean in seconds (0 to {MAX_STEP_SECONDS:g})"
+        return Think("exponential", float(arg))
+    return f"{key}: unknown distribution {kind!r}{did_you_mean(kind, ('uniform', 'exponential'))}"
+
+
+def _hex(value: Any) -> bytes | None:
+    try:
+        return bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One step compiled: the typed step, its normalised raw value, what it captures."""
+
+    step: Step
+    value: Any
+    captures: tuple[str, ...]
+    explicit_name: bool
+
+
+def _name_problem(name: Any) -> str | None:
+    if not isinstance(name, str) or not name.strip():
+        return "name must be a non-empty string"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"name is {len(name)} characters, at most {MAX_NAME_LENGTH}"
+    if not name.isprintable() or name != name.strip():
+        return "name must be printable, without leading or trailing spaces"
+    return None
+
+
+def compile_step(
+    number: int,
+    item: Any,
+    known: Collection[str] = (),
+    later: Mapping[str, int] | None = None,
+    feeder_columns: Collection[str] = (),
+    default_name: str = "",
+) -> Compiled | list[str]:
+    """Step ``number`` compiled, or every problem with it (without its location).
+
+    ``known`` are the variables its templates may use besides the built-ins
+    (feeder columns, earlier captures); ``later`` maps variables captured
+    only by later steps to the first such step (for a clearer message).
+    """
     if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
-        return f"step {n}: expected a table of action = value"
-    unknown = [k for k in item if k not in ACTIONS and k != "timeout"]
-    if unknown:
-        return f"step {n}: unknown key {unknown[0]!r} (use one of {', '.join(ACTIONS)})"
-    actions = [k for k in item if k in ACTIONS]
+        return ["expected a table of action = value"]
+    problems: list[str] = []
+    unknown = [k for k in item if k not in STEP_KEYS]
+    for key in unknown:
+        problems.append(f"unknown key {key!r}{did_you_mean(key, STEP_KEYS)}")
+    actions = [k for k in item if k in ACTIONS or k in ALIASES]
     if len(actions) != 1:
-        return f"step {n}: needs exactly one of {', '.join(ACTIONS)}"
-    action = actions[0]
-    value = item[action]
+        if not unknown or actions:
+            verb = "has " + " and ".join(actions) if actions else "has none"
+            problems.append(f"needs exactly one of {', '.join(ACTIONS)} ({verb})")
+        return problems
+    key = actions[0]
+    action = Action(ALIASES.get(key, key))
+    value = item[key]
+    names: set[str] = set()
+    body: Any = None
     shape = value_shape_problem(value)
     if shape:
-        return f"step {n}: {action} value is {shape}"
-    timeout = item.get("timeout")
-    if timeout is not None and (not _seconds(timeout) or timeout == 0):
-        return (
-            f"step {n}: timeout must be a positive number of seconds (at most {MAX_STEP_SECONDS:g})"
-        )
-    if action in ("send_binary", "expect_binary"):
-        try:
-            value = bytes.fromhex(value) if isinstance(value, str) else None
-        except ValueError:
-            value = None
+        problems.append(f"{key} value is {shape}")
+    elif action is Action.SEND:
+        if not isinstance(value, str | dict | list):
+            problems.append("send takes a text template or a table")
+        else:
+            body = compile_send(value)
+            problems += body.problems
+            names |= body.names
+    elif action in (Action.SEND_BINARY, Action.EXPECT_BINARY):
+        value = _hex(value)
         if value is None:
-            return f"step {n}: {action} must be a hex string"
-    elif action == "expect_regex":
+            problems.append(f"{key} must be a hex string")
+        else:
+            body = value if action is Action.SEND_BINARY else BinaryMatcher(value)
+    elif action is Action.EXPECT:
+        body = compile_matcher(value)
+        problems += body.problems
+        names |= body.names
+    elif action is Action.EXPECT_REGEX:
         if not isinstance(value, str):
-            return f"step {n}: expect_regex must be a string"
-        try:
-            value = re.compile(value)
-        except (re.error, RecursionError, OverflowError) as exc:
-            return f"step {n}: bad regular expression ({exc})"
-    elif action == "wait":
-        if not _seconds(value):
-            return f"step {n}: wait must be a number of seconds (0 to {MAX_STEP_SECONDS:g})"
-    elif action == "close":
+            problems.append("expect_regex must be a string")
+        else:
+            try:
+                value = re.compile(value)
+                body = RegexMatcher(value)
+            except (re.error, RecursionError, OverflowError) as exc:
+                problems.append(f"bad regular expression ({exc})")
+    elif action is Action.THINK:
+        think = _think(key, value)
+        if isinstance(think, str):
+            problems.append(think)
+        else:
+            body = value = think
+    else:  # close
         if value is True:
             value = 1000
         if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value < 5000:
-            return f"step {n}: close takes a close code (1000-4999) or true"
-    elif action == "send" and not isinstance(value, str | dict | list):
-        return f"step {n}: send takes a text template or a table"
-    return Step(n, action, value, float(timeout) if timeout else None)
+            problems.append("close takes a close code (1000-4999) or true")
+        body = value
+    expects = key in _EXPECTS
+    timeout = item.get("timeout")
+    if timeout is not None and not seconds_ok(timeout, positive=True):
+        problems.append(
+            f"timeout must be a positive number of seconds (at most {MAX_STEP_SECONDS:g})"
+        )
+    name = item.get("name")
+    if name is not None and (p := _name_problem(name)):
+        problems.append(p)
+    fail = None
+    if "fail" in item:
+        raw_fail = item["fail"]
+        if not expects:
+            problems.append(f"fail applies to expects only, not to {key}")
+        elif (shape := value_shape_problem(raw_fail)) is not None:
+            problems.append(f"fail value is {shape}")
+        else:
+            fail = compile_matcher(raw_fail)
+            problems += fail.problems
+            names |= fail.names
+    captures: list[tuple[str, str]] = []
+    if "capture" in item:
+        captures, capture_problems = _captures(item["capture"], key, body, feeder_columns)
+        problems += capture_problems
+    for line in unknown_variable_problems(names, known):
+        var = line.split("{", 1)[1].split("}", 1)[0]
+        if later and var in later:
+            line = (
+                f"{{{var}}} is captured by this step: usable in the steps after it"
+                if later[var] == number
+                else f"{{{var}}} is captured only by step {later[var]}, after this one"
+            )
+        problems.append(line)
+    if problems:
+        return problems
+    step = Step(
+        number=number,
+        name=name if name is not None else default_name or f"step {number}",
+        action=action,
+        body=body,
+        timeout=float(timeout) if timeout is not None else None,
+        capture=tuple(captures),
+        fail=fail,
+    )
+    return Compiled(step, value, tuple(var for var, _ in captures), name is not None)
 
 
-def _parse_all(raw: Sequence[Any]) -> tuple[list[Step], list[str]]:
+def _captures(
+    raw: Any, key: str, body: Any, feeder_columns: Collection[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``capture = {var = "path"}``: the pairs, or why not."""
+    if key not in _EXPECTS:
+        return [], [f"capture applies to expects only, not to {key}"]
+    if not isinstance(raw, dict) or not raw:
+        return [], ['capture takes a table of variable = "dotted.path"']
+    if not isinstance(body, SubsetMatcher | RegexMatcher):
+        if body is None:
+            return [], []  # the expect itself is wrong: said already
+        what = "a binary" if isinstance(body, BinaryMatcher) else "an exact text"
+        return [], [
+            f"capture needs a JSON expect (a table) or expect_regex with groups, not {what} expect"
+        ]
+    pairs: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for var, path in raw.items():
+        if not NAME.match(var):
+            problems.append(f"capture: {var!r} is not a variable name (letters, digits, _)")
+        elif var in RESERVED:
+            problems.append(f"capture: {var!r} would hide the built-in variable {{{var}}}")
+        elif var in feeder_columns:
+            problems.append(f"capture: {var!r} would hide the feeder column {{{var}}}")
+        elif (p := path_problem(path)) is not None:
+            problems.append(f"capture {var}: {p}")
+        elif isinstance(body, RegexMatcher) and not _has_group(body.pattern, path):
+            problems.append(f"capture {var}: the regular expression has no group {path!r}")
+        else:
+            pairs.append((var, path))
+    return pairs, problems
+
+
+def _has_group(pattern: re.Pattern[str], path: str) -> bool:
+    return path in pattern.groupindex or (path.isdigit() and 0 <= int(path) <= pattern.groups)
+
+
+@dataclass(frozen=True)
+class ScriptStep:
+    """A step as the integration mode runs it: the compiled step and the normalised value.
+
+    ``value`` is what the step file said, normalised: bytes for the binary
+    actions, a compiled pattern for ``expect_regex``, the close code, a
+    :class:`Think` for ``think``/``wait``.
+    """
+
+    number: int
+    action: str
+    value: Any
+    timeout: float | None
+    step: Step
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The check's name in a report: ``step N: <name>``, or the action and its value."""
+        if self.label:
+            return f"step {self.number}: {self.label}"
+        value = self.value
+        if isinstance(value, Think):
+            value = value.low if value.kind == "fixed" else f"{value.kind} {value.low:g}"
+        elif isinstance(value, re.Pattern):
+            value = value.pattern
+        elif isinstance(value, bytes):
+            value = value.hex()
+        shown = value if isinstance(value, str | int | float) else json.dumps(value)
+        text = str(shown)
+        text = text if len(text) <= 28 else text[:25] + "..."
+        return f"step {self.number}: {self.action} {text}"
+
+
+def compile_steps(
+    raw: Sequence[Any],
+    *,
+    first: int = 1,
+    known: Collection[str] = (),
+    feeder_columns: Collection[str] = (),
+    prefix: str = "",
+    name_prefix: str = "",
+) -> tuple[list[Compiled], list[str], set[str]]:
+    """Steps ``first``.. of one list: compiled, problems (``step N: ...``), variables captured.
+
+    Each step may use ``known`` and what the steps before it in this list captured.
+    """
+    later: dict[str, int] = {}
+    for n, item in enumerate(raw, start=first):
+        if isinstance(item, dict) and isinstance(item.get("capture"), dict):
+            for var in item["capture"]:
+                later.setdefault(str(var), n)
+    have = set(known) | set(feeder_columns)
+    out: list[Compiled] = []
+    problems: list[str] = []
+    captured: set[str] = set()
+    for n, item in enumerate(raw, start=first):
+        hint = {v: s for v, s in later.items() if s >= n and v not in have}
+        got = compile_step(n, item, have, hint, feeder_columns, f"{name_prefix}step {n}")
+        if isinstance(got, list):
+            problems += [f"{prefix}step {n}: {p}" for p in got]
+            if isinstance(item, dict) and isinstance(item.get("capture"), dict):
+                names = {str(v) for v in item["capture"]}
+                have |= names  # one problem, not one more per use of its variables
+                captured |= names
+            continue
+        out.append(got)
+        have |= set(got.captures)
+        captured |= set(got.captures)
+    return out, problems, captured
+
+
+def _script(compiled: list[Compiled]) -> list[ScriptStep]:
+    return [
+        ScriptStep(
+            c.step.number,
+            c.step.action.value,
+            c.value,
+            c.step.timeout,
+            c.step,
+            c.step.name if c.explicit_name else None,
+        )
+        for c in compiled
+    ]
+
+
+def _parse_all(raw: Sequence[Any]) -> tuple[list[ScriptStep], list[str]]:
     if len(raw) > MAX_STEPS:
         return [], [f"steps: {len(raw):,} steps, at most {MAX_STEPS:,}"]
-    steps: list[Step] = []
-    problems: list[str] = []
-    for n, item in enumerate(raw, start=1):
-        parsed = _parse_one(n, item)
-        if isinstance(parsed, str):
-            problems.append(parsed)
-        else:
-            steps.append(parsed)
-    return steps, problems
+    compiled, problems, _ = compile_steps(raw)
+    return _script(compiled), problems
 
 
 def step_problems(raw: Sequence[Any]) -> list[str]:
-    """Every malformed step, one line each; empty when all steps are fine."""
+    """Every malformed step of one ``[[steps]]`` list, one line each (``step N: ...``)."""
     return _parse_all(raw)[1]
 
 
-def parse_steps(raw: Sequence[Any]) -> list[Step]:
-    """Check and normalise scenario steps; raises :class:`ScenarioError` naming each bad step."""
+def parse_steps(raw: Sequence[Any]) -> list[ScriptStep]:
+    """Check and normalise one list of steps; raises :class:`ScenarioError` naming each bad step."""
     steps, problems = _parse_all(raw)
     if problems:
         raise ScenarioError(problems)
     return steps
 
 
+def compile_workload(spec: JobSpec) -> Workload:
+    """The job's compiled workload (:func:`wsload.common.workload.compile_workload`)."""
+    from wsload.common.workload import compile_workload as compile_
+
+    return compile_(spec)
+
+
+def workload_problems(spec: JobSpec) -> list[str]:
+    """Every problem of the job's workload (:func:`wsload.common.workload.workload_problems`)."""
+    from wsload.common.workload import workload_problems as problems
+
+    return problems(spec)
+
+
+#: Old name of :class:`ScriptStep`.
+LegacyStep = ScriptStep
+
 __all__ = [
     "ACTIONS",
+    "ALIASES",
     "DEFAULT_STEPS",
+    "MAX_NAME_LENGTH",
     "MAX_STEPS",
     "MAX_STEP_SECONDS",
     "MAX_VALUE_DEPTH",
     "MAX_VALUE_ITEMS",
+    "OPTIONS",
+    "STEP_KEYS",
+    "Compiled",
     "ScenarioError",
+    "ScriptStep",
     "Step",
+    "TextMatcher",
+    "compile_step",
+    "compile_steps",
+    "compile_workload",
+    "did_you_mean",
     "parse_steps",
+    "seconds_ok",
     "step_problems",
     "value_shape_problem",
+    "workload_problems",
 ]

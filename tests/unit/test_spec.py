@@ -189,7 +189,7 @@ def test_a_wrong_type_does_not_hide_the_other_problems(tmp_path: Path) -> None:
     assert "num_clients must be at least 1, got 0" in problems
     assert "duration must be a number, got NaN" in problems
     assert any("unknown metric 'p98'" in p for p in problems)
-    assert any(p.startswith("step 1: unknown key 'sned'") for p in problems)
+    assert any(p.startswith("steps: step 1: unknown key 'sned'") for p in problems)
 
 
 def test_a_field_of_the_wrong_type_gets_no_misleading_range_line() -> None:
@@ -335,7 +335,7 @@ def test_nested_step_values_are_bounded(tmp_path: Path) -> None:
     scenario = tmp_path / "deep.toml"
     scenario.write_text("[[steps]]\nexpect = " + "[" * 100 + "]" * 100 + "\n")
     assert problems_of(scenario=scenario, env={}) == [
-        "step 1: expect value is nested more than 32 levels deep"
+        "steps: step 1: expect value is nested more than 32 levels deep"
     ]
 
 
@@ -347,7 +347,7 @@ def test_text_that_cannot_travel_is_refused() -> None:
         "payload: contains bytes that are not UTF-8 text",
     ]
     assert problems_of(env={}, steps=({"expect": {"a": 2**64}},)) == [
-        "step 1: expect value is an integer beyond 64 bits"
+        "steps: step 1: expect value is an integer beyond 64 bits"
     ]
 
 

@@ -1,27 +1,40 @@
-"""Integration mode: scripted conversations from a scenario file.
+"""Integration mode: one client runs a scenario's conversation once, each step a check.
 
 The steps (``send``, ``send_binary``, ``expect``, ``expect_regex``,
-``expect_binary``, ``wait``, ``close``, each with an optional ``timeout``)
-are parsed by :mod:`wsload.common.steps`, the same code the coordinator runs to
-refuse a malformed scenario before any worker starts. ``send`` also takes a
-table, sent as JSON. ``expect`` with a string wants that exact text. Each
-step is one check in the report; a failure says which step, what was
-expected and what came, and ends the conversation.
+``expect_binary``, ``think`` or ``wait``, ``close``; ``name``, ``timeout``,
+``capture``, ``fail``) are compiled by :mod:`wsload.common.steps`, the same
+code the coordinator runs to refuse a malformed scenario before any worker
+starts and the load runs: ``wsload test --integration`` is a dry run of a
+load's conversation. ``send`` also takes a table, sent as JSON. ``expect``
+with a string wants that exact text. Each step is one check in the report;
+a failure says which step, what was expected and what came, and ends the
+conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
+import random
 import time
 from typing import Any
 
+from wsload.common.match import (
+    MISSING,
+    NOT_JSON,
+    BinaryMatcher,
+    RegexMatcher,
+    TextMatcher,
+    capture,
+    parse_json,
+)
+from wsload.common.program import Action, Program, Step, Think
 from wsload.common.spec import JobSpec
-from wsload.common.steps import DEFAULT_STEPS, ScenarioError, Step, parse_steps
+from wsload.common.steps import DEFAULT_STEPS, ScenarioError, compile_workload, parse_steps
 from wsload.worker.checks.result import FAIL, SKIP, CheckResult, Fail, run_check
 from wsload.worker.client import WebSocketClient
-from wsload.worker.payload import PayloadTemplate
 
 
 def subset_mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
@@ -65,26 +78,49 @@ def _short(v: Any) -> str:
 
 
 class Conversation:
-    """Runs one scenario over one connection."""
+    """Runs one client's program over one connection: ``[[steps]]``, then ``[[loop]]`` once.
+
+    The steps are compiled by :func:`wsload.common.steps.compile_workload`,
+    the code a load runs (a job with ``[[scenarios]]`` runs the first one);
+    the feeder's first row gives the variables, captures feed later steps.
+    An expect waits for the first message that matches it (others are
+    passed over, as in a load) until its timeout; a message matching its
+    ``fail`` fails it at once.
+    """
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
-        self.seq = 0
         self.client = WebSocketClient.from_spec(spec, "wsload-integration")
+        self.rng = random.Random()
+        self.values: dict[str, Any] = {"client_id": self.client.client_id, "seq": 1, "pad": ""}
+
+    def _program(self) -> Program | str:
+        spec = self.spec
+        if not (spec.steps or spec.loop or spec.scenarios):
+            spec = dataclasses.replace(spec, steps=DEFAULT_STEPS)
+        try:
+            workload = compile_workload(spec)
+        except ScenarioError as exc:  # the coordinator refuses these; a raw job may not
+            return "; ".join(exc.problems)
+        if workload.feeder is not None:
+            self.values.update(workload.feeder.row_for(workload.feeder.offset, self.rng))
+        return workload.programs[0]
 
     async def run(self) -> list[CheckResult]:
-        try:
-            steps = parse_steps(self.spec.steps or DEFAULT_STEPS)
-        except ScenarioError as exc:  # the coordinator refuses these; a raw job may not
-            return [CheckResult("scenario", FAIL, "; ".join(exc.problems))]
+        program = self._program()
+        if isinstance(program, str):
+            return [CheckResult("scenario", FAIL, program)]
         results = [await run_check("connect", self._connect, self.spec.connect_timeout + 1)]
         failed = results[0].status == FAIL
-        for step in steps:
+        for step in program.steps:
+            name = step_label(step)
             if failed:
-                results.append(CheckResult(step.name, SKIP, "an earlier step failed"))
+                results.append(CheckResult(name, SKIP, "an earlier step failed"))
                 continue
             limit = step.timeout or self.spec.reply_timeout
-            result = await run_check(step.name, functools.partial(self._do, step), limit + 1)
+            if step.action is Action.THINK:
+                limit = max(limit, step.body.high, step.body.low * 10)
+            result = await run_check(name, functools.partial(self._do, step), limit + 1)
             results.append(result)
             failed = result.status == FAIL
         if self.client.connected:
@@ -96,62 +132,94 @@ class Conversation:
         return "connected"
 
     async def _do(self, step: Step) -> str:
-        action, value = step.action, step.value
-        timeout = step.timeout or self.spec.reply_timeout
-        if action == "send":
-            self.seq += 1
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            payload = PayloadTemplate(text).render(self.client.client_id, self.seq, time.time())
+        action, body = step.action, step.body
+        if action is Action.SEND:
+            self.values["ts"] = time.time()
+            payload = body.render(self.values, self.rng)
             await self.client.send_message(payload)
             return f"sent {len(payload)} characters"
-        if action == "send_binary":
-            await self.client.send_message(value)
-            return f"sent {len(value)} bytes"
-        if action == "wait":
-            await asyncio.sleep(value)
-            return f"waited {value:g} s"
-        if action == "close":
-            await self.client.disconnect(value, "scenario close")
-            return f"closed with {value}"
-        reply = await self.client.receive_raw(timeout=timeout)
-        if reply is None:
-            raise Fail(f"expected {_describe(action, value)}; nothing came within {timeout:g} s")
-        return _check_reply(action, value, reply)
+        if action is Action.SEND_BINARY:
+            await self.client.send_message(body)
+            return f"sent {len(body)} bytes"
+        if action is Action.THINK:
+            pause = body.sample(self.rng)
+            await asyncio.sleep(pause)
+            return f"waited {pause:g} s"
+        if action is Action.CLOSE:
+            await self.client.disconnect(body, "scenario close")
+            return f"closed with {body}"
+        return await self._expect(step)
+
+    async def _expect(self, step: Step) -> str:
+        timeout = step.timeout or self.spec.reply_timeout
+        deadline = time.monotonic() + timeout
+        seen = 0
+        last = ""
+        while (left := deadline - time.monotonic()) > 0:
+            reply = await self.client.receive_raw(timeout=left)
+            if reply is None:
+                break
+            seen += 1
+            text = isinstance(reply, str)
+            data = reply.encode() if isinstance(reply, str) else reply  # as an engine gives it
+            if step.fail is not None and step.fail.match(data, text, self.values, self.rng):
+                raise Fail(f"a message matched the step's fail pattern: {_short(reply)}")
+            found = step.body.match(data, text, self.values, self.rng)
+            if found is None:
+                last = _explain(step.body, reply, self.values, self.rng)
+                continue
+            for var, path in step.capture:
+                value = capture(found, path)
+                if value is MISSING:
+                    raise Fail(f"capture {var}: no {path!r} in the reply {_short(reply)}")
+                self.values[var] = value
+            got = ", ".join(f"{v}={_short(self.values[v])}" for v, _ in step.capture)
+            return "matched" + (f"; captured {got}" if got else "")
+        if not seen:
+            raise Fail(f"expected {_describe(step.body)}; nothing came within {timeout:g} s")
+        others = "1 message" if seen == 1 else f"{seen} messages"
+        raise Fail(f"{last}; nothing matched within {timeout:g} s ({others} came)")
 
 
-def _describe(action: str, value: Any) -> str:
-    if action == "expect_regex":
-        return f"a message matching /{value.pattern}/"
-    if action == "expect_binary":
-        return f"binary {value.hex()}"
-    return f"a message containing {_short(value)}"
+def step_label(step: Step) -> str:
+    """A step's check name: ``step N: <name>``, or its action and value when it has no name."""
+    if step.name != f"step {step.number}":
+        return f"step {step.number}: {step.name}"
+    body = step.body
+    value: Any = getattr(body, "source", body)
+    if isinstance(body, Think):
+        value = body.low if body.kind == "fixed" else f"{body.kind} {body.low:g}"
+    elif isinstance(body, bytes):
+        value = body.hex()
+    shown = value if isinstance(value, str | int | float) else json.dumps(value)
+    text = str(shown)
+    text = text if len(text) <= 28 else text[:25] + "..."
+    return f"step {step.number}: {step.action.value} {text}"
 
 
-def _check_reply(action: str, value: Any, reply: str | bytes) -> str:
-    if action == "expect_binary":
-        if reply != value:
-            raise Fail(f"expected binary {value.hex()[:40]}, got {_short(reply)}")
-        return f"{len(reply)} bytes as expected"
+def _describe(matcher: Any) -> str:
+    if isinstance(matcher, RegexMatcher):
+        return f"a message matching /{matcher.source}/"
+    if isinstance(matcher, BinaryMatcher):
+        return f"binary {matcher.source}"
+    return f"a message containing {_short(matcher.source)}"
+
+
+def _explain(matcher: Any, reply: str | bytes, values: dict[str, Any], rng: random.Random) -> str:
+    """Why ``reply`` does not match, one line."""
+    if isinstance(matcher, BinaryMatcher):
+        return f"expected binary {matcher.source[:40]}, got {_short(reply)}"
     if isinstance(reply, bytes):
-        raise Fail(f"expected {_describe(action, value)}, got binary {reply[:20].hex()}")
-    if action == "expect_regex":
-        if not value.search(reply):
-            raise Fail(f"expected a match for /{value.pattern}/, got {_short(reply)}")
-        return "matched"
-    if isinstance(value, str):
-        if reply != value:
-            raise Fail(f"expected exactly {_short(value)}, got {_short(reply)}")
-        return "exact text"
-    try:
-        parsed = json.loads(reply)
-    except ValueError:
-        raise Fail(
-            f"expected JSON containing {_short(value)}, got non-JSON {_short(reply)}"
-        ) from None
-    mismatch = subset_mismatch(value, parsed)
-    if mismatch:
-        raise Fail(f"{mismatch} (reply was {_short(reply)})")
-    return "JSON matched"
+        return f"expected {_describe(matcher)}, got binary {reply[:20].hex()}"
+    if isinstance(matcher, RegexMatcher):
+        return f"expected a match for /{matcher.source}/, got {_short(reply)}"
+    if isinstance(matcher, TextMatcher):
+        return f"expected exactly {_short(matcher.expected(values, rng))}, got {_short(reply)}"
+    parsed = parse_json(reply)
+    if parsed is NOT_JSON:
+        return f"expected JSON containing {_short(matcher.source)}, got non-JSON {_short(reply)}"
+    mismatch = subset_mismatch(matcher.expected(values, rng), parsed)
+    return f"{mismatch} (reply was {_short(reply)})"
 
 
 async def run_integration(spec: JobSpec) -> list[CheckResult]:
@@ -164,5 +232,6 @@ __all__ = [
     "Step",
     "parse_steps",
     "run_integration",
+    "step_label",
     "subset_mismatch",
 ]
