@@ -1,14 +1,20 @@
 """``wsload client``: a browser console for poking at a WebSocket endpoint.
 
 The original framework's ``--client``. Serves one self-contained page on
-loopback (connect to a URL, send text or JSON, see replies with timestamps
-and round-trip times) and opens it in a browser when one is available;
-otherwise it prints the address to open.
+loopback (connect to a URL, send text, JSON or binary, see replies with
+timestamps and round-trip times) and opens it in a browser when one is
+available; otherwise it prints the address to open.
+
+The page records each connection's conversation and ``POST /export`` turns
+the recording into a scenario file (:mod:`wsload.coordinator.recording`,
+sans-I/O); the page shows it and downloads it. Nothing is fetched from
+anywhere else: the page and its export work offline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import webbrowser
 from importlib.resources import files
@@ -17,16 +23,37 @@ from urllib.parse import quote
 import click
 from aiohttp import web
 
+from wsload.coordinator.recording import RecordingError, export_scenario, parse_recording
+
 PAGE = files("wsload.coordinator").joinpath("console.html").read_text(encoding="utf-8")
+#: Largest recording the page may post (its events are bounded too).
+MAX_EXPORT_BYTES = 64 * 1024 * 1024
 
 
 def console_app() -> web.Application:
     async def page(_request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_EXPORT_BYTES)
     app.router.add_get("/", page)
+    app.router.add_post("/export", export)
     return app
+
+
+async def export(request: web.Request) -> web.Response:
+    """``POST /export``: a recording (JSON) in, the scenario (TOML text) out; 400 says why not."""
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, RecursionError):
+        return web.Response(status=400, text="the recording is not JSON")
+    except web.HTTPRequestEntityTooLarge:
+        return web.Response(status=413, text=f"a recording is at most {MAX_EXPORT_BYTES} bytes")
+    try:
+        # CPU work on a thread: a long recording does not stall the page's other requests
+        text = await asyncio.to_thread(lambda: export_scenario(parse_recording(body)))
+    except RecordingError as exc:
+        return web.Response(status=400, text="; ".join(exc.problems))
+    return web.Response(text=text, content_type="application/toml", charset="utf-8")
 
 
 async def serve_console(ws_url: str, port: int, open_browser: bool) -> int:
@@ -68,5 +95,9 @@ def _open(address: str) -> bool:
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Page port (0: any free).")
 @click.option("--no-browser", is_flag=True, help="Only print the address; do not open a browser.")
 def client(ws_url: str, port: int, no_browser: bool) -> None:
-    """Open a browser console: connect to a WebSocket URL, send text or JSON, see replies."""
+    """Open a browser console: connect to a WebSocket URL, send text or JSON, see replies.
+
+    It records each connection: "Export scenario" turns what was sent and
+    received into a scenario file for `wsload run --scenario`.
+    """
     raise SystemExit(asyncio.run(serve_console(ws_url, port, not no_browser)))
