@@ -247,7 +247,7 @@ class Profile:
         last = self._r[-1][1]
         return t + need / last if last > 0 else math.inf
 
-    def next_start(self, t_prev: float, fraction: float, active: int) -> float:
+    def next_start(self, t_prev: float, fraction: float, active: int, phase: float = 1.0) -> float:
         """The intended start of a client's next iteration, its last one due at ``t_prev``.
 
         This worker drives ``fraction`` of the job's rate with ``active``
@@ -260,10 +260,15 @@ class Profile:
         now but rises later gives the time it has risen enough, not infinity.
         Passing ``fraction = 1`` and ``active = connected_at(t_prev)`` shares
         the job's rate among every connected client, whichever worker holds them.
+
+        ``phase`` (0 to 1) takes that share of one period: a client that just
+        connected at ``t_prev`` starts its first iteration at
+        ``next_start(t_connect, ..., phase=p)`` with its own ``p`` (e.g. spread
+        by its slot number), so clients connecting together do not fire together.
         """
         if fraction <= 0:
             return math.inf
-        return self.time_after(t_prev, max(active, 1) / fraction)
+        return self.time_after(t_prev, phase * max(active, 1) / fraction)
 
 
 def _add(spans: list[tuple[float, float]], lo: float, hi: float) -> None:
