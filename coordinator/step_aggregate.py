@@ -144,7 +144,8 @@ class StepAggregate:
     def second(self, second: int) -> Mapping[str, StepCounters]:
         """The step counters reported in one second of the run."""
         row = self.seconds.get(second, {})
-        return frozen_map({n: StepCounters.from_mapping(c) for n, c in row.items()})
+        ordered = [n for n in self.totals if n in row]  # the workload's order
+        return frozen_map({n: StepCounters.from_mapping(row[n]) for n in ordered})
 
     def figures(self, lost_workers: Iterable[str]) -> tuple[StepFigures, ...]:
         """Every step's figures; ``lost_workers`` (lost before their result) add their in-flight."""

@@ -202,6 +202,9 @@ def test_steps_per_second_and_in_progress() -> None:
     assert series[0].to_json()["steps"] == {"ack": {"expected": 1, "met": 1}}
     progress = agg.progress(3.0)
     assert progress.steps["ack"] == StepCounters(expected=6, met=6)
+    login = StepWindow({"expected": 1, "met": 1}, [5], [5])
+    agg.add_samples("w2", conv_window(9, {"ack": ack, "login ok": login}, at=100.5))
+    assert list(agg.time_series()[-1].steps) == ["login ok", "ack"]  # the workload's order
     echo = RunAggregate(100.0)
     echo.add_samples("w1", window(0, [10], [10]))
     assert "steps" not in echo.time_series()[0].to_json()  # an echo row is unchanged
