@@ -74,7 +74,7 @@ def mix_problems(programs: Sequence[Program], total: int) -> list[str]:
         ]
     if left and not sum(programs[i].weight for i in weighted):
         return [f"scenarios: the weights add up to 0, with {left} clients to share"]
-    counts = _counts(programs, total)
+    counts = split_counts(programs, total)
     for i in weighted:
         if not counts[i] and left and programs[i].weight > 0:
             problems.append(
@@ -84,8 +84,9 @@ def mix_problems(programs: Sequence[Program], total: int) -> list[str]:
     return problems
 
 
-def _counts(programs: Sequence[Program], total: int) -> list[int]:
-    """Fixed clients as given; the rest by weight, largest remainder first (ties: lower index)."""
+def split_counts(programs: Sequence[Program], total: int) -> list[int]:
+    """Clients per program: fixed ones as given, the rest by weight, largest remainder
+    first (ties: the lower index). No checks: :func:`mix_problems` says what is wrong."""
     counts = [p.clients or 0 for p in programs]
     weighted = [i for i, p in enumerate(programs) if p.clients is None]
     left = total - sum(counts)
@@ -185,7 +186,7 @@ def assign(programs: Sequence[Program], total: int) -> Assignment:
     """Split ``total`` clients over ``programs``; :class:`ValueError` with the problems if not."""
     if problems := mix_problems(programs, total):
         raise ValueError("; ".join(problems))
-    return Assignment(_counts(programs, total))
+    return Assignment(split_counts(programs, total))
 
 
-__all__ = ["Assignment", "assign", "mix_problems"]
+__all__ = ["Assignment", "assign", "mix_problems", "split_counts"]
