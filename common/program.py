@@ -82,9 +82,7 @@ class Renderer(Protocol):
 class Matcher(Protocol):
     """Decides whether a received message is the one a step waits for."""
 
-    def match(
-        self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random
-    ) -> Any:
+    def match(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> Any:
         """None when ``data`` does not match; otherwise the parsed message (for captures).
 
         ``text`` says whether it came as a text message; ``values`` are the
@@ -194,8 +192,11 @@ class Feeder:
             row = self.rows[rng.randrange(len(self.rows))]
         elif self.mode == "cycle":
             row = self.rows[(client % self.total) - self.offset]
-        else:
-            row = self.rows[client - self.offset]
+        else:  # never a negative index: that would hand out another worker's row
+            i = client - self.offset
+            if not 0 <= i < len(self.rows):
+                raise IndexError(f"feeder: client {client} has no row in this slice")
+            row = self.rows[i]
         return dict(zip(self.columns, row, strict=True))
 
 

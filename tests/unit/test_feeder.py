@@ -235,6 +235,15 @@ def test_slicing_outside_the_rows_held_is_a_value_error() -> None:
         slice_feeder(part, -1, 2)
 
 
+def test_a_client_outside_a_unique_slice_has_no_row_rather_than_another_workers() -> None:
+    part = feeder_from_dict(slice_feeder(feeder_to_dict(make(10)), 4, 3))
+    rng = random.Random(0)
+    assert part.row_for(4, rng)["user"] == "user4"
+    for client in (3, 7, 0):
+        with pytest.raises(IndexError, match=f"client {client} has no row in this slice"):
+            part.row_for(client, rng)
+
+
 def test_cycle_and_random_slices_keep_every_row() -> None:
     for mode in ("cycle", "random"):
         data = feeder_to_dict(make(7, mode))
