@@ -3,6 +3,12 @@
 Started as ``wsload serve --port 0`` (a free port) rather than imported, so
 the coordinator keeps no dependency on the test server's code, and stopped
 (terminate, then kill) when the run ends.
+
+The demo loads the endpoint the job's own URL names: ``/ws`` (echo, the
+default) or ``/chat`` (the conversation target, heartbeats every second), so
+``wsload run --demo --scenario examples/chat.toml`` runs the chat example
+against the demo server with nothing else changed; any other path is refused
+before anything starts.
 """
 
 from __future__ import annotations
@@ -16,10 +22,24 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from wsload.coordinator.errors import CoordinatorError
 
 _URL = re.compile(r"(ws://\S+)")
+#: The reference server's WebSocket endpoints, the paths a demo can load.
+DEMO_PATHS = ("/ws", "/chat")
+
+
+def demo_path_problem(ws_url: str) -> str | None:
+    """Why ``--demo`` cannot load the endpoint ``ws_url`` names (None when it can)."""
+    path = urlsplit(ws_url).path or "/ws"
+    if path in DEMO_PATHS:
+        return None
+    return (
+        f"--demo serves {' and '.join(DEMO_PATHS)}, not the path of ws_url {path!r}: "
+        "use one of those or drop --demo"
+    )
 
 
 class DemoServer:
@@ -38,6 +58,29 @@ class DemoServer:
             self.close()
             raise CoordinatorError(f"the demo test server did not start ({line.strip()!r})")
         self.ws_url = found.group(1)
+
+    def url_for(self, ws_url: str) -> str:
+        """The demo server's URL for the endpoint ``ws_url`` names (its path, /ws or /chat)."""
+        problem = demo_path_problem(ws_url)
+        if problem:
+            raise CoordinatorError(problem)
+        return self.ws_url.removesuffix("/ws") + (urlsplit(ws_url).path or "/ws")
+
+    def note(self, ws_url: str) -> str:
+        """One line: what the server itself counted on the endpoint the run loaded."""
+        s = self.stats()
+        if urlsplit(ws_url).path == "/chat":
+            c = s["chat"]
+            return (
+                f"  the reference server itself counted: {c['logins']} logins, "
+                f"{c['joins']} joins, {c['messages']} messages, {c['acks']} acks, "
+                f"{c['broadcasts']} broadcasts, {c['heartbeats']} heartbeats, "
+                f"{c['connections']} connections"
+            )
+        return (
+            f"  the reference server itself counted: {s['messages_received']} received, "
+            f"{s['messages_sent']} sent, {s['connections_opened']} connections"
+        )
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -24,7 +24,7 @@ from wsload.common.errors import KeyFileError, SpecError, WsloadError
 from wsload.common.params import POSITIVE_SECONDS, OneStageCommand, job_flags, job_options
 from wsload.common.spec import JobSpec, build_spec
 from wsload.common.validation import unbindable_address
-from wsload.coordinator.demo import DemoServer
+from wsload.coordinator.demo import DemoServer, demo_path_problem
 from wsload.coordinator.figures import RunProgress
 from wsload.coordinator.loadrun import run_load
 from wsload.coordinator.outputs import (
@@ -151,6 +151,9 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         unbindable = unbindable_address(spec.source_addresses) if "workers" in run else None
         if unbindable:  # wsload run: its workers connect from this host
             problems.append(f"--source-address: {unbindable}")
+        demo_path = demo_path_problem(spec.ws_url) if run.get("demo") else None
+        if demo_path and not params.get("ws_url"):  # --demo loads the scenario's /ws or /chat
+            problems.append(demo_path)
     if run.get("demo") and params.get("ws_url"):
         problems.append("--demo starts its own target: drop --ws-url (or --demo)")
     if run.get("bind"):  # wsload coordinator: its endpoint and keys too, in the same go
@@ -265,6 +268,7 @@ def run(**params: Any) -> None:
     \b
     Examples:
       wsload run --demo
+      wsload run --demo --scenario examples/chat.toml   (the demo serves /ws and /chat)
       wsload run --ws-url ws://localhost:9000/ws --num-clients 100 --duration 30 --interval 0.2
       WS_URL=ws://svc:9000/ws wsload run --rate 5000 --workers 2 --json out.json
 
@@ -275,8 +279,8 @@ def run(**params: Any) -> None:
     job, run_opts = _split(params)
     workers = run_opts["workers"] or len(os.sched_getaffinity(0))
     with DemoServer.maybe(run_opts["demo"], job) as demo:
-        if demo is not None:
-            job["ws_url"] = demo.ws_url
+        if demo is not None:  # the endpoint the job names (a scenario's /chat), on the demo
+            job["ws_url"] = demo.url_for(_spec(job).ws_url)
         spec = _spec(job)
         problem = unbindable_address(spec.source_addresses)  # the workers run on this host
         if problem:
@@ -291,11 +295,7 @@ def run(**params: Any) -> None:
         note = ""
         if demo is not None:
             # The demo's point: wsload's figures agree with the target's own counters.
-            s = demo.stats()
-            note = (
-                f"  the reference server itself counted: {s['messages_received']} received, "
-                f"{s['messages_sent']} sent, {s['connections_opened']} connections"
-            )
+            note = demo.note(spec.ws_url)
     _finish(spec, outcome, run_opts, note)
 
 
