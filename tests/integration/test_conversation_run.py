@@ -1,0 +1,99 @@
+"""A conversation under load, end to end: ``wsload run`` with two local workers against the
+reference server's ``/chat``, its per-step figures checked against the server's own counters.
+
+Each user of the feeder has a room of its own, so a row handed to two clients (on two
+workers) would show as a broadcast: none may happen. The server's heartbeats match no
+expect, so they are unsolicited, never replies.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.integration.conftest import WSLOAD, ServerFactory, stats
+
+CLIENTS = 12
+
+SCENARIO = """
+num_clients = {clients}
+duration = 3
+ramp_up = 1
+reply_timeout = 5
+
+[feeder]
+file = "users.csv"
+mode = "unique"
+
+[[steps]]
+send = {{type = "login", user = "{{user}}", password = "{{password}}"}}
+[[steps]]
+name = "login"
+expect = {{type = "login_ok"}}
+capture = {{token = "token"}}
+fail = {{type = "error"}}
+[[steps]]
+send = {{type = "join", room = "{{room}}", token = "{{token}}"}}
+[[steps]]
+name = "join"
+expect = {{type = "joined", room = "{{room}}"}}
+
+[[loop]]
+send = {{type = "msg", id = "m{{seq}}", room = "{{room}}", token = "{{token}}", text = "hi"}}
+[[loop]]
+name = "ack"
+expect = {{type = "ack", id = "m{{seq}}"}}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_two_workers_per_step_counts_equal_the_servers(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = serve_factory("--chat-heartbeat", "100")
+    rows = [f"user{i:03d},pw-user{i:03d},room-{i:03d}" for i in range(CLIENTS + 3)]
+    (tmp_path / "users.csv").write_text("user,password,room\n" + "\n".join(rows) + "\n")
+    scenario = tmp_path / "chat.toml"
+    scenario.write_text(SCENARIO.format(clients=CLIENTS))
+    out, csv, junit = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scenario),
+         "--ws-url", server.ws_url.removesuffix("/ws") + "/chat", "-w", "2", "--quiet",
+         "--json", str(out), "--csv", str(csv), "--junit", str(junit),
+         "--threshold", "step.login.success_rate>=100", "--threshold", "step.ack.failed==0"],
+        capture_output=True, text=True, timeout=100, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    chat = stats(server.api_url)["chat"]
+    steps = doc["steps"]
+    assert list(steps) == ["login", "join", "ack"]
+    for step in steps.values():
+        resolved = sum(step[k] for k in ("met", "timed_out", "failed", "lost", "unanswered"))
+        assert step["expected"] == resolved, step
+    assert steps["login"]["met"] == steps["login"]["expected"] == chat["logins"] == CLIENTS
+    assert steps["join"]["met"] == chat["joins"] == CLIENTS
+    assert steps["ack"]["expected"] == chat["messages"]  # every message awaited its ack
+    assert 0 < steps["ack"]["met"] <= chat["acks"]
+    assert steps["ack"]["latency_percentiles"]["p50"] is not None
+    # Both workers ran clients; their rows were disjoint: no room ever had two members.
+    per_worker = [w["steps"]["login"]["expected"] for w in doc["workers"].values()]
+    assert len(per_worker) == 2
+    assert all(per_worker)
+    assert sum(per_worker) == CLIENTS
+    assert chat["broadcasts"] == 0
+    # Heartbeats are unsolicited, never replies (one may be on its way at the close).
+    assert 0 < doc["unsolicited"] <= chat["heartbeats"]
+    scenario = doc["scenarios"]["default"]
+    assert (scenario["unsolicited"], scenario["clients"]) == (doc["unsolicited"], CLIENTS)
+    assert steps["ack"]["met"] <= scenario["iterations"] <= steps["ack"]["expected"]
+    header = csv.read_text().splitlines()[0].split(",")
+    assert "step.ack.met" in header
+    cases = [c for c in ET.parse(junit).getroot().iter("testcase")
+             if c.get("classname") == "wsload.load.steps"]  # fmt: skip
+    assert [c.get("name") for c in cases] == ["login", "join", "ack"]
+    assert all(c.find("failure") is None for c in cases)
