@@ -61,12 +61,13 @@ def mode_problem(mode: Any) -> str | None:
     """One line when ``mode`` is not a feeder mode, with a did-you-mean; else None."""
     if isinstance(mode, str) and mode in FEEDER_MODES:
         return None
-    hint = ""
+    hint, shown = "", describe(mode)
     if isinstance(mode, str):
         close = difflib.get_close_matches(mode.lower(), FEEDER_MODES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        shown = repr(mode[:40])
     choices = ", ".join(FEEDER_MODES)
-    return f"feeder: mode {describe(mode)} is not one of {choices}{hint}"
+    return f"feeder: mode {shown} is not one of {choices}{hint}"
 
 
 def feeder_table_problems(table: Any) -> list[str]:
@@ -312,6 +313,14 @@ def feeder_from_dict(data: Any) -> Feeder:
     )
 
 
+def feeder_covers(feeder: Feeder, client: int) -> bool:
+    """Whether ``feeder`` holds job-wide client ``client``'s row (a worker given
+    several shares, e.g. a lost worker's clients handed on, keeps a feeder per share)."""
+    if feeder.mode != "unique":
+        return True
+    return feeder.offset <= client < feeder.offset + len(feeder.rows)
+
+
 def slice_feeder(data: Mapping[str, Any], offset: int, count: int) -> dict[str, Any]:
     """The feeder (dict form) job-wide clients ``offset .. offset + count - 1`` need.
 
@@ -349,6 +358,7 @@ __all__ = [
     "MAX_SHARED_ROWS",
     "RESERVED_NAMES",
     "column_problems",
+    "feeder_covers",
     "feeder_from_dict",
     "feeder_problems",
     "feeder_table_problems",

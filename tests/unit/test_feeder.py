@@ -21,6 +21,7 @@ from wsload.common import feeder as feeder_module
 from wsload.common.errors import SpecError
 from wsload.common.feeder import (
     MAX_SHARED_ROWS,
+    feeder_covers,
     feeder_from_dict,
     feeder_problems,
     feeder_table_problems,
@@ -137,7 +138,7 @@ def test_a_fifo_is_read_and_one_without_a_writer_is_empty(tmp_path: Path) -> Non
 def test_a_bad_mode_is_a_problem_with_did_you_mean_beside_the_file_ones(tmp_path: Path) -> None:
     path = write(tmp_path, "a\n")
     assert problems_of(path, "uniq") == [
-        "feeder: mode str 'uniq' is not one of unique, cycle, random (did you mean 'unique'?)",
+        "feeder: mode 'uniq' is not one of unique, cycle, random (did you mean 'unique'?)",
         f"feeder: {path}: no rows after the header",
     ]
     assert len(problems_of(write(tmp_path, "a\n1\n"), "Cycle")) == 1
@@ -149,7 +150,7 @@ def test_the_raw_table_is_checked_before_the_file_is_read() -> None:
     assert feeder_table_problems({"fil": "u.csv", "mode": "rand"}) == [
         "feeder: unknown key 'fil' (did you mean 'file'?)",
         'feeder: needs file = "name.csv" (relative to the scenario file)',
-        "feeder: mode str 'rand' is not one of unique, cycle, random (did you mean 'random'?)",
+        "feeder: mode 'rand' is not one of unique, cycle, random (did you mean 'random'?)",
     ]
     assert feeder_table_problems({"file": 3}) == [
         "feeder: file must be a non-empty string, got int 3"
@@ -191,7 +192,7 @@ def test_the_dict_form_survives_msgpack_and_is_checked_on_the_way_in() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"mode": "all"}, "feeder: mode str 'all' is not one of unique, cycle, random"),
+        ({"mode": "all"}, "feeder: mode 'all' is not one of unique, cycle, random"),
         ({"columns": ["user", "user"]}, "feeder: column 'user' appears twice"),
         ({"columns": "user"}, "feeder: columns must be a list, got str 'user'"),
         ({"rows": [["a", "b"], ["c"]]}, "feeder: row 1 must be 2 strings, got list ['c']"),
@@ -237,6 +238,8 @@ def test_slicing_outside_the_rows_held_is_a_value_error() -> None:
 
 def test_a_client_outside_a_unique_slice_has_no_row_rather_than_another_workers() -> None:
     part = feeder_from_dict(slice_feeder(feeder_to_dict(make(10)), 4, 3))
+    assert [feeder_covers(part, g) for g in range(3, 8)] == [False, True, True, True, False]
+    assert feeder_covers(make(2, "cycle"), 99)
     rng = random.Random(0)
     assert part.row_for(4, rng)["user"] == "user4"
     for client in (3, 7, 0):
