@@ -15,6 +15,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory, stats
 
 CLIENTS = 12
@@ -70,11 +71,18 @@ def test_two_workers_per_step_counts_equal_the_servers(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
     chat = stats(server.api_url)["chat"]
+    assert_balanced(doc)
     steps = doc["steps"]
     assert list(steps) == ["login", "join", "ack"]
-    for step in steps.values():
-        resolved = sum(step[k] for k in ("met", "timed_out", "failed", "lost", "unanswered"))
-        assert step["expected"] == resolved, step
+    per_step = [*steps.items()] + [
+        (name, counts) for w in doc["workers"].values() for name, counts in w["steps"].items()
+    ]
+    for name, counts in per_step:  # expected = met + ... per step, per worker and in total
+        resolved = sum(counts[k] for k in ("met", "timed_out", "failed", "lost", "unanswered"))
+        assert counts["expected"] == resolved, (name, counts)
+    for name, total in steps.items():
+        for key in ("expected", "met", "timed_out", "failed", "lost", "unanswered"):
+            assert total[key] == sum(w["steps"][name][key] for w in doc["workers"].values())
     assert steps["login"]["met"] == steps["login"]["expected"] == chat["logins"] == CLIENTS
     assert steps["join"]["met"] == chat["joins"] == CLIENTS
     assert steps["ack"]["expected"] == chat["messages"]  # every message awaited its ack
