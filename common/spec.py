@@ -57,6 +57,7 @@ from wsload.common.validation import (
     split_credentials,
     url_problems,
 )
+from wsload.common.workload import NOT_READ
 
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"
@@ -306,12 +307,18 @@ def build_spec(
         untyped |= {k for k in layer if k in FIELD_NAMES and k not in typed}
         if "feeder" in typed and scenario is not None:
             feeder_base = Path(scenario).parent if n == 0 else Path()
-    problems += _read_feeder(values, feeder_base)
+    problems_reading = _read_feeder(values, feeder_base)
+    problems += problems_reading
     _from_stages(values)
     spec, credential_problems = _credentials_to_header(JobSpec(**values))
     missing = untyped - values.keys()  # at their defaults: a line about them would mislead
     problems += credential_problems
-    problems += [p for p in spec.problems() if not any(re.search(rf"\b{m}\b", p) for m in missing)]
+    read = not problems_reading
+    problems += [
+        p
+        for p in spec.problems()
+        if not any(re.search(rf"\b{m}\b", p) for m in missing) and (read or p != NOT_READ)
+    ]
     if problems:
         raise SpecError(problems)
     return spec
@@ -321,17 +328,12 @@ def _read_feeder(values: dict[str, Any], base: Path) -> list[str]:
     """Replace a ``[feeder]`` table by the feeder it names, read now (``file`` relative to
     ``base``, the scenario file's folder when the table came from it)."""
     table = values.get("feeder")
-    if not table or "columns" in table:
-        return []
-    problems = feeder_table_problems(table)
-    if problems:
-        values.pop("feeder")
-        return problems
+    if not table or "columns" in table or feeder_table_problems(table):
+        return []  # JobSpec.problems says what is wrong with the table
     try:
         feeder = load_feeder(base / table["file"], table.get("mode", "unique"))
     except SpecError as exc:
-        values.pop("feeder")
-        return exc.problems
+        return exc.problems  # the table stays: the steps' variables are not checked then
     values["feeder"] = feeder_to_dict(feeder)
     return []
 

@@ -214,7 +214,7 @@ def compile_step(
     item: Any,
     known: Collection[str] = (),
     later: Mapping[str, int] | None = None,
-    feeder_columns: Collection[str] = (),
+    feeder_columns: Collection[str] | None = (),
     default_name: str = "",
 ) -> Compiled | list[str]:
     """Step ``number`` compiled, or every problem with it (without its location).
@@ -222,6 +222,8 @@ def compile_step(
     ``known`` are the variables its templates may use besides the built-ins
     (feeder columns, earlier captures); ``later`` maps variables captured
     only by later steps to the first such step (for a clearer message).
+    ``feeder_columns`` None: the feeder could not be read, so any variable
+    may be one of its columns (its problem is said once, not per use).
     """
     if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
         return ["expected a table of action = value"]
@@ -305,7 +307,10 @@ def compile_step(
     if "capture" in item:
         captures, capture_problems = _captures(item["capture"], key, body, feeder_columns)
         problems += capture_problems
-    for line in unknown_variable_problems(names, known):
+    unknown_variables = (
+        unknown_variable_problems(names, known) if feeder_columns is not None else []
+    )
+    for line in unknown_variables:
         var = line.split("{", 1)[1].split("}", 1)[0]
         if later and var in later:
             line = (
@@ -329,7 +334,7 @@ def compile_step(
 
 
 def _captures(
-    raw: Any, key: str, body: Any, feeder_columns: Collection[str]
+    raw: Any, key: str, body: Any, feeder_columns: Collection[str] | None
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """``capture = {var = "path"}``: the pairs, or why not."""
     if key not in _EXPECTS:
@@ -350,7 +355,7 @@ def _captures(
             problems.append(f"capture: {var!r} is not a variable name (letters, digits, _)")
         elif var in RESERVED:
             problems.append(f"capture: {var!r} would hide the built-in variable {{{var}}}")
-        elif var in feeder_columns:
+        elif feeder_columns and var in feeder_columns:
             problems.append(f"capture: {var!r} would hide the feeder column {{{var}}}")
         elif (p := path_problem(path)) is not None:
             problems.append(f"capture {var}: {p}")
@@ -404,7 +409,7 @@ def compile_steps(
     *,
     first: int = 1,
     known: Collection[str] = (),
-    feeder_columns: Collection[str] = (),
+    feeder_columns: Collection[str] | None = (),
     prefix: str = "",
     name_prefix: str = "",
 ) -> tuple[list[Compiled], list[str], set[str]]:
@@ -417,7 +422,7 @@ def compile_steps(
         if isinstance(item, dict) and isinstance(item.get("capture"), dict):
             for var in item["capture"]:
                 later.setdefault(str(var), n)
-    have = set(known) | set(feeder_columns)
+    have = set(known) | set(feeder_columns or ())
     out: list[Compiled] = []
     problems: list[str] = []
     captured: set[str] = set()

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 SCENARIO_KEYS = ("name", "weight", "clients", "steps", "loop", "rate", "interval")
 #: Most ``[[scenarios]]`` one job may mix.
 MAX_SCENARIOS = 100
+#: The problem of a ``[feeder]`` table whose file was not read into the spec.
+NOT_READ = "feeder: the file was not read (build_spec reads it, relative to the scenario file)"
 #: Name of the one program of a job without ``[[scenarios]]``.
 DEFAULT_PROGRAM = "default"
 
@@ -67,7 +69,10 @@ class _Build:
 
     def __init__(self, spec: JobSpec, feeder: Feeder | None, clients: int) -> None:
         self.spec = spec
-        self.columns = feeder.columns if feeder else ()
+        #: None: a feeder was given but could not be read (any variable may be a column)
+        self.columns: tuple[str, ...] | None = feeder.columns if feeder else ()
+        if spec.feeder and feeder is None:
+            self.columns = None
         self.clients = clients
         self.problems: list[str] = []
         self.programs: list[Program] = []
@@ -248,9 +253,7 @@ def _feeder(spec: JobSpec, problems: list[str]) -> Feeder | None:
         return None
     if "columns" not in raw:  # a raw [feeder] table: build_spec reads the file
         table_problems = feeder_table_problems(raw)
-        problems += table_problems or [
-            "feeder: the file was not read (build_spec reads it, relative to the scenario file)"
-        ]
+        problems += table_problems or [NOT_READ]
         return None
     try:
         return feeder_from_dict(raw)
@@ -323,6 +326,7 @@ def compile_workload(spec: JobSpec) -> Workload:
 __all__ = [
     "DEFAULT_PROGRAM",
     "MAX_SCENARIOS",
+    "NOT_READ",
     "SCENARIO_KEYS",
     "compile_workload",
     "workload_problems",
