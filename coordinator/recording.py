@@ -15,10 +15,11 @@ How a recording becomes steps:
   comes after every recorded occurrence of that send's shape, as often each
   time, and never where it was not asked for (before the first send, or
   after only some occurrences of a send). Replies become ``expect`` steps on
-  their stable fields: constant strings, small numbers and booleans stay;
-  timestamps, ids, tokens, UUIDs and anything that differed between
-  occurrences are left out, unless the user sent that value (then it stays,
-  as the same template as in the send).
+  their stable fields: constant strings and booleans stay, and numbers
+  under a key ending in ``code``, ``status`` or ``version``; timestamps,
+  ids, tokens, UUIDs, other numbers (counts that other clients change) and
+  anything that differed between occurrences are left out, unless the user
+  sent that value (then it stays, as the same template as in the send).
 - Every other received message was pushed by the server (heartbeats,
   broadcasts): it is left out, and the file says so in a comment; under load
   such messages count as ``unsolicited``. A pushed message stays, as an

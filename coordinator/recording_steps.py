@@ -36,6 +36,8 @@ from wsload.coordinator.recording_infer import (
     volatile_text,
 )
 
+#: Keys whose numbers are kept in an expect: a status, not a count that load changes.
+_CODE_KEY = re.compile(r"(?i)(code|status|version)$")
 #: Furthest into the recording the automatic loop may start (sends).
 MAX_LOOP_START = 1000
 _VARYING = re.compile(r"([0-9A-Fa-f]*[A-Fa-f][0-9A-Fa-f]*[0-9][0-9A-Fa-f]{6,}|\d+)")
@@ -217,6 +219,7 @@ class _Builder:
 
     def _name(self, shape: str) -> str:
         base = shape.split("=", 1)[1] if "=" in shape else "reply"
+        base = "binary reply" if shape == "binary" else base
         base = re.sub(r"[^\w\- ]", "_", base)[:40] or "reply"
         name, n = base, 1
         while name in self.used:
@@ -290,8 +293,8 @@ def _expect_leaf(
     templates: dict[Path, Any],
 ) -> Any:
     """A reply's scalar as an expected value, or DROP when it is not stable."""
-    if values[0] is None:
-        return DROP  # TOML has no null
+    if not _tableable(values[0]):
+        return DROP  # TOML has no null, nor integers past 64 bits
     name = _var(values, vars_at)
     if name is not None:
         return "{" + name + "}"
@@ -304,9 +307,14 @@ def _expect_leaf(
     if not same(values):
         return DROP
     key = next((p for p in reversed(path) if isinstance(p, str)), "")
-    if volatile(key, values[0]):
+    if volatile(key, values[0]) or (_counted(values[0]) and not _CODE_KEY.search(key)):
         return DROP
     return escape(values[0]) if isinstance(values[0], str) else values[0]
+
+
+def _counted(value: Any) -> bool:
+    """A number the server made up: a count, a size, a score, which other clients change."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _expect_text(
