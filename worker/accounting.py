@@ -27,12 +27,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wsload.common.spec import JobSpec
 from wsload.worker.recorder import Recorder
 from wsload.worker.schedule import BEHIND_SLACK
 from wsload.worker.tracker import InFlight, id_pattern, unmatched
+
+if TYPE_CHECKING:
+    from wsload.worker.session import Session
 
 _mono = time.monotonic
 #: first reconnect delay (seconds); doubles per failure up to ``reconnect_max_delay``
@@ -68,7 +71,17 @@ class Conn:
     gone.
     """
 
-    __slots__ = ("base", "closed", "closed_by_us", "inflight", "link", "render", "seq", "stalled")
+    __slots__ = (
+        "base",
+        "closed",
+        "closed_by_us",
+        "inflight",
+        "link",
+        "render",
+        "seq",
+        "session",
+        "stalled",
+    )
 
     def __init__(
         self,
@@ -85,6 +98,8 @@ class Conn:
         self.stalled: asyncio.Future[None] | None = None
         self.closed = closed
         self.closed_by_us = False
+        #: a conversation's state machine (:class:`wsload.worker.session.Session`); None: echo
+        self.session: Session | None = None
 
     def wake(self) -> None:
         """Hand control back to the sending coroutine (the reply chain stopped)."""

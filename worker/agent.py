@@ -36,7 +36,7 @@ import zmq
 import zmq.asyncio
 
 from wsload.common.endpoint import Endpoint, parse_endpoint
-from wsload.common.protocol import Error, Job, Message, Result, Samples, encode
+from wsload.common.protocol import Error, Job, Message, Result, Samples, StepWindow, encode
 from wsload.common.spec import JobSpec, Mode
 from wsload.common.validation import unbindable_address
 from wsload.worker.admission import checked_spec, target_refusal
@@ -331,6 +331,11 @@ class Agent:
                     batch.counters,
                     batch.errors,
                     (_u32(batch.latency), _u32(batch.service), _u32(batch.connect)),
+                    steps={
+                        name: StepWindow(step.counters, _u32(step.latency), _u32(step.service))
+                        for name, step in batch.steps.items()
+                    },
+                    scenarios=batch.scenarios,
                 ),
             )
 

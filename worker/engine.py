@@ -32,9 +32,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from wsload.common.program import Workload
 from wsload.common.spec import JobSpec
 from wsload.worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff, resolve
 from wsload.worker.connect import ConnectOptions
+from wsload.worker.converse import Talk, compile_job
 from wsload.worker.errors import ConnectFailed
 from wsload.worker.payload import PayloadTemplate
 from wsload.worker.recorder import WindowBatch
@@ -49,6 +51,7 @@ from wsload.worker.schedule import (
     first_send,
     send_period,
 )
+from wsload.worker.session import Session
 
 WINDOW_SECONDS = 0.25
 #: Opening handshakes in progress at once, per worker. Thousands started at
@@ -88,6 +91,7 @@ class Engine(Accounting, ABC):
         start_at: float | None = None,
         window: float = WINDOW_SECONDS,
         client_prefix: str = "client-",
+        workload: Workload | None = None,
     ) -> None:
         self.template = PayloadTemplate(spec.payload, spec.payload_size)
         self.share = share or Share(count=spec.num_clients, total=spec.num_clients)
@@ -109,6 +113,12 @@ class Engine(Accounting, ABC):
         self._turn_started = 0.0
         self._turn_reset = False
         self._tasks: asyncio.TaskGroup | None = None  # the run's, for add_clients
+        self.client_prefix = client_prefix
+        #: the open connections by job-wide client number (the conversation driver's too)
+        self.conns = self._conns
+        #: a conversation job's clients (:mod:`wsload.worker.converse`); None: the echo load
+        workload = workload or compile_job(spec)
+        self.talk = Talk(self, workload, self.share) if workload is not None else None
 
     # -- what a subclass provides ---------------------------------------------
 
@@ -116,9 +126,49 @@ class Engine(Accounting, ABC):
     async def open_link(self, source: str) -> Link:
         """Open one connection (from local address ``source``), or raise ConnectFailed."""
 
+    @abstractmethod
+    async def run_session(
+        self, link: Link, conn: Conn, session: Session, due: float | None
+    ) -> None:
+        """Run a conversation's ``session`` on ``link`` until the connection is gone.
+
+        ``due``: when the session was meant to start (a churn iteration's
+        intended start); ``conn`` reports the close to the core as for the echo load.
+        """
+
     def _services(self) -> list[Coroutine[Any, Any, None]]:
         """The run-wide tasks, owned by the run's task group; a subclass may add its own."""
+        if self.talk is not None:  # sessions time their expects out themselves
+            return [self._emit_windows()]
         return [self._emit_windows(), self._sweep_timeouts()]
+
+    # -- for the conversation driver (wsload.worker.converse) -------------------
+
+    @property
+    def started(self) -> float:
+        """The run's start (monotonic): ramp slots and stages count from here."""
+        return self._start
+
+    async def open_paced(self, source: str) -> tuple[Link, float] | None:
+        """Open one connection, PENDING_HANDSHAKES at a time: the link and when its opening began.
+
+        None if the run ended while it queued; raises ConnectFailed.
+        """
+        async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
+            if _mono() - self._turn_started > TICK_BUDGET:  # opens share the turn
+                await self._yield_turn()
+            if self.phase is not Phase.RUNNING:  # the run ended while this one queued
+                return None
+            t0 = _mono()
+            return await self.open_link(source), t0
+
+    def backoff_delay(self, failures: int) -> float:
+        return self._backoff(failures)
+
+    def close_soon(self, conn: Conn) -> None:
+        """Close ``conn``'s link with 1000 from a task of the run (a stage ramped it down)."""
+        if self._tasks is not None:
+            self._tasks.create_task(conn.link.close())
 
     # -- control ------------------------------------------------------------
 
@@ -144,6 +194,8 @@ class Engine(Accounting, ABC):
 
     @property
     def in_flight(self) -> int:
+        if self.talk is not None:
+            return sum(1 for c in self._conns.values() if c.session and c.session.pending)
         return sum(len(c.inflight) for c in self._conns.values())
 
     async def run(self) -> EngineResult:
@@ -190,6 +242,11 @@ class Engine(Accounting, ABC):
         self, index: int, share: Share | None = None, at: float | None = None
     ) -> None:
         share = share or self.share  # another share: clients handed on (add_clients)
+        if self.talk is not None:
+            if at is None:
+                at = connect_at(self._start, self.spec.ramp_up, share, index)
+            await self.talk.run_client(share.offset + index, at)
+            return
         client_id = f"{self._prefix}{share.offset + index}"
         rec = self.recorder
         if at is None:
@@ -202,13 +259,10 @@ class Engine(Accounting, ABC):
         connected_before = False
         while self.phase is Phase.RUNNING and _mono() < self.send_until:
             try:
-                async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
-                    if _mono() - self._turn_started > TICK_BUDGET:  # opens share the turn
-                        await self._yield_turn()
-                    if self.phase is not Phase.RUNNING:  # the run ended while this one queued
-                        return
-                    t0 = _mono()
-                    link = await self.open_link(source)
+                opened = await self.open_paced(source)
+                if opened is None:
+                    return
+                link, t0 = opened
             except ConnectFailed as exc:
                 rec.connect_failures += 1
                 rec.error(exc.kind, str(exc))
@@ -356,8 +410,11 @@ class Engine(Accounting, ABC):
 
     async def _close_all(self) -> None:
         conns = list(self._conns.values())
+        now = _mono()
         for conn in conns:
             self.recorder.unanswered += conn.inflight.forget()
+            if conn.session is not None:
+                conn.session.stop(now)  # a pending expect is unanswered
             conn.closed_by_us = True
         await asyncio.gather(*(c.link.close() for c in conns), return_exceptions=True)
 
@@ -384,8 +441,11 @@ class Engine(Accounting, ABC):
     def _wake_all(self) -> None:
         for fut in list(self._naps):
             resolve(fut)
+        now = _mono()
         for conn in self._conns.values():
             conn.wake()
+            if conn.session is not None:  # no new send; pending expects are still awaited
+                conn.session.drain(now)
 
     def _backoff(self, failures: int) -> float:
         return backoff(failures, self.spec.reconnect_max_delay)

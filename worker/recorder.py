@@ -17,7 +17,9 @@ messages that answer nothing (no id, or an id never sent: a push);
 ``behind_schedule`` messages that went out later than intended (the
 generator, or a paused connection, held them); ``cpu_ms`` this worker
 process's CPU time during the run, sampled when a window is taken so that
-the windows still sum to the totals.
+the windows still sum to the totals. A conversation also keeps per-step and
+per-scenario counters (:class:`wsload.worker.steprec.StepRecorder`), taken
+with the same window.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsload.common.protocol import SAMPLE_COUNTERS
+from wsload.worker.steprec import StepBatch, StepRecorder
 
 COUNTERS = SAMPLE_COUNTERS
 #: Bounds of :attr:`Recorder.error_texts`: a hostile peer's error messages cost
@@ -52,6 +55,10 @@ class WindowBatch:
     service: bytes
     connect: bytes
     final: bool = False
+    #: a conversation's steps (step name -> its share of the window) and
+    #: scenarios (name -> ``unsolicited``/``iterations`` deltas); empty for the echo load
+    steps: dict[str, StepBatch] = field(default_factory=dict)
+    scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +97,8 @@ class Recorder:
     latency: array[int] = field(default_factory=lambda: array("I"))
     service: array[int] = field(default_factory=lambda: array("I"))
     connect: array[int] = field(default_factory=lambda: array("I"))
+    #: a conversation's per-step and per-scenario stats (:mod:`wsload.worker.steprec`)
+    steps: StepRecorder = field(default_factory=StepRecorder)
     _seq: int = 0
     _last_counters: dict[str, int] = field(default_factory=dict)
     _last_errors: dict[str, int] = field(default_factory=dict)
@@ -147,6 +156,7 @@ class Recorder:
         totals = self.totals()
         deltas = {k: v - self._last_counters.get(k, 0) for k, v in totals.items()}
         errors = {k: v - self._last_errors.get(k, 0) for k, v in self.errors.items()}
+        steps, scenarios = self.steps.take()
         batch = WindowBatch(
             seq=self._seq,
             window_start=self._window_start,
@@ -157,6 +167,8 @@ class Recorder:
             service=_pack(self.service),
             connect=_pack(self.connect),
             final=final,
+            steps=steps,
+            scenarios=scenarios,
         )
         self._seq += 1
         self._last_counters = totals

@@ -65,6 +65,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from wsload.common.match import MISSING, capture
 from wsload.common.program import Action, Matcher, Program, Step
 from wsload.worker.recorder import Recorder
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
@@ -80,7 +81,6 @@ _SEND = Action.SEND
 _SEND_BINARY = Action.SEND_BINARY
 _THINK = Action.THINK
 _CLOSE = Action.CLOSE
-_MISSING = object()
 _CLOSE_NORMAL: Final[Effects] = (1000,)
 
 # states of a session
@@ -93,34 +93,33 @@ _IDLE = 5  #: the run stopped sending: nothing more will be sent
 _OVER = 6  #: closed, or told to close
 
 
-#: how many times :meth:`Pacing.next_start` looks ahead for a nonzero rate
-MAX_IDLE_LOOKS = 100_000
-
-
 class Pacing:
-    """Intended start times of one client's iterations: ``first + k * period``.
+    """Intended start times of one client's iterations.
 
-    The grid never drifts (a late iteration does not move the next one);
-    ``period <= 0`` is the closed loop: each iteration is due when the
-    previous one ends. ``period_at`` (optional) makes the period vary with
-    time (a rate that ramps between stages): then each start is the previous
-    one plus the period at that time, and an infinite period (no rate yet)
-    is looked at again every ``idle_step`` seconds.
+    ``period > 0``: ``first + k * period``, a grid that never drifts (a late
+    iteration does not move the next one); ``first`` defaults to the time of
+    the first call plus ``phase`` (so a connection's iterations start after
+    its setup, clients spread over the period). ``period <= 0`` is the closed
+    loop: each iteration is due when the previous one ended; an infinite
+    period (a rate of 0) never starts one. ``follow`` (a varying rate: the
+    stages') maps an iteration's start to the next one's; the first one
+    starts at once.
     """
 
-    __slots__ = ("first", "idle_step", "k", "last", "period", "period_at")
+    __slots__ = ("first", "follow", "k", "last", "period", "phase")
 
     def __init__(
         self,
-        first: float,
         period: float,
-        period_at: Callable[[float], float] | None = None,
-        idle_step: float = 0.1,
+        *,
+        first: float | None = None,
+        phase: float = 0.0,
+        follow: Callable[[float], float] | None = None,
     ) -> None:
-        self.first = first
         self.period = period
-        self.period_at = period_at
-        self.idle_step = idle_step
+        self.first = first
+        self.phase = phase
+        self.follow = follow
         self.k = 0
         self.last = -_INF
 
@@ -128,30 +127,22 @@ class Pacing:
         """The next iteration's intended start (may be in the past: the client is behind).
 
         ``now``: when the previous iteration ended (its intended end, after
-        its last think): in closed loop the next one is due then.
+        its last think), or the session's setup did.
         """
-        period_at = self.period_at
-        if period_at is not None:
-            if self.k == 0:
-                at = self.first if period_at(self.first) < _INF else _INF
-            else:
-                at = self.last + period_at(self.last)
-            if not at < _INF:  # no rate now: the first moment there is one
-                t = self.first if self.k == 0 else self.last
-                for _ in range(MAX_IDLE_LOOKS):
-                    t = max(t + self.idle_step, now)
-                    if period_at(t) < _INF:
-                        at = t
-                        break
-        elif self.period <= 0:
-            at = max(now, self.first) if self.k == 0 else now
-        elif not self.period < _INF:  # a rate of 0: no iteration ever
+        period = self.period
+        if self.k == 0 and self.first is None:
+            self.first = now + (self.phase if self.follow is None and 0 < period < _INF else 0.0)
+        if self.follow is not None:
+            at = self.first if self.k == 0 else self.follow(self.last)
+        elif period <= 0:
+            at = max(now, self.first) if self.k == 0 else now  # type: ignore[type-var]
+        elif not period < _INF:  # a rate of 0: no iteration ever
             at = _INF
         else:
-            at = self.first + self.k * self.period
+            at = self.first + self.k * period  # type: ignore[operator]
         self.k += 1
-        self.last = at
-        return at
+        self.last = at  # type: ignore[assignment]
+        return at  # type: ignore[return-value]
 
 
 class Client:
@@ -324,8 +315,8 @@ class Session:
         assert step is not None
         if step.capture:
             for var, path in step.capture:
-                value = _dig(found, path)
-                if value is _MISSING:
+                value = capture(found, path)
+                if value is MISSING:
                     return self._failed(now)
                 values[var] = value
         stat = self._stat
@@ -548,21 +539,6 @@ class Session:
         if isinstance(value, bytes | bytearray):
             return bytes(value)
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _dig(message: Any, path: str) -> Any:
-    """The value at dotted ``path`` in a parsed JSON message (list items by index)."""
-    value = message
-    for part in path.split("."):
-        if isinstance(value, dict):
-            if part not in value:
-                return _MISSING
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _MISSING
-    return value
 
 
 def period_for(program: Program, clients_of_program: int) -> float:

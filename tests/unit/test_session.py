@@ -84,7 +84,7 @@ class Rig:
             program,
             rec=self.rec,
             steprec=self.steprec,
-            pacing=Pacing(first, period),
+            pacing=Pacing(period, first=first),
             timeout=kw.pop("timeout", 2.0),
             **kw,
         )
@@ -425,12 +425,16 @@ def test_the_rate_is_spread_over_the_scenarios_clients() -> None:
     assert period_for(Program("p", (), (), rate=50.0), 100) == 2.0
     assert period_for(Program("p", (), (), interval=0.25), 100) == 0.25
     assert period_for(Program("p", (), (), rate=0.0), 100) == float("inf")
-    assert Pacing(0.0, float("inf")).next_start(0.0) == float("inf")
+    assert Pacing(float("inf")).next_start(0.0) == float("inf")
 
 
-def test_a_varying_period_follows_the_rate() -> None:
-    # no rate before t=1, then one iteration every 0.5 s
-    pacing = Pacing(0.0, 0.0, period_at=lambda t: float("inf") if t < 1.0 else 0.5)
-    first = pacing.next_start(0.0)
-    assert 1.0 <= first <= 1.11
-    assert pacing.next_start(first) == pytest.approx(first + 0.5)
+def test_pacing_starts_after_setup_phased_or_follows_a_varying_rate() -> None:
+    pacing = Pacing(2.0, phase=0.5)
+    assert pacing.next_start(10.0) == 10.5  # the first call (setup's end) plus the phase
+    assert pacing.next_start(10.6) == 12.5
+    assert pacing.next_start(20.0) == 14.5  # behind: the grid does not move
+    closed = Pacing(0.0, phase=0.5)
+    assert closed.next_start(3.0) == 3.0
+    assert closed.next_start(4.2) == 4.2
+    follow = Pacing(0.0, follow=lambda t: t + (1.0 if t < 5 else 0.25))
+    assert [follow.next_start(4.0) for _ in range(3)] == [4.0, 5.0, 5.25]

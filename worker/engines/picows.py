@@ -10,6 +10,11 @@ sends every client's due messages from a heap of send times, rather than a
 sleeping coroutine per client (a timer, a future and a task switch per
 message).
 
+A conversation job's connections are
+:class:`wsload.worker.engines.picows_session.SessionListener` objects: each
+runs its client's session from the same callback, with one timer per
+connection instead of the ticker.
+
 It does not speak permessage-deflate: ``compression`` jobs run on
 :mod:`wsload.worker.engines.websockets` (``--engine auto`` chooses that by itself).
 """
@@ -26,12 +31,14 @@ from typing import Any
 
 from picows import WSError, WSHandshakeError, WSMsgType, ws_connect
 
-from wsload.worker.accounting import Conn, Phase, resolve
+from wsload.worker.accounting import Conn, Link, Phase, resolve
 from wsload.worker.connect import USER_AGENT, classify, connected_socket
 from wsload.worker.engine import Engine
 from wsload.worker.engines.picows_listener import Listener
+from wsload.worker.engines.picows_session import SessionListener
 from wsload.worker.errors import ConnectFailed, HandshakeRejected
 from wsload.worker.schedule import HOLD_POLL, MAX_IN_FLIGHT, TICK_BUDGET, TIMER_SLACK, SendSchedule
+from wsload.worker.session import Session
 
 _TEXT = WSMsgType.TEXT
 _mono = time.monotonic
@@ -82,9 +89,22 @@ class PicowsEngine(Engine):
 
     def _services(self) -> list[Coroutine[Any, Any, None]]:
         services = super()._services()
-        if not self.closed_loop:
+        if not self.closed_loop and self.talk is None:
             services.append(self._tick())
         return services
+
+    async def run_session(
+        self, link: Link, conn: Conn, session: Session, due: float | None
+    ) -> None:
+        """The session runs in the listener's callbacks and timer; wait until it is gone."""
+        assert isinstance(link, SessionListener)
+        link.attach(conn)
+        try:
+            if link.alive:
+                link.begin(session, due)
+            await conn.closed
+        finally:
+            link.end()
 
     async def _send_scheduled(self, conn: Conn, schedule: SendSchedule) -> None:
         """Hand the connection's schedule to the ticker; return when it is done with it."""
@@ -173,13 +193,14 @@ class PicowsEngine(Engine):
         if options.subprotocols:
             headers.append(("Sec-WebSocket-Protocol", ", ".join(options.subprotocols)))
         deadline = _mono() + options.timeout
+        kind = Listener if self.talk is None else SessionListener
         try:
             async with asyncio.timeout(options.timeout):
                 sock = await connected_socket(url, source)
                 # picows owns the socket from here: closed with its transport or
                 # detached by uvloop when the transport cannot be made.
                 transport, listener = await ws_connect(
-                    lambda: Listener(self, self.spec.max_message_size, options.timeout),
+                    lambda: kind(self, self.spec.max_message_size, options.timeout),
                     url,
                     ssl_context=self.ssl,
                     websocket_handshake_timeout=max(deadline - _mono() - HANDSHAKE_MARGIN, 1e-3),

@@ -185,7 +185,7 @@ class Listener(WSListener):
                 if kind is _TEXT and not data.isascii() and not _utf8(data):
                     self.fail(1007, "invalid UTF-8 in a text message")
                 else:
-                    self._message(data)
+                    self._message(data, kind is _TEXT)
             else:  # picows' max_frame_size already holds this frame to the limit
                 self.fragments = bytearray(frame.get_payload_as_memoryview())
                 self.fragments_text = kind is _TEXT
@@ -213,7 +213,7 @@ class Listener(WSListener):
             if self.fragments_text and not fragments.isascii() and not _utf8(fragments):
                 self.fail(1007, "invalid UTF-8 in a text message")
             else:
-                self._message(bytes(fragments))
+                self._message(bytes(fragments), self.fragments_text)
 
     def _close_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         payload = frame.get_payload_as_bytes()
@@ -228,7 +228,8 @@ class Listener(WSListener):
             transport.send_close(WSCloseCode.OK if code == 1005 else frame.get_close_code())
         self._hang_up(transport)
 
-    def _message(self, data: bytes) -> None:
+    def _message(self, data: bytes, text: bool) -> None:
+        """One whole message (``text``: a text message), for the echo load's core."""
         conn = self.conn
         core = self.core
         if conn is None:  # a frame before the engine took the connection: nothing is in flight

@@ -32,12 +32,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from wsload.worker.accounting import Accounting, Conn
+from wsload.worker.accounting import Accounting, Conn, Link
 from wsload.worker.connect import harden, open_connection
 from wsload.worker.engine import Engine
 from wsload.worker.errors import failure_kind, report_once
+from wsload.worker.session import Session
 
 _OPEN = State.OPEN
+_INF = float("inf")
+_mono = time.monotonic
 #: seconds an aborted connection gets to report that it is closed
 ABORT_WAIT = 1.0
 
@@ -47,6 +50,46 @@ class WebsocketsEngine(Engine):
         ws = await open_connection(self.spec.ws_url, self.options, self.ssl, source)
         harden(ws, self.spec.max_message_size, self.recorder)
         return WebsocketsLink(ws, self, self.options.timeout)
+
+    async def run_session(
+        self, link: Link, conn: Conn, session: Session, due: float | None
+    ) -> None:
+        """One coroutine per client: receive with the session's deadline as the timeout.
+
+        ``send`` waits (drain) while the target does not read, so the session
+        never sees ``paused``; the wait shows in its latency from the due time.
+        """
+        assert isinstance(link, WebsocketsLink)
+        ws = link.ws
+        loop = asyncio.get_running_loop()
+        code, failure, text = 1006, "", ""
+        try:
+            out = session.start(_mono(), due)
+            while True:
+                if out and not await link.apply(conn, out):
+                    break
+                deadline = session.deadline
+                if deadline == _INF:
+                    msg = await ws.recv()
+                else:
+                    try:
+                        async with asyncio.timeout_at(loop.time() + deadline - _mono()):
+                            msg = await ws.recv()  # cancelling recv loses nothing
+                    except TimeoutError:
+                        out = session.on_timer(_mono())
+                        continue
+                if isinstance(msg, str):
+                    out = session.on_message(_mono(), msg.encode(), True)
+                else:
+                    out = session.on_message(_mono(), msg, False)
+            await ws.wait_closed()  # the session closed it: the close handshake ends here
+            code = ws.close_code or 1006
+        except ConnectionClosed as exc:
+            code, failure, text = _how_closed(exc)
+            if failure:
+                report_once(self.recorder, failure, text)
+        finally:
+            self.on_closed(conn, code, failure, text)
 
 
 class WebsocketsLink:
@@ -75,19 +118,34 @@ class WebsocketsLink:
         done.set_result(None)
         return done
 
-    async def send(self, text: str) -> bool:
+    async def send(self, text: str | bytes) -> bool:
         try:  # waits (drain) while the target does not read
             await self.ws.send(text)
         except ConnectionClosed:
             return False  # the message stays in flight and is counted lost with the connection
         return True
 
-    async def close(self) -> None:
-        """Close with 1000, bounded by the connect timeout; past it, abort the connection."""
+    async def apply(self, conn: Conn, out: tuple[str | bytes | int, ...]) -> bool:
+        """Send a session's frames; a close code closes (closed by us): then False.
+
+        A send on a connection already gone is dropped: the next ``recv``
+        says how it closed.
+        """
+        for item in out:
+            if isinstance(item, int):
+                conn.closed_by_us = True
+                await self.close(item)
+                return False
+            if not await self.send(item):
+                break
+        return True
+
+    async def close(self, code: int = 1000) -> None:
+        """Close with ``code``, bounded by the connect timeout; past it, abort the connection."""
         ws = self.ws
         try:
             async with asyncio.timeout(self.close_timeout):
-                await ws.close(1000)
+                await ws.close(code)
             return
         except TimeoutError:
             ws.transport.abort()

@@ -1,0 +1,188 @@
+"""Conversations on the real engines against the reference server (``wsload serve``).
+
+Each test runs on both client engines in-process and compares the per-step
+counts with the server's own (``/api/stats``): every expect met is a reply
+the server sent, every push is unsolicited and never a reply, and the
+identity ``expected = met + timed_out + failed + lost + unanswered`` holds
+per step and for the run, windows summing to the totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ServerFactory, stats
+from wsload.common.spec import ENGINES, JobSpec, build_spec
+from wsload.worker.engine import Engine, EngineResult
+from wsload.worker.engines import create_engine
+from wsload.worker.recorder import WindowBatch
+
+_ENGINE = {"name": "auto"}
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on each engine."""
+    _ENGINE["name"] = request.param
+    yield request.param
+    _ENGINE["name"] = "auto"
+
+
+def spec_for(url: str, **overrides: Any) -> JobSpec:
+    return build_spec(env={}, ws_url=url, engine=_ENGINE["name"], **overrides)
+
+
+async def run(spec: JobSpec) -> tuple[Engine, EngineResult, list[WindowBatch]]:
+    batches: list[WindowBatch] = []
+    engine = create_engine(spec, on_batch=batches.append)
+    assert engine.talk is not None  # a conversation, not the echo path
+    result = await engine.run()
+    return engine, result, batches
+
+
+def step_totals(batches: list[WindowBatch]) -> dict[str, dict[str, int]]:
+    """Every step's counters, summed over the windows."""
+    out: dict[str, dict[str, int]] = {}
+    for batch in batches:
+        for name, step in batch.steps.items():
+            mine = out.setdefault(name, {})
+            for k, v in step.counters.items():
+                mine[k] = mine.get(k, 0) + v
+            assert len(step.latency) == len(step.service) == 4 * step.counters.get("met", 0)
+    return out
+
+
+def assert_balanced(engine: Engine, result: EngineResult, batches: list[WindowBatch]) -> None:
+    c = result.counters
+    assert result.balanced, c
+    for name, total in c.items():
+        assert sum(b.counters.get(name, 0) for b in batches) == total, name
+    assert c["clients_connected"] == 0
+    totals = engine.recorder.steps.totals()
+    summed = step_totals(batches)
+    for name, s in totals.items():
+        assert s["expected"] == sum(v for k, v in s.items() if k != "expected"), (name, s)
+        assert {k: v for k, v in s.items() if v} == summed.get(name, {}), name
+    assert sum(s["expected"] for s in totals.values()) == c["expected"]
+    assert sum(s["met"] for s in totals.values()) == c["received"]
+    unsolicited = sum(
+        b.scenarios.get(n, {}).get("unsolicited", 0) for b in batches for n in b.scenarios
+    )
+    assert unsolicited == c["unsolicited"]
+
+
+ECHO_LOOP = [
+    {"send": {"type": "msg", "seq": "{seq}", "c": "{client_id}"}},
+    {"name": "echo", "expect": {"seq": "{seq}", "c": "{client_id}"}},
+]
+
+
+@pytest.mark.asyncio
+async def test_a_loop_counts_what_the_server_echoed_and_pushes_are_unsolicited(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory("--push-every", "20")
+    spec = spec_for(server.ws_url, num_clients=8, duration=2.0, interval=0.02, loop=ECHO_LOOP)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    c = result.counters
+    echo = engine.recorder.steps.totals()["echo"]
+    s = stats(server.api_url)
+    assert c["sent"] == s["messages_received"]
+    assert echo["met"] == s["echoes_sent"] == c["received"]
+    assert echo["met"] > 8 * 30  # about 100 per client: the loop ran on pace
+    assert 8 * 30 < c["unsolicited"] <= s["pushed"]  # heartbeats, none taken as a reply
+    assert echo["timed_out"] == echo["failed"] == echo["lost"] == 0
+    scenario = engine.recorder.steps.scenarios["default"]
+    assert scenario.unsolicited == c["unsolicited"]
+    assert scenario.iterations == c["sent"]
+
+
+CHAT_SETUP = [
+    {
+        "send": {"type": "login", "user": "{client_id}", "password": "pw-{client_id}"},
+    },
+    {
+        "name": "login",
+        "expect": {"type": "login_ok"},
+        "capture": {"token": "token"},
+        "fail": {"type": "error"},
+    },
+    {"send": {"type": "join", "room": "lobby", "token": "{token}"}},
+    {"name": "join", "expect": {"type": "joined", "room": "lobby"}},
+]
+CHAT_LOOP = [
+    {"send": {"type": "msg", "id": "m{seq}", "room": "lobby", "token": "{token}", "text": "hi"}},
+    {"name": "ack", "expect": {"type": "ack", "id": "m{seq}"}, "fail": {"type": "error"}},
+    {"think": 0.02},
+]
+
+
+@pytest.mark.asyncio
+async def test_chat_login_captures_a_token_used_by_every_message(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory("--chat-heartbeat", "50")
+    url = server.ws_url.removesuffix("/ws") + "/chat"
+    spec = spec_for(
+        url, num_clients=6, duration=2.0, interval=0.0, steps=CHAT_SETUP, loop=CHAT_LOOP
+    )
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    steps = engine.recorder.steps.totals()
+    chat = stats(server.api_url)["chat"]
+    assert steps["login"]["met"] == chat["logins"] == 6
+    assert steps["join"]["met"] == chat["joins"] == 6
+    assert steps["ack"]["met"] == chat["acks"] == chat["messages"]
+    assert steps["ack"]["met"] > 6 * 20
+    assert chat["bad_token"] == chat["errors"] == 0  # the captured token was used
+    c = result.counters
+    # heartbeats and the other members' broadcasts answer nothing
+    assert c["unsolicited"] >= chat["broadcasts"] > 0
+    assert c["sent"] == chat["received"]
+
+
+@pytest.mark.asyncio
+async def test_a_failed_login_ends_the_session_and_the_client_tries_again(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory("--chat-heartbeat", "0")
+    url = server.ws_url.removesuffix("/ws") + "/chat"
+    setup = [dict(CHAT_SETUP[0], send={"type": "login", "user": "u", "password": "wrong"})]
+    setup += CHAT_SETUP[1:]
+    spec = spec_for(
+        url, num_clients=2, duration=1.5, steps=setup, loop=CHAT_LOOP, reconnect_max_delay=0.2
+    )
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    login = engine.recorder.steps.totals()["login"]
+    chat = stats(server.api_url)["chat"]
+    assert login["failed"] == chat["login_failures"] >= 4  # each session failed, then again
+    assert login["met"] == 0
+    assert engine.recorder.steps.totals()["ack"]["expected"] == 0  # the loop never ran
+    assert result.counters["connects"] == chat["connections"] == login["failed"]
+    assert result.counters["disconnects"] == 0  # every close was ours
+
+
+@pytest.mark.asyncio
+async def test_steps_without_a_loop_run_a_session_per_iteration(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory()
+    steps = [
+        {"send": {"type": "hello", "seq": "{seq}"}},
+        {"name": "hello", "expect": {"seq": "{seq}"}},
+    ]
+    spec = spec_for(server.ws_url, num_clients=3, duration=1.5, interval=0.1, steps=steps)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    hello = engine.recorder.steps.totals()["hello"]
+    s = stats(server.api_url)
+    c = result.counters
+    assert hello["met"] == s["echoes_sent"] == c["sent"]
+    assert c["connects"] == s["connections_opened"] == hello["expected"] > 3 * 8
+    assert c["reconnects"] == c["connects"] - 3
+    assert c["disconnects"] == 0
