@@ -270,6 +270,22 @@ class Profile:
             return math.inf
         return self.time_after(t_prev, phase * max(active, 1) / fraction)
 
+    def shared_next_start(self, t_prev: float, phase: float = 1.0) -> float:
+        """:meth:`next_start` of a client sharing the job's rate with every connected
+        client, whichever worker holds them (each one iterates at ``rate / connected``).
+
+        The connected count is taken at the middle of the period rather than at
+        ``t_prev`` (one refinement): while clients join or leave it changes
+        within a period, and the count at the start alone runs ahead of the
+        profile's rate while they join and behind it while they leave (10 % on
+        a ramp-down of 100 clients in 5 s at 100/s; 1 % with the refinement).
+        """
+        first = self.next_start(t_prev, 1.0, self.connected_at(t_prev), phase)
+        if math.isinf(first):
+            return first
+        middle = self.connected_at((t_prev + first) / 2)
+        return self.next_start(t_prev, 1.0, middle, phase)
+
 
 def _add(spans: list[tuple[float, float]], lo: float, hi: float) -> None:
     """Append ``(lo, hi)`` to ``spans``, merging with the last one when they touch."""

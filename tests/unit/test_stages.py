@@ -143,7 +143,7 @@ STAGE = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(stages=st.lists(STAGE, min_size=1, max_size=8), data=st.data())
 def test_windows_agree_with_clients_at_sampled(stages: list[Stage], data: st.DataObject) -> None:
     p = Profile(stages)
@@ -247,17 +247,23 @@ def test_next_start_waits_for_a_rate_that_rises_later() -> None:
     assert stopped.next_start(14.9, 1.0, 1000) == math.inf
 
 
-def simulate(p: Profile) -> list[int]:
-    """Iterations started per second when every connected slot paces with next_start,
-    its first iteration phased by its slot number."""
+def simulate(p: Profile, shared: bool = True) -> list[int]:
+    """Iterations started per second when every connected slot paces with
+    shared_next_start (or next_start with the count at the start), its first
+    iteration phased by its slot number."""
+
+    def follow(t: float, phase: float = 1.0) -> float:
+        if shared:
+            return p.shared_next_start(t, phase)
+        return p.next_start(t, 1.0, p.connected_at(t), phase)
+
     per_second = [0] * math.ceil(p.duration)
     for k in range(p.peak_clients):
         for a, b in p.windows(k):
-            phase = ((k + 0.5) * 0.6180339887) % 1
-            t = p.next_start(a, 1.0, p.connected_at(a), phase=phase)
+            t = follow(a, ((k + 0.5) * 0.6180339887) % 1)
             while t < b:
                 per_second[min(int(t), len(per_second) - 1)] += 1
-                t = p.next_start(t, 1.0, p.connected_at(t))
+                t = follow(t)
     return per_second
 
 
@@ -268,20 +274,30 @@ def simulate(p: Profile) -> list[int]:
         [Stage(5, 20, 200.0), Stage(20, 20, 200.0), Stage(10, 20, 50.0)],
         # clients and rate ramp up together, then clients leave at a constant rate
         [Stage(10, 100, 100.0), Stage(10, 100, 100.0), Stage(5, 0, 100.0)],
+        # a fast ramp-down of most clients at a high rate
+        [Stage(10, 1000, 1000.0), Stage(5, 1000, 1000.0), Stage(2, 100), Stage(3, 100)],
     ],
 )
 def test_connected_clients_sharing_the_job_rate_follow_the_profile(stages: list[Stage]) -> None:
-    """The documented approximation, end to end: per-second counts track the rate
-    (the connected count is frozen over a period: about 10 % low while clients leave)."""
+    """The documented approximation, end to end: per-second counts track the rate."""
     p = Profile(stages)
     counts = simulate(p)
     for second, count in enumerate(counts):
         expected = p.expected_iterations(second, second + 1)
         assert expected is not None
-        assert count == pytest.approx(expected, rel=0.12, abs=10), (second, counts)
+        assert count == pytest.approx(expected, rel=0.06, abs=12), (second, counts)
     total = p.expected_iterations(0, p.duration)
     assert total is not None
-    assert sum(counts) == pytest.approx(total, rel=0.03)
+    assert sum(counts) == pytest.approx(total, rel=0.01)
+
+
+def test_the_count_at_the_start_alone_lags_while_clients_leave() -> None:
+    """Why shared_next_start takes the count mid-period: with the start's count,
+    clients leaving at a constant rate leave the run about 10 % short per second."""
+    p = Profile([Stage(10, 100, 100.0), Stage(10, 100, 100.0), Stage(5, 0, 100.0)])
+    frozen, shared = simulate(p, shared=False)[20:], simulate(p)[20:]
+    assert max(frozen) <= 92
+    assert min(shared) >= 97
 
 
 def test_clients_connected_while_the_rate_is_zero_wait_for_it() -> None:
@@ -292,12 +308,15 @@ def test_clients_connected_while_the_rate_is_zero_wait_for_it() -> None:
 
 
 def test_phase_takes_a_share_of_the_first_period() -> None:
-    p = Profile([Stage(100, 10, 100.0)], base_rate=None)
+    p = Profile([Stage(1, 10, 100.0), Stage(100, 10, 100.0)])
     t = 50.0
     assert p.next_start(t, 1.0, 10, phase=0.5) - t == pytest.approx(
         (p.next_start(t, 1.0, 10) - t) / 2, rel=1e-3
     )
     assert p.next_start(t, 1.0, 10, phase=0.0) == t
+    assert p.shared_next_start(t, 0.5) == pytest.approx(t + 0.05)
+    assert p.shared_next_start(t) == pytest.approx(t + 0.1)
+    assert Profile([Stage(1, 1, 5.0), Stage(1, 1, 0.0)]).shared_next_start(1.9) == math.inf
 
 
 def test_an_empty_profile_is_refused() -> None:
