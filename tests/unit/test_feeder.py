@@ -91,6 +91,13 @@ def test_bad_files_are_one_line_naming_the_file(tmp_path: Path, text: str, expec
     assert expected in problems[0]
 
 
+def test_a_header_of_data_says_a_few_problems_not_hundreds(tmp_path: Path) -> None:
+    path = write(tmp_path, ",".join(str(n) for n in range(200)) + "\n" + "x," * 199 + "x\n")
+    problems = problems_of(path)
+    assert len(problems) == 6
+    assert problems[-1] == f"feeder: {path}: line 1: and 195 more problems with column names"
+
+
 def test_not_utf8_names_the_byte(tmp_path: Path) -> None:
     path = write(tmp_path, b"user\nann\n\xff\n")
     assert problems_of(path) == [f"feeder: {path}: not UTF-8 text (byte 9)"]
