@@ -175,7 +175,14 @@ class _Builder:
         value = rebuild(first.value, leaf)
         if isinstance(first.value, dict | list) and _tableable(first.value):
             return StepOut("send", value), templates
-        return StepOut("send", _json_text(first.value, templates, ())), templates
+        literal = all(
+            t == (escape(v) if isinstance(v, str) else v)
+            for (path, t), (_, v) in zip(templates.items(), leaves(first.value), strict=True)
+        )
+        # as typed when nothing in it varies; else rebuilt around its placeholders
+        text = escape(first.raw) if literal else _json_text(first.value, templates, ())
+        templates[()] = text
+        return StepOut("send", text), templates
 
     def expect(
         self, group: list[tuple[int, Msg]], sends: list[Msg], templates: dict[Path, Any]
@@ -323,8 +330,10 @@ def _expect_text(
     name = _var(texts, vars_at)
     if name is not None:
         return StepOut("expect", "{" + name + "}")
-    if len(sends) == len(texts) and all(
-        s.kind == "text" and s.raw == t for s, t in zip(sends, texts, strict=True)
+    if (
+        len(sends) == len(texts)
+        and all(s.raw == t for s, t in zip(sends, texts, strict=True))
+        and isinstance(templates.get(()), str)
     ):
         return StepOut("expect", templates[()])
     if same(texts) and not volatile_text(texts[0]):

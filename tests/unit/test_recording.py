@@ -278,6 +278,19 @@ def test_a_json_send_toml_cannot_hold_goes_as_json_text(tmp_path: Path) -> None:
     replay(program, rec, passes=0)
 
 
+def test_json_text_that_varies_in_nothing_is_sent_as_typed(tmp_path: Path) -> None:
+    typed = '[1,  2, null, {"k": "{v}"}]'
+    rec = Rec().recv(0.0, {"type": "welcome"})  # before any send: pushed
+    rec.events.append({"t": 0.1, "dir": "out", "kind": "json", "data": typed})  # as typed
+    rec.recv(0.11, typed)
+    _, doc, program = export(rec, tmp_path)
+    assert steps_of(doc, "steps") == [
+        {"send": '[1,  2, null, {"k": "{{v}}"}]'},
+        {"name": "reply", "expect": '[1,  2, null, {"k": "{{v}}"}]'},
+    ]
+    replay(program, rec, passes=0)
+
+
 def test_a_text_reply_with_changing_numbers_is_expected_by_a_pattern(tmp_path: Path) -> None:
     rec = Rec()
     for n, (t, stamp) in enumerate([(0.0, "2026-11-26T03:20:31Z"), (1.0, "2026-11-26T03:20:32Z")]):
