@@ -188,7 +188,10 @@ def step_label(step: Step) -> str:
     body = step.body
     value: Any = getattr(body, "source", body)
     if isinstance(body, Think):
-        value = body.low if body.kind == "fixed" else f"{body.kind} {body.low:g}"
+        value = {
+            "fixed": f"{body.low:g} s",
+            "uniform": f"uniform {body.low:g}-{body.high:g} s",
+        }.get(body.kind, f"{body.kind} {body.low:g} s")
     elif isinstance(body, bytes):
         value = body.hex()
     shown = value if isinstance(value, str | int | float) else json.dumps(value)
