@@ -10,6 +10,7 @@ import os
 import random
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import msgpack
@@ -130,14 +131,25 @@ def test_a_fifo_is_read_and_one_without_a_writer_is_empty(tmp_path: Path) -> Non
     assert problems_of(fifo) == [f"feeder: {fifo}: empty; a feeder needs a header row and rows"]
 
     def writer() -> None:
-        with open(fifo, "w") as out:
+        with open(fifo, "w") as out:  # blocks until a reader opens the FIFO
             out.write("user\nann\n")
 
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     try:
-        feeder = load_feeder(fifo)
+        while True:  # a read before the writer's open() began sees no writer: empty
+            try:
+                feeder = load_feeder(fifo)
+                break
+            except SpecError as exc:
+                if "empty" not in exc.problems[0]:
+                    raise
+                assert time.monotonic() < deadline, "the writer never opened the FIFO"
+                time.sleep(0.001)
     finally:
+        if thread.is_alive():  # release a writer still waiting for a reader
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
         thread.join(timeout=10)
     assert feeder.rows == (("ann",),)
 
