@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsload.common.errors import SpecError
 from wsload.common.feeder import feeder_from_dict, feeder_problems, feeder_table_problems
-from wsload.common.fields import MAX_CLIENTS, MAX_DURATION
+from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
 from wsload.common.stages import Profile, parse_stages
 from wsload.common.steps import (
@@ -271,6 +271,8 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
         problems += stage_problems
         if stages:
             clients = Profile(stages).peak_clients
+    if spec.mode is Mode.INTEGRATION:
+        clients = 1  # the integration check runs one client, on the feeder's first row
     feeder = _feeder(spec, problems)
     build = _Build(spec, feeder, clients)
     if spec.scenarios:

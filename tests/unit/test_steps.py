@@ -368,6 +368,8 @@ def test_feeder_problems_before_the_run(tmp_path: Path) -> None:
         build_spec(scenario=scenario, env={}, ws_url="ws://127.0.0.1:9/")
     (problem,) = info.value.problems
     assert problem.startswith("feeder: users.csv has 2 rows, the job has 3 clients")
+    # the integration check runs one client: its first row is enough
+    assert build_spec(scenario=scenario, env={}, mode="integration").feeder is not None
     (tmp_path / "users.csv").unlink()
     with pytest.raises(SpecError) as info:
         build_spec(scenario=scenario, env={}, ws_url="ws://127.0.0.1:9/")
