@@ -1,0 +1,181 @@
+"""Every shipped example scenario runs, and its per-step counts equal the server's own.
+
+Each example in ``examples/`` is run as a user runs it (``wsload run
+--scenario``, a subprocess, ``--json``) against the reference server as a
+subprocess, made shorter and smaller with flags (flags win over the file)
+but otherwise as written. The ``/chat`` examples are checked against the
+server's ``chat`` counters: logins, joins, acks and messages equal the
+steps' figures, and every broadcast and heartbeat the clients read counts as
+unsolicited, never as a reply. Replies get a wide ``--reply-timeout`` so a
+loaded machine makes a run slower, not red.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import WSLOAD, RunningServer, ServerFactory, stats, wait_for
+from wsload.common.protocol import STEP_COUNTERS
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RUN_TIMEOUT = 120.0
+#: example -> flags that make its run short (its own settings otherwise)
+SHORT = {
+    "chat": ["-c", "20", "-d", "4", "--ramp-up", "1", "--workers", "2"],
+    "echo": ["-c", "10", "-d", "3", "--rate", "100", "--workers", "1"],
+    "churn": ["-c", "5", "-d", "3", "--interval", "0.5", "--workers", "1"],
+    "mix": ["-c", "20", "-d", "4", "--ramp-up", "1", "--workers", "2"],
+    "stages": ["--workers", "1"],  # its stages are the point: 20 s as written
+}
+
+
+def run_example(
+    tmp_path: Path, name: str, ws_url: str | None, *extra: str
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    out = tmp_path / f"{name}.json"
+    target = ["--ws-url", ws_url] if ws_url else []
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(EXAMPLES / f"{name}.toml"), *target,
+         "--reply-timeout", "10", *SHORT[name], *extra, "--json", str(out)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary: dict[str, Any] = json.loads(out.read_text())
+    return summary, proc
+
+
+def url(server: RunningServer, path: str) -> str:
+    return server.ws_url.removesuffix("/ws") + path
+
+
+def settled(server: RunningServer, key: str) -> dict[str, Any]:
+    """The server's counters once every connection of ``key`` (``chat`` or top) has closed."""
+
+    def closed() -> bool:
+        s = stats(server.api_url)
+        return (s["chat"] if key == "chat" else s)["connections_open"] == 0
+
+    wait_for("the run's connections to close on the server", closed, 10)
+    return stats(server.api_url)
+
+
+def step_sum(summary: dict[str, Any], suffix: str, counter: str) -> int:
+    """``counter`` summed over the steps named ``suffix`` (a mix may prefix its scenario)."""
+    steps = summary["steps"]
+    found = [s for name, s in steps.items() if name == suffix or name.endswith(f" {suffix}")]
+    assert found, (suffix, list(steps))
+    return sum(int(s[counter]) for s in found)
+
+
+def assert_steps_balanced(summary: dict[str, Any]) -> None:
+    """``expected = met + timed_out + failed + lost + unanswered`` for every step."""
+    assert summary["steps"], "a conversation reports its steps"
+    for name, step in summary["steps"].items():
+        others = sum(int(step[k]) for k in STEP_COUNTERS if k not in ("expected",))
+        assert step["expected"] == others, (name, step)
+    assert summary["balanced"]
+
+
+def assert_chat_agrees(summary: dict[str, Any], chat: dict[str, Any]) -> None:
+    """The steps' figures are the server's: one expect per request, met once per reply."""
+    assert summary["counters"]["sent"] == chat["received"]
+    for step, requests, replies in (
+        ("login", "logins", "logins"),
+        ("join", "joins", "joins"),
+        ("ack", "messages", "acks"),
+    ):
+        expected, met = step_sum(summary, step, "expected"), step_sum(summary, step, "met")
+        assert expected == chat[requests], (step, summary["steps"], chat)
+        waited_out = sum(step_sum(summary, step, k) for k in ("timed_out", "unanswered"))
+        assert met <= chat[replies] <= met + waited_out, (step, summary["steps"], chat)
+    assert chat["errors"] == chat["bad_token"] == chat["login_failures"] == 0
+    # broadcasts and heartbeats are never replies: unsolicited, at most what the server sent
+    pushed = chat["broadcasts"] + chat["heartbeats"]
+    assert 0 < summary["unsolicited"] <= pushed, (summary["unsolicited"], chat)
+
+
+def test_every_example_has_a_test() -> None:
+    assert {p.stem for p in EXAMPLES.glob("*.toml")} == set(SHORT)
+    assert (EXAMPLES / "users.csv").is_file()
+
+
+def test_chat_two_workers_count_what_the_server_counts(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = serve_factory("--chat-heartbeat", "200")
+    summary, _ = run_example(tmp_path, "chat", url(server, "/chat"))
+    chat = settled(server, "chat")["chat"]
+    assert_steps_balanced(summary)
+    assert_chat_agrees(summary, chat)
+    assert chat["connections"] == 20
+    assert step_sum(summary, "login", "met") == 20  # one unique user each, all let in
+    assert chat["heartbeats"] > 0
+
+
+def test_echo_as_a_conversation(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    server = serve_factory()
+    summary, _ = run_example(tmp_path, "echo", url(server, "/ws"))
+    s = settled(server, "ws")
+    assert_steps_balanced(summary)
+    echo = summary["steps"]["echo"]
+    assert summary["counters"]["sent"] == s["messages_received"] == echo["expected"]
+    assert echo["met"] <= s["echoes_sent"] <= echo["met"] + echo["timed_out"] + echo["unanswered"]
+    assert echo["met"] > 0
+
+
+def test_churn_opens_a_connection_per_session(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    server = serve_factory("--chat-heartbeat", "0")
+    summary, _ = run_example(tmp_path, "churn", url(server, "/chat"))
+    chat = settled(server, "chat")["chat"]
+    assert_steps_balanced(summary)
+    assert summary["counters"]["sent"] == chat["received"]
+    sessions = step_sum(summary, "login", "expected")
+    assert sessions == chat["logins"] + chat["dropped"]
+    assert sessions > 5  # more sessions than clients: each one on a fresh connection
+    assert chat["connections"] >= sessions
+    assert step_sum(summary, "ack", "expected") == chat["messages"]
+
+
+def test_mix_splits_clients_by_weight(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    server = serve_factory("--chat-heartbeat", "500")
+    summary, _ = run_example(tmp_path, "mix", url(server, "/chat"))
+    chat = settled(server, "chat")["chat"]
+    assert_steps_balanced(summary)
+    assert_chat_agrees(summary, chat)
+    scenarios = summary["scenarios"]
+    assert (scenarios["chatters"]["clients"], scenarios["lurkers"]["clients"]) == (4, 16)
+    assert step_sum(summary, "login", "met") == chat["logins"] == 20
+
+
+def test_stages_spike(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    server = serve_factory()
+    started = time.monotonic()
+    summary, _ = run_example(tmp_path, "stages", url(server, "/ws"))
+    assert time.monotonic() - started >= 20  # the stages' total duration
+    s = settled(server, "ws")
+    assert_steps_balanced(summary)
+    assert summary["counters"]["sent"] == s["messages_received"]
+    # the rate follows the stages: 0 -> 50/s over 5 s, 500/s from 7 s to 12 s
+    sent = {point["second"]: point["sent"] for point in summary["time_series"]}
+    baseline = max(sent.get(t, 0) for t in range(5))
+    spike = max(sent.get(t, 0) for t in range(7, 12))
+    assert spike >= 4 * baseline > 0, sent
+
+
+@pytest.mark.parametrize("example", ["chat", "echo"])
+def test_demo_runs_an_example_on_the_endpoint_it_names(tmp_path: Path, example: str) -> None:
+    """``wsload run --demo --scenario examples/X.toml``: no server to start, the right path."""
+    summary, proc = run_example(tmp_path, example, None, "--demo", "-d", "2", "--ramp-up", "0")
+    assert_steps_balanced(summary)
+    note = proc.stdout.splitlines()[-1]
+    assert note.startswith("  the reference server itself counted: ")
+    if example == "chat":
+        assert f"{step_sum(summary, 'login', 'met')} logins" in note
+    assert step_sum(summary, "ack" if example == "chat" else "echo", "met") > 0
