@@ -271,8 +271,8 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
         problems += stage_problems
         if stages:
             clients = Profile(stages).peak_clients
-    if spec.mode is Mode.INTEGRATION:
-        clients = 1  # the integration check runs one client, on the feeder's first row
+    # the integration check runs one client, on the feeder's first row
+    feeder_clients = 1 if spec.mode is Mode.INTEGRATION else clients
     feeder = _feeder(spec, problems)
     build = _Build(spec, feeder, clients)
     if spec.scenarios:
@@ -302,7 +302,7 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
                 "feeder: only a conversation ([[steps]], [[loop]] or [[scenarios]]) uses "
                 "a feeder's columns"
             )
-        problems += feeder_problems(feeder, clients)
+        problems += feeder_problems(feeder, feeder_clients)
     workload = Workload(
         programs=tuple(build.programs),
         feeder=feeder,
