@@ -60,7 +60,7 @@ def settled(server: RunningServer, key: str) -> dict[str, Any]:
 
     def closed() -> bool:
         s = stats(server.api_url)
-        return (s["chat"] if key == "chat" else s)["connections_open"] == 0
+        return bool((s["chat"] if key == "chat" else s)["connections_open"] == 0)
 
     wait_for("the run's connections to close on the server", closed, 10)
     return stats(server.api_url)
