@@ -169,3 +169,19 @@ def test_each_command_offers_the_declared_flags() -> None:
             if field.flag and offers in field.commands:
                 assert field.flag in opts, (name, field.flag)
                 assert field.alias is None or field.alias in opts, (name, field.alias)
+
+
+def test_conversation_fields_come_from_a_scenario_file_only(tmp_path: Path) -> None:
+    for name in ("loop", "scenarios", "feeder", "stages"):
+        assert BY_NAME[name].flag is None
+    assert FIELD_KINDS["loop"] == FIELD_KINDS["scenarios"] == FIELD_KINDS["stages"] == "steps"
+    assert FIELD_KINDS["feeder"] == "table?"
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text('feeder = "users.csv"\nloop = 3\nscenarios = [1]\n')
+    with pytest.raises(SpecError) as info:
+        build_spec(scenario=scenario, env={})
+    assert info.value.problems == [
+        f"{scenario}: feeder: expected a table, got str 'users.csv'",
+        f"{scenario}: loop: expected a list of tables ([[...]]), got int 3",
+        f"{scenario}: scenarios: expected a list of tables ([[...]]), got list [1]",
+    ]
