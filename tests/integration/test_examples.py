@@ -109,7 +109,12 @@ def test_every_example_has_a_test() -> None:
 def test_chat_two_workers_count_what_the_server_counts(
     serve_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    server = serve_factory("--chat-heartbeat", "200")
+    """The issue's done-when: CSV users, login -> token -> loop of message/ack among pushes."""
+    delay, stall = 0.03, 0.5
+    server = serve_factory(
+        "--chat-heartbeat", "200", "--delay", str(delay * 1000),
+        "--stall-every", "2", "--stall-for", str(stall),
+    )  # fmt: skip
     summary, _ = run_example(tmp_path, "chat", url(server, "/chat"))
     chat = settled(server, "chat")["chat"]
     assert_steps_balanced(summary)
@@ -117,6 +122,11 @@ def test_chat_two_workers_count_what_the_server_counts(
     assert chat["connections"] == 20
     assert step_sum(summary, "login", "met") == 20  # one unique user each, all let in
     assert chat["heartbeats"] > 0
+    # every ack waited for the delay; those sent early in a stall for most of it
+    # (about 80 messages, one in eight sent in a stall's first quarter second)
+    ack = summary["steps"]["ack"]["latency_percentiles"]
+    assert ack["p50"] >= delay
+    assert ack["max"] >= stall / 2
 
 
 def test_echo_as_a_conversation(serve_factory: ServerFactory, tmp_path: Path) -> None:
