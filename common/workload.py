@@ -181,10 +181,8 @@ def _scenarios(build: _Build, raw: Any) -> None:
             "scenarios: top-level [[steps]]/[[loop]] and [[scenarios]] do not mix: "
             "move the steps into a scenario"
         )
-    parsed: list[
-        tuple[str, Mapping[str, Any], tuple[float | None, float | None, int | None, float]]
-    ]
-    parsed = []
+    Pacing = tuple[float | None, float | None, int | None, float]
+    parsed: list[tuple[str, Sequence[Any], Sequence[Any], Pacing]] = []
     seen: set[str] = set()
     total_steps = 0
     for i, table in enumerate(items, 1):
@@ -213,18 +211,18 @@ def _scenarios(build: _Build, raw: Any) -> None:
         total_steps += len(steps) + len(loop)
         if not steps and not loop and not p1 + p2:
             build.problems.append(f"{where}: needs [[scenarios.steps]] or [[scenarios.loop]]")
-        parsed.append((label, table, _scenario_pacing(where, table, build.problems)))
+        parsed.append((label, steps, loop, _scenario_pacing(where, table, build.problems)))
     if total_steps > MAX_STEPS:
         build.problems.append(f"scenarios: {total_steps:,} steps in all, at most {MAX_STEPS:,}")
         return
-    fixed = sum(p[2][2] or 0 for p in parsed)
-    weights = sum(p[2][3] for p in parsed if p[2][2] is None)
+    fixed = sum(p[3][2] or 0 for p in parsed)
+    weights = sum(p[3][3] for p in parsed if p[3][2] is None)
     if fixed > build.clients:
         build.problems.append(
             f"scenarios: their clients add up to {fixed}, more than the job's {build.clients}"
         )
     many = len(items) > 1
-    for i, (label, table, (rate, interval, clients, weight)) in enumerate(parsed):
+    for i, (label, steps, loop, (rate, interval, clients, weight)) in enumerate(parsed):
         if rate is None and spec.rate is not None and build.clients:
             share = (
                 clients / build.clients
@@ -236,8 +234,8 @@ def _scenarios(build: _Build, raw: Any) -> None:
         build.program(
             i,
             label,
-            table.get("steps") or (),
-            table.get("loop") or (),
+            steps,
+            loop,
             (where, where),
             f"{label} " if many else "",
             rate=rate,

@@ -7,13 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsload.common.errors import SpecError
 from wsload.common.match import RegexMatcher, SubsetMatcher, TextMatcher
 from wsload.common.program import Action, Program, Think, Workload
 from wsload.common.spec import JobSpec, build_spec, spec_from_dict
-from wsload.common.steps import ScenarioError, compile_workload, step_problems, workload_problems
+from wsload.common.steps import (
+    STEP_KEYS,
+    ScenarioError,
+    compile_workload,
+    step_problems,
+    workload_problems,
+)
 from wsload.common.template import JsonTemplate, TextTemplate
+from wsload.common.workload import SCENARIO_KEYS
 
 CHAT = """\
 [feeder]
@@ -403,3 +412,44 @@ def test_a_capture_may_not_hide_a_feeder_column(tmp_path: Path) -> None:
 def test_send_renders_tables_as_json() -> None:
     (program,) = compile_workload(JobSpec(steps=({"send": {"n": "{seq}"}},))).programs
     assert isinstance(program.steps[0].body, JsonTemplate)
+
+
+_pieces = st.sampled_from(["{seq}", "{user}", "{obj}", "{ts}", "{{seq}}", "{", "}", "a", "é", '"'])
+_strings = st.lists(_pieces, max_size=4).map("".join)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _strings
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+VARS: dict[str, Any] = {"seq": 3, "user": 'x"y', "obj": {"k": [1, None]}, "ts": 2.5, "pad": ""}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), _values, min_size=1, max_size=4))
+def test_what_a_send_table_sends_its_expect_twin_matches(table: dict[str, Any]) -> None:
+    """A table sent by ``send`` matches the same table as ``expect``, with the same variables."""
+    send, expect = JsonTemplate(table), SubsetMatcher(table)
+    text = send.render(VARS, random.Random(0))
+    assert expect.match(text.encode(), True, VARS, random.Random(0)) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from([*STEP_KEYS, "other"]),
+            _values | st.dictionaries(st.sampled_from(["uniform", "exponential", "x"]), _values),
+            max_size=3,
+        ),
+        max_size=4,
+    ),
+    st.lists(st.dictionaries(st.sampled_from([*SCENARIO_KEYS, "x"]), _values), max_size=2),
+)
+def test_any_steps_compile_or_give_problems(steps: list[Any], scenarios: list[Any]) -> None:
+    spec = JobSpec(steps=tuple(steps), scenarios=tuple(scenarios))
+    found = workload_problems(spec)
+    assert all(isinstance(p, str) and "\n" not in p for p in found)
+    if not found:
+        compile_workload(spec)
