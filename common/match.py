@@ -33,7 +33,7 @@ import functools
 import json
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wsload.common.template import Node, TextTemplate, ValueTemplate, render_tree
@@ -58,6 +58,7 @@ MISSING: Any = _Sentinel("MISSING")
 NOT_JSON: Any = _Sentinel("NOT_JSON")
 
 _cache: tuple[object, Any] = (None, NOT_JSON)
+_loads = json.loads
 
 
 def parse_json(data: bytes | str) -> Any:
@@ -70,9 +71,9 @@ def parse_json(data: bytes | str) -> Any:
     cached = _cache
     if cached[0] is data:
         return cached[1]
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
+    try:  # decoding first is faster than json.loads' own detection (text frames are UTF-8)
+        value = _loads(data.decode() if data.__class__ is bytes else data)
+    except (ValueError, RecursionError, TypeError):
         value = NOT_JSON
     if data.__class__ is bytes or data.__class__ is str:
         _cache = (data, value)
@@ -111,42 +112,57 @@ def contains(expected: Any, actual: Any) -> bool:
     return _same(expected, actual)
 
 
-def _check(node: Any, actual: Any, values: Mapping[str, Any], rng: random.Random) -> bool:
-    """``contains`` over a compiled :class:`ValueTemplate` tree."""
+#: A compiled check: does ``actual`` hold the expected value, given the client's variables?
+Check = Callable[[Any, Mapping[str, Any], random.Random], bool]
+_ABSENT: Any = _Sentinel("ABSENT")
+
+
+def _compile_check(node: Any) -> Check:
+    """The check of a :class:`ValueTemplate` tree (``contains`` specialised per node)."""
     if node.__class__ is not Node:
-        if node.__class__ is dict or node.__class__ is list:  # pragma: no cover - compiled away
-            return contains(node, actual)
-        return _same(node, actual)
+        if node is None or node.__class__ is bool:
+            return lambda a, v, r: a is node
+        if node.__class__ in _NUMBERS:
+            return lambda a, v, r: (a.__class__ is int or a.__class__ is float) and a == node
+        cls = node.__class__
+        return lambda a, v, r: a.__class__ is cls and a == node
     kind = node.kind
-    if kind == "dict":
-        if actual.__class__ is not dict:
+    if kind == "text":
+        render = node.arg
+        return lambda a, v, r: a.__class__ is str and a == render(v, r)
+    if kind == "slot":
+        slot = node.arg
+        return lambda a, v, r: contains(slot(v, r), a)
+    if kind == "list":
+        items = tuple(_compile_check(n) for n in node.arg)
+        size = len(items)
+
+        def check_list(a: Any, v: Mapping[str, Any], r: random.Random) -> bool:
+            if a.__class__ is not list or len(a) != size:
+                return False
+            return all(check(x, v, r) for check, x in zip(items, a, strict=True))
+
+        return check_list
+    # a table: its constant scalars first, its placeholders last (cheapest first)
+    pairs = sorted(node.arg, key=lambda kv: _cost(kv[1]))
+    keyed = tuple((key, _compile_check(sub)) for key, sub in pairs)
+
+    def check_dict(a: Any, v: Mapping[str, Any], r: random.Random) -> bool:
+        if a.__class__ is not dict:
             return False
-        for key, sub in node.arg:
-            if key not in actual or not _check(sub, actual[key], values, rng):
+        for key, check in keyed:
+            x = a.get(key, _ABSENT)
+            if x is _ABSENT or not check(x, v, r):
                 return False
         return True
-    if kind == "list":
-        items = node.arg
-        if actual.__class__ is not list or len(actual) != len(items):
-            return False
-        return all(_check(n, a, values, rng) for n, a in zip(items, actual, strict=True))
-    return contains(node.arg(values, rng), actual)
+
+    return check_dict
 
 
-def _ordered(node: Any) -> Any:
-    """The tree with each table's constant scalars first and its slots last (cheapest first)."""
-    if node.__class__ is not Node or node.kind == "slot":
-        return node
-
-    def cost(sub: Any) -> int:
-        if sub.__class__ is not Node:
-            return 0
-        return 2 if sub.kind == "slot" else 1
-
-    if node.kind == "dict":
-        items = tuple((k, _ordered(n)) for k, n in node.arg)
-        return Node("dict", tuple(sorted(items, key=lambda kv: cost(kv[1]))))
-    return Node("list", tuple(_ordered(n) for n in node.arg))
+def _cost(node: Any) -> int:
+    if node.__class__ is not Node:
+        return 0
+    return 1 if node.kind in ("dict", "list") else 2
 
 
 def _needles(node: Any, out: list[str]) -> None:
@@ -169,14 +185,15 @@ MAX_NEEDLES = 3
 class SubsetMatcher:
     """A JSON message holding the expected table (or equal to the expected array)."""
 
-    __slots__ = ("_bneedles", "_sneedles", "_tree", "names", "problems", "source")
+    __slots__ = ("_bneedles", "_check", "_sneedles", "_tree", "names", "problems", "source")
 
     def __init__(self, source: Any) -> None:
         template = ValueTemplate(source)
         self.source = source
         self.problems = template.problems
         self.names = frozenset(template.names)
-        self._tree = _ordered(template.tree)
+        self._tree = template.tree
+        self._check = _compile_check(self._tree)
         found: list[str] = []
         _needles(self._tree, found)
         chosen = sorted(set(found), key=len, reverse=True)[:MAX_NEEDLES]
@@ -206,7 +223,7 @@ class SubsetMatcher:
         if parsed is NOT_JSON:
             return None
         try:
-            return parsed if _check(self._tree, parsed, values, rng) else None
+            return parsed if self._check(parsed, values, rng) else None
         except RecursionError:
             return None
 

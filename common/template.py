@@ -203,6 +203,8 @@ class _Parts:
         if self._const is not None:
             return self._const
         lits = self._literals
+        if len(lits) == 2:  # one placeholder: the common case
+            return lits[0] + self._slots[0](values, rng) + lits[1]  # type: ignore[no-any-return]
         out = [lits[0]]
         i = 1
         for slot in self._slots:
@@ -290,10 +292,8 @@ _MAX_DEPTH = 64
 class ValueTemplate:
     """A table or array template rendered as a Python value (what an expect compares with).
 
-    ``tree`` is the compiled form :mod:`wsload.common.match` walks: a
-    constant, a :class:`Slot` (a string that is one placeholder, or text
-    with placeholders), ``("dict", ((key, node), ...))`` or
-    ``("list", (node, ...))``.
+    ``tree`` is the compiled form :mod:`wsload.common.match` compiles
+    further: a constant or a :class:`Node`.
     """
 
     __slots__ = ("names", "problems", "source", "tree")
@@ -322,14 +322,15 @@ class ValueTemplate:
             return "".join(literals)
         if len(holders) == 1 and literals == ["", ""]:
             return Node("slot", holders[0].value())
-        return Node("slot", _Parts(literals, [h.text() for h in holders], frozenset()).render)
+        return Node("text", _Parts(literals, [h.text() for h in holders], frozenset()).render)
 
     def render(self, values: Mapping[str, Any], rng: random.Random) -> Any:
         return render_tree(self.tree, values, rng)
 
 
 class Node:
-    """A compiled part of a :class:`ValueTemplate`: ``dict``, ``list`` or ``slot``."""
+    """A compiled part of a :class:`ValueTemplate`: ``dict``, ``list``, ``slot`` (a string
+    that is one placeholder: any value) or ``text`` (placeholders among text: a string)."""
 
     __slots__ = ("arg", "kind")
 
@@ -338,7 +339,7 @@ class Node:
 
     @property
     def constant(self) -> bool:
-        if self.kind == "slot":
+        if self.kind == "slot" or self.kind == "text":
             return False
         items = (n for _, n in self.arg) if self.kind == "dict" else self.arg
         return all(not isinstance(n, Node) or n.constant for n in items)
@@ -348,7 +349,7 @@ def render_tree(tree: Any, values: Mapping[str, Any], rng: random.Random) -> Any
     """The Python value of a compiled tree, placeholders filled."""
     if tree.__class__ is not Node:
         return tree
-    if tree.kind == "slot":
+    if tree.kind == "slot" or tree.kind == "text":
         return tree.arg(values, rng)
     if tree.kind == "dict":
         return {k: render_tree(n, values, rng) for k, n in tree.arg}
