@@ -223,6 +223,11 @@ SERVE_CASES: list[Case] = [
     case("--close-after", "-1", needle="'--close-after'"),
     case("--push-every", "nan", needle="'--push-every': 'nan' is not a finite number"),
     case("--seed", "x", needle="'x' is not a valid integer"),
+    case("--chat-heartbeat", "nan", needle="'--chat-heartbeat': 'nan' is not a finite number"),
+    case("--chat-heartbeat", "0.5", needle="--chat-heartbeat must be 0 or at least 1 ms"),
+    case("--chat-users", "{d}/adir", needle="--chat-users"),
+    case("--chat-users", "{d}/malformed.toml", "--stall-for", "5",
+         needle=("must name columns user and password", "--stall-for needs --stall-every")),
     case("--delay", "nan", "--drop-rate", "2", "--port", "-1",
          needle=("'--delay': 'nan'", "'--drop-rate'", "'--port'")),
 ]  # fmt: skip
