@@ -189,3 +189,16 @@ def test_demo_runs_an_example_on_the_endpoint_it_names(tmp_path: Path, example: 
     if example == "chat":
         assert f"{step_sum(summary, 'login', 'met')} logins" in note
     assert step_sum(summary, "ack" if example == "chat" else "echo", "met") > 0
+
+
+def test_demo_refuses_a_path_it_does_not_serve(tmp_path: Path) -> None:
+    scenario = tmp_path / "other.toml"
+    scenario.write_text('ws_url = "ws://localhost:9000/feed"\n')
+    proc = subprocess.run(
+        [WSLOAD, "run", "--demo", "--scenario", str(scenario), "--json", "/nonexistent/s.json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--demo serves /ws and /chat, not the path of ws_url '/feed'" in proc.stderr
+    assert "/nonexistent" in proc.stderr  # with every other problem, before anything starts
+    assert "listening" not in proc.stdout + proc.stderr
