@@ -106,7 +106,8 @@ def url_host(host: str) -> str:
     default=0.0,
     metavar="MS",
     help='Push {"type": "heartbeat", "n": K} (no id field, answering nothing) to every '
-    "connection every MS milliseconds, as services with heartbeats or broadcasts do; 0 never.",
+    "/ws connection every MS milliseconds, as services with heartbeats or broadcasts do; 0 never "
+    "(/chat has its own, --chat-heartbeat).",
 )
 @click.option(
     "--chat-users",
