@@ -13,7 +13,8 @@ Three compiled kinds, all :class:`wsload.common.program.Renderer`:
 
 - :class:`TextTemplate` renders text. A value that is not text renders as
   compact JSON (a number as itself, a captured object as its JSON); ``{ts}``
-  with six decimals.
+  with six decimals (as a table's value it is the exact number, so an
+  expect of ``"{ts}"`` compares equal to what was sent).
 - :class:`JsonTemplate` renders a table or array (``send = {...}``) as
   compact JSON text. A string that is exactly one placeholder takes the
   value's own type (``id = "{seq}"`` is the number, a captured object stays
@@ -115,9 +116,7 @@ class _Placeholder:
         if self.kind == "random_int":
             low, high = self.low, self.high
             return lambda v, r: str(r.randint(low, high))
-        name = self.name
-        if name == "ts":
-            return lambda v, r: f"{v.get('ts', 0.0):.6f}"
+        name = self.name  # ts too: a float's JSON is exact, so an expect of it compares equal
         return lambda v, r: _as_json(v.get(name))
 
     def json_text(self) -> Slot:

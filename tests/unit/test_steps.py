@@ -423,7 +423,9 @@ _values = st.recursive(
                                                                 max_size=3),
     max_leaves=8,
 )  # fmt: skip
-VARS: dict[str, Any] = {"seq": 3, "user": 'x"y', "obj": {"k": [1, None]}, "ts": 2.5, "pad": ""}
+VARS: dict[str, Any] = {
+    "seq": 3, "user": 'x"y', "obj": {"k": [1, None]}, "ts": 1700000000.1234567, "pad": "",
+}  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)
