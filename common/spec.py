@@ -95,8 +95,15 @@ class JobSpec:
     ``ca_file`` adds a CA bundle; ``tls_insecure`` skips verification, for
     self-signed test servers only.
 
-    Functional modes: ``steps`` is the integration scenario (checked here by
-    :mod:`wsload.common.steps`, the parser the worker runs); the ``event_*``
+    Conversations: ``steps`` (once per connection), ``loop`` (then again and
+    again), ``scenarios`` (a mix of such programs), ``feeder`` (a CSV file's
+    rows as the clients' variables: :func:`build_spec` reads it, relative to
+    the scenario file, into ``{file, mode, columns, rows, offset, total}``)
+    and ``stages`` (a load profile; they set ``duration`` and ``num_clients``
+    when those are not given, and must agree with them when they are), all
+    checked here by :func:`wsload.common.workload.workload_problems`, the
+    compiler the worker runs. A job with none of steps, loop and scenarios is
+    the echo load. ``steps`` is also the integration scenario; the ``event_*``
     fields say how event mode
     triggers events (``event_method`` ``api_url + event_path`` with the body
     template, ``{event}`` and ``{count}`` filled in) and how long it waits.
