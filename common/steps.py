@@ -32,7 +32,9 @@ For the integration mode, :func:`parse_steps` and :func:`step_problems`
 keep their shape: a list of :class:`ScriptStep` (the normalised raw value
 beside the compiled step), problems as ``step N: ...``.
 
-Bounds: at most :data:`MAX_STEPS` steps, step values nested at most
+The checks of single values (seconds, think times, hex, names, captures,
+the shape of a value) are in :mod:`wsload.common.stepvalues`. Bounds: at
+most :data:`MAX_STEPS` steps, step values nested at most
 :data:`MAX_VALUE_DEPTH` deep with at most :data:`MAX_VALUE_ITEMS` items in
 any one table or array, so a scenario always fits the wire's limits and no
 check recurses without bound.
@@ -40,26 +42,31 @@ check recurses without bound.
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wsload.common.errors import SpecError
-from wsload.common.match import (
-    BinaryMatcher,
-    RegexMatcher,
-    SubsetMatcher,
-    TextMatcher,
-    compile_matcher,
-    path_problem,
-)
+from wsload.common.match import BinaryMatcher, RegexMatcher, compile_matcher
 from wsload.common.program import Action, Step, Think
-from wsload.common.template import NAME, RESERVED, compile_send, unknown_variable_problems
-from wsload.common.validation import is_utf8
+from wsload.common.stepvalues import (
+    EXPECT_KEYS,
+    MAX_NAME_LENGTH,
+    MAX_STEP_SECONDS,
+    MAX_STEPS,
+    MAX_VALUE_DEPTH,
+    MAX_VALUE_ITEMS,
+    did_you_mean,
+    name_problem,
+    parse_captures,
+    parse_hex,
+    parse_think,
+    seconds_ok,
+    value_shape_problem,
+)
+from wsload.common.template import compile_send, unknown_variable_problems
 
 if TYPE_CHECKING:
     from wsload.common.program import Workload
@@ -70,18 +77,6 @@ ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "th
 ALIASES: Mapping[str, str] = {"wait": "think"}
 OPTIONS = ("name", "timeout", "capture", "fail")
 STEP_KEYS = (*ACTIONS, *ALIASES, *OPTIONS)
-_EXPECTS = ("expect", "expect_regex", "expect_binary")
-
-#: Most steps one scenario may have (a conversation, not a data set).
-MAX_STEPS = 10_000
-#: Deepest nesting of a step's value (tables in arrays in tables...).
-MAX_VALUE_DEPTH = 32
-#: Most items in one table or array of a step's value.
-MAX_VALUE_ITEMS = 10_000
-#: Longest ``think`` or ``timeout`` of one step, seconds.
-MAX_STEP_SECONDS = 3600.0
-#: Longest step name (a metric name in every report).
-MAX_NAME_LENGTH = 100
 
 #: The default conversation: a JSON round trip whose every field must survive.
 DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
@@ -113,82 +108,6 @@ class ScenarioError(SpecError):
     """One or more scenario steps are malformed (each problem names its step)."""
 
 
-def value_shape_problem(value: Any) -> str | None:
-    """Why ``value`` is not a bounded JSON-like value, or None; iterative, never recurses.
-
-    TOML also has dates and times, which neither JSON nor the wire carries.
-    """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list | tuple):
-            if depth > MAX_VALUE_DEPTH:
-                return f"nested more than {MAX_VALUE_DEPTH} levels deep"
-            if len(item) > MAX_VALUE_ITEMS:
-                return f"a table or array of {len(item):,} items (at most {MAX_VALUE_ITEMS:,})"
-            if isinstance(item, dict) and not all(isinstance(k, str) for k in item):
-                return "a table with a key that is not a string"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-        elif isinstance(item, int) and not isinstance(item, bool) and not _INT64 <= item < _UINT64:
-            return "an integer beyond 64 bits"
-        elif isinstance(item, str) and not is_utf8(item):
-            return "text that is not UTF-8"
-        elif item is not None and not isinstance(item, str | int | float | bytes):
-            kind = type(item).__name__
-            return f"a {kind} (only JSON values: text, numbers, true/false, tables, arrays)"
-    return None
-
-
-_INT64, _UINT64 = -(2**63), 2**64  # what msgpack carries
-
-
-def seconds_ok(value: Any, *, positive: bool = False) -> bool:
-    """A usable number of seconds: finite, not negative (or above zero), within the bound."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-        and value <= MAX_STEP_SECONDS
-    )
-
-
-def did_you_mean(word: str, choices: Collection[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _think(key: str, value: Any) -> Think | str:
-    bad = (
-        f"{key} must be a number of seconds (0 to {MAX_STEP_SECONDS:g}), "
-        "{uniform = [a, b]} or {exponential = mean}"
-    )
-    if seconds_ok(value):
-        return Think("fixed", float(value))
-    if not isinstance(value, dict) or len(value) != 1:
-        return bad
-    ((kind, arg),) = value.items()
-    if kind == "uniform":
-        ok = isinstance(arg, list) and len(arg) == 2 and all(seconds_ok(a) for a in arg)
-        if not ok or arg[0] > arg[1]:
-            return f"{key}: uniform takes [low, high] seconds, 0 <= low <= high <= 3600"
-        return Think("uniform", float(arg[0]), float(arg[1]))
-    if kind == "exponential":
-        if not seconds_ok(arg):
-            return f"{key}: exponential takes a mean in seconds (0 to {MAX_STEP_SECONDS:g})"
-        return Think("exponential", float(arg))
-    return f"{key}: unknown distribution {kind!r}{did_you_mean(kind, ('uniform', 'exponential'))}"
-
-
-def _hex(value: Any) -> bytes | None:
-    try:
-        return bytes.fromhex(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class Compiled:
     """One step compiled: the typed step, its normalised raw value, what it captures."""
@@ -197,16 +116,6 @@ class Compiled:
     value: Any
     captures: tuple[str, ...]
     explicit_name: bool
-
-
-def _name_problem(name: Any) -> str | None:
-    if not isinstance(name, str) or not name.strip():
-        return "name must be a non-empty string"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"name is {len(name)} characters, at most {MAX_NAME_LENGTH}"
-    if not name.isprintable() or name != name.strip():
-        return "name must be printable, without leading or trailing spaces"
-    return None
 
 
 def compile_step(
@@ -253,7 +162,7 @@ def compile_step(
             problems += body.problems
             names |= body.names
     elif action in (Action.SEND_BINARY, Action.EXPECT_BINARY):
-        value = _hex(value)
+        value = parse_hex(value)
         if value is None:
             problems.append(f"{key} must be a hex string")
         else:
@@ -272,7 +181,7 @@ def compile_step(
             except (re.error, RecursionError, OverflowError) as exc:
                 problems.append(f"bad regular expression ({exc})")
     elif action is Action.THINK:
-        think = _think(key, value)
+        think = parse_think(key, value)
         if isinstance(think, str):
             problems.append(think)
         else:
@@ -283,14 +192,14 @@ def compile_step(
         if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value < 5000:
             problems.append("close takes a close code (1000-4999) or true")
         body = value
-    expects = key in _EXPECTS
+    expects = key in EXPECT_KEYS
     timeout = item.get("timeout")
     if timeout is not None and not seconds_ok(timeout, positive=True):
         problems.append(
             f"timeout must be a positive number of seconds (at most {MAX_STEP_SECONDS:g})"
         )
     name = item.get("name")
-    if name is not None and (p := _name_problem(name)):
+    if name is not None and (p := name_problem(name)):
         problems.append(p)
     fail = None
     if "fail" in item:
@@ -305,7 +214,7 @@ def compile_step(
             names |= fail.names
     captures: list[tuple[str, str]] = []
     if "capture" in item:
-        captures, capture_problems = _captures(item["capture"], key, body, feeder_columns)
+        captures, capture_problems = parse_captures(item["capture"], key, body, feeder_columns)
         problems += capture_problems
     unknown_variables = (
         unknown_variable_problems(names, known) if feeder_columns is not None else []
@@ -331,43 +240,6 @@ def compile_step(
         fail=fail,
     )
     return Compiled(step, value, tuple(var for var, _ in captures), name is not None)
-
-
-def _captures(
-    raw: Any, key: str, body: Any, feeder_columns: Collection[str] | None
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """``capture = {var = "path"}``: the pairs, or why not."""
-    if key not in _EXPECTS:
-        return [], [f"capture applies to expects only, not to {key}"]
-    if not isinstance(raw, dict) or not raw:
-        return [], ['capture takes a table of variable = "dotted.path"']
-    if not isinstance(body, SubsetMatcher | RegexMatcher):
-        if body is None:
-            return [], []  # the expect itself is wrong: said already
-        what = "a binary" if isinstance(body, BinaryMatcher) else "an exact text"
-        return [], [
-            f"capture needs a JSON expect (a table) or expect_regex with groups, not {what} expect"
-        ]
-    pairs: list[tuple[str, str]] = []
-    problems: list[str] = []
-    for var, path in raw.items():
-        if not NAME.match(var):
-            problems.append(f"capture: {var!r} is not a variable name (letters, digits, _)")
-        elif var in RESERVED:
-            problems.append(f"capture: {var!r} would hide the built-in variable {{{var}}}")
-        elif feeder_columns and var in feeder_columns:
-            problems.append(f"capture: {var!r} would hide the feeder column {{{var}}}")
-        elif (p := path_problem(path)) is not None:
-            problems.append(f"capture {var}: {p}")
-        elif isinstance(body, RegexMatcher) and not _has_group(body.pattern, path):
-            problems.append(f"capture {var}: the regular expression has no group {path!r}")
-        else:
-            pairs.append((var, path))
-    return pairs, problems
-
-
-def _has_group(pattern: re.Pattern[str], path: str) -> bool:
-    return path in pattern.groupindex or (path.isdigit() and 0 <= int(path) <= pattern.groups)
 
 
 @dataclass(frozen=True)
@@ -508,7 +380,6 @@ __all__ = [
     "ScenarioError",
     "ScriptStep",
     "Step",
-    "TextMatcher",
     "compile_step",
     "compile_steps",
     "compile_workload",
