@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from typing import Any
 import msgpack
 
 from wsload.common.errors import SpecError
-from wsload.common.feeder import feeder_table_problems, feeder_to_dict, load_feeder
 from wsload.common.fields import (
     DEFAULT_MAX_MESSAGE_SIZE,
     ENGINE_CHOICES,
@@ -47,7 +45,6 @@ from wsload.common.fields import (
 )
 from wsload.common.protocol import MAX_MESSAGE_BYTES
 from wsload.common.scenario import read_toml
-from wsload.common.stages import Profile, parse_stages
 from wsload.common.steps import workload_problems
 from wsload.common.thresholds import threshold_problems
 from wsload.common.validation import (
@@ -57,7 +54,7 @@ from wsload.common.validation import (
     split_credentials,
     url_problems,
 )
-from wsload.common.workload import NOT_READ
+from wsload.common.workload import NOT_READ, fields_from_stages, read_feeder
 
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"
@@ -193,7 +190,6 @@ class JobSpec:
                 out.append(f"subprotocols: {proto!r} is not a valid subprotocol token")
         out += threshold_problems(self.thresholds)
         out += workload_problems(self)
-        out += self._stage_problems()
         for name in _LIST_FIELDS:
             count = len(getattr(self, name))
             if count > MAX_LIST_ITEMS:
@@ -207,29 +203,6 @@ class JobSpec:
         out += self._text_problems()
         if not out:  # every value is bounded now, so packing it is too
             out += self._size_problems()
-        return out
-
-    def _stage_problems(self) -> list[str]:
-        """With ``[[stages]]``, the stages set the run's length and its peak of clients."""
-        if not self.stages:
-            return []
-        stages, problems = parse_stages(self.stages)
-        if problems or not stages:
-            return []  # said by workload_problems
-        profile = Profile(stages)
-        out: list[str] = []
-        if not math.isclose(self.duration, profile.duration, rel_tol=1e-9, abs_tol=1e-6):
-            out.append(
-                f"duration ({self.duration:g} s) differs from the stages' total "
-                f"({profile.duration:g} s): leave duration out, the stages set it"
-            )
-        if self.num_clients != profile.peak_clients:
-            out.append(
-                f"num_clients ({self.num_clients}) differs from the stages' peak "
-                f"({profile.peak_clients}): leave it out, the stages set it"
-            )
-        if self.ramp_up:
-            out.append("ramp_up: the stages ramp the clients; leave ramp_up out")
         return out
 
     def _text_problems(self) -> list[str]:
@@ -314,9 +287,9 @@ def build_spec(
         untyped |= {k for k in layer if k in FIELD_NAMES and k not in typed}
         if "feeder" in typed and scenario is not None:
             feeder_base = Path(scenario).parent if n == 0 else Path()
-    problems_reading = _read_feeder(values, feeder_base)
+    problems_reading = read_feeder(values, feeder_base)
     problems += problems_reading
-    _from_stages(values)
+    fields_from_stages(values)
     spec, credential_problems = _credentials_to_header(JobSpec(**values))
     missing = untyped - values.keys()  # at their defaults: a line about them would mislead
     problems += credential_problems
@@ -329,32 +302,6 @@ def build_spec(
     if problems:
         raise SpecError(problems)
     return spec
-
-
-def _read_feeder(values: dict[str, Any], base: Path) -> list[str]:
-    """Replace a ``[feeder]`` table by the feeder it names, read now (``file`` relative to
-    ``base``, the scenario file's folder when the table came from it)."""
-    table = values.get("feeder")
-    if not table or "columns" in table or feeder_table_problems(table):
-        return []  # JobSpec.problems says what is wrong with the table
-    try:
-        feeder = load_feeder(base / table["file"], table.get("mode", "unique"))
-    except SpecError as exc:
-        return exc.problems  # the table stays: the steps' variables are not checked then
-    values["feeder"] = feeder_to_dict(feeder)
-    return []
-
-
-def _from_stages(values: dict[str, Any]) -> None:
-    """With ``[[stages]]``, a duration or client count not given is the stages' own."""
-    if not values.get("stages"):
-        return
-    stages, problems = parse_stages(values["stages"])
-    if problems or not stages:
-        return
-    profile = Profile(stages)
-    values.setdefault("duration", profile.duration)
-    values.setdefault("num_clients", profile.peak_clients)
 
 
 def _credentials_to_header(spec: JobSpec) -> tuple[JobSpec, list[str]]:

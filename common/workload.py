@@ -31,10 +31,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsload.common.errors import SpecError
-from wsload.common.feeder import feeder_from_dict, feeder_problems, feeder_table_problems
+from wsload.common.feeder import (
+    feeder_from_dict,
+    feeder_problems,
+    feeder_table_problems,
+    feeder_to_dict,
+    load_feeder,
+)
 from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
 from wsload.common.stages import Profile, parse_stages
@@ -310,9 +317,59 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
     return workload, problems
 
 
+def _stage_problems(spec: JobSpec) -> list[str]:
+    """With ``[[stages]]``, the stages set the run's length and its peak of clients."""
+    if not spec.stages:
+        return []
+    stages, problems = parse_stages(spec.stages)
+    if problems or not stages:
+        return []  # said by workload_problems
+    profile = Profile(stages)
+    out: list[str] = []
+    if not math.isclose(spec.duration, profile.duration, rel_tol=1e-9, abs_tol=1e-6):
+        out.append(
+            f"duration ({spec.duration:g} s) differs from the stages' total "
+            f"({profile.duration:g} s): leave duration out, the stages set it"
+        )
+    if spec.num_clients != profile.peak_clients:
+        out.append(
+            f"num_clients ({spec.num_clients}) differs from the stages' peak "
+            f"({profile.peak_clients}): leave it out, the stages set it"
+        )
+    if spec.ramp_up:
+        out.append("ramp_up: the stages ramp the clients; leave ramp_up out")
+    return out
+
+
+def read_feeder(values: dict[str, Any], base: Path) -> list[str]:
+    """Replace a ``[feeder]`` table by the feeder it names, read now (``file`` relative to
+    ``base``, the scenario file's folder when the table came from it)."""
+    table = values.get("feeder")
+    if not table or "columns" in table or feeder_table_problems(table):
+        return []  # JobSpec.problems says what is wrong with the table
+    try:
+        feeder = load_feeder(base / table["file"], table.get("mode", "unique"))
+    except SpecError as exc:
+        return exc.problems  # the table stays: the steps' variables are not checked then
+    values["feeder"] = feeder_to_dict(feeder)
+    return []
+
+
+def fields_from_stages(values: dict[str, Any]) -> None:
+    """With ``[[stages]]``, a duration or client count not given is the stages' own."""
+    if not values.get("stages"):
+        return
+    stages, problems = parse_stages(values["stages"])
+    if problems or not stages:
+        return
+    profile = Profile(stages)
+    values.setdefault("duration", profile.duration)
+    values.setdefault("num_clients", profile.peak_clients)
+
+
 def workload_problems(spec: JobSpec) -> list[str]:
     """Every problem of the job's steps, loop, scenarios, feeder and stages, one line each."""
-    return _compile(spec)[1]
+    return _compile(spec)[1] + _stage_problems(spec)
 
 
 def compile_workload(spec: JobSpec) -> Workload:
@@ -329,5 +386,7 @@ __all__ = [
     "NOT_READ",
     "SCENARIO_KEYS",
     "compile_workload",
+    "fields_from_stages",
+    "read_feeder",
     "workload_problems",
 ]
