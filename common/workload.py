@@ -53,6 +53,7 @@ from wsload.common.steps import (
     compile_steps,
     did_you_mean,
 )
+from wsload.common.thresholds import step_threshold_problems
 from wsload.common.validation import describe
 
 if TYPE_CHECKING:
@@ -368,8 +369,16 @@ def fields_from_stages(values: dict[str, Any]) -> None:
 
 
 def workload_problems(spec: JobSpec) -> list[str]:
-    """Every problem of the job's steps, loop, scenarios, feeder and stages, one line each."""
-    return _compile(spec)[1] + _stage_problems(spec)
+    """Every problem of the job's steps, loop, scenarios, feeder and stages, one line each.
+
+    A per-step threshold (``step.NAME.p99<50ms``) must name one of the
+    workload's expect steps; it is checked once the steps themselves are
+    fine (before, their names are not known).
+    """
+    workload, problems = _compile(spec)
+    if not problems:
+        problems = step_threshold_problems(spec.thresholds, workload.step_names)
+    return problems + _stage_problems(spec)
 
 
 def compile_workload(spec: JobSpec) -> Workload:

@@ -232,3 +232,20 @@ def test_step_names_are_checked_against_the_jobs_steps() -> None:
         "threshold 'step.ack.p99<1s': no step named 'ack' (this job has no expect steps)"
     ]
     assert step_threshold_problems(["p99<1s"], []) == []
+
+
+def test_a_per_step_threshold_must_name_an_expect_step_of_the_job() -> None:
+    """Checked with the job, before any process starts: a typo is bad input, not "no data"."""
+    from wsload.common.errors import SpecError
+    from wsload.common.spec import build_spec
+
+    loop = ({"send": "hi {seq}"}, {"expect": "hi {seq}", "name": "echo"})
+    assert build_spec(loop=loop, thresholds=("step.echo.p99<50ms",)).thresholds
+    with pytest.raises(SpecError) as bad:
+        build_spec(loop=loop, thresholds=("step.ecoh.p99<50ms",))
+    assert bad.value.problems == [
+        "threshold 'step.ecoh.p99<50ms': no step named 'ecoh' (did you mean 'echo'? steps: 'echo')"
+    ]
+    with pytest.raises(SpecError) as echo:
+        build_spec(thresholds=("step.echo.p99<50ms",))
+    assert "this job has no expect steps" in echo.value.problems[0]
