@@ -77,10 +77,30 @@ Effects = tuple[str | bytes | int, ...]
 #: nothing to do (the common case), shared: no allocation per message
 EMPTY: Final[Effects] = ()
 _INF = math.inf
-_SEND = Action.SEND
 _SEND_BINARY = Action.SEND_BINARY
-_THINK = Action.THINK
-_CLOSE = Action.CLOSE
+# what a step does, as a small int (a plan's first item): cheaper to test than its action
+_K_SEND = 0
+_K_EXPECT = 1
+_K_THINK = 2
+_K_CLOSE = 3
+#: a program part's steps, ready to run: (kind, step, its stats for an expect)
+Plan = tuple[tuple[int, Step, StepStats | None], ...]
+
+
+def _plan(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
+    out: list[tuple[int, Step, StepStats | None]] = []
+    for step in steps:
+        if step.expects:
+            out.append((_K_EXPECT, step, steprec.step(step.name)))
+        elif step.action is Action.THINK:
+            out.append((_K_THINK, step, None))
+        elif step.action is Action.CLOSE:
+            out.append((_K_CLOSE, step, None))
+        else:
+            out.append((_K_SEND, step, None))
+    return tuple(out)
+
+
 _CLOSE_NORMAL: Final[Effects] = (1000,)
 
 # states of a session
@@ -158,7 +178,7 @@ class Client:
 
     __slots__ = (
         "epoch",
-        "loop_stats",
+        "loop_plan",
         "number",
         "pacing",
         "program",
@@ -166,7 +186,7 @@ class Client:
         "rng",
         "scenario",
         "seq",
-        "setup_stats",
+        "setup_plan",
         "timeout",
         "values",
     )
@@ -201,8 +221,8 @@ class Client:
         values["ts"] = 0.0
         self.values = values
         self.scenario: ScenarioStats = steprec.scenario(program.name)
-        self.setup_stats = tuple(steprec.step(s.name) if s.expects else None for s in program.setup)
-        self.loop_stats = tuple(steprec.step(s.name) if s.expects else None for s in program.loop)
+        self.setup_plan = _plan(program.setup, steprec)
+        self.loop_plan = _plan(program.loop, steprec)
 
     def next_start(self, now: float) -> float:
         """When the next iteration is due (for a churn client: when to connect for it)."""
@@ -227,12 +247,11 @@ class Session:
         "_iter_due",
         "_matcher",
         "_pc",
+        "_plan",
         "_send_at",
         "_send_due",
         "_stat",
         "_state",
-        "_stats",
-        "_steps",
         "backoff",
         "client",
         "deadline",
@@ -247,8 +266,7 @@ class Session:
         self.paused = False
         self.backoff = False
         self._state = _WORKING
-        self._steps: tuple[Step, ...] = ()
-        self._stats: tuple[StepStats | None, ...] = ()
+        self._plan: Plan = ()
         self._pc = 0
         self._in_setup = True
         self._due = 0.0  # when the next send is due
@@ -284,13 +302,13 @@ class Session:
         due = now if due is None else min(due, now)
         self._in_setup = True
         if program.loop:
-            self._steps, self._stats, self._pc = program.setup, client.setup_stats, 0
+            self._plan, self._pc = client.setup_plan, 0
             self._due = self._send_due = due
             self._send_at = now
         else:  # churn: the session is the iteration
             if due >= self.until or now >= self.until:
                 return self._idle()
-            self._begin(due, now, program.setup, client.setup_stats)
+            self._begin(due, now, client.setup_plan)
         return self._run(now)
 
     def on_message(self, now: float, data: bytes, text: bool) -> Effects:
@@ -350,7 +368,7 @@ class Session:
             self._state = _WORKING
             self.deadline = _INF
             client = self.client
-            self._begin(self._iter_due, now, client.program.loop, client.loop_stats)
+            self._begin(self._iter_due, now, client.loop_plan)
             return self._run(now, begun=True)
         return EMPTY
 
@@ -395,15 +413,13 @@ class Session:
         self.deadline = _INF
         return EMPTY
 
-    def _begin(
-        self, due: float, now: float, steps: tuple[Step, ...], stats: tuple[StepStats | None, ...]
-    ) -> None:
+    def _begin(self, due: float, now: float, plan: Plan) -> None:
         """Begin an iteration intended at ``due``: a new ``seq``, its steps from the first."""
         client = self.client
         client.seq += 1
         client.values["seq"] = client.seq
         client.scenario.iterations += 1
-        self._steps, self._stats, self._pc = steps, stats, 0
+        self._plan, self._pc = plan, 0
         self._due = self._iter_due = self._send_due = due
         self._send_at = now
 
@@ -421,7 +437,7 @@ class Session:
             self.backoff = True
             self._state = _OVER
             return _CLOSE_NORMAL
-        self._pc = len(self._steps)
+        self._pc = len(self._plan)
         self._due = now
         return self._run(now)
 
@@ -436,8 +452,8 @@ class Session:
         client = self.client
         while True:
             pc = self._pc
-            steps = self._steps
-            if pc >= len(steps):
+            plan = self._plan
+            if pc >= len(plan):
                 program = client.program
                 if self._in_setup and not program.loop:  # a churn session's iteration is done
                     self._state = _OVER
@@ -457,12 +473,11 @@ class Session:
                     self._state = _WAITING
                     self.deadline = due
                     break
-                self._begin(due, now, program.loop, client.loop_stats)
+                self._begin(due, now, client.loop_plan)
                 begun = True
                 continue
-            step = steps[pc]
-            action = step.action
-            if action is _SEND or action is _SEND_BINARY:
+            kind, step, stat = plan[pc]
+            if kind == _K_SEND:
                 due = self._due
                 if due >= self.until or now >= self.until:
                     self._idle()
@@ -490,20 +505,18 @@ class Session:
                 else:
                     out.append(frame)
                 self._pc = pc + 1
-            elif step.expects:
-                stat = self._stats[pc]
-                assert stat is not None
-                stat.expected += 1
+            elif kind == _K_EXPECT:
+                stat.expected += 1  # type: ignore[union-attr]
                 client.rec.expected += 1
                 self._expect = step
                 self._matcher = step.body
                 self._fail = step.fail
                 self._stat = stat
                 self._state = _EXPECTING
-                timeout = step.timeout if step.timeout is not None else client.timeout
-                self.deadline = now + timeout
+                timeout = step.timeout
+                self.deadline = now + (timeout if timeout is not None else client.timeout)
                 break
-            elif action is _THINK:
+            elif kind == _K_THINK:
                 self._due += step.body.sample(client.rng)
                 self._pc = pc + 1
                 if self._due > now + TIMER_SLACK:
@@ -514,7 +527,6 @@ class Session:
                     self.deadline = self._due
                     break
             else:  # close
-                assert action is _CLOSE
                 self._state = _OVER
                 self.deadline = _INF
                 code = int(step.body)

@@ -33,9 +33,9 @@ from picows import WSError, WSHandshakeError, WSMsgType, ws_connect
 
 from wsload.worker.accounting import Conn, Link, Phase, resolve
 from wsload.worker.connect import USER_AGENT, classify, connected_socket
-from wsload.worker.engine import Engine
+from wsload.worker.engine import Engine, EngineResult
 from wsload.worker.engines.picows_listener import Listener
-from wsload.worker.engines.picows_session import SessionListener
+from wsload.worker.engines.picows_session import Alarms, SessionListener
 from wsload.worker.errors import ConnectFailed, HandshakeRejected
 from wsload.worker.schedule import HOLD_POLL, MAX_IN_FLIGHT, TICK_BUDGET, TIMER_SLACK, SendSchedule
 from wsload.worker.session import Session
@@ -86,6 +86,8 @@ class PicowsEngine(Engine):
         self._order = itertools.count()
         self._ticker_wake: asyncio.Future[None] | None = None
         self._ticker_at = math.inf
+        #: a conversation's thinks and iteration starts, every connection's on one timer
+        self.alarms = Alarms()
 
     def _services(self) -> list[Coroutine[Any, Any, None]]:
         services = super()._services()
@@ -105,6 +107,12 @@ class PicowsEngine(Engine):
             await conn.closed
         finally:
             link.end()
+
+    async def run(self) -> EngineResult:
+        try:
+            return await super().run()
+        finally:
+            self.alarms.clear()  # stale alarms hold no listener past the run
 
     async def _send_scheduled(self, conn: Conn, schedule: SendSchedule) -> None:
         """Hand the connection's schedule to the ticker; return when it is done with it."""
@@ -193,14 +201,18 @@ class PicowsEngine(Engine):
         if options.subprotocols:
             headers.append(("Sec-WebSocket-Protocol", ", ".join(options.subprotocols)))
         deadline = _mono() + options.timeout
-        kind = Listener if self.talk is None else SessionListener
+        limit = self.spec.max_message_size
+        if self.talk is None:
+            make = lambda: Listener(self, limit, options.timeout)  # noqa: E731
+        else:
+            make = lambda: SessionListener(self, limit, options.timeout, self.alarms)  # noqa: E731
         try:
             async with asyncio.timeout(options.timeout):
                 sock = await connected_socket(url, source)
                 # picows owns the socket from here: closed with its transport or
                 # detached by uvloop when the transport cannot be made.
                 transport, listener = await ws_connect(
-                    lambda: kind(self, self.spec.max_message_size, options.timeout),
+                    make,
                     url,
                     ssl_context=self.ssl,
                     websocket_handshake_timeout=max(deadline - _mono() - HANDSHAKE_MARGIN, 1e-3),

@@ -7,13 +7,13 @@ echo load's core: picows' frame callback calls ``session.on_message`` and
 writes what it returns at once (``transport.send`` is synchronous), so a
 conversation costs no coroutine, future or task switch per message.
 
-Time goes through one timer per connection (``loop.call_later``) at the
-session's :attr:`wsload.worker.session.Session.deadline` (a think's end, an
-expect's timeout, the next iteration). Deadlines move with nearly every
-message, so the timer is kept when the new deadline is later than the one it
-is set for (on firing it looks again and re-arms for the current deadline)
-and only replaced when the deadline comes earlier: no cancel-and-recreate per
-message while an expect's timeout stands.
+Time: the session's :attr:`wsload.worker.session.Session.deadline` is a
+think's end or an iteration's start (then the engine's :class:`Alarms`, one
+heap and one loop timer for every connection, wakes it), or an expect's
+timeout (then a loop timer of the connection's own, kept while the next
+expect's timeout is later: a met expect never cancels it; on firing it
+looks again and re-arms for the deadline of the moment). No timer is made,
+cancelled and freed per message.
 
 Writes: while picows says ``paused`` the session holds its next send (its
 latency still counts from when it was due) and :meth:`resume_writing` lets
@@ -26,6 +26,8 @@ closed by us.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import time
 
@@ -42,14 +44,75 @@ _INF = math.inf
 _mono = time.monotonic
 
 
-class SessionListener(Listener):
-    """A :class:`Listener` driving a :class:`Session` (set by :meth:`begin`)."""
+class Alarms:
+    """The thinks and iteration starts of every connection of an engine, on one timer.
 
-    def __init__(self, core: Accounting, limit: int, close_timeout: float) -> None:
+    A heap of ``(at, n, listener)``: a listener that wants waking adds an
+    entry; one loop timer fires at the earliest and wakes every listener due
+    by then (an entry a listener no longer wants -- its ``alarm_at`` moved --
+    is dropped as it comes up). Thousands of clients thinking cost one timer
+    per loop tick instead of a loop timer each (made, fired and freed per
+    iteration). At most one live entry per listener, plus the stale entries
+    of deadlines that moved earlier (rare: a drain, a resume).
+    """
+
+    __slots__ = ("_at", "_handle", "_heap", "_order")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, SessionListener]] = []
+        self._order = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = _INF
+
+    def add(self, at: float, listener: SessionListener) -> None:
+        heapq.heappush(self._heap, (at, next(self._order), listener))
+        if at < self._at:
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._at = at
+        self._handle = asyncio.get_running_loop().call_later(max(0.0, at - _mono()), self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._at = _INF
+        heap = self._heap
+        limit = _mono() + TIMER_SLACK
+        pop = heapq.heappop
+        while heap and heap[0][0] <= limit:
+            at, _, listener = pop(heap)
+            if listener.alarm_at == at:
+                listener.alarm()
+        if heap:
+            self._arm(heap[0][0])
+
+    def clear(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._at = _INF
+        self._heap.clear()
+
+
+class SessionListener(Listener):
+    """A :class:`Listener` driving a :class:`Session` (set by :meth:`begin`).
+
+    ``alarms`` is the engine's :class:`Alarms` (thinks and iteration starts).
+    """
+
+    def __init__(self, core: Accounting, limit: int, close_timeout: float, alarms: Alarms) -> None:
         super().__init__(core, limit, close_timeout)
         self.session: Session | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = _INF
+        #: when this connection asked its alarm for (inf: no alarm wanted)
+        self.alarm_at = _INF
+        self._alarms = alarms
+        #: the session's deadline when the timers were last looked at
+        self._seen = _INF
+        #: expects' timeouts (kept while the next expect's is later)
+        self._coarse: asyncio.TimerHandle | None = None
+        self._coarse_at = _INF
 
     # -- the engine's side ---------------------------------------------------------
 
@@ -64,10 +127,10 @@ class SessionListener(Listener):
 
     def end(self) -> None:
         """The connection is gone: no more timer, no more session."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = _INF
+        if self._coarse is not None:
+            self._coarse.cancel()
+        self._coarse = None
+        self.alarm_at = self._coarse_at = _INF
         self.session = None
 
     # -- picows' side ------------------------------------------------------------
@@ -80,7 +143,7 @@ class SessionListener(Listener):
         out = session.on_message(_mono(), data, text)
         if out:
             self._apply(out)
-        if session.deadline < self._timer_at:
+        if session.deadline != self._seen:  # a push changes nothing: no look at the timers
             self._rearm(session)
 
     def pause_writing(self) -> None:
@@ -119,18 +182,41 @@ class SessionListener(Listener):
                 return
 
     def _rearm(self, session: Session) -> None:
-        """Have the timer fire at ``session.deadline`` or before (then it looks again)."""
-        at = session.deadline
-        if at >= self._timer_at or at == _INF:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - _mono()), self._fire)
+        """Have a timer fire at ``session.deadline`` or before (then it looks again).
 
-    def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = _INF
+        An expect's timeout goes on the connection's *coarse* loop timer,
+        which a met expect never cancels: the next expect (usually due later)
+        keeps it, and when it fires early it re-arms once for the deadline of
+        the moment. Thinks and iteration starts go on the engine's
+        :class:`Alarms`. So a loop of send, expect, think costs a heap entry
+        per iteration, and a loop timer per timeout period.
+        """
+        at = self._seen = session.deadline
+        if at == _INF:
+            return
+        if session.pending:
+            if at < self._coarse_at:
+                if self._coarse is not None:
+                    self._coarse.cancel()
+                self._coarse_at = at
+                self._coarse = asyncio.get_running_loop().call_later(
+                    max(0.0, at - _mono()), self._fire_coarse
+                )
+        elif at < self.alarm_at:
+            self.alarm_at = at
+            self._alarms.add(at, self)
+
+    def alarm(self) -> None:
+        """The engine's :class:`Alarms` calls this at :attr:`alarm_at`."""
+        self.alarm_at = _INF
+        self._tick()
+
+    def _fire_coarse(self) -> None:
+        self._coarse = None
+        self._coarse_at = _INF
+        self._tick()
+
+    def _tick(self) -> None:
         session = self.session
         if session is None or self.done:
             return
@@ -142,4 +228,4 @@ class SessionListener(Listener):
         self._rearm(session)
 
 
-__all__ = ["SessionListener"]
+__all__ = ["Alarms", "SessionListener"]
