@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import connect_bench
+import conversation_bench
 import coordinator_bench
 import engine_bench
 import histogram_bench
@@ -33,6 +34,7 @@ def main() -> None:
     figures: list[Figure] = []
     for name, run in (
         ("engine", lambda: engine_bench.figures(seconds, 1_000 if args.quick else 10_000)),
+        ("conversation", lambda: conversation_bench.figures(seconds, 1 if args.quick else 3)),
         ("scaling", lambda: scaling_bench.figures(seconds)),
         ("connect storms", lambda: connect_bench.figures(quick=args.quick)),
         ("coordinator", coordinator_bench.figures),
