@@ -158,8 +158,10 @@ class Talk:
         start = self.engine.started
         if profile is not None and profile.sets_rate:
 
-            def follow(prev: float) -> float:
+            def follow(prev: float, first: bool) -> float:
                 t = prev - start
+                if first and (profile.rate_at(t) or 0.0) > 0:
+                    return prev  # the rate runs: the first iteration at once
                 return start + profile.next_start(t, 1.0, profile.connected_at(t))
 
             return Pacing(0.0, first=first, follow=follow)

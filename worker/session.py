@@ -122,8 +122,8 @@ class Pacing:
     its setup, clients spread over the period). ``period <= 0`` is the closed
     loop: each iteration is due when the previous one ended; an infinite
     period (a rate of 0) never starts one. ``follow`` (a varying rate: the
-    stages') maps an iteration's start to the next one's; the first one
-    starts at once.
+    stages') maps an iteration's start to the next one's; called with
+    ``first=True`` for the first, with the time pacing begins.
     """
 
     __slots__ = ("first", "follow", "k", "last", "period", "phase")
@@ -134,7 +134,7 @@ class Pacing:
         *,
         first: float | None = None,
         phase: float = 0.0,
-        follow: Callable[[float], float] | None = None,
+        follow: Callable[[float, bool], float] | None = None,
     ) -> None:
         self.period = period
         self.first = first
@@ -150,19 +150,21 @@ class Pacing:
         its last think), or the session's setup did.
         """
         period = self.period
-        if self.k == 0 and self.first is None:
-            self.first = now + (self.phase if self.follow is None and 0 < period < _INF else 0.0)
+        first = self.first
+        if first is None:
+            first = now + (self.phase if self.follow is None and 0 < period < _INF else 0.0)
+            self.first = first
         if self.follow is not None:
-            at = self.first if self.k == 0 else self.follow(self.last)
+            at = self.follow(first, True) if self.k == 0 else self.follow(self.last, False)
         elif period <= 0:
-            at = max(now, self.first) if self.k == 0 else now  # type: ignore[type-var]
+            at = max(now, first) if self.k == 0 else now
         elif not period < _INF:  # a rate of 0: no iteration ever
             at = _INF
         else:
-            at = self.first + self.k * period  # type: ignore[operator]
+            at = first + self.k * period
         self.k += 1
-        self.last = at  # type: ignore[assignment]
-        return at  # type: ignore[return-value]
+        self.last = at
+        return at
 
 
 class Client:

@@ -186,3 +186,61 @@ async def test_steps_without_a_loop_run_a_session_per_iteration(
     assert c["connects"] == s["connections_opened"] == hello["expected"] > 3 * 8
     assert c["reconnects"] == c["connects"] - 3
     assert c["disconnects"] == 0
+
+
+def connected_series(batches: list[WindowBatch]) -> list[tuple[float, int, int]]:
+    """(seconds from the start to the window's end, connections open, messages sent in it)."""
+    series = []
+    connected = 0
+    start = batches[0].window_start
+    for batch in batches:
+        connected += batch.counters.get("clients_connected", 0)
+        series.append((batch.window_end - start, connected, batch.counters.get("sent", 0)))
+    return series
+
+
+@pytest.mark.asyncio
+async def test_stages_ramp_the_echo_loads_connections_and_rate(
+    serve_factory: ServerFactory,
+) -> None:
+    """0 -> 4 clients over 1 s with no rate, the rate 0 -> 40/s over the next, 4 -> 0
+    clients over the last at 40/s: the echo load runs as a compiled echo program."""
+    server = serve_factory()
+    stages = [
+        {"duration": 1, "clients": 4},
+        {"duration": 1, "clients": 4, "rate": 40},
+        {"duration": 1, "clients": 0},
+    ]
+    spec = spec_for(server.ws_url, stages=stages)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    c = result.counters
+    series = connected_series(batches)
+    assert max(n for _, n, _ in series) == 4 == c["connects"]
+    assert c["disconnects"] == 0  # the ramp-down closes them: ours
+    assert sum(sent for t, _, sent in series if t < 0.9) == 0  # no rate yet
+    assert 45 <= c["sent"] <= 70  # 20 over the ramp of the rate, 40 over the last second
+    assert c["sent"] == stats(server.api_url)["messages_received"]
+    assert engine.recorder.steps.totals()["reply"]["met"] == c["received"]
+
+
+@pytest.mark.asyncio
+async def test_a_stage_ramping_down_leaves_pending_expects_unanswered(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory("--delay", "400")
+    stages = [
+        {"duration": 0.5, "clients": 3},
+        {"duration": 1.5, "clients": 3},
+        {"duration": 0.5, "clients": 0},
+    ]
+    spec = spec_for(server.ws_url, stages=stages, interval=0.0, loop=ECHO_LOOP, reply_timeout=5.0)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    echo = engine.recorder.steps.totals()["echo"]
+    # slots 2 and 1 leave during the last stage, each cutting off its message in
+    # flight; slot 0 leaves at the run's end, where the drain awaits its reply
+    assert echo["unanswered"] == 2
+    assert echo["lost"] == echo["timed_out"] == 0
+    assert echo["met"] >= 3 * 3
+    assert result.counters["disconnects"] == 0

@@ -436,5 +436,5 @@ def test_pacing_starts_after_setup_phased_or_follows_a_varying_rate() -> None:
     closed = Pacing(0.0, phase=0.5)
     assert closed.next_start(3.0) == 3.0
     assert closed.next_start(4.2) == 4.2
-    follow = Pacing(0.0, follow=lambda t: t + (1.0 if t < 5 else 0.25))
+    follow = Pacing(0.0, follow=lambda t, first: t if first else t + (1.0 if t < 5 else 0.25))
     assert [follow.next_start(4.0) for _ in range(3)] == [4.0, 5.0, 5.25]
