@@ -161,7 +161,7 @@ class Agent:
         ramp = min(max(0.0, job.start_at - time.time()), HANDOVER_RAMP_MAX)
         rate = job.rate if job.rate > 0 else None
         share = Share(job.num_clients, job.client_offset, engine.share.total, rate)
-        engine.add_clients(share, ramp)
+        engine.add_clients(share, ramp, checked_spec(job)[0])
         return True
 
     def _on_silence(self) -> None:

@@ -40,8 +40,9 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from wsload.common.feeder import feeder_covers
 from wsload.common.mix import Assignment, assign
-from wsload.common.program import Action, Program, Step, Workload
+from wsload.common.program import Action, Feeder, Program, Step, Workload
 from wsload.common.spec import JobSpec
 from wsload.common.stages import Profile
 from wsload.worker.accounting import Conn, Phase
@@ -122,19 +123,35 @@ class Talk:
         self.epoch = time.time() - time.monotonic()
         self.clients: dict[int, Client] = {}
         self._connected_before: dict[int, bool] = {}
+        #: the feeders this worker holds: its own slice, then handed-on shares' slices
+        self.feeders: list[Feeder] = [workload.feeder] if workload.feeder is not None else []
+
+    def add_rows(self, spec: JobSpec) -> None:
+        """Take the feeder rows of a handed-on share's job (its ``unique`` slice)."""
+        workload = compile_job(spec)
+        if workload is not None and workload.feeder is not None:
+            self.feeders.append(workload.feeder)
 
     # -- one client ------------------------------------------------------------
 
-    def client(self, g: int) -> Client:
-        """Job-wide client ``g`` (made once: its ``seq`` and captures carry over connections)."""
+    def client(self, g: int) -> Client | None:
+        """Job-wide client ``g`` (made once: its ``seq`` and captures carry over connections).
+
+        None (an error of kind ``feeder``) when this worker holds no feeder row for it.
+        """
         found = self.clients.get(g)
         if found is not None:
             return found
         p, rank = self.assignment.locate(g)
         program = self.workload.programs[p]
         rng = random.Random(g)
-        feeder = self.workload.feeder
-        row = feeder.row_for(g, rng) if feeder is not None else None
+        row: Mapping[str, str] | None = None
+        if self.feeders:
+            feeder = next((f for f in self.feeders if feeder_covers(f, g)), None)
+            if feeder is None:  # never from a coordinator that slices feeders right
+                self.engine.recorder.error("feeder", f"client {g}: no feeder row for it here")
+                return None
+            row = feeder.row_for(g, rng)
         engine = self.engine
         client = Client(
             g,
@@ -190,6 +207,8 @@ class Talk:
         engine = self.engine
         rec = engine.recorder
         client = self.client(g)
+        if client is None:
+            return
         churn = client.program.churns
         await engine.nap(begin - _mono())
         sources = self.spec.source_addresses

@@ -176,16 +176,19 @@ class Engine(Accounting, ABC):
         """Ask the run to end now (drain and close as at the end of the duration)."""
         self._stop_requested.set()
 
-    def add_clients(self, share: Share, ramp: float = 0.0) -> bool:
+    def add_clients(self, share: Share, ramp: float = 0.0, spec: JobSpec | None = None) -> bool:
         """Also run ``share``'s clients from now on, connecting evenly over ``ramp`` seconds.
 
         The coordinator hands a lost worker's clients on this way (a second
         ``job`` for the running job); their numbers (``share.offset ..``) are
-        the lost worker's, so client ids stay unique. False, and nothing
-        started, once the run is past sending.
+        the lost worker's, so client ids stay unique. ``spec`` is that job's
+        (a conversation takes its feeder's rows for those clients). False,
+        and nothing started, once the run is past sending.
         """
         if self._tasks is None or self.phase is not Phase.RUNNING or _mono() >= self.send_until:
             return False
+        if self.talk is not None and spec is not None:
+            self.talk.add_rows(spec)
         begin = max(_mono(), self._start)
         for index in range(share.count):
             at = begin + ramp * index / share.count

@@ -10,6 +10,7 @@ per step and for the run, windows summing to the totals.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from wsload.worker.engines import create_engine
 from wsload.worker.recorder import WindowBatch
 
 _ENGINE = {"name": "auto"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True, params=ENGINES)
@@ -101,7 +103,7 @@ async def test_a_loop_counts_what_the_server_echoed_and_pushes_are_unsolicited(
     assert scenario.iterations == c["sent"]
 
 
-CHAT_SETUP = [
+CHAT_SETUP: list[dict[str, Any]] = [
     {
         "send": {"type": "login", "user": "{client_id}", "password": "pw-{client_id}"},
     },
@@ -151,7 +153,7 @@ async def test_a_failed_login_ends_the_session_and_the_client_tries_again(
 ) -> None:
     server = serve_factory("--chat-heartbeat", "0")
     url = server.ws_url.removesuffix("/ws") + "/chat"
-    setup = [dict(CHAT_SETUP[0], send={"type": "login", "user": "u", "password": "wrong"})]
+    setup: list[dict[str, Any]] = [{"send": {"type": "login", "user": "u", "password": "no"}}]
     setup += CHAT_SETUP[1:]
     spec = spec_for(
         url, num_clients=2, duration=1.5, steps=setup, loop=CHAT_LOOP, reconnect_max_delay=0.2
@@ -244,3 +246,25 @@ async def test_a_stage_ramping_down_leaves_pending_expects_unanswered(
     assert echo["lost"] == echo["timed_out"] == 0
     assert echo["met"] >= 3 * 3
     assert result.counters["disconnects"] == 0
+
+
+@pytest.mark.asyncio
+async def test_the_chat_example_logs_every_client_in_as_its_feeder_user(
+    serve_factory: ServerFactory,
+) -> None:
+    """examples/chat.toml: users.csv rows (unique), login -> token -> join -> loop."""
+    root = ROOT
+    server = serve_factory("--chat-users", str(root / "examples" / "users.csv"))
+    url = server.ws_url.removesuffix("/ws") + "/chat"
+    spec = build_spec(
+        scenario=str(root / "examples" / "chat.toml"), env={}, ws_url=url,
+        engine=_ENGINE["name"], num_clients=10, duration=2.0, ramp_up=0.5,
+    )  # fmt: skip
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    steps = engine.recorder.steps.totals()
+    chat = stats(server.api_url)["chat"]
+    assert steps["login"]["met"] == chat["logins"] == 10  # every row's password was right
+    assert chat["login_failures"] == chat["bad_token"] == 0
+    assert steps["join"]["met"] == chat["joins"] == 10
+    assert steps["ack"]["met"] == chat["acks"] > 0
