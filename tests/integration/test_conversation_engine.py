@@ -9,6 +9,7 @@ per step and for the run, windows summing to the totals.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,31 @@ async def test_the_chat_example_logs_every_client_in_as_its_feeder_user(
     assert chat["login_failures"] == chat["bad_token"] == 0
     assert steps["join"]["met"] == chat["joins"] == 10
     assert steps["ack"]["met"] == chat["acks"] > 0
+
+
+@pytest.mark.asyncio
+async def test_a_stall_shows_in_the_steps_latency_from_the_due_time(
+    serve_factory: ServerFactory,
+) -> None:
+    """The server holds every reply for 0.4 s once a second. A client waits on its one
+    pending expect; the iterations due meanwhile go out late, back to back, and each
+    one's latency counts from when it was due: not one slow reply per stall, but a
+    stall's worth of them, while their service times stay short."""
+    server = serve_factory("--stall-every", "1.0", "--stall-for", "0.4")
+    spec = spec_for(server.ws_url, num_clients=4, duration=3.0, interval=0.02, loop=ECHO_LOOP)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    latency = array("I")
+    service = array("I")
+    for batch in batches:
+        if "echo" in batch.steps:
+            latency.frombytes(batch.steps["echo"].latency)
+            service.frombytes(batch.steps["echo"].service)
+    assert len(latency) == engine.recorder.steps.totals()["echo"]["met"]
+    assert max(latency) >= 300_000  # the message in flight when a stall began
+    slow = sum(1 for v in latency if v >= 100_000)
+    slow_service = sum(1 for v in service if v >= 100_000)
+    # per stall and client, the one in flight waited in service; the late ones did not
+    assert slow >= 3 * slow_service > 0
+    assert result.counters["behind_schedule"] > 0
+    assert stats(server.api_url)["messages_received"] == result.counters["sent"]
