@@ -1,6 +1,6 @@
 """A conversation's worker CPU per message beside the echo path's, in the same run.
 
-Usage: python bench/conversation_bench.py [--seconds 5] [--rounds 3] [--target-processes 2]
+Usage: python bench/conversation_bench.py [--seconds 5] [--rounds 3] [--hold 10000]
 
 Issue 15's budget: a login + loop(send, expect by id among unrelated
 pushes, think) conversation costs at most 1.5x the echo load's CPU per
@@ -21,6 +21,9 @@ round trip and must tell the reply from the push:
   load too (fewer messages per loop turn), so that is the like-for-like
   reference for a paced conversation.
 
+Then ``--hold`` clients (10,000) in the conversation with a 5 s think, in
+this one worker: all connected, the accounting balanced, RSS per client.
+
 CPU per message is this process's user+system CPU over the replies
 (expects met) in the steady state (from 1 s after the start to the last
 window before the end). The two loads run interleaved, ``--rounds`` times;
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -44,7 +48,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import Figure, report
-from procfs import cpu_seconds
+from procfs import cpu_seconds, rss_bytes
 
 from wsload.common.spec import build_spec
 from wsload.worker.engines import create_engine
@@ -232,10 +236,48 @@ async def measure(url: str, pids: list[int], seconds: float, rounds: int) -> lis
     ]
 
 
-def figures(seconds: float = 5.0, rounds: int = ROUNDS, target_processes: int = 2) -> list[Figure]:
+async def held(url: str, n: int) -> tuple[float, int, bool]:
+    """RSS per client with ``n`` clients in the conversation (think 5 s), how many were
+    connected, and whether the run's accounting balanced."""
+    loop = [LOOP[0], LOOP[1], {"think": 5.0}]
+    spec = build_spec(
+        env={}, ws_url=url, duration=120.0, interval=0.0, num_clients=n, steps=LOGIN,
+        loop=loop, ramp_up=min(20.0, n / 1000), connect_timeout=30.0,
+    )  # fmt: skip
+    before = rss_bytes()
+    engine = create_engine(spec)
+    task = asyncio.create_task(engine.run())
+    deadline = time.monotonic() + 90
+    while engine.recorder.clients_connected < n and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(6.0)  # every client through its login and an iteration or two
+    connected = engine.recorder.clients_connected
+    after = rss_bytes()
+    engine.stop()
+    result = await task
+    return (after - before) / max(1, connected), connected, result.balanced
+
+
+def figures(
+    seconds: float = 5.0, rounds: int = ROUNDS, target_processes: int = 2, hold: int = 10_000
+) -> list[Figure]:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # held clients need fds
     procs, url = start_target(target_processes)
     try:
-        return uvloop.run(measure(url, [p.pid for p in procs], seconds, rounds))
+        out = uvloop.run(measure(url, [p.pid for p in procs], seconds, rounds))
+        if hold:
+            per, connected, balanced = uvloop.run(held(url, hold))
+            out.append(
+                Figure(
+                    "clients one worker holds in the conversation (think 5 s): RSS per client",
+                    f"{per / 1024:.1f} KB",
+                    f"{hold:,} connected, balanced",
+                    connected == hold and balanced,
+                    f"{connected:,} of {hold:,} connected",
+                )
+            )
+        return out
     finally:
         stop_target(procs)
 
@@ -245,9 +287,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--target-processes", type=int, default=2)
+    parser.add_argument("--hold", type=int, default=10_000, help="clients held (0: skip)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # one target process
     args = parser.parse_args()
     if args.serve is not None:
         uvloop.run(serve(args.serve))
     else:
-        print(report(figures(args.seconds, args.rounds, args.target_processes)))
+        print(report(figures(args.seconds, args.rounds, args.target_processes, args.hold)))

@@ -34,7 +34,12 @@ def main() -> None:
     figures: list[Figure] = []
     for name, run in (
         ("engine", lambda: engine_bench.figures(seconds, 1_000 if args.quick else 10_000)),
-        ("conversation", lambda: conversation_bench.figures(seconds, 1 if args.quick else 3)),
+        (
+            "conversation",
+            lambda: conversation_bench.figures(
+                seconds, 1 if args.quick else 3, hold=1_000 if args.quick else 10_000
+            ),
+        ),
         ("scaling", lambda: scaling_bench.figures(seconds)),
         ("connect storms", lambda: connect_bench.figures(quick=args.quick)),
         ("coordinator", coordinator_bench.figures),
