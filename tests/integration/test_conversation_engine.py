@@ -9,6 +9,7 @@ per step and for the run, windows summing to the totals.
 
 from __future__ import annotations
 
+import asyncio
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,3 +298,43 @@ async def test_a_stall_shows_in_the_steps_latency_from_the_due_time(
     assert slow >= 3 * slow_service > 0
     assert result.counters["behind_schedule"] > 0
     assert stats(server.api_url)["messages_received"] == result.counters["sent"]
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_closes_on_the_client_gets_it_back_and_the_books_balance(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory("--close-after", "5")
+    spec = spec_for(
+        server.ws_url, num_clients=3, duration=2.0, interval=0.02, loop=ECHO_LOOP,
+        reconnect_max_delay=0.1,
+    )  # fmt: skip
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    c = result.counters
+    echo = engine.recorder.steps.totals()["echo"]
+    s = stats(server.api_url)
+    assert c["reconnects"] == c["connects"] - 3 > 3
+    # every connection the server closed (all but those open at the end, ours to close)
+    assert c["connects"] - 3 <= c["disconnects"] <= c["connects"]
+    assert echo["met"] == s["echoes_sent"]
+    assert echo["met"] + echo["lost"] + echo["unanswered"] == echo["expected"]
+
+
+@pytest.mark.asyncio
+async def test_stopped_early_a_conversation_drains_and_closes(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory("--delay", "200")
+    spec = spec_for(server.ws_url, num_clients=4, duration=30.0, interval=0.0, loop=ECHO_LOOP)
+    engine = create_engine(spec)
+    task = asyncio.ensure_future(engine.run())
+    await asyncio.sleep(1.0)
+    engine.stop()
+    result = await asyncio.wait_for(task, timeout=10)
+    assert result.stopped_early
+    assert result.balanced
+    echo = engine.recorder.steps.totals()["echo"]
+    assert echo["unanswered"] == 0  # the drain awaited the replies in flight
+    assert echo["met"] == stats(server.api_url)["echoes_sent"]
+    assert result.counters["clients_connected"] == 0
