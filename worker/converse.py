@@ -47,9 +47,10 @@ from wsload.common.spec import JobSpec
 from wsload.common.stages import Profile
 from wsload.worker.accounting import Conn, Phase
 from wsload.worker.errors import ConnectFailed
+from wsload.worker.pacing import Pacing, period_for
 from wsload.worker.payload import PayloadTemplate
 from wsload.worker.schedule import Share
-from wsload.worker.session import Client, Pacing, Session, period_for
+from wsload.worker.session import Client, Session
 from wsload.worker.tracker import id_pattern
 
 if TYPE_CHECKING:

@@ -49,12 +49,8 @@ latency still counts from when it was due.
 Iterations: ``seq`` is 1 for a client's first iteration (a loop pass, or a
 churn session), +1 per iteration, and ``{seq}`` renders the same in every
 step of one iteration (setup steps of a looping program see the last
-iteration's number, 0 on the first connection). Pacing
-(:class:`Pacing`): one iteration every ``period`` seconds on a grid that
-never drifts (``period = 0``: the next one right after the previous), so a
-client behind its schedule catches up with every late iteration's latency
-counted from its intended start (the correction for coordinated omission,
-as :mod:`wsload.worker.schedule` does for the echo load).
+iteration's number, 0 on the first connection). When each iteration is due
+is :class:`wsload.worker.pacing.Pacing`'s.
 """
 
 from __future__ import annotations
@@ -62,11 +58,12 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from wsload.common.match import MISSING, capture
 from wsload.common.program import Action, Matcher, Program, Step
+from wsload.worker.pacing import Pacing
 from wsload.worker.recorder import Recorder
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
 from wsload.worker.steprec import ScenarioStats, StepRecorder, StepStats
@@ -112,60 +109,6 @@ _WAITING = 3  #: the next iteration starts at ``deadline``
 _HELD = 4  #: a send waits for writes to resume
 _IDLE = 5  #: the run stopped sending: nothing more will be sent
 _OVER = 6  #: closed, or told to close
-
-
-class Pacing:
-    """Intended start times of one client's iterations.
-
-    ``period > 0``: ``first + k * period``, a grid that never drifts (a late
-    iteration does not move the next one); ``first`` defaults to the time of
-    the first call plus ``phase`` (so a connection's iterations start after
-    its setup, clients spread over the period). ``period <= 0`` is the closed
-    loop: each iteration is due when the previous one ended; an infinite
-    period (a rate of 0) never starts one. ``follow`` (a varying rate: the
-    stages') maps an iteration's start to the next one's; called with
-    ``first=True`` for the first, with the time pacing begins.
-    """
-
-    __slots__ = ("first", "follow", "k", "last", "period", "phase")
-
-    def __init__(
-        self,
-        period: float,
-        *,
-        first: float | None = None,
-        phase: float = 0.0,
-        follow: Callable[[float, bool], float] | None = None,
-    ) -> None:
-        self.period = period
-        self.first = first
-        self.phase = phase
-        self.follow = follow
-        self.k = 0
-        self.last = -_INF
-
-    def next_start(self, now: float) -> float:
-        """The next iteration's intended start (may be in the past: the client is behind).
-
-        ``now``: when the previous iteration ended (its intended end, after
-        its last think), or the session's setup did.
-        """
-        period = self.period
-        first = self.first
-        if first is None:
-            first = now + (self.phase if self.follow is None and 0 < period < _INF else 0.0)
-            self.first = first
-        if self.follow is not None:
-            at = self.follow(first, True) if self.k == 0 else self.follow(self.last, False)
-        elif period <= 0:
-            at = max(now, first) if self.k == 0 else now
-        elif not period < _INF:  # a rate of 0: no iteration ever
-            at = _INF
-        else:
-            at = first + self.k * period
-        self.k += 1
-        self.last = at
-        return at
 
 
 class Client:
@@ -564,17 +507,4 @@ class Session:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def period_for(program: Program, clients_of_program: int) -> float:
-    """Seconds between two iterations of one client of ``program``.
-
-    ``rate`` is iterations per second over all of the scenario's clients in
-    the job, so each of its ``clients_of_program`` clients runs one every
-    ``clients / rate`` seconds, whichever worker it is on (a worker's share
-    of the rate is its share of the clients); else ``interval``.
-    """
-    if program.rate is not None:
-        return clients_of_program / program.rate if program.rate > 0 else _INF
-    return program.interval
-
-
-__all__ = ["EMPTY", "Client", "Effects", "Pacing", "Session", "period_for"]
+__all__ = ["EMPTY", "Client", "Effects", "Session"]

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from wsload.common.program import Action, Program, Step, Think
+from wsload.worker.pacing import Pacing, period_for
 from wsload.worker.recorder import Recorder
-from wsload.worker.session import EMPTY, Client, Pacing, Session, period_for
+from wsload.worker.session import EMPTY, Client, Session
 from wsload.worker.steprec import StepRecorder
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
