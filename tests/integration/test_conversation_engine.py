@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.conftest import ServerFactory, stats
 from wsload.common.spec import ENGINES, JobSpec, build_spec
@@ -338,3 +339,33 @@ async def test_stopped_early_a_conversation_drains_and_closes(
     assert echo["unanswered"] == 0  # the drain awaited the replies in flight
     assert echo["met"] == stats(server.api_url)["echoes_sent"]
     assert result.counters["clients_connected"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_target_that_never_reads_holds_the_sends_not_memory() -> None:
+    """64 KiB sends as fast as the loop goes, to a server that never reads: once the
+    socket buffers are full the session holds its next send (nothing is written while
+    writes are paused) instead of queueing without bound; the run ends on time."""
+
+    async def never_reads(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    size, duration = 65536, 2.0
+    async with serve(
+        never_reads, "127.0.0.1", 0, max_queue=1, max_size=None, close_timeout=0.5
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        spec = spec_for(
+            f"ws://127.0.0.1:{port}/", num_clients=2, duration=duration, interval=0.0,
+            loop=[{"send": "{pad}"}], payload_size=size, max_message_size=2 * size,
+            drain_timeout=0.5, connect_timeout=2.0,
+        )  # fmt: skip
+        started = asyncio.get_running_loop().time()
+        engine, result, batches = await run(spec)
+        took = asyncio.get_running_loop().time() - started
+    assert_balanced(engine, result, batches)
+    c = result.counters
+    assert 0 < c["sent"] * size <= 2 * 48 * 1024 * 1024  # socket buffers' worth
+    if _ENGINE["name"] == "picows":  # websockets' send waits instead (drain)
+        assert c["write_pauses"] > 0
+    assert took < duration + 0.5 + 2 * 2.0 + 2  # duration, drain, a bounded close, slack
