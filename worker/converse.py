@@ -247,12 +247,14 @@ class Talk:
             self._connected_before[g] = True
             session = Session(client, until=min(engine.send_until, end))
             ended_by_us = await self._converse(g, link, session, connected, due, end)
-            if engine.phase is not Phase.RUNNING or not self.spec.reconnect:
+            if engine.phase is not Phase.RUNNING:
                 return
-            if session.backoff or not ended_by_us:
+            if session.backoff or not ended_by_us:  # a failed setup, or the server closed
+                if not self.spec.reconnect:
+                    return
                 failures += 1
                 await engine.nap(engine.backoff_delay(failures))
-            else:
+            else:  # the program closed it (churn, a close step): on with the next iteration
                 failures = 0
 
     async def _converse(

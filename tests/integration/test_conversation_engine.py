@@ -181,7 +181,10 @@ async def test_steps_without_a_loop_run_a_session_per_iteration(
         {"send": {"type": "hello", "seq": "{seq}"}},
         {"name": "hello", "expect": {"seq": "{seq}"}},
     ]
-    spec = spec_for(server.ws_url, num_clients=3, duration=1.5, interval=0.1, steps=steps)
+    # reconnect = false: it is about the server closing; a churn session is the program's own
+    spec = spec_for(
+        server.ws_url, num_clients=3, duration=1.5, interval=0.1, steps=steps, reconnect=False
+    )
     engine, result, batches = await run(spec)
     assert_balanced(engine, result, batches)
     hello = engine.recorder.steps.totals()["hello"]
