@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import csv
 import difflib
-import errno
 import io
 import os
 import re
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 from wsload.common.errors import SpecError
 from wsload.common.program import Feeder
 from wsload.common.protocol import MAX_CONTAINER_LEN, MAX_MESSAGE_BYTES
+from wsload.common.scenario import read_bounded, read_problem
 from wsload.common.validation import describe
 
 FEEDER_MODES = ("unique", "cycle", "random")
@@ -138,19 +137,9 @@ def load_feeder(path: str | Path, mode: str = "unique") -> Feeder:
 
 def _read(where: str) -> str:
     try:
-        data = _read_bounded(where)
-    except FileNotFoundError:
-        raise SpecError([f"feeder: {where}: file not found"]) from None
-    except IsADirectoryError:
-        raise SpecError([f"feeder: {where}: is a directory, not a CSV file"]) from None
-    except PermissionError:
-        raise SpecError([f"feeder: {where}: permission denied"]) from None
-    except BlockingIOError:
-        raise SpecError([f"feeder: {where}: nothing to read (it would block)"]) from None
+        data = read_bounded(where, MAX_FEEDER_BYTES, devices=False)
     except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise SpecError([f"feeder: {where}: is a device, not a CSV file"]) from None
-        raise SpecError([f"feeder: {where}: cannot read: {exc.strerror or exc}"]) from None
+        raise SpecError(["feeder: " + read_problem(where, exc, "CSV file")]) from None
     if len(data) > MAX_FEEDER_BYTES:
         limit = MAX_FEEDER_BYTES // (1024 * 1024)
         raise SpecError([f"feeder: {where}: larger than {limit} MiB; a feeder must be smaller"])
@@ -158,30 +147,6 @@ def _read(where: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SpecError([f"feeder: {where}: not UTF-8 text (byte {exc.start})"]) from None
-
-
-def _read_bounded(path: str) -> bytes:
-    """At most ``MAX_FEEDER_BYTES + 1`` bytes of a regular file or a pipe."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory")
-        if stat.S_ISFIFO(mode):  # a pipe: wait for its writer, now that open did not hang
-            os.set_blocking(fd, True)
-        elif not stat.S_ISREG(mode):  # /dev/zero, a terminal, a socket
-            raise OSError(errno.ENODEV, "is a device")
-        chunks: list[bytes] = []
-        left = MAX_FEEDER_BYTES + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _parse(where: str, text: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
