@@ -105,7 +105,9 @@ def test_not_utf8_names_the_byte(tmp_path: Path) -> None:
 
 
 def test_unreadable_things_are_refused_without_reading_them(tmp_path: Path) -> None:
-    assert problems_of(tmp_path / "nope.csv") == [f"feeder: {tmp_path}/nope.csv: CSV file not found"]
+    assert problems_of(tmp_path / "nope.csv") == [
+        f"feeder: {tmp_path}/nope.csv: CSV file not found"
+    ]
     assert problems_of(tmp_path) == [f"feeder: {tmp_path}: is a directory, not a CSV file"]
     assert problems_of("/dev/zero") == ["feeder: /dev/zero: is a device, not a CSV file"]
     if os.geteuid() != 0:  # root reads anything
