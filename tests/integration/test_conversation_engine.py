@@ -103,7 +103,9 @@ async def test_a_loop_counts_what_the_server_echoed_and_pushes_are_unsolicited(
     assert echo["timed_out"] == echo["failed"] == echo["lost"] == 0
     scenario = engine.recorder.steps.scenarios["default"]
     assert scenario.unsolicited == c["unsolicited"]
-    assert scenario.iterations == c["sent"]
+    # One send per iteration, but an iteration begun as the run ends (its send
+    # held by a full write buffer, or due after sending stopped) sends nothing.
+    assert c["sent"] <= scenario.iterations <= c["sent"] + 8
 
 
 CHAT_SETUP: list[dict[str, Any]] = [
