@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, reap, stats
+from tests.integration.conftest import ServerFactory, children, reap, stats, wait_for
 from wsload.common.protocol import PROTOCOL_VERSION, Hello, Samples, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
@@ -332,9 +332,11 @@ def test_second_ctrl_c_quits_at_once() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(4)
+        # The demo server, then the worker: the coordinator spawns its worker
+        # after taking the stop signals, so from then on Ctrl-C is its own.
+        wait_for("the demo server and the worker", lambda: len(children(proc.pid)) >= 2, 30)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        time.sleep(0.5)  # two signals at once would be delivered as one
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
