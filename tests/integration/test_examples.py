@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -165,18 +166,60 @@ def test_mix_splits_clients_by_weight(serve_factory: ServerFactory, tmp_path: Pa
 
 
 def test_stages_spike(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    """The shipped spike, its stages shortened to 40 %: clients and rate follow the profile."""
+    text = (EXAMPLES / "stages.toml").read_text()
+    doc = tomllib.loads(text)
+    scaled = tmp_path / "spike.toml"
+    scaled.write_text(
+        text.split("[[stages]]")[0]
+        + "".join(
+            f"[[stages]]\nduration = {0.4 * st['duration']:g}\nclients = {st['clients']}\n"
+            f"rate = {st['rate']}\n"
+            for st in doc["stages"]
+        )
+        + "\n".join(
+            "[[loop]]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in step.items())
+            for step in doc["loop"]
+        )
+    )
     server = serve_factory()
+    out = tmp_path / "spike.json"
     started = time.monotonic()
-    summary, _ = run_example(tmp_path, "stages", url(server, "/ws"))
-    assert time.monotonic() - started >= 20  # the stages' total duration
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scaled), "--ws-url", url(server, "/ws"),
+         "--reply-timeout", "10", "--json", str(out)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.monotonic() - started >= 8  # the stages' total duration: 0.4 x 20 s
+    summary: dict[str, Any] = json.loads(out.read_text())
     s = settled(server, "ws")
     assert_steps_balanced(summary)
     assert summary["counters"]["sent"] == s["messages_received"]
-    # the rate follows the stages: 0 -> 50/s over 5 s, 500/s from 7 s to 12 s
-    sent = {point["second"]: point["sent"] for point in summary["time_series"]}
-    baseline = max(sent.get(t, 0) for t in range(5))
-    spike = max(sent.get(t, 0) for t in range(7, 12))
+    # 0 -> 50/s over 2 s; 500/s and 200 clients from 2.8 s to 4.8 s; 50/s again from 5.6 s
+    series = {point["second"]: point for point in summary["time_series"]}
+    sent = {t: p["sent"] for t, p in series.items()}
+    baseline = max(sent.get(t, 0) for t in range(2))
+    spike = max(sent.get(t, 0) for t in (3, 4))
+    after = max(sent.get(t, 0) for t in (6, 7))
     assert spike >= 4 * baseline > 0, sent
+    assert spike >= 4 * after > 0, sent
+    # the clients connected at the end of each second: the gauge's deltas summed
+    connected, level = {}, 0
+    for t in range(max(series) + 1):
+        level += series.get(t, {}).get("clients_connected", 0)
+        connected[t] = level
+    assert connected[1] <= 25, connected
+    assert connected[4] >= 150, connected
+    assert connected[7] <= 40, connected
+    assert s["connections_opened"] >= 200
+
+
+def _toml(value: Any) -> str:
+    """A scalar or inline table of the example's steps, written back as TOML."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
 
 
 @pytest.mark.parametrize("example", ["chat", "echo"])
