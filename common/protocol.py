@@ -27,6 +27,21 @@ import numpy.typing as npt
 
 from wsload.common import varint
 from wsload.common.errors import ProtocolError
+from wsload.common.step_wire import (
+    MAX_NAME_LEN,
+    MAX_STEP_ENTRIES,
+    SCENARIO_COUNTERS,
+    STEP_COUNTERS,
+    StepArrays,
+    StepWindow,
+    check_scenarios,
+    check_steps,
+    decode_latency,
+    decode_steps,
+    encode_latency,
+    encode_scenarios,
+    encode_steps,
+)
 
 PROTOCOL_VERSION = 2
 
@@ -96,61 +111,6 @@ def _int_map(value: Any) -> str | None:
 def _str_list(value: Any) -> str | None:
     ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     return None if ok else "a list of strings"
-
-
-#: Longest step or scenario name on the wire (a name is a metric name, not data).
-MAX_NAME_LEN = 200
-#: Most step (or scenario) entries one window may carry. A hostile worker
-#: sending new names every window is bounded again by the aggregate.
-MAX_STEP_ENTRIES = 4096
-
-#: The fields of one ``steps`` entry and of one ``scenarios`` entry.
-_STEP_FIELDS = frozenset({"counters", "latency", "lag"})
-SCENARIO_COUNTERS = ("unsolicited", "iterations")
-
-
-def _named_map(value: Any) -> bool:
-    """A map with at most MAX_STEP_ENTRIES non-empty string keys of bounded length."""
-    return (
-        isinstance(value, dict)
-        and len(value) <= MAX_STEP_ENTRIES
-        and all(isinstance(k, str) and 0 < len(k) <= MAX_NAME_LEN for k in value)
-    )
-
-
-def _step_entry(entry: Any) -> bool:
-    if not isinstance(entry, dict) or not set(entry) <= _STEP_FIELDS:
-        return False
-    counters = entry.get("counters", {})
-    if not isinstance(counters, dict) or not set(counters) <= set(STEP_COUNTERS):
-        return False
-    if any(_nonneg_int(v) is not None for v in counters.values()):
-        return False
-    return isinstance(entry.get("latency", b""), bytes) and isinstance(entry.get("lag", b""), bytes)
-
-
-def _steps(value: Any) -> str | None:
-    ok = _named_map(value) and all(_step_entry(e) for e in value.values())
-    return None if ok else (
-        f"a map of step name (1..{MAX_NAME_LEN} characters, at most {MAX_STEP_ENTRIES})"
-        " to {counters: {step counter: n}, latency: bytes, lag: bytes}"
-    )  # fmt: skip
-
-
-def _scenario_entry(entry: Any) -> bool:
-    return (
-        isinstance(entry, dict)
-        and set(entry) <= set(SCENARIO_COUNTERS)
-        and all(_nonneg_int(v) is None for v in entry.values())
-    )
-
-
-def _scenarios(value: Any) -> str | None:
-    ok = _named_map(value) and all(_scenario_entry(e) for e in value.values())
-    return None if ok else (
-        f"a map of scenario name (1..{MAX_NAME_LEN} characters, at most {MAX_STEP_ENTRIES})"
-        " to {unsolicited: n, iterations: n}"
-    )  # fmt: skip
 
 
 # -- messages ---------------------------------------------------------------
@@ -243,24 +203,6 @@ class Job(Message):
 
 
 @dataclass(frozen=True)
-class StepWindow:
-    """One ``expect`` step's share of a window, before encoding.
-
-    ``counters`` are :data:`STEP_COUNTERS` deltas; ``latency`` (from the
-    step's due time) and ``service`` (from the actual send) are microseconds,
-    one pair per expect met in the window.
-    """
-
-    counters: Mapping[str, int]
-    latency: npt.ArrayLike = ()
-    service: npt.ArrayLike = ()
-
-
-#: A decoded step entry: (counters, latency, service time), microseconds.
-StepArrays = tuple[dict[str, int], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]
-
-
-@dataclass(frozen=True)
 class Samples(Message):
     """Worker -> coordinator: one window of counters and its samples.
 
@@ -274,7 +216,8 @@ class Samples(Message):
     deltas, "latency": varints, "lag": varints}``, the same encoding per
     step; :meth:`step_arrays` decodes and checks them) and ``scenarios``
     (scenario name -> ``{"unsolicited": n, "iterations": n}`` deltas). Both
-    are optional: an echo window, or an older worker, sends neither.
+    are optional: an echo window, or an older worker, sends neither. Their
+    schema and encoding are in :mod:`wsload.common.step_wire`.
     """
 
     KIND: ClassVar[str] = "samples"
@@ -289,8 +232,8 @@ class Samples(Message):
         "latency": _bytes,
         "lag": _bytes,
         "connect": _bytes,
-        "steps": _steps,
-        "scenarios": _scenarios,
+        "steps": check_steps,
+        "scenarios": check_scenarios,
     }
     job_id: str
     seq: int
@@ -321,60 +264,24 @@ class Samples(Message):
         ``steps`` and ``scenarios`` (a conversation's) are encoded like the
         window's own samples; zero counters are left out.
         """
-        latency, service, connect = (np.asarray(a, dtype=np.int64) for a in samples)
-        lag = np.maximum(latency - service, 0)
-        wire_steps: dict[str, dict[str, Any]] = {}
-        for name, step in (steps or {}).items():
-            s_latency = np.asarray(step.latency, dtype=np.int64)
-            s_lag = np.maximum(s_latency - np.asarray(step.service, dtype=np.int64), 0)
-            wire_steps[name] = {
-                "counters": {k: int(v) for k, v in step.counters.items() if v},
-                "latency": varint.encode(s_latency),
-                "lag": varint.encode(s_lag),
-            }
-        wire_scenarios = {
-            name: {k: int(v) for k, v in c.items() if v} for name, c in (scenarios or {}).items()
-        }
+        latency, service, connect = samples
         return cls(
             job_id, seq, window[0], window[1], counters, errors,
-            varint.encode(latency), varint.encode(lag), varint.encode(connect),
-            wire_steps, wire_scenarios,
+            *encode_latency(latency, service), varint.encode(np.asarray(connect, dtype=np.int64)),
+            encode_steps(steps or {}), encode_scenarios(scenarios or {}),
         )  # fmt: skip
 
     def arrays(self) -> tuple[npt.NDArray[np.uint32], ...]:
         """(latency, service, connect) microseconds; ProtocolError when malformed."""
-        latency = varint.decode(self.latency)
-        lag = varint.decode(self.lag)
-        if lag.size != latency.size:
-            raise ProtocolError(f"samples: {latency.size} latencies but {lag.size} lags")
-        if (lag > latency).any():
-            raise ProtocolError("samples: a lag exceeds its latency")
-        return latency, latency - lag, varint.decode(self.connect)
+        latency, service = decode_latency(self.latency, self.lag, "samples")
+        return latency, service, varint.decode(self.connect)
 
     def step_arrays(self) -> dict[str, StepArrays]:
         """Step name -> (counters, latency, service) microseconds; ProtocolError when malformed.
 
-        Besides the varints themselves it checks that every lag fits its
-        latency and that a step carries exactly one latency per expect met.
+        See :func:`wsload.common.step_wire.decode_steps`.
         """
-        out: dict[str, StepArrays] = {}
-        for name, entry in self.steps.items():
-            counters = {k: int(v) for k, v in entry.get("counters", {}).items()}
-            latency = varint.decode(entry.get("latency", b""))
-            lag = varint.decode(entry.get("lag", b""))
-            if lag.size != latency.size:
-                raise ProtocolError(
-                    f"samples: step {name!r}: {latency.size} latencies but {lag.size} lags"
-                )
-            if (lag > latency).any():
-                raise ProtocolError(f"samples: step {name!r}: a lag exceeds its latency")
-            met = counters.get("met", 0)
-            if latency.size != met:
-                raise ProtocolError(
-                    f"samples: step {name!r}: {latency.size} latencies for {met} met"
-                )
-            out[name] = (counters, latency, latency - lag)
-        return out
+        return decode_steps(self.steps)
 
 
 @dataclass(frozen=True)
@@ -467,13 +374,6 @@ SAMPLE_COUNTERS = (
     "disconnects",
     "clients_connected",
 )
-
-#: The counters of one ``expect`` step (a measured transaction), per window:
-#: ``expected = met + timed_out + failed + lost + unanswered``. ``expected``
-#: counts the expect begun; it is then met (a matching message came), timed
-#: out, failed (its ``fail`` pattern matched, or a capture was missing), lost
-#: (its connection closed first) or unanswered (still waiting at stop).
-STEP_COUNTERS = ("expected", "met", "timed_out", "failed", "lost", "unanswered")
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
     cls.KIND: cls
