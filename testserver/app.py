@@ -33,7 +33,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from wsload.common.spec import MAX_PAYLOAD_SIZE
 from wsload.testserver.chat_connection import DEFAULT_HEARTBEAT, ChatEndpoint
-from wsload.testserver.connection import Connection
+from wsload.testserver.connection import Connection, accept
 from wsload.testserver.faults import FaultPolicy, Faults
 from wsload.testserver.replies import BadRequest, event_message, parse_publish, wants
 from wsload.testserver.stats import ServerStats
@@ -91,12 +91,7 @@ class ReferenceServer:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """``GET /ws``: one connection, served until either side closes it."""
-        ws = web.WebSocketResponse(
-            compress=False, max_msg_size=MAX_MESSAGE_SIZE, timeout=CLOSE_TIMEOUT
-        )
-        if not ws.can_prepare(request).ok:
-            raise web.HTTPBadRequest(reason="expected a WebSocket upgrade request on /ws")
-        await ws.prepare(request)
+        ws = await accept(request, MAX_MESSAGE_SIZE, CLOSE_TIMEOUT)
         conn = Connection(ws, self.stats, self.policy)
         self.connections.add(conn)
         self.stats.opened(request.remote or "")

@@ -30,10 +30,16 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from wsload.testserver.chat import ChatHub, ChatReplyKind, Member
-from wsload.testserver.connection import CLOSE_AFTER_CODE, CLOSE_AFTER_REASON
+from wsload.testserver.connection import (
+    CLOSE_AFTER_CODE,
+    CLOSE_AFTER_REASON,
+    accept,
+    data_frame,
+    utf8_len,
+)
 from wsload.testserver.faults import FaultPolicy, next_push
 from wsload.testserver.stats import ChatStats
 
@@ -109,14 +115,11 @@ class ChatConnection:
         stats = self._stats
         n = 0
         async for msg in self.ws:
-            if msg.type is WSMsgType.TEXT:
-                frame: str | bytes = msg.data
-                stats.bytes_received += _utf8_len(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                frame = msg.data
-                stats.bytes_received += len(frame)
-            else:  # ERROR (e.g. a frame above the size limit): aiohttp has closed it
+            data = data_frame(msg)
+            if data is None:
                 return
+            frame, size = data
+            stats.bytes_received += size
             stats.received += 1
             if self._closing:
                 stats.dropped += 1
@@ -221,7 +224,7 @@ class ChatConnection:
             await self.ws.send_str(text)
         except ConnectionError:  # closing or closed (aiohttp's ClientConnectionResetError)
             return None
-        return _utf8_len(text)
+        return utf8_len(text)
 
 
 class ChatEndpoint:
@@ -246,12 +249,7 @@ class ChatEndpoint:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """``GET /chat``: one connection, served until either side closes it."""
-        ws = web.WebSocketResponse(
-            compress=False, max_msg_size=self._max_message_size, timeout=self._close_timeout
-        )
-        if not ws.can_prepare(request).ok:
-            raise web.HTTPBadRequest(reason="expected a WebSocket upgrade request on /chat")
-        await ws.prepare(request)
+        ws = await accept(request, self._max_message_size, self._close_timeout)
         conn = ChatConnection(ws, self.hub, self.stats, self.policy, self.heartbeat)
         self.connections.add(conn)
         self.stats.connections += 1
@@ -267,10 +265,6 @@ class ChatEndpoint:
         """On shutdown, close every connection (1001, going away) at once."""
         closes = [c.ws.close(code=1001, message=b"server shutdown") for c in self.connections]
         await asyncio.gather(*closes, return_exceptions=True)
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode())
 
 
 __all__ = [

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from wsload.testserver.faults import FaultPolicy, next_push, push_message
 from wsload.testserver.replies import Reply, answer
@@ -85,14 +85,11 @@ class Connection:
         stats = self._stats
         n = 0
         async for msg in self.ws:
-            if msg.type is WSMsgType.TEXT:
-                frame: str | bytes = msg.data
-                stats.bytes_received += _utf8_len(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                frame = msg.data
-                stats.bytes_received += len(frame)
-            else:  # ERROR (e.g. a frame above the size limit): aiohttp has closed it
+            data = data_frame(msg)
+            if data is None:
                 return
+            frame, size = data
+            stats.bytes_received += size
             stats.messages_received += 1
             if self._closing:
                 stats.dropped += 1
@@ -174,15 +171,50 @@ class Connection:
         try:
             if isinstance(data, str):
                 await self.ws.send_str(data)
-                return _utf8_len(data)
+                return utf8_len(data)
             await self.ws.send_bytes(data)
             return len(data)
         except ConnectionError:  # closing or closed (aiohttp's ClientConnectionResetError)
             return None
 
 
-def _utf8_len(text: str) -> int:
+async def accept(
+    request: web.Request, max_message_size: int, close_timeout: float
+) -> web.WebSocketResponse:
+    """The WebSocket handshake of ``request`` (uncompressed), shared by ``/ws`` and ``/chat``.
+
+    A request that is not an upgrade gets a 400 naming its path.
+    """
+    ws = web.WebSocketResponse(compress=False, max_msg_size=max_message_size, timeout=close_timeout)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPBadRequest(reason=f"expected a WebSocket upgrade request on {request.path}")
+    await ws.prepare(request)
+    return ws
+
+
+def data_frame(msg: WSMessage) -> tuple[str | bytes, int] | None:
+    """A data message's frame and its payload size in bytes, read alike by ``/ws`` and ``/chat``.
+
+    None for anything else: an ERROR (e.g. a frame above the size limit), after
+    which aiohttp has closed the connection and the reader stops.
+    """
+    if msg.type is WSMsgType.TEXT:
+        return msg.data, utf8_len(msg.data)
+    if msg.type is WSMsgType.BINARY:
+        return msg.data, len(msg.data)
+    return None
+
+
+def utf8_len(text: str) -> int:
+    """The UTF-8 size of ``text``, without encoding it when it is ASCII (the common case)."""
     return len(text) if text.isascii() else len(text.encode())
 
 
-__all__ = ["CLOSE_AFTER_CODE", "CLOSE_AFTER_REASON", "Connection"]
+__all__ = [
+    "CLOSE_AFTER_CODE",
+    "CLOSE_AFTER_REASON",
+    "Connection",
+    "accept",
+    "data_frame",
+    "utf8_len",
+]
