@@ -1,12 +1,11 @@
 """A latency histogram with HdrHistogram's bucket layout, recorded in bulk with numpy.
 
 Values are integer microseconds from 0 to one hour, kept to three significant
-decimal digits. The layout is *exactly* HdrHistogram's for ``lowest=1,
-highest=3_600_000_000, significant_figures=3`` (2048 sub-buckets, unit
-magnitude 0, 22 buckets, 23,552 counters), derived below with HdrHistogram's
-own formulas, so :mod:`wsload.common.hdrlog` writes our counts array unchanged and
-any HdrHistogram tool reads it. Exact min, max and sum are kept beside the
-buckets, so min, max and mean are exact, not bucket approximations.
+decimal digits, in HdrHistogram's exact bucket layout
+(:mod:`wsload.common.hdr_layout`), so :mod:`wsload.common.hdrlog` writes our
+counts array unchanged and any HdrHistogram tool reads it. Exact min, max and
+sum are kept beside the buckets, so min, max and mean are exact, not bucket
+approximations. The serialised form is :mod:`wsload.common.histogram_codec`.
 
 Sans-I/O: the coordinator feeds it packed sample windows off the wire. Bulk
 recording computes counter indices with in-place numpy operations on
@@ -18,8 +17,6 @@ from __future__ import annotations
 
 import math
 import operator
-import struct
-import zlib
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any, Final
@@ -27,21 +24,23 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from wsload.common import histogram_codec
 from wsload.common.errors import HistogramError
-
-LOWEST: Final = 1
-HIGHEST: Final = 3_600_000_000
-SIGNIFICANT_DIGITS: Final = 3
-
-# HdrHistogram's constructor, step by step (AbstractHistogram.init).
-UNIT_MAGNITUDE: Final = LOWEST.bit_length() - 1  # 0: no unit shift appears below
-SUB_BUCKET_HALF_MAGNITUDE: Final = (2 * 10**SIGNIFICANT_DIGITS - 1).bit_length() - 1  # 10
-SUB_BUCKET_COUNT: Final = 1 << (SUB_BUCKET_HALF_MAGNITUDE + 1)  # 2048
-SUB_BUCKET_HALF_COUNT: Final = SUB_BUCKET_COUNT // 2
-SUB_BUCKET_MASK: Final = SUB_BUCKET_COUNT - 1
-# getBucketsNeededToCoverValue in closed form: 1 + doublings of 2048 until it exceeds HIGHEST.
-BUCKET_COUNT: Final = 1 + (HIGHEST // (SUB_BUCKET_COUNT << UNIT_MAGNITUDE)).bit_length()  # 22
-COUNTS_LEN: Final = (BUCKET_COUNT + 1) * SUB_BUCKET_HALF_COUNT  # 23,552
+from wsload.common.hdr_layout import (
+    BUCKET_COUNT,
+    COUNTS_LEN,
+    HIGHEST,
+    HIGHEST_EQ,
+    LOWEST,
+    MEDIAN_EQ,
+    SIGNIFICANT_DIGITS,
+    SUB_BUCKET_COUNT,
+    UNIT_MAGNITUDE,
+    counts_index,
+    highest_equivalent,
+    indices_inplace,
+    lowest_equivalent,
+)
 
 #: The summary every report shows, as (key, percentile).
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -53,50 +52,7 @@ _INT64_MAX: Final = 2**63 - 1
 _UINT32_MAX: Final = 2**32 - 1
 # 64 Ki values: the int64 and float64 temporaries stay in L2, 2-3x faster than whole arrays.
 _CHUNK: Final = 1 << 16
-# float64 biased exponent of x in [2**k, 2**(k+1)) is k + 1023, and bit_length(x) = k + 1.
-_EXPONENT_TO_BUCKET: Final = 1022 + SUB_BUCKET_HALF_MAGNITUDE + 1
 _PACKED_DTYPES: Final = ("<u4", "<u8")
-
-_INDEX = np.arange(COUNTS_LEN, dtype=np.int64)
-_BUCKET = np.maximum((_INDEX >> SUB_BUCKET_HALF_MAGNITUDE) - 1, 0)
-_SUB = (_INDEX & (SUB_BUCKET_HALF_COUNT - 1)) + np.where(
-    _INDEX < SUB_BUCKET_HALF_COUNT, 0, SUB_BUCKET_HALF_COUNT
-)
-#: Smallest, middle (HdrHistogram's medianEquivalentValue) and largest value of each counter.
-_LOWEST_EQ = _SUB << _BUCKET
-_MEDIAN_EQ = _LOWEST_EQ + ((1 << _BUCKET) >> 1)
-_HIGHEST_EQ = _LOWEST_EQ + (1 << _BUCKET) - 1
-
-
-def counts_index(value: int) -> int:
-    """Index of the counter ``value`` falls in (HdrHistogram's countsArrayIndex)."""
-    bucket = (value | SUB_BUCKET_MASK).bit_length() - (SUB_BUCKET_HALF_MAGNITUDE + 1)
-    return (bucket << SUB_BUCKET_HALF_MAGNITUDE) + (value >> bucket)
-
-
-def lowest_equivalent(index: int) -> int:
-    """Smallest value counted at ``index`` (HdrHistogram's valueFromIndex)."""
-    return int(_LOWEST_EQ[index])
-
-
-def highest_equivalent(index: int) -> int:
-    """Largest value counted at ``index``: what a percentile in that counter reports."""
-    return int(_HIGHEST_EQ[index])
-
-
-def _indices_inplace(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Vectorised :func:`counts_index`; ``values`` (0..2**32-1) is overwritten.
-
-    The bit length comes from the float64 exponent, exact because every value
-    is far below 2**53; in-place shifts avoid a temporary per step.
-    """
-    bucket = (values | SUB_BUCKET_MASK).astype(np.float64).view(np.int64)
-    bucket >>= 52
-    bucket -= _EXPONENT_TO_BUCKET
-    values >>= bucket
-    bucket <<= SUB_BUCKET_HALF_MAGNITUDE
-    bucket += values
-    return bucket
 
 
 def _integers(values: npt.ArrayLike, ceiling: int) -> tuple[npt.NDArray[Any], int, int]:
@@ -185,7 +141,7 @@ class LatencyHistogram:
                 chunk = np.minimum(chunk, HIGHEST)
             part = chunk.astype(np.int64)  # always a copy: indexing works in place
             total += int(part.sum())  # a chunk's sum is far below 2**63
-            np.add.at(self.counts, _indices_inplace(part), 1)
+            np.add.at(self.counts, indices_inplace(part), 1)
         self._clamped += over
         self._note(min(low, HIGHEST), min(high, HIGHEST), total, int(arr.size))
 
@@ -276,7 +232,7 @@ class LatencyHistogram:
         if self._count == 0:
             return 0.0
         nonzero = np.flatnonzero(self.counts)
-        deviation = _MEDIAN_EQ[nonzero] - self.mean
+        deviation = MEDIAN_EQ[nonzero] - self.mean
         weighted = float(np.dot(self.counts[nonzero].astype(np.float64), deviation * deviation))
         return math.sqrt(weighted / self._count)
 
@@ -306,7 +262,7 @@ class LatencyHistogram:
         if self._count == 0:
             return [0] * len(ranks)
         # First counter whose cumulative count reaches the rank; rank <= count always.
-        tops = _HIGHEST_EQ[np.searchsorted(np.cumsum(self.counts), ranks)].tolist()
+        tops = HIGHEST_EQ[np.searchsorted(np.cumsum(self.counts), ranks)].tolist()
         return [
             self._max if p >= 100.0 else self._min if p <= 0.0 else min(top, self._max)
             for p, top in zip(percentiles, tops, strict=True)
@@ -328,24 +284,13 @@ class LatencyHistogram:
     # -- serialisation --------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Compact form for the wire and the report (layout at :data:`_MAGIC`).
+        """Compact form for the wire and the report (:mod:`wsload.common.histogram_codec`).
 
         About one byte per non-zero counter: ~7 KB for a million lognormal
         samples, against 184 KiB for the raw counts.
         """
-        nonzero = np.flatnonzero(self.counts)
-        counts = self.counts[nonzero]
-        gaps = np.diff(nonzero, prepend=0)  # the first "gap" is the first index
-        deltas = np.diff(counts, prepend=0)  # neighbouring counters hold similar counts
-        zigzag = (deltas.view(np.uint64) << np.uint64(1)) ^ (deltas >> 63).view(np.uint64)
-        top = int(zigzag.max()) if zigzag.size else 0
-        width = next(w for w in (1, 2, 4, 8) if top < 1 << (8 * w))
-        lo, hi, n = self._sum & 0xFFFF_FFFF_FFFF_FFFF, self._sum >> 64, nonzero.size
-        header = _BODY_HEADER.pack(
-            self._count, self._clamped, self._min, self._max, lo, hi, n, width
-        )
-        body = header + _planes(gaps, "<u2") + _planes(zigzag, f"<u{width}")
-        return _MAGIC + zlib.compress(body)
+        totals = (self._count, self._clamped, self._min, self._max, self._sum)
+        return histogram_codec.encode(totals, self.counts)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> LatencyHistogram:
@@ -356,83 +301,11 @@ class LatencyHistogram:
         before inflating), out-of-range indices or a header that disagrees
         with the counts. A histogram that decodes is internally consistent.
         """
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise HistogramError(f"expected bytes, got {type(data).__name__}")
-        raw = bytes(data)
-        if raw[: len(_MAGIC)] != _MAGIC:
-            raise HistogramError("not a serialised wsload histogram (or another version)")
-        inflater = zlib.decompressobj()
-        try:
-            body = inflater.decompress(raw[len(_MAGIC) :], _MAX_BODY + 1)
-        except zlib.error:
-            raise HistogramError("serialised histogram is corrupt (zlib)") from None
-        if not inflater.eof or inflater.unused_data or len(body) > _MAX_BODY:
-            raise HistogramError("serialised histogram is truncated, oversized or trailed")
-        if len(body) < _BODY_HEADER.size:
-            raise HistogramError("serialised histogram header is truncated")
-        count, clamped, low, high, sum_lo, sum_hi, n, width = _BODY_HEADER.unpack_from(body)
-        if width not in (1, 2, 4, 8) or n > COUNTS_LEN:
-            raise HistogramError("serialised histogram has an invalid header")
-        if len(body) != _BODY_HEADER.size + n * (2 + width):
-            raise HistogramError("serialised histogram has the wrong length")
-        start = _BODY_HEADER.size
-        gaps = _unplanes(body[start : start + 2 * n], n, "<u2").astype(np.int64)
-        zigzag = _unplanes(body[start + 2 * n :], n, f"<u{width}").astype(np.uint64)
-        index = np.cumsum(gaps)
-        deltas = (zigzag >> np.uint64(1)) ^ (np.uint64(0) - (zigzag & np.uint64(1)))
-        counts = np.cumsum(deltas.view(np.int64))  # garbage may wrap; checked below
+        totals, index, counts = histogram_codec.decode(data)
         out = cls()
-        out._count, out._clamped, out._min, out._max = count, clamped, low, high
-        out._sum = sum_lo | (sum_hi << 64)
-        problem = out._inconsistency(index, counts)
-        if problem:
-            raise HistogramError(f"serialised histogram is inconsistent: {problem}")
+        out._count, out._clamped, out._min, out._max, out._sum = totals
         out.counts[index] = counts
         return out
-
-    def _inconsistency(self, index: npt.NDArray[np.int64], counts: npt.NDArray[Any]) -> str | None:
-        """Why decoded fields cannot be what :meth:`to_bytes` wrote, or None."""
-        count, clamped, low, high = self._count, self._clamped, self._min, self._max
-        if count > _INT64_MAX or clamped > count:
-            return "impossible count"
-        if count == 0:
-            return None if (index.size, clamped, low, high, self._sum) == (0,) * 5 else "not empty"
-        if index.size == 0 or int(index[-1]) >= COUNTS_LEN or np.any(np.diff(index) <= 0):
-            return "counter indices out of range or order"
-        if int(counts.min()) <= 0:
-            return "non-positive counter"
-        # Exact sum of up to 23,552 int64 counters without overflow: halves of 32 bits.
-        summed = (int((counts >> 32).sum()) << 32) + int((counts & 0xFFFF_FFFF).sum())
-        if summed != count:
-            return "counters do not add up to the count"
-        if not low <= high <= HIGHEST or not low * count <= self._sum <= high * count:
-            return "min, max and sum disagree"
-        if counts_index(low) != int(index[0]) or counts_index(high) != int(index[-1]):
-            return "min or max outside the first or last counter"
-        if clamped and (high != HIGHEST or int(counts[-1]) < clamped):
-            return "clamped values missing from the top counter"
-        return None
-
-
-# Serialised form: _MAGIC, then one zlib stream of _BODY_HEADER, the gaps between
-# non-zero counter indices (<u2) and the zigzag deltas between their counts
-# (<u1/2/4/8, whichever fits), each array split into byte planes.
-_MAGIC: Final = b"WLH\x02"  # the last byte is the format version
-# count, clamped, min, max, sum low 64 bits, sum high 64 bits, non-zero counters, delta width
-_BODY_HEADER: Final = struct.Struct("<QQIIQQHB")
-_MAX_BODY: Final = _BODY_HEADER.size + COUNTS_LEN * (2 + 8)
-
-
-def _planes(values: npt.NDArray[Any], dtype: str) -> bytes:
-    """All first bytes, then all second bytes...: the high planes are runs of zeros for zlib."""
-    size = np.dtype(dtype).itemsize
-    return values.astype(dtype).view(np.uint8).reshape(-1, size).T.tobytes()
-
-
-def _unplanes(buf: bytes, n: int, dtype: str) -> npt.NDArray[Any]:
-    size = np.dtype(dtype).itemsize
-    planes = np.frombuffer(buf, dtype=np.uint8).reshape(size, n)
-    return np.ascontiguousarray(planes.T).view(dtype).reshape(n)
 
 
 def pack_samples(values: Iterable[int] | npt.NDArray[np.integer[Any]]) -> bytes:
@@ -456,10 +329,14 @@ def unpack_samples(buf: bytes | bytearray | memoryview) -> npt.NDArray[np.uint32
 
 
 __all__ = [
+    "BUCKET_COUNT",
+    "COUNTS_LEN",
     "HIGHEST",
     "LOWEST",
     "PERCENTILES",
     "SIGNIFICANT_DIGITS",
+    "SUB_BUCKET_COUNT",
+    "UNIT_MAGNITUDE",
     "LatencyHistogram",
     "counts_index",
     "highest_equivalent",
