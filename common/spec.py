@@ -54,7 +54,7 @@ from wsload.common.validation import (
     split_credentials,
     url_problems,
 )
-from wsload.common.workload import NOT_READ, fields_from_stages, read_feeder
+from wsload.common.workload_inputs import NOT_READ, fields_from_stages, read_feeder
 
 DEFAULT_WS_URL = "ws://localhost:9000/ws"
 DEFAULT_API_URL = "http://localhost:9000/api"

@@ -31,17 +31,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsload.common.errors import SpecError
-from wsload.common.feeder import (
-    feeder_from_dict,
-    feeder_problems,
-    feeder_table_problems,
-    feeder_to_dict,
-    load_feeder,
-)
+from wsload.common.feeder import feeder_problems
 from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
 from wsload.common.stages import Profile, parse_stages
@@ -55,6 +47,7 @@ from wsload.common.steps import (
 )
 from wsload.common.thresholds import step_threshold_problems
 from wsload.common.validation import describe
+from wsload.common.workload_inputs import spec_feeder, stage_problems
 
 if TYPE_CHECKING:
     from wsload.common.spec import JobSpec
@@ -62,8 +55,6 @@ if TYPE_CHECKING:
 SCENARIO_KEYS = ("name", "weight", "clients", "steps", "loop", "rate", "interval")
 #: Most ``[[scenarios]]`` one job may mix.
 MAX_SCENARIOS = 100
-#: The problem of a ``[feeder]`` table whose file was not read into the spec.
-NOT_READ = "feeder: the file was not read (build_spec reads it, relative to the scenario file)"
 #: Name of the one program of a job without ``[[scenarios]]``.
 DEFAULT_PROGRAM = "default"
 
@@ -253,21 +244,6 @@ def _scenarios(build: _Build, raw: Any) -> None:
         )
 
 
-def _feeder(spec: JobSpec, problems: list[str]) -> Feeder | None:
-    raw = spec.feeder
-    if not raw:
-        return None
-    if "columns" not in raw:  # a raw [feeder] table: build_spec reads the file
-        table_problems = feeder_table_problems(raw)
-        problems += table_problems or [NOT_READ]
-        return None
-    try:
-        return feeder_from_dict(raw)
-    except SpecError as exc:
-        problems += exc.problems
-        return None
-
-
 def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
     problems: list[str] = []
     stages: tuple[Stage, ...] = ()
@@ -279,7 +255,7 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
             clients = Profile(stages).peak_clients
     # the integration check runs one client, on the feeder's first row
     feeder_clients = 1 if spec.mode is Mode.INTEGRATION else clients
-    feeder = _feeder(spec, problems)
+    feeder = spec_feeder(spec, problems)
     build = _Build(spec, feeder, clients)
     if spec.scenarios:
         _scenarios(build, spec.scenarios)
@@ -318,56 +294,6 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
     return workload, problems
 
 
-def _stage_problems(spec: JobSpec) -> list[str]:
-    """With ``[[stages]]``, the stages set the run's length and its peak of clients."""
-    if not spec.stages:
-        return []
-    stages, problems = parse_stages(spec.stages)
-    if problems or not stages:
-        return []  # said by workload_problems
-    profile = Profile(stages)
-    out: list[str] = []
-    if not math.isclose(spec.duration, profile.duration, rel_tol=1e-9, abs_tol=1e-6):
-        out.append(
-            f"duration ({spec.duration:g} s) differs from the stages' total "
-            f"({profile.duration:g} s): leave duration out, the stages set it"
-        )
-    if spec.num_clients != profile.peak_clients:
-        out.append(
-            f"num_clients ({spec.num_clients}) differs from the stages' peak "
-            f"({profile.peak_clients}): leave it out, the stages set it"
-        )
-    if spec.ramp_up:
-        out.append("ramp_up: the stages ramp the clients; leave ramp_up out")
-    return out
-
-
-def read_feeder(values: dict[str, Any], base: Path) -> list[str]:
-    """Replace a ``[feeder]`` table by the feeder it names, read now (``file`` relative to
-    ``base``, the scenario file's folder when the table came from it)."""
-    table = values.get("feeder")
-    if not table or "columns" in table or feeder_table_problems(table):
-        return []  # JobSpec.problems says what is wrong with the table
-    try:
-        feeder = load_feeder(base / table["file"], table.get("mode", "unique"))
-    except SpecError as exc:
-        return exc.problems  # the table stays: the steps' variables are not checked then
-    values["feeder"] = feeder_to_dict(feeder)
-    return []
-
-
-def fields_from_stages(values: dict[str, Any]) -> None:
-    """With ``[[stages]]``, a duration or client count not given is the stages' own."""
-    if not values.get("stages"):
-        return
-    stages, problems = parse_stages(values["stages"])
-    if problems or not stages:
-        return
-    profile = Profile(stages)
-    values.setdefault("duration", profile.duration)
-    values.setdefault("num_clients", profile.peak_clients)
-
-
 def workload_problems(spec: JobSpec) -> list[str]:
     """Every problem of the job's steps, loop, scenarios, feeder and stages, one line each.
 
@@ -378,7 +304,7 @@ def workload_problems(spec: JobSpec) -> list[str]:
     workload, problems = _compile(spec)
     if not problems:
         problems = step_threshold_problems(spec.thresholds, workload.step_names)
-    return problems + _stage_problems(spec)
+    return problems + stage_problems(spec)
 
 
 def compile_workload(spec: JobSpec) -> Workload:
@@ -392,10 +318,7 @@ def compile_workload(spec: JobSpec) -> Workload:
 __all__ = [
     "DEFAULT_PROGRAM",
     "MAX_SCENARIOS",
-    "NOT_READ",
     "SCENARIO_KEYS",
     "compile_workload",
-    "fields_from_stages",
-    "read_feeder",
     "workload_problems",
 ]
