@@ -5,7 +5,8 @@ Usage: python bench/conversation_bench.py [--seconds 5] [--rounds 3] [--hold 100
 Issue 15's budget: a login + loop(send, expect by id among unrelated
 pushes, think) conversation costs at most 1.5x the echo load's CPU per
 message. Both run on the picows engine in this process against the same
-target: picows servers (in ``--target-processes`` processes sharing a port)
+target: :mod:`echo_target`'s picows servers with ``--push`` (in
+``--target-processes`` processes sharing a port)
 that echo every data message and push one unrelated message (no id, like a
 presence update) after each echo, so both loads receive two messages per
 round trip and must tell the reply from the push:
@@ -33,22 +34,19 @@ each figure is its best round. A figure, not a gate: always exits 0.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import uvloop
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import echo_target
+from holding import hold
 from machine import Figure, report
-from procfs import cpu_seconds, rss_bytes
+from procfs import cpu_seconds
 
 from wsload.common.spec import build_spec
 from wsload.worker.engines import create_engine
@@ -61,7 +59,7 @@ TALK_CLIENTS = 500
 ROUNDS = 3
 BUDGET = 1.5
 ECHO_TEMPLATE = '{"type": "test", "client": "{client_id}", "seq": {seq}}'
-PUSH = b'{"type": "presence", "user": "someone-else", "online": true}'
+PUSH = '{"type": "presence", "user": "someone-else", "online": true}'
 LOGIN = [
     {"send": {"type": "login", "user": "{client_id}", "token": "tok-{client_id}"}},
     {"name": "login", "expect": {"type": "login"}, "capture": {"token": "token"}},
@@ -71,57 +69,6 @@ LOOP = [
     {"name": "ack", "expect": {"type": "msg", "id": "m{seq}"}},
     {"think": {"exponential": 0.002}},
 ]
-
-
-class EchoAndPush(WSListener):  # type: ignore[misc]
-    """Echo each data message, then push one unrelated message."""
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        kind = frame.msg_type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            transport.send(kind, frame.get_payload_as_memoryview())
-            transport.send(WSMsgType.TEXT, PUSH)
-        elif kind is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-
-async def serve(port: int) -> None:
-    server = await ws_create_server(
-        lambda _request: EchoAndPush(), "127.0.0.1", port, reuse_port=True, backlog=4096
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
-    async with server:
-        await stop.wait()
-
-
-def start_target(processes: int) -> tuple[list[subprocess.Popen[str]], str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "--serve", str(port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    return procs, f"ws://127.0.0.1:{port}/"
-
-
-def stop_target(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.wait(timeout=10)
 
 
 class Measured:
@@ -244,18 +191,9 @@ async def held(url: str, n: int) -> tuple[float, int, bool]:
         env={}, ws_url=url, duration=120.0, interval=0.0, num_clients=n, steps=LOGIN,
         loop=loop, ramp_up=min(20.0, n / 1000), connect_timeout=30.0,
     )  # fmt: skip
-    before = rss_bytes()
-    engine = create_engine(spec)
-    task = asyncio.create_task(engine.run())
-    deadline = time.monotonic() + 90
-    while engine.recorder.clients_connected < n and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(6.0)  # every client through its login and an iteration or two
-    connected = engine.recorder.clients_connected
-    after = rss_bytes()
-    engine.stop()
-    result = await task
-    return (after - before) / max(1, connected), connected, result.balanced
+    # settle: every client through its login and an iteration or two
+    per_client, connected, result = await hold(spec, settle=6.0)
+    return per_client, connected, result.balanced
 
 
 def figures(
@@ -263,7 +201,7 @@ def figures(
 ) -> list[Figure]:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # held clients need fds
-    procs, url = start_target(target_processes)
+    procs, url = echo_target.start(target_processes, push=PUSH)
     try:
         out = uvloop.run(measure(url, [p.pid for p in procs], seconds, rounds))
         if hold:
@@ -279,7 +217,7 @@ def figures(
             )
         return out
     finally:
-        stop_target(procs)
+        echo_target.stop(procs)
 
 
 if __name__ == "__main__":
@@ -288,9 +226,5 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--target-processes", type=int, default=2)
     parser.add_argument("--hold", type=int, default=10_000, help="clients held (0: skip)")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # one target process
     args = parser.parse_args()
-    if args.serve is not None:
-        uvloop.run(serve(args.serve))
-    else:
-        print(report(figures(args.seconds, args.rounds, args.target_processes, args.hold)))
+    print(report(figures(args.seconds, args.rounds, args.target_processes, args.hold)))

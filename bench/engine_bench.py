@@ -37,8 +37,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import echo_target
+from holding import hold
 from machine import Figure, report
-from procfs import cpu_seconds, rss_bytes
+from procfs import cpu_seconds
 
 from wsload.common.spec import build_spec
 from wsload.worker.engines import create_engine
@@ -194,17 +195,8 @@ async def idle_rss(url: str, n: int) -> tuple[float, int]:
         env={}, ws_url=url, num_clients=n, duration=60.0, interval=3600.0,
         ramp_up=min(20.0, n / 1000), connect_timeout=30.0,
     )  # fmt: skip
-    before = rss_bytes()
-    engine = create_engine(spec)
-    task = asyncio.create_task(engine.run())
-    deadline = time.monotonic() + 90
-    while engine.recorder.clients_connected < n and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.5)
-    connected = engine.recorder.clients_connected
-    after = rss_bytes()
-    engine.stop()
-    await task
-    return (after - before) / max(1, connected), connected
+    per_client, connected, _result = await hold(spec)
+    return per_client, connected
 
 
 async def measure(url: str, pids: list[int], seconds: float, idle: int) -> list[Figure]:
