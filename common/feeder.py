@@ -22,7 +22,6 @@ travels in ``JobSpec.to_dict()`` as msgpack; a worker checks it again with
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import os
 import re
@@ -34,6 +33,7 @@ from wsload.common.errors import SpecError
 from wsload.common.program import Feeder
 from wsload.common.protocol import MAX_CONTAINER_LEN, MAX_MESSAGE_BYTES
 from wsload.common.scenario import read_bounded, read_problem
+from wsload.common.stepvalues import did_you_mean, unknown_keys
 from wsload.common.validation import describe
 
 FEEDER_MODES = ("unique", "cycle", "random")
@@ -62,8 +62,7 @@ def mode_problem(mode: Any) -> str | None:
         return None
     hint, shown = "", describe(mode)
     if isinstance(mode, str):
-        close = difflib.get_close_matches(mode.lower(), FEEDER_MODES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(mode.lower(), FEEDER_MODES)
         shown = repr(mode[:40])
     choices = ", ".join(FEEDER_MODES)
     return f"feeder: mode {shown} is not one of {choices}{hint}"
@@ -73,12 +72,7 @@ def feeder_table_problems(table: Any) -> list[str]:
     """What is wrong with a scenario's raw ``[feeder]`` table (before the file is read)."""
     if not isinstance(table, Mapping):
         return [f'feeder: expected a table like {{file = "users.csv"}}, got {describe(table)}']
-    problems: list[str] = []
-    for key in table:
-        if key not in FEEDER_KEYS:
-            close = difflib.get_close_matches(str(key), FEEDER_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"feeder: unknown key {key!r}{hint}")
+    problems = unknown_keys(table, FEEDER_KEYS, "feeder")
     file = table.get("file")
     if file is None:
         problems.append('feeder: needs file = "name.csv" (relative to the scenario file)')

@@ -20,13 +20,13 @@ first and leave last -- and :meth:`Profile.windows` gives the exact times
 from __future__ import annotations
 
 import bisect
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wsload.common.fields import MAX_CLIENTS, MAX_DURATION
 from wsload.common.program import Stage
+from wsload.common.stepvalues import unknown_keys
 from wsload.common.validation import describe
 
 MAX_STAGES = 1000
@@ -44,12 +44,7 @@ def _parse_one(n: int, item: Any) -> Stage | list[str]:
     if not isinstance(item, Mapping):
         example = "{duration = 10, clients = 100}"
         return [f"{where}: expected a table like {example}, got {describe(item)}"]
-    problems: list[str] = []
-    for key in item:
-        if key not in STAGE_KEYS:
-            close = difflib.get_close_matches(str(key), STAGE_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{where}: unknown key {key!r}{hint}")
+    problems = unknown_keys(item, STAGE_KEYS, where)
     duration, clients, rate = item.get("duration"), item.get("clients"), item.get("rate")
     if duration is None:
         problems.append(f"{where}: needs duration (seconds)")

@@ -64,6 +64,7 @@ from wsload.common.stepvalues import (
     parse_hex,
     parse_think,
     seconds_ok,
+    unknown_keys,
     value_shape_problem,
 )
 from wsload.common.template import compile_send, unknown_variable_problems
@@ -137,9 +138,8 @@ def compile_step(
     if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
         return ["expected a table of action = value"]
     problems: list[str] = []
-    unknown = [k for k in item if k not in STEP_KEYS]
-    for key in unknown:
-        problems.append(f"unknown key {key!r}{did_you_mean(key, STEP_KEYS)}")
+    unknown = unknown_keys(item, STEP_KEYS)
+    problems += unknown
     actions = [k for k in item if k in ACTIONS or k in ALIASES]
     if len(actions) != 1:
         if not unknown or actions:

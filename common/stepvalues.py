@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from wsload.common.match import BinaryMatcher, RegexMatcher, SubsetMatcher, path_problem
@@ -78,6 +78,19 @@ def did_you_mean(word: str, choices: Collection[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_keys(table: Mapping[Any, Any], keys: Collection[str], where: str = "") -> list[str]:
+    """``<where>: unknown key 'k' (did you mean 'x'?)`` per key of ``table`` not in ``keys``.
+
+    The one wording of a misspelt key in every table of a scenario file
+    (steps, scenarios, feeder, stages); without ``where`` the line has no
+    location (the caller adds it).
+    """
+    at = f"{where}: " if where else ""
+    return [
+        f"{at}unknown key {key!r}{did_you_mean(str(key), keys)}" for key in table if key not in keys
+    ]
 
 
 def parse_think(key: str, value: Any) -> Think | str:
@@ -169,5 +182,6 @@ __all__ = [
     "parse_hex",
     "parse_think",
     "seconds_ok",
+    "unknown_keys",
     "value_shape_problem",
 ]

@@ -43,8 +43,8 @@ from wsload.common.steps import (
     Compiled,
     ScenarioError,
     compile_steps,
-    did_you_mean,
 )
+from wsload.common.stepvalues import unknown_keys
 from wsload.common.thresholds import step_threshold_problems
 from wsload.common.validation import describe
 from wsload.common.workload_inputs import spec_feeder, stage_problems
@@ -191,11 +191,7 @@ def _scenarios(build: _Build, raw: Any) -> None:
         name = table.get("name")
         label = name if isinstance(name, str) and name else "?"
         where = f"scenarios[{i}] ({label})"
-        for key in table:
-            if key not in SCENARIO_KEYS:
-                build.problems.append(
-                    f"{where}: unknown key {key!r}{did_you_mean(str(key), SCENARIO_KEYS)}"
-                )
+        build.problems += unknown_keys(table, SCENARIO_KEYS, where)
         if not isinstance(name, str) or not name.strip():
             build.problems.append(f'scenarios[{i}]: needs name = "..."')
         elif len(name) > MAX_NAME_LENGTH or not name.isprintable() or name != name.strip():
