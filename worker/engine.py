@@ -34,10 +34,11 @@ from typing import Any
 
 from wsload.common.program import Workload
 from wsload.common.spec import JobSpec
-from wsload.worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff, resolve
+from wsload.worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff
 from wsload.worker.connect import ConnectOptions
 from wsload.worker.converse import Talk, compile_job
 from wsload.worker.errors import ConnectFailed
+from wsload.worker.naps import Naps
 from wsload.worker.payload import PayloadTemplate
 from wsload.worker.recorder import WindowBatch
 from wsload.worker.schedule import (
@@ -68,7 +69,7 @@ PAUSE_RECHECK = 1.0
 _mono = time.monotonic
 
 
-class Engine(Accounting, ABC):
+class Engine(Accounting, Naps, ABC):
     """Runs ``share`` of ``spec``'s clients until the duration ends or :meth:`stop`.
 
     ``on_batch`` receives a :class:`WindowBatch` every ``window`` seconds and
@@ -79,7 +80,8 @@ class Engine(Accounting, ABC):
     A subclass opens connections (:meth:`open_link`); everything else about
     a connection goes through its :class:`Link`. Public for subclasses and
     links: ``spec``, ``share``, ``template``, ``options`` and ``ssl`` (how to
-    open), :meth:`nap`, and the core's ``phase``/``send_until``/``recorder``.
+    open), :meth:`nap` (:class:`wsload.worker.naps.Naps`), and the core's
+    ``phase``/``send_until``/``recorder``.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Engine(Accounting, ABC):
         self.share = share or Share(count=spec.num_clients, total=spec.num_clients)
         self._period = send_period(spec.interval, self.share)
         super().__init__(spec, stamped=self.template.uses_ts, closed_loop=self._period <= 0)
+        Naps.__init__(self)
         self.spec = spec
         self._on_batch = on_batch
         self._start_at = start_at
@@ -105,13 +108,9 @@ class Engine(Accounting, ABC):
         self.options = ConnectOptions.from_spec(spec)
         self.ssl = self.options.ssl_context() if spec.ws_url.startswith("wss:") else None
         self._conns: dict[int, Conn] = {}
-        self._naps: set[asyncio.Future[None]] = set()
         self._stop_requested = asyncio.Event()
         self._handshakes = asyncio.Semaphore(PENDING_HANDSHAKES)
         self._start = 0.0
-        #: when the current turn of scheduled sending began (see :meth:`_yield_turn`)
-        self._turn_started = 0.0
-        self._turn_reset = False
         self._tasks: asyncio.TaskGroup | None = None  # the run's, for add_clients
         self.client_prefix = client_prefix
         #: the open connections by job-wide client number (the conversation driver's too)
@@ -341,22 +340,6 @@ class Engine(Accounting, ABC):
             if not await self._send(conn, schedule.advance()):
                 break
 
-    async def _yield_turn(self) -> None:
-        """Let the event loop run once; the next turn's budget starts when it comes back.
-
-        The first sender over budget schedules the turn's reset ahead of
-        every sender's own wake-up, so the senders that follow in the same
-        loop iteration yield too instead of each taking a fresh budget.
-        """
-        if not self._turn_reset:
-            self._turn_reset = True
-            asyncio.get_running_loop().call_soon(self._new_turn)
-        await asyncio.sleep(0)
-
-    def _new_turn(self) -> None:
-        self._turn_reset = False
-        self._turn_started = _mono()
-
     async def _send_closed_loop(self, conn: Conn) -> None:
         """Start (and after a timeout, restart) the reply-driven chain of :meth:`on_message`."""
         loop = asyncio.get_running_loop()
@@ -423,27 +406,8 @@ class Engine(Accounting, ABC):
 
     # -- helpers ------------------------------------------------------------
 
-    async def nap(self, delay: float, fut: asyncio.Future[None] | None = None) -> None:
-        """Sleep ``delay`` seconds, or less when the run moves to its next phase.
-
-        Resolving ``fut`` (the caller's own wake-up) ends the nap early too.
-        Public: a subclass's own services (the picows ticker) nap this way.
-        """
-        if delay <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        fut = fut or loop.create_future()
-        handle = loop.call_later(delay, resolve, fut)
-        self._naps.add(fut)
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            self._naps.discard(fut)
-
     def _wake_all(self) -> None:
-        for fut in list(self._naps):
-            resolve(fut)
+        self.wake_naps()
         now = _mono()
         for conn in self._conns.values():
             conn.wake()

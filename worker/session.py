@@ -6,11 +6,10 @@ picows engine run a conversation from its frame callback (no coroutine or
 future per message) and the websockets engine from one coroutine per client,
 with the same rules, and lets the unit tests drive every path with a fake clock.
 
-:class:`Client` is a client of the job (its number ``g`` over every worker):
-its variables (``client_id``, its feeder row, what it captured), its
-iteration counter ``seq`` (which carries over its connections), its rng
-(seeded from ``g``: a run is reproducible per client) and its pacing of
-iterations. :class:`Session` is one connection of that client:
+:class:`Session` is one connection of a
+:class:`wsload.worker.session_client.Client` (the client over its
+connections: variables, rng, ``seq``, pacing, its compiled plans; importable
+from here too):
 
 - :meth:`Session.start` (the connection opened), :meth:`Session.on_message`,
   :meth:`Session.on_timer` (at :attr:`Session.deadline`: a think's end, an
@@ -57,16 +56,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from wsload.common.match import MISSING, capture
-from wsload.common.program import Action, Matcher, Program, Step
-from wsload.worker.pacing import Pacing
-from wsload.worker.recorder import Recorder
+from wsload.common.program import Action, Matcher, Step
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
-from wsload.worker.steprec import ScenarioStats, StepRecorder, StepStats
+from wsload.worker.session_client import K_EXPECT, K_SEND, K_THINK, Client, Plan
+from wsload.worker.steprec import StepStats
 
 #: What a session asks the engine to do: frames (text ``str``, binary
 #: ``bytes``), the last item possibly an ``int``: close with that code.
@@ -76,29 +72,6 @@ EMPTY: Final[Effects] = ()
 _INF = math.inf
 _MAX_U32 = 0xFFFFFFFF
 _SEND_BINARY = Action.SEND_BINARY
-# what a step does, as a small int (a plan's first item): cheaper to test than its action
-_K_SEND = 0
-_K_EXPECT = 1
-_K_THINK = 2
-_K_CLOSE = 3
-#: a program part's steps, ready to run: (kind, step, its stats for an expect)
-Plan = tuple[tuple[int, Step, StepStats | None], ...]
-
-
-def _plan(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
-    out: list[tuple[int, Step, StepStats | None]] = []
-    for step in steps:
-        if step.expects:
-            out.append((_K_EXPECT, step, steprec.step(step.name)))
-        elif step.action is Action.THINK:
-            out.append((_K_THINK, step, None))
-        elif step.action is Action.CLOSE:
-            out.append((_K_CLOSE, step, None))
-        else:
-            out.append((_K_SEND, step, None))
-    return tuple(out)
-
-
 _CLOSE_NORMAL: Final[Effects] = (1000,)
 
 # states of a session
@@ -109,70 +82,6 @@ _WAITING = 3  #: the next iteration starts at ``deadline``
 _HELD = 4  #: a send waits for writes to resume
 _IDLE = 5  #: the run stopped sending: nothing more will be sent
 _OVER = 6  #: closed, or told to close
-
-
-class Client:
-    """A client of the job: its variables, rng, iteration counter and pacing, over connections.
-
-    ``number`` is the job-wide client number (``g``); ``values`` the
-    template variables (``client_id``, ``pad``, its feeder row's columns;
-    captures are added as they happen); ``epoch`` converts the monotonic
-    clock to epoch seconds for ``{ts}`` (``time.time() - time.monotonic()``);
-    ``timeout`` is the job's reply timeout (an expect's default). ``rec`` and
-    ``steprec`` receive the counters.
-    """
-
-    __slots__ = (
-        "epoch",
-        "loop_plan",
-        "number",
-        "pacing",
-        "program",
-        "rec",
-        "rng",
-        "scenario",
-        "seq",
-        "setup_plan",
-        "timeout",
-        "values",
-    )
-
-    def __init__(
-        self,
-        number: int,
-        program: Program,
-        *,
-        rec: Recorder,
-        steprec: StepRecorder,
-        pacing: Pacing,
-        client_id: str | None = None,
-        row: Mapping[str, str] | None = None,
-        pad: str = "",
-        epoch: float = 0.0,
-        timeout: float = 5.0,
-        seed: int = 0,
-    ) -> None:
-        self.number = number
-        self.program = program
-        self.rec = rec
-        self.pacing = pacing
-        self.epoch = epoch
-        self.timeout = timeout
-        self.rng = random.Random(seed * 1_000_003 + number)
-        self.seq = 0
-        values: dict[str, Any] = dict(row or {})
-        values["client_id"] = client_id if client_id is not None else f"client-{number}"
-        values["pad"] = pad
-        values["seq"] = 0
-        values["ts"] = 0.0
-        self.values = values
-        self.scenario: ScenarioStats = steprec.scenario(program.name)
-        self.setup_plan = _plan(program.setup, steprec)
-        self.loop_plan = _plan(program.loop, steprec)
-
-    def next_start(self, now: float) -> float:
-        """When the next iteration is due (for a churn client: when to connect for it)."""
-        return self.pacing.next_start(now)
 
 
 class Session:
@@ -431,7 +340,7 @@ class Session:
                 begun = True
                 continue
             kind, step, stat = plan[pc]
-            if kind == _K_SEND:
+            if kind == K_SEND:
                 due = self._due
                 if due >= self.until or now >= self.until:
                     self._idle()
@@ -459,7 +368,7 @@ class Session:
                 else:
                     out.append(frame)
                 self._pc = pc + 1
-            elif kind == _K_EXPECT:
+            elif kind == K_EXPECT:
                 stat.expected += 1  # type: ignore[union-attr]
                 client.rec.expected += 1
                 self._expect = step
@@ -470,7 +379,7 @@ class Session:
                 timeout = step.timeout
                 self.deadline = now + (timeout if timeout is not None else client.timeout)
                 break
-            elif kind == _K_THINK:
+            elif kind == K_THINK:
                 self._due += step.body.sample(client.rng)
                 self._pc = pc + 1
                 if self._due > now + TIMER_SLACK:

@@ -1,0 +1,111 @@
+"""A conversation's client over its connections, and its program compiled to plans.
+
+:class:`Client` is a client of the job (its number ``g`` over every worker):
+its variables (``client_id``, its feeder row, what it captured), its
+iteration counter ``seq`` (which carries over its connections), its rng
+(seeded from ``g``: a run is reproducible per client) and its pacing of
+iterations. Each connection of it is a :class:`wsload.worker.session.Session`,
+which runs the client's plans: a program part's steps with what each does
+as a small int (cheaper on the hot path than testing its action) and, for
+an expect, its step's stats, looked up once per client instead of per reply.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from wsload.common.program import Action, Program, Step
+from wsload.worker.pacing import Pacing
+from wsload.worker.recorder import Recorder
+from wsload.worker.steprec import ScenarioStats, StepRecorder, StepStats
+
+#: what a step does, as a small int (a plan's first item): cheaper to test than its action
+K_SEND = 0
+K_EXPECT = 1
+K_THINK = 2
+K_CLOSE = 3
+#: a program part's steps, ready to run: (kind, step, its stats for an expect)
+Plan = tuple[tuple[int, Step, StepStats | None], ...]
+
+
+def plan_steps(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
+    out: list[tuple[int, Step, StepStats | None]] = []
+    for step in steps:
+        if step.expects:
+            out.append((K_EXPECT, step, steprec.step(step.name)))
+        elif step.action is Action.THINK:
+            out.append((K_THINK, step, None))
+        elif step.action is Action.CLOSE:
+            out.append((K_CLOSE, step, None))
+        else:
+            out.append((K_SEND, step, None))
+    return tuple(out)
+
+
+class Client:
+    """A client of the job: its variables, rng, iteration counter and pacing, over connections.
+
+    ``number`` is the job-wide client number (``g``); ``values`` the
+    template variables (``client_id``, ``pad``, its feeder row's columns;
+    captures are added as they happen); ``epoch`` converts the monotonic
+    clock to epoch seconds for ``{ts}`` (``time.time() - time.monotonic()``);
+    ``timeout`` is the job's reply timeout (an expect's default). ``rec`` and
+    ``steprec`` receive the counters.
+    """
+
+    __slots__ = (
+        "epoch",
+        "loop_plan",
+        "number",
+        "pacing",
+        "program",
+        "rec",
+        "rng",
+        "scenario",
+        "seq",
+        "setup_plan",
+        "timeout",
+        "values",
+    )
+
+    def __init__(
+        self,
+        number: int,
+        program: Program,
+        *,
+        rec: Recorder,
+        steprec: StepRecorder,
+        pacing: Pacing,
+        client_id: str | None = None,
+        row: Mapping[str, str] | None = None,
+        pad: str = "",
+        epoch: float = 0.0,
+        timeout: float = 5.0,
+        seed: int = 0,
+    ) -> None:
+        self.number = number
+        self.program = program
+        self.rec = rec
+        self.pacing = pacing
+        self.epoch = epoch
+        self.timeout = timeout
+        self.rng = random.Random(seed * 1_000_003 + number)
+        self.seq = 0
+        values: dict[str, Any] = dict(row or {})
+        values["client_id"] = client_id if client_id is not None else f"client-{number}"
+        values["pad"] = pad
+        values["seq"] = 0
+        values["ts"] = 0.0
+        self.values = values
+        self.scenario: ScenarioStats = steprec.scenario(program.name)
+        self.setup_plan = plan_steps(program.setup, steprec)
+        self.loop_plan = plan_steps(program.loop, steprec)
+
+    def next_start(self, now: float) -> float:
+        """When the next iteration is due (for a churn client: when to connect for it)."""
+        return self.pacing.next_start(now)
+
+
+__all__ = ["K_CLOSE", "K_EXPECT", "K_SEND", "K_THINK", "Client", "Plan", "plan_steps"]
