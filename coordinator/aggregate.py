@@ -19,7 +19,7 @@ A conversation's windows also carry per-step and per-scenario figures;
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wsload.common import hdrlog
@@ -34,14 +34,10 @@ from wsload.coordinator.figures import (
     StepCounters,
     WorkerStatus,
     WorkerSummary,
+    distribution,
     frozen_map,
 )
-from wsload.coordinator.step_aggregate import (
-    DISTRIBUTION,
-    StepAggregate,
-    distribution,
-)
-from wsload.coordinator.step_aggregate import percentiles_seconds as _percentiles_seconds
+from wsload.coordinator.step_aggregate import StepAggregate, add_counts
 
 #: Seconds of per-second histograms kept open for late windows.
 OPEN_SECONDS = 5
@@ -83,8 +79,7 @@ class WorkerTotals:
         the identity ``expected = received + timed_out + failed + lost +
         unanswered`` holds for it too. :meth:`in_flight_at_loss` says how many.
         """
-        out = dict.fromkeys(SAMPLE_COUNTERS, 0)
-        _add(out, self.counters)
+        out = _summed([self.counters])
         out["lost"] += self.in_flight_at_loss()
         return out
 
@@ -141,14 +136,14 @@ class SecondStats:
     counters: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: LatencyHistogram | None = field(default_factory=LatencyHistogram)
-    percentiles: dict[str, float | None] = field(default_factory=dict)
+    percentiles: Percentiles = field(default_factory=Percentiles)
     #: (max µs, HdrHistogram-encoded) once closed, for the .hlog export
     encoded: tuple[int, str] = (0, "")
 
     def close(self) -> None:
         """Keep the percentiles and the encoded histogram, free the counts."""
         if self.latency is not None:
-            self.percentiles = _percentiles_seconds(self.latency)
+            self.percentiles = Percentiles.of(self.latency)
             self.encoded = (self.latency.max, hdrlog.encode(self.latency))
             self.latency = None
 
@@ -205,8 +200,8 @@ class RunAggregate:
         totals.last_end = max(totals.last_end, msg.window_end)
         counters = {k: v for k, v in msg.counters.items() if k in _KNOWN_COUNTERS}
         errors = _bounded_errors(totals.errors, msg.errors)
-        _add(totals.counters, counters)
-        _add(totals.errors, errors)
+        add_counts(totals.counters, counters)
+        add_counts(totals.errors, errors)
         latency, service, connect = arrays
         self.latency.record_many(latency)
         self.service.record_many(service)
@@ -215,8 +210,8 @@ class RunAggregate:
         stats = self.seconds.get(second)
         if stats is None:
             stats = self.seconds[second] = SecondStats(second)
-        _add(stats.counters, counters)
-        _add(stats.errors, errors)
+        add_counts(stats.counters, counters)
+        add_counts(stats.errors, errors)
         if stats.latency is not None:
             stats.latency.record_many(latency)
         self.steps.add(worker_id, second, step_arrays, msg.scenarios)
@@ -235,17 +230,12 @@ class RunAggregate:
         self.worker(worker_id).lost = True
 
     def totals(self) -> dict[str, int]:
-        out = dict.fromkeys(SAMPLE_COUNTERS, 0)
-        for w in self.workers.values():
-            _add(out, w.counters)
-        return out
+        """Every counter (zeros included) summed over the workers' windows so far."""
+        return _summed(w.counters for w in self.workers.values())
 
     def final_totals(self) -> dict[str, int]:
         """The sum of every worker's :meth:`WorkerTotals.final_counters`."""
-        out = dict.fromkeys(SAMPLE_COUNTERS, 0)
-        for w in self.workers.values():
-            _add(out, w.final_counters())
-        return out
+        return _summed(w.final_counters() for w in self.workers.values())
 
     def clients_connected(self) -> tuple[int, int]:
         """Clients connected on live workers, and those last reported by lost ones.
@@ -280,7 +270,7 @@ class RunAggregate:
     def errors(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for w in self.workers.values():
-            _add(out, w.errors)
+            add_counts(out, w.errors)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def time_series(self) -> tuple[SecondSummary, ...]:
@@ -288,13 +278,13 @@ class RunAggregate:
         return tuple(self._second(self.seconds[s]) for s in sorted(self.seconds))
 
     def _second(self, stats: SecondStats) -> SecondSummary:
-        pct = stats.percentiles if stats.latency is None else _percentiles_seconds(stats.latency)
+        pct = stats.percentiles if stats.latency is None else Percentiles.of(stats.latency)
         return SecondSummary(
             stats.second,
             Counters.from_mapping(stats.counters),
             tuple(k for k in SAMPLE_COUNTERS if k in stats.counters),
             frozen_map(stats.errors),
-            Percentiles.from_mapping(pct),
+            pct,
             self.steps.second(stats.second),
         )
 
@@ -312,7 +302,7 @@ class RunAggregate:
             clients_on_lost_workers=lost,
             workers_up=len(self.workers) - workers_lost,
             workers_lost=workers_lost,
-            latency=Percentiles.from_mapping(_percentiles_seconds(self.latency)),
+            latency=Percentiles.of(self.latency),
             last_second=None if last is None else self._second(last),
             newest_second=None if newest is None else self._second(newest),
             steps=self.steps.progress(),
@@ -336,9 +326,9 @@ class RunAggregate:
         return RunFigures(
             time_series=series,
             counters=Counters.from_mapping(self.final_totals()),
-            latency=Percentiles.from_mapping(_percentiles_seconds(lat)),
-            service_time=Percentiles.from_mapping(_percentiles_seconds(self.service)),
-            connect_time=Percentiles.from_mapping(_percentiles_seconds(self.connect)),
+            latency=Percentiles.of(lat),
+            service_time=Percentiles.of(self.service),
+            connect_time=Percentiles.of(self.connect),
             avg_latency=lat.mean / 1e6 if lat.count else None,
             elapsed=elapsed,
             errors=frozen_map(self.errors()),
@@ -382,11 +372,6 @@ class RunAggregate:
         return "; ".join(reasons) if reasons else None
 
 
-def balanced(c: dict[str, int]) -> bool:
-    """The accounting identity: every message sent was resolved exactly once."""
-    return Counters.from_mapping(c).balanced
-
-
 def _bounded_errors(seen: dict[str, int], errors: dict[str, int]) -> dict[str, int]:
     """``errors``, with kinds past this worker's MAX_ERROR_KINDS or MAX_KIND long as UNLISTED."""
     out: dict[str, int] = {}
@@ -398,16 +383,12 @@ def _bounded_errors(seen: dict[str, int], errors: dict[str, int]) -> dict[str, i
     return out
 
 
-def _add(into: dict[str, int], delta: dict[str, int]) -> None:
-    for k, v in delta.items():
-        into[k] = into.get(k, 0) + v
+def _summed(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Every counter of SAMPLE_COUNTERS (zeros included), summed over ``parts``."""
+    out = dict.fromkeys(SAMPLE_COUNTERS, 0)
+    for part in parts:
+        add_counts(out, part)
+    return out
 
 
-__all__ = [
-    "DISTRIBUTION",
-    "RunAggregate",
-    "SecondStats",
-    "WorkerTotals",
-    "balanced",
-    "distribution",
-]
+__all__ = ["RunAggregate", "SecondStats", "WorkerTotals"]

@@ -13,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from wsload.common.protocol import SAMPLE_COUNTERS
 from wsload.common.thresholds import TIME_METRICS
 from wsload.coordinator.step_figures import ScenarioFigures, StepCounters, StepFigures
+
+if TYPE_CHECKING:
+    from wsload.common.histogram import LatencyHistogram
 
 #: Percentile keys as the JSON spells them, in order.
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p99.9", "max")
@@ -44,6 +47,13 @@ class Percentiles:
     @classmethod
     def from_mapping(cls, values: Mapping[str, float | None]) -> Percentiles:
         return cls(*(values.get(k) for k in PERCENTILE_KEYS))
+
+    @classmethod
+    def of(cls, hist: LatencyHistogram) -> Percentiles:
+        """A histogram's (microseconds) percentiles in seconds, the original framework's unit."""
+        if not hist.count:
+            return cls()
+        return cls.from_mapping({k: v / 1e6 for k, v in hist.percentiles().items()})
 
     def get(self, key: str) -> float | None:
         """The percentile named as in the JSON (``p99.9``)."""
@@ -281,6 +291,19 @@ def count_metric(name: str, counters: Counters, errors: int) -> float:
     raise ValueError(f"unknown metric {name!r}")
 
 
+#: Percentiles the distribution charts plot: 0 .. 99.999, denser in the tail.
+DISTRIBUTION = [p / 10 for p in range(0, 900, 10)] + [90 + i * 0.5 for i in range(20)] + [
+    99.5, 99.9, 99.95, 99.99, 99.999, 100.0
+]  # fmt: skip
+
+
+def distribution(hist: LatencyHistogram) -> tuple[tuple[float, float], ...]:
+    """(percentile, seconds) at each of DISTRIBUTION's points; empty without samples."""
+    if not hist.count:
+        return ()
+    return tuple((p, hist.value_at_percentile(p) / 1e6) for p in DISTRIBUTION)
+
+
 #: Counters the JSON also shows at its top level (the original framework's layout).
 SUMMARY_COUNTERS = (
     "expected",
@@ -328,6 +351,7 @@ class RunProgress:
 
 __all__ = [
     "COUNTER_NAMES",
+    "DISTRIBUTION",
     "PERCENTILE_KEYS",
     "SUMMARY_COUNTERS",
     "Counters",
@@ -341,5 +365,6 @@ __all__ = [
     "WorkerStatus",
     "WorkerSummary",
     "count_metric",
+    "distribution",
     "frozen_map",
 ]

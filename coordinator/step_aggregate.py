@@ -33,6 +33,7 @@ from wsload.coordinator.figures import (
     ScenarioFigures,
     StepCounters,
     StepFigures,
+    distribution,
     frozen_map,
 )
 
@@ -48,7 +49,8 @@ OTHER_STEPS = "(other steps)"
 OTHER_SCENARIOS = "(other scenarios)"
 
 
-def _add(into: dict[str, int], delta: Mapping[str, int]) -> None:
+def add_counts(into: dict[str, int], delta: Mapping[str, int]) -> None:
+    """Add ``delta``'s counts to ``into``'s (a name new to ``into`` starts at 0)."""
     for k, v in delta.items():
         into[k] = into.get(k, 0) + v
 
@@ -109,15 +111,15 @@ class StepAggregate:
             for raw_name, (counters, latency, service) in steps.items():
                 name = self._name(raw_name)
                 delta = {k: v for k, v in counters.items() if k in STEP_COUNTERS}
-                _add(self.totals.setdefault(name, {}), delta)
-                _add(mine.setdefault(name, {}), delta)
-                _add(this_second.setdefault(name, {}), delta)
+                add_counts(self.totals.setdefault(name, {}), delta)
+                add_counts(mine.setdefault(name, {}), delta)
+                add_counts(this_second.setdefault(name, {}), delta)
                 if latency.size:
                     self._histogram(self.latency, name).record_many(latency)
                     self._histogram(self.service, name).record_many(service)
         for raw_name, scenario in scenarios.items():
             delta = {k: v for k, v in scenario.items() if k in SCENARIO_COUNTERS}
-            _add(self.scenarios.setdefault(self._scenario(raw_name), {}), delta)
+            add_counts(self.scenarios.setdefault(self._scenario(raw_name), {}), delta)
 
     @staticmethod
     def _histogram(hists: dict[str, LatencyHistogram], name: str) -> LatencyHistogram:
@@ -157,7 +159,7 @@ class StepAggregate:
             workers = {}
             for worker_id, steps in per_worker.items():
                 if name in steps:
-                    _add(total, steps[name])
+                    add_counts(total, steps[name])
                     workers[worker_id] = StepCounters.from_mapping(steps[name])
             lat = self.latency.get(name, LatencyHistogram())
             svc = self.service.get(name, LatencyHistogram())
@@ -165,8 +167,8 @@ class StepAggregate:
                 StepFigures(
                     name,
                     StepCounters.from_mapping(total),
-                    Percentiles.from_mapping(percentiles_seconds(lat)),
-                    Percentiles.from_mapping(percentiles_seconds(svc)),
+                    Percentiles.of(lat),
+                    Percentiles.of(svc),
                     lat.mean / 1e6 if lat.count else None,
                     frozen_map(workers),
                     distribution(lat),
@@ -210,35 +212,13 @@ def workload_names(
     return tuple(workload.step_names), tuple(p.name for p in programs), clients
 
 
-#: Percentiles the distribution charts plot: 0 .. 99.999, denser in the tail.
-DISTRIBUTION = [p / 10 for p in range(0, 900, 10)] + [90 + i * 0.5 for i in range(20)] + [
-    99.5, 99.9, 99.95, 99.99, 99.999, 100.0
-]  # fmt: skip
-
-
-def distribution(hist: LatencyHistogram) -> tuple[tuple[float, float], ...]:
-    """(percentile, seconds) at each of DISTRIBUTION's points; empty without samples."""
-    if not hist.count:
-        return ()
-    return tuple((p, hist.value_at_percentile(p) / 1e6) for p in DISTRIBUTION)
-
-
-def percentiles_seconds(hist: LatencyHistogram) -> dict[str, float | None]:
-    """Percentiles in seconds (the original framework's unit); None each without samples."""
-    if not hist.count:
-        return dict.fromkeys(hist.percentiles())
-    return {k: v / 1e6 for k, v in hist.percentiles().items()}
-
-
 __all__ = [
-    "DISTRIBUTION",
     "MAX_SCENARIOS",
     "MAX_STEPS",
     "OTHER_SCENARIOS",
     "OTHER_STEPS",
     "StepAggregate",
-    "distribution",
+    "add_counts",
     "in_flight",
-    "percentiles_seconds",
     "workload_names",
 ]
