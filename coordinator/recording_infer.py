@@ -1,10 +1,14 @@
-"""The rules that turn a recorded conversation into steps (see :mod:`.recording`).
+"""Reading a recorded conversation (see :mod:`.recording` for the rules).
 
-Pure functions over the page's events; :func:`infer` returns the steps as
-plain values and :mod:`.recording` writes them as TOML. Everything is
-bounded by the recording's own limits (at most ``MAX_EVENTS`` events); the
-searches that could grow with the square of that (a loop's period, a value
-inside a later send's text) look a bounded distance ahead.
+Pure functions over the page's events: the messages in order
+(:func:`read_messages`), and the :class:`Conversation` they make: what
+arrived after each send, which shapes the server pushed unasked, which
+received values the user sent back (captures). :func:`.recording_steps.infer`
+turns that into steps as plain values and :mod:`.recording` writes them as
+TOML. Everything is bounded by the recording's own limits (at most
+``MAX_EVENTS`` events); the searches that could grow with the square of
+that (a loop's period, a value inside a later send's text) look a bounded
+distance ahead.
 """
 
 from __future__ import annotations
@@ -12,14 +16,12 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 from wsload.common import template
-
-Path = tuple[str | int, ...]
+from wsload.coordinator.recording_values import TYPE_KEYS, Path, json_key, leaves
 
 #: A pause longer than this (seconds) between a reply and the next send is a think step.
 THINK_MIN = 0.5
@@ -27,61 +29,8 @@ THINK_MIN = 0.5
 MAX_PERIOD = 200
 #: How many later sends are searched for a captured value inside a longer string.
 SUBSTRING_HORIZON = 100
-#: Fields that name a message's kind: its shape, and never volatile.
-TYPE_KEYS = ("type", "event", "op", "action", "kind", "cmd", "command", "method")
 #: Variables the step language defines itself: a capture never takes these names.
 RESERVED = template.RESERVED
-
-_VOLATILE_KEYS = frozenset(
-    [
-        "ts",
-        "time",
-        "timestamp",
-        "date",
-        "datetime",
-        "now",
-        "id",
-        "uuid",
-        "guid",
-        "nonce",
-        "token",
-        "session",
-        "sessionid",
-        "requestid",
-        "reqid",
-        "messageid",
-        "msgid",
-        "correlationid",
-        "seq",
-        "serial",
-        "sentat",
-        "createdat",
-        "updatedat",
-        "receivedat",
-        "servertime",
-        "elapsed",
-        "latency",
-        "uptime",
-        "expires",
-        "expiresat",
-        "expiry",
-        "signature",
-        "sig",
-        "hash",
-        "etag",
-        "secret",
-        "jwt",
-        "cookie",
-    ]
-)
-_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_LONG_HEX = re.compile(r"[0-9a-fA-F]{16,}")
-_LONG_DIGITS = re.compile(r"\d{9,}")
-_TOKENISH = re.compile(r"[A-Za-z0-9_\-+/=.]{20,}")
-_DIGITS = re.compile(r"(\d+)")
-#: what the step language reads as a placeholder (common.template)
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\([^{}()]*\))?)\}")
 
 
 @dataclass(frozen=True)
@@ -133,11 +82,6 @@ class Msg:
     shape: str = ""
 
 
-def escape(literal: str) -> str:
-    """A literal string as template text: ``{name}`` in it becomes ``{{name}}``, the escape."""
-    return _PLACEHOLDER.sub(r"{{\1}}", literal)
-
-
 def read_messages(events: Sequence[Event]) -> tuple[list[Msg], int | None]:
     """The messages in order, and which send (0-based) follows the first mark (None: no mark)."""
     msgs: list[Msg] = []
@@ -177,113 +121,6 @@ def _shape(msg: Msg) -> str:
             return "{" + ",".join(sorted(msg.value)) + "}"
         return "json " + type(msg.value).__name__
     return msg.kind
-
-
-def leaves(value: Any, path: Path = ()) -> list[tuple[Path, Any]]:
-    """Every scalar of a JSON value with its path (keys and list indexes)."""
-    if isinstance(value, dict):
-        return [leaf for key, item in value.items() for leaf in leaves(item, (*path, key))]
-    if isinstance(value, list):
-        return [leaf for i, item in enumerate(value) for leaf in leaves(item, (*path, i))]
-    return [(path, value)]
-
-
-def at(value: Any, path: Path) -> Any:
-    """The value at ``path``, or :data:`ABSENT`."""
-    for part in path:
-        if isinstance(part, str):
-            if not isinstance(value, dict) or part not in value:
-                return ABSENT
-            value = value[part]
-        elif not isinstance(value, list) or part >= len(value):
-            return ABSENT
-        else:
-            value = value[part]
-    return value
-
-
-ABSENT: Any = object()
-#: what a reply's field becomes when it cannot be expected (volatile, or null)
-DROP: Any = object()
-
-
-def same(values: Sequence[Any]) -> bool:
-    """All equal with JSON's types (``1``, ``1.0`` and ``true`` differ)."""
-    first = values[0]
-    return all(type(v) is type(first) and v == first for v in values[1:])
-
-
-def _key(value: Any) -> tuple[str, Any]:
-    return (type(value).__name__, value)
-
-
-def volatile(key: str, value: Any) -> bool:
-    """Whether a reply's field looks different on every run: a time, an id, a token."""
-    if key.lower() in TYPE_KEYS:
-        return False
-    name = re.sub(r"[_\-\s]", "", key).lower()
-    if name in _VOLATILE_KEYS or key.endswith(("_id", "Id", "_at", "At", "_ts", "_time")):
-        return True
-    if isinstance(value, bool) or value is None:
-        return False
-    if isinstance(value, int | float):
-        return abs(value) >= 1e9  # epoch seconds, milliseconds, microseconds
-    if isinstance(value, str):
-        return volatile_text(value)
-    return False
-
-
-def volatile_text(text: str) -> bool:
-    return bool(
-        _ISO_TIME.search(text)
-        or _UUID.search(text)
-        or _LONG_HEX.search(text)
-        or _LONG_DIGITS.search(text)
-        or (_TOKENISH.fullmatch(text) and re.search(r"\d", text))
-    )
-
-
-def numbered(values: Sequence[Any]) -> str | None:
-    """``{seq}`` where the values count up by one per iteration (``m1``, ``m2`` -> ``m{seq}``)."""
-    if len(values) < 2:
-        return None
-    if all(type(v) is int for v in values):
-        steps = {b - a for a, b in pairwise(values)}
-        return "{seq}" if steps == {1} else None
-    if not all(isinstance(v, str) for v in values):
-        return None
-    parts = [_DIGITS.split(v) for v in values]
-    if any(len(p) != len(parts[0]) for p in parts):
-        return None
-    counting = None
-    for i in range(len(parts[0])):
-        column = [p[i] for p in parts]
-        if same(column):
-            continue
-        numbers = [int(c) for c in column] if i % 2 else []
-        steps = {b - a for a, b in pairwise(numbers)}
-        if counting is not None or steps != {1}:
-            return None
-        counting = i
-    if counting is None:
-        return None
-    return "".join("{seq}" if i == counting else escape(p) for i, p in enumerate(parts[0]))
-
-
-def rebuild(value: Any, leaf: Callable[[Path, Any], Any], path: Path = ()) -> Any:
-    """``value`` with every scalar replaced by ``leaf(path, scalar)``.
-
-    A scalar replaced by :data:`DROP` leaves its table (and a table it
-    empties leaves its parent); an array with a dropped item is dropped.
-    """
-    if isinstance(value, dict):
-        out = {k: rebuild(v, leaf, (*path, k)) for k, v in value.items()}
-        kept = {k: v for k, v in out.items() if v is not DROP}
-        return DROP if value and not kept and path else kept
-    if isinstance(value, list):
-        items = [rebuild(v, leaf, (*path, i)) for i, v in enumerate(value)]
-        return DROP if any(v is DROP for v in items) else items
-    return leaf(path, value)
 
 
 class Conversation:
@@ -340,7 +177,7 @@ class Conversation:
         later: dict[tuple[str, Any], list[int]] = {}
         for position, send in enumerate(self.sends):
             for value in _sent_values(send):
-                later.setdefault(_key(value), []).append(position)
+                later.setdefault(json_key(value), []).append(position)
         names: dict[tuple[str, Path], str] = {}
         current: dict[str, Any] = {}
         sent: set[tuple[str, Any]] = set()
@@ -348,15 +185,15 @@ class Conversation:
         for m in self.msgs:
             self.vars_at[m.index] = dict(current)
             if m.out:
-                sent.update(_key(v) for v in _sent_values(m))
+                sent.update(json_key(v) for v in _sent_values(m))
                 position += 1
                 continue
             if m.kind != "json":
                 continue
-            known = {_key(v) for v in current.values()}
+            known = {json_key(v) for v in current.values()}
             found: list[tuple[Path, Any, str]] = []
             for path, value in leaves(m.value):
-                key = _key(value)
+                key = json_key(value)
                 if not _capturable(path, value) or key in sent or key in known:
                     continue
                 if not self._sent_later(value, position, later.get(key, ())):

@@ -1,7 +1,8 @@
 """From a read recording to steps: the loop, the sends, the expects, the pauses.
 
 The rules are listed in :mod:`wsload.coordinator.recording`; the reading of
-the recording (replies, pushes, captures) is :mod:`.recording_infer`.
+the recording (replies, pushes, captures) is :mod:`.recording_infer`, the
+value-level rules (volatile, counted, as a template) :mod:`.recording_values`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,28 @@ from itertools import pairwise
 from typing import Any
 
 from wsload.coordinator.recording_infer import (
-    ABSENT,
-    DROP,
     MAX_PERIOD,
     THINK_MIN,
-    TYPE_KEYS,
     Conversation,
     Event,
     Inferred,
     Msg,
-    Path,
     StepOut,
+    read_messages,
+)
+from wsload.coordinator.recording_values import (
+    ABSENT,
+    DROP,
+    TYPE_KEYS,
+    Path,
     at,
     escape,
+    json_key,
     leaves,
     numbered,
-    read_messages,
     rebuild,
     same,
+    tableable,
     volatile,
     volatile_text,
 )
@@ -173,7 +178,7 @@ class _Builder:
             return templates[path]
 
         value = rebuild(first.value, leaf)
-        if isinstance(first.value, dict | list) and _tableable(first.value):
+        if isinstance(first.value, dict | list) and tableable(first.value):
             return StepOut("send", value), templates
         literal = all(
             t == (escape(v) if isinstance(v, str) else v)
@@ -215,7 +220,7 @@ class _Builder:
                 return _expect_leaf(path, values, vars_at, paired, templates)
 
             body = rebuild(first.value, leaf)
-            if body is not DROP and _tableable(body):
+            if body is not DROP and tableable(body):
                 step = StepOut("expect", body)
         if step is None and first.kind != "binary":
             step = _expect_text([m.raw for m in msgs], vars_at, paired, templates)
@@ -300,7 +305,7 @@ def _expect_leaf(
     templates: dict[Path, Any],
 ) -> Any:
     """A reply's scalar as an expected value, or DROP when it is not stable."""
-    if not _tableable(values[0]):
+    if not tableable(values[0]):
         return DROP  # TOML has no null, nor integers past 64 bits
     name = _var(values, vars_at)
     if name is not None:
@@ -363,24 +368,11 @@ def _carries(reply: Msg, send: Msg) -> bool:
     if reply.kind != "json" or send.kind != "json":
         return reply.raw == send.raw
     sent = {
-        (type(v).__name__, v)
+        json_key(v)
         for p, v in leaves(send.value)
         if p and p[-1] not in TYPE_KEYS and isinstance(v, str | int) and not isinstance(v, bool)
     }
-    return any((type(v).__name__, v) in sent for _, v in leaves(reply.value))
-
-
-def _tableable(value: Any) -> bool:
-    """Whether TOML can hold this JSON value (no null, integers within 64 bits)."""
-    if value is None or value is DROP:
-        return False
-    if isinstance(value, dict):
-        return all(_tableable(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_tableable(v) for v in value)
-    if type(value) is int:
-        return -(2**63) <= value < 2**63
-    return True
+    return any(json_key(v) in sent for _, v in leaves(reply.value))
 
 
 def _json_text(value: Any, templates: dict[Path, Any], path: Path) -> str:

@@ -31,7 +31,7 @@ from wsload.coordinator.recording import (
     parse_recording,
     toml_value,
 )
-from wsload.coordinator.recording_infer import escape
+from wsload.coordinator.recording_values import escape
 
 URL = "ws://127.0.0.1:9/ws"
 
