@@ -260,20 +260,31 @@ class ScriptStep:
 
     @property
     def name(self) -> str:
-        """The check's name in a report: ``step N: <name>``, or the action and its value."""
-        if self.label:
-            return f"step {self.number}: {self.label}"
-        value = self.value
-        if isinstance(value, Think):
-            value = value.low if value.kind == "fixed" else f"{value.kind} {value.low:g}"
-        elif isinstance(value, re.Pattern):
-            value = value.pattern
-        elif isinstance(value, bytes):
-            value = value.hex()
-        shown = value if isinstance(value, str | int | float) else json.dumps(value)
-        text = str(shown)
-        text = text if len(text) <= 28 else text[:25] + "..."
-        return f"step {self.number}: {self.action} {text}"
+        """The check's name in a report (:func:`step_label`)."""
+        return step_label(self.step)
+
+
+def step_label(step: Step) -> str:
+    """A step's check name in the integration mode's report.
+
+    ``step N: <name>``, or its action and value (cut to 28 characters) when
+    it has no name of its own.
+    """
+    if step.name != f"step {step.number}":
+        return f"step {step.number}: {step.name}"
+    body = step.body
+    value: Any = getattr(body, "source", body)
+    if isinstance(body, Think):
+        value = {
+            "fixed": f"{body.low:g} s",
+            "uniform": f"uniform {body.low:g}-{body.high:g} s",
+        }.get(body.kind, f"{body.kind} {body.low:g} s")
+    elif isinstance(body, bytes):
+        value = body.hex()
+    shown = value if isinstance(value, str | int | float) else json.dumps(value)
+    text = str(shown)
+    text = text if len(text) <= 28 else text[:25] + "..."
+    return f"step {step.number}: {step.action.value} {text}"
 
 
 def compile_steps(
@@ -386,6 +397,7 @@ __all__ = [
     "did_you_mean",
     "parse_steps",
     "seconds_ok",
+    "step_label",
     "step_problems",
     "value_shape_problem",
     "workload_problems",

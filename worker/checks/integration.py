@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import json
 import random
 import time
 from typing import Any
@@ -30,9 +29,15 @@ from wsload.common.match import (
     capture,
     parse_json,
 )
-from wsload.common.program import Action, Program, Step, Think
+from wsload.common.program import Action, Program, Step
 from wsload.common.spec import JobSpec
-from wsload.common.steps import DEFAULT_STEPS, ScenarioError, compile_workload, parse_steps
+from wsload.common.steps import (
+    DEFAULT_STEPS,
+    ScenarioError,
+    compile_workload,
+    parse_steps,
+    step_label,
+)
 from wsload.worker.checks.result import FAIL, SKIP, CheckResult, Fail, run_check
 from wsload.worker.client import WebSocketClient
 
@@ -179,25 +184,6 @@ class Conversation:
             raise Fail(f"expected {_describe(step.body)}; nothing came within {timeout:g} s")
         others = "1 message" if seen == 1 else f"{seen} messages"
         raise Fail(f"{last}; nothing matched within {timeout:g} s ({others} came)")
-
-
-def step_label(step: Step) -> str:
-    """A step's check name: ``step N: <name>``, or its action and value when it has no name."""
-    if step.name != f"step {step.number}":
-        return f"step {step.number}: {step.name}"
-    body = step.body
-    value: Any = getattr(body, "source", body)
-    if isinstance(body, Think):
-        value = {
-            "fixed": f"{body.low:g} s",
-            "uniform": f"uniform {body.low:g}-{body.high:g} s",
-        }.get(body.kind, f"{body.kind} {body.low:g} s")
-    elif isinstance(body, bytes):
-        value = body.hex()
-    shown = value if isinstance(value, str | int | float) else json.dumps(value)
-    text = str(shown)
-    text = text if len(text) <= 28 else text[:25] + "..."
-    return f"step {step.number}: {step.action.value} {text}"
 
 
 def _describe(matcher: Any) -> str:
