@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsload.common import program as program_module
 from wsload.common.errors import SpecError
 from wsload.common.match import RegexMatcher, SubsetMatcher, TextMatcher
 from wsload.common.program import Action, Program, Think, Workload
@@ -24,34 +27,18 @@ from wsload.common.steps import (
 from wsload.common.template import JsonTemplate, TextTemplate
 from wsload.common.workload import SCENARIO_KEYS
 
-CHAT = """\
-[feeder]
-file = "users.csv"
-mode = "unique"
 
-[[steps]]
-name = "login"
-send = {type = "login", user = "{user}", password = "{password}"}
-[[steps]]
-name = "login ok"
-expect = {type = "login_ok"}
-capture = {token = "token"}
-fail = {type = "error"}
+def documented_scenario() -> str:
+    """The scenario file of :mod:`wsload.common.program`'s docstring (its indented block)."""
+    doc = program_module.__doc__ or ""
+    lines = doc.split("::\n", 1)[1].splitlines()
+    block = list(itertools.takewhile(lambda line: not line or line.startswith("    "), lines))
+    return textwrap.dedent("\n".join(block)).strip() + "\n"
 
-[[loop]]
-send = {type = "msg", id = "m{seq}", token = "{token}", text = "hello{pad}"}
-[[loop]]
-name = "ack"
-expect = {type = "ack", id = "m{seq}"}
-timeout = 2
-[[loop]]
-think = {uniform = [0.5, 1.5]}
 
-[[stages]]
-duration = 10
-clients = 3
-rate = 50
-"""
+#: The documented conversation, read from the docstring so that the two cannot
+#: drift apart, with its stages' peak at 3 clients (a 3-row CSV feeds it here).
+CHAT = documented_scenario().replace("clients = 100", "clients = 3")
 
 
 def problems(**fields: Any) -> list[str]:
@@ -68,6 +55,8 @@ def write_chat(tmp_path: Path, rows: int = 3, text: str = CHAT) -> Path:
 
 
 def test_the_documented_conversation_compiles(tmp_path: Path) -> None:
+    """The example in common.program's docstring (CHAT) compiles to the program it describes."""
+    assert "clients = 3" in CHAT  # the docstring still has its [[stages]] table
     spec = build_spec(scenario=write_chat(tmp_path), env={}, ws_url="ws://127.0.0.1:9/")
     assert spec.duration == 10.0  # from the stages, not given
     assert spec.num_clients == 3
