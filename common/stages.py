@@ -236,7 +236,10 @@ class Profile:
                 area = (b - t) * (r0 + self._r[i][1]) / 2
                 if area >= need:  # solve slope/2 d^2 + r0 d = need, stably
                     root = math.sqrt(max(0.0, r0 * r0 + 2 * slope * need))
-                    return min(b, t + 2 * need / (r0 + root))
+                    d = 2 * need / (r0 + root) if r0 + root > 0 else math.inf
+                    if slope > 0:  # never more than from rest; exact where the above underflows
+                        d = min(d, math.sqrt(2 * need / slope))
+                    return min(b, t + d)
                 need -= area
                 t = b
         last = self._r[-1][1]
