@@ -36,8 +36,8 @@ from wsload.testserver.chat import ChatHub, ChatReplyKind, Member
 from wsload.testserver.connection import (
     CLOSE_AFTER_CODE,
     CLOSE_AFTER_REASON,
+    FaultedReceiver,
     accept,
-    data_frame,
     utf8_len,
 )
 from wsload.testserver.faults import FaultPolicy, next_push
@@ -57,7 +57,7 @@ def heartbeat_message(now: float) -> str:
     return json.dumps({"type": "heartbeat", "ts": round(now, 3)}, separators=(",", ":"))
 
 
-class ChatConnection:
+class ChatConnection(FaultedReceiver):
     """A ``/chat`` client and everything that belongs to it; :meth:`serve` runs it."""
 
     def __init__(
@@ -111,47 +111,31 @@ class ChatConnection:
         self._outbox_size += len(text)
         self._wakeup.set()
 
-    async def _receive(self) -> None:
-        stats = self._stats
-        n = 0
-        async for msg in self.ws:
-            data = data_frame(msg)
-            if data is None:
-                return
-            frame, size = data
-            stats.bytes_received += size
-            stats.received += 1
-            if self._closing:
-                stats.dropped += 1
-                continue
-            n += 1
-            decision = self._policy.decide(time.monotonic(), n)
-            if decision.reply_at is None:  # lost on the way: no effect at all
-                stats.dropped += 1
-            else:
-                handled = self._hub.handle(self.member, frame)
-                if handled.accepted_msg:
-                    stats.messages += 1
-                    for member in handled.recipients:
-                        member.push(handled.broadcast)
-                if self._queued:
-                    while len(self._replies) >= MAX_QUEUED_REPLIES and not self._closing:
-                        self._space.clear()
-                        await self._space.wait()
-                    self._replies.append((decision.reply_at, (handled.reply, handled.kind)))
-                    self._wakeup.set()
-                else:
-                    await self._send_reply(handled.reply, handled.kind)
-            if not decision.close:
-                continue
-            if self._queued:  # after the replies already queued
-                self._closing = True
-                self._replies.append((0.0, _CLOSE))
-                self._wakeup.set()
-            else:
-                self._closing = True
-                await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
-                return
+    def _count_received(self, size: int) -> None:
+        self._stats.bytes_received += size
+        self._stats.received += 1
+
+    def _count_dropped(self) -> None:
+        self._stats.dropped += 1
+
+    async def _answer(self, frame: str | bytes, due: float) -> None:
+        handled = self._hub.handle(self.member, frame)
+        if handled.accepted_msg:
+            self._stats.messages += 1
+            for member in handled.recipients:
+                member.push(handled.broadcast)
+        if not self._queued:
+            await self._send_reply(handled.reply, handled.kind)
+            return
+        while len(self._replies) >= MAX_QUEUED_REPLIES and not self._closing:
+            self._space.clear()
+            await self._space.wait()
+        self._replies.append((due, (handled.reply, handled.kind)))
+        self._wakeup.set()
+
+    def _queue_close(self) -> None:
+        self._replies.append((0.0, _CLOSE))
+        self._wakeup.set()
 
     async def _writer(self) -> None:
         """Send broadcasts at once, replies when due, heartbeats on the timer; close on marker."""

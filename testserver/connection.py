@@ -38,7 +38,64 @@ class _CloseMarker:
 _CLOSE: Final = _CloseMarker()
 
 
-class Connection:
+class FaultedReceiver:
+    """The reading both ``/ws`` and ``/chat`` connections do, under the fault flags.
+
+    Each data frame is counted; once the connection is closing it is
+    dropped; otherwise the :class:`FaultPolicy` decides: lost on the way
+    (dropped, no effect at all), or answered by :meth:`_answer` (inline, or
+    queued until due); then perhaps ``--close-after``'s close: at once when
+    replies go inline, else queued (:meth:`_queue_close`) behind the replies
+    already waiting. A subclass says how to count, answer and queue.
+    """
+
+    ws: web.WebSocketResponse
+    _policy: FaultPolicy
+    _queued: bool  # replies wait in a queue (delay or stalls), else go inline
+    _closing: bool  # --close-after has decided (or the writer ended): no more replies
+
+    def _count_received(self, size: int) -> None:
+        raise NotImplementedError
+
+    def _count_dropped(self) -> None:
+        raise NotImplementedError
+
+    async def _answer(self, frame: str | bytes, due: float) -> None:
+        """Answer one frame: inline, or queued until ``due`` (monotonic)."""
+        raise NotImplementedError
+
+    def _queue_close(self) -> None:
+        """Queue the ``--close-after`` close behind the replies already queued."""
+        raise NotImplementedError
+
+    async def _receive(self) -> None:
+        n = 0
+        async for msg in self.ws:
+            data = data_frame(msg)
+            if data is None:
+                return
+            frame, size = data
+            self._count_received(size)
+            if self._closing:
+                self._count_dropped()
+                continue
+            n += 1
+            decision = self._policy.decide(time.monotonic(), n)
+            if decision.reply_at is None:  # lost on the way: no reply, no effect at all
+                self._count_dropped()
+            else:
+                await self._answer(frame, decision.reply_at)
+            if not decision.close:
+                continue
+            self._closing = True
+            if self._queued:
+                self._queue_close()
+            else:
+                await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
+                return
+
+
+class Connection(FaultedReceiver):
     """A WebSocket client of the reference server and everything that belongs to it."""
 
     def __init__(self, ws: web.WebSocketResponse, stats: ServerStats, policy: FaultPolicy) -> None:
@@ -81,38 +138,23 @@ class Connection:
         self._stats.bytes_sent += sent
         return True
 
-    async def _receive(self) -> None:
-        stats = self._stats
-        n = 0
-        async for msg in self.ws:
-            data = data_frame(msg)
-            if data is None:
-                return
-            frame, size = data
-            stats.bytes_received += size
-            stats.messages_received += 1
-            if self._closing:
-                stats.dropped += 1
-                continue
-            n += 1
-            decision = self._policy.decide(time.monotonic(), n)
-            due = decision.reply_at
-            if due is None:  # lost on the way: no reply, and not even a subscription counts
-                stats.dropped += 1
-            elif self._queued:
-                self._queue.append((due, answer(frame, self.subscriptions)))
-                self._wakeup.set()
-            else:
-                await self._send_reply(answer(frame, self.subscriptions))
-            if not decision.close:
-                continue
-            if self._queued:  # after the replies already queued
-                self._closing = True
-                self._queue.append((0.0, _CLOSE))
-                self._wakeup.set()
-            else:
-                await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
-                return
+    def _count_received(self, size: int) -> None:
+        self._stats.bytes_received += size
+        self._stats.messages_received += 1
+
+    def _count_dropped(self) -> None:
+        self._stats.dropped += 1  # a subscribe lost on the way subscribes to nothing
+
+    async def _answer(self, frame: str | bytes, due: float) -> None:
+        if self._queued:
+            self._queue.append((due, answer(frame, self.subscriptions)))
+            self._wakeup.set()
+        else:
+            await self._send_reply(answer(frame, self.subscriptions))
+
+    def _queue_close(self) -> None:
+        self._queue.append((0.0, _CLOSE))
+        self._wakeup.set()
 
     async def _sender(self) -> None:
         """Send queued replies when due, in arrival order; close when the marker comes up."""
@@ -214,6 +256,7 @@ __all__ = [
     "CLOSE_AFTER_CODE",
     "CLOSE_AFTER_REASON",
     "Connection",
+    "FaultedReceiver",
     "accept",
     "data_frame",
     "utf8_len",
