@@ -34,24 +34,18 @@ each figure is its best round. A figure, not a gate: always exits 0.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
-import time
 from pathlib import Path
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import echo_target
-from holding import hold
+from engine_runs import Measured, hold, steady_state
 from machine import Figure, report
-from procfs import cpu_seconds
 
 from wsload.common.spec import build_spec
-from wsload.worker.engines import create_engine
-from wsload.worker.recorder import WindowBatch
-from wsload.worker.schedule import Share
 
 CLIENTS = 100
 #: the conversation's clients think 2 ms per iteration: more of them keep the generator as busy
@@ -71,48 +65,17 @@ LOOP = [
 ]
 
 
-class Measured:
-    def __init__(self, cpu_us: float, rate: float, busy: float, target_busy: float) -> None:
-        self.cpu_us, self.rate, self.busy, self.target_busy = cpu_us, rate, busy, target_busy
-
-    def note(self) -> str:
-        return (
-            f"{self.rate:,.0f} replies/s; generator {self.busy:.0%} of a core, "
-            f"target {self.target_busy:.0%}"
-        )
+def replies_note(m: Measured) -> str:
+    return f"{m.rate:,.0f} replies/s; generator {m.busy:.0%} of a core, target {m.target_busy:.0%}"
 
 
 async def run(url: str, pids: list[int], seconds: float, **job: object) -> Measured:
-    """One load's steady state: CPU per reply from 1 s after the start, over ``seconds``."""
+    """One load's steady state (:func:`engine_runs.steady_state`)."""
     spec = build_spec(
         env={}, ws_url=url, duration=seconds + 1.5, interval=0.0, connect_timeout=30.0,
         **job,  # type: ignore[arg-type]
     )  # fmt: skip
-    state: dict[str, float] = {}
-    received = 0
-    start = time.monotonic()
-    result: list[Measured] = []
-
-    def on_batch(batch: WindowBatch) -> None:
-        nonlocal received
-        received += batch.counters.get("received", 0)
-        now = time.monotonic()
-        if not state and now >= start + 1.0:
-            times = os.times()
-            state.update(wall=now, cpu=times.user + times.system, received=received)
-            state["target"] = sum(cpu_seconds(p) for p in pids)
-        elif state and not result and now >= start + 1.0 + seconds:
-            times = os.times()
-            wall = now - state["wall"]
-            cpu = times.user + times.system - state["cpu"]
-            n = max(1, received - int(state["received"]))
-            target = sum(cpu_seconds(p) for p in pids) - state["target"]
-            result.append(Measured(cpu * 1e6 / n, n / wall, cpu / wall, target / wall))
-
-    share = Share(count=spec.num_clients, total=spec.num_clients, rate=spec.rate)
-    engine = create_engine(spec, share, on_batch=on_batch)
-    await engine.run()
-    return result[0]
+    return await steady_state(spec, pids, seconds)
 
 
 async def measure(url: str, pids: list[int], seconds: float, rounds: int) -> list[Figure]:
@@ -144,14 +107,14 @@ async def measure(url: str, pids: list[int], seconds: float, rounds: int) -> lis
             f"{talk.cpu_us:.1f} µs",
             "",
             None,
-            talk.note(),
+            replies_note(talk),
         ),
         Figure(
             "echo path CPU per reply, closed loop, same target, same run (reference)",
             f"{echo.cpu_us:.1f} µs",
             "",
             None,
-            echo.note(),
+            replies_note(echo),
         ),
         Figure(
             "  conversation / echo, closed loop",
@@ -165,14 +128,14 @@ async def measure(url: str, pids: list[int], seconds: float, rounds: int) -> lis
             f"{thinking.cpu_us:.1f} µs",
             "",
             None,
-            thinking.note(),
+            replies_note(thinking),
         ),
         Figure(
             "echo path CPU per reply at that rate (open model, same clients, reference)",
             f"{paced.cpu_us:.1f} µs",
             "",
             None,
-            paced.note(),
+            replies_note(paced),
         ),
         Figure(
             "  conversation with think / echo at the same rate",

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
@@ -37,14 +35,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import echo_target
-from holding import hold
+from engine_runs import Measured, Span, hold, steady_state
 from machine import Figure, report
-from procfs import cpu_seconds
 
 from wsload.common.spec import build_spec
-from wsload.worker.engines import create_engine
-from wsload.worker.recorder import WindowBatch
-from wsload.worker.schedule import Share
 
 CLIENTS = 100
 PAYLOAD_SIZE = 64
@@ -57,68 +51,13 @@ PAYLOAD = '{"type": "test", "seq": 1, "pad": "' + "x" * (PAYLOAD_SIZE - 31) + '"
 TEMPLATE = '{"type": "test", "client": "{client_id}", "seq": {seq}}'
 
 
-@dataclass(frozen=True)
-class Measured:
-    """Per message: this process's CPU (and its kernel part); busy shares of both sides."""
-
-    cpu_us: float
-    sys_us: float
-    rate: float
-    busy: float
-    target_busy: float
-
-    def note(self) -> str:
-        side = "generator" if self.busy > 0.9 else "neither" if self.target_busy < 0.9 else "target"
-        return (
-            f"{self.sys_us:.1f} µs of it in the kernel; {self.rate:,.0f} msg/s; generator "
-            f"{self.busy:.0%} of a core, target {self.target_busy:.0%}: {side} saturated"
-        )
-
-
-class Span:
-    """Start/stop marks of wall time, this process's CPU (user, system) and the target's CPU."""
-
-    def __init__(self, target_pids: list[int]) -> None:
-        self.pids = target_pids
-        self.wall = time.monotonic()
-        self.times = os.times()
-        self.target = sum(cpu_seconds(p) for p in target_pids)
-
-    def done(self, messages: int) -> Measured:
-        wall = time.monotonic() - self.wall
-        now = os.times()
-        user, system = now.user - self.times.user, now.system - self.times.system
-        target = sum(cpu_seconds(p) for p in self.pids) - self.target
-        per = 1e6 / max(1, messages)
-        return Measured(
-            (user + system) * per, system * per, messages / wall, (user + system) / wall,
-            target / wall,
-        )  # fmt: skip
-
-
 async def engine_run(url: str, pids: list[int], seconds: float, **job: object) -> Measured:
-    """The engine's steady state: from 1 s after the start to the last window before the end."""
+    """The engine's steady state (:func:`engine_runs.steady_state`) on the echo load."""
     spec = build_spec(
         env={}, ws_url=url, num_clients=CLIENTS, duration=seconds + 1.5, payload=TEMPLATE,
         payload_size=PAYLOAD_SIZE, **job,  # type: ignore[arg-type]
     )  # fmt: skip
-    received = 0
-    span: Span | None = None
-    start = time.monotonic()
-    result: list[Measured] = []
-
-    def on_batch(batch: WindowBatch) -> None:
-        nonlocal received, span
-        received += batch.counters.get("received", 0)
-        now = time.monotonic()
-        if span is None and now >= start + 1.0:
-            span, received = Span(pids), 0
-        elif span is not None and not result and now >= start + 1.0 + seconds:
-            result.append(span.done(received))
-
-    share = Share(count=CLIENTS, total=CLIENTS, rate=spec.rate)
-    await create_engine(spec, share, on_batch=on_batch).run()
-    return result[0]
+    return await steady_state(spec, pids, seconds)
 
 
 async def bare_loop(
