@@ -46,7 +46,7 @@ from wsload.common.program import Action, Feeder, Program, Step, Workload
 from wsload.common.spec import JobSpec
 from wsload.common.stages import Profile
 from wsload.worker.accounting import Conn, Phase
-from wsload.worker.errors import ConnectFailed
+from wsload.worker.dial import Redial
 from wsload.worker.pacing import Pacing, period_for
 from wsload.worker.payload import PayloadTemplate
 from wsload.worker.schedule import Share
@@ -123,7 +123,8 @@ class Talk:
         self.pad = " " * spec.payload_size
         self.epoch = time.time() - time.monotonic()
         self.clients: dict[int, Client] = {}
-        self._connected_before: dict[int, bool] = {}
+        #: each client's connecting (a reconnect is counted over its stage windows)
+        self._redials: dict[int, Redial] = {}
         #: the feeders this worker holds: its own slice, then handed-on shares' slices
         self.feeders: list[Feeder] = [workload.feeder] if workload.feeder is not None else []
 
@@ -206,7 +207,6 @@ class Talk:
 
     async def _window(self, g: int, begin: float, end: float) -> None:
         engine = self.engine
-        rec = engine.recorder
         client = self.client(g)
         if client is None:
             return
@@ -214,7 +214,8 @@ class Talk:
         await engine.nap(begin - _mono())
         sources = self.spec.source_addresses
         source = sources[g % len(sources)] if sources else ""
-        failures = 0
+        redial = self._redials.setdefault(g, Redial())
+        redial.failures = 0
         due: float | None = None
         while engine.phase is Phase.RUNNING and _mono() < end:
             if churn:  # a session per iteration: connect when it is due
@@ -227,24 +228,12 @@ class Talk:
             else:
                 p, rank = self.assignment.locate(g)
                 client.pacing = self._pacing(client, p, rank, None)
-            try:
-                opened = await engine.open_paced(source)
-                if opened is None:
-                    return
-                link, t0 = opened
-            except ConnectFailed as exc:
-                rec.connect_failures += 1
-                rec.error(exc.kind, str(exc))
-                if not self.spec.reconnect:
-                    return
-                failures += 1
-                await engine.nap(engine.backoff_delay(failures))
+            dialed = await engine.dial(source, redial)
+            if dialed is True:  # failed, backed off: again
                 continue
-            connected = _mono()
-            rec.connected(int((connected - t0) * 1e6))
-            if self._connected_before.get(g, False):
-                rec.reconnects += 1
-            self._connected_before[g] = True
+            if dialed is False:
+                return
+            link, connected = dialed
             session = Session(client, until=min(engine.send_until, end))
             ended_by_us = await self._converse(g, link, session, connected, due, end)
             if engine.phase is not Phase.RUNNING:
@@ -252,10 +241,9 @@ class Talk:
             if session.backoff or not ended_by_us:  # a failed setup, or the server closed
                 if not self.spec.reconnect:
                     return
-                failures += 1
-                await engine.nap(engine.backoff_delay(failures))
+                await engine.back_off(redial)
             else:  # the program closed it (churn, a close step): on with the next iteration
-                failures = 0
+                redial.failures = 0
 
     async def _converse(
         self,

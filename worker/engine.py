@@ -34,11 +34,10 @@ from typing import Any
 
 from wsload.common.program import Workload
 from wsload.common.spec import JobSpec
-from wsload.worker.accounting import Accounting, Conn, EngineResult, Link, Phase, backoff
+from wsload.worker.accounting import Accounting, Conn, EngineResult, Link, Phase
 from wsload.worker.connect import ConnectOptions
 from wsload.worker.converse import Talk, compile_job
-from wsload.worker.errors import ConnectFailed
-from wsload.worker.naps import Naps
+from wsload.worker.dial import Dialing, Redial
 from wsload.worker.payload import PayloadTemplate
 from wsload.worker.recorder import WindowBatch
 from wsload.worker.schedule import (
@@ -69,7 +68,7 @@ PAUSE_RECHECK = 1.0
 _mono = time.monotonic
 
 
-class Engine(Accounting, Naps, ABC):
+class Engine(Accounting, Dialing, ABC):
     """Runs ``share`` of ``spec``'s clients until the duration ends or :meth:`stop`.
 
     ``on_batch`` receives a :class:`WindowBatch` every ``window`` seconds and
@@ -99,7 +98,7 @@ class Engine(Accounting, Naps, ABC):
         self.share = share or Share(count=spec.num_clients, total=spec.num_clients)
         self._period = send_period(spec.interval, self.share)
         super().__init__(spec, stamped=self.template.uses_ts, closed_loop=self._period <= 0)
-        Naps.__init__(self)
+        Dialing.__init__(self)
         self.spec = spec
         self._on_batch = on_batch
         self._start_at = start_at
@@ -147,22 +146,6 @@ class Engine(Accounting, Naps, ABC):
     def started(self) -> float:
         """The run's start (monotonic): ramp slots and stages count from here."""
         return self._start
-
-    async def open_paced(self, source: str) -> tuple[Link, float] | None:
-        """Open one connection, PENDING_HANDSHAKES at a time: the link and when its opening began.
-
-        None if the run ended while it queued; raises ConnectFailed.
-        """
-        async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
-            if _mono() - self._turn_started > TICK_BUDGET:  # opens share the turn
-                await self._yield_turn()
-            if self.phase is not Phase.RUNNING:  # the run ended while this one queued
-                return None
-            t0 = _mono()
-            return await self.open_link(source), t0
-
-    def backoff_delay(self, failures: int) -> float:
-        return self._backoff(failures)
 
     def close_soon(self, conn: Conn) -> None:
         """Close ``conn``'s link with 1000 from a task of the run (a stage ramped it down)."""
@@ -250,40 +233,25 @@ class Engine(Accounting, Naps, ABC):
             await self.talk.run_client(share.offset + index, at)
             return
         client_id = f"{self._prefix}{share.offset + index}"
-        rec = self.recorder
         if at is None:
             at = connect_at(self._start, self.spec.ramp_up, share, index)
         await self.nap(at - _mono())
         sources = self.spec.source_addresses
         source = sources[(share.offset + index) % len(sources)] if sources else ""
         seq = 0
-        failures = 0
-        connected_before = False
+        redial = Redial()
         while self.phase is Phase.RUNNING and _mono() < self.send_until:
-            try:
-                opened = await self.open_paced(source)
-                if opened is None:
-                    return
-                link, t0 = opened
-            except ConnectFailed as exc:
-                rec.connect_failures += 1
-                rec.error(exc.kind, str(exc))
-                if not self.spec.reconnect:
-                    return
-                failures += 1
-                await self.nap(self._backoff(failures))
+            dialed = await self.dial(source, redial)
+            if dialed is True:  # failed, backed off: again
                 continue
-            connected = _mono()
-            rec.connected(int((connected - t0) * 1e6))
-            if connected_before:
-                rec.reconnects += 1
-            connected_before = True
-            failures = 0
+            if dialed is False:
+                return
+            link, connected = dialed
+            redial.failures = 0
             seq = await self._drive(index, client_id, link, connected, seq, share)
             if self.phase is not Phase.RUNNING or not self.spec.reconnect:
                 return
-            failures += 1
-            await self.nap(self._backoff(failures))
+            await self.back_off(redial)
 
     async def _drive(
         self, index: int, client_id: str, link: Link, connected: float, seq: int, share: Share
@@ -413,9 +381,6 @@ class Engine(Accounting, Naps, ABC):
             conn.wake()
             if conn.session is not None:  # no new send; pending expects are still awaited
                 conn.session.drain(now)
-
-    def _backoff(self, failures: int) -> float:
-        return backoff(failures, self.spec.reconnect_max_delay)
 
 
 __all__ = [

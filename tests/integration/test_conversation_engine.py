@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,13 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.conftest import ServerFactory, stats
-from wsload.common.spec import ENGINES, JobSpec, build_spec
+from tests.integration.engine_run import each_engine, engine_name, spec_for  # noqa: F401
+from wsload.common.spec import JobSpec, build_spec
 from wsload.worker.engine import Engine, EngineResult
 from wsload.worker.engines import create_engine
 from wsload.worker.recorder import WindowBatch
 
-_ENGINE = {"name": "auto"}
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True, params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs on each engine."""
-    _ENGINE["name"] = request.param
-    yield request.param
-    _ENGINE["name"] = "auto"
-
-
-def spec_for(url: str, **overrides: Any) -> JobSpec:
-    return build_spec(env={}, ws_url=url, engine=_ENGINE["name"], **overrides)
 
 
 async def run(spec: JobSpec) -> tuple[Engine, EngineResult, list[WindowBatch]]:
@@ -266,7 +253,7 @@ async def test_the_chat_example_logs_every_client_in_as_its_feeder_user(
     url = server.ws_url.removesuffix("/ws") + "/chat"
     spec = build_spec(
         scenario=str(root / "examples" / "chat.toml"), env={}, ws_url=url,
-        engine=_ENGINE["name"], num_clients=10, duration=2.0, ramp_up=0.5,
+        engine=engine_name(), num_clients=10, duration=2.0, ramp_up=0.5,
     )  # fmt: skip
     engine, result, batches = await run(spec)
     assert_balanced(engine, result, batches)
@@ -371,6 +358,6 @@ async def test_a_target_that_never_reads_holds_the_sends_not_memory() -> None:
     assert_balanced(engine, result, batches)
     c = result.counters
     assert 0 < c["sent"] * size <= 2 * 48 * 1024 * 1024  # socket buffers' worth
-    if _ENGINE["name"] == "picows":  # websockets' send waits instead (drain)
+    if engine_name() == "picows":  # websockets' send waits instead (drain)
         assert c["write_pauses"] > 0
     assert took < duration + 0.5 + 2 * 2.0 + 2  # duration, drain, a bounded close, slack

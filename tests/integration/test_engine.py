@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from array import array
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.conftest import ServerFactory, stats
+from tests.integration.engine_run import each_engine, spec_for  # noqa: F401 (the autouse fixture)
 from wsload.common.histogram import LatencyHistogram
-from wsload.common.spec import ENGINES, MAX_PAYLOAD_SIZE, JobSpec, build_spec
+from wsload.common.spec import MAX_PAYLOAD_SIZE, JobSpec
 from wsload.worker.engine import EngineResult
 from wsload.worker.engines import create_engine
 from wsload.worker.recorder import WindowBatch
@@ -47,21 +47,6 @@ def assert_balanced(result: EngineResult, batches: list[WindowBatch]) -> None:
         assert sum(b.counters.get(name, 0) for b in batches) == total, name
     assert batches[-1].final
     assert c["clients_connected"] == 0
-
-
-_ENGINE = {"name": "auto"}
-
-
-@pytest.fixture(autouse=True, params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs on each engine: both must pass the same suite."""
-    _ENGINE["name"] = request.param
-    yield request.param
-    _ENGINE["name"] = "auto"
-
-
-def spec_for(url: str, **overrides: Any) -> JobSpec:
-    return build_spec(env={}, ws_url=url, engine=_ENGINE["name"], **overrides)
 
 
 @pytest.mark.asyncio

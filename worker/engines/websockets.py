@@ -36,6 +36,7 @@ from wsload.worker.accounting import Accounting, Conn, Link
 from wsload.worker.connect import harden, open_connection
 from wsload.worker.engine import Engine
 from wsload.worker.errors import failure_kind, report_once
+from wsload.worker.recorder import Recorder
 from wsload.worker.session import Session
 
 _OPEN = State.OPEN
@@ -85,9 +86,7 @@ class WebsocketsEngine(Engine):
             await ws.wait_closed()  # the session closed it: the close handshake ends here
             code = ws.close_code or 1006
         except ConnectionClosed as exc:
-            code, failure, text = _how_closed(exc)
-            if failure:
-                report_once(self.recorder, failure, text)
+            code, failure, text = _how_closed(exc, self.recorder)
         finally:
             self.on_closed(conn, code, failure, text)
 
@@ -169,20 +168,21 @@ class WebsocketsLink:
                 ):
                     conn.wake()
         except ConnectionClosed as exc:
-            code, failure, text = _how_closed(exc)
-            if failure:
-                report_once(core.recorder, failure, text)
+            code, failure, text = _how_closed(exc, core.recorder)
         finally:
             core.on_closed(conn, code, failure, text)
 
 
-def _how_closed(exc: ConnectionClosed) -> tuple[int, str, str]:
-    """(close code, failure kind, text): the kind is set when this side failed the connection."""
+def _how_closed(exc: ConnectionClosed, rec: Recorder) -> tuple[int, str, str]:
+    """(close code, failure kind, text): the kind is set (and reported) when this side failed it."""
     sent, rcvd = exc.sent, exc.rcvd
     if sent is not None and sent.code != 1000 and not exc.rcvd_then_sent:
         code = sent.code
         reason = sent.reason or type(exc.__cause__).__name__
-        return code, failure_kind(code), f"{reason}; closed with {code}"
+        failure, text = failure_kind(code), f"{reason}; closed with {code}"
+        if failure:
+            report_once(rec, failure, text)
+        return code, failure, text
     return (rcvd.code if rcvd is not None else 1006), "", ""
 
 
