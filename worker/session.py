@@ -33,7 +33,9 @@ failed by a message its ``fail`` matcher accepts, or when a capture path is
 missing from the matched message; timed out at its ``timeout`` (the job's
 ``reply_timeout`` by default) counted from when it began waiting. A message
 no pending expect accepts is ``unsolicited`` (per scenario and in total),
-never a reply. Latency counts from the *due* time of the triggering send
+never a reply -- unless it is the reply to an expect that timed out in
+this iteration or the previous one: then it counts ``late`` (the run's
+counter; :meth:`Client.took_late`). Latency counts from the *due* time of the triggering send
 (the iteration's intended start for its first send -- a late iteration's
 latency includes the lateness; after a met expect, the reply's arrival plus
 the think time in between), service time from the actual send. A timed-out
@@ -54,12 +56,11 @@ is :class:`wsload.worker.pacing.Pacing`'s.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Final
 
 from wsload.common.match import MISSING, capture
-from wsload.common.program import Action, Matcher, Step
+from wsload.common.program import Matcher, Step
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
 from wsload.worker.session_client import K_EXPECT, K_SEND, K_THINK, Client, Plan
 from wsload.worker.steprec import StepStats
@@ -71,7 +72,6 @@ Effects = tuple[str | bytes | int, ...]
 EMPTY: Final[Effects] = ()
 _INF = math.inf
 _MAX_U32 = 0xFFFFFFFF
-_SEND_BINARY = Action.SEND_BINARY
 _CLOSE_NORMAL: Final[Effects] = (1000,)
 
 # states of a session
@@ -156,6 +156,7 @@ class Session:
         program = client.program
         due = now if due is None else min(due, now)
         self._in_setup = True
+        client.late = None  # a late reply comes on the connection it was asked on, if at all
         if program.loop:
             self._plan, self._pc = client.setup_plan, 0
             self._due = self._send_due = due
@@ -172,8 +173,9 @@ class Session:
         rec = client.rec
         rec.bytes_received += len(data)
         if self._state != _EXPECTING:
-            rec.unsolicited += 1
-            client.scenario.unsolicited += 1
+            if client.late is None or not client.took_late(data, text):
+                rec.unsolicited += 1
+                client.scenario.unsolicited += 1
             return EMPTY
         values = client.values
         fail = self._fail
@@ -181,8 +183,9 @@ class Session:
             return self._failed(now)
         found = self._matcher.match(data, text, values, client.rng)  # type: ignore[union-attr]
         if found is None:
-            rec.unsolicited += 1
-            client.scenario.unsolicited += 1
+            if client.late is None or not client.took_late(data, text):
+                rec.unsolicited += 1
+                client.scenario.unsolicited += 1
             return EMPTY
         step = self._expect
         assert step is not None
@@ -222,6 +225,7 @@ class Session:
             client = self.client
             self._stat.timed_out += 1  # type: ignore[union-attr]
             client.rec.timed_out += 1
+            client.timed_out(self._matcher)  # type: ignore[arg-type]
             return self._abandon(now)
         if state == _THINKING:
             self._state = _WORKING
@@ -349,7 +353,7 @@ class Session:
                     self._state = _HELD
                     self.deadline = _INF
                     break
-                frame = self._render(step, due)
+                frame = client.render(step, due)
                 rec = client.rec
                 rec.sent += 1
                 if type(frame) is bytes or frame.isascii():
@@ -400,20 +404,6 @@ class Session:
         if out is None:
             return EMPTY
         return tuple(out)
-
-    def _render(self, step: Step, due: float) -> str | bytes:
-        body = step.body
-        if step.action is _SEND_BINARY:
-            return bytes(body)
-        client = self.client
-        values = client.values
-        values["ts"] = due + client.epoch
-        value = body.render(values, client.rng)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bytes | bytearray):
-            return bytes(value)
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 __all__ = ["EMPTY", "Client", "Effects", "Session"]

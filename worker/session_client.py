@@ -12,11 +12,12 @@ an expect, its step's stats, looked up once per client instead of per reply.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from typing import Any
 
-from wsload.common.program import Action, Program, Step
+from wsload.common.program import Action, Matcher, Program, Step
 from wsload.worker.pacing import Pacing
 from wsload.worker.recorder import Recorder
 from wsload.worker.steprec import ScenarioStats, StepRecorder, StepStats
@@ -44,6 +45,12 @@ def plan_steps(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
     return tuple(out)
 
 
+_SEND_BINARY = Action.SEND_BINARY
+#: the rng a late reply is matched with (an expect with random values never
+#: matches anew anyway): the client's own draws stay what they would be
+_LATE_RNG = random.Random(0)
+
+
 class Client:
     """A client of the job: its variables, rng, iteration counter and pacing, over connections.
 
@@ -52,11 +59,13 @@ class Client:
     captures are added as they happen); ``epoch`` converts the monotonic
     clock to epoch seconds for ``{ts}`` (``time.time() - time.monotonic()``);
     ``timeout`` is the job's reply timeout (an expect's default). ``rec`` and
-    ``steprec`` receive the counters.
+    ``steprec`` receive the counters. ``late``: the last expect that timed
+    out, while its reply may still come (see :meth:`took_late`).
     """
 
     __slots__ = (
         "epoch",
+        "late",
         "loop_plan",
         "number",
         "pacing",
@@ -102,10 +111,53 @@ class Client:
         self.scenario: ScenarioStats = steprec.scenario(program.name)
         self.setup_plan = plan_steps(program.setup, steprec)
         self.loop_plan = plan_steps(program.loop, steprec)
+        self.late: tuple[Matcher, dict[str, Any], int] | None = None
 
     def next_start(self, now: float) -> float:
         """When the next iteration is due (for a churn client: when to connect for it)."""
         return self.pacing.next_start(now)
+
+    def render(self, step: Step, due: float) -> str | bytes:
+        """A send step's frame, ``{ts}`` being ``due`` (epoch seconds); a table goes as JSON."""
+        body = step.body
+        if step.action is _SEND_BINARY:
+            return bytes(body)
+        values = self.values
+        values["ts"] = due + self.epoch
+        value = body.render(values, self.rng)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def timed_out(self, matcher: Matcher) -> None:
+        """An expect timed out: remember its matcher and the values it was waiting with.
+
+        A copy of the values (on this slow path only): the next iteration
+        changes ``seq`` and may capture anew, and the late reply must be
+        matched as the expect would have matched it.
+        """
+        self.late = (matcher, dict(self.values), self.seq)
+
+    def took_late(self, data: bytes, text: bool) -> bool:
+        """Is this message (that no pending expect took) the reply to the last timed-out one?
+
+        Tested only while that expect's iteration or the next one runs (a
+        client with no recent timeout never gets here: the caller tests
+        :attr:`late` first), at most once per timed-out expect. True:
+        counted ``late``. The match renders with its own rng, so the
+        client's stream of random values stays what it would have been.
+        """
+        matcher, values, seq = self.late  # type: ignore[misc]
+        if self.seq - seq > 1:  # two iterations on: no longer looked for
+            self.late = None
+            return False
+        if matcher.match(data, text, values, _LATE_RNG) is None:
+            return False
+        self.late = None  # one reply per expect
+        self.rec.late += 1
+        return True
 
 
 __all__ = ["K_CLOSE", "K_EXPECT", "K_SEND", "K_THINK", "Client", "Plan", "plan_steps"]

@@ -190,14 +190,50 @@ def test_a_timed_out_expect_ends_the_iteration_and_the_client_goes_on() -> None:
     assert s.on_timer(1.0) == ("a2",)  # timed out: iteration 2 starts right away
     assert rig.rec.timed_out == 1
     assert rig.rec.sent == 2
-    assert s.on_message(1.1, reply(id="a1"), True) == EMPTY  # the late reply: unsolicited
-    assert rig.rec.unsolicited == 1
+    assert s.on_message(1.1, reply(id="a1"), True) == EMPTY  # the timed-out one's reply: late
+    assert (rig.rec.late, rig.rec.unsolicited) == (1, 0)
     assert s.on_message(1.2, reply(id="a2"), True) == ("b2",)
     assert rig.step("first")["timed_out"] == 1
     assert rig.step("first")["met"] == 1
     assert rig.step("second")["expected"] == 1
     s.stop(2.0)
     assert rig.step("second")["unanswered"] == 1
+    rig.assert_identity()
+
+
+def test_a_reply_to_a_timed_out_expect_is_late_once_within_the_next_iteration() -> None:
+    """Matched as the timed-out expect would have matched it (its iteration's ``seq``), at
+    most once, only during that iteration or the next; never a reply, never unsolicited."""
+    program = Program(
+        "p", setup=(), loop=(send("a{seq}", 1), expect("e", 2, timeout=1.0, id="a{seq}"))
+    )
+    rig = Rig(program)
+    s = rig.session()
+    assert s.start(0.0) == ("a1",)
+    s.on_message(0.5, reply(id="a1"), True)  # met: a session with no timeout keeps nothing
+    assert rig.client.late is None
+    draws = random.Random(0)
+    draws.setstate(rig.client.rng.getstate())
+    assert s.on_message(0.6, b'{"type": "heartbeat"}', True) == EMPTY  # unsolicited, as ever
+    assert s.on_timer(1.6) == ("a3",)  # iteration 2 timed out; 3 begins
+    assert s.on_message(1.7, reply(id="a2"), True) == EMPTY  # 2's reply, during 3: late
+    assert s.on_message(1.8, reply(id="a2"), True) == EMPTY  # again: unsolicited
+    assert (rig.rec.late, rig.rec.unsolicited) == (1, 2)
+    assert rig.client.rng.getstate() == draws.getstate()  # the late match drew nothing
+    assert s.on_timer(2.8) == ("a4",)  # 3 timed out
+    assert s.on_message(2.9, reply(id="a4"), True) == ("a5",)  # 4 met at once; 5 goes
+    assert s.on_message(3.0, reply(id="a3"), True) == EMPTY  # two iterations on: unsolicited
+    assert (rig.rec.late, rig.rec.unsolicited) == (1, 3)
+    assert rig.client.late is None
+    assert rig.rec.received == 2  # a late reply is never a reply
+    assert s.on_timer(4.0) == ("a6",)  # 5 timed out; a new connection forgets it
+    s.on_closed(4.1)
+    s2 = rig.session()
+    s2.start(4.2)
+    assert s2.on_message(4.3, reply(id="a5"), True) == EMPTY
+    assert (rig.rec.late, rig.rec.unsolicited) == (1, 4)
+    assert rig.steprec.scenarios["p"].unsolicited == 4
+    s2.stop(4.4)
     rig.assert_identity()
 
 
