@@ -200,13 +200,13 @@ def connected_series(batches: list[WindowBatch]) -> list[tuple[float, int, int]]
 async def test_stages_ramp_the_echo_loads_connections_and_rate(
     serve_factory: ServerFactory,
 ) -> None:
-    """0 -> 4 clients over 1 s with no rate, the rate 0 -> 40/s over the next, 4 -> 0
+    """0 -> 4 clients over 1 s at rate 0, the rate 0 -> 40/s over the next, 4 -> 0
     clients over the last at 40/s: the echo load runs as a compiled echo program."""
     server = serve_factory()
     stages = [
-        {"duration": 1, "clients": 4},
+        {"duration": 1, "clients": 4, "rate": 0},
         {"duration": 1, "clients": 4, "rate": 40},
-        {"duration": 1, "clients": 0},
+        {"duration": 1, "clients": 0, "rate": 40},
     ]
     spec = spec_for(server.ws_url, stages=stages)
     engine, result, batches = await run(spec)
