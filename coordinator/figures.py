@@ -187,6 +187,15 @@ class RunFigures:
     steps: tuple[StepFigures, ...] = ()
     scenarios: tuple[ScenarioFigures, ...] = ()
 
+    @property
+    def conversation(self) -> bool:
+        """A conversation's run (its workload has steps or scenarios), not the echo load.
+
+        Its ``received`` counts expects met, not messages; :mod:`~wsload.coordinator.report`
+        words its counts accordingly.
+        """
+        return bool(self.steps or self.scenarios)
+
     def step(self, name: str) -> StepFigures | None:
         return next((s for s in self.steps if s.name == name), None)
 

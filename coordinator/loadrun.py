@@ -13,26 +13,36 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from wsload.common import __version__
 from wsload.common.spec import JobSpec
+from wsload.common.stages import Profile, parse_stages
 from wsload.common.validation import display_url, redact_headers
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.figures import RunProgress, frozen_map
 from wsload.coordinator.runner import run_session
 from wsload.coordinator.session import RunOutcome, SessionOptions
+from wsload.coordinator.step_aggregate import workload_names
 from wsload.coordinator.summary import Handover, RunEnding, RunParameters, RunSummary
 from wsload.coordinator.verdict import doomed, judge, target_name
 
 
-def parameters(spec: JobSpec, workers: int, started_at: float) -> RunParameters:
+def parameters(
+    spec: JobSpec, workers: int, started_at: float, scenario: str | None = None
+) -> RunParameters:
     """The run's parameters as the summary shows them; no secret is ever printed.
 
     The target's credentials show as ``***`` (the spec normally holds none:
     they become an ``Authorization`` header when it is built), and so do the
-    values of ``Authorization``, ``Cookie`` and the like.
+    values of ``Authorization``, ``Cookie`` and the like. ``scenario``: the
+    scenario file the job was read from, as given. A conversation's feeder
+    (its file, mode and rows: never the rows themselves), stages (how many,
+    their total duration and peak of clients) and scenarios (names and
+    clients) come from the spec.
     """
+    _steps, names, clients = workload_names(spec)
     return RunParameters(
         target=display_url(spec.ws_url),
         clients=spec.num_clients,
@@ -46,6 +56,33 @@ def parameters(spec: JobSpec, workers: int, started_at: float) -> RunParameters:
         headers=tuple((str(k), str(v)) for k, v in redact_headers(spec.headers)),
         started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
         wsload_version=__version__,
+        scenario=None if scenario is None else str(scenario),
+        feeder=_feeder(spec),
+        stages=_stages(spec),
+        scenarios=tuple((name, clients.get(name)) for name in names),
+    )
+
+
+def _feeder(spec: JobSpec) -> Mapping[str, Any] | None:
+    """The feeder in brief: its file, its mode and how many rows the file has."""
+    feeder = spec.feeder
+    if not feeder:
+        return None
+    return frozen_map(
+        {"file": feeder.get("file"), "mode": feeder.get("mode"), "rows": feeder.get("total")}
+    )
+
+
+def _stages(spec: JobSpec) -> Mapping[str, Any] | None:
+    """``[[stages]]`` in brief: how many, their total duration, their peak of clients."""
+    if not spec.stages:
+        return None
+    stages, problems = parse_stages(spec.stages)
+    if problems or not stages:
+        return frozen_map({"count": len(spec.stages), "duration": None, "peak_clients": None})
+    profile = Profile(stages)
+    return frozen_map(
+        {"count": len(stages), "duration": profile.duration, "peak_clients": profile.peak_clients}
     )
 
 
@@ -66,13 +103,18 @@ def ending(outcome: RunOutcome) -> RunEnding:
     )
 
 
-def conclude(spec: JobSpec, outcome: RunOutcome) -> RunSummary:
-    """The run's summary and verdict (no I/O); call once, at the end of the run."""
+def conclude(spec: JobSpec, outcome: RunOutcome, scenario: str | None = None) -> RunSummary:
+    """The run's summary and verdict (no I/O); call once, at the end of the run.
+
+    ``scenario``: the scenario file the job was read from, for the parameters.
+    """
     figures = outcome.aggregate.figures(outcome.elapsed)
     end = ending(outcome)
     verdict = judge(spec.thresholds, figures, end, target=target_name(spec.ws_url))
     started = outcome.aggregate.started_at
-    return RunSummary(figures, end, parameters(spec, len(outcome.workers), started), verdict)
+    return RunSummary(
+        figures, end, parameters(spec, len(outcome.workers), started, scenario), verdict
+    )
 
 
 def abort_check(spec: JobSpec) -> Callable[[RunProgress], str]:
@@ -97,6 +139,7 @@ async def run_load(
     abort_on_fail: bool = False,
     on_log: Callable[[str], None] | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
+    scenario: str | None = None,
 ) -> RunSummary:
     """Run a load job and judge it: the one library entry point of a load run.
 
@@ -105,6 +148,7 @@ async def run_load(
     second; ``on_log`` the coordinator's lines (default: ``options.on_log``,
     or none without ``options``). Raises :class:`wsload.coordinator.runner.Interrupted`
     when a second signal (or one before the run began) quits without a report.
+    ``scenario``: the scenario file the spec was read from (shown in the parameters).
     """
     check = abort_check(spec)
     if local_workers is None:
@@ -121,7 +165,7 @@ async def run_load(
     outcome = await run_session(
         spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
     )
-    return conclude(spec, outcome)
+    return conclude(spec, outcome, scenario)
 
 
 __all__ = ["abort_check", "conclude", "default_workers", "ending", "parameters", "run_load"]

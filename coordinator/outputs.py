@@ -29,8 +29,9 @@ from xml.etree import ElementTree as ET
 
 from wsload.common.thresholds import STEP_PREFIX, ThresholdError, parse_threshold
 from wsload.coordinator.errors import CoordinatorError
-from wsload.coordinator.figures import SecondSummary
+from wsload.coordinator.figures import RunFigures, SecondSummary
 from wsload.coordinator.summary import RunSummary
+from wsload.coordinator.verdict import never_met_line
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")
@@ -146,16 +147,26 @@ def write_json(path: str, document: RunSummary | Mapping[str, Any]) -> None:
     _write(path, json_text(document))
 
 
-def csv_text(series: Sequence[SecondSummary]) -> str:
+def csv_text(source: RunFigures | Sequence[SecondSummary]) -> str:
     """One row per second: connected clients at the end of it, counts in it, percentiles.
 
-    A conversation's rows go on with each step's counts in that second
-    (``step.<name>.expected``, ``.met``, ``.timed_out``, ``.failed``; the
-    steps in the order they first appear); an echo run's have none.
+    A conversation's rows go on with each ``expect`` step's counts in that
+    second (``step.<name>.expected``, ``.met``, ``.timed_out``, ``.failed``):
+    given the run's :class:`RunFigures`, every step of the workload has its
+    columns in the workload's order, zeros in a second where nothing
+    happened, so the columns are the same from run to run of one scenario
+    (CI parses them); given only the series, the steps that appear in it.
+    An echo run's rows have none.
     """
+    if isinstance(source, RunFigures):
+        series: Sequence[SecondSummary] = source.time_series
+        steps = [s.name for s in source.steps]
+    else:
+        series = source
+        steps = []
+    steps += [n for n in dict.fromkeys(n for row in series for n in row.steps) if n not in steps]
     out = io.StringIO()
     writer = csv.writer(out)
-    steps = list(dict.fromkeys(name for row in series for name in row.steps))
     writer.writerow([*CSV_COLUMNS, *(f"step.{n}.{k}" for n in steps for k in CSV_STEP_COUNTERS)])
     clients = 0
     for row in series:
@@ -184,8 +195,8 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.3f}"
 
 
-def write_csv(path: str, series: Sequence[SecondSummary]) -> None:
-    _write(path, csv_text(series))
+def write_csv(path: str, source: RunFigures | Sequence[SecondSummary]) -> None:
+    _write(path, csv_text(source))
 
 
 def write_text(path: str, text: str) -> None:
@@ -206,8 +217,8 @@ def _threshold_case(mode: str, name: str, passed: bool, shown: str) -> ET.Elemen
 
 
 def _step_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
-    """One case per ``expect`` step: failed when it had timeouts or failures, or failed a
-    threshold of its own."""
+    """One case per ``expect`` step: failed when it was never met (as the verdict says), had
+    timeouts or failures, or failed a threshold of its own; skipped when it never began."""
     failed_thresholds: dict[str, list[str]] = {}
     for t in summary.verdict.thresholds:
         if t.passed or not t.threshold.lstrip().startswith(STEP_PREFIX):
@@ -221,10 +232,14 @@ def _step_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
     for step in summary.figures.steps:
         c = step.counters
         counts = ((c.timed_out, "timed out"), (c.failed, "failed"))
-        problems = [f"{n} {what} of {c.expected} expected" for n, what in counts if n]
+        problems = [never_met_line(step)] if c.expected and not c.met else []
+        problems += [f"{n} {what} of {c.expected} expected" for n, what in counts if n]
         problems += failed_thresholds.get(step.name, [])
         message = "; ".join(problems)
-        cases.append(_case(f"wsload.{mode}.steps", step.name, message))
+        case = _case(f"wsload.{mode}.steps", step.name, message)
+        if not c.expected and not problems:
+            ET.SubElement(case, "skipped", message="never began: no client reached it")
+        cases.append(case)
     return cases
 
 

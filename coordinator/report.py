@@ -7,6 +7,7 @@ from typing import Any
 
 from wsload.coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress, StepFigures
 from wsload.coordinator.summary import RunSummary
+from wsload.coordinator.verdict import never_began
 
 
 def ms(seconds: float | None) -> str:
@@ -90,21 +91,10 @@ def format_summary(summary: RunSummary) -> str:
         headline += ": " + "; ".join(verdict.reasons)
     elif end.interrupted:
         headline = "wsload: INTERRUPTED"
-    avg = f.avg_latency
     lines = [
         headline,
         "wsload summary" + ("  (INTERRUPTED)" if end.interrupted else ""),
-        f"  Total messages sent:     {c.sent}",
-        f"  Total messages received: {c.received}",
-        f"  Answers awaited:         {c.expected}",
-        f"  Success rate:            {_pct(f.success_rate)}",
-        f"  Average latency:         {'-' if avg is None else f'{avg:.4f}s'}",
-        f"  Timed out / failed / lost / unanswered at stop: "
-        f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
-        f"  Unsolicited (pushed, not replies): {c.unsolicited}"
-        f"   late or duplicate replies: {c.late}",
-        f"  Throughput:              {f.throughput:.1f} replies/s over {f.elapsed:.1f} s"
-        f" (client engine: {summary.parameters.engine})",
+        *(_conversation_head(summary) if f.conversation else _echo_head(summary)),
         f"  Generator: {c.behind_schedule} behind schedule, {c.write_pauses} write pauses, "
         f"{c.cpu_ms / 1000:.1f} s worker CPU",
     ]
@@ -116,6 +106,10 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"  {key:<8} {ms(lat):>14} {ms(svc):>15} {ms(con):>15}")
     if f.steps:
         lines += ["", *step_table(f.steps)]
+        lines += [
+            f"  step {name!r} never began: no client reached it (not judged)"
+            for name in never_began(f)
+        ]
     for sc in f.scenarios:
         lines.append(
             f"  scenario {sc.name}: {sc.iterations} iterations, {sc.unsolicited} unsolicited"
@@ -153,6 +147,50 @@ def format_summary(summary: RunSummary) -> str:
     if end.aborted:
         lines.append(f"  aborted: {end.aborted}")
     return "\n".join(lines)
+
+
+def _echo_head(summary: RunSummary) -> list[str]:
+    """The echo load's counts: a message sent awaits its reply (the original framework's)."""
+    f = summary.figures
+    c = f.counters
+    return [
+        f"  Total messages sent:     {c.sent}",
+        f"  Total messages received: {c.received}",
+        f"  Answers awaited:         {c.expected}",
+        f"  Success rate:            {_pct(f.success_rate)}",
+        f"  Average latency:         {ms(f.avg_latency)}",
+        f"  Timed out / failed / lost / unanswered at stop: "
+        f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
+        f"  Unsolicited (pushed, not replies): {c.unsolicited}"
+        f"   late or duplicate replies: {c.late}",
+        f"  Throughput:              {f.throughput:.1f} replies/s over {f.elapsed:.1f} s"
+        f" (client engine: {summary.parameters.engine})",
+    ]
+
+
+def _conversation_head(summary: RunSummary) -> list[str]:
+    """A conversation's counts: its run-level ``received`` counts expects *met*, not messages.
+
+    Every message a client receives either meets the expect it waits for,
+    fails it (its ``fail`` matcher, or a capture missing from it) or is
+    unsolicited, so the messages received are the sum of the three.
+    """
+    f = summary.figures
+    c = f.counters
+    arrived = c.received + c.failed + c.unsolicited + c.late
+    return [
+        f"  Messages sent:           {c.sent}",
+        f"  Messages received:       {arrived} ({c.received} met an expect, "
+        f"{c.failed} failed one, {c.unsolicited + c.late} unsolicited)",
+        f"  Expects begun:           {c.expected}",
+        f"  Expects met:             {c.received}",
+        f"  Success rate:            {_pct(f.success_rate)} of expects begun",
+        f"  Average latency:         {ms(f.avg_latency)} (expects met, from the due time)",
+        f"  Timed out / failed / lost / unanswered at stop: "
+        f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
+        f"  Throughput:              {f.throughput:.1f} expects met/s over {f.elapsed:.1f} s"
+        f" (client engine: {summary.parameters.engine})",
+    ]
 
 
 #: The per-step table's columns after the name: (heading, width).

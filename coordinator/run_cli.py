@@ -137,6 +137,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     run_keys = [*reports, "quiet", "on_worker_loss", "workers", "abort_on_fail", "demo"]
     run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir", "elastic"]
     run = {k: params.pop(k) for k in run_keys if k in params}
+    run["scenario"] = params.get("scenario")  # kept in params too: the job is read from it
     problems: list[str] = []
     for key in reports:
         try:
@@ -205,7 +206,7 @@ def _finish(spec: JobSpec, summary: RunSummary, run: dict[str, Any], note: str =
 
     renderers: dict[str, Callable[[], str]] = {
         "json_path": lambda: json_text(summary),
-        "csv_path": lambda: csv_text(summary.figures.time_series),
+        "csv_path": lambda: csv_text(summary.figures),
         "junit_path": lambda: junit_text({"load": summary}),
         "hdr_path": lambda: summary.figures.hdr_log,
         "html_path": html,
@@ -243,6 +244,7 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
                 abort_on_fail=bool(run.get("abort_on_fail")),
                 on_log=log,
                 on_progress=progress,
+                scenario=run.get("scenario"),
             )
         )
     except Interrupted as exc:  # a second signal, or one before the run began: no report

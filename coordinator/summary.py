@@ -85,6 +85,14 @@ class RunParameters:
     headers: tuple[tuple[str, str], ...]
     started_at: str  # ISO 8601, UTC
     wsload_version: str
+    #: the scenario file as given (None: options only)
+    scenario: str | None = None
+    #: a conversation's feeder: ``{"file", "mode", "rows"}`` (rows in the whole file)
+    feeder: Mapping[str, Any] | None = None
+    #: ``[[stages]]``: ``{"count", "duration", "peak_clients"}``
+    stages: Mapping[str, Any] | None = None
+    #: a conversation's scenarios in order: ``(name, clients)`` (clients None: not known)
+    scenarios: tuple[tuple[str, int | None], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +108,10 @@ class RunParameters:
             "headers": [list(pair) for pair in self.headers],
             "started_at": self.started_at,
             "wsload_version": self.wsload_version,
+            "scenario": self.scenario,
+            "feeder": None if self.feeder is None else dict(self.feeder),
+            "stages": None if self.stages is None else dict(self.stages),
+            "scenarios": [{"name": n, "clients": c} for n, c in self.scenarios],
         }
 
 

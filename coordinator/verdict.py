@@ -12,10 +12,19 @@ Exit codes (and :attr:`Verdict.code`):
 - 1: it degraded (a worker was lost, the run was aborted), a threshold
   failed, or it tested nothing (no connection ever opened, no message sent
   and no answer awaited, or answers awaited and none ever came: in a
-  conversation, expects begun and none met);
+  conversation, expects begun and none met, or messages sent and no expect
+  ever begun), or, in a conversation, an ``expect`` step began and was never
+  met (``step 'ack' never met: 6 timed out``: the rule "a run that tested
+  nothing fails", per step);
 - 2: it could not run (a worker refused the job);
 - 130: it was interrupted (Ctrl-C), 143 by SIGTERM; the partial figures are
   still reported.
+
+A step that never *began* (expected 0: its scenario had no clients, or the
+run ended before any iteration reached it) is not a failure: nothing was
+asked of the target there. The text summary says so and JUnit shows it
+skipped; a per-step threshold on it fails with ``no data``, which is how a
+run demands that the step be exercised.
 
 A threshold on a value that has no data (a percentile of no samples, a
 success rate of no messages) fails, shown as ``no data``: a rule that could
@@ -105,11 +114,16 @@ def nothing_tested(figures: RunFigures, target: str) -> str | None:
         return f"nothing tested: no connection to {target} was ever opened{tried}{because}"
     if not c.sent and not c.expected:
         return f"nothing tested: connected to {target} but no message was sent{because}"
+    if c.sent and not c.expected:  # a conversation whose program awaits no answer
+        why = "no expect step began" if figures.steps else "the scenario has no expect step"
+        return (
+            f"nothing tested: {c.sent} messages sent, but {why}, so no answer was checked{because}"
+        )
     if c.expected and not c.received:
         if figures.steps:
             return (
                 f"nothing tested: {c.expected} expects began against {target}, none was met"
-                f" ({_never_met(figures.steps)}){because}"
+                f" ({never_met_line(_begun_never_met(figures.steps)[0])}){because}"
             )
         return (
             f"nothing tested: {c.sent} messages sent to {target}, no reply ever received{because}"
@@ -117,17 +131,37 @@ def nothing_tested(figures: RunFigures, target: str) -> str | None:
     return None
 
 
-def _never_met(steps: Sequence[StepFigures]) -> str:
-    """The first step (in the workload's order) that began and was never met."""
+def _begun_never_met(steps: Sequence[StepFigures]) -> list[StepFigures]:
+    """The steps (in the workload's order) that began and were never met; the first step
+    when none did (counts from a worker that reported run totals without steps)."""
     begun = [s for s in steps if s.counters.expected and not s.counters.met]
-    first = begun[0] if begun else steps[0]
-    c = first.counters
+    return begun or list(steps[:1])
+
+
+def never_met_line(step: StepFigures) -> str:
+    """``step 'ack' never met: 6 timed out``: a step never met and how its expects ended."""
+    c = step.counters
     how = ", ".join(
         f"{n} {k.replace('_', ' ')}"
         for k, n in (("timed_out", c.timed_out), ("failed", c.failed), ("lost", c.lost),
                      ("unanswered", c.unanswered)) if n
     )  # fmt: skip
-    return f"step {first.name!r} never met" + (f": {how}" if how else "")
+    return f"step {step.name!r} never met" + (f": {how}" if how else "")
+
+
+def never_met(figures: RunFigures) -> list[str]:
+    """One line per ``expect`` step that began (expected > 0) and was never met.
+
+    Each fails the run: a step never met tested nothing of the target's
+    answer to it, even when other steps passed. A step that never began is
+    not among them (module docstring).
+    """
+    return [never_met_line(s) for s in figures.steps if s.counters.expected and not s.counters.met]
+
+
+def never_began(figures: RunFigures) -> list[str]:
+    """The names of the ``expect`` steps no client ever reached (expected 0): not judged."""
+    return [s.name for s in figures.steps if not s.counters.expected]
 
 
 def judge(
@@ -145,21 +179,27 @@ def judge(
     reasons: list[str] = []
     if ending.aborted:
         reasons.append(f"aborted: {ending.aborted}")
-    empty = nothing_tested(figures, target)
-    if empty and not ending.refused:
+    empty = nothing_tested(figures, target) if not ending.refused else None
+    if empty:
         reasons.append(empty)
+    # Per step, as "nothing tested" for the run; the one that line names is not said twice.
+    steps_never_met = [] if ending.refused else never_met(figures)
+    reasons += [line for line in steps_never_met if not (empty and line in empty)]
     if ending.lost_workers:
         reasons.append(f"lost workers: {', '.join(ending.lost_workers)}")
     failed = [t for t in results if not t.passed]
-    lines = [f"threshold {t.threshold} failed (measured {t.shown})" for t in failed]
-    reasons += [line for line in lines if line != ending.aborted]  # said once, as the abort
+    reasons += [
+        f"threshold {t.threshold} failed (measured {t.shown})"
+        for t in failed
+        if not aborted_by(ending.aborted, t.threshold)  # said once, as the abort
+    ]
     if ending.interrupted:
         # 128 + the signal, as a shell reports it: SIGTERM (timeout, Kubernetes) 143.
         code = EXIT_TERMINATED if ending.interrupted_by == "SIGTERM" else EXIT_INTERRUPTED
         return Verdict(code, "interrupted", tuple(reasons), results)
     if ending.refused:
         return Verdict(EXIT_COULD_NOT_RUN, "could not run", tuple(reasons), results)
-    if empty or failed:
+    if empty or failed or steps_never_met:
         return Verdict(EXIT_FAILED, "failed", tuple(reasons), results)
     if reasons:
         return Verdict(EXIT_FAILED, "degraded", tuple(reasons), results)
@@ -171,7 +211,10 @@ def doomed(thresholds: Sequence[str], progress: RunProgress) -> str:
 
     Only counts capped from above qualify (``timeouts==0``, ``errors<5``,
     per step ``step.ack.timed_out==0``): counts only grow, while latencies
-    and rates may still recover.
+    and rates may still recover. The reason says when the abort was decided
+    and what was measured *then* (``threshold timeouts==0 failed at 3.2 s
+    (measured 10 then)``): the run goes on draining after it, so the final
+    table may show a larger count for the same threshold.
     """
     for expr in thresholds:
         threshold = parse_threshold(expr)
@@ -184,8 +227,16 @@ def doomed(thresholds: Sequence[str], progress: RunProgress) -> str:
         else:
             continue
         if threshold.failed_for_good(measured):
-            return f"threshold {threshold.expr} failed (measured {threshold.show(measured)})"
+            return (
+                f"threshold {threshold.expr} failed at {progress.elapsed:.1f} s"
+                f" (measured {threshold.show(measured)} then)"
+            )
     return ""
+
+
+def aborted_by(aborted: str, threshold: str) -> bool:
+    """Was the run aborted (:func:`doomed`) for this threshold? Then it is said once."""
+    return aborted.startswith(f"threshold {threshold} failed at ")
 
 
 __all__ = [
@@ -196,11 +247,15 @@ __all__ = [
     "NO_DATA",
     "ThresholdResult",
     "Verdict",
+    "aborted_by",
     "doomed",
     "evaluate_thresholds",
     "first_error",
     "judge",
     "measure",
+    "never_began",
+    "never_met",
+    "never_met_line",
     "nothing_tested",
     "target_name",
 ]

@@ -58,7 +58,7 @@ def test_two_workers_per_step_counts_equal_the_servers(
     server = serve_factory("--chat-heartbeat", "100")
     rows = [f"user{i:03d},pw-user{i:03d},room-{i:03d}" for i in range(CLIENTS + 3)]
     (tmp_path / "users.csv").write_text("user,password,room\n" + "\n".join(rows) + "\n")
-    scenario = tmp_path / "chat.toml"
+    scenario = scenario_path = tmp_path / "chat.toml"
     scenario.write_text(SCENARIO.format(clients=CLIENTS))
     out, csv, junit = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "junit.xml"
     proc = subprocess.run(
@@ -100,8 +100,72 @@ def test_two_workers_per_step_counts_equal_the_servers(
     assert (scenario["unsolicited"], scenario["clients"]) == (doc["unsolicited"], CLIENTS)
     assert steps["ack"]["met"] <= scenario["iterations"] <= steps["ack"]["expected"]
     header = csv.read_text().splitlines()[0].split(",")
-    assert "step.ack.met" in header
+    assert header[8:] == [  # every expect step's columns, in the workload's order
+        f"step.{n}.{k}" for n in ("login", "join", "ack")
+        for k in ("expected", "met", "timed_out", "failed")
+    ]  # fmt: skip
+    params = doc["parameters"]
+    assert params["scenario"] == str(scenario_path)
+    assert params["feeder"]["mode"] == "unique"
+    assert params["feeder"]["rows"] == CLIENTS + 3
+    assert params["scenarios"] == [{"name": "default", "clients": CLIENTS}]
     cases = [c for c in ET.parse(junit).getroot().iter("testcase")
              if c.get("classname") == "wsload.load.steps"]  # fmt: skip
     assert [c.get("name") for c in cases] == ["login", "join", "ack"]
     assert all(c.find("failure") is None for c in cases)
+
+
+NEVER_ACKED = """
+num_clients = 2
+duration = 2
+interval = 0.2
+reply_timeout = 0.3
+
+[[steps]]
+send = {type = "login", user = "user000", password = "pw-user000"}
+[[steps]]
+name = "login"
+expect = {type = "login_ok"}
+
+[[loop]]
+send = {type = "msg", id = "m{seq}", room = "nowhere", token = "wrong", text = "hi"}
+[[loop]]
+name = "ack"
+expect = {type = "ack", id = "m{seq}"}
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_step_never_met_fails_the_run_and_every_output_agrees(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """login is met, every ack times out (a wrong token gets an error, never an ack): exit 1,
+    the first line names the step, the JSON verdict and the JUnit file agree."""
+    server = serve_factory("--chat-heartbeat", "0")
+    scenario = tmp_path / "never.toml"
+    scenario.write_text(NEVER_ACKED)
+    out, junit = tmp_path / "out.json", tmp_path / "junit.xml"
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scenario),
+         "--ws-url", server.ws_url.removesuffix("/ws") + "/chat", "-w", "1", "--quiet",
+         "--json", str(out), "--junit", str(junit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    ack = doc["steps"]["ack"]
+    assert ack["expected"] > 0
+    assert ack["met"] == 0
+    assert doc["steps"]["login"]["met"] == 2
+    (reason,) = [r for r in doc["verdict"]["reasons"] if r.startswith("step 'ack'")]
+    assert reason.startswith("step 'ack' never met: ")
+    assert "timed out" in reason
+    assert doc["passed"] is False
+    assert proc.stdout.splitlines()[0] == f"wsload: FAILED: {reason}"
+    assert "  Expects met:" in proc.stdout  # a conversation's wording
+    suite = next(ET.parse(junit).getroot().iter("testsuite"))
+    assert int(suite.get("failures") or 0) >= 1
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    failure = cases["ack"].find("failure")
+    assert failure is not None
+    assert (failure.get("message") or "").startswith(reason)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from wsload.common.histogram import HIGHEST
-from wsload.common.protocol import SAMPLE_COUNTERS, Result, Samples, decode, encode
-from wsload.common.spec import JobSpec
+from wsload.common.protocol import SAMPLE_COUNTERS, Result, Samples, StepWindow, decode, encode
+from wsload.common.spec import JobSpec, build_spec
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.errors import CoordinatorError
-from wsload.coordinator.loadrun import conclude
+from wsload.coordinator.loadrun import conclude, parameters
 from wsload.coordinator.outputs import Output, check_writable, csv_text, json_text, write_all
 from wsload.coordinator.session import RunOutcome
 from wsload.coordinator.summary import RunSummary
@@ -98,7 +99,8 @@ WORKER_KEYS = [
 ]  # fmt: skip
 PARAMETER_KEYS = [
     "target", "clients", "rate", "interval", "duration", "ramp_up", "engine", "match",
-    "workers", "headers", "started_at", "wsload_version",
+    "workers", "headers", "started_at", "wsload_version", "scenario", "feeder", "stages",
+    "scenarios",
 ]  # fmt: skip
 PERCENTILES = ["p50", "p90", "p95", "p99", "p99.9", "max"]
 START = 1_700_000_000.0  # a run's start, as an HDR log reader expects one
@@ -161,6 +163,36 @@ def test_the_json_document_keeps_every_key_in_order() -> None:
     assert doc["steps"] == {}  # an echo run has no steps
     assert doc["scenarios"] == {}
     assert doc["bad_input"] == {"malformed": 1}
+    params = doc["parameters"]  # an echo run from options: no scenario, feeder or stages
+    assert (params["scenario"], params["feeder"], params["stages"]) == (None, None, None)
+    assert params["scenarios"] == []
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_parameters_say_the_scenario_its_feeder_stages_and_scenarios() -> None:
+    path = str(EXAMPLES / "chat.toml")
+    params = parameters(build_spec(scenario=path), 2, 0.0, scenario=path).to_json()
+    assert params["scenario"] == path
+    feeder = str(EXAMPLES / "users.csv")  # as read: relative to the scenario file
+    assert params["feeder"] == {"file": feeder, "mode": "unique", "rows": 2000}
+    assert params["stages"] is None
+    assert params["scenarios"] == [{"name": "default", "clients": 50}]
+    assert "pw-" not in json.dumps(params)  # the feeder's rows are never shown
+
+    staged = parameters(build_spec(scenario=EXAMPLES / "stages.toml"), 1, 0.0).to_json()
+    raw = tomllib.loads((EXAMPLES / "stages.toml").read_text())["stages"]
+    assert staged["stages"] == {
+        "count": len(raw),
+        "duration": sum(s["duration"] for s in raw),
+        "peak_clients": max(s["clients"] for s in raw),
+    }
+    assert staged["scenario"] is None  # not given: the library caller did not say
+
+    mixed = parameters(build_spec(scenario=EXAMPLES / "mix.toml"), 1, 0.0).to_json()
+    assert [s["name"] for s in mixed["scenarios"]] == ["chatters", "lurkers"]
+    assert sum(s["clients"] for s in mixed["scenarios"]) == mixed["clients"]
 
 
 def test_the_summary_is_frozen_and_typed() -> None:
@@ -194,3 +226,38 @@ def test_csv_and_hdr_log_render_from_the_summary(tmp_path: Path) -> None:
     while (hist := reader.get_next_interval_histogram()) is not None:
         totals.append(hist.get_total_count())
     assert totals == [5]  # every latency sample of the run, in its second
+
+
+def _step_window(seq: int, steps: dict[str, StepWindow]) -> Samples:
+    met = sum(w.counters.get("met", 0) for w in steps.values())
+    expected = sum(w.counters.get("expected", 0) for w in steps.values())
+    counters = {"sent": expected, "expected": expected, "received": met, "connects": 1}
+    counters["timed_out"] = expected - met
+    msg = Samples.window("j", seq, (START + seq, START + 1.0 + seq), counters, {},
+                         ([], [], []), steps, {})  # fmt: skip
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    return decoded
+
+
+def test_csv_has_every_steps_columns_in_workload_order_whatever_happened() -> None:
+    """CI parses the CSV: one scenario's columns are the same in every run."""
+    names = ("login", "join", "ack")
+    expected_header = "time,clients,sent,received,errors,p50_ms,p95_ms,p99_ms," + ",".join(
+        f"step.{n}.{k}" for n in names for k in ("expected", "met", "timed_out", "failed")
+    )
+    # Run 1: only ack reported (in the second second); run 2: nothing at all per step.
+    one = RunAggregate(START, step_names=names)
+    one.add_samples("w1", _step_window(0, {}))
+    one.add_samples("w1", _step_window(1, {"ack": StepWindow({"expected": 2, "met": 2},
+                                                             [900, 900], [900, 900])}))  # fmt: skip
+    two = RunAggregate(START, step_names=names)
+    headers = []
+    for agg in (one, two):
+        text = csv_text(agg.figures(2.0))
+        headers.append(text.splitlines()[0])
+    assert headers == [expected_header, expected_header]
+    rows = csv_text(one.figures(2.0)).splitlines()[1:]
+    assert rows[0].endswith(",-,-,-," + ",".join(["0"] * 12))
+    assert rows[1].split(",")[-4:] == ["2", "2", "0", "0"]
+    assert rows[1].split(",")[-12:-4] == ["0"] * 8

@@ -120,6 +120,7 @@ def test_no_data_is_null_not_zero() -> None:
     text = format_summary(summary)
     assert "Success rate:            -" in text
     assert "Average latency:         -" in text
+    assert "Total messages received: 0" in text  # the echo load's wording, as it was
     assert "  p99                   -               -               -" in text
     assert "0.00 ms" not in text
 
@@ -134,6 +135,12 @@ def test_messages_sent_and_no_reply_is_nothing_tested() -> None:
     assert verdict.reasons == (
         "nothing tested: 5 messages sent to svc:9000, no reply ever received (timeout (5 times))",
     )
+
+
+def test_the_average_latency_is_in_ms_like_every_other_figure() -> None:
+    text = format_summary(summary_of(good_run()))  # nine replies of 1 ms
+    assert "  Average latency:         1.00 ms" in text.splitlines()
+    assert summary_of(good_run()).to_json()["avg_latency"] == pytest.approx(0.001, rel=1e-3)
 
 
 def test_connected_but_nothing_sent_is_nothing_tested() -> None:
@@ -186,7 +193,9 @@ def test_abort_on_fail_only_for_counts_capped_from_above() -> None:
         agg.add_samples("w1", window(0, counters, errors={"refused": refused} if refused else {}))
         return agg.progress(1.0)
 
-    assert doomed(("timeouts==0",), so_far(0)) == "threshold timeouts==0 failed (measured 2)"
+    assert doomed(("timeouts==0",), so_far(0)) == (
+        "threshold timeouts==0 failed at 1.0 s (measured 2 then)"
+    )
     assert doomed(("errors<3",), so_far(2)) == ""
     assert doomed(("errors<3",), so_far(3)).startswith("threshold errors<3")
     assert doomed(("p99<1ms", "timeouts>=5"), so_far(0)) == ""
@@ -197,8 +206,29 @@ def test_an_abort_by_a_threshold_is_said_once() -> None:
     reason = doomed(("timeouts==0",), good_run().progress(1.0))
     verdict = judge(("timeouts==0",), figures, RunEnding(aborted=reason), target="h")
     assert verdict.reasons == (f"aborted: {reason}",)
-    later = RunEnding(aborted="threshold timeouts==0 failed (measured 0)")  # it grew since
-    assert len(judge(("timeouts==0",), figures, later, target="h").reasons) == 2
+    other = RunEnding(aborted="worker w2 lost")  # not a threshold's abort: both are said
+    assert len(judge(("timeouts==0",), figures, other, target="h").reasons) == 2
+
+
+def test_the_abort_line_says_when_and_what_then_the_table_the_final_value() -> None:
+    agg = RunAggregate(START)
+    first = {"sent": 10, "expected": 10, "timed_out": 10, "connects": 1}
+    agg.add_samples("w1", window(0, first))
+    reason = doomed(("timeouts==0",), agg.progress(3.2))
+    assert reason == "threshold timeouts==0 failed at 3.2 s (measured 10 then)"
+    # The run drains after the abort: 10 more time out before the final result.
+    agg.add_samples("w1", window(1, {"sent": 10, "expected": 10, "received": 0,
+                                     "timed_out": 10}))  # fmt: skip
+    agg.add_samples("w1", window(2, {"sent": 5, "expected": 5, "received": 5}, [1_000] * 5))
+    summary = summary_of(agg, ("timeouts==0",), aborted=reason)
+    assert summary.verdict.reasons == (f"aborted: {reason}",)
+    (t,) = summary.verdict.thresholds
+    assert (t.shown, t.passed) == ("20", False)
+    text = format_summary(summary)
+    assert text.splitlines()[0] == (
+        "wsload: FAILED: aborted: threshold timeouts==0 failed at 3.2 s (measured 10 then)"
+    )
+    assert any(line.split() == ["timeouts==0", "20", "FAIL"] for line in text.splitlines())
 
 
 def test_every_worker_entry_has_every_counter_and_a_status() -> None:
@@ -406,7 +436,7 @@ def test_abort_on_fail_per_step_counts() -> None:
     ack = StepWindow({"expected": 3, "met": 1, "timed_out": 2}, [40_000], [500])
     progress = conversation(ack).progress(1.0)
     assert doomed(("step.ack.timed_out==0",), progress) == (
-        "threshold step.ack.timed_out==0 failed (measured 2)"
+        "threshold step.ack.timed_out==0 failed at 1.0 s (measured 2 then)"
     )
     assert doomed(("step.login ok.timeouts==0", "step.ack.p99<1ms"), progress) == ""
     assert doomed(("step.ack.failed<1", "step.gone.met==0"), progress) == ""
@@ -471,3 +501,104 @@ def test_an_echo_run_has_no_step_sections() -> None:
     assert "step." not in csv_text(summary.figures.time_series)
     assert all(c.get("classname") != "wsload.load.steps"
                for c in ET.fromstring(junit_text({"load": summary})).iter("testcase"))  # fmt: skip
+
+
+def test_a_step_never_met_fails_the_run_though_another_step_was_met() -> None:
+    ack = StepWindow({"expected": 6, "timed_out": 6})
+    summary = summary_of(conversation(ack))
+    verdict = summary.verdict
+    assert (verdict.code, verdict.status) == (EXIT_FAILED, "failed")
+    assert verdict.reasons == ("step 'ack' never met: 6 timed out",)
+    assert verdict.nothing_tested is None  # the run tested login; the step tested nothing
+    doc = summary.to_json()
+    assert doc["verdict"]["reasons"] == ["step 'ack' never met: 6 timed out"]
+    assert doc["passed"] is False
+    assert format_summary(summary).splitlines()[0] == (
+        "wsload: FAILED: step 'ack' never met: 6 timed out"
+    )
+    root = ET.fromstring(junit_text({"load": summary}))
+    (suite,) = root.iter("testsuite")
+    assert suite.get("failures") == "1"
+    failed = [c for c in root.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["ack"]
+    failure = failed[0].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "step 'ack' never met: 6 timed out; 6 timed out of 6 expected"
+
+
+def test_a_step_never_met_at_stop_names_how_it_ended_and_junit_agrees() -> None:
+    ack = StepWindow({"expected": 2, "unanswered": 1, "lost": 1})
+    summary = summary_of(conversation(ack))
+    assert summary.verdict.reasons == ("step 'ack' never met: 1 lost, 1 unanswered",)
+    root = ET.fromstring(junit_text({"load": summary}))
+    assert next(root.iter("testsuite")).get("failures") == "1"  # no timeout, still failed
+
+
+def test_every_step_never_met_is_named_once() -> None:
+    agg = RunAggregate(START, step_names=("login ok", "ack", "bye"))
+    login = StepWindow({"expected": 4, "timed_out": 3, "failed": 1})
+    bye = StepWindow({"expected": 1, "failed": 1})
+    agg.add_samples("w1", conv_window(0, {"login ok": login, "bye": bye}, connects=4))
+    assert summary_of(agg).verdict.reasons == (
+        "nothing tested: 5 expects began against h:80, none was met "
+        "(step 'login ok' never met: 3 timed out, 1 failed)",
+        "step 'bye' never met: 1 failed",
+    )
+
+
+def test_a_step_never_begun_is_not_judged_but_said() -> None:
+    agg = RunAggregate(START, step_names=("login ok", "ack"), scenario_names=("chat",))
+    login = StepWindow({"expected": 2, "met": 2}, [3_000, 5_000], [1_000, 1_000])
+    agg.add_samples("w1", conv_window(0, {"login ok": login}, connects=2))
+    summary = summary_of(agg)
+    assert summary.verdict.code == EXIT_OK
+    assert "  step 'ack' never began: no client reached it (not judged)" in (
+        format_summary(summary).splitlines()
+    )
+    root = ET.fromstring(junit_text({"load": summary}))
+    assert next(root.iter("testsuite")).get("skipped") == "1"
+    (ack,) = [c for c in root.iter("testcase") if c.get("name") == "ack"]
+    skipped = ack.find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "never began: no client reached it"
+    # A threshold on it demands it: no data fails.
+    assert summary_of(agg, ("step.ack.p99<1s",)).verdict.code == EXIT_FAILED
+
+
+def test_a_conversation_without_expects_tested_nothing() -> None:
+    agg = RunAggregate(START, scenario_names=("default",))
+    counters = {"sent": 30, "unsolicited": 30, "connects": 3}
+    msg = Samples.window("j", 0, (START, START + 1.0), counters, {}, ([], [], []), {},
+                         {"default": {"unsolicited": 30, "iterations": 30}})  # fmt: skip
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    agg.add_samples("w1", decoded)
+    summary = summary_of(agg)
+    assert summary.verdict.code == EXIT_FAILED
+    assert summary.verdict.nothing_tested == (
+        "nothing tested: 30 messages sent, but the scenario has no expect step, "
+        "so no answer was checked"
+    )
+
+
+def test_a_conversation_whose_expect_step_never_began_tested_nothing() -> None:
+    agg = RunAggregate(START, step_names=("ack",), scenario_names=("default",))
+    agg.add_samples("w1", conv_window(0, {}, connects=1))
+    agg.add_samples("w1", window(1, {"sent": 4}))
+    assert summary_of(agg).verdict.nothing_tested == (
+        "nothing tested: 4 messages sent, but no expect step began, so no answer was checked"
+    )
+
+
+def test_a_conversations_head_says_expects_met_and_messages_received() -> None:
+    # 19 login_ok replies came, but each lacked the captured field: the step failed.
+    agg = RunAggregate(START, step_names=("login",), scenario_names=("default",))
+    login = StepWindow({"expected": 19, "failed": 19})
+    agg.add_samples("w1", conv_window(0, {"login": login}, connects=19))
+    text = format_summary(summary_of(agg)).splitlines()
+    assert "  Messages sent:           19" in text
+    assert "  Messages received:       19 (0 met an expect, 19 failed one, 0 unsolicited)" in text
+    assert "  Expects begun:           19" in text
+    assert "  Expects met:             0" in text
+    assert not any("Total messages received" in line for line in text)
+    assert any(line.startswith("  Throughput:              0.0 expects met/s") for line in text)
