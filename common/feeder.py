@@ -111,17 +111,22 @@ def column_problems(columns: Sequence[Any]) -> list[str]:
     return problems
 
 
-def load_feeder(path: str | Path, mode: str = "unique") -> Feeder:
+def load_feeder(path: str | Path, mode: str = "unique", shown: str | None = None) -> Feeder:
     """The feeder in CSV file ``path``; :class:`SpecError` naming the file on any problem.
+
+    ``shown`` is how a problem names the file (default: ``path``), e.g.
+    ``users.csv (looked for /abs/dir/users.csv)`` when the name was resolved
+    relative to the scenario file, so a user sees where it was looked for.
 
     The first row names the columns (surrounding spaces ignored); blank lines
     are skipped; every other row must have one field per column. A UTF-8
     byte order mark (spreadsheet exports) is ignored.
     """
     where = str(path)
+    label = shown or where
     problems = [p] if (p := mode_problem(mode)) else []
     try:
-        columns, rows = _parse(where, _read(where))
+        columns, rows = _parse(label, _read(where, label))
     except SpecError as exc:
         raise SpecError(problems + exc.problems) from None
     if problems:
@@ -129,9 +134,9 @@ def load_feeder(path: str | Path, mode: str = "unique") -> Feeder:
     return Feeder(columns, rows, mode, 0, len(rows), where)
 
 
-def _read(where: str) -> str:
+def _read(path: str, where: str) -> str:
     try:
-        data = read_bounded(where, MAX_FEEDER_BYTES, devices=False)
+        data = read_bounded(path, MAX_FEEDER_BYTES, devices=False)
     except OSError as exc:
         raise SpecError(["feeder: " + read_problem(where, exc, "CSV file")]) from None
     if len(data) > MAX_FEEDER_BYTES:

@@ -4,9 +4,9 @@ Each stage moves the number of connected clients and the iteration rate
 linearly, over its ``duration``, from the previous stage's values (0 before
 the first stage) to its own ``clients`` and ``rate``: a ramp, a spike (up
 fast, down fast), a step (a short ramp), a soak (a long stage at the same
-values). A stage without ``rate`` holds the previous stage's rate; when no
-stage has one, the job's own rate model applies unchanged (``--rate``, or
-``interval`` per client).
+values). Every stage gives a ``rate`` or none does (a mix is refused, one
+line naming the stages without one); when none does, the job's own rate
+model applies unchanged (``--rate``, or ``interval`` per client).
 
 Everything here is pure arithmetic on seconds from the run's start, so every
 worker derives the same schedule from the same stages and a test can check
@@ -86,9 +86,29 @@ def parse_stages(raw: Sequence[Any]) -> tuple[tuple[Stage, ...], list[str]]:
             stages.append(parsed)
         else:
             problems += parsed
+    problems += _mixed_rate_problems(raw)
     if not problems and raw and not any(s.clients for s in stages):
         problems.append("stages: no stage has clients > 0; the run would test nothing")
     return (tuple(stages), []) if not problems else ((), problems)
+
+
+def _mixed_rate_problems(raw: Sequence[Any]) -> list[str]:
+    """One line when some stages give a ``rate`` and others do not.
+
+    A stage without a rate between stages with one would hold (or ramp from)
+    a rate the user never wrote, and the job's ``interval`` would be ignored
+    without a word: every stage gives a rate, or none does.
+    """
+    tables = [(n, item) for n, item in enumerate(raw, 1) if isinstance(item, Mapping)]
+    without = [n for n, item in tables if item.get("rate") is None]
+    if not without or len(without) == len(tables):
+        return []
+    shown = ", ".join(str(n) for n in without[:10]) + (", ..." if len(without) > 10 else "")
+    which, verb = ("stage", "gives") if len(without) == 1 else ("stages", "give")
+    return [
+        f"stages: {which} {shown} {verb} no rate while others do: give every stage a rate, "
+        "or none (then the job's rate or interval applies)"
+    ]
 
 
 class Profile:

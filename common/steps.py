@@ -126,12 +126,14 @@ def compile_step(
     later: Mapping[str, int] | None = None,
     feeder_columns: Collection[str] | None = (),
     default_name: str = "",
+    position: int | None = None,
 ) -> Compiled | list[str]:
     """Step ``number`` compiled, or every problem with it (without its location).
 
     ``known`` are the variables its templates may use besides the built-ins
     (feeder columns, earlier captures); ``later`` maps variables captured
-    only by later steps to the first such step (for a clearer message).
+    only by later steps to the first such step, by its position in the
+    step's list (``position``, default ``number``), for a clearer message.
     ``feeder_columns`` None: the feeder could not be read, so any variable
     may be one of its columns (its problem is said once, not per use).
     """
@@ -224,7 +226,7 @@ def compile_step(
         if later and var in later:
             line = (
                 f"{{{var}}} is captured by this step: usable in the steps after it"
-                if later[var] == number
+                if later[var] == (number if position is None else position)
                 else f"{{{var}}} is captured only by step {later[var]}, after this one"
             )
         problems.append(line)
@@ -299,9 +301,13 @@ def compile_steps(
     """Steps ``first``.. of one list: compiled, problems (``step N: ...``), variables captured.
 
     Each step may use ``known`` and what the steps before it in this list captured.
+    A problem line locates its step by its position in this list (the second
+    ``[[loop]]`` entry is ``loop: step 2``, as a user counts), while the step's
+    number and default name (``step N``) count from ``first``, so that the
+    names of a program's ``[[steps]]`` and ``[[loop]]`` stay distinct.
     """
-    later: dict[str, int] = {}
-    for n, item in enumerate(raw, start=first):
+    later: dict[str, int] = {}  # variable -> position in this list of its first capture
+    for n, item in enumerate(raw, start=1):
         if isinstance(item, dict) and isinstance(item.get("capture"), dict):
             for var in item["capture"]:
                 later.setdefault(str(var), n)
@@ -309,11 +315,12 @@ def compile_steps(
     out: list[Compiled] = []
     problems: list[str] = []
     captured: set[str] = set()
-    for n, item in enumerate(raw, start=first):
-        hint = {v: s for v, s in later.items() if s >= n and v not in have}
-        got = compile_step(n, item, have, hint, feeder_columns, f"{name_prefix}step {n}")
+    for position, item in enumerate(raw, start=1):
+        n = first + position - 1
+        hint = {v: s for v, s in later.items() if s >= position and v not in have}
+        got = compile_step(n, item, have, hint, feeder_columns, f"{name_prefix}step {n}", position)
         if isinstance(got, list):
-            problems += [f"{prefix}step {n}: {p}" for p in got]
+            problems += [f"{prefix}step {position}: {p}" for p in got]
             if isinstance(item, dict) and isinstance(item.get("capture"), dict):
                 names = {str(v) for v in item["capture"]}
                 have |= names  # one problem, not one more per use of its variables

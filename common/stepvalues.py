@@ -135,7 +135,11 @@ def name_problem(name: Any) -> str | None:
 def parse_captures(
     raw: Any, key: str, body: Any, feeder_columns: Collection[str] | None
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """``capture = {var = "path"}``: the pairs, or why not."""
+    """``capture = {var = "path"}``: the pairs, or why not.
+
+    For ``expect_regex`` the path names a group, by name or number; a number
+    may be written as an integer (``{n = 2}``) and is kept as its text.
+    """
     if key not in EXPECT_KEYS:
         return [], [f"capture applies to expects only, not to {key}"]
     if not isinstance(raw, dict) or not raw:
@@ -156,6 +160,16 @@ def parse_captures(
             problems.append(f"capture: {var!r} would hide the built-in variable {{{var}}}")
         elif feeder_columns and var in feeder_columns:
             problems.append(f"capture: {var!r} would hide the feeder column {{{var}}}")
+        elif isinstance(path, int) and not isinstance(path, bool):
+            if not isinstance(body, RegexMatcher):
+                problems.append(
+                    f"capture {var}: a capture path is a string, a dotted path like "
+                    f"'a.b.0.c' (a group number such as {path} is for expect_regex)"
+                )
+            elif not 0 <= path <= body.pattern.groups:
+                problems.append(f"capture {var}: the regular expression has no group {path}")
+            else:
+                pairs.append((var, str(path)))
         elif (p := path_problem(path)) is not None:
             problems.append(f"capture {var}: {p}")
         elif isinstance(body, RegexMatcher) and not _has_group(body.pattern, path):

@@ -169,7 +169,32 @@ def parse_threshold(expr: str) -> Threshold:
     return Threshold(expr.strip(), metric, op, _limit(expr, metric, value, unit))
 
 
+#: The hint added when an unquoted step name seems to hold an operator or a quote.
+QUOTE_HINT = """(quote a step name that holds < > = or ": step."a<b".p99<50ms)"""
+
+
 def _parse_step(expr: str) -> Threshold:
+    """``step.NAME.METRIC OP VALUE``; a failure says to quote the name when it needs it.
+
+    An unquoted name ends at the first ``<``, ``>``, ``=`` or ``"``, so a name
+    holding one of them reads as a malformed threshold: when such a character
+    comes before the metric (``.p99<``), the problem adds how to quote it.
+    """
+    try:
+        return _parse_step_text(expr)
+    except ThresholdError as exc:
+        rest = expr.lstrip()[len(STEP_PREFIX) :]
+        if rest.startswith('"'):
+            raise
+        metrics = "|".join(re.escape(m) for m in _BY_LENGTH)
+        found = list(re.finditer(rf"\.(?:{metrics})\s*[<>=!]", rest))
+        head = rest[: found[-1].start()] if found else ""
+        if not _NAME_STOP.search(head):
+            raise
+        raise ThresholdError(f"{exc} {QUOTE_HINT}") from None
+
+
+def _parse_step_text(expr: str) -> Threshold:
     """``step.NAME.METRIC OP VALUE``: the name quoted, or up to the last ``.METRIC``."""
     rest = expr.lstrip()[len(STEP_PREFIX) :]
     shape = f"threshold {expr!r}: expected step.NAME.METRIC OP VALUE, e.g. step.ack.p99<50ms"

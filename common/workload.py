@@ -5,13 +5,18 @@
 problem at once, one line each, with where it is::
 
     steps: step 3: unknown key 'expct' (did you mean 'expect'?)
-    loop: step 5: unknown variable {tokn} (did you mean 'token'?)
-    scenarios[2] (chat): step 1: needs exactly one of send, ... (has none)
+    loop: step 2: unknown variable {tokn} (did you mean 'token'?)
+    scenarios[2] (chat): steps: step 1: needs exactly one of send, ... (has none)
 
-Steps are numbered from 1 over ``[[steps]]`` then ``[[loop]]`` of their
-program; ``scenarios[i]`` counts the ``[[scenarios]]`` tables from 1.
-A step's default name is ``step N`` (``<scenario> step N`` when the job
-mixes several scenarios). Step names are unique in the workload, with one
+A problem locates a step by its position in its own block (``loop: step 2``
+is the second ``[[loop]]`` entry, as a user counts); ``scenarios[i]``
+counts the ``[[scenarios]]`` tables from 1. A step's number, and its
+default name ``step N``, count from 1 over ``[[steps]]`` then ``[[loop]]``
+of its program, so the names stay distinct (``<scenario> step N`` when the
+job mixes several scenarios). One malformed step hides nothing else: the
+other steps' variables, every step's name (a step that did not compile
+keeps the name its table gives), the feeder and the per-step thresholds
+are all checked in the same pass. Step names are unique in the workload, with one
 exception: two *expects* of different scenarios that give the same explicit
 ``name`` are one metric (their counts and latencies add up), so a login
 shared by several scenarios reads as one row.
@@ -38,13 +43,14 @@ from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
 from wsload.common.stages import Profile, parse_stages
 from wsload.common.steps import (
+    ACTIONS,
+    ALIASES,
     MAX_NAME_LENGTH,
     MAX_STEPS,
-    Compiled,
     ScenarioError,
     compile_steps,
 )
-from wsload.common.stepvalues import unknown_keys
+from wsload.common.stepvalues import EXPECT_KEYS, name_problem, unknown_keys
 from wsload.common.thresholds import step_threshold_problems
 from wsload.common.validation import describe
 from wsload.common.workload_inputs import spec_feeder, stage_problems
@@ -78,6 +84,10 @@ class _Build:
         #: step name -> (program index, is an expect, explicit, where it is)
         self.names: dict[str, tuple[int, bool, bool, str]] = {}
         self.step_names: list[str] = []
+        #: names of steps that did not compile but may be expects
+        self.maybe_expects: set[str] = set()
+        #: False when some step's (or scenario's) name cannot be known
+        self.names_known = True
 
     def program(
         self,
@@ -101,8 +111,17 @@ class _Build:
             name_prefix=name_prefix,
         )
         self.problems += p1 + p2
-        for c, section in [(c, where[0]) for c in setup] + [(c, where[1]) for c in loop]:
-            self._name(index, c, f"{section}step {c.step.number}")
+        done = {c.step.number: c for c in (*setup, *loop)}
+        blocks = ((where[0], 1, setup_raw), (where[1], len(setup_raw) + 1, loop_raw))
+        for section, first, items in blocks:
+            for position, item in enumerate(items, 1):
+                number = first + position - 1
+                place = f"{section}step {position}"
+                c = done.get(number)
+                if c is not None:
+                    self._name(index, c.step.name, c.step.expects, c.explicit_name, place)
+                else:  # its name still counts: a taken name is its own problem
+                    self._failed(index, item, f"{name_prefix}step {number}", place)
         self.programs.append(
             Program(
                 name,
@@ -112,25 +131,48 @@ class _Build:
             )
         )
 
-    def _name(self, index: int, c: Compiled, where: str) -> None:
-        step = c.step
-        seen = self.names.get(step.name)
+    def _failed(self, index: int, item: Any, default: str, where: str) -> None:
+        """Name a step that did not compile, as far as it can be known.
+
+        Its name and whether it is an expect are taken from the raw table
+        (a table with no single action may be an expect); a step whose name
+        cannot be known makes the names uncertain, so per-step thresholds
+        are not checked against them.
+        """
+        if not isinstance(item, Mapping):
+            self.names_known = False
+            return
+        name = item.get("name", default)
+        if not isinstance(name, str) or name_problem(name):
+            self.names_known = False
+            return
+        actions = [k for k in item if k in ACTIONS or k in ALIASES]
+        expects = len(actions) != 1 or actions[0] in EXPECT_KEYS
+        if expects:
+            self.maybe_expects.add(name)
+        if "name" in item:  # a default name is distinct unless a given one takes it
+            self._name(index, name, expects, True, where, compiled=False)
+
+    def _name(
+        self,
+        index: int,
+        name: str,
+        expects: bool,
+        explicit: bool,
+        where: str,
+        compiled: bool = True,
+    ) -> None:
+        seen = self.names.get(name)
         if seen is None:
-            self.names[step.name] = (index, step.expects, c.explicit_name, where)
-            if step.expects:
-                self.step_names.append(step.name)
+            self.names[name] = (index, expects, explicit, where)
+            if expects and compiled:
+                self.step_names.append(name)
             return
         other_index, other_expects, other_explicit, other_where = seen
-        shared = (
-            other_index != index
-            and step.expects
-            and other_expects
-            and c.explicit_name
-            and other_explicit
-        )
+        shared = other_index != index and expects and other_expects and explicit and other_explicit
         if not shared:
             self.problems.append(
-                f"{where}: name {step.name!r} is taken by {other_where} "
+                f"{where}: name {name!r} is taken by {other_where} "
                 "(step names are unique; only expects of different scenarios may share one)"
             )
 
@@ -172,8 +214,11 @@ def _scenarios(build: _Build, raw: Any) -> None:
     spec = build.spec
     items, problems = _list(raw, "scenarios")
     build.problems += problems
-    if len(items) > MAX_SCENARIOS:
-        build.problems.append(f"scenarios: {len(items)} scenarios, at most {MAX_SCENARIOS}")
+    if len(items) > MAX_SCENARIOS or problems:
+        build.problems += (
+            [f"scenarios: {len(items)} scenarios, at most {MAX_SCENARIOS}"] if not problems else []
+        )
+        build.names_known = False
         return
     if items and (spec.steps or spec.loop):
         build.problems.append(
@@ -187,6 +232,7 @@ def _scenarios(build: _Build, raw: Any) -> None:
     for i, table in enumerate(items, 1):
         if not isinstance(table, Mapping):
             build.problems.append(f"scenarios[{i}]: expected a table, got {describe(table)}")
+            build.names_known = False
             continue
         name = table.get("name")
         label = name if isinstance(name, str) and name else "?"
@@ -194,6 +240,7 @@ def _scenarios(build: _Build, raw: Any) -> None:
         build.problems += unknown_keys(table, SCENARIO_KEYS, where)
         if not isinstance(name, str) or not name.strip():
             build.problems.append(f'scenarios[{i}]: needs name = "..."')
+            build.names_known = False
         elif len(name) > MAX_NAME_LENGTH or not name.isprintable() or name != name.strip():
             build.problems.append(f"{where}: name must be printable, at most 100 characters")
         elif name in seen:
@@ -203,12 +250,14 @@ def _scenarios(build: _Build, raw: Any) -> None:
         steps, p1 = _list(table.get("steps"), f"{where}: steps")
         loop, p2 = _list(table.get("loop"), f"{where}: loop")
         build.problems += p1 + p2
+        build.names_known &= not p1 + p2
         total_steps += len(steps) + len(loop)
         if not steps and not loop and not p1 + p2:
             build.problems.append(f"{where}: needs [[scenarios.steps]] or [[scenarios.loop]]")
         parsed.append((label, steps, loop, _scenario_pacing(where, table, build.problems)))
     if total_steps > MAX_STEPS:
         build.problems.append(f"scenarios: {total_steps:,} steps in all, at most {MAX_STEPS:,}")
+        build.names_known = False
         return
     fixed = sum(p[3][2] or 0 for p in parsed)
     weights = sum(p[3][3] for p in parsed if p[3][2] is None)
@@ -231,7 +280,7 @@ def _scenarios(build: _Build, raw: Any) -> None:
             label,
             steps,
             loop,
-            (where, where),
+            (f"{where}steps: ", f"{where}loop: "),
             f"{label} " if many else "",
             rate=rate,
             interval=spec.interval if interval is None else float(interval),
@@ -240,7 +289,9 @@ def _scenarios(build: _Build, raw: Any) -> None:
         )
 
 
-def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
+def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
+    """The workload, its problems, and the names a per-step threshold may use (None:
+    some step's name cannot be known, so no threshold is checked against them)."""
     problems: list[str] = []
     stages: tuple[Stage, ...] = ()
     clients = spec.num_clients
@@ -256,6 +307,7 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
     if spec.scenarios:
         _scenarios(build, spec.scenarios)
     elif spec.steps or spec.loop:
+        build.names_known = False  # until the steps compile below
         if len(spec.steps) > MAX_STEPS or len(spec.loop) > MAX_STEPS:
             count = max(len(spec.steps), len(spec.loop))
             which = "steps" if len(spec.steps) > MAX_STEPS else "loop"
@@ -263,6 +315,7 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
         elif len(spec.steps) + len(spec.loop) > MAX_STEPS:
             problems.append(f"steps and loop: more than {MAX_STEPS:,} steps in all")
         else:
+            build.names_known = True
             build.program(
                 0,
                 DEFAULT_PROGRAM,
@@ -287,25 +340,28 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str]]:
         stages=stages,
         step_names=tuple(build.step_names),
     )
-    return workload, problems
+    names = [*build.step_names, *sorted(build.maybe_expects)] if build.names_known else None
+    return workload, problems, names
 
 
 def workload_problems(spec: JobSpec) -> list[str]:
     """Every problem of the job's steps, loop, scenarios, feeder and stages, one line each.
 
     A per-step threshold (``step.NAME.p99<50ms``) must name one of the
-    workload's expect steps; it is checked once the steps themselves are
-    fine (before, their names are not known).
+    workload's expect steps; it is checked whenever every step's name is
+    known, even when some steps (or other thresholds) have problems: a step
+    that did not compile still has its name, and counts as an expect when
+    it may be one.
     """
-    workload, problems = _compile(spec)
-    if not problems:
-        problems = step_threshold_problems(spec.thresholds, workload.step_names)
+    _, problems, names = _compile(spec)
+    if names is not None:
+        problems += step_threshold_problems(spec.thresholds, names)
     return problems + stage_problems(spec)
 
 
 def compile_workload(spec: JobSpec) -> Workload:
     """The job's compiled workload; raises :class:`ScenarioError` with every problem."""
-    workload, problems = _compile(spec)
+    workload, problems, _ = _compile(spec)
     if problems:
         raise ScenarioError(problems)
     return workload

@@ -11,6 +11,7 @@ loops and scenarios.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from wsload.common.feeder import (
     feeder_table_problems,
     feeder_to_dict,
     load_feeder,
+    mode_problem,
 )
 from wsload.common.program import Feeder
 from wsload.common.stages import Profile, parse_stages
@@ -74,16 +76,35 @@ def stage_problems(spec: JobSpec) -> list[str]:
 
 def read_feeder(values: dict[str, Any], base: Path) -> list[str]:
     """Replace a ``[feeder]`` table by the feeder it names, read now (``file`` relative to
-    ``base``, the scenario file's folder when the table came from it)."""
+    ``base``, the scenario file's folder when the table came from it).
+
+    The file is read even when the table has other problems (a misspelt
+    mode or key), so that its own problems are said in the same pass and
+    its columns still check the steps' variables; the table's problems are
+    then returned here. A problem names the path looked for when the name
+    was resolved relative to the scenario file.
+    """
     table = values.get("feeder")
-    if not table or "columns" in table or feeder_table_problems(table):
-        return []  # JobSpec.problems says what is wrong with the table
+    if not isinstance(table, dict) or not table or "columns" in table:
+        return []  # JobSpec.problems says what is wrong with it
+    file = table.get("file")
+    if not isinstance(file, str) or not file:
+        return []  # the table's problem (no file) is said by JobSpec.problems
+    table_problems = feeder_table_problems(table)
+    mode = table.get("mode", "unique")
+    good_mode = mode_problem(mode) is None
+    path = base / file
+    shown = file if Path(file).is_absolute() else f"{file} (looked for {path.absolute()})"
     try:
-        feeder = load_feeder(base / table["file"], table.get("mode", "unique"))
+        feeder = load_feeder(path, mode if good_mode else "unique", shown)
     except SpecError as exc:
-        return exc.problems  # the table stays: the steps' variables are not checked then
+        return exc.problems  # the table stays; JobSpec.problems adds its own problems
+    if not good_mode:
+        # "random" checks what a bad mode can be checked for (a unique-only row count
+        # would mislead); the mode's own problem is in table_problems
+        feeder = replace(feeder, mode="random")
     values["feeder"] = feeder_to_dict(feeder)
-    return []
+    return table_problems
 
 
 def fields_from_stages(values: dict[str, Any]) -> None:

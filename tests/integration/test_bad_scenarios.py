@@ -72,8 +72,8 @@ def bad_files(tmp_path: Path) -> Path:
 STEP_PROBLEMS = [
     "steps: step 1: unknown variable {usr} (did you mean 'user'?)",
     "steps: step 2: unknown key 'expct' (did you mean 'expect'?)",
-    "loop: step 3: unknown variable {tokn} (known: client_id, pad, password, seq, ts, user, uuid)",
-    "loop: step 4: think: uniform takes [low, high] seconds, 0 <= low <= high <= 3600",
+    "loop: step 1: unknown variable {tokn} (known: client_id, pad, password, seq, ts, user, uuid)",
+    "loop: step 2: think: uniform takes [low, high] seconds, 0 <= low <= high <= 3600",
     "feeder: users.csv has 2 rows, the job has 3 clients (mode unique gives each client its "
     'own row): add rows or use mode = "cycle"',
 ]
@@ -95,8 +95,92 @@ def test_run_refuses_bad_scenarios_naming_the_scenario(bad_files: Path) -> None:
     lines = refused("run", "--ws-url", URL, "--scenario", str(bad_files / "scenarios.toml"))
     assert lines == [
         "scenarios[2] (lurk): unknown key 'wieght' (did you mean 'weight'?)",
-        "scenarios[2] (lurk): step 2: unknown variable {tokem} (did you mean 'token'?)",
-        "scenarios[2] (lurk): step 3: unknown key 'clse' (did you mean 'close'?)",
+        "scenarios[2] (lurk): loop: step 1: unknown variable {tokem} (did you mean 'token'?)",
+        "scenarios[2] (lurk): loop: step 2: unknown key 'clse' (did you mean 'close'?)",
+    ]
+
+
+EVERYTHING = """\
+num_clients = 5
+thresholds = ["step.ack.p99<50", "step.x.p99<50ms", "step.a<b.c.p99<50ms"]
+[feeder]
+file = "users.csv"
+[[steps]]
+name = "login"
+send = {type = "login", user = "{usr}"}
+[[steps]]
+name = "login"
+expct = {type = "ok"}
+[[steps]]
+expect = {type = "ok"}
+capture = {n = 2}
+[[loop]]
+send = "{tokn}"
+[[loop]]
+name = "ack"
+expect_regex = 'id=(\\d+)'
+capture = {id = 1, n = 2}
+[[loop]]
+think = {uniform = [2, 1]}
+[[stages]]
+duration = 5
+clients = 5
+[[stages]]
+duration = 5
+clients = 5
+rate = 10
+"""
+
+
+def test_every_independent_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
+    """A malformed step hides neither the other steps' variables, a taken name, the feeder's
+    row count, nor a threshold naming an unknown step; a loop step is located in its block."""
+    (tmp_path / "users.csv").write_text("user,password\nu1,p1\nu2,p2\n")
+    (tmp_path / "all.toml").write_text(EVERYTHING)
+    lines = refused("run", "--ws-url", URL, "--scenario", str(tmp_path / "all.toml"))
+    assert lines == [
+        "threshold 'step.ack.p99<50': p99 needs a time unit: us, ms or s",
+        "threshold 'step.a<b.c.p99<50ms': expected step.NAME.METRIC OP VALUE, e.g. "
+        'step.ack.p99<50ms (quote a step name that holds < > = or ": step."a<b".p99<50ms)',
+        "stages: stage 1 gives no rate while others do: give every stage a rate, or none "
+        "(then the job's rate or interval applies)",
+        "steps: step 1: unknown variable {usr} (did you mean 'user'?)",
+        "steps: step 2: unknown key 'expct' (did you mean 'expect'?)",
+        "steps: step 3: capture n: a capture path is a string, a dotted path like 'a.b.0.c' "
+        "(a group number such as 2 is for expect_regex)",
+        "loop: step 1: unknown variable {tokn} (known: client_id, n, pad, password, seq, ts, "
+        "user, uuid)",
+        "loop: step 2: capture n: the regular expression has no group 2",
+        "loop: step 3: think: uniform takes [low, high] seconds, 0 <= low <= high <= 3600",
+        "steps: step 2: name 'login' is taken by steps: step 1 (step names are unique; only "
+        "expects of different scenarios may share one)",
+        "feeder: users.csv has 2 rows, the job has 5 clients (mode unique gives each client its "
+        'own row): add rows or use mode = "cycle"',
+        "threshold 'step.x.p99<50ms': no step named 'x' (steps: 'ack', 'login', 'step 3')",
+    ]
+
+
+def test_a_bad_feeder_mode_hides_neither_its_file_nor_the_thresholds(tmp_path: Path) -> None:
+    (tmp_path / "steps.toml").write_text(
+        'thresholds = ["step.ack.p99<50", "step.x.p99<50ms"]\n'
+        '[feeder]\nfile = "nope.csv"\nmode = "rnadom"\n'
+        '[[loop]]\nsend = "{user}"\n[[loop]]\nname = "ack"\nexpect = "ok"\n'
+    )
+    lines = refused("run", "--ws-url", URL, "--scenario", str(tmp_path / "steps.toml"))
+    assert lines == [
+        f"feeder: nope.csv (looked for {tmp_path / 'nope.csv'}): CSV file not found",
+        "threshold 'step.ack.p99<50': p99 needs a time unit: us, ms or s",
+        "feeder: mode 'rnadom' is not one of unique, cycle, random (did you mean 'random'?)",
+        "threshold 'step.x.p99<50ms': no step named 'x' (steps: 'ack')",
+    ]
+    # the file there: read despite the bad mode, so its columns check the steps' variables
+    (tmp_path / "nope.csv").write_text("usr\nu1\n")
+    lines = refused("run", "--ws-url", URL, "--scenario", str(tmp_path / "steps.toml"))
+    assert lines == [
+        "feeder: mode 'rnadom' is not one of unique, cycle, random (did you mean 'random'?)",
+        "threshold 'step.ack.p99<50': p99 needs a time unit: us, ms or s",
+        "loop: step 1: unknown variable {user} (did you mean 'usr'?)",
+        "threshold 'step.x.p99<50ms': no step named 'x' (steps: 'ack')",
     ]
 
 

@@ -319,3 +319,15 @@ def test_any_field_text_round_trips_through_a_csv_file(table: list[list[str]]) -
         path.write_text(buf.getvalue(), encoding="utf-8", newline="")
         feeder = load_feeder(path, "cycle")
     assert feeder.rows == tuple(tuple(row) for row in table)
+
+
+def test_a_missing_file_is_named_as_the_caller_shows_it(tmp_path: Path) -> None:
+    """A name resolved relative to the scenario file is shown with the path looked for."""
+    shown = f"nope.csv (looked for {tmp_path / 'nope.csv'})"
+    with pytest.raises(SpecError) as info:
+        load_feeder(tmp_path / "nope.csv", "unique", shown)
+    assert info.value.problems == [f"feeder: {shown}: CSV file not found"]
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(SpecError) as info:
+        load_feeder(tmp_path / "empty.csv", "unique", "empty.csv (looked for here)")
+    assert info.value.problems[0].startswith("feeder: empty.csv (looked for here): empty")

@@ -16,9 +16,36 @@ from wsload.common.stages import MAX_STAGES, Profile, parse_stages
 
 
 def test_stages_parse_into_values() -> None:
-    raw = [{"duration": 10, "clients": 100, "rate": 50}, {"duration": 2.5, "clients": 0}]
-    assert parse_stages(raw) == ((Stage(10.0, 100, 50.0), Stage(2.5, 0, None)), [])
+    raw = [{"duration": 10, "clients": 100, "rate": 50}, {"duration": 2.5, "clients": 0, "rate": 0}]
+    assert parse_stages(raw) == ((Stage(10.0, 100, 50.0), Stage(2.5, 0, 0.0)), [])
+    no_rates = [{"duration": 10, "clients": 100}, {"duration": 2.5, "clients": 0}]
+    assert parse_stages(no_rates) == ((Stage(10.0, 100, None), Stage(2.5, 0, None)), [])
     assert parse_stages([]) == ((), [])
+
+
+def test_every_stage_gives_a_rate_or_none_does() -> None:
+    """A stage without a rate among stages with one would silently send at 0 (or hold
+    another stage's rate) and ignore the job's interval: refused, naming those stages."""
+    raw = [
+        {"duration": 5, "clients": 10},
+        {"duration": 5, "clients": 10, "rate": 10},
+        {"duration": 5, "clients": 10},
+    ]
+    assert parse_stages(raw) == (
+        (),
+        [
+            "stages: stages 1, 3 give no rate while others do: give every stage a rate, "
+            "or none (then the job's rate or interval applies)"
+        ],
+    )
+    # said beside the other problems of the stages, in the same pass
+    _, problems = parse_stages([{"duration": 5, "clients": 10}, {"duration": 0, "rate": 10}])
+    assert problems == [
+        "stages: stage 2: duration must be seconds > 0 and <= 604800, got int 0",
+        "stages: stage 2: needs clients (the connected clients at its end)",
+        "stages: stage 1 gives no rate while others do: give every stage a rate, "
+        "or none (then the job's rate or interval applies)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -44,7 +71,10 @@ def test_stages_parse_into_values() -> None:
     ],
 )
 def test_a_bad_stage_is_named_by_its_number(stage: Any, expected: str) -> None:
-    stages, problems = parse_stages([{"duration": 5, "clients": 5}, stage])
+    first = {"duration": 5, "clients": 5}
+    if isinstance(stage, dict) and "rate" in stage:
+        first["rate"] = 5  # every stage gives a rate, or none does
+    stages, problems = parse_stages([first, stage])
     assert stages == ()
     assert problems[0].startswith(f"stages: stage 2: {expected}"), problems
     assert all(p.startswith("stages: stage 2: ") for p in problems)

@@ -160,14 +160,14 @@ def test_every_problem_at_once_with_where_it_is() -> None:
         "not an exact text expect",
         "steps: step 4: fail applies to expects only, not to send",
         "steps: step 4: capture applies to expects only, not to send",
-        "loop: step 5: {random_int(5,1)}: random_int(a,b) needs a <= b",
-        "loop: step 5: unknown variable {tokn} (did you mean 'tok'?)",
-        "loop: step 6: unknown key 'thnk' (did you mean 'think'?)",
-        "loop: step 7: wait: unknown distribution 'gauss'",
-        "loop: step 8: close takes a close code (1000-4999) or true",
-        "loop: step 9: needs exactly one of send, send_binary, expect, expect_regex, "
+        "loop: step 1: {random_int(5,1)}: random_int(a,b) needs a <= b",
+        "loop: step 1: unknown variable {tokn} (did you mean 'tok'?)",
+        "loop: step 2: unknown key 'thnk' (did you mean 'think'?)",
+        "loop: step 3: wait: unknown distribution 'gauss'",
+        "loop: step 4: close takes a close code (1000-4999) or true",
+        "loop: step 5: needs exactly one of send, send_binary, expect, expect_regex, "
         "expect_binary, think, close (has send and think)",
-        "loop: step 10: needs exactly one of send, send_binary, expect, expect_regex, "
+        "loop: step 6: needs exactly one of send, send_binary, expect, expect_regex, "
         "expect_binary, think, close (has none)",
     ]
 
@@ -177,7 +177,7 @@ def test_bad_scenario_raises_with_every_problem() -> None:
         compile_workload(JobSpec(steps=({"sned": 1},), loop=({"wait": -1},)))
     assert info.value.problems == [
         "steps: step 1: unknown key 'sned' (did you mean 'send'?)",
-        "loop: step 2: wait must be a number of seconds (0 to 3600), "
+        "loop: step 1: wait must be a number of seconds (0 to 3600), "
         "{uniform = [a, b]} or {exponential = mean}",
     ]
 
@@ -212,7 +212,9 @@ def test_variables_known_at_each_step() -> None:
         ({"expect": {"a": 1}, "capture": {"seq": "a"}}, "would hide the built-in variable {seq}"),
         ({"expect": {"a": 1}, "capture": {"1x": "a"}}, "'1x' is not a variable name"),
         ({"expect": {"a": 1}, "capture": {"x": "a..b"}}, "has an empty part"),
-        ({"expect": {"a": 1}, "capture": {"x": 5}}, "must be a non-empty string"),
+        ({"expect": {"a": 1}, "capture": {"x": 5}}, "a capture path is a string"),
+        ({"expect": {"a": 1}, "capture": {"x": ""}}, "must be a non-empty string"),
+        ({"expect_regex": "(a)", "capture": {"x": 2}}, "the regular expression has no group 2"),
         ({"expect": {"a": 1}, "capture": "a"}, 'capture takes a table of variable = "dotted.path"'),
         ({"expect_regex": "(a)", "capture": {"x": "b"}}, "the regular expression has no group 'b'"),
         ({"expect_binary": "00", "capture": {"x": "a"}}, "not a binary expect"),
@@ -243,7 +245,7 @@ def test_step_names_are_unique_in_a_program() -> None:
     ) == [
         "steps: step 2: name 'x' is taken by steps: step 1 (step names are unique; only "
         "expects of different scenarios may share one)",
-        "loop: step 4: name 'step 3' is taken by steps: step 3 (step names are unique; only "
+        "loop: step 1: name 'step 3' is taken by steps: step 3 (step names are unique; only "
         "expects of different scenarios may share one)",
     ]
 
@@ -305,7 +307,7 @@ def test_scenario_problems_name_the_scenario() -> None:
         "scenarios[4] (empty): needs [[scenarios.steps]] or [[scenarios.loop]]",
         "scenarios[5]: expected a table, got str 'not a table'",
         "scenarios: their clients add up to 7, more than the job's 5",
-        "scenarios[2] (chat): step 1: unknown key 'sned' (did you mean 'send'?)",
+        "scenarios[2] (chat): steps: step 1: unknown key 'sned' (did you mean 'send'?)",
     ]
 
 
@@ -326,8 +328,8 @@ def test_expects_of_different_scenarios_may_share_a_name() -> None:
             {"name": "b", "steps": [{"expect": "y", "name": "s"}]},
         )
     ) == [
-        "scenarios[2] (b): step 1: name 's' is taken by scenarios[1] (a): step 1 (step names "
-        "are unique; only expects of different scenarios may share one)"
+        "scenarios[2] (b): steps: step 1: name 's' is taken by scenarios[1] (a): steps: step 1 "
+        "(step names are unique; only expects of different scenarios may share one)"
     ]
 
 
@@ -378,7 +380,11 @@ def test_feeder_problems_before_the_run(tmp_path: Path) -> None:
     lonely.write_text('num_clients = 1\n[feeder]\nfile = "users.csv"\nmod = "cycle"\n')
     with pytest.raises(SpecError) as info:
         build_spec(scenario=lonely, env={})
-    assert info.value.problems == ["feeder: unknown key 'mod' (did you mean 'mode'?)"]
+    assert info.value.problems == [
+        "feeder: unknown key 'mod' (did you mean 'mode'?)",
+        "feeder: only a conversation ([[steps]], [[loop]] or [[scenarios]]) uses "
+        "a feeder's columns",
+    ]
     lonely.write_text('num_clients = 1\n[feeder]\nfile = "users.csv"\n')
     with pytest.raises(SpecError) as info:
         build_spec(scenario=lonely, env={})
@@ -393,7 +399,7 @@ def test_a_capture_may_not_hide_a_feeder_column(tmp_path: Path) -> None:
         build_spec(scenario=write_chat(tmp_path, text=text), env={}, ws_url="ws://127.0.0.1:9/")
     assert info.value.problems == [
         "steps: step 2: capture: 'user' would hide the feeder column {user}",
-        "loop: step 3: unknown variable {token} (known: client_id, pad, password, seq, ts, "
+        "loop: step 1: unknown variable {token} (known: client_id, pad, password, seq, ts, "
         "user, uuid)",
     ]
 
@@ -444,3 +450,41 @@ def test_any_steps_compile_or_give_problems(steps: list[Any], scenarios: list[An
     assert all(isinstance(p, str) and "\n" not in p for p in found)
     if not found:
         compile_workload(spec)
+
+
+def test_an_integer_capture_takes_a_regex_group_by_number() -> None:
+    step = (
+        compile_workload(
+            JobSpec(
+                loop=({"send": "x"}, {"expect_regex": r"id=(\d+) n=(\d+)", "capture": {"n": 2}})
+            )
+        )
+        .programs[0]
+        .loop[1]
+    )
+    assert step.capture == (("n", "2"),)
+    assert problems(steps=({"expect_regex": "(a)", "capture": {"n": True}},)) == [
+        "steps: step 1: capture n: a capture path must be a non-empty string like 'a.b.0.c'"
+    ]
+
+
+def test_a_malformed_step_hides_no_other_problem() -> None:
+    """Names of steps that did not compile still count: a taken name is said, and a
+    threshold is checked against every step whose name is known (an expect or maybe one)."""
+    found = problems(
+        thresholds=("step.x.p99<50ms", "step.bad.p99<50ms", "step.ack.p99<5"),
+        steps=({"send": "{usr}", "name": "login"}, {"expect": "ok", "name": "login", "tmeout": 1}),
+        loop=({"name": "bad", "expct": "x"}, {"expect": "{tok}", "name": "ack"}),
+    )
+    assert found == [
+        "steps: step 1: unknown variable {usr} (known: client_id, pad, seq, ts, uuid)",
+        "steps: step 2: unknown key 'tmeout' (did you mean 'timeout'?)",
+        "loop: step 1: unknown key 'expct' (did you mean 'expect'?)",
+        "loop: step 2: unknown variable {tok} (known: client_id, pad, seq, ts, uuid)",
+        "steps: step 2: name 'login' is taken by steps: step 1 (step names are unique; only "
+        "expects of different scenarios may share one)",
+        "threshold 'step.x.p99<50ms': no step named 'x' (steps: 'ack', 'bad', 'login')",
+    ]
+    # a step whose name cannot be known: no threshold is checked against the names
+    unknown = problems(thresholds=("step.x.p99<50ms",), steps=({"expect": "a", "name": 5},))
+    assert unknown == ["steps: step 1: name must be a non-empty string"]

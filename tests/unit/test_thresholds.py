@@ -238,3 +238,23 @@ def test_a_per_step_threshold_must_name_an_expect_step_of_the_job() -> None:
     with pytest.raises(SpecError) as echo:
         build_spec(thresholds=("step.echo.p99<50ms",))
     assert "this job has no expect steps" in echo.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["step.a<b.c.p99<50ms", 'step.a"b.p99<50ms', "step.a=b.p99 < 50ms", "step.x>y.met==0"],
+)
+def test_an_unquoted_name_holding_an_operator_gets_the_quoting_hint(expr: str) -> None:
+    with pytest.raises(ThresholdError) as info:
+        parse_threshold(expr)
+    assert str(info.value).endswith(
+        """(quote a step name that holds < > = or ": step."a<b".p99<50ms)"""
+    )
+
+
+@pytest.mark.parametrize("expr", ["step.ack.p99<50", "step.ack.p99<", "step.ack.nope<5"])
+def test_other_malformed_step_thresholds_get_no_quoting_hint(expr: str) -> None:
+    with pytest.raises(ThresholdError) as info:
+        parse_threshold(expr)
+    assert "quote a step name" not in str(info.value)
+    assert parse_threshold('step."a<b".p99<50ms').step == "a<b"
