@@ -184,7 +184,8 @@ def _conversation_head(summary: RunSummary) -> list[str]:
         f"{c.failed} failed one, {c.unsolicited + c.late} unsolicited)",
         f"  Expects begun:           {c.expected}",
         f"  Expects met:             {c.received}",
-        f"  Success rate:            {_pct(f.success_rate)} of expects begun",
+        f"  Success rate:            {_pct(f.success_rate)}"
+        + ("" if f.success_rate is None else " of expects begun"),
         f"  Average latency:         {ms(f.avg_latency)} (expects met, from the due time)",
         f"  Timed out / failed / lost / unanswered at stop: "
         f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",

@@ -169,3 +169,30 @@ def test_a_step_never_met_fails_the_run_and_every_output_agrees(
     failure = cases["ack"].find("failure")
     assert failure is not None
     assert (failure.get("message") or "").startswith(reason)
+
+
+@pytest.mark.timeout(90)
+def test_a_conversation_with_no_expect_step_tested_nothing(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Sends only: the echoes come back as unsolicited and no answer is checked: exit 1."""
+    server = serve_factory()
+    scenario = tmp_path / "sends.toml"
+    scenario.write_text('num_clients = 1\nduration = 1.5\ninterval = 0.1\n\n'
+                        '[[loop]]\nsend = "hello"\n')  # fmt: skip
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scenario), "--ws-url", server.ws_url, "-w", "1",
+         "--quiet", "--json", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    sent = doc["total_sent"]
+    assert sent > 0
+    assert doc["expected"] == 0
+    assert doc["nothing_tested"].startswith(  # then the first error seen, if any
+        f"nothing tested: {sent} messages sent, but the scenario has no expect step, "
+        "so no answer was checked"
+    )
+    assert proc.stdout.splitlines()[0] == f"wsload: FAILED: {doc['nothing_tested']}"
