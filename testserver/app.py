@@ -92,7 +92,7 @@ class ReferenceServer:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """``GET /ws``: one connection, served until either side closes it."""
         ws = await accept(request, MAX_MESSAGE_SIZE, CLOSE_TIMEOUT)
-        conn = Connection(ws, self.stats, self.policy)
+        conn = Connection(ws, request, self.stats, self.policy)
         self.connections.add(conn)
         self.stats.opened(request.remote or "")
         try:

@@ -36,6 +36,7 @@ from wsload.testserver.chat import ChatHub, ChatReplyKind, Member
 from wsload.testserver.connection import (
     CLOSE_AFTER_CODE,
     CLOSE_AFTER_REASON,
+    MAX_QUEUED_REPLIES,
     FaultedReceiver,
     accept,
     utf8_len,
@@ -45,7 +46,6 @@ from wsload.testserver.stats import ChatStats
 
 MAX_OUTBOX: Final = 1024  #: broadcasts waiting for one connection
 MAX_OUTBOX_BYTES: Final = 4 * 1024 * 1024  #: their characters, beyond the first one
-MAX_QUEUED_REPLIES: Final = 4096  #: delayed replies of one connection before reading pauses
 DEFAULT_HEARTBEAT: Final = 1.0  #: seconds between heartbeats (``--chat-heartbeat``)
 
 _CLOSE: Final = "close"  # the reply queue's marker: close (--close-after) once it comes up
@@ -57,12 +57,13 @@ def heartbeat_message(now: float) -> str:
     return json.dumps({"type": "heartbeat", "ts": round(now, 3)}, separators=(",", ":"))
 
 
-class ChatConnection(FaultedReceiver):
+class ChatConnection(FaultedReceiver[_Reply]):
     """A ``/chat`` client and everything that belongs to it; :meth:`serve` runs it."""
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        request: web.Request,
         hub: ChatHub,
         stats: ChatStats,
         policy: FaultPolicy,
@@ -75,12 +76,9 @@ class ChatConnection(FaultedReceiver):
         self._policy = policy
         self._heartbeat = heartbeat
         self._queued = policy.faults.holds_replies
-        self._replies: deque[tuple[float, _Reply]] = deque()
+        self._init_queue(request)  # _wakeup: something for the writer, a broadcast or a reply
         self._outbox: deque[str] = deque()
         self._outbox_size = 0  # characters queued in _outbox
-        self._wakeup = asyncio.Event()  # something for the writer: a broadcast or a reply
-        self._space = asyncio.Event()  # the reply queue has room again, or the writer ended
-        self._closing = False
 
     async def serve(self) -> None:
         """Run until the client leaves, the server closes it, or the server shuts down."""
@@ -93,9 +91,10 @@ class ChatConnection(FaultedReceiver):
             self._closing = True
             self._hub.leave_all(self.member)
             stats = self._stats
-            stats.dropped += sum(1 for _, item in self._replies if item is not _CLOSE)
+            waiting = sum(1 for _, item in self._replies if item is not _CLOSE)
+            stats.dropped += waiting
             stats.broadcasts_dropped += len(self._outbox)
-            self._replies.clear()
+            self._discard_queue(waiting)
             self._outbox.clear()
 
     def push(self, text: str) -> None:
@@ -118,32 +117,32 @@ class ChatConnection(FaultedReceiver):
     def _count_dropped(self) -> None:
         self._stats.dropped += 1
 
+    def _count_queued(self, change: int) -> None:
+        self._stats.replies_queued += change
+
+    def _count_paused(self) -> None:
+        self._stats.reads_paused += 1
+
     async def _answer(self, frame: str | bytes, due: float) -> None:
         handled = self._hub.handle(self.member, frame)
         if handled.accepted_msg:
             self._stats.messages += 1
             for member in handled.recipients:
                 member.push(handled.broadcast)
-        if not self._queued:
+        if self._queued:
+            self._enqueue(due, (handled.reply, handled.kind))
+        else:
             await self._send_reply(handled.reply, handled.kind)
-            return
-        while len(self._replies) >= MAX_QUEUED_REPLIES and not self._closing:
-            self._space.clear()
-            await self._space.wait()
-        self._replies.append((due, (handled.reply, handled.kind)))
-        self._wakeup.set()
 
     def _queue_close(self) -> None:
-        self._replies.append((0.0, _CLOSE))
-        self._wakeup.set()
+        self._enqueue(0.0, _CLOSE, reply=False)
 
     async def _writer(self) -> None:
         """Send broadcasts at once, replies when due, heartbeats on the timer; close on marker."""
         try:
             await self._write_loop()
         finally:
-            self._closing = True  # nothing sends any more: later messages count as dropped
-            self._space.set()  # a receiver waiting for room must not wait for ever
+            self._writer_ended()  # later messages count as dropped; a paused reader resumes
 
     async def _write_loop(self) -> None:
         stats, outbox, replies = self._stats, self._outbox, self._replies
@@ -165,8 +164,7 @@ class ChatConnection(FaultedReceiver):
                 continue
             now = time.monotonic()
             if replies and replies[0][0] <= now:
-                _, item = replies.popleft()
-                self._space.set()
+                item = self._dequeue(reply=replies[0][1] is not _CLOSE)
                 if isinstance(item, str):  # the close marker
                     await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
                     return
@@ -234,7 +232,7 @@ class ChatEndpoint:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """``GET /chat``: one connection, served until either side closes it."""
         ws = await accept(request, self._max_message_size, self._close_timeout)
-        conn = ChatConnection(ws, self.hub, self.stats, self.policy, self.heartbeat)
+        conn = ChatConnection(ws, request, self.hub, self.stats, self.policy, self.heartbeat)
         self.connections.add(conn)
         self.stats.connections += 1
         self.stats.connections_open += 1

@@ -2,8 +2,10 @@
 
 A thin shell: flags become :class:`wsload.testserver.faults.Faults`, checked before
 anything binds; the server is :class:`wsload.testserver.app.ReferenceServer`. Its
-only stdout output is the one URL line scripts and tests wait for (with the
-real port when ``--port 0``). Bad flags and unusable addresses end with one
+only stdout output is two lines, with the real port when ``--port 0``: first the
+URL line scripts and tests wait for (``/ws`` and the API; its format is
+parsed, so it never changes), then one line listing every endpoint, ``/chat``
+included, for the person reading it. Bad flags and unusable addresses end with one
 line on stderr and exit code 2; a signal ends it with exit code 0.
 """
 
@@ -46,6 +48,14 @@ def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 def url_host(host: str) -> str:
     """``host`` as it appears in a URL: IPv6 addresses in brackets."""
     return f"[{host}]" if ":" in host else host
+
+
+def endpoints_line(base: str) -> str:
+    """The second line of the banner: every endpoint at ``base`` (``host:port``)."""
+    return (
+        f"endpoints: echo ws://{base}/ws chat ws://{base}/chat "
+        f"api http://{base}/api (events, health, stats)"
+    )
 
 
 @click.command(cls=OneStageCommand)
@@ -166,10 +176,13 @@ def serve(
       bad token -> {"type": "error", "reason": "bad token"}; heartbeats on a timer
     HTTP       http://HOST:PORT/api
       POST /api/events   {"event": NAME, "data": ..., "count": N} to NAME's subscribers
-      GET  /api/health   GET /api/stats   POST /api/stats/reset
+      GET  /api/stats    counters: /ws's at the top level, /chat's under "chat"
+      GET  /api/health   POST /api/stats/reset
 
-    Prints one line, "wsload test server listening on ws://... api http://...",
-    and runs until Ctrl-C or SIGTERM.
+    Prints two lines and runs until Ctrl-C or SIGTERM: first
+    "wsload test server listening on ws://.../ws api http://.../api" (the line
+    scripts read), then "endpoints: echo ws://.../ws chat ws://.../chat api
+    http://.../api (events, health, stats)".
     """
     faults = Faults(
         delay / 1000.0, stall_every, stall_for, drop_rate, close_after, push_every / 1000.0
@@ -225,6 +238,7 @@ async def _serve(server: ReferenceServer, host: str, port: int, reuse_port: bool
     bound = runner.addresses[0][1] if runner.addresses else port
     base = f"{url_host(host)}:{bound}"
     click.echo(f"wsload test server listening on ws://{base}/ws api http://{base}/api")
+    click.echo(endpoints_line(base))
     sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -237,4 +251,4 @@ async def _serve(server: ReferenceServer, host: str, port: int, reuse_port: bool
     return 0
 
 
-__all__ = ["serve", "url_host"]
+__all__ = ["endpoints_line", "serve", "url_host"]

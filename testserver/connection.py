@@ -3,7 +3,11 @@
 With no delay or stall configured every reply is sent inline, right after
 its message is processed: the fastest path, and order comes for free. With
 ``--delay`` or stalls, replies wait in a FIFO queue that a per-connection
-sender task drains when each reply is due; with ``--push-every`` a pusher
+sender task drains when each reply is due. That queue holds at most
+:data:`MAX_QUEUED_REPLIES` replies (``/chat``'s too): when it is full the
+connection stops reading until the sender has made room, so TCP pushes back
+on a client that sends faster than a delayed server answers, and it costs
+bounded memory rather than a reply per message it could send. With ``--push-every`` a pusher
 task sends the connection its unsolicited heartbeats. Those tasks belong to
 :meth:`Connection.serve` (an :class:`asyncio.TaskGroup`), which cancels and
 awaits them when the connection ends, so no task outlives its connection and
@@ -17,9 +21,11 @@ any more (connection gone) is counted as dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections import deque
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from aiohttp import WSMessage, WSMsgType, web
 
@@ -29,6 +35,12 @@ from wsload.testserver.stats import ServerStats
 
 CLOSE_AFTER_CODE: Final = 1000
 CLOSE_AFTER_REASON: Final = b"close-after"
+MAX_QUEUED_REPLIES: Final = 4096  #: delayed replies of one connection before reading pauses
+#: Seconds between checks, while reading is paused, that the client is still there
+#: (a paused connection reads nothing, so it would not otherwise notice it left).
+PAUSED_CHECK: Final = 0.25
+
+_Item = TypeVar("_Item")  # what a reply queue holds: a reply or the close marker
 
 
 class _CloseMarker:
@@ -38,21 +50,43 @@ class _CloseMarker:
 _CLOSE: Final = _CloseMarker()
 
 
-class FaultedReceiver:
+class FaultedReceiver(Generic[_Item]):
     """The reading both ``/ws`` and ``/chat`` connections do, under the fault flags.
 
-    Each data frame is counted; once the connection is closing it is
-    dropped; otherwise the :class:`FaultPolicy` decides: lost on the way
-    (dropped, no effect at all), or answered by :meth:`_answer` (inline, or
-    queued until due); then perhaps ``--close-after``'s close: at once when
-    replies go inline, else queued (:meth:`_queue_close`) behind the replies
-    already waiting. A subclass says how to count, answer and queue.
+    Each data frame is counted; when replies are queued and the queue is
+    full, reading pauses first (:meth:`_room`); once the connection is
+    closing the frame is dropped; otherwise the :class:`FaultPolicy` decides:
+    lost on the way (dropped, no effect at all), or answered by
+    :meth:`_answer` (inline, or queued until due with :meth:`_enqueue`);
+    then perhaps ``--close-after``'s close: at once when replies go inline,
+    else queued (:meth:`_queue_close`) behind the replies already waiting.
+    A subclass says how to count, answer and queue; its writer takes queued
+    items with :meth:`_dequeue` and calls :meth:`_writer_ended` when it stops.
     """
 
     ws: web.WebSocketResponse
+    _request: web.Request
     _policy: FaultPolicy
     _queued: bool  # replies wait in a queue (delay or stalls), else go inline
     _closing: bool  # --close-after has decided (or the writer ended): no more replies
+    _replies: deque[tuple[float, _Item]]  # (due, reply or close marker), in arrival order
+    _wakeup: asyncio.Event  # something for the writer
+    _space: asyncio.Event  # the reply queue has room again, or the writer ended
+
+    def _init_queue(self, request: web.Request) -> None:
+        self._request = request
+        self._replies = deque()
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._closing = False
+
+    def _count_queued(self, change: int) -> None:
+        """Keep the endpoint's ``replies_queued`` gauge (``change`` replies in or out)."""
+        raise NotImplementedError
+
+    def _count_paused(self) -> None:
+        """Count one pause of reading (``reads_paused``): the reply queue was full."""
+        raise NotImplementedError
 
     def _count_received(self, size: int) -> None:
         raise NotImplementedError
@@ -68,6 +102,51 @@ class FaultedReceiver:
         """Queue the ``--close-after`` close behind the replies already queued."""
         raise NotImplementedError
 
+    def _enqueue(self, due: float, item: _Item, reply: bool = True) -> None:
+        """Queue ``item`` (a reply, unless ``reply`` is False) for the writer."""
+        self._replies.append((due, item))
+        if reply:
+            self._count_queued(1)
+        self._wakeup.set()
+
+    def _dequeue(self, reply: bool) -> _Item:
+        """Take the first queued item (the writer found it due); the receiver may read on."""
+        _, item = self._replies.popleft()
+        if reply:
+            self._count_queued(-1)
+        self._space.set()
+        return item
+
+    def _discard_queue(self, replies: int) -> None:
+        """The connection ended with ``replies`` replies still queued: forget them all."""
+        self._count_queued(-replies)
+        self._replies.clear()
+
+    def _writer_ended(self) -> None:
+        """Nothing sends any more: later messages count as dropped, and reading resumes."""
+        self._closing = True
+        self._space.set()
+
+    async def _room(self) -> None:
+        """Wait while the reply queue is full: reading pauses, TCP pushes back on the client.
+
+        Ends when the writer made room or ended, or the client left or the
+        server is closing it (checked every :data:`PAUSED_CHECK` seconds:
+        a connection that reads nothing would not notice otherwise); then
+        the connection is closing and the frame waiting is dropped.
+        """
+        if len(self._replies) < MAX_QUEUED_REPLIES:
+            return
+        self._count_paused()
+        while len(self._replies) >= MAX_QUEUED_REPLIES and not self._closing:
+            if self.ws.closed or peer_gone(self._request.transport):
+                self._closing = True
+                return
+            self._space.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PAUSED_CHECK):
+                    await self._space.wait()
+
     async def _receive(self) -> None:
         n = 0
         async for msg in self.ws:
@@ -76,6 +155,8 @@ class FaultedReceiver:
                 return
             frame, size = data
             self._count_received(size)
+            if self._queued and not self._closing:
+                await self._room()
             if self._closing:
                 self._count_dropped()
                 continue
@@ -95,18 +176,22 @@ class FaultedReceiver:
                 return
 
 
-class Connection(FaultedReceiver):
+class Connection(FaultedReceiver[Reply | _CloseMarker]):
     """A WebSocket client of the reference server and everything that belongs to it."""
 
-    def __init__(self, ws: web.WebSocketResponse, stats: ServerStats, policy: FaultPolicy) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        stats: ServerStats,
+        policy: FaultPolicy,
+    ) -> None:
         self.ws = ws
         self.subscriptions: set[str] = set()
         self._stats = stats
         self._policy = policy
         self._queued = policy.faults.holds_replies
-        self._queue: deque[tuple[float, Reply | _CloseMarker]] = deque()
-        self._wakeup = asyncio.Event()
-        self._closing = False  # --close-after has decided; later messages get no reply
+        self._init_queue(request)
 
     async def serve(self) -> None:
         """Run until the client leaves, the server closes it, or the server shuts down."""
@@ -124,8 +209,9 @@ class Connection(FaultedReceiver):
                     helper.cancel()
         finally:
             # Replies still waiting for their due time will never leave.
-            self._stats.dropped += sum(1 for _, item in self._queue if item is not _CLOSE)
-            self._queue.clear()
+            waiting = sum(1 for _, item in self._replies if item is not _CLOSE)
+            self._stats.dropped += waiting
+            self._discard_queue(waiting)
 
     async def deliver(self, text: str) -> bool:
         """Send one event message now (events skip delay and stalls); True if it went out."""
@@ -145,20 +231,30 @@ class Connection(FaultedReceiver):
     def _count_dropped(self) -> None:
         self._stats.dropped += 1  # a subscribe lost on the way subscribes to nothing
 
+    def _count_queued(self, change: int) -> None:
+        self._stats.replies_queued += change
+
+    def _count_paused(self) -> None:
+        self._stats.reads_paused += 1
+
     async def _answer(self, frame: str | bytes, due: float) -> None:
         if self._queued:
-            self._queue.append((due, answer(frame, self.subscriptions)))
-            self._wakeup.set()
+            self._enqueue(due, answer(frame, self.subscriptions))
         else:
             await self._send_reply(answer(frame, self.subscriptions))
 
     def _queue_close(self) -> None:
-        self._queue.append((0.0, _CLOSE))
-        self._wakeup.set()
+        self._enqueue(0.0, _CLOSE, reply=False)
 
     async def _sender(self) -> None:
         """Send queued replies when due, in arrival order; close when the marker comes up."""
-        queue = self._queue
+        try:
+            await self._send_loop()
+        finally:
+            self._writer_ended()
+
+    async def _send_loop(self) -> None:
+        queue = self._replies
         while True:
             if not queue:
                 self._wakeup.clear()
@@ -169,7 +265,7 @@ class Connection(FaultedReceiver):
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            queue.popleft()
+            item = self._dequeue(reply=item is not _CLOSE)
             if isinstance(item, _CloseMarker):
                 await self.ws.close(code=CLOSE_AFTER_CODE, message=CLOSE_AFTER_REASON)
                 return
@@ -247,6 +343,30 @@ def data_frame(msg: WSMessage) -> tuple[str | bytes, int] | None:
     return None
 
 
+_TCP_CLOSE, _TCP_CLOSE_WAIT = 7, 8  # Linux tcp_states.h
+
+
+def peer_gone(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether the client has left (reset, or closed its side), seen without reading.
+
+    A connection that stopped reading gets no news from its event loop: a
+    reset or a FIN waits unread behind the data. The kernel knows, though:
+    on Linux the socket's TCP state (TCP_INFO) says CLOSE or CLOSE_WAIT.
+    Elsewhere only a transport the loop already closed counts.
+    """
+    if transport is None or transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if sock is None or tcp_info is None:
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0]
+    except OSError:
+        return True
+    return state in (_TCP_CLOSE, _TCP_CLOSE_WAIT)
+
+
 def utf8_len(text: str) -> int:
     """The UTF-8 size of ``text``, without encoding it when it is ASCII (the common case)."""
     return len(text) if text.isascii() else len(text.encode())
@@ -255,9 +375,11 @@ def utf8_len(text: str) -> int:
 __all__ = [
     "CLOSE_AFTER_CODE",
     "CLOSE_AFTER_REASON",
+    "MAX_QUEUED_REPLIES",
     "Connection",
     "FaultedReceiver",
     "accept",
     "data_frame",
+    "peer_gone",
     "utf8_len",
 ]

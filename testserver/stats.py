@@ -40,6 +40,14 @@ Not sent
     ``events_undelivered``: event deliveries that failed because the
     subscriber's connection was closing or closed.
 
+Queued (only with ``--delay`` or stalls, when replies wait until due)
+    ``replies_queued``: replies waiting in connections' queues right now (a
+    gauge; never reset). Each connection holds at most
+    ``connection.MAX_QUEUED_REPLIES``; when its queue is full it stops
+    reading until a reply leaves, so a client sending faster than a delayed
+    server answers meets TCP backpressure instead of growing the server.
+    ``reads_paused``: how many times a connection paused reading so.
+
 Hence, once every queued reply has gone out or been discarded::
 
     messages_received == echoes_sent + pongs_sent + acks_sent + dropped
@@ -63,7 +71,9 @@ received frames whose reply never went out (``--drop-rate``, or the
 connection was gone); ``broadcasts``: broadcast deliveries sent to other
 members; ``broadcasts_dropped``: deliveries discarded because the member
 reads too slowly (its bounded queue was full) or its connection was closing;
-``heartbeats`` sent; ``sent`` and ``bytes_sent``: every frame. Hence::
+``heartbeats`` sent; ``sent`` and ``bytes_sent``: every frame;
+``replies_queued`` (a gauge, never reset) and ``reads_paused`` as for
+``/ws``. Hence::
 
     received == logins + login_failures + joins + acks + bad_token + errors + dropped
     sent == logins + login_failures + joins + acks + bad_token + errors
@@ -74,6 +84,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
+
+_GAUGES = ("connections_open", "replies_queued")  # what is true now: a reset keeps them
 
 
 @dataclass
@@ -97,11 +109,13 @@ class ChatStats:
     sent: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    replies_queued: int = 0
+    reads_paused: int = 0
 
     def reset(self) -> None:
-        """Zero every counter except the ``connections_open`` gauge."""
+        """Zero every counter except the gauges (``connections_open``, ``replies_queued``)."""
         for f in fields(self):
-            if f.name != "connections_open":
+            if f.name not in _GAUGES:
                 setattr(self, f.name, 0)
 
 
@@ -124,6 +138,8 @@ class ServerStats:
     dropped: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    replies_queued: int = 0
+    reads_paused: int = 0
     connections_by_address: dict[str, int] = field(default_factory=dict)
     chat: ChatStats = field(default_factory=ChatStats)
     started: float = field(default_factory=time.monotonic)
@@ -143,9 +159,9 @@ class ServerStats:
         return out
 
     def reset(self) -> None:
-        """Zero every counter except the ``connections_open`` gauge (and the start time)."""
+        """Zero every counter except the gauges (and the start time)."""
         for f in fields(self):
-            if f.name not in ("connections_open", "started", "chat"):
+            if f.name not in (*_GAUGES, "started", "chat"):
                 setattr(self, f.name, 0)
         self.connections_by_address = {}
         self.chat.reset()

@@ -22,7 +22,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from tests.integration.conftest import WSLOAD, RunningServer, ServerFactory
-from tests.integration.test_testserver import nothing_arrives, stats_when
+from tests.integration.test_testserver import (
+    assert_no_traceback,
+    flood_a_delayed_server,
+    nothing_arrives,
+    stats_when,
+)
+from wsload.testserver.connection import MAX_QUEUED_REPLIES
 
 IDENTITY_REPLIES = ("logins", "login_failures", "joins", "acks", "bad_token", "errors")
 RECV_TIMEOUT = 10.0
@@ -293,6 +299,21 @@ async def test_a_member_that_never_reads_costs_dropped_broadcasts_not_memory(
     chat = await chat_stats(server, connections_open=0, acks=count, messages=count)
     assert chat["broadcasts"] + chat["broadcasts_dropped"] == count
     assert_chat_identities(chat)
+
+
+@pytest.mark.asyncio
+async def test_delay_bounds_the_chat_reply_queue_and_stops_reading(
+    serve_factory: ServerFactory,
+) -> None:
+    """As on ``/ws`` (the same code): a flood against --delay costs a bounded queue."""
+    server = serve_factory("--delay", "600000", "--chat-heartbeat", "0")
+    chat = await flood_a_delayed_server(server, chat_url(server), lambda s: s["chat"])
+    assert chat["received"] == chat["dropped"] > MAX_QUEUED_REPLIES  # nothing answered
+    assert chat["errors"] == 0  # ("m1" is not JSON: its error reply was never sent)
+    assert_chat_identities(chat)
+    s = await stats_when(server, lambda s: True)
+    assert (s["messages_received"], s["replies_queued"], s["reads_paused"]) == (0, 0, 0)
+    assert_no_traceback(server)
 
 
 @pytest.mark.asyncio

@@ -13,6 +13,7 @@ import itertools
 import json
 import signal
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -33,6 +34,7 @@ from tests.integration.conftest import (
 )
 from wsload.common.spec import MAX_PAYLOAD_SIZE
 from wsload.testserver.app import MAX_MESSAGE_SIZE
+from wsload.testserver.connection import MAX_QUEUED_REPLIES
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 Reply = tuple[int, dict[str, Any], dict[str, str]]
@@ -88,10 +90,16 @@ def assert_no_traceback(server: RunningServer) -> None:
 # -- start-up ---------------------------------------------------------------
 
 
-def test_prints_one_url_line_with_the_bound_port(serve_factory: ServerFactory) -> None:
+def test_prints_the_url_line_then_every_endpoint(serve_factory: ServerFactory) -> None:
     server = serve_factory()
-    assert URL_LINE.match(server.line.rstrip("\n"))
+    assert URL_LINE.match(server.line.rstrip("\n"))  # first, and unchanged: scripts parse it
     assert server.line.endswith("\n")
+    assert server.proc.stdout is not None
+    base = f"127.0.0.1:{server.port}"
+    assert server.proc.stdout.readline() == (
+        f"endpoints: echo ws://{base}/ws chat ws://{base}/chat "
+        f"api http://{base}/api (events, health, stats)\n"
+    )
     assert server.ws_url == f"ws://127.0.0.1:{server.port}/ws"
     assert server.api_url == f"http://127.0.0.1:{server.port}/api"
     assert server.port != 0
@@ -470,6 +478,75 @@ async def test_client_vanishing_with_replies_pending(serve_factory: ServerFactor
     assert_no_traceback(server)
 
 
+async def flood_a_delayed_server(
+    server: RunningServer, url: str, counters: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """Send far more than the reply queue holds to a server delaying replies for minutes.
+
+    ``counters`` picks the endpoint's counters from ``/api/stats`` (its
+    received count is ``received``). Waits until the client has sent twice
+    the bound and the server has paused reading, checks that the server read
+    exactly one frame past a full queue, then leaves without a close frame;
+    returns the counters once the server has closed the connection.
+    """
+    bound, sent = MAX_QUEUED_REPLIES, 0
+
+    async def flood(ws: ClientConnection) -> None:
+        nonlocal sent
+        for i in range(10 * bound):  # blocks on TCP backpressure long before the end
+            await ws.send(f"m{i}")
+            sent += 1
+
+    async with connect(url, proxy=None, compression=None) as ws:
+        sender = asyncio.create_task(flood(ws))
+        try:
+            s = await stats_when(
+                server,
+                lambda s: counters(s)["replies_queued"] == bound and sent >= 2 * bound,
+                within=60,
+            )
+            c = counters(s)
+            assert (c["replies_queued"], c["reads_paused"], sent >= 2 * bound) == (bound, 1, True)
+            # It stopped reading: one frame past a full queue waits for room, nothing after it.
+            assert c["received"] == bound + 1, c
+            assert counters(await stats(server))["received"] == bound + 1
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            # Gone with a reset (SO_LINGER 0: a plain close would leave the unsent flood
+            # queued in this kernel, still on its way): the paused server, which reads
+            # nothing, must notice anyway.
+            sock = ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ws.transport.abort()
+    s = await stats_when(
+        server,
+        lambda s: counters(s)["connections_open"] == 0 and counters(s)["replies_queued"] == 0,
+        within=30,
+    )
+    c = counters(s)
+    assert (c["connections_open"], c["replies_queued"]) == (0, 0)
+    return c
+
+
+@pytest.mark.asyncio
+async def test_delay_bounds_the_reply_queue_and_stops_reading(
+    serve_factory: ServerFactory,
+) -> None:
+    """A client sending faster than a delayed server answers costs a bounded queue."""
+    server = serve_factory("--delay", "600000")
+
+    def ws_counters(s: dict[str, Any]) -> dict[str, Any]:
+        return {**s, "received": s["messages_received"]}
+
+    c = await flood_a_delayed_server(server, server.ws_url, ws_counters)
+    assert c["messages_received"] == c["dropped"] > MAX_QUEUED_REPLIES  # nothing answered
+    assert c["echoes_sent"] == 0
+    status, zeroed, _ = await ahttp("POST", f"{server.api_url}/stats/reset")
+    assert (status, zeroed["replies_queued"], zeroed["reads_paused"]) == (200, 0, 0)
+    assert_no_traceback(server)
+
+
 # -- HTTP errors ---------------------------------------------------------------
 
 
@@ -600,7 +677,7 @@ async def test_signal_closes_clients_and_exits_0(
         assert ws.close_code == 1001
     assert await asyncio.to_thread(server.proc.wait, 10) == 0
     assert server.proc.stdout is not None
-    assert server.proc.stdout.read() == ""  # the URL line was the only output
+    assert server.proc.stdout.read().startswith("endpoints: ")  # the banner's second line
     assert server.stderr() == ""
 
 
