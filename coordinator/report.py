@@ -172,8 +172,9 @@ def _conversation_head(summary: RunSummary) -> list[str]:
     """A conversation's counts: its run-level ``received`` counts expects *met*, not messages.
 
     Every message a client receives either meets the expect it waits for,
-    fails it (its ``fail`` matcher, or a capture missing from it) or is
-    unsolicited, so the messages received are the sum of the three.
+    fails it (its ``fail`` matcher, or a capture missing from it), is late
+    (the reply to an expect that timed out) or is unsolicited, so the
+    messages received are the sum of the four.
     """
     f = summary.figures
     c = f.counters
@@ -181,7 +182,7 @@ def _conversation_head(summary: RunSummary) -> list[str]:
     return [
         f"  Messages sent:           {c.sent}",
         f"  Messages received:       {arrived} ({c.received} met an expect, "
-        f"{c.failed} failed one, {c.unsolicited + c.late} unsolicited)",
+        f"{c.failed} failed one, {c.unsolicited} unsolicited, {c.late} late)",
         f"  Expects begun:           {c.expected}",
         f"  Expects met:             {c.received}",
         f"  Success rate:            {_pct(f.success_rate)}"

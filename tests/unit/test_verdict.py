@@ -597,7 +597,10 @@ def test_a_conversations_head_says_expects_met_and_messages_received() -> None:
     agg.add_samples("w1", conv_window(0, {"login": login}, connects=19))
     text = format_summary(summary_of(agg)).splitlines()
     assert "  Messages sent:           19" in text
-    assert "  Messages received:       19 (0 met an expect, 19 failed one, 0 unsolicited)" in text
+    assert (
+        "  Messages received:       19 (0 met an expect, 19 failed one, 0 unsolicited, 0 late)"
+        in text
+    )
     assert "  Expects begun:           19" in text
     assert "  Expects met:             0" in text
     assert not any("Total messages received" in line for line in text)
