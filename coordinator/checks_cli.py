@@ -131,7 +131,7 @@ def test(
     for spec in specs:
         if spec.mode is Mode.LOAD:
             # The same library call and verdict as wsload run: thresholds, "tested nothing".
-            summary = _run_load(spec, workers, to_stderr)
+            summary = _run_load(spec, workers, to_stderr, scenario)
             echo(format_summary(summary))
             ok = summary.passed
             figures = summary.figures
@@ -195,9 +195,12 @@ def _run(spec: JobSpec, to_stderr: bool) -> RunOutcome:
     return uvloop.run(run_session(spec, local_workers=1, options=options, on_log=_log))
 
 
-def _run_load(spec: JobSpec, workers: int | None, to_stderr: bool) -> RunSummary:
+def _run_load(
+    spec: JobSpec, workers: int | None, to_stderr: bool, scenario: str | None
+) -> RunSummary:
     """The load mode, judged as ``wsload run`` judges it (:func:`run_load`)."""
     _announce(spec, to_stderr)
     local = workers or len(os.sched_getaffinity(0))
     options = SessionOptions(expect_workers=local)
-    return uvloop.run(run_load(spec, local_workers=local, options=options, on_log=_log))
+    run = run_load(spec, local_workers=local, options=options, on_log=_log, scenario=scenario)
+    return uvloop.run(run)
