@@ -21,8 +21,11 @@ _INF = math.inf
 class Pacing:
     """Intended start times of one client's iterations.
 
-    ``period > 0``: ``first + k * period``, a grid that never drifts (a late
-    iteration does not move the next one); ``first`` defaults to the time of
+    ``period > 0``: ``first + k * period``, a grid that a late iteration
+    does not move -- only a think does: the next iteration is due at
+    ``slot + min(max(end - slot, 0), think)`` (``slot`` its grid time,
+    ``end`` when the previous one ended as intended, ``think`` the think
+    time it scripted), and the grid goes on from there. ``first`` defaults to the time of
     the first call plus ``phase`` (so a connection's iterations start after
     its setup, clients spread over the period). ``period <= 0`` is the closed
     loop: each iteration is due when the previous one ended; an infinite
@@ -48,11 +51,14 @@ class Pacing:
         self.k = 0
         self.last = -_INF
 
-    def next_start(self, now: float) -> float:
+    def next_start(self, now: float, think: float = 0.0) -> float:
         """The next iteration's intended start (may be in the past: the client is behind).
 
         ``now``: when the previous iteration ended (its intended end, after
-        its last think), or the session's setup did.
+        its last think), or the session's setup did; ``think``: the think
+        time that iteration scripted (it may postpone the slot by as much,
+        never more than the iteration actually ran past it: the target's
+        share of an overrun stays lateness).
         """
         period = self.period
         first = self.first
@@ -67,6 +73,10 @@ class Pacing:
             at = _INF
         else:
             at = first + self.k * period
+        if think > 0.0 and self.k > 0 and now > at:  # the think ran it past its slot
+            at = min(now, at + think)
+            if self.follow is None:
+                self.first, self.k = at, 0  # the grid goes on from the postponed start
         self.k += 1
         self.last = at
         return at

@@ -41,17 +41,34 @@ latency includes the lateness; after a met expect, the reply's arrival plus
 the think time in between), service time from the actual send. A timed-out
 or failed expect ends the iteration (the rest is skipped, counted nowhere)
 and the client goes on with the next; in ``[[steps]]`` (setup) it ends the
-session: close 1000 and reconnect after the backoff. A send that leaves more
-than BEHIND_SLACK after it was due counts ``behind_schedule``. While the
-engine says ``paused`` (the target does not read), nothing is written: the
+session: close 1000 and reconnect after the backoff. Why a step failed is
+an error kind (:meth:`Recorder.error`, only on that slow path):
+``fail_matched`` (the reply matched the expect's ``fail``) or
+``capture_missing`` (a capture path the reply lacks), its first text naming
+the step and the start of the reply.
+
+``behind_schedule`` (the summary's GENERATOR-BOUND: wsload's own limit)
+counts only lateness the generator caused: a send that leaves more than
+BEHIND_SLACK after the later of its due time and the moment the session
+could send it (a timer's deadline: the timer fired late; a message or a
+resume: at once). A send due in the past because the target's slow reply
+ended the previous iteration late is not counted there (its lateness is in
+the latency, from the due time, and in nothing else), nor one held while the
+engine says ``paused`` (the target does not read: nothing is written, the
 session waits at its send step until :meth:`Session.resume`, and the send's
-latency still counts from when it was due.
+latency still counts from when it was due; the pause counts in
+``write_pauses``).
 
 Iterations: ``seq`` is 1 for a client's first iteration (a loop pass, or a
 churn session), +1 per iteration, and ``{seq}`` renders the same in every
 step of one iteration (setup steps of a looping program see the last
 iteration's number, 0 on the first connection). When each iteration is due
-is :class:`wsload.worker.pacing.Pacing`'s.
+is :class:`wsload.worker.pacing.Pacing`'s: its grid slot under
+``rate``/``interval``, postponed by at most the think time the previous
+iteration scripted (:attr:`Client.thought`) when that think ran it past the
+slot, so the script's own think is never lateness, while the target's share
+of an overrun still is (the next iteration is due in the past and its
+latency counts from then: no coordinated omission).
 """
 
 from __future__ import annotations
@@ -103,6 +120,7 @@ class Session:
         "_matcher",
         "_pc",
         "_plan",
+        "_ready",
         "_send_at",
         "_send_due",
         "_stat",
@@ -128,6 +146,7 @@ class Session:
         self._iter_due = 0.0  # the current iteration's intended start
         self._send_due = 0.0  # the last send's due time (latency base)
         self._send_at = 0.0  # the last send's actual time (service base)
+        self._ready = 0.0  # when the current input was meant to be handled
         self._expect: Step | None = None
         self._matcher: Matcher | None = None
         self._fail: Matcher | None = None
@@ -155,6 +174,7 @@ class Session:
         client = self.client
         program = client.program
         due = now if due is None else min(due, now)
+        self._ready = now
         self._in_setup = True
         client.late = None  # a late reply comes on the connection it was asked on, if at all
         if program.loop:
@@ -177,10 +197,13 @@ class Session:
                 rec.unsolicited += 1
                 client.scenario.unsolicited += 1
             return EMPTY
+        self._ready = now
         values = client.values
         fail = self._fail
         if fail is not None and fail.match(data, text, values, client.rng) is not None:
-            return self._failed(now)
+            return self._failed(
+                now, "fail_matched", "the reply matched its fail pattern", data, text
+            )
         found = self._matcher.match(data, text, values, client.rng)  # type: ignore[union-attr]
         if found is None:
             if client.late is None or not client.took_late(data, text):
@@ -193,7 +216,8 @@ class Session:
             for var, path in step.capture:
                 value = capture(found, path)
                 if value is MISSING:
-                    return self._failed(now)
+                    why = f"capture {var}: no {path!r} in the reply"
+                    return self._failed(now, "capture_missing", why, data, text)
                 values[var] = value
         stat = self._stat
         assert stat is not None
@@ -221,6 +245,7 @@ class Session:
         state = self._state
         if now < self.deadline - TIMER_SLACK:
             return EMPTY
+        self._ready = self.deadline  # a send now is as late as the timer was
         if state == _EXPECTING:
             client = self.client
             self._stat.timed_out += 1  # type: ignore[union-attr]
@@ -244,6 +269,7 @@ class Session:
         self.paused = False
         if self._state != _HELD:
             return EMPTY
+        self._ready = now
         self._state = _WORKING
         return self._run(now)
 
@@ -286,13 +312,20 @@ class Session:
         client.seq += 1
         client.values["seq"] = client.seq
         client.scenario.iterations += 1
+        client.thought = 0.0
         self._plan, self._pc = plan, 0
         self._due = self._iter_due = self._send_due = due
         self._send_at = now
 
-    def _failed(self, now: float) -> Effects:
+    def _failed(self, now: float, kind: str, why: str, data: bytes, text: bool) -> Effects:
+        """The pending expect failed: counted, and why as an error kind with its first text."""
         self._stat.failed += 1  # type: ignore[union-attr]
-        self.client.rec.failed += 1
+        rec = self.client.rec
+        rec.failed += 1
+        if kind not in rec.error_texts:  # the text is kept once per kind: build it only then
+            rec.error(kind, f"{self._expect.name}: {why}: {_excerpt(data, text)}")  # type: ignore[union-attr]
+        else:
+            rec.error(kind)
         return self._abandon(now)
 
     def _abandon(self, now: float) -> Effects:
@@ -330,15 +363,16 @@ class Session:
                     out.append(1000)
                     break
                 self._in_setup = False
-                # closed loop: due when the previous iteration ended (after its think)
-                due = client.pacing.next_start(self._due)
+                # due at its slot, or when the previous one ended, up to its think past it
+                due = client.next_start(self._due)
                 if due >= self.until or now >= self.until:
                     self._idle()
                     break
                 if begun or due > now + TIMER_SLACK:
                     self._iter_due = due
                     self._state = _WAITING
-                    self.deadline = due
+                    # already due (one iteration per call): no timer lateness before now
+                    self.deadline = due if due > now else now
                     break
                 self._begin(due, now, client.loop_plan)
                 begun = True
@@ -361,7 +395,8 @@ class Session:
                 else:
                     rec.bytes_sent += len(frame.encode())  # type: ignore[union-attr]
                 if due < now:
-                    if now - due > BEHIND_SLACK:
+                    ready = self._ready  # later than due: the wait was not the generator's
+                    if now - (ready if ready > due else due) > BEHIND_SLACK:
                         rec.behind_schedule += 1
                     self._send_due = due
                 else:
@@ -384,7 +419,9 @@ class Session:
                 self.deadline = now + (timeout if timeout is not None else client.timeout)
                 break
             elif kind == K_THINK:
-                self._due += step.body.sample(client.rng)
+                pause = step.body.sample(client.rng)
+                self._due += pause
+                client.thought += pause
                 self._pc = pc + 1
                 if self._due > now + TIMER_SLACK:
                     if self._due >= self.until:
@@ -404,6 +441,13 @@ class Session:
         if out is None:
             return EMPTY
         return tuple(out)
+
+
+def _excerpt(data: bytes, text: bool) -> str:
+    """The start of a reply, for an error text: its first 100 characters, or 50 bytes in hex."""
+    if text:
+        return data[:400].decode(errors="replace")[:100]
+    return "0x" + data[:50].hex()
 
 
 __all__ = ["EMPTY", "Client", "Effects", "Session"]

@@ -61,6 +61,7 @@ class Client:
     ``timeout`` is the job's reply timeout (an expect's default). ``rec`` and
     ``steprec`` receive the counters. ``late``: the last expect that timed
     out, while its reply may still come (see :meth:`took_late`).
+    ``thought``: the think time the current iteration scripted so far.
     """
 
     __slots__ = (
@@ -75,6 +76,7 @@ class Client:
         "scenario",
         "seq",
         "setup_plan",
+        "thought",
         "timeout",
         "values",
     )
@@ -102,6 +104,7 @@ class Client:
         self.timeout = timeout
         self.rng = random.Random(seed * 1_000_003 + number)
         self.seq = 0
+        self.thought = 0.0  # think time the current iteration scripted so far
         values: dict[str, Any] = dict(row or {})
         values["client_id"] = client_id if client_id is not None else f"client-{number}"
         values["pad"] = pad
@@ -114,8 +117,12 @@ class Client:
         self.late: tuple[Matcher, dict[str, Any], int] | None = None
 
     def next_start(self, now: float) -> float:
-        """When the next iteration is due (for a churn client: when to connect for it)."""
-        return self.pacing.next_start(now)
+        """When the next iteration is due (for a churn client: when to connect for it).
+
+        ``now``: when the previous iteration ended; the think it scripted
+        (:attr:`thought`) may postpone its grid slot (:meth:`Pacing.next_start`).
+        """
+        return self.pacing.next_start(now, self.thought)
 
     def render(self, step: Step, due: float) -> str | bytes:
         """A send step's frame, ``{ts}`` being ``due`` (epoch seconds); a table goes as JSON."""

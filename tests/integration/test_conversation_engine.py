@@ -289,7 +289,8 @@ async def test_a_stall_shows_in_the_steps_latency_from_the_due_time(
     slow_service = sum(1 for v in service if v >= 100_000)
     # per stall and client, the one in flight waited in service; the late ones did not
     assert slow >= 3 * slow_service > 0
-    assert result.counters["behind_schedule"] > 0
+    # the late sends were the target's doing, not behind_schedule (the generator's):
+    # test_think_is_not_lateness_and_a_slow_target_is_not_the_generators checks that
     assert stats(server.api_url)["messages_received"] == result.counters["sent"]
 
 
@@ -361,3 +362,64 @@ async def test_a_target_that_never_reads_holds_the_sends_not_memory() -> None:
     if engine_name() == "picows":  # websockets' send waits instead (drain)
         assert c["write_pauses"] > 0
     assert took < duration + 0.5 + 2 * 2.0 + 2  # duration, drain, a bounded close, slack
+
+
+def _step_samples(batches: list[WindowBatch], name: str) -> tuple[array[int], array[int]]:
+    latency: array[int] = array("I")
+    service: array[int] = array("I")
+    for batch in batches:
+        if name in batch.steps:
+            latency.frombytes(batch.steps[name].latency)
+            service.frombytes(batch.steps[name].service)
+    return latency, service
+
+
+@pytest.mark.asyncio
+async def test_think_is_not_lateness_and_a_slow_target_is_not_the_generators(
+    serve_factory: ServerFactory,
+) -> None:
+    """A think (0.2 s) longer than the interval (0.1 s): each iteration is due when the
+    previous one's think ends, so the latency is about the service time (it grew by
+    0.1 s per iteration, and the run looked generator-bound). Then a target slower than
+    the interval (replies after 60 ms, an iteration due every 20 ms): every iteration
+    after the first is due in the past when the previous reply comes, its latency
+    counted from its slot (growing), but none of that is the generator's lateness."""
+    fast = serve_factory()
+    think = [*ECHO_LOOP, {"think": 0.2}]
+    spec = spec_for(fast.ws_url, num_clients=1, duration=1.5, interval=0.1, loop=think)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    latency, service = _step_samples(batches, "echo")
+    assert len(latency) >= 4
+    lateness = sorted(lat - svc for lat, svc in zip(latency, service, strict=True))
+    assert lateness[len(lateness) // 2] < 50_000  # the median send left on time
+
+    slow = serve_factory("--delay", "60")
+    spec = spec_for(slow.ws_url, num_clients=2, duration=1.5, interval=0.02, loop=ECHO_LOOP)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    latency, service = _step_samples(batches, "echo")
+    assert len(latency) >= 4
+    assert max(latency) > max(service)  # the schedule's lateness shows in the latency
+    # only a client's first send can leave on a (late) timer; the rest follow replies
+    assert result.counters["behind_schedule"] <= 2
+
+
+@pytest.mark.asyncio
+async def test_a_step_that_fails_says_why_in_the_errors(serve_factory: ServerFactory) -> None:
+    """A capture path the login reply lacks (``tokn``): every login fails, and the
+    errors say so once per kind, with the step's name and the start of the reply."""
+    server = serve_factory()
+    url = server.ws_url.removesuffix("/ws") + "/chat"
+    setup = [dict(step) for step in CHAT_SETUP]
+    setup[1]["capture"] = {"token": "tokn"}
+    spec = spec_for(url, num_clients=2, duration=1.0, interval=0.0, steps=setup, loop=CHAT_LOOP)
+    engine, result, batches = await run(spec)
+    assert_balanced(engine, result, batches)
+    login = engine.recorder.steps.totals()["login"]
+    assert login["failed"] > 0
+    assert login["met"] == 0
+    assert result.errors["capture_missing"] == login["failed"]
+    text = result.error_texts["capture_missing"]
+    assert text.startswith("login: capture token: no 'tokn' in the reply: {")
+    assert '"login_ok"' in text

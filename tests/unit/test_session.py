@@ -154,6 +154,7 @@ def test_a_late_iteration_counts_its_lateness() -> None:
     s.on_message(2.7, reply(id="m3"), True)
     assert list(st.latency)[2] == 700_000
     assert s.deadline == 3.0  # iteration 4 is on time again
+    assert rig.rec.behind_schedule == 0  # late because of the target: not generator-bound
 
 
 def test_unsolicited_messages_are_never_replies() -> None:
@@ -400,7 +401,7 @@ def test_paused_writes_hold_the_send_and_latency_counts_from_due() -> None:
     s.on_message(1.5, reply(id="m2"), True)
     assert list(rig.steprec.steps["ack"].latency) == [100_000, 500_000]
     assert list(rig.steprec.steps["ack"].service)[1] == 100_000
-    assert rig.rec.behind_schedule == 1
+    assert rig.rec.behind_schedule == 0  # the target held it, not the generator
 
 
 def test_drain_sends_nothing_new_but_awaits_the_pending_expect() -> None:
@@ -475,3 +476,104 @@ def test_pacing_starts_after_setup_phased_or_follows_a_varying_rate() -> None:
     assert closed.next_start(4.2) == 4.2
     follow = Pacing(0.0, follow=lambda t, first: t if first else t + (1.0 if t < 5 else 0.25))
     assert [follow.next_start(4.0) for _ in range(3)] == [4.0, 5.0, 5.25]
+
+
+THINK_LOOP = Program(
+    "p",
+    setup=(),
+    loop=(send("m{seq}", 1), expect("ack", 2, id="m{seq}"), think("fixed", 0.2)),
+    interval=0.1,
+)
+
+
+def test_a_think_longer_than_the_interval_is_not_lateness() -> None:
+    """interval 0.1, think 0.2, a 4 ms service time: each iteration runs past the next
+    grid slot only because of its own think, so each is due when the think ends and its
+    latency is the service time (it grew by the think per iteration before)."""
+    rig = Rig(THINK_LOOP, period=0.1, first=0.0)
+    s = rig.session()
+    assert s.start(0.0) == ("m1",)
+    now = 0.0
+    for k in range(1, 51):
+        assert s.on_message(now + 0.004, reply(id=f"m{k}"), True) == EMPTY
+        assert s.deadline == pytest.approx(now + 0.204)  # thinking
+        now = s.deadline
+        assert s.on_timer(now) == (f"m{k + 1}",)
+    st = rig.steprec.steps["ack"]
+    assert len(st.latency) == 50
+    assert list(st.latency) == list(st.service)
+    assert max(st.latency) <= 4_001
+    assert rig.rec.behind_schedule == 0
+
+
+def test_a_slow_reply_that_overruns_the_think_still_counts_from_the_due_time() -> None:
+    """The same loop; the reply to iteration 1 takes 1 s. The think postpones iteration
+    2 by its 0.2 s at most: due at 0.3 (slot 0.1 + think), sent at 1.2 (after the
+    think), so its latency holds the 0.9 s the target cost; later iterations catch up
+    one interval per iteration, and none of it is the generator's."""
+    rig = Rig(THINK_LOOP, period=0.1, first=0.0, timeout=5.0)
+    s = rig.session()
+    s.start(0.0)
+    s.on_message(1.0, reply(id="m1"), True)
+    assert s.on_timer(1.2) == ("m2",)
+    s.on_message(1.204, reply(id="m2"), True)
+    assert s.on_timer(1.404) == ("m3",)  # due at 0.6 (slot 0.4 + think 0.2)
+    s.on_message(1.408, reply(id="m3"), True)
+    st = rig.steprec.steps["ack"]
+    assert list(st.latency) == pytest.approx([1_000_000, 904_000, 808_000], abs=1)
+    assert list(st.service) == pytest.approx([1_000_000, 4_000, 4_000], abs=1)
+    assert rig.rec.behind_schedule == 0
+
+
+def test_a_late_timer_is_the_generators_lateness() -> None:
+    """A think's timer that fires 50 ms late: that send is behind schedule (the
+    generator's own limit) and its latency counts the 50 ms."""
+    rig = Rig(THINK_LOOP, period=0.1, first=0.0)
+    s = rig.session()
+    s.start(0.0)
+    s.on_message(0.004, reply(id="m1"), True)
+    assert s.on_timer(0.254) == ("m2",)  # the think ended at 0.204
+    s.on_message(0.258, reply(id="m2"), True)
+    assert list(rig.steprec.steps["ack"].latency) == pytest.approx([4_000, 54_000], abs=1)
+    assert rig.rec.behind_schedule == 1
+
+
+def test_pacing_lets_a_think_postpone_the_slot_never_the_targets_time() -> None:
+    grid = Pacing(0.1, first=0.0)
+    assert grid.next_start(0.0) == 0.0
+    assert grid.next_start(0.05, think=0.2) == 0.1  # ended before its slot: on the grid
+    assert grid.next_start(0.35, think=0.2) == pytest.approx(0.35)  # think ran it past 0.2
+    assert grid.next_start(0.4) == pytest.approx(0.45)  # the grid goes on from there
+    assert grid.next_start(2.0, think=0.2) == pytest.approx(0.75)  # 0.55 + at most the think
+    follow = Pacing(0.0, follow=lambda t, first: t if first else t + 1.0)
+    assert follow.next_start(0.0) == 0.0
+    assert follow.next_start(1.5, think=1.0) == 1.5
+    assert follow.next_start(2.0) == 2.5
+
+
+def test_why_a_step_failed_is_an_error_kind_with_its_first_text() -> None:
+    program = Program(
+        "chat",
+        setup=(),
+        loop=(
+            send("x{seq}", 1),
+            expect("login", 2, capture=(("token", "tokn"),), fail=Subset(type="error"), type="ok"),
+        ),
+        interval=0.0,
+    )
+    rig = Rig(program)
+    s = rig.session()
+    s.start(0.0)
+    s.on_message(0.1, reply(type="ok", token="T"), True)
+    s.on_message(0.2, reply(type="ok", token="U"), True)
+    s.on_message(0.3, reply(type="error", why="x" * 300), True)
+    assert rig.rec.errors == {"capture_missing": 2, "fail_matched": 1}
+    texts = rig.rec.error_texts
+    assert texts["capture_missing"] == (
+        'login: capture token: no \'tokn\' in the reply: {"type": "ok", "token": "T"}'
+    )
+    assert texts["fail_matched"].startswith(
+        'login: the reply matched its fail pattern: {"type": "error", "why": "xxx'
+    )
+    assert len(texts["fail_matched"]) == len("login: the reply matched its fail pattern: ") + 100
+    assert rig.rec.failed == 3
