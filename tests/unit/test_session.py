@@ -577,3 +577,24 @@ def test_why_a_step_failed_is_an_error_kind_with_its_first_text() -> None:
     )
     assert len(texts["fail_matched"]) == len("login: the reply matched its fail pattern: ") + 100
     assert rig.rec.failed == 3
+
+
+def test_a_churn_sessions_think_postpones_its_next_connection_not_its_latency() -> None:
+    program = Program(
+        "churn",
+        setup=(send("hello {seq}", 1), expect("hi", 2, type="hi"), think("fixed", 3.0)),
+        loop=(),
+        interval=2.0,
+    )
+    rig = Rig(program, period=2.0, first=0.0)
+    s = rig.session()
+    assert s.start(0.1, rig.client.next_start(0.0)) == ("hello 1",)
+    assert s.on_message(0.3, reply(type="hi"), True) == EMPTY
+    assert s.on_timer(3.3) == (1000,)  # the think ran it past the slot at 2.0
+    due = rig.client.next_start(3.4)
+    assert due == pytest.approx(3.4)
+    s = rig.session()
+    assert s.start(3.5, due) == ("hello 2",)
+    s.on_message(3.6, reply(type="hi"), True)
+    assert list(rig.steprec.steps["hi"].latency) == pytest.approx([300_000, 200_000], abs=1)
+    assert rig.rec.behind_schedule == 0
