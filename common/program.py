@@ -66,6 +66,7 @@ class Action(enum.StrEnum):
     EXPECT_BINARY = "expect_binary"  #: wait for exactly these bytes
     THINK = "think"  #: pause (seconds, or a distribution)
     CLOSE = "close"  #: close the connection with a code
+    POST = "post"  #: an HTTP request (an HTTP publisher): :class:`HttpPost`
 
 
 #: Actions that wait for a message: each is a measured transaction.
@@ -130,10 +131,59 @@ class Step:
     timeout: float | None = None
     capture: tuple[tuple[str, str], ...] = ()
     fail: Matcher | None = None
+    #: ``publish = {topic = "t1", seq = "{seq}"}`` on a ``send`` or ``post``:
+    #: what it sends is publication ``seq`` (an integer) of ``topic``
+    publish: Publish | None = None
 
     @property
     def expects(self) -> bool:
         return self.action in EXPECTS
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A step's message is a publication: rendered per send, like the message."""
+
+    topic: Renderer
+    seq: Renderer
+
+
+@dataclass(frozen=True)
+class HttpPost:
+    """An HTTP request of a ``post`` step: ``method`` to ``url`` (a template,
+    absolute or relative to the job's ``api_url``) with ``body`` (a template:
+    text, or a table sent as JSON). Its status must be 2xx; the step's
+    ``timeout`` (default ``reply_timeout``) bounds it."""
+
+    url: Renderer
+    body: Renderer | None = None
+    method: str = "POST"
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """Which received messages are deliveries of a publish/subscribe service.
+
+    ``[deliveries]`` (or ``[scenarios.deliveries]``): a message that no
+    pending expect takes and that ``match`` accepts (every message when
+    None) is a delivery, never unsolicited. Its identity: ``topic`` and
+    ``seq`` are dotted paths into it (``topic`` None: one topic, named
+    ``topics[0]`` or ``"default"``); ``sent_at`` (optional) the publish time,
+    epoch seconds, from which delivery latency counts. ``topics`` are the
+    topics this client is subscribed to once its ``[[steps]]`` are done
+    (templates; empty: every topic published in the run). ``source``:
+    ``"wsload"`` when wsload's own publishers publish (each subscriber is
+    owed every publication made while it was subscribed), ``"server"`` for a
+    stream the service publishes on its own (missing = gaps in ``seq``;
+    latency from the server's clock).
+    """
+
+    seq: str
+    match: Matcher | None = None
+    topic: str | None = None
+    sent_at: str | None = None
+    topics: tuple[Renderer, ...] = ()
+    source: str = "wsload"
 
 
 @dataclass(frozen=True)
@@ -157,6 +207,7 @@ class Program:
     interval: float = 0.5
     clients: int | None = None
     weight: float = 1.0
+    deliveries: Deliveries | None = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -226,9 +277,12 @@ class Workload:
 __all__ = [
     "EXPECTS",
     "Action",
+    "Deliveries",
     "Feeder",
+    "HttpPost",
     "Matcher",
     "Program",
+    "Publish",
     "Renderer",
     "Stage",
     "Step",
