@@ -171,6 +171,8 @@ FIELDS: tuple[Field, ...] = (
     Field("feeder", "A CSV file whose rows become the clients' variables ([feeder] file, "
           "mode); build_spec reads it."),
     Field("stages", "A load profile of clients and rate, linear between stages ([[stages]])."),
+    Field("deliveries", "Which received messages are deliveries of a publish/subscribe "
+          "service ([deliveries]: match, topic, seq, sent_at, topics, source)."),
     Field("event_names", "Event name to subscribe and trigger (repeatable).", "--event-name",
           commands=frozenset({"test"})),
     Field("event_count", "Events triggered per name (default {default}).", "--event-count",

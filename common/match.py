@@ -305,12 +305,12 @@ def split_path(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
-def path_problem(path: Any) -> str | None:
-    """Why ``path`` is not a usable dotted path, or None."""
+def path_problem(path: Any, what: str = "a capture path") -> str | None:
+    """Why ``path`` is not a usable dotted path, or None (``what`` names it in the line)."""
     if not isinstance(path, str) or not path:
-        return "a capture path must be a non-empty string like 'a.b.0.c'"
+        return f"{what} must be a non-empty string like 'a.b.0.c'"
     if any(part == "" for part in path.split(".")):
-        return f"capture path {path!r} has an empty part"
+        return f"{what.removeprefix('a ')} {path!r} has an empty part"
     return None
 
 

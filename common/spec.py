@@ -97,7 +97,9 @@ class JobSpec:
     rows as the clients' variables: :func:`build_spec` reads it, relative to
     the scenario file, into ``{file, mode, columns, rows, offset, total}``)
     and ``stages`` (a load profile; they set ``duration`` and ``num_clients``
-    when those are not given, and must agree with them when they are), all
+    when those are not given, and must agree with them when they are),
+    ``deliveries`` (which received messages are deliveries of a
+    publish/subscribe service, for the steps without ``scenarios``), all
     checked here by :func:`wsload.common.workload.workload_problems`, the
     compiler the worker runs. A job with none of steps, loop and scenarios is
     the echo load. ``steps`` is also the integration scenario; the ``event_*``
@@ -142,6 +144,7 @@ class JobSpec:
     scenarios: tuple[dict[str, Any], ...] = ()
     feeder: dict[str, Any] | None = None
     stages: tuple[dict[str, Any], ...] = ()
+    deliveries: dict[str, Any] | None = None
     event_names: tuple[str, ...] = ("test-event",)
     event_count: int = 5
     event_method: str = "POST"

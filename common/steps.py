@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wsload.common.errors import SpecError
+from wsload.common.fanout_language import parse_post, parse_publish
 from wsload.common.match import BinaryMatcher, RegexMatcher, compile_matcher
-from wsload.common.program import Action, Step, Think
+from wsload.common.program import Action, HttpPost, Step, Think
 from wsload.common.stepvalues import (
     EXPECT_KEYS,
     MAX_NAME_LENGTH,
@@ -74,9 +75,18 @@ if TYPE_CHECKING:
     from wsload.common.spec import JobSpec
 
 #: The actions, as a step file spells them (``wait`` is an alias of ``think``).
-ACTIONS = ("send", "send_binary", "expect", "expect_regex", "expect_binary", "think", "close")
+ACTIONS = (
+    "send",
+    "send_binary",
+    "expect",
+    "expect_regex",
+    "expect_binary",
+    "think",
+    "close",
+    "post",
+)
 ALIASES: Mapping[str, str] = {"wait": "think"}
-OPTIONS = ("name", "timeout", "capture", "fail")
+OPTIONS = ("name", "timeout", "capture", "fail", "publish")
 STEP_KEYS = (*ACTIONS, *ALIASES, *OPTIONS)
 
 #: The default conversation: a JSON round trip whose every field must survive.
@@ -182,6 +192,10 @@ def compile_step(
                 body = RegexMatcher(value)
             except (re.error, RecursionError, OverflowError) as exc:
                 problems.append(f"bad regular expression ({exc})")
+    elif action is Action.POST:
+        body, post_problems, post_names = parse_post(value)
+        problems += post_problems
+        names |= post_names
     elif action is Action.THINK:
         think = parse_think(key, value)
         if isinstance(think, str):
@@ -214,6 +228,13 @@ def compile_step(
             fail = compile_matcher(raw_fail)
             problems += fail.problems
             names |= fail.names
+    publish = None
+    if "publish" in item:
+        publish, publish_problems, publish_names = parse_publish(
+            item["publish"], key, feeder_columns
+        )
+        problems += publish_problems
+        names |= publish_names
     captures: list[tuple[str, str]] = []
     if "capture" in item:
         captures, capture_problems = parse_captures(item["capture"], key, body, feeder_columns)
@@ -240,6 +261,7 @@ def compile_step(
         timeout=float(timeout) if timeout is not None else None,
         capture=tuple(captures),
         fail=fail,
+        publish=publish,
     )
     return Compiled(step, value, tuple(var for var, _ in captures), name is not None)
 
@@ -283,6 +305,8 @@ def step_label(step: Step) -> str:
         }.get(body.kind, f"{body.kind} {body.low:g} s")
     elif isinstance(body, bytes):
         value = body.hex()
+    elif isinstance(body, HttpPost):
+        value = f"{body.method} {getattr(body.url, 'source', '')}"
     shown = value if isinstance(value, str | int | float) else json.dumps(value)
     text = str(shown)
     text = text if len(text) <= 28 else text[:25] + "..."

@@ -38,6 +38,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from wsload.common.fanout_language import parse_deliveries, publication_problems
 from wsload.common.feeder import feeder_problems
 from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
@@ -51,6 +52,7 @@ from wsload.common.steps import (
     compile_steps,
 )
 from wsload.common.stepvalues import EXPECT_KEYS, name_problem, unknown_keys
+from wsload.common.template import Node
 from wsload.common.thresholds import step_threshold_problems
 from wsload.common.validation import describe
 from wsload.common.workload_inputs import spec_feeder, stage_problems
@@ -58,11 +60,13 @@ from wsload.common.workload_inputs import spec_feeder, stage_problems
 if TYPE_CHECKING:
     from wsload.common.spec import JobSpec
 
-SCENARIO_KEYS = ("name", "weight", "clients", "steps", "loop", "rate", "interval")
+SCENARIO_KEYS = ("name", "weight", "clients", "steps", "loop", "rate", "interval", "deliveries")
 #: Most ``[[scenarios]]`` one job may mix.
 MAX_SCENARIOS = 100
 #: Name of the one program of a job without ``[[scenarios]]``.
 DEFAULT_PROGRAM = "default"
+#: How a client that only receives deliveries is written.
+LISTEN_HINT = " (a client that only listens: [[{}]] think = 60)"
 
 
 def _number(value: Any) -> bool:
@@ -97,12 +101,14 @@ class _Build:
         loop_raw: Sequence[Any],
         where: tuple[str, str],
         name_prefix: str,
+        deliveries_raw: Any = None,
+        deliveries_where: str = "deliveries: ",
         **pacing: Any,
     ) -> None:
         setup, p1, captured = compile_steps(
             setup_raw, feeder_columns=self.columns, prefix=where[0], name_prefix=name_prefix
         )
-        loop, p2, _ = compile_steps(
+        loop, p2, loop_captured = compile_steps(
             loop_raw,
             first=len(setup_raw) + 1,
             known=captured,
@@ -111,6 +117,18 @@ class _Build:
             name_prefix=name_prefix,
         )
         self.problems += p1 + p2
+        for each in loop:
+            publish = each.step.publish
+            if publish is not None and getattr(publish.seq, "tree", None).__class__ is not Node:
+                self.problems.append(
+                    f"{where[1]}step {each.step.number - len(setup_raw)}: publish: seq is the "
+                    'same number every iteration: use "{seq}" (one publication per seq)'
+                )
+        deliveries = None
+        if deliveries_raw is not None:
+            known = None if self.columns is None else {*self.columns, *captured}
+            deliveries, p3 = parse_deliveries(deliveries_raw, known, loop_captured - captured)
+            self.problems += [deliveries_where + p for p in p3]
         done = {c.step.number: c for c in (*setup, *loop)}
         blocks = ((where[0], 1, setup_raw), (where[1], len(setup_raw) + 1, loop_raw))
         for section, first, items in blocks:
@@ -127,6 +145,7 @@ class _Build:
                 name,
                 tuple(c.step for c in setup),
                 tuple(c.step for c in loop),
+                deliveries=deliveries,
                 **pacing,
             )
         )
@@ -226,7 +245,7 @@ def _scenarios(build: _Build, raw: Any) -> None:
             "move the steps into a scenario"
         )
     Pacing = tuple[float | None, float | None, int | None, float]
-    parsed: list[tuple[str, Sequence[Any], Sequence[Any], Pacing]] = []
+    parsed: list[tuple[str, Sequence[Any], Sequence[Any], Pacing, Any]] = []
     seen: set[str] = set()
     total_steps = 0
     for i, table in enumerate(items, 1):
@@ -253,8 +272,12 @@ def _scenarios(build: _Build, raw: Any) -> None:
         build.names_known &= not p1 + p2
         total_steps += len(steps) + len(loop)
         if not steps and not loop and not p1 + p2:
-            build.problems.append(f"{where}: needs [[scenarios.steps]] or [[scenarios.loop]]")
-        parsed.append((label, steps, loop, _scenario_pacing(where, table, build.problems)))
+            build.problems.append(
+                f"{where}: needs [[scenarios.steps]] or [[scenarios.loop]]"
+                + (LISTEN_HINT.format("scenarios.loop") if "deliveries" in table else "")
+            )
+        pacing = _scenario_pacing(where, table, build.problems)
+        parsed.append((label, steps, loop, pacing, table.get("deliveries")))
     if total_steps > MAX_STEPS:
         build.problems.append(f"scenarios: {total_steps:,} steps in all, at most {MAX_STEPS:,}")
         build.names_known = False
@@ -266,7 +289,7 @@ def _scenarios(build: _Build, raw: Any) -> None:
             f"scenarios: their clients add up to {fixed}, more than the job's {build.clients}"
         )
     many = len(items) > 1
-    for i, (label, steps, loop, (rate, interval, clients, weight)) in enumerate(parsed):
+    for i, (label, steps, loop, (rate, interval, clients, weight), deliveries) in enumerate(parsed):
         if rate is None and spec.rate is not None and build.clients:
             share = (
                 clients / build.clients
@@ -282,6 +305,8 @@ def _scenarios(build: _Build, raw: Any) -> None:
             loop,
             (f"{where}steps: ", f"{where}loop: "),
             f"{label} " if many else "",
+            deliveries,
+            f"{where}deliveries: ",
             rate=rate,
             interval=spec.interval if interval is None else float(interval),
             clients=clients,
@@ -323,10 +348,20 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
                 spec.loop,
                 ("steps: ", "loop: "),
                 "",
+                spec.deliveries,
                 rate=spec.rate,
                 interval=spec.interval,
             )
+    if spec.deliveries is not None:
+        if spec.scenarios:
+            problems.append(
+                "deliveries: a top-level [deliveries] is for the steps of a scenario without "
+                "[[scenarios]]; give each scenario its own [scenarios.deliveries]"
+            )
+        elif not spec.steps and not spec.loop:
+            problems.append("deliveries: needs [[steps]] or [[loop]]" + LISTEN_HINT.format("loop"))
     problems += build.problems
+    problems += publication_problems(build.programs, spec.mode)
     if feeder is not None:
         if not build.programs and not problems:
             problems.append(

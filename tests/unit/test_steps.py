@@ -166,9 +166,9 @@ def test_every_problem_at_once_with_where_it_is() -> None:
         "loop: step 3: wait: unknown distribution 'gauss'",
         "loop: step 4: close takes a close code (1000-4999) or true",
         "loop: step 5: needs exactly one of send, send_binary, expect, expect_regex, "
-        "expect_binary, think, close (has send and think)",
+        "expect_binary, think, close, post (has send and think)",
         "loop: step 6: needs exactly one of send, send_binary, expect, expect_regex, "
-        "expect_binary, think, close (has none)",
+        "expect_binary, think, close, post (has none)",
     ]
 
 
