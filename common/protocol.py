@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from wsload.common import varint
 from wsload.common.errors import ProtocolError
+from wsload.common.fanout_wire import FanoutWindow, check_fanout, decode_fanout
 from wsload.common.step_wire import (
     MAX_NAME_LEN,
     MAX_STEP_ENTRIES,
@@ -234,6 +235,7 @@ class Samples(Message):
         "connect": _bytes,
         "steps": check_steps,
         "scenarios": check_scenarios,
+        "fanout": check_fanout,
     }
     job_id: str
     seq: int
@@ -246,6 +248,8 @@ class Samples(Message):
     connect: bytes = b""
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: deliveries and publications (optional): :mod:`wsload.common.fanout_wire`
+    fanout: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def window(
@@ -258,6 +262,7 @@ class Samples(Message):
         samples: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
         steps: Mapping[str, StepWindow] | None = None,
         scenarios: Mapping[str, Mapping[str, int]] | None = None,
+        fanout: FanoutWindow | None = None,
     ) -> Samples:
         """Encode one window: ``samples`` are (latency, service, connect) microseconds.
 
@@ -269,6 +274,7 @@ class Samples(Message):
             job_id, seq, window[0], window[1], counters, errors,
             *encode_latency(latency, service), varint.encode(np.asarray(connect, dtype=np.int64)),
             encode_steps(steps or {}), encode_scenarios(scenarios or {}),
+            fanout.encode() if fanout else {},
         )  # fmt: skip
 
     def arrays(self) -> tuple[npt.NDArray[np.uint32], ...]:
@@ -282,6 +288,38 @@ class Samples(Message):
         See :func:`wsload.common.step_wire.decode_steps`.
         """
         return decode_steps(self.steps)
+
+    def fanout_window(self) -> FanoutWindow:
+        """The decoded ``fanout`` field; ProtocolError when malformed.
+
+        See :func:`wsload.common.fanout_wire.decode_fanout`.
+        """
+        return decode_fanout(self.fanout)
+
+
+@dataclass(frozen=True)
+class Clock(Message):
+    """A clock probe, both ways: how far a worker's wall clock is from the coordinator's.
+
+    Coordinator -> worker: ``probe`` (its number) and ``sent_at`` (the
+    coordinator's clock, t0), ``worker_time`` None. The worker answers at
+    once with the same two and ``worker_time`` (its clock, t1). With the
+    answer's arrival t2, offset = t1 - (t0 + t2) / 2 within (t2 - t0) / 2.
+    """
+
+    KIND: ClassVar[str] = "clock"
+    SCHEMA: ClassVar[Mapping[str, Checker]] = {
+        "probe": _nonneg_int,
+        "sent_at": _float,
+        "worker_time": lambda v: None if v is None else _float(v),
+    }
+    probe: int
+    sent_at: float
+    worker_time: float | None = None
+
+    def answer(self, worker_time: float) -> Clock:
+        """The worker's reply to this probe."""
+        return Clock(self.probe, self.sent_at, worker_time)
 
 
 @dataclass(frozen=True)
@@ -377,7 +415,7 @@ SAMPLE_COUNTERS = (
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
     cls.KIND: cls
-    for cls in (Hello, Welcome, Refuse, Heartbeat, Job, Samples, Result, Stop, Bye, Error)
+    for cls in (Hello, Welcome, Refuse, Heartbeat, Job, Samples, Clock, Result, Stop, Bye, Error)
 }
 
 
@@ -461,6 +499,7 @@ __all__ = [
     "SCENARIO_COUNTERS",
     "STEP_COUNTERS",
     "Bye",
+    "Clock",
     "Error",
     "Heartbeat",
     "Hello",

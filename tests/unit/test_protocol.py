@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from wsload.common import varint
 from wsload.common.errors import ProtocolError
+from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord
 from wsload.common.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_NAME_LEN,
@@ -21,6 +22,7 @@ from wsload.common.protocol import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Bye,
+    Clock,
     Error,
     Heartbeat,
     Hello,
@@ -65,6 +67,26 @@ EXAMPLES: list[Message] = [
         steps={"ack": StepWindow({"expected": 2, "met": 1, "timed_out": 1}, [1500], [1400])},
         scenarios={"chat": {"unsolicited": 3, "iterations": 1}},
     ),
+    Samples.window(
+        "job-1",
+        5,
+        (1.5, 1.75),
+        {},
+        {},
+        ([], [], []),
+        fanout=FanoutWindow(
+            {"news": [(1, 1_700_000_000_000_000)]},
+            [
+                SubscriptionRecord.of(
+                    3, "news", 1_700_000_000_000_000, 1_700_000_001_000_000, [(0, 9)]
+                )
+            ],
+            {"news": [1200, -5]},
+            {"news": {"deliveries": 2}},
+        ),
+    ),
+    Clock(1, 1700000000.5),
+    Clock(1, 1700000000.5, 1700000000.75),
     Result("job-1", True, {"sent": 10}, {}, {"checks": [{"name": "echo", "status": "pass"}]}),
     Stop("job-1", "duration reached"),
     Bye("shutting down"),
@@ -344,6 +366,12 @@ def test_malformed_step_samples_raise_protocol_error(entry: dict[str, Any], need
         ("scenarios", {"chat": {"clients": 3}}),
         ("scenarios", {"chat": 3}),
         ("scenarios", {"x" * (MAX_NAME_LEN + 1): {}}),
+        ("fanout", {"pubs": {"news": "text"}}),
+        ("fanout", {"subs": b"x"}),
+        ("fanout", {"subs": [b"x", 3]}),
+        ("fanout", {"counts": {"news": {"sent": 1}}}),
+        ("fanout", {"other": {}}),
+        ("fanout", {"latency": {"": b""}}),
     ],
 )
 def test_hostile_step_fields_are_protocol_errors(field_name: str, value: Any) -> None:
