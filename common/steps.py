@@ -18,6 +18,9 @@ A step is a table of one action and its options::
     think = {uniform = [0.5, 1.5]}                   # or seconds, or {exponential = mean}
     [[steps]]
     close = 1000                                     # or true
+    [[steps]]
+    post = {url = "/publish", body = {seq = "{seq}"}}  # an HTTP request (or post = "/url")
+    publish = {topic = "news", seq = "{seq}"}        # on send or post: a publication
 
 ``wait`` is an alias of ``think`` (the integration mode's older name).
 Templates (:mod:`wsload.common.template`) may use the built-in variables,
@@ -33,7 +36,9 @@ keep their shape: a list of :class:`ScriptStep` (the normalised raw value
 beside the compiled step), problems as ``step N: ...``.
 
 The checks of single values (seconds, think times, hex, names, captures,
-the shape of a value) are in :mod:`wsload.common.stepvalues`. Bounds: at
+the shape of a value) are in :mod:`wsload.common.stepvalues`; those of
+``post``, ``publish`` and a program's ``[deliveries]`` in
+:mod:`wsload.common.fanout_language`. Bounds: at
 most :data:`MAX_STEPS` steps, step values nested at most
 :data:`MAX_VALUE_DEPTH` deep with at most :data:`MAX_VALUE_ITEMS` items in
 any one table or array, so a scenario always fits the wire's limits and no
