@@ -23,16 +23,16 @@ The semantics are in :mod:`wsload.common.program` (:class:`Deliveries`,
 :class:`Publish`, :class:`HttpPost`). Each function here returns the typed
 value or every problem with it (lines without their location: the caller
 adds it) and the variables its templates read, so that the step compiler
-checks them like any other template's (``[deliveries]`` checks its own). What can be known before the run
-is checked: a ``seq`` renders to an integer (an integer, or exactly one
-placeholder of an integer value: ``{seq}``, ``{random_int(a,b)}`` or a
-captured variable; never ``{ts}``, ``{client_id}``, ``{pad}``, ``{uuid}``
-or a feeder column, which are not integers), an absolute URL is http(s)
-without a fragment, a relative one starts with ``/`` and is appended to
-the job's ``api_url`` (as ``event_path`` is: ``/publish`` after
-``http://host:9000/api`` is ``http://host:9000/api/publish``). A
-``body`` table is sent as compact JSON (a
-:class:`wsload.common.template.JsonTemplate`; content type
+checks them like any other template's (``[deliveries]`` checks its own).
+What can be known before the run is checked: a ``seq`` renders to an
+integer (an integer, or exactly one placeholder of an integer value:
+``{seq}``, ``{random_int(a,b)}`` or a captured variable; never ``{ts}``,
+``{client_id}``, ``{pad}``, ``{uuid}`` or a feeder column, which are not
+integers), an absolute URL is http(s) without a fragment, a relative one
+starts with ``/`` and is appended to the job's ``api_url`` (as
+``event_path`` is: ``/publish`` after ``http://host:9000/api`` is
+``http://host:9000/api/publish``). A ``body`` table is sent as compact
+JSON (a :class:`wsload.common.template.JsonTemplate`; content type
 ``application/json``), a text as it is (a
 :class:`wsload.common.template.TextTemplate`).
 
