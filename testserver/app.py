@@ -9,6 +9,8 @@ Routes::
     GET  /ws                WebSocket: echo, ping -> pong, subscribe (testserver.replies)
     GET  /chat              WebSocket: login, rooms, acks by id, broadcasts, heartbeats
                             (testserver.chat)
+    GET  /pubsub            WebSocket: subscribe, publish, deliveries (testserver.pubsub)
+    POST /api/publish       {"topic": T, "seq": N, ...} -> a /pubsub fan-out
     POST /api/events        {"event": NAME, "data": ..., "count": N} -> subscribers of NAME
                             (answers deliveries, dropped and undelivered counts)
     GET  /api/health        {"status": "ok", ...}
@@ -35,6 +37,8 @@ from wsload.common.spec import MAX_PAYLOAD_SIZE
 from wsload.testserver.chat_connection import DEFAULT_HEARTBEAT, ChatEndpoint
 from wsload.testserver.connection import Connection, accept
 from wsload.testserver.faults import FaultPolicy, Faults
+from wsload.testserver.pubsub import DeliveryFaults
+from wsload.testserver.pubsub_connection import PubSubEndpoint
 from wsload.testserver.replies import BadRequest, event_message, parse_publish, wants
 from wsload.testserver.stats import ServerStats
 
@@ -45,7 +49,9 @@ from wsload.testserver.stats import ServerStats
 MAX_MESSAGE_SIZE = MAX_PAYLOAD_SIZE + 64 * 1024
 MAX_BODY_SIZE = 1024 * 1024  # per HTTP request body
 CLOSE_TIMEOUT = 5.0  # seconds to wait for a client's answer to our close frame
-ENDPOINTS = "/ws, /chat, /api/events, /api/health, /api/stats, /api/stats/reset"
+ENDPOINTS = (
+    "/ws, /chat, /pubsub, /api/events, /api/publish, /api/health, /api/stats, /api/stats/reset"
+)
 
 log = logging.getLogger("wsload.testserver")
 
@@ -61,6 +67,8 @@ class ReferenceServer:
         seed: int | None = None,
         chat_users: Mapping[str, str] | None = None,
         chat_heartbeat: float = DEFAULT_HEARTBEAT,
+        delivery_faults: DeliveryFaults | None = None,
+        stream_every: float = 0.0,
     ) -> None:
         self.faults = faults or Faults()
         self.policy = FaultPolicy(self.faults, started=time.monotonic(), seed=seed)
@@ -73,6 +81,15 @@ class ReferenceServer:
             max_message_size=MAX_MESSAGE_SIZE,
             close_timeout=CLOSE_TIMEOUT,
         )
+        self.pubsub = PubSubEndpoint(
+            self.stats.pubsub,
+            self.policy,
+            delivery_faults,
+            seed,
+            stream_every,
+            max_message_size=MAX_MESSAGE_SIZE,
+            close_timeout=CLOSE_TIMEOUT,
+        )
         self.connections: set[Connection] = set()
         self._batches = itertools.count(1)
 
@@ -81,12 +98,16 @@ class ReferenceServer:
         app = web.Application(client_max_size=MAX_BODY_SIZE, middlewares=[_json_errors])
         app.router.add_get("/ws", self.websocket, allow_head=False)
         app.router.add_get("/chat", self.chat.websocket, allow_head=False)
+        app.router.add_get("/pubsub", self.pubsub.websocket, allow_head=False)
         app.router.add_post("/api/events", self.publish)
+        app.router.add_post("/api/publish", self.publish_topic)
         app.router.add_get("/api/health", self.health)
         app.router.add_get("/api/stats", self.get_stats)
         app.router.add_post("/api/stats/reset", self.reset_stats)
         app.on_shutdown.append(self._close_all)
         app.on_shutdown.append(self.chat.close_all)
+        app.on_startup.append(self.pubsub.start_stream)
+        app.on_shutdown.append(self.pubsub.close_all)
         return app
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
@@ -136,6 +157,10 @@ class ReferenceServer:
         }
         return web.json_response(answer)
 
+    async def publish_topic(self, request: web.Request) -> web.Response:
+        """``POST /api/publish``: one ``/pubsub`` publication, fanned out before the answer."""
+        return await self.pubsub.http_publish(await _read_body(request))
+
     async def health(self, _request: web.Request) -> web.Response:
         """``GET /api/health``: the server is up and answering."""
         return web.json_response({"status": "ok", "connections_open": len(self.connections)})
@@ -182,7 +207,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         # The client left mid-request: nobody to answer, nothing worth a log line.
         return web.json_response({"error": "connection lost"}, status=400)
     except Exception:
-        if request.path in ("/ws", "/chat"):
+        if request.path in ("/ws", "/chat", "/pubsub"):
             raise  # the WebSocket handshake may have been sent; aiohttp logs and closes
         log.exception("internal error serving %s %s", request.method, request.path)
         return web.json_response({"error": "internal server error"}, status=500)

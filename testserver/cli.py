@@ -31,6 +31,7 @@ from wsload.testserver.faults import (
     MIN_PUSH_EVERY,
     Faults,
 )
+from wsload.testserver.pubsub import DeliveryFaults
 
 EXIT_BAD_INPUT = 2
 
@@ -53,8 +54,8 @@ def url_host(host: str) -> str:
 def endpoints_line(base: str) -> str:
     """The second line of the banner: every endpoint at ``base`` (``host:port``)."""
     return (
-        f"endpoints: echo ws://{base}/ws chat ws://{base}/chat "
-        f"api http://{base}/api (events, health, stats)"
+        f"endpoints: echo ws://{base}/ws chat ws://{base}/chat pubsub ws://{base}/pubsub "
+        f"api http://{base}/api (events, publish, health, stats)"
     )
 
 
@@ -137,10 +138,41 @@ def endpoints_line(base: str) -> str:
     "MS milliseconds; 0 never.",
 )
 @click.option(
+    "--drop-deliveries",
+    type=FiniteFloat(0.0, 1.0),
+    default=0.0,
+    metavar="P",
+    help="Share (0..1) of /pubsub deliveries never sent, drawn per subscriber and "
+    'publication (counted "dropped" per topic in /api/stats).',
+)
+@click.option(
+    "--duplicate-deliveries",
+    type=FiniteFloat(0.0, 1.0),
+    default=0.0,
+    metavar="P",
+    help='Share (0..1) of /pubsub deliveries sent twice (counted "duplicated" per topic).',
+)
+@click.option(
+    "--delivery-delay",
+    type=FiniteFloat(0, MAX_DELAY * 1000),
+    default=0.0,
+    metavar="MS",
+    help="Fan each /pubsub publication out MS milliseconds after it arrived.",
+)
+@click.option(
+    "--stream-every",
+    type=FiniteFloat(0, MAX_PUSH_EVERY * 1000),
+    default=0.0,
+    metavar="MS",
+    help='Publish {"type": "tick", "topic": "ticks", "seq": N, "sent_at": EPOCH} to /pubsub '
+    'subscribers of "ticks" every MS milliseconds (N = 1, 2, ... never skipping); 0 never.',
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
-    help="Seed the random source of --drop-rate, so a run's drops can be reproduced.",
+    help="Seed the random sources of --drop-rate and of the /pubsub delivery faults, so a "
+    "run's drops and duplicates can be reproduced.",
 )
 @click.option(
     "--reuse-port",
@@ -158,6 +190,10 @@ def serve(
     push_every: float,
     chat_users: str | None,
     chat_heartbeat: float,
+    drop_deliveries: float,
+    duplicate_deliveries: float,
+    delivery_delay: float,
+    stream_every: float,
     seed: int | None,
     reuse_port: bool,
 ) -> None:
@@ -174,20 +210,32 @@ def serve(
       {"type": "msg", "id": I, "room": R, "token": T, "text": X} -> {"type": "ack", "id": I}
         and {"type": "broadcast", "from": U, ...} to the room's other members
       bad token -> {"type": "error", "reason": "bad token"}; heartbeats on a timer
+    WebSocket  ws://HOST:PORT/pubsub (JSON)
+      {"type": "subscribe", "topic": T}  -> {"type": "subscribed", "topic": T}
+      {"type": "publish", "topic": T, "seq": N, "sent_at": EPOCH, "data": D}
+        -> {"type": "published", ..., "subscribers": K} and to every subscriber of T
+           {"type": "delivery", "topic": T, "seq": N, "sent_at": EPOCH, "data": D}
     HTTP       http://HOST:PORT/api
       POST /api/events   {"event": NAME, "data": ..., "count": N} to NAME's subscribers
-      GET  /api/stats    counters: /ws's at the top level, /chat's under "chat"
+      POST /api/publish  {"topic": T, "seq": N, ...}: a /pubsub publication
+      GET  /api/stats    counters: /ws's at the top level, /chat's under "chat",
+                         /pubsub's under "pubsub" (per topic, and total)
       GET  /api/health   POST /api/stats/reset
 
     Prints two lines and runs until Ctrl-C or SIGTERM: first
     "wsload test server listening on ws://.../ws api http://.../api" (the line
-    scripts read), then "endpoints: echo ws://.../ws chat ws://.../chat api
-    http://.../api (events, health, stats)".
+    scripts read), then "endpoints: echo ws://.../ws chat ws://.../chat pubsub
+    ws://.../pubsub api http://.../api (events, publish, health, stats)".
     """
     faults = Faults(
         delay / 1000.0, stall_every, stall_for, drop_rate, close_after, push_every / 1000.0
     )
     problems = faults.problems()
+    if 0 < stream_every < MIN_PUSH_EVERY * 1000:
+        problems.append(
+            f"--stream-every must be 0 or at least {MIN_PUSH_EVERY * 1000:g} ms, "
+            f"got {stream_every:g}"
+        )
     if 0 < chat_heartbeat < MIN_PUSH_EVERY * 1000:
         problems.append(
             f"--chat-heartbeat must be 0 or at least {MIN_PUSH_EVERY * 1000:g} ms, "
@@ -201,7 +249,10 @@ def serve(
             problems.append(str(exc))
     if problems:
         raise BadInput(problems)
-    server = ReferenceServer(faults, seed, users, chat_heartbeat / 1000.0)
+    delivery = DeliveryFaults(drop_deliveries, duplicate_deliveries, delivery_delay / 1000.0)
+    server = ReferenceServer(
+        faults, seed, users, chat_heartbeat / 1000.0, delivery, stream_every / 1000.0
+    )
     sys.exit(_run(_serve(server, host, port, reuse_port)))
 
 

@@ -78,12 +78,31 @@ reads too slowly (its bounded queue was full) or its connection was closing;
     received == logins + login_failures + joins + acks + bad_token + errors + dropped
     sent == logins + login_failures + joins + acks + bad_token + errors
             + broadcasts + heartbeats
+
+``/pubsub`` (:mod:`wsload.testserver.pubsub`) counts under ``"pubsub"``:
+``connections`` (``connections_open`` a gauge), ``received`` frames,
+``replies`` sent, ``errors`` (bad requests), ``pending`` (a gauge:
+publications waiting for ``--delivery-delay``), and per topic under
+``topics.<T>`` (with their sums under ``total``): ``published``
+(publications fanned out, WebSocket and HTTP alike, whether or not anyone
+subscribed), ``deliveries`` (handed to a subscriber's socket, a duplicate's
+two copies counted twice), ``dropped`` (not sent on purpose,
+``--drop-deliveries``), ``duplicated`` (sent twice on purpose,
+``--duplicate-deliveries``: one per extra copy), ``dropped_slow`` (lost
+because the subscriber read too slowly, its bounded queue full, or its
+connection was closing) and ``subscribers`` (a gauge). Hence, once the
+queues are empty, summed over a topic's publications::
+
+    subscribers_at_publication == deliveries + dropped + dropped_slow - duplicated
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from wsload.testserver.pubsub import PubSubStats
 
 _GAUGES = ("connections_open", "replies_queued")  # what is true now: a reset keeps them
 
@@ -142,6 +161,7 @@ class ServerStats:
     reads_paused: int = 0
     connections_by_address: dict[str, int] = field(default_factory=dict)
     chat: ChatStats = field(default_factory=ChatStats)
+    pubsub: PubSubStats = field(default_factory=PubSubStats)
     started: float = field(default_factory=time.monotonic)
 
     def opened(self, address: str) -> None:
@@ -151,9 +171,14 @@ class ServerStats:
         by_address = self.connections_by_address
         by_address[address] = by_address.get(address, 0) + 1
 
-    def snapshot(self) -> dict[str, float | int | dict[str, int]]:
+    def snapshot(self) -> dict[str, Any]:
         """The counters as JSON-ready numbers, plus ``uptime`` in seconds since start."""
-        out: dict[str, float | int | dict[str, int]] = asdict(self)  # chat: a nested dict
+        pubsub, self.pubsub = self.pubsub, PubSubStats()  # its own snapshot adds "total"
+        try:
+            out: dict[str, Any] = asdict(self)  # chat: a nested dict
+        finally:
+            self.pubsub = pubsub
+        out["pubsub"] = pubsub.snapshot()
         out.pop("started")
         out["uptime"] = round(time.monotonic() - self.started, 3)
         return out
@@ -161,10 +186,11 @@ class ServerStats:
     def reset(self) -> None:
         """Zero every counter except the gauges (and the start time)."""
         for f in fields(self):
-            if f.name not in (*_GAUGES, "started", "chat"):
+            if f.name not in (*_GAUGES, "started", "chat", "pubsub"):
                 setattr(self, f.name, 0)
         self.connections_by_address = {}
         self.chat.reset()
+        self.pubsub.reset()
 
 
 __all__ = ["ChatStats", "ServerStats"]

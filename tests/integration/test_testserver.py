@@ -97,8 +97,8 @@ def test_prints_the_url_line_then_every_endpoint(serve_factory: ServerFactory) -
     assert server.proc.stdout is not None
     base = f"127.0.0.1:{server.port}"
     assert server.proc.stdout.readline() == (
-        f"endpoints: echo ws://{base}/ws chat ws://{base}/chat "
-        f"api http://{base}/api (events, health, stats)\n"
+        f"endpoints: echo ws://{base}/ws chat ws://{base}/chat pubsub ws://{base}/pubsub "
+        f"api http://{base}/api (events, publish, health, stats)\n"
     )
     assert server.ws_url == f"ws://127.0.0.1:{server.port}/ws"
     assert server.api_url == f"http://127.0.0.1:{server.port}/api"
@@ -294,6 +294,7 @@ async def test_stats_reset_keeps_the_open_gauge(serve_factory: ServerFactory) ->
         assert s["uptime"] >= uptime
         assert s.pop("connections_by_address") == {}
         assert set(s.pop("chat").values()) == {0}  # /chat's own (test_chat_server.py)
+        assert set(s.pop("pubsub")["total"].values()) == {0}  # test_pubsub_server.py
         counters = {k: v for k, v in s.items() if k not in ("connections_open", "uptime")}
         assert set(counters.values()) == {0}
         await ws.send("y")
