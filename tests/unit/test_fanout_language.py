@@ -348,3 +348,16 @@ def test_template_problems_inside_fanout_values_are_located() -> None:
         "random_int(a,b)",
         "deliveries: unknown variable {rooom} (known: client_id, pad, seq, ts, uuid)",
     ]
+
+
+def test_the_readme_fanout_example_compiles(tmp_path: Path) -> None:
+    """The README's fan-out block is a scenario that compiles as it says."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    section = readme.read_text().split("**Fan-out: subscribers and publishers.**", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = build_spec(scenario=write(tmp_path, block), env={}, ws_url="ws://127.0.0.1:9/")
+    (program,) = compile_workload(spec).programs
+    assert program.deliveries is not None
+    assert program.deliveries.seq == "seq"
+    assert [s.action for s in program.loop] == [Action.SEND, Action.POST]
+    assert all(s.publish is not None for s in program.loop)
