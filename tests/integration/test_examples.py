@@ -23,6 +23,8 @@ import pytest
 
 from tests.integration.conftest import WSLOAD, RunningServer, ServerFactory, stats, wait_for
 from wsload.common.protocol import STEP_COUNTERS
+from wsload.common.spec import build_spec
+from wsload.common.workload import compile_workload, workload_problems
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RUN_TIMEOUT = 120.0
@@ -33,6 +35,8 @@ SHORT = {
     "churn": ["-c", "5", "-d", "3", "--interval", "0.5", "--workers", "1"],
     "mix": ["-c", "20", "-d", "4", "--ramp-up", "1", "--workers", "2"],
     "stages": ["--workers", "1"],  # its stages are the point: 20 s as written
+    "fanout": ["-c", "41", "-d", "4", "--ramp-up", "1", "--workers", "2"],
+    "stream": ["-c", "20", "-d", "4", "--ramp-up", "1", "--workers", "2"],
 }
 
 
@@ -100,6 +104,26 @@ def assert_chat_agrees(summary: dict[str, Any], chat: dict[str, Any]) -> None:
     # broadcasts and heartbeats are never replies: unsolicited, at most what the server sent
     pushed = chat["broadcasts"] + chat["heartbeats"]
     assert 0 < summary["unsolicited"] <= pushed, (summary["unsolicited"], chat)
+
+
+@pytest.mark.parametrize("name", ["fanout", "stream"])
+def test_fanout_examples_compile(name: str) -> None:
+    """The fan-out examples are valid scenarios as written and as the runs below shorten them.
+
+    Only compiled for now: running them needs the worker's deliveries and the
+    coordinator's delivery ledger (issue 16), which land separately.
+    """
+    for clients in (None, int(SHORT[name][1])):
+        spec = build_spec(scenario=str(EXAMPLES / f"{name}.toml"), num_clients=clients)
+        assert workload_problems(spec) == []
+        programs = compile_workload(spec).programs
+        assert all(p.deliveries is not None or p.name == "publisher" for p in programs)
+    if name == "fanout":
+        publisher = next(p for p in programs if p.name == "publisher")
+        assert publisher.clients == 1
+        assert any(step.publish is not None for step in publisher.loop)
+    else:
+        assert [p.deliveries.source for p in programs if p.deliveries] == ["server"]
 
 
 def test_every_example_has_a_test() -> None:
