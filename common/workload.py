@@ -129,6 +129,13 @@ class _Build:
             known = None if self.columns is None else {*self.columns, *captured}
             deliveries, p3 = parse_deliveries(deliveries_raw, known, loop_captured - captured)
             self.problems += [deliveries_where + p for p in p3]
+            if setup_raw and not loop_raw:
+                block = "scenarios.loop" if deliveries_where.startswith("scenarios") else "loop"
+                self.problems.append(
+                    f"{deliveries_where}a subscriber needs [[{block}]]: with [[steps]] alone "
+                    "each iteration is a session that closes once its steps are done, "
+                    "before anything is delivered" + LISTEN_HINT.format(block)
+                )
         done = {c.step.number: c for c in (*setup, *loop)}
         blocks = ((where[0], 1, setup_raw), (where[1], len(setup_raw) + 1, loop_raw))
         for section, first, items in blocks:

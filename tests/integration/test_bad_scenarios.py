@@ -184,6 +184,55 @@ def test_a_bad_feeder_mode_hides_neither_its_file_nor_the_thresholds(tmp_path: P
     ]
 
 
+BAD_FANOUT = """\
+num_clients = 2
+[[scenarios]]
+name = "sub"
+[[scenarios.steps]]
+send = {type = "subscribe", topic = "news"}
+[scenarios.deliveries]
+mtch = {type = "delivery"}
+topics = ["news", "sports"]
+source = "servr"
+[[scenarios]]
+name = "pub"
+[[scenarios.loop]]
+send = {type = "publish", seq = "{seq}"}
+publish = {topic = "news", seq = "{ts}"}
+[[scenarios.loop]]
+post = {url = "ftp://127.0.0.1/publish", methd = "PUT"}
+[[scenarios.loop]]
+expect = {type = "ok"}
+publish = {topic = "news", seq = "{seq}"}
+"""
+
+
+def test_run_refuses_a_bad_fanout_scenario_naming_every_problem(tmp_path: Path) -> None:
+    """[scenarios.deliveries], publish and post problems, all at once, before anything starts."""
+    (tmp_path / "fanout.toml").write_text(BAD_FANOUT)
+    lines = refused("run", "--ws-url", URL, "--scenario", str(tmp_path / "fanout.toml"))
+    assert lines == [
+        "scenarios[1] (sub): deliveries: unknown key 'mtch' (did you mean 'match'?)",
+        'scenarios[1] (sub): deliveries: needs seq = "dotted.path": where a delivery holds '
+        "its publication number",
+        'scenarios[1] (sub): deliveries: topics: several topics need topic = "dotted.path" '
+        "(where a delivery says which topic it belongs to)",
+        'scenarios[1] (sub): deliveries: source must be "wsload" or "server", got str '
+        "'servr' (did you mean 'server'?)",
+        "scenarios[1] (sub): deliveries: a subscriber needs [[scenarios.loop]]: with "
+        "[[steps]] alone each iteration is a session that closes once its steps are done, "
+        "before anything is delivered (a client that only listens: [[scenarios.loop]] "
+        "think = 60)",
+        "scenarios[2] (pub): loop: step 1: publish: seq must render to an integer: an "
+        'integer, or exactly one placeholder like "{seq}": {ts} is epoch seconds, a float',
+        "scenarios[2] (pub): loop: step 2: post: unknown key 'methd' (did you mean 'method'?)",
+        "scenarios[2] (pub): loop: step 2: post: url 'ftp://127.0.0.1/publish' must be "
+        "http:// or https:// (got ftp://)",
+        "scenarios[2] (pub): loop: step 3: publish applies to send and post steps only, "
+        "not to expect",
+    ]
+
+
 @pytest.mark.asyncio
 async def test_a_conversation_runs_as_the_integration_check(serve_factory: ServerFactory) -> None:
     """examples/chat.toml once, one client: login, token captured, join, one message acked."""

@@ -111,6 +111,8 @@ def test_a_top_level_deliveries_table_travels_with_the_job(tmp_path: Path) -> No
     text = """\
 [[steps]]
 send = {type = "subscribe"}
+[[loop]]
+think = 60
 [deliveries]
 seq = "seq"
 match = "tick"
@@ -243,6 +245,10 @@ def test_a_scenario_locates_its_deliveries_problems() -> None:
         "like 'a.b.0.c'",
         "scenarios[1] (sub): deliveries: seq (a dotted path) must be a non-empty string "
         "like 'a.b.0.c'",
+        "scenarios[1] (sub): deliveries: a subscriber needs [[scenarios.loop]]: with "
+        "[[steps]] alone each iteration is a session that closes once its steps are done, "
+        "before anything is delivered (a client that only listens: [[scenarios.loop]] "
+        "think = 60)",
     ]
 
 
@@ -274,6 +280,7 @@ def test_a_topic_is_either_published_by_wsload_or_a_server_stream() -> None:
             {
                 "name": "ticker",
                 "steps": [{"send": "sub"}],
+                "loop": [{"think": 60}],
                 "deliveries": {
                     "seq": "seq",
                     "topic": "t",
