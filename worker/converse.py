@@ -47,10 +47,12 @@ from wsload.common.spec import JobSpec
 from wsload.common.stages import Profile
 from wsload.worker.accounting import Conn, Phase
 from wsload.worker.dial import Redial
+from wsload.worker.httppost import HttpPoster
 from wsload.worker.pacing import Pacing, period_for
 from wsload.worker.payload import PayloadTemplate
 from wsload.worker.schedule import Share
 from wsload.worker.session import Client, Session
+from wsload.worker.session_client import reader_for
 from wsload.worker.tracker import id_pattern
 
 if TYPE_CHECKING:
@@ -127,6 +129,10 @@ class Talk:
         self._redials: dict[int, Redial] = {}
         #: the feeders this worker holds: its own slice, then handed-on shares' slices
         self.feeders: list[Feeder] = [workload.feeder] if workload.feeder is not None else []
+        #: each program's delivery reader (None: it subscribes to nothing), shared by its clients
+        self.readers = [reader_for(p) for p in workload.programs]
+        #: the ``post`` steps' HTTP client (its session opened on first use)
+        self.poster = HttpPoster()
 
     def add_rows(self, spec: JobSpec) -> None:
         """Take the feeder rows of a handed-on share's job (its ``unique`` slice)."""
@@ -167,6 +173,8 @@ class Talk:
             epoch=self.epoch,
             timeout=self.spec.reply_timeout,
             seed=0,
+            api_url=self.spec.api_url,
+            reader=self.readers[p],
         )
         client.pacing = self._pacing(client, p, rank, None)
         self.clients[g] = client

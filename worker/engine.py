@@ -180,7 +180,7 @@ class Engine(Accounting, Dialing, ABC):
     @property
     def in_flight(self) -> int:
         if self.talk is not None:
-            return sum(1 for c in self._conns.values() if c.session and c.session.pending)
+            return sum(1 for c in self._conns.values() if c.session and c.session.awaiting)
         return sum(len(c.inflight) for c in self._conns.values())
 
     async def run(self) -> EngineResult:
@@ -208,6 +208,8 @@ class Engine(Accounting, Dialing, ABC):
             self._wake_all()
             await self._close_all()
             await asyncio.gather(*clients)
+            if self.talk is not None:
+                await self.talk.poster.aclose()  # post requests still out are cancelled
             self.phase = Phase.DONE
         final = rec.take_window(time.time(), final=True)  # also samples the CPU time
         if self._on_batch is not None:

@@ -29,8 +29,10 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wsload.common.protocol import SAMPLE_COUNTERS
+from wsload.worker.fanout import Fanout
 from wsload.worker.steprec import StepBatch, StepRecorder
 
 COUNTERS = SAMPLE_COUNTERS
@@ -59,6 +61,8 @@ class WindowBatch:
     #: scenarios (name -> ``unsolicited``/``iterations`` deltas); empty for the echo load
     steps: dict[str, StepBatch] = field(default_factory=dict)
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: deliveries and publications (:meth:`wsload.worker.fanout.Fanout.take`); None: nothing new
+    fanout: dict[str, Any] | None = None
 
 
 @dataclass
@@ -99,6 +103,8 @@ class Recorder:
     connect: array[int] = field(default_factory=lambda: array("I"))
     #: a conversation's per-step and per-scenario stats (:mod:`wsload.worker.steprec`)
     steps: StepRecorder = field(default_factory=StepRecorder)
+    #: a publish/subscribe load's deliveries and publications (issue 16)
+    fanout: Fanout = field(default_factory=Fanout)
     _seq: int = 0
     _last_counters: dict[str, int] = field(default_factory=dict)
     _last_errors: dict[str, int] = field(default_factory=dict)
@@ -169,6 +175,7 @@ class Recorder:
             final=final,
             steps=steps,
             scenarios=scenarios,
+            fanout=self.fanout.take(),
         )
         self._seq += 1
         self._last_counters = totals

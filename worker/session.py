@@ -78,13 +78,23 @@ from typing import Final
 
 from wsload.common.match import MISSING, capture
 from wsload.common.program import Matcher, Step
+from wsload.worker.fanout import Subscription
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
-from wsload.worker.session_client import K_EXPECT, K_SEND, K_THINK, Client, Plan
+from wsload.worker.session_client import (
+    K_EXPECT,
+    K_POST,
+    K_SEND,
+    K_THINK,
+    Client,
+    HttpRequest,
+    Plan,
+)
 from wsload.worker.steprec import StepStats
 
 #: What a session asks the engine to do: frames (text ``str``, binary
 #: ``bytes``), the last item possibly an ``int``: close with that code.
-Effects = tuple[str | bytes | int, ...]
+#: An :class:`HttpRequest` (a ``post`` step): perform it, then :meth:`Session.on_http`.
+Effects = tuple[str | bytes | int | HttpRequest, ...]
 #: nothing to do (the common case), shared: no allocation per message
 EMPTY: Final[Effects] = ()
 _INF = math.inf
@@ -99,6 +109,7 @@ _WAITING = 3  #: the next iteration starts at ``deadline``
 _HELD = 4  #: a send waits for writes to resume
 _IDLE = 5  #: the run stopped sending: nothing more will be sent
 _OVER = 6  #: closed, or told to close
+_POSTING = 7  #: a ``post`` step's HTTP request is out
 
 
 class Session:
@@ -120,11 +131,13 @@ class Session:
         "_matcher",
         "_pc",
         "_plan",
+        "_post",
         "_ready",
         "_send_at",
         "_send_due",
         "_stat",
         "_state",
+        "_sub",
         "backoff",
         "client",
         "deadline",
@@ -151,6 +164,10 @@ class Session:
         self._matcher: Matcher | None = None
         self._fail: Matcher | None = None
         self._stat: StepStats | None = None
+        #: this connection's subscription (a program with deliveries)
+        self._sub: Subscription | None = None
+        #: the ``post`` step out: (step, its due time, its publication)
+        self._post: tuple[Step, float, tuple[str, int] | None] | None = None
 
     # -- what the engine asks ------------------------------------------------
 
@@ -161,6 +178,11 @@ class Session:
     @property
     def pending(self) -> bool:
         return self._state == _EXPECTING
+
+    @property
+    def awaiting(self) -> bool:
+        """An expect awaits a message or a post its HTTP answer (a drain waits for both)."""
+        return self._state == _EXPECTING or self._state == _POSTING
 
     # -- inputs ----------------------------------------------------------------
 
@@ -177,6 +199,10 @@ class Session:
         self._ready = now
         self._in_setup = True
         client.late = None  # a late reply comes on the connection it was asked on, if at all
+        if client.reader is not None:
+            sub = self._sub = client.subscription()
+            if not program.setup:  # subscribed from connect
+                sub.subscribed_at = now + client.epoch
         if program.loop:
             self._plan, self._pc = client.setup_plan, 0
             self._due = self._send_due = due
@@ -193,10 +219,7 @@ class Session:
         rec = client.rec
         rec.bytes_received += len(data)
         if self._state != _EXPECTING:
-            if client.late is None or not client.took_late(data, text):
-                rec.unsolicited += 1
-                client.scenario.unsolicited += 1
-            return EMPTY
+            return self._unexpected(now, data, text)
         self._ready = now
         values = client.values
         fail = self._fail
@@ -206,10 +229,7 @@ class Session:
             )
         found = self._matcher.match(data, text, values, client.rng)  # type: ignore[union-attr]
         if found is None:
-            if client.late is None or not client.took_late(data, text):
-                rec.unsolicited += 1
-                client.scenario.unsolicited += 1
-            return EMPTY
+            return self._unexpected(now, data, text)
         step = self._expect
         assert step is not None
         if step.capture:
@@ -240,6 +260,54 @@ class Session:
         self.deadline = _INF
         return self._run(now)
 
+    def _unexpected(self, now: float, data: bytes, text: bool) -> Effects:
+        """A message no pending expect took: a delivery, a late reply, or unsolicited."""
+        client = self.client
+        reader = client.reader
+        if reader is not None:
+            got = reader.read(data, text, client.values, client.rng)
+            if got is not None:
+                sub = self._sub
+                if sub is not None:
+                    topic, seq, sent_at = got
+                    if topic is None:
+                        topic = next(iter(sub.topics), "default")
+                    client.rec.fanout.deliver(sub, topic, seq, sent_at, now + client.epoch)
+                return EMPTY
+        if client.late is None or not client.took_late(data, text):
+            client.rec.unsolicited += 1
+            client.scenario.unsolicited += 1
+        return EMPTY
+
+    def on_http(self, now: float, status: int, error: str | None = None, text: str = "") -> Effects:
+        """The answer to the ``post`` step out: 2xx goes on; else (or ``error``) it failed.
+
+        ``error`` is a failure's kind (``refused``, ``timeout``...) and
+        ``text`` its first text; a non-2xx status fails as ``http_<status>``.
+        A late answer (the step already timed out) does nothing.
+        """
+        posted = self._post
+        if self._state != _POSTING or posted is None:
+            return EMPTY
+        self._post = None
+        step, due, pub = posted
+        self._ready = now
+        self.deadline = _INF
+        self._state = _WORKING
+        if error is None and 200 <= status < 300:
+            if pub is not None:
+                self.client.rec.fanout.publish(pub[0], pub[1], due + self.client.epoch)
+            self._due = now
+            self._pc += 1
+            return self._run(now)
+        kind = error or f"http_{status}"
+        rec = self.client.rec
+        if kind not in rec.error_texts:
+            rec.error(kind, f"{step.name}: {text or f'HTTP {status}'}")
+        else:
+            rec.error(kind)
+        return self._abandon(now)
+
     def on_timer(self, now: float) -> Effects:
         """Time passed :attr:`deadline` (an early or stale call does nothing)."""
         state = self._state
@@ -252,6 +320,9 @@ class Session:
             client.rec.timed_out += 1
             client.timed_out(self._matcher)  # type: ignore[arg-type]
             return self._abandon(now)
+        if state == _POSTING:
+            self._state = _POSTING  # as a failed request: the answer, if it comes, is ignored
+            return self.on_http(now, 0, "timeout", "no HTTP answer within the step's timeout")
         if state == _THINKING:
             self._state = _WORKING
             self.deadline = _INF
@@ -278,7 +349,7 @@ class Session:
         if self._state == _EXPECTING:
             self._stat.lost += 1  # type: ignore[union-attr]
             self.client.rec.lost += 1
-        self._end()
+        self._end(now)
 
     def drain(self, now: float) -> None:
         """The run stops sending now: no new send; a pending expect is still awaited."""
@@ -292,14 +363,19 @@ class Session:
         if self._state == _EXPECTING:
             self._stat.unanswered += 1  # type: ignore[union-attr]
             self.client.rec.unanswered += 1
-        self._end()
+        self._end(now)
 
     # -- the machine -----------------------------------------------------------
 
-    def _end(self) -> None:
+    def _end(self, now: float) -> None:
         self._state = _OVER
         self.deadline = _INF
         self._expect = self._matcher = self._fail = self._stat = None
+        self._post = None
+        sub = self._sub
+        if sub is not None and not sub.ended:  # the subscription ends with the connection
+            client = self.client
+            client.rec.fanout.end(sub, now + client.epoch)
 
     def _idle(self) -> Effects:
         self._state = _IDLE
@@ -348,13 +424,15 @@ class Session:
         a loop that never waits (no expect, no think, interval 0) then goes
         one iteration per timer call, never round and round in one callback.
         """
-        out: list[str | bytes | int] | None = None
+        out: list[str | bytes | int | HttpRequest] | None = None
         client = self.client
         while True:
             pc = self._pc
             plan = self._plan
             if pc >= len(plan):
                 program = client.program
+                if self._in_setup and self._sub is not None and self._sub.subscribed_at is None:
+                    self._sub.subscribed_at = now + client.epoch  # the setup is done: subscribed
                 if self._in_setup and not program.loop:  # a churn session's iteration is done
                     self._state = _OVER
                     self.deadline = _INF
@@ -389,6 +467,10 @@ class Session:
                     break
                 frame = client.render(step, due)
                 rec = client.rec
+                if step.publish is not None:
+                    pub = client.publication(step)
+                    if pub is not None:
+                        rec.fanout.publish(pub[0], pub[1], due + client.epoch)
                 rec.sent += 1
                 if type(frame) is bytes or frame.isascii():
                     rec.bytes_sent += len(frame)
@@ -430,6 +512,22 @@ class Session:
                     self._state = _THINKING
                     self.deadline = self._due
                     break
+            elif kind == K_POST:
+                due = self._due
+                if due >= self.until or now >= self.until:
+                    self._idle()
+                    break
+                request = client.request(step, due)
+                self._post = (step, due, client.publication(step))
+                self._send_due = due if due < now else now
+                self._send_at = now
+                self._state = _POSTING
+                self.deadline = now + request.timeout
+                if out is None:
+                    out = [request]
+                else:
+                    out.append(request)
+                break
             else:  # close
                 self._state = _OVER
                 self.deadline = _INF
@@ -450,4 +548,4 @@ def _excerpt(data: bytes, text: bool) -> str:
     return "0x" + data[:50].hex()
 
 
-__all__ = ["EMPTY", "Client", "Effects", "Session"]
+__all__ = ["EMPTY", "Client", "Effects", "HttpRequest", "Session"]

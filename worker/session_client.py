@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
-from wsload.common.program import Action, Matcher, Program, Step
+from wsload.common.program import Action, HttpPost, Matcher, Program, Step
+from wsload.worker.fanout import MAX_TOPIC, Reader, Subscription
 from wsload.worker.pacing import Pacing
 from wsload.worker.recorder import Recorder
 from wsload.worker.steprec import ScenarioStats, StepRecorder, StepStats
@@ -27,6 +30,7 @@ K_SEND = 0
 K_EXPECT = 1
 K_THINK = 2
 K_CLOSE = 3
+K_POST = 4
 #: a program part's steps, ready to run: (kind, step, its stats for an expect)
 Plan = tuple[tuple[int, Step, StepStats | None], ...]
 
@@ -40,9 +44,28 @@ def plan_steps(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
             out.append((K_THINK, step, None))
         elif step.action is Action.CLOSE:
             out.append((K_CLOSE, step, None))
+        elif step.action is Action.POST:
+            out.append((K_POST, step, None))
         else:
             out.append((K_SEND, step, None))
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A ``post`` step's effect: the engine performs it and answers :meth:`Session.on_http`."""
+
+    method: str
+    url: str
+    body: bytes | None
+    content_type: str
+    timeout: float
+
+
+def reader_for(program: Program) -> Reader | None:
+    """The program's delivery reader (one per program: the engine shares it over clients)."""
+    d = program.deliveries
+    return None if d is None else Reader(d)
 
 
 _SEND_BINARY = Action.SEND_BINARY
@@ -65,12 +88,14 @@ class Client:
     """
 
     __slots__ = (
+        "api_url",
         "epoch",
         "late",
         "loop_plan",
         "number",
         "pacing",
         "program",
+        "reader",
         "rec",
         "rng",
         "scenario",
@@ -95,6 +120,8 @@ class Client:
         epoch: float = 0.0,
         timeout: float = 5.0,
         seed: int = 0,
+        api_url: str = "",
+        reader: Reader | None = None,
     ) -> None:
         self.number = number
         self.program = program
@@ -115,6 +142,52 @@ class Client:
         self.setup_plan = plan_steps(program.setup, steprec)
         self.loop_plan = plan_steps(program.loop, steprec)
         self.late: tuple[Matcher, dict[str, Any], int] | None = None
+        self.api_url = api_url
+        #: reads deliveries (None: this client subscribes to nothing)
+        self.reader = reader if reader is not None else reader_for(program)
+
+    def subscription(self) -> Subscription:
+        """A connection's subscription: its topics rendered (``topics``, or the one default)."""
+        d = self.program.deliveries
+        assert d is not None
+        topics = tuple(str(t.render(self.values, self.rng))[:MAX_TOPIC] for t in d.topics)
+        if not topics and d.topic is None:
+            topics = ("default",)
+        return Subscription(self.number, topics)
+
+    def publication(self, step: Step) -> tuple[str, int] | None:
+        """The (topic, seq) a publishing step's message is, or None (no ``publish``; not an int)."""
+        pub = step.publish
+        if pub is None:
+            return None
+        seq = pub.seq.render(self.values, self.rng)
+        if isinstance(seq, str) and seq.lstrip("-").isdigit():
+            seq = int(seq)
+        if type(seq) is not int:
+            return None
+        return str(pub.topic.render(self.values, self.rng))[:MAX_TOPIC], seq
+
+    def request(self, step: Step, due: float) -> HttpRequest:
+        """A ``post`` step's HTTP request, ``{ts}`` being ``due``; a table body goes as JSON."""
+        post: HttpPost = step.body
+        values = self.values
+        values["ts"] = due + self.epoch
+        url = str(post.url.render(values, self.rng))
+        if self.api_url and "://" not in url:
+            url = urljoin(self.api_url, url)
+        body: bytes | None = None
+        kind = "text/plain; charset=utf-8"
+        if post.body is not None:
+            value = post.body.render(values, self.rng)
+            if isinstance(value, str):
+                body = value.encode()
+            elif isinstance(value, bytes | bytearray):
+                body, kind = bytes(value), "application/octet-stream"
+            else:
+                body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+                kind = "application/json"
+        timeout = step.timeout if step.timeout is not None else self.timeout
+        return HttpRequest(post.method, url, body, kind, timeout)
 
     def next_start(self, now: float) -> float:
         """When the next iteration is due (for a churn client: when to connect for it).
@@ -167,4 +240,15 @@ class Client:
         return True
 
 
-__all__ = ["K_CLOSE", "K_EXPECT", "K_SEND", "K_THINK", "Client", "Plan", "plan_steps"]
+__all__ = [
+    "K_CLOSE",
+    "K_EXPECT",
+    "K_POST",
+    "K_SEND",
+    "K_THINK",
+    "Client",
+    "HttpRequest",
+    "Plan",
+    "plan_steps",
+    "reader_for",
+]

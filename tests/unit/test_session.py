@@ -598,3 +598,194 @@ def test_a_churn_sessions_think_postpones_its_next_connection_not_its_latency() 
     s.on_message(3.6, reply(type="hi"), True)
     assert list(rig.steprec.steps["hi"].latency) == pytest.approx([300_000, 200_000], abs=1)
     assert rig.rec.behind_schedule == 0
+
+
+# -- deliveries, publications, post (issue 16) ----------------------------------------
+
+
+def _deliveries(**kw: Any) -> Any:
+    from wsload.common.program import Deliveries
+
+    return Deliveries(seq=kw.pop("seq", "seq"), **kw)
+
+
+def _pub_step(number: int, text: str, topic: str = "news") -> Step:
+    from wsload.common.program import Publish
+
+    return Step(
+        number,
+        f"step {number}",
+        Action.SEND,
+        Text(text),
+        publish=Publish(Text(topic), Text("{seq}")),
+    )
+
+
+def _post_step(number: int, url: str = "/publish", timeout: float | None = None) -> Step:
+    from wsload.common.program import HttpPost, Publish
+
+    return Step(
+        number,
+        f"post {number}",
+        Action.POST,
+        HttpPost(Text(url), Text('{"seq": {seq}}')),
+        timeout=timeout,
+        publish=Publish(Text("news"), Text("{seq}")),
+    )
+
+
+def _subs(rig: Rig) -> list[Any]:
+    return list(rig.rec.fanout.subs)
+
+
+def test_a_pending_expect_takes_its_reply_before_deliveries_and_deliveries_before_unsolicited() -> (
+    None
+):
+    program = Program(
+        "p",
+        (),
+        (send("q{seq}"), expect("ack", type="ack")),
+        interval=10.0,
+        deliveries=_deliveries(match=Subset(type="delivery"), topic="topic"),
+    )
+    rig = Rig(program, period=10.0, epoch=1000.0)
+    s = rig.session()
+    s.start(0.0)
+    assert s.pending
+    # a delivery while the expect waits: not its reply, a delivery
+    s.on_message(0.1, reply(type="delivery", topic="t", seq=1), True)
+    assert s.pending
+    s.on_message(0.2, reply(type="ack"), True)  # the expect's
+    assert not s.pending
+    s.on_message(0.3, reply(type="other", seq=2), True)  # neither: unsolicited
+    s.on_message(0.3, reply(type="delivery", topic="t", seq="x"), True)  # seq not an int
+    assert rig.rec.received == 1
+    assert rig.rec.unsolicited == 2
+    assert rig.rec.fanout.topics["t"].deliveries == 1
+    rig.assert_identity()
+
+
+def test_deliveries_ranges_duplicates_out_of_order_and_latency_from_sent_at() -> None:
+    program = Program(
+        "p", (), (think("fixed", 100.0, number=1),), deliveries=_deliveries(sent_at="sent_at")
+    )
+    rig = Rig(program, epoch=1000.0)
+    s = rig.session()
+    s.start(0.0)  # no [[steps]]: subscribed from connect, epoch 1000.0
+    for seq, at in ((1, 0.5), (2, 0.6), (4, 0.7), (4, 0.8), (3, 0.9), (9, 1.0)):
+        s.on_message(at, reply(seq=seq, sent_at=1000.4), True)
+    stats = rig.rec.fanout.topics["default"]
+    assert (stats.deliveries, stats.duplicates, stats.out_of_order) == (6, 1, 1)
+    # latency = receive epoch - sent_at, once per new seq (not for the duplicate)
+    assert list(stats.latency) == [100_000, 200_000, 300_000, 500_000, 600_000]
+    s.on_closed(2.0)
+    (sub,) = _subs(rig)
+    assert sub.client == 7
+    assert sub.topic == "default"
+    assert sub.ranges == ((1, 4), (9, 9))
+    assert (sub.subscribed_at_us, sub.ended_at_us) == (1_000_000_000, 1_002_000_000)
+    s.stop(3.0)  # ended once
+    assert len(_subs(rig)) == 1
+
+
+def test_the_subscription_starts_when_the_setup_steps_end() -> None:
+    program = Program(
+        "p",
+        (send("subscribe"), expect("subscribed", type="subscribed")),
+        (think("fixed", 100.0, number=3),),
+        deliveries=_deliveries(topics=(Text("room-{client_id}"),)),
+    )
+    rig = Rig(program, epoch=1000.0)
+    s = rig.session()
+    s.start(0.0)
+    s.on_message(0.5, reply(seq=1), True)  # before the subscription is confirmed: early
+    s.on_message(1.5, reply(type="subscribed"), True)
+    s.on_message(2.0, reply(seq=2), True)
+    s.stop(4.0)
+    (sub,) = _subs(rig)
+    assert sub.topic == "room-client-7"
+    assert (sub.subscribed_at_us, sub.ended_at_us) == (1_001_500_000, 1_004_000_000)
+    assert sub.ranges == ((1, 2),)
+    assert rig.rec.unsolicited == 0
+
+
+def test_a_connection_that_ends_in_setup_records_an_empty_interval() -> None:
+    program = Program(
+        "p", (send("subscribe"), expect("ok", type="ok")), (), deliveries=_deliveries()
+    )
+    rig = Rig(program, epoch=1000.0)
+    s = rig.session()
+    s.start(0.0, due=0.0)
+    s.on_closed(1.0)
+    (sub,) = _subs(rig)
+    assert sub.subscribed_at_us == sub.ended_at_us == 1_001_000_000
+
+
+def test_publications_are_recorded_as_written_with_their_due_time() -> None:
+    program = Program("p", (), (_pub_step(1, "pub {seq}"),), interval=1.0)
+    rig = Rig(program, period=1.0, epoch=1000.0, first=10.0)
+    s = rig.session()
+    assert s.start(10.0) == ("pub 1",)
+    assert s.on_timer(11.2) == ("pub 2",)  # due at 11.0: the intended time is recorded
+    assert rig.rec.fanout.pubs == {"news": [(1, 1_010_000_000), (2, 1_011_000_000)]}
+    window = rig.rec.take_window(12.0)
+    assert window.fanout is not None
+    assert window.fanout["pubs"]["news"][1] == (2, 1_011_000_000)
+    assert rig.rec.take_window(13.0).fanout is None
+
+
+def test_a_publication_made_twice_is_a_conflict_and_kept_once() -> None:
+    program = Program("p", (), (_pub_step(1, "pub"),), interval=1.0)
+    rig = Rig(program, period=1.0, epoch=0.0, first=0.0)
+    s = rig.session()
+    s.start(0.0)
+    rig.client.seq = 0  # the same seq again (a second publisher of the topic, say)
+    rig.client.values["seq"] = 0
+    s.on_timer(1.0)
+    assert rig.rec.fanout.topics["news"].conflicts == 1
+    assert rig.rec.fanout.pubs == {"news": [(1, 0)]}
+
+
+def test_post_emits_a_request_and_goes_on_after_a_2xx_answer() -> None:
+    from wsload.worker.session import HttpRequest
+
+    program = Program("p", (), (_post_step(1),), interval=1.0)
+    rig = Rig(program, period=1.0, epoch=1000.0, first=0.0, api_url="http://127.0.0.1:9/api/")
+    s = rig.session()
+    (request,) = s.start(0.0)
+    assert isinstance(request, HttpRequest)
+    assert request.url == "http://127.0.0.1:9/publish"
+    assert request.body == b'{"seq": 1}'
+    assert request.timeout == 2.0
+    assert s.deadline == 2.0
+    assert rig.rec.fanout.pubs == {}  # not before the answer
+    assert s.on_http(0.05, 204) == EMPTY
+    assert rig.rec.fanout.pubs == {"news": [(1, 1_000_000_000)]}
+    assert s.deadline == 1.0  # the next iteration
+
+
+def test_post_failures_fail_the_step_as_an_expect_would() -> None:
+    program = Program("p", (), (_post_step(1, "http://h/x", timeout=0.5),), interval=1.0)
+    rig = Rig(program, period=1.0, first=0.0)
+    s = rig.session()
+    s.start(0.0)
+    s.on_http(0.1, 503)
+    s.on_timer(1.0)
+    s.on_http(1.1, 0, "refused", "http://h/x: connection refused")
+    s.on_timer(2.0)
+    assert s.on_timer(2.5) == EMPTY  # timed out: the iteration is over
+    assert s.on_http(2.6, 200) == EMPTY  # a late answer does nothing
+    assert rig.rec.errors == {"http_503": 1, "refused": 1, "timeout": 1}
+    assert rig.rec.error_texts["refused"] == "post 1: http://h/x: connection refused"
+    assert rig.rec.fanout.pubs == {}
+    assert s.deadline == 3.0
+
+
+def test_a_failed_post_in_setup_ends_the_session_with_backoff() -> None:
+    program = Program("p", (_post_step(1),), (think("fixed", 1.0, number=2),))
+    rig = Rig(program)
+    s = rig.session()
+    s.start(0.0)
+    assert s.on_http(0.1, 500) == (1000,)
+    assert s.over
+    assert s.backoff

@@ -103,7 +103,7 @@ class PicowsEngine(Engine):
         link.attach(conn)
         try:
             if link.alive:
-                link.begin(session, due)
+                link.begin(session, due, self.talk.poster if self.talk is not None else None)
             await conn.closed
         finally:
             link.end()

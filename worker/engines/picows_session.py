@@ -35,8 +35,9 @@ from picows import WSCloseCode, WSMsgType
 
 from wsload.worker.accounting import Accounting
 from wsload.worker.engines.picows_listener import Listener
+from wsload.worker.httppost import Answer, HttpPoster
 from wsload.worker.schedule import TICK_BUDGET, TIMER_SLACK
-from wsload.worker.session import Effects, Session
+from wsload.worker.session import Effects, HttpRequest, Session
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -121,12 +122,15 @@ class SessionListener(Listener):
         #: expects' timeouts (kept while the next expect's is later)
         self._coarse: asyncio.TimerHandle | None = None
         self._coarse_at = _INF
+        #: performs a ``post`` step's requests (the engine's)
+        self._poster: HttpPoster | None = None
 
     # -- the engine's side ---------------------------------------------------------
 
-    def begin(self, session: Session, due: float | None) -> None:
-        """Start ``session`` on this (open) connection."""
+    def begin(self, session: Session, due: float | None, poster: HttpPoster | None = None) -> None:
+        """Start ``session`` on this (open) connection; ``poster`` performs its ``post`` steps."""
         self.session = session
+        self._poster = poster
         session.paused = self.paused
         out = session.start(_mono(), due)
         if out:
@@ -180,14 +184,27 @@ class SessionListener(Listener):
                 transport.send(_TEXT, item)  # type: ignore[arg-type]
             elif kind is bytes:
                 transport.send(_BINARY, item)  # type: ignore[arg-type]
+            elif kind is HttpRequest:  # a post step: performed aside, answered in _answered
+                if self._poster is not None:
+                    self._poster.submit(item, self._answered)  # type: ignore[arg-type]
             else:  # the session closes: a churn session's end, a close step, a failed setup
                 if self.conn is not None:
                     self.conn.closed_by_us = True
                 self.alive = False
                 if not transport.is_close_frame_sent:
-                    transport.send_close(WSCloseCode(int(item)))
+                    transport.send_close(WSCloseCode(int(item)))  # type: ignore[arg-type]
                 self._hang_up(transport)
                 return
+
+    def _answered(self, answer: Answer) -> None:
+        """A post step's HTTP answer (ignored once the session is gone)."""
+        session = self.session
+        if session is None or self.done:
+            return
+        out = session.on_http(_mono(), *answer)
+        if out:
+            self._apply(out)
+        self._rearm(session)
 
     def _rearm(self, session: Session) -> None:
         """Have a timer fire at ``session.deadline`` or before (then it looks again).

@@ -37,7 +37,7 @@ from wsload.worker.connect import harden, open_connection
 from wsload.worker.engine import Engine
 from wsload.worker.errors import failure_kind, report_once
 from wsload.worker.recorder import Recorder
-from wsload.worker.session import Session
+from wsload.worker.session import Effects, HttpRequest, Session
 
 _OPEN = State.OPEN
 _INF = float("inf")
@@ -64,9 +64,19 @@ class WebsocketsEngine(Engine):
         ws = link.ws
         loop = asyncio.get_running_loop()
         code, failure, text = 1006, "", ""
+        poster = self.talk.poster if self.talk is not None else None
         try:
             out = session.start(_mono(), due)
             while True:
+                if out and type(out[-1]) is HttpRequest:  # a post step: the session's last effect
+                    request = out[-1]
+                    if len(out) > 1 and not await link.apply(conn, out[:-1]):
+                        break
+                    assert poster is not None
+                    assert isinstance(request, HttpRequest)
+                    # Inline: this client's messages wait meanwhile (bounded by the timeout)
+                    out = session.on_http(_mono(), *await poster.perform(request))
+                    continue
                 if out and not await link.apply(conn, out):
                     break
                 deadline = session.deadline
@@ -124,7 +134,7 @@ class WebsocketsLink:
             return False  # the message stays in flight and is counted lost with the connection
         return True
 
-    async def apply(self, conn: Conn, out: tuple[str | bytes | int, ...]) -> bool:
+    async def apply(self, conn: Conn, out: Effects) -> bool:
         """Send a session's frames; a close code closes (closed by us): then False.
 
         A send on a connection already gone is dropped: the next ``recv``
@@ -135,6 +145,8 @@ class WebsocketsLink:
                 conn.closed_by_us = True
                 await self.close(item)
                 return False
+            if isinstance(item, HttpRequest):  # run_session performs it
+                continue
             if not await self.send(item):
                 break
         return True

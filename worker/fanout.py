@@ -1,0 +1,363 @@
+"""Deliveries and publications of one worker, sans-I/O (issue 16).
+
+A client whose program has ``deliveries`` is a subscriber: a message no
+pending expect takes is read by its :class:`Reader` (does ``match`` accept
+it, is there an integer at ``seq``, which topic, which ``sent_at``) and, if
+it is a delivery, recorded on the connection's :class:`Subscription`: per
+topic a :class:`Seqs` (the seq numbers received, as ranges: memory grows
+with the gaps, not with the deliveries), duplicates and out-of-order
+arrivals, and the latency ``receive epoch time - sent_at``.
+
+The hot path is one delivery per message per subscriber (issue item 6: at
+most 1.5x the CPU of a bare client that only counts messages), so the
+common shape is read without ``json.loads``: when the paths are top-level
+keys and ``match`` is a flat table of literal values, precompiled byte
+regexes find them (a message with a backslash, or any other shape, takes
+the parsing path).
+
+:class:`Fanout` is the worker's side of the ledger: the publications made
+here (topic, seq, intended epoch microseconds), the ended subscriptions,
+per-topic latency samples and counts, handed over with each window by
+:meth:`Fanout.take` (cumulative counts as deltas, so windows sum to totals).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import re
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wsload.common.match import MISSING, NOT_JSON, SubsetMatcher, capture, parse_json
+from wsload.common.program import Deliveries
+
+_MAX_U32 = 0xFFFFFFFF
+#: bounds: a hostile or runaway target costs at most this many topics per worker
+MAX_TOPICS = 1024
+#: a topic name longer than this is cut (it is a key on the wire)
+MAX_TOPIC = 200
+#: ended subscriptions held until the next window (beyond: counted, dropped)
+MAX_PENDING_SUBS = 200_000
+
+NEW = 0
+DUPLICATE = 1
+OUT_OF_ORDER = 2
+
+
+class Seqs:
+    """A set of integers as sorted disjoint ranges ``[lo[i], hi[i]]``.
+
+    :meth:`add` is O(1) for the common arrival (the next seq, or a later
+    one), O(log n) otherwise; ``top`` is the highest seq added.
+    """
+
+    __slots__ = ("hi", "lo", "top")
+
+    def __init__(self) -> None:
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+        self.top = -(1 << 62)
+
+    def add(self, seq: int) -> int:
+        """NEW, DUPLICATE (already in), or OUT_OF_ORDER (new, below the highest so far)."""
+        top = self.top
+        if seq > top:
+            if seq == top + 1:
+                self.hi[-1] = seq
+            else:
+                self.lo.append(seq)
+                self.hi.append(seq)
+            self.top = seq
+            return NEW
+        lo, hi = self.lo, self.hi
+        i = bisect.bisect_right(lo, seq) - 1  # the range starting at or before seq
+        if i >= 0 and seq <= hi[i]:
+            return DUPLICATE
+        joins_prev = i >= 0 and hi[i] == seq - 1
+        joins_next = i + 1 < len(lo) and lo[i + 1] == seq + 1
+        if joins_prev and joins_next:
+            hi[i] = hi[i + 1]
+            del lo[i + 1], hi[i + 1]
+        elif joins_prev:
+            hi[i] = seq
+        elif joins_next:
+            lo[i + 1] = seq
+        else:
+            lo.insert(i + 1, seq)
+            hi.insert(i + 1, seq)
+        return OUT_OF_ORDER
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return list(zip(self.lo, self.hi, strict=True))
+
+    def __len__(self) -> int:
+        return sum(h - lo + 1 for lo, h in zip(self.lo, self.hi, strict=True))
+
+
+def _flat_literals(matcher: Any) -> list[re.Pattern[bytes]] | None:
+    """Byte patterns equivalent to a flat table of literal scalars, or None."""
+    if not isinstance(matcher, SubsetMatcher) or matcher.names:
+        return None
+    source = matcher.source
+    if not isinstance(source, dict):
+        return None
+    out = []
+    for key, value in source.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            return None
+        if isinstance(value, bool) or value is None:
+            lit = {True: b"true", False: b"false", None: b"null"}[value]
+        elif isinstance(value, int):
+            lit = str(value).encode() + rb"(?![\d.eE])"
+        elif isinstance(value, str) and value.isprintable() and '"' not in value:
+            lit = b'"' + re.escape(value.encode()) + b'"'
+        else:
+            return None
+        out.append(re.compile(b'"' + key.encode() + rb'"\s*:\s*' + lit))
+    return out
+
+
+def _top(path: str | None) -> bool:
+    return path is None or (path.isidentifier() and "." not in path)
+
+
+class Reader:
+    """Reads a message as a delivery: ``(topic, seq, sent_at or None)``, or None.
+
+    The topic is None when the deliveries have no ``topic`` path: the
+    subscriber's own (``topics[0]`` or ``"default"``).
+    """
+
+    __slots__ = (
+        "_fast",
+        "_match",
+        "_match_res",
+        "_sent_re",
+        "_seq_re",
+        "_topic_re",
+        "spec",
+    )
+
+    def __init__(self, spec: Deliveries) -> None:
+        self.spec = spec
+        self._match = spec.match
+        literals = [] if spec.match is None else _flat_literals(spec.match)
+        self._fast = literals is not None and all(
+            _top(p) for p in (spec.seq, spec.topic, spec.sent_at)
+        )
+        self._match_res = tuple(literals or ())
+        self._seq_re = re.compile(b'"' + spec.seq.encode() + rb'"\s*:\s*(-?\d+)(?![\d.eE])')
+        self._topic_re = (
+            None
+            if spec.topic is None
+            else re.compile(b'"' + spec.topic.encode() + rb'"\s*:\s*"([^"\\]{0,200})"')
+        )
+        self._sent_re = (
+            None
+            if spec.sent_at is None
+            else re.compile(
+                b'"' + spec.sent_at.encode() + rb'"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)'
+            )
+        )
+
+    def read(
+        self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random
+    ) -> tuple[str | None, int, float | None] | None:
+        if self._fast and text and b"\\" not in data:
+            for pattern in self._match_res:
+                if pattern.search(data) is None:
+                    return None
+            found = self._seq_re.search(data)
+            if found is None:
+                return None
+            topic: str | None = None
+            if self._topic_re is not None:
+                t = self._topic_re.search(data)
+                if t is None:
+                    return self._slow(data, text, values, rng)  # a non-string topic, say
+                topic = t.group(1).decode(errors="replace")
+            sent_at: float | None = None
+            if self._sent_re is not None:
+                s = self._sent_re.search(data)
+                if s is not None:
+                    sent_at = float(s.group(1))
+            return topic, int(found.group(1)), sent_at
+        return self._slow(data, text, values, rng)
+
+    def _slow(
+        self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random
+    ) -> tuple[str | None, int, float | None] | None:
+        spec = self.spec
+        if self._match is not None:
+            parsed = self._match.match(data, text, values, rng)
+            if parsed is None:
+                return None
+        else:
+            if not text:
+                return None
+            parsed = parse_json(data)
+            if parsed is NOT_JSON:
+                return None
+        seq = capture(parsed, spec.seq)
+        if type(seq) is not int:
+            return None
+        topic: str | None = None
+        if spec.topic is not None:
+            t = capture(parsed, spec.topic)
+            if t is MISSING or isinstance(t, dict | list) or t is None:
+                return None
+            topic = (t if isinstance(t, str) else str(t))[:MAX_TOPIC]
+        sent_at: float | None = None
+        if spec.sent_at is not None:
+            s = capture(parsed, spec.sent_at)
+            if isinstance(s, int | float) and not isinstance(s, bool):
+                sent_at = float(s)
+        return topic, seq, sent_at
+
+
+@dataclass(frozen=True)
+class Ended:
+    """One ended subscription of one topic: what goes on the wire (P3's SubscriptionRecord)."""
+
+    client: int
+    topic: str
+    subscribed_at_us: int
+    ended_at_us: int
+    ranges: tuple[tuple[int, int], ...]
+
+
+class _Topic:
+    """One topic's run counters and current window of latency samples."""
+
+    __slots__ = ("_last", "conflicts", "deliveries", "duplicates", "latency", "out_of_order")
+
+    def __init__(self) -> None:
+        self.deliveries = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.conflicts = 0
+        self.latency: array[int] = array("I")
+        self._last = (0, 0, 0, 0)
+
+
+class Subscription:
+    """One connection of a subscriber: per topic the seqs it received.
+
+    ``subscribed_at`` (epoch seconds) is set when the client's ``[[steps]]``
+    end; deliveries before it are kept too (the coordinator calls them
+    ``early``). :meth:`Fanout.end` closes it.
+    """
+
+    __slots__ = ("client", "ended", "subscribed_at", "topics")
+
+    def __init__(self, client: int, topics: tuple[str, ...]) -> None:
+        self.client = client
+        self.subscribed_at: float | None = None
+        self.ended = False
+        self.topics: dict[str, Seqs] = {t: Seqs() for t in topics}
+
+
+class Fanout:
+    """A worker's publications, ended subscriptions and per-topic delivery figures."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, _Topic] = {}
+        #: publications of the window in progress: topic -> [(seq, epoch_us)]
+        self.pubs: dict[str, list[tuple[int, int]]] = {}
+        self.published: dict[str, Seqs] = {}
+        self.subs: list[Ended] = []
+        self.dropped_subs = 0
+
+    def topic(self, name: str) -> _Topic | None:
+        found = self.topics.get(name)
+        if found is None:
+            if len(self.topics) >= MAX_TOPICS:
+                return None
+            found = self.topics[name] = _Topic()
+        return found
+
+    def deliver(
+        self, sub: Subscription, topic: str, seq: int, sent_at: float | None, now_epoch: float
+    ) -> None:
+        """One delivery on ``sub`` received at ``now_epoch`` (this worker's clock)."""
+        stats = self.topic(topic)
+        if stats is None:
+            return
+        seqs = sub.topics.get(topic)
+        if seqs is None:
+            if len(sub.topics) >= MAX_TOPICS:
+                return
+            seqs = sub.topics[topic] = Seqs()
+        got = seqs.add(seq)
+        stats.deliveries += 1
+        if got == DUPLICATE:
+            stats.duplicates += 1
+        elif got == OUT_OF_ORDER:
+            stats.out_of_order += 1
+        if sent_at is not None and got != DUPLICATE:
+            latency = int((now_epoch - sent_at) * 1e6)
+            stats.latency.append(
+                latency if 0 <= latency <= _MAX_U32 else (0 if latency < 0 else _MAX_U32)
+            )
+
+    def publish(self, topic: str, seq: int, at_epoch: float) -> None:
+        """A publication written (or POSTed with a 2xx answer) by this worker."""
+        stats = self.topic(topic)
+        if stats is None:
+            return
+        done = self.published.get(topic)
+        if done is None:
+            done = self.published[topic] = Seqs()
+        if done.add(seq) == DUPLICATE:
+            stats.conflicts += 1
+            return
+        self.pubs.setdefault(topic, []).append((seq, int(at_epoch * 1e6)))
+
+    def end(self, sub: Subscription, now_epoch: float) -> None:
+        """The connection of ``sub`` ended: its record per topic goes with the next window."""
+        if sub.ended:
+            return
+        sub.ended = True
+        end_us = int(now_epoch * 1e6)
+        start_us = end_us if sub.subscribed_at is None else int(sub.subscribed_at * 1e6)
+        for topic, seqs in sub.topics.items():
+            if len(self.subs) >= MAX_PENDING_SUBS:
+                self.dropped_subs += 1
+                continue
+            self.subs.append(
+                Ended(sub.client, topic, min(start_us, end_us), end_us, tuple(seqs.ranges()))
+            )
+
+    def take(self) -> dict[str, Any] | None:
+        """What changed since the last take (None: nothing): pubs, subs, latency, counts."""
+        counts: dict[str, dict[str, int]] = {}
+        latency: dict[str, array[int]] = {}
+        for name, t in self.topics.items():
+            now = (t.deliveries, t.duplicates, t.out_of_order, t.conflicts)
+            if now != t._last:
+                d = [a - b for a, b in zip(now, t._last, strict=True)]
+                counts[name] = {
+                    k: v
+                    for k, v in zip(
+                        ("deliveries", "duplicates", "out_of_order", "publish_conflicts"),
+                        d,
+                        strict=True,
+                    )
+                    if v
+                }
+                t._last = now
+            if t.latency:
+                latency[name] = t.latency
+                t.latency = array("I")
+        if not (counts or latency or self.pubs or self.subs):
+            return None
+        out = {"pubs": self.pubs, "subs": self.subs, "latency": latency, "counts": counts}
+        self.pubs = {}
+        self.subs = []
+        return out
+
+
+__all__ = ["DUPLICATE", "NEW", "OUT_OF_ORDER", "Ended", "Fanout", "Reader", "Seqs", "Subscription"]
