@@ -253,6 +253,8 @@ def _seq(
         return None, f"{need}: {{{name}}} is {_NOT_INTEGERS[name]}", set()
     if feeder_columns and name in feeder_columns:
         return None, f"{need}: {{{name}}} is a feeder column, a text", set()
+    if name == "random_int" and int(raw[1:-1].split("(", 1)[1].split(",", 1)[0]) < 0:
+        return None, f"{raw}: a publication number is 0 or more", set()
     return template, "", set(template.names)
 
 

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsload.common.errors import SpecError
+from wsload.common.fanout_language import DELIVERIES_KEYS, POST_KEYS, PUBLISH_KEYS
 from wsload.common.fields import Mode
 from wsload.common.match import SubsetMatcher, TextMatcher
 from wsload.common.program import Action, Deliveries, HttpPost, Publish
@@ -176,6 +179,7 @@ def test_every_problem_of_the_fanout_parts_at_once_with_where_it_is() -> None:
             {"post": {"url": "htps://{host}/x"}},
             {"post": {"url": "/p", "method": "get", "body": "x"}},
             {"send": "p", "publish": {"topic": "t", "seq": "{room}"}},
+            {"send": "p", "publish": {"topic": "t", "seq": "{random_int(-3, 5)}"}},
             {"post": "publish"},
             {"expect": {"a": 1}, "capture": {"late": "a"}},
             {"think": 1, "publish": {"topic": "t", "seq": "{seq}"}},
@@ -207,9 +211,10 @@ def test_every_problem_of_the_fanout_parts_at_once_with_where_it_is() -> None:
         "loop: step 8: post: a GET request has no body (leave body out, or use POST)",
         "loop: step 9: publish: seq must render to an integer: an integer, or exactly one "
         'placeholder like "{seq}": {room} is a feeder column, a text',
-        "loop: step 10: post: url 'publish' must start with / (after the job's api_url) "
+        "loop: step 10: publish: seq {random_int(-3, 5)}: a publication number is 0 or more",
+        "loop: step 11: post: url 'publish' must start with / (after the job's api_url) "
         "or http:// or https://",
-        "loop: step 12: publish applies to send and post steps only, not to think",
+        "loop: step 13: publish applies to send and post steps only, not to think",
         'loop: step 4: publish: seq is the same number every iteration: use "{seq}" '
         "(one publication per seq)",
         "deliveries: unknown key 'mtch' (did you mean 'match'?)",
@@ -368,3 +373,35 @@ def test_the_readme_fanout_example_compiles(tmp_path: Path) -> None:
     assert program.deliveries.seq == "seq"
     assert [s.action for s in program.loop] == [Action.SEND, Action.POST]
     assert all(s.publish is not None for s in program.loop)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+_keyed = st.dictionaries(
+    st.sampled_from([*DELIVERIES_KEYS, *POST_KEYS, *PUBLISH_KEYS, "other"]),
+    _json | st.sampled_from(["{seq}", "{ts}", "/p/{seq}", "http://{h}/p", "a.b", "#"]),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(deliveries=_keyed | _json, publish=_keyed | _json, post=_keyed | _json)
+def test_any_fanout_value_gives_problems_or_a_program_never_an_exception(
+    deliveries: Any, publish: Any, post: Any
+) -> None:
+    """Hostile values cost a problem line each, never a traceback."""
+    spec = JobSpec(
+        loop=(
+            {"send": "x", "publish": publish},
+            {"post": post, "publish": publish},
+            {"think": 60},
+        ),
+        deliveries=deliveries if isinstance(deliveries, dict) else {"seq": deliveries},
+    )
+    problems = workload_problems(spec)
+    assert all(isinstance(p, str) and "\n" not in p for p in problems)
+    if not problems:
+        assert compile_workload(spec).programs[0].deliveries is not None
