@@ -2,8 +2,8 @@
 
 Usage: python bench/run_all.py [--quick]
 
-Runs the engine, whole-tool (scaling, startup), connection-storm, coordinator
-and histogram benchmarks in turn and prints their figures together, each with
+Runs the engine, conversation, fan-out, whole-tool (scaling, startup),
+connection-storm, coordinator and histogram benchmarks in turn and prints their figures together, each with
 its goal and verdict and, where it has one, the reference it was measured
 beside in the same run. ``--quick`` shortens every measured span (for a smoke check of the
 scripts; the figures are noisier). Exits 0 whatever the verdicts: figures,
@@ -21,6 +21,7 @@ import connect_bench
 import conversation_bench
 import coordinator_bench
 import engine_bench
+import fanout_bench
 import histogram_bench
 import scaling_bench
 from machine import Figure, report
@@ -38,6 +39,12 @@ def main() -> None:
             "conversation",
             lambda: conversation_bench.figures(
                 seconds, 1 if args.quick else 3, hold=1_000 if args.quick else 10_000
+            ),
+        ),
+        (
+            "fan-out",
+            lambda: fanout_bench.figures(
+                1_000 if args.quick else 10_000, 10.0 if args.quick else 2.0, 2 * seconds
             ),
         ),
         ("scaling", lambda: scaling_bench.figures(seconds)),
