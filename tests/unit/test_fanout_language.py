@@ -17,7 +17,7 @@ from wsload.common.fields import Mode
 from wsload.common.match import SubsetMatcher, TextMatcher
 from wsload.common.program import Action, Deliveries, HttpPost, Publish
 from wsload.common.spec import JobSpec, build_spec, spec_from_dict
-from wsload.common.steps import ScenarioError, compile_workload, workload_problems
+from wsload.common.steps import ScenarioError, compile_workload, step_label, workload_problems
 from wsload.common.template import JsonTemplate
 
 RNG = random.Random(0)
@@ -405,3 +405,16 @@ def test_any_fanout_value_gives_problems_or_a_program_never_an_exception(
     assert all(isinstance(p, str) and "\n" not in p for p in problems)
     if not problems:
         assert compile_workload(spec).programs[0].deliveries is not None
+
+
+def test_a_post_step_is_labelled_by_its_method_and_url() -> None:
+    spec = JobSpec(loop=({"post": {"url": "/publish", "method": "patch"}},))
+    (step,) = compile_workload(spec).programs[0].loop
+    assert step_label(step) == "step 1: post PATCH /publish"
+
+
+def test_deliveries_must_be_a_table_in_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'deliveries = "seq"\n[[loop]]\nsend = "x"\n')
+    with pytest.raises(SpecError) as caught:
+        build_spec(scenario=path, env={}, ws_url="ws://127.0.0.1:9/")
+    assert caught.value.problems == [f"{path}: deliveries: expected a table, got str 'seq'"]
