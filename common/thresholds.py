@@ -27,6 +27,13 @@ the last ``.METRIC`` before the operator, so it may hold spaces and dots
 quote is written in double quotes: ``step."a<b".p99<50ms``. The names are
 checked against the job's steps before the run (:func:`step_threshold_problems`).
 
+Fan-out deliveries (a workload with ``[deliveries]``), over every topic:
+``fanout.p50`` ... ``fanout.max``, ``fanout.avg`` (delivery latency, a time
+unit required), ``fanout.delivery_rate`` (percent of the deliveries owed
+that came), and counts ``fanout.missing``, ``fanout.duplicates``,
+``fanout.out_of_order``, ``fanout.early``, ``fanout.extra``, e.g.
+``fanout.p99<200ms``, ``fanout.missing==0``.
+
 Parsing raises :class:`ThresholdError` naming the expression and the problem;
 :meth:`Threshold.measure` reads the metric from a run's figures (:class:`Measured`).
 """
@@ -98,11 +105,20 @@ TIME_METRICS = _time_metrics()
 PERCENT_METRICS = ("success_rate", "error_rate")
 RATE_METRICS = ("rps",)
 COUNT_METRICS = ("timeouts", "errors", "connect_failures")
-METRICS = (*TIME_METRICS, *PERCENT_METRICS, *RATE_METRICS, *COUNT_METRICS)
 #: Per-step metrics (``step.NAME.METRIC``): no connect time (a step has none).
 STEP_TIME_METRICS = {k: v for k, v in TIME_METRICS.items() if not k.startswith("connect_")}
 STEP_COUNT_METRICS = ("expected", "met", "timed_out", "timeouts", "failed", "lost", "unanswered")
 STEP_METRICS = (*STEP_TIME_METRICS, *PERCENT_METRICS, *STEP_COUNT_METRICS)
+#: Fan-out metrics: delivery latency (name -> percentile key, "" for the mean), rate, counts.
+FANOUT_TIME_METRICS = {"fanout.avg": "", **{f"fanout.{k}": k for k in _PERCENTILES}}
+FANOUT_PERCENT_METRICS = ("fanout.delivery_rate",)
+FANOUT_COUNT_METRICS = tuple(
+    f"fanout.{k}" for k in ("missing", "duplicates", "out_of_order", "early", "extra")
+)
+FANOUT_METRICS = (*FANOUT_TIME_METRICS, *FANOUT_PERCENT_METRICS, *FANOUT_COUNT_METRICS)
+METRICS = (*TIME_METRICS, *PERCENT_METRICS, *RATE_METRICS, *COUNT_METRICS, *FANOUT_METRICS)
+_ALL_TIME = (*TIME_METRICS, *FANOUT_TIME_METRICS)
+_ALL_PERCENT = (*PERCENT_METRICS, *FANOUT_PERCENT_METRICS)
 #: Longest step name a threshold may name (as on the wire).
 MAX_STEP_NAME = 200
 
@@ -129,7 +145,7 @@ class Threshold:
         """A count, which only grows over a run."""
         if self.step is not None:
             return self.metric in STEP_COUNT_METRICS
-        return self.metric in COUNT_METRICS
+        return self.metric in COUNT_METRICS or self.metric in FANOUT_COUNT_METRICS
 
     def passed(self, measured: float) -> bool:
         return _OPS[self.op](measured, self.limit)
@@ -145,9 +161,9 @@ class Threshold:
 
     def show(self, value: float) -> str:
         """``value`` in the unit the expression was written in."""
-        if self.metric in TIME_METRICS:
+        if self.metric in _ALL_TIME:
             return f"{value * 1000:.3f} ms"
-        if self.metric in PERCENT_METRICS:
+        if self.metric in _ALL_PERCENT:
             return f"{value:.3f}%"
         return f"{value:g}"
 
@@ -247,11 +263,11 @@ _BY_LENGTH = sorted(STEP_METRICS, key=len, reverse=True)
 def _limit(expr: str, metric: str, value: str, unit: str | None) -> float:
     """The limit in the metric's own unit (seconds, percent, count); the unit checked."""
     limit = float(value)
-    if metric in TIME_METRICS:
+    if metric in _ALL_TIME:
         if unit not in _TIME_UNITS:
             raise ThresholdError(f"threshold {expr!r}: {metric} needs a time unit: us, ms or s")
         limit *= _TIME_UNITS[unit]
-    elif metric in PERCENT_METRICS:
+    elif metric in _ALL_PERCENT:
         if unit not in (None, "%"):
             raise ThresholdError(f"threshold {expr!r}: {metric} is a percentage")
         if limit > 100:
@@ -318,6 +334,10 @@ def step_threshold_problems(exprs: Sequence[str], step_names: Sequence[str]) -> 
 
 __all__ = [
     "COUNT_METRICS",
+    "FANOUT_COUNT_METRICS",
+    "FANOUT_METRICS",
+    "FANOUT_PERCENT_METRICS",
+    "FANOUT_TIME_METRICS",
     "MAX_THRESHOLDS",
     "METRICS",
     "STEP_COUNT_METRICS",

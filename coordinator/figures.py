@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wsload.common.protocol import SAMPLE_COUNTERS
 from wsload.common.thresholds import TIME_METRICS
+from wsload.coordinator.fanout_figures import FanoutFigures
 from wsload.coordinator.step_figures import ScenarioFigures, StepCounters, StepFigures
 
 if TYPE_CHECKING:
@@ -186,6 +187,8 @@ class RunFigures:
     #: a conversation's ``expect`` steps, in the workload's order (empty for echo)
     steps: tuple[StepFigures, ...] = ()
     scenarios: tuple[ScenarioFigures, ...] = ()
+    #: deliveries of a publish/subscribe workload (None, or not active: none)
+    fanout: FanoutFigures | None = None
 
     @property
     def conversation(self) -> bool:
@@ -238,6 +241,8 @@ class RunFigures:
         if step is not None:
             figures = self.step(step)
             return None if figures is None else figures.metric(name)
+        if name.startswith("fanout."):
+            return None if self.fanout is None else self.fanout.metric(name)
         c = self.counters
         if name in TIME_METRICS:
             section, key = TIME_METRICS[name]
@@ -286,6 +291,7 @@ class RunFigures:
             "ignored_windows": self.ignored_windows,
             "steps": {s.name: s.to_json() for s in self.steps},
             "scenarios": {s.name: s.to_json() for s in self.scenarios},
+            "fanout": self.fanout.to_json() if self.fanout and self.fanout.active else {},
         }
 
 

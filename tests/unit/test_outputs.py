@@ -90,9 +90,9 @@ TOP_KEYS = [
     "connect_time_percentiles", "expected", "timed_out", "failed", "lost", "unanswered",
     "late", "unsolicited", "behind_schedule", "write_pauses", "cpu_ms", "throughput",
     "send_rate", "elapsed", "errors", "error_texts", "counters", "balanced", "generator_bound",
-    "workers", "ignored_windows", "steps", "scenarios", "bad_input", "lost_workers", "aborted",
-    "interrupted", "interrupted_by", "handovers", "clients_orphaned", "engine", "parameters",
-    "thresholds", "nothing_tested", "verdict", "passed",
+    "workers", "ignored_windows", "steps", "scenarios", "fanout", "bad_input", "lost_workers",
+    "aborted", "interrupted", "interrupted_by", "handovers", "clients_orphaned", "engine",
+    "parameters", "thresholds", "nothing_tested", "verdict", "passed",
 ]  # fmt: skip
 WORKER_KEYS = [
     *SAMPLE_COUNTERS, "errors", "status", "consistent", "balanced", "in_flight_at_loss", "steps",
@@ -162,6 +162,7 @@ def test_the_json_document_keeps_every_key_in_order() -> None:
     assert doc["lost"] == 2  # w2's messages in flight at its loss
     assert doc["steps"] == {}  # an echo run has no steps
     assert doc["scenarios"] == {}
+    assert doc["fanout"] == {}  # nor deliveries
     assert doc["bad_input"] == {"malformed": 1}
     params = doc["parameters"]  # an echo run from options: no scenario, feeder or stages
     assert (params["scenario"], params["feeder"], params["stages"]) == (None, None, None)

@@ -15,6 +15,7 @@ from wsload.common.thresholds import (
     step_threshold_problems,
     threshold_step_names,
 )
+from wsload.coordinator.fanout_figures import DeliveryFigures, FanoutFigures
 from wsload.coordinator.figures import (
     Counters,
     Percentiles,
@@ -40,6 +41,18 @@ FIGURES = RunFigures(
     generator_bound=None,
     workers=(),
     ignored_windows=0,
+    fanout=FanoutFigures(
+        DeliveryFigures(
+            "total",
+            Percentiles(0.01, 0.02, 0.03, 0.15, 0.19, 0.25),
+            published=100,
+            expected=10_000,
+            delivered=9_998,
+            missing=2,
+            duplicates=1,
+            avg_latency=0.012,
+        )
+    ),
 )
 
 
@@ -62,6 +75,14 @@ FIGURES = RunFigures(
         ("timeouts==0", False),
         ("errors<5", True),
         ("connect_failures==3", True),
+        ("fanout.p99<200ms", True),
+        ("fanout.max<200ms", False),
+        ("fanout.avg<=12ms", True),
+        ("fanout.missing==0", False),
+        ("fanout.duplicates<=1", True),
+        ("fanout.out_of_order==0", True),
+        ("fanout.delivery_rate>=99.9", True),
+        ("fanout.delivery_rate>=99.99%", False),
     ],
 )
 def test_evaluation(expr: str, passed: bool) -> None:
@@ -72,6 +93,26 @@ def test_evaluation(expr: str, passed: bool) -> None:
 def test_every_metric_has_a_figure() -> None:
     for metric in METRICS:
         assert FIGURES.metric(metric) is not None, metric
+
+
+def test_fanout_metrics_without_deliveries_have_no_data() -> None:
+    (result,) = evaluate_thresholds(["fanout.missing==0"], replace(FIGURES, fanout=None))
+    assert result.shown == "no data"
+    assert not result.passed
+
+
+@pytest.mark.parametrize(
+    ("expr", "needle"),
+    [
+        ("fanout.p99<200", "needs a time unit"),
+        ("fanout.missing==0ms", "plain number"),
+        ("fanout.delivery_rate>=101", "cannot exceed 100"),
+        ("fanout.lost==0", "unknown metric"),
+    ],
+)
+def test_bad_fanout_thresholds(expr: str, needle: str) -> None:
+    with pytest.raises(ThresholdError, match=needle):
+        parse_threshold(expr)
 
 
 @pytest.mark.parametrize(
