@@ -48,6 +48,7 @@ are not known): the report shows it with no publications. No I/O here.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -346,7 +347,28 @@ def _url_problems(source: str, template: TextTemplate) -> list[str]:
     return []
 
 
-def publication_problems(programs: Sequence[Program], mode: Mode) -> list[str]:
+@dataclass(frozen=True)
+class Place:
+    """Where a program's parts are in the scenario file, for problem lines.
+
+    ``steps`` and ``loop`` prefix a step's place in its block (``steps: ``,
+    ``scenarios[2] (chat): loop: ``), ``deliveries`` the program's table;
+    ``setup`` is how many ``[[steps]]`` entries the file gives (a step's
+    number counts them, compiled or not).
+    """
+
+    steps: str
+    loop: str
+    deliveries: str
+    setup: int
+
+    def step(self, step: Step) -> str:
+        if step.number <= self.setup:
+            return f"{self.steps}step {step.number}"
+        return f"{self.loop}step {step.number - self.setup}"
+
+
+def publication_problems(programs: Sequence[tuple[Program, Place]], mode: Mode) -> list[str]:
     """Problems across the programs of one run: who publishes what, and where it runs.
 
     A topic is either published by wsload's own publishers or a stream the
@@ -357,37 +379,28 @@ def publication_problems(programs: Sequence[Program], mode: Mode) -> list[str]:
     """
     problems: list[str] = []
     published: dict[str, str] = {}
-    for program in programs:
+    for program, place in programs:
         for step in program.steps:
             if mode is Mode.INTEGRATION and step.action is Action.POST:
                 problems.append(
-                    f"{_where(program, step)}: post steps run under load only, "
+                    f"{place.step(step)}: post steps run under load only, "
                     "not in wsload test --integration"
                 )
             topic = step.publish.topic if step.publish is not None else None
             if isinstance(topic, TextTemplate) and topic.constant:
-                published.setdefault(topic.source, _where(program, step))
-    for program in programs:
+                published.setdefault(topic.source, place.step(step))
+    for program, place in programs:
         deliveries = program.deliveries
         if deliveries is None or deliveries.source != "server":
             continue
         for topic in deliveries.topics:
             if isinstance(topic, TextTemplate) and topic.source in published:
                 problems.append(
-                    f"deliveries: topic {topic.source!r} is a server stream "
-                    f'(source = "server" in {_program_name(program)}) and is published by '
-                    f"{published[topic.source]}: a topic is one or the other"
+                    f"{place.deliveries}topic {topic.source!r} is a server stream "
+                    f'(source = "server") and is published by wsload ({published[topic.source]}); '
+                    "a topic is one or the other"
                 )
     return problems
-
-
-def _program_name(program: Program) -> str:
-    return "the scenario" if program.name == "default" else f"scenario {program.name!r}"
-
-
-def _where(program: Program, step: Step) -> str:
-    where = f"step {step.number} ({step.name})"
-    return where if program.name == "default" else f"scenario {program.name!r}: {where}"
 
 
 __all__ = [
@@ -397,6 +410,7 @@ __all__ = [
     "POST_KEYS",
     "PUBLISH_KEYS",
     "SOURCES",
+    "Place",
     "parse_deliveries",
     "parse_post",
     "parse_publish",

@@ -38,7 +38,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wsload.common.fanout_language import parse_deliveries, publication_problems
+from wsload.common.fanout_language import Place, parse_deliveries, publication_problems
 from wsload.common.feeder import feeder_problems
 from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
@@ -85,6 +85,8 @@ class _Build:
         self.clients = clients
         self.problems: list[str] = []
         self.programs: list[Program] = []
+        #: where each program's parts are in the file (for problems across programs)
+        self.places: list[Place] = []
         #: step name -> (program index, is an expect, explicit, where it is)
         self.names: dict[str, tuple[int, bool, bool, str]] = {}
         self.step_names: list[str] = []
@@ -156,6 +158,7 @@ class _Build:
                 **pacing,
             )
         )
+        self.places.append(Place(where[0], where[1], deliveries_where, len(setup_raw)))
 
     def _failed(self, index: int, item: Any, default: str, where: str) -> None:
         """Name a step that did not compile, as far as it can be known.
@@ -368,7 +371,9 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
         elif not spec.steps and not spec.loop:
             problems.append("deliveries: needs [[steps]] or [[loop]]" + LISTEN_HINT.format("loop"))
     problems += build.problems
-    problems += publication_problems(build.programs, spec.mode)
+    problems += publication_problems(
+        list(zip(build.programs, build.places, strict=True)), spec.mode
+    )
     if feeder is not None:
         if not build.programs and not problems:
             problems.append(

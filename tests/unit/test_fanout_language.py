@@ -300,9 +300,9 @@ def test_a_topic_is_either_published_by_wsload_or_a_server_stream() -> None:
         ),
     )
     assert workload_problems(spec) == [
-        "deliveries: topic 'prices' is a server stream (source = \"server\" in scenario "
-        "'ticker') and is published by scenario 'pub': step 1 (pub step 1): a topic is one "
-        "or the other"
+        "scenarios[1] (ticker): deliveries: topic 'prices' is a server stream "
+        '(source = "server") and is published by wsload (scenarios[2] (pub): loop: step 1); '
+        "a topic is one or the other"
     ]
     wsload_source = spec.scenarios[0] | {
         "deliveries": {"seq": "seq", "topic": "t", "topics": ["prices", "news"]}
@@ -316,7 +316,7 @@ def test_a_topic_is_either_published_by_wsload_or_a_server_stream() -> None:
 def test_post_steps_run_under_load_only() -> None:
     spec = JobSpec(mode=Mode.INTEGRATION, steps=({"post": "/publish"},))
     assert workload_problems(spec) == [
-        "step 1 (step 1): post steps run under load only, not in wsload test --integration"
+        "steps: step 1: post steps run under load only, not in wsload test --integration"
     ]
     assert workload_problems(JobSpec(steps=({"post": "/publish"},))) == []
 
