@@ -42,6 +42,7 @@ from wsload.common.validation import unbindable_address
 from wsload.worker.admission import checked_spec, target_refusal
 from wsload.worker.conversation import (
     Action,
+    AnswerClock,
     Conversation,
     End,
     Reply,
@@ -195,6 +196,8 @@ class Agent:
                             await self._send(sock, self._conv.busy())
                     elif isinstance(action, Reply):
                         await self._send(sock, action.message)
+                    elif isinstance(action, AnswerClock):  # at once: the round trip is the bound
+                        await self._send(sock, action.probe.answer(time.time()))
                     elif isinstance(action, StopLoad):
                         if self._engine is not None:
                             self._engine.stop()
@@ -336,6 +339,7 @@ class Agent:
                         for name, step in batch.steps.items()
                     },
                     scenarios=batch.scenarios,
+                    fanout=batch.fanout,
                 ),
             )
 

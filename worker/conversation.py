@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from wsload.common.errors import ProtocolError
 from wsload.common.protocol import (
     Bye,
+    Clock,
     Error,
     Job,
     Message,
@@ -87,6 +88,14 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class AnswerClock:
+    """Answer this clock probe at once with the worker's wall clock (the coordinator
+    measures the worker's offset from the round trip: the sooner, the tighter)."""
+
+    probe: Clock
+
+
+@dataclass(frozen=True)
 class StopLoad:
     """Stop the running load (``stop``, ``bye``): it drains and reports its result."""
 
@@ -105,7 +114,7 @@ class End:
     end: SessionEnd
 
 
-Action = Welcomed | Seen | StartJob | TakeOver | Reply | StopLoad | Say | End
+Action = Welcomed | Seen | StartJob | TakeOver | Reply | AnswerClock | StopLoad | Say | End
 
 
 class Conversation:
@@ -172,6 +181,8 @@ class Conversation:
             return [Seen(), Reply(self.busy())]
         if isinstance(msg, Stop):
             return [Seen(), StopLoad()]
+        if isinstance(msg, Clock):
+            return [Seen()] if msg.worker_time is not None else [Seen(), AnswerClock(msg)]
         if isinstance(msg, Bye):
             # Answered, so the coordinator knows its bye arrived before it closes.
             end = SessionEnd(note=self._waiting("run over"), answer=Bye("leaving"))
@@ -246,6 +257,7 @@ __all__ = [
     "HELLO_RETRY",
     "REFUSED_RETRY",
     "Action",
+    "AnswerClock",
     "Conversation",
     "End",
     "Reply",

@@ -211,6 +211,8 @@ class Engine(Accounting, Dialing, ABC):
             if self.talk is not None:
                 await self.talk.poster.aclose()  # post requests still out are cancelled
             self.phase = Phase.DONE
+        while rec.fanout.backlog and self._on_batch is not None:  # ended subscriptions
+            self._on_batch(rec.take_window(time.time()))  # beyond one window's bound
         final = rec.take_window(time.time(), final=True)  # also samples the CPU time
         if self._on_batch is not None:
             self._on_batch(final)

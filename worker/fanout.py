@@ -4,9 +4,10 @@ A client whose program has ``deliveries`` is a subscriber: a message no
 pending expect takes is read by its :class:`Reader` (does ``match`` accept
 it, is there an integer at ``seq``, which topic, which ``sent_at``) and, if
 it is a delivery, recorded on the connection's :class:`Subscription`: per
-topic a :class:`Seqs` (the seq numbers received, as ranges: memory grows
-with the gaps, not with the deliveries), duplicates and out-of-order
-arrivals, and the latency ``receive epoch time - sent_at``.
+topic a :class:`wsload.common.rangeset.RangeSet` (the seq numbers received,
+as ranges: memory grows with the gaps, not with the deliveries), duplicates and out-of-order
+arrivals, and the latency ``receive epoch time - sent_at`` (signed: the
+publisher's clock may be another host's; the coordinator corrects it).
 
 The hot path is one delivery per message per subscriber (issue item 6: at
 most 1.5x the CPU of a bare client that only counts messages), so the
@@ -23,78 +24,30 @@ per-topic latency samples and counts, handed over with each window by
 
 from __future__ import annotations
 
-import bisect
 import random
 import re
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from wsload.common.fanout_wire import (
+    MAX_LATENCY_US,
+    MAX_SUBS_PER_WINDOW,
+    MAX_TOPIC_LEN,
+    MAX_TOPICS_PER_WINDOW,
+    FanoutWindow,
+    SubscriptionRecord,
+)
 from wsload.common.match import MISSING, NOT_JSON, SubsetMatcher, capture, parse_json
 from wsload.common.program import Deliveries
+from wsload.common.rangeset import MAX_SEQ, RangeSet
 
-_MAX_U32 = 0xFFFFFFFF
 #: bounds: a hostile or runaway target costs at most this many topics per worker
-MAX_TOPICS = 1024
+MAX_TOPICS = MAX_TOPICS_PER_WINDOW
 #: a topic name longer than this is cut (it is a key on the wire)
-MAX_TOPIC = 200
+MAX_TOPIC = MAX_TOPIC_LEN
 #: ended subscriptions held until the next window (beyond: counted, dropped)
 MAX_PENDING_SUBS = 200_000
-
-NEW = 0
-DUPLICATE = 1
-OUT_OF_ORDER = 2
-
-
-class Seqs:
-    """A set of integers as sorted disjoint ranges ``[lo[i], hi[i]]``.
-
-    :meth:`add` is O(1) for the common arrival (the next seq, or a later
-    one), O(log n) otherwise; ``top`` is the highest seq added.
-    """
-
-    __slots__ = ("hi", "lo", "top")
-
-    def __init__(self) -> None:
-        self.lo: list[int] = []
-        self.hi: list[int] = []
-        self.top = -(1 << 62)
-
-    def add(self, seq: int) -> int:
-        """NEW, DUPLICATE (already in), or OUT_OF_ORDER (new, below the highest so far)."""
-        top = self.top
-        if seq > top:
-            if seq == top + 1:
-                self.hi[-1] = seq
-            else:
-                self.lo.append(seq)
-                self.hi.append(seq)
-            self.top = seq
-            return NEW
-        lo, hi = self.lo, self.hi
-        i = bisect.bisect_right(lo, seq) - 1  # the range starting at or before seq
-        if i >= 0 and seq <= hi[i]:
-            return DUPLICATE
-        joins_prev = i >= 0 and hi[i] == seq - 1
-        joins_next = i + 1 < len(lo) and lo[i + 1] == seq + 1
-        if joins_prev and joins_next:
-            hi[i] = hi[i + 1]
-            del lo[i + 1], hi[i + 1]
-        elif joins_prev:
-            hi[i] = seq
-        elif joins_next:
-            lo[i + 1] = seq
-        else:
-            lo.insert(i + 1, seq)
-            hi.insert(i + 1, seq)
-        return OUT_OF_ORDER
-
-    def ranges(self) -> list[tuple[int, int]]:
-        return list(zip(self.lo, self.hi, strict=True))
-
-    def __len__(self) -> int:
-        return sum(h - lo + 1 for lo, h in zip(self.lo, self.hi, strict=True))
 
 
 def _flat_literals(matcher: Any) -> list[re.Pattern[bytes]] | None:
@@ -184,7 +137,10 @@ class Reader:
                 s = self._sent_re.search(data)
                 if s is not None:
                     sent_at = float(s.group(1))
-            return topic, int(found.group(1)), sent_at
+            seq = int(found.group(1))
+            if not 0 <= seq <= MAX_SEQ or topic == "":
+                return None
+            return topic, seq, sent_at
         return self._slow(data, text, values, rng)
 
     def _slow(
@@ -202,7 +158,7 @@ class Reader:
             if parsed is NOT_JSON:
                 return None
         seq = capture(parsed, spec.seq)
-        if type(seq) is not int:
+        if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
             return None
         topic: str | None = None
         if spec.topic is not None:
@@ -210,23 +166,14 @@ class Reader:
             if t is MISSING or isinstance(t, dict | list) or t is None:
                 return None
             topic = (t if isinstance(t, str) else str(t))[:MAX_TOPIC]
+            if not topic:
+                return None
         sent_at: float | None = None
         if spec.sent_at is not None:
             s = capture(parsed, spec.sent_at)
             if isinstance(s, int | float) and not isinstance(s, bool):
                 sent_at = float(s)
         return topic, seq, sent_at
-
-
-@dataclass(frozen=True)
-class Ended:
-    """One ended subscription of one topic: what goes on the wire (P3's SubscriptionRecord)."""
-
-    client: int
-    topic: str
-    subscribed_at_us: int
-    ended_at_us: int
-    ranges: tuple[tuple[int, int], ...]
 
 
 class _Topic:
@@ -239,7 +186,7 @@ class _Topic:
         self.duplicates = 0
         self.out_of_order = 0
         self.conflicts = 0
-        self.latency: array[int] = array("I")
+        self.latency: array[int] = array("q")
         self._last = (0, 0, 0, 0)
 
 
@@ -257,7 +204,7 @@ class Subscription:
         self.client = client
         self.subscribed_at: float | None = None
         self.ended = False
-        self.topics: dict[str, Seqs] = {t: Seqs() for t in topics}
+        self.topics: dict[str, RangeSet] = {t: RangeSet() for t in topics}
 
 
 class Fanout:
@@ -267,8 +214,9 @@ class Fanout:
         self.topics: dict[str, _Topic] = {}
         #: publications of the window in progress: topic -> [(seq, epoch_us)]
         self.pubs: dict[str, list[tuple[int, int]]] = {}
-        self.published: dict[str, Seqs] = {}
-        self.subs: list[Ended] = []
+        self.published: dict[str, RangeSet] = {}
+        #: ended subscriptions not sent yet (a window carries at most MAX_SUBS_PER_WINDOW)
+        self.subs: list[SubscriptionRecord] = []
         self.dropped_subs = 0
 
     def topic(self, name: str) -> _Topic | None:
@@ -290,18 +238,18 @@ class Fanout:
         if seqs is None:
             if len(sub.topics) >= MAX_TOPICS:
                 return
-            seqs = sub.topics[topic] = Seqs()
-        got = seqs.add(seq)
+            seqs = sub.topics[topic] = RangeSet()
         stats.deliveries += 1
-        if got == DUPLICATE:
+        before = seqs.out_of_order
+        if seqs.add(seq) == "duplicate":
             stats.duplicates += 1
-        elif got == OUT_OF_ORDER:
+            return
+        if seqs.out_of_order != before:
             stats.out_of_order += 1
-        if sent_at is not None and got != DUPLICATE:
+        if sent_at is not None:
             latency = int((now_epoch - sent_at) * 1e6)
-            stats.latency.append(
-                latency if 0 <= latency <= _MAX_U32 else (0 if latency < 0 else _MAX_U32)
-            )
+            if -MAX_LATENCY_US <= latency <= MAX_LATENCY_US:  # else a garbage sent_at
+                stats.latency.append(latency)
 
     def publish(self, topic: str, seq: int, at_epoch: float) -> None:
         """A publication written (or POSTed with a 2xx answer) by this worker."""
@@ -310,8 +258,8 @@ class Fanout:
             return
         done = self.published.get(topic)
         if done is None:
-            done = self.published[topic] = Seqs()
-        if done.add(seq) == DUPLICATE:
+            done = self.published[topic] = RangeSet()
+        if not 0 <= seq <= MAX_SEQ or done.add(seq) == "duplicate":
             stats.conflicts += 1
             return
         self.pubs.setdefault(topic, []).append((seq, int(at_epoch * 1e6)))
@@ -328,13 +276,18 @@ class Fanout:
                 self.dropped_subs += 1
                 continue
             self.subs.append(
-                Ended(sub.client, topic, min(start_us, end_us), end_us, tuple(seqs.ranges()))
+                SubscriptionRecord.of(sub.client, topic, min(start_us, end_us), end_us, seqs)
             )
 
-    def take(self) -> dict[str, Any] | None:
+    @property
+    def backlog(self) -> bool:
+        """Ended subscriptions wait beyond what one window carries."""
+        return len(self.subs) > MAX_SUBS_PER_WINDOW
+
+    def take(self) -> FanoutWindow | None:
         """What changed since the last take (None: nothing): pubs, subs, latency, counts."""
         counts: dict[str, dict[str, int]] = {}
-        latency: dict[str, array[int]] = {}
+        latency: dict[str, Any] = {}
         for name, t in self.topics.items():
             now = (t.deliveries, t.duplicates, t.out_of_order, t.conflicts)
             if now != t._last:
@@ -351,13 +304,14 @@ class Fanout:
                 t._last = now
             if t.latency:
                 latency[name] = t.latency
-                t.latency = array("I")
+                t.latency = array("q")
         if not (counts or latency or self.pubs or self.subs):
             return None
-        out = {"pubs": self.pubs, "subs": self.subs, "latency": latency, "counts": counts}
+        subs = self.subs[:MAX_SUBS_PER_WINDOW]
+        out = FanoutWindow(self.pubs, subs, latency, counts)
         self.pubs = {}
-        self.subs = []
+        self.subs = self.subs[MAX_SUBS_PER_WINDOW:]
         return out
 
 
-__all__ = ["DUPLICATE", "NEW", "OUT_OF_ORDER", "Ended", "Fanout", "Reader", "Seqs", "Subscription"]
+__all__ = ["Fanout", "Reader", "Subscription"]

@@ -29,8 +29,8 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from wsload.common.fanout_wire import FanoutWindow
 from wsload.common.protocol import SAMPLE_COUNTERS
 from wsload.worker.fanout import Fanout
 from wsload.worker.steprec import StepBatch, StepRecorder
@@ -62,7 +62,7 @@ class WindowBatch:
     steps: dict[str, StepBatch] = field(default_factory=dict)
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
     #: deliveries and publications (:meth:`wsload.worker.fanout.Fanout.take`); None: nothing new
-    fanout: dict[str, Any] | None = None
+    fanout: FanoutWindow | None = None
 
 
 @dataclass

@@ -19,8 +19,8 @@ import pytest
 
 from tests.integration.conftest import ServerFactory, stats
 from tests.integration.engine_run import each_engine, spec_for  # noqa: F401
+from wsload.common.fanout_wire import SubscriptionRecord, decode_fanout
 from wsload.worker.engines import create_engine
-from wsload.worker.fanout import Ended
 from wsload.worker.recorder import WindowBatch
 
 SUBSCRIBERS = 12
@@ -97,22 +97,23 @@ async def _run(server_url: str, api_url: str, publisher: dict[str, Any]) -> list
 def _join(batches: list[WindowBatch]) -> dict[str, int]:
     """The coordinator's join, naively: expected/delivered/missing over every subscription."""
     pubs: dict[int, int] = {}
-    subs: list[Ended] = []
+    subs: list[SubscriptionRecord] = []
     counts: dict[str, int] = {}
     latencies = 0
     for b in batches:
         if b.fanout is None:
             continue
-        for seq, at in b.fanout["pubs"].get("news", []):
-            pubs[seq] = at
-        subs += b.fanout["subs"]
-        for k, v in b.fanout["counts"].get("news", {}).items():
+        window = decode_fanout(b.fanout.encode())  # as the wire carries it
+        for seq, at in zip(*window.pubs.get("news", ([], [])), strict=True):
+            pubs[int(seq)] = int(at)
+        subs += window.subs
+        for k, v in window.counts.get("news", {}).items():
             counts[k] = counts.get(k, 0) + v
-        latencies += len(b.fanout["latency"].get("news", []))
+        latencies += len(window.latency.get("news", []))
     expected = delivered = 0
     for sub in subs:
         assert sub.topic == "news"
-        got = {n for lo, hi in sub.ranges for n in range(lo, hi + 1)}
+        got = {n for lo, hi in sub.ranges.tolist() for n in range(lo, hi + 1)}
         owed = {s for s, at in pubs.items() if sub.subscribed_at_us <= at < sub.ended_at_us}
         expected += len(owed)
         delivered += len(owed & got)
@@ -168,4 +169,4 @@ async def test_a_post_to_a_missing_endpoint_fails_its_step_with_the_status(
     assert set(result.errors) == {"http_404"}
     assert result.errors["http_404"] >= 5
     assert "404" in result.error_texts["http_404"]
-    assert all(b.fanout is None or not b.fanout["pubs"] for b in batches)
+    assert all(b.fanout is None or not b.fanout.pubs for b in batches)

@@ -1,4 +1,4 @@
-"""The worker's delivery ledger (worker/fanout.py): range sets, the delivery reader, windows.
+"""The worker's delivery ledger (worker/fanout.py): the delivery reader, windows.
 
 The reader's byte-regex fast path must read exactly what the parsing path
 reads; both are run here over the same messages.
@@ -10,37 +10,12 @@ import random
 
 import pytest
 
+from wsload.common.fanout_wire import MAX_SUBS_PER_WINDOW, decode_fanout
 from wsload.common.match import compile_matcher
 from wsload.common.program import Deliveries
-from wsload.worker.fanout import DUPLICATE, NEW, OUT_OF_ORDER, Fanout, Reader, Seqs, Subscription
+from wsload.worker.fanout import Fanout, Reader, Subscription
 
 _RNG = random.Random(0)
-
-
-def test_seqs_keeps_ranges_and_says_new_duplicate_or_out_of_order() -> None:
-    s = Seqs()
-    got = [s.add(n) for n in (1, 2, 3, 7, 3, 5, 6, 4, 10, 0)]
-    assert got == [NEW, NEW, NEW, NEW, DUPLICATE, OUT_OF_ORDER, OUT_OF_ORDER, OUT_OF_ORDER, NEW,
-                   OUT_OF_ORDER]  # fmt: skip
-    assert s.ranges() == [(0, 7), (10, 10)]
-    assert len(s) == 9
-
-
-def test_seqs_in_order_cost_one_range() -> None:
-    s = Seqs()
-    for n in range(100_000):
-        s.add(n)
-    assert s.ranges() == [(0, 99_999)]
-
-
-def test_seqs_agree_with_a_set() -> None:
-    rng = random.Random(5)
-    s, plain = Seqs(), set()
-    for _ in range(3000):
-        n = rng.randrange(500)
-        assert (s.add(n) == DUPLICATE) == (n in plain)
-        plain.add(n)
-    assert sorted(plain) == [n for lo, hi in s.ranges() for n in range(lo, hi + 1)]
 
 
 MESSAGES = [
@@ -54,6 +29,8 @@ MESSAGES = [
     b'{"type":"delivery","seq":8}',
     b"not json",
     b'{"type":"delivery","topic":"news","seq":12,"sent_at":17e8}',
+    b'{"type":"delivery","topic":"","seq":12}',
+    b'{"type":"delivery","topic":"news","seq":9007199254740992}',
 ]
 
 
@@ -85,15 +62,49 @@ def test_fanout_windows_carry_deltas_and_ended_subscriptions() -> None:
     f.deliver(sub, "news", 1, 9.5, 10.6)
     f.publish("news", 1, 9.5)
     f.publish("news", 1, 9.6)
+    f.deliver(sub, "news", 0, 11.0, 10.5)  # out of order; sent_at after the receive
     first = f.take()
     assert first is not None
-    assert first["counts"] == {"news": {"deliveries": 2, "duplicates": 1, "publish_conflicts": 1}}
-    assert list(first["latency"]["news"]) == [1_000_000]
-    assert first["pubs"] == {"news": [(1, 9_500_000)]}
+    assert first.counts == {
+        "news": {"deliveries": 3, "duplicates": 1, "out_of_order": 1, "publish_conflicts": 1}
+    }
+    assert list(first.latency["news"]) == [1_000_000, -500_000]  # signed: clocks differ
+    assert first.pubs == {"news": [(1, 9_500_000)]}
     assert f.take() is None
     f.end(sub, 12.0)
     f.end(sub, 13.0)
     last = f.take()
     assert last is not None
-    assert [(s.topic, s.ranges) for s in last["subs"]] == [("news", ((1, 1),))]
-    assert last["subs"][0].subscribed_at_us == 10_000_000
+    (record,) = last.subs
+    assert (record.client, record.topic, record.ranges.tolist()) == (3, "news", [[0, 1]])
+    assert (record.subscribed_at_us, record.ended_at_us) == (10_000_000, 12_000_000)
+    assert decode_fanout(last.encode()).subs == [record]  # what the wire carries
+
+
+def test_a_window_carries_at_most_its_bound_of_subscriptions_the_rest_follow() -> None:
+    f = Fanout()
+    for client in range(MAX_SUBS_PER_WINDOW + 5):
+        f.end(Subscription(client, ("t",)), 1.0)
+    assert f.backlog
+    first = f.take()
+    assert first is not None
+    assert len(first.subs) == MAX_SUBS_PER_WINDOW
+    assert not f.backlog
+    rest = f.take()
+    assert rest is not None
+    assert [s.client for s in rest.subs] == list(
+        range(MAX_SUBS_PER_WINDOW, MAX_SUBS_PER_WINDOW + 5)
+    )
+
+
+def test_the_worker_answers_a_clock_probe_at_once_and_ignores_answers() -> None:
+    from wsload.common.protocol import Clock, Welcome, encode
+    from wsload.worker.conversation import AnswerClock, Conversation, Seen
+
+    conv = Conversation("w1", "tcp://127.0.0.1:1", 0.0)
+    assert conv.receive(encode(Clock(1, 5.0))) == []  # not welcomed yet: nothing
+    conv.receive(encode(Welcome("w1", 1.0)))
+    actions = conv.receive(encode(Clock(2, 5.0)))
+    assert actions == [Seen(), AnswerClock(Clock(2, 5.0))]
+    assert AnswerClock(Clock(2, 5.0)).probe.answer(7.0) == Clock(2, 5.0, 7.0)
+    assert conv.receive(encode(Clock(3, 5.0, 6.0))) == [Seen()]  # an answer is no probe
