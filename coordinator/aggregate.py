@@ -13,7 +13,9 @@ by at most a window or two, and a whole-run series of full histograms would
 cost megabytes per second of run.
 
 A conversation's windows also carry per-step and per-scenario figures;
-:class:`wsload.coordinator.step_aggregate.StepAggregate` merges those.
+:class:`wsload.coordinator.step_aggregate.StepAggregate` merges those, and a
+publish/subscribe workload's publications and subscriptions go to the
+delivery ledger (:class:`wsload.coordinator.fanout.FanoutLedger`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from wsload.common import hdrlog
 from wsload.common.histogram import LatencyHistogram
 from wsload.common.protocol import SAMPLE_COUNTERS, Result, Samples
+from wsload.coordinator.fanout import FanoutLedger
 from wsload.coordinator.figures import (
     Counters,
     Percentiles,
@@ -162,8 +165,10 @@ class RunAggregate:
         step_names: Sequence[str] = (),
         scenario_names: Sequence[str] = (),
         scenario_clients: Mapping[str, int] | None = None,
+        fanout: FanoutLedger | None = None,
     ) -> None:
         self.started_at = started_at
+        self.fanout = fanout or FanoutLedger()
         self.steps = StepAggregate(step_names, scenario_names, scenario_clients)
         self.workers: dict[str, WorkerTotals] = {}
         self.latency = LatencyHistogram()
@@ -192,7 +197,10 @@ class RunAggregate:
             return False
         arrays = msg.arrays()
         step_arrays = msg.step_arrays()
+        deliveries = msg.fanout_window() if msg.fanout else None
         self._seen.add(key)
+        if deliveries:
+            self.fanout.add(worker_id, deliveries)
         totals = self.worker(worker_id)
         totals.windows += 1
         if not totals.first_start or msg.window_start < totals.first_start:
@@ -346,6 +354,7 @@ class RunAggregate:
                 w.worker_id for w in self.workers.values() if w.lost_before_result
             ),
             scenarios=self.steps.scenario_figures(),
+            fanout=self.fanout.figures(),
         )
 
     def generator_bound(self) -> str | None:

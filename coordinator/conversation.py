@@ -24,6 +24,7 @@ from wsload.common.protocol import (
     HEARTBEAT_SUFFIX,
     JOB_REFUSALS,
     Bye,
+    Clock,
     Error,
     Heartbeat,
     Hello,
@@ -36,6 +37,7 @@ from wsload.common.protocol import (
     Welcome,
     decode,
 )
+from wsload.coordinator.clock import ClockProbes
 from wsload.coordinator.run_model import WorkerState
 from wsload.coordinator.slots import Decision, Slots
 
@@ -112,11 +114,15 @@ class Conversation:
         self.refused = ""
         self.refusers: set[str] = set()  # workers that refused it: no result will come
         self._last_beat: float | None = None
+        #: each worker's clock offset, probed when it joins (coordinator.clock)
+        self.clocks = ClockProbes()
 
     # -- what arrives -------------------------------------------------------
 
-    def receive(self, frames: list[bytes], now: float) -> Output:
-        """One ROUTER message (identity, body) received at ``now``."""
+    def receive(self, frames: list[bytes], now: float, wall: float | None = None) -> Output:
+        """One ROUTER message (identity, body) received at ``now`` (``wall``: the wall
+        clock then, for clock probes; ``now`` when not given)."""
+        wall = now if wall is None else wall
         if len(frames) != 2:
             return self.bad("frames", f"message with {len(frames)} frames ignored")
         identity = frames[0].decode("utf-8", "replace")
@@ -130,11 +136,11 @@ class Conversation:
             return self.bad("bad", f"bad message from {identity}: {exc}")
         worker_id = identity.removesuffix(HEARTBEAT_SUFFIX)
         if isinstance(msg, Hello):
-            return self._hello(identity, msg, now)
+            return self._hello(identity, msg, now, wall)
         state = self.workers.get(worker_id)
         if state is None:
             if isinstance(msg, Heartbeat):  # a heartbeat thread may beat before its hello
-                return self._stranger_beat(identity, worker_id, now)
+                return self._stranger_beat(identity, worker_id, now, wall)
             return self.bad("unknown", f"message from unknown worker {identity} ignored")
         state.last_seen = now
         out = Output()
@@ -142,6 +148,10 @@ class Conversation:
             out.events.append(SamplesIn(worker_id, msg))
         elif isinstance(msg, Result) and msg.job_id == self.job_id and self.job_id:
             out.events.append(ResultIn(worker_id, msg))
+        elif isinstance(msg, Clock):
+            probe = self.clocks.answer(worker_id, msg, wall)
+            if probe is not None:
+                out.sends.append((worker_id, probe))
         elif isinstance(msg, Bye):
             state.left = True
         elif isinstance(msg, Error):
@@ -155,7 +165,7 @@ class Conversation:
                 out.events.append(Busy(worker_id))
         return out
 
-    def _hello(self, identity: str, msg: Hello, now: float) -> Output:
+    def _hello(self, identity: str, msg: Hello, now: float, wall: float) -> Output:
         if identity != msg.worker_id:
             return self.bad("hello", f"hello from {identity} claims id {msg.worker_id}")
         out = Output()
@@ -172,10 +182,13 @@ class Conversation:
             if decision is Decision.WAIT:
                 return out  # admitted when its heartbeat comes (coordinator.slots)
             self._admit(msg, now, out)
+            out.sends.append((identity, Welcome(msg.worker_id, self.heartbeat_interval)))
+            out.sends.append((identity, self.clocks.start(msg.worker_id, wall)))
+            return out
         out.sends.append((identity, Welcome(msg.worker_id, self.heartbeat_interval)))
         return out
 
-    def _stranger_beat(self, identity: str, worker_id: str, now: float) -> Output:
+    def _stranger_beat(self, identity: str, worker_id: str, now: float, wall: float) -> Output:
         """A heartbeat from a worker not admitted: admit its waiting hello, or remember it."""
         out = Output()
         if not identity.endswith(HEARTBEAT_SUFFIX):
@@ -186,6 +199,7 @@ class Conversation:
         elif decision is Decision.ADMIT and hello is not None:
             self._admit(hello, now, out)
             out.sends.append((worker_id, Welcome(worker_id, self.heartbeat_interval)))
+            out.sends.append((worker_id, self.clocks.start(worker_id, wall)))
         return out
 
     def _admit(self, hello: Hello, now: float, out: Output) -> None:

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from wsload.common.errors import WsloadError
 from wsload.common.fanout_wire import FANOUT_COUNTERS, FanoutWindow
 from wsload.common.histogram import LatencyHistogram
 from wsload.coordinator.fanout_figures import (
@@ -54,6 +56,9 @@ MAX_RANGES = 20_000_000
 MAX_PENDING_LATENCIES = 2_000_000
 #: Missing deliveries listed in the summary.
 MISSING_SAMPLE = 20
+
+if TYPE_CHECKING:
+    from wsload.common.spec import JobSpec
 
 Array = npt.NDArray[np.int64]
 
@@ -348,6 +353,21 @@ class FanoutLedger:
         return ClockFigures(source, tuple(workers), uncertainty, self.negative)
 
 
+def fanout_sources(spec: JobSpec) -> tuple[str, ...]:
+    """The delivery sources of a job's programs (``wsload``, ``server``); empty without any.
+
+    The spec was validated before the run; should it not compile here, the
+    ledger assumes wsload's own publishers.
+    """
+    from wsload.common.workload import compile_workload
+
+    try:
+        programs = compile_workload(spec).programs
+    except WsloadError:
+        return ("wsload",)
+    return tuple(sorted({p.deliveries.source for p in programs if p.deliveries is not None}))
+
+
 def _holds(ranges: Array, seqs: Array) -> npt.NDArray[np.bool_]:
     """Which of ``seqs`` the (n, 2) inclusive ``ranges`` (ascending) hold."""
     if not ranges.shape[0] or not seqs.size:
@@ -359,4 +379,4 @@ def _holds(ranges: Array, seqs: Array) -> npt.NDArray[np.bool_]:
     return out
 
 
-__all__ = ["MAX_TOPICS", "MISSING_SAMPLE", "OTHER_TOPICS", "FanoutLedger"]
+__all__ = ["MAX_TOPICS", "MISSING_SAMPLE", "OTHER_TOPICS", "FanoutLedger", "fanout_sources"]

@@ -10,6 +10,7 @@ admission (:mod:`wsload.coordinator.slots`) and merging
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from wsload.common.spec import JobSpec
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.conversation import Conversation
 from wsload.coordinator.errors import CoordinatorError
+from wsload.coordinator.fanout import FanoutLedger, fanout_sources
 from wsload.coordinator.plan import Assignment, Roster, WorkerCapacity, plan, worker_spec
 from wsload.coordinator.run_model import (
     BYE_WAIT,
@@ -129,7 +131,9 @@ class RunLoop:
         assignments = plan(spec.num_clients, spec.rate, capacities)
         job_id = uuid.uuid4().hex[:12]
         start_at = time.time() + self.options.start_delay
-        agg = RunAggregate(start_at, *workload_names(spec))
+        ledger = FanoutLedger(socket.gethostname(), fanout_sources(spec))
+        agg = RunAggregate(start_at, *workload_names(spec), fanout=ledger)
+        self._clocks_to(ledger)
         self._conv.start_job(job_id)
         self._job_spec = spec
         self._roster = Roster(
@@ -176,7 +180,19 @@ class RunLoop:
         outcome.orphaned = self._roster.orphaned
         outcome.elapsed = max(0.0, min(time.time(), end_at) - start_at)
         self._roster = None
+        self._clocks_to(ledger)  # workers that joined mid-run too
         return outcome
+
+    def _clocks_to(self, ledger: FanoutLedger) -> None:
+        """Each worker's clock offset as probed so far (none: unknown, uncorrected)."""
+        for worker_id, state in self.workers.items():
+            best = self._conv.clocks.best(worker_id)
+            ledger.set_clock(
+                worker_id,
+                state.hello.host,
+                None if best is None else best.offset_us,
+                None if best is None else best.uncertainty_us,
+            )
 
     async def _hand_over(self, outcome: RunOutcome) -> None:
         """Send each due handover: the running job again, with the clients it adds.

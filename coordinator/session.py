@@ -110,7 +110,8 @@ class Session(RunLoop):
                 frames = await self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            await self._apply(self._conv.receive(frames, time.monotonic()), aggregate)
+            out = self._conv.receive(frames, time.monotonic(), time.time())
+            await self._apply(out, aggregate)
             if not await self._sock.poll(timeout=0):
                 return
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wsload.common.errors import ProtocolError
+from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord
 from wsload.common.protocol import Result, Samples, StepWindow, decode, encode
 from wsload.common.spec import JobSpec
 from wsload.coordinator.aggregate import MAX_ERROR_KINDS, UNLISTED, RunAggregate
@@ -224,3 +225,41 @@ def test_the_workloads_steps_scenarios_and_clients_come_from_the_spec() -> None:
     agg = RunAggregate(100.0, *names)
     assert [(s.name, s.clients) for s in agg.figures(1.0).scenarios] == [("chat", 8), ("idle", 2)]
     assert workload_names(JobSpec(ws_url="ws://127.0.0.1:9/ws")) == ((), (), {})  # echo
+
+
+def _fanout_window(seq: int, fanout: FanoutWindow) -> Samples:
+    msg = Samples.window("j", seq, (100.0 + seq, 100.25 + seq), {}, {}, ([], [], []), fanout=fanout)
+    decoded = decode(encode(msg))
+    assert isinstance(decoded, Samples)
+    return decoded
+
+
+def test_deliveries_reach_the_ledger_once_per_window() -> None:
+    t0 = 1_700_000_000_000_000
+    agg = RunAggregate(100.0)
+    pubs = FanoutWindow(pubs={"news": [(s, t0 + s * 1000) for s in range(10)]})
+    subs = FanoutWindow(
+        subs=[SubscriptionRecord.of(4, "news", t0, t0 + 10**7, [(0, 6), (8, 9)])],
+        latency={"news": [1500] * 9},
+        counts={"news": {"deliveries": 10, "duplicates": 1}},
+    )
+    assert agg.add_samples("pub", _fanout_window(0, pubs))
+    assert agg.add_samples("sub", _fanout_window(0, subs))
+    assert not agg.add_samples("sub", _fanout_window(0, subs))  # a replay counts nothing
+    fanout = agg.figures(1.0).fanout
+    assert fanout is not None
+    t = fanout.total
+    assert (t.published, t.expected, t.delivered, t.missing, t.duplicates) == (10, 10, 9, 1, 1)
+    assert [(m.seq, m.client) for m in fanout.missing_sample] == [(7, 4)]
+    assert t.latency.p50 is not None
+
+
+def test_malformed_deliveries_merge_nothing_of_their_window() -> None:
+    agg = RunAggregate(100.0)
+    bad = Samples("j", 0, 100.0, 100.25, {"sent": 1}, fanout={"subs": [b"\x01t\x80"]})
+    with pytest.raises(ProtocolError):
+        agg.add_samples("w1", bad)
+    assert agg.totals()["sent"] == 0
+    fanout = agg.figures(1.0).fanout
+    assert fanout is not None
+    assert not fanout.active

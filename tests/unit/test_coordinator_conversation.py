@@ -11,6 +11,7 @@ import msgpack
 from wsload.common.protocol import (
     PROTOCOL_VERSION,
     Bye,
+    Clock,
     Error,
     Heartbeat,
     Hello,
@@ -49,7 +50,7 @@ def join(conv: Conversation, worker_id: str, now: float) -> Output:
 def test_a_hello_and_a_heartbeat_take_a_slot_and_are_welcomed() -> None:
     conv = Conversation(2, heartbeat_interval=0.5)
     out = join(conv, "w0", 1.0)
-    assert out.sends == [("w0", Welcome("w0", 0.5))]
+    assert out.sends == [("w0", Welcome("w0", 0.5)), ("w0", Clock(0, 1.0))]  # then its clock
     assert out.events == [Joined(hello("w0"))]
     assert list(conv.workers) == ["w0"]
     # Its hello repeated (the welcome was lost): welcomed again, no second join.
@@ -65,7 +66,7 @@ def test_an_intruders_hello_never_steals_the_only_slot() -> None:
     out = conv.receive(frames("real", hello("real")), 0.5)
     assert out.sends == []  # waits for its heartbeat
     out = conv.receive(frames("real#hb", Heartbeat(0.0)), 0.6)
-    assert out.sends == [("real", Welcome("real", 1.0))]
+    assert out.sends == [("real", Welcome("real", 1.0)), ("real", Clock(0, 0.6))]
     assert out.events == [Joined(hello("real"))]
     # The slot is taken: a late heartbeat of the intruder gets it refused, not admitted.
     out = conv.receive(frames("intruder#hb", Heartbeat(0.0)), 0.7)
@@ -183,3 +184,42 @@ def test_abandon_stops_and_dismisses_every_worker_still_there() -> None:
         ("w0", Stop("job-1", "second signal")),
         ("w0", Bye("second signal")),
     ]
+
+
+def test_a_joined_worker_is_probed_for_its_clock_one_probe_at_a_time() -> None:
+    """Best of 8 by round trip: offset = t1 - (t0 + t2) / 2, within (t2 - t0) / 2."""
+    conv = Conversation(1)
+    conv.receive(frames("w0#hb", Heartbeat(0.0)), 0.0)
+    out = conv.receive(frames("w0", hello("w0")), 0.0, wall=100.0)
+    probe = out.sends[-1][1]
+    assert probe == Clock(0, 100.0)
+    wall = 100.0
+    round_trips = [0.010, 0.004, 0.020, 0.002, 0.008, 0.030, 0.006, 0.005]
+    for n, rtt in enumerate(round_trips):
+        assert isinstance(probe, Clock)
+        assert probe.probe == n
+        # the worker's clock is 2.5 s ahead; its answer is halfway through the round trip
+        answer = probe.answer(probe.sent_at + rtt / 2 + 2.5)
+        wall = probe.sent_at + rtt
+        out = conv.receive(frames("w0", answer), 1.0, wall=wall)
+        if n < 7:
+            (sent,) = out.sends
+            probe = sent[1]
+            assert sent[0] == "w0"
+        else:
+            assert out.sends == []  # 8 probes in all
+    best = conv.clocks.best("w0")
+    assert best is not None
+    assert abs(best.offset - 2.5) < 1e-9
+    assert abs(best.uncertainty - 0.001) < 1e-9
+    assert best.probes == 8
+
+
+def test_clock_answers_that_were_not_asked_for_are_ignored() -> None:
+    conv = Conversation(1)
+    join(conv, "w0", 0.0)
+    assert conv.receive(frames("w0", Clock(5, 0.0, 3.0)), 0.1).sends == []  # not outstanding
+    assert conv.receive(frames("w0", Clock(0, 0.0)), 0.1).sends == []  # no worker time
+    assert conv.clocks.best("w0") is None
+    # a worker that never answers: nothing waits for it, no offset
+    assert conv.receive(frames("w1", Clock(0, 0.0, 1.0)), 0.1).sends == []  # not a worker
