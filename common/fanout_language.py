@@ -40,14 +40,16 @@ When a workload compiles (:func:`publication_problems`, and each
 program's own check): a literal topic is published by wsload's publishers
 or is a server stream (``source = "server"``), not both; a ``[[loop]]``
 step may not publish a constant ``seq`` (every iteration would publish
-the same publication). A subscribed topic that no publisher publishes is
+the same publication); deliveries without a ``topic`` path count under
+one topic (``topics[0]`` or ``"default"``), which a publisher must
+publish when every published topic is literal. A subscribed topic that no publisher publishes is
 not a problem (topics may be templates, and publishers outside the run
 are not known): the report shows it with no publications. No I/O here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -379,6 +381,7 @@ def publication_problems(programs: Sequence[tuple[Program, Place]], mode: Mode) 
     """
     problems: list[str] = []
     published: dict[str, str] = {}
+    templated = False  # some publication's topic is known only when it renders
     for program, place in programs:
         for step in program.steps:
             if mode is Mode.INTEGRATION and step.action is Action.POST:
@@ -389,9 +392,15 @@ def publication_problems(programs: Sequence[tuple[Program, Place]], mode: Mode) 
             topic = step.publish.topic if step.publish is not None else None
             if isinstance(topic, TextTemplate) and topic.constant:
                 published.setdefault(topic.source, place.step(step))
+            elif topic is not None:
+                templated = True
     for program, place in programs:
         deliveries = program.deliveries
-        if deliveries is None or deliveries.source != "server":
+        if deliveries is None:
+            continue
+        if deliveries.source == "wsload":
+            if published and not templated and deliveries.topic is None:
+                problems += _one_topic_problem(deliveries, place, published)
             continue
         for topic in deliveries.topics:
             if isinstance(topic, TextTemplate) and topic.source in published:
@@ -401,6 +410,24 @@ def publication_problems(programs: Sequence[tuple[Program, Place]], mode: Mode) 
                     "a topic is one or the other"
                 )
     return problems
+
+
+def _one_topic_problem(
+    deliveries: Deliveries, place: Place, published: Mapping[str, str]
+) -> list[str]:
+    """Without a ``topic`` path every delivery counts under one topic: it must be published."""
+    first = deliveries.topics[0] if deliveries.topics else None
+    if first is not None and not (isinstance(first, TextTemplate) and first.constant):
+        return []
+    name = first.source if isinstance(first, TextTemplate) else "default"
+    if name in published:
+        return []
+    shown = ", ".join(repr(t) for t in sorted(published)[:5])
+    return [
+        f'{place.deliveries}without topic = "dotted.path" every delivery counts under '
+        f"{name!r}, which no publish step publishes (they publish {shown}): "
+        "give topic, or topics = [...] naming the published one"
+    ]
 
 
 __all__ = [

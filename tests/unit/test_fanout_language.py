@@ -418,3 +418,25 @@ def test_deliveries_must_be_a_table_in_the_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         build_spec(scenario=path, env={}, ws_url="ws://127.0.0.1:9/")
     assert caught.value.problems == [f"{path}: deliveries: expected a table, got str 'seq'"]
+
+
+def test_deliveries_without_a_topic_path_must_count_under_a_published_topic() -> None:
+    def spec(deliveries: dict[str, Any], topic: str = "news") -> JobSpec:
+        return JobSpec(
+            loop=(
+                {"send": "p", "publish": {"topic": topic, "seq": "{seq}"}},
+                {"think": 1},
+            ),
+            deliveries=deliveries,
+        )
+
+    assert workload_problems(spec({"seq": "seq"})) == [
+        "deliveries: without topic = \"dotted.path\" every delivery counts under 'default', "
+        "which no publish step publishes (they publish 'news'): give topic, or topics = [...] "
+        "naming the published one"
+    ]
+    assert workload_problems(spec({"seq": "seq", "topics": ["news"]})) == []
+    assert workload_problems(spec({"seq": "seq", "topic": "t"})) == []
+    assert workload_problems(spec({"seq": "seq"}, topic="default")) == []
+    assert workload_problems(spec({"seq": "seq"}, topic="news-{client_id}")) == []
+    assert workload_problems(spec({"seq": "seq", "source": "server"})) == []
