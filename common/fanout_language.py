@@ -16,8 +16,8 @@ a publication; an HTTP publisher is a ``post`` step::
     send = {type = "publish", topic = "news", seq = "{seq}", sent_at = "{ts}"}
     publish = {topic = "news", seq = "{seq}"}     # on a send or a post step only
     [[loop]]
-    post = {url = "/publish", body = {topic = "news", seq = "{seq}"}, method = "POST"}
-    publish = {topic = "news", seq = "{seq}"}     # post = "/publish": the url alone
+    post = {url = "/api/publish", body = {topic = "news", seq = "{seq}"}, method = "POST"}
+    publish = {topic = "news", seq = "{seq}"}     # post = "/api/publish": the url alone
 
 The semantics are in :mod:`wsload.common.program` (:class:`Deliveries`,
 :class:`Publish`, :class:`HttpPost`). Each function here returns the typed
@@ -29,10 +29,11 @@ integer (an integer, or exactly one placeholder of an integer value:
 ``{seq}``, ``{random_int(a,b)}`` or a captured variable; never ``{ts}``,
 ``{client_id}``, ``{pad}``, ``{uuid}`` or a feeder column, which are not
 integers), an absolute URL is http(s) without a fragment, a relative one
-starts with ``/`` and is appended to the job's ``api_url`` (as
-``event_path`` is: ``/publish`` after ``http://host:9000/api`` is
-``http://host:9000/api/publish``). A ``body`` table is sent as compact
-JSON (a :class:`wsload.common.template.JsonTemplate`; content type
+starts with ``/`` and is a path on the host of the job's ``api_url``
+(resolved as a link is, :func:`urllib.parse.urljoin`: ``/api/publish``
+with ``http://host:9000/api`` is ``http://host:9000/api/publish``). A
+``body`` table is sent as compact JSON (a
+:class:`wsload.common.template.JsonTemplate`; content type
 ``application/json``), a text as it is (a
 :class:`wsload.common.template.TextTemplate`).
 
@@ -262,14 +263,14 @@ def _seq(
 
 
 def parse_post(raw: Any) -> tuple[HttpPost | None, list[str], set[str]]:
-    """``post = {url = "/publish", body = ..., method = "POST"}`` or ``post = "/publish"``."""
+    """``post = {url = "/api/publish", body = ..., method = "POST"}``, or the url alone."""
     if isinstance(raw, str):
         raw = {"url": raw}
     if not isinstance(raw, dict):
         return (
             None,
             [
-                'post takes a url ("/publish") or a table {url, body, method}, '
+                'post takes a url ("/api/publish") or a table {url, body, method}, '
                 f"got {describe(raw)}"
             ],
             set(),
@@ -278,7 +279,7 @@ def parse_post(raw: Any) -> tuple[HttpPost | None, list[str], set[str]]:
     names: set[str] = set()
     url: TextTemplate | None = None
     if "url" not in raw:
-        problems.append('post: needs url = "/path" (after the job\'s api_url) or "http(s)://..."')
+        problems.append('post: needs url = "/path" (on the api_url\'s host) or "http(s)://..."')
     elif not isinstance(raw["url"], str) or not raw["url"]:
         problems.append(f"post: url must be a non-empty text, got {describe(raw['url'])}")
     else:
@@ -322,14 +323,14 @@ def _url_problems(source: str, template: TextTemplate) -> list[str]:
     if "#" in source:
         return [f"post: url {shown!r} has a fragment: a fragment is never sent to a server"]
     if literal.startswith("/"):
-        return []  # after the job's api_url
+        return []  # a path on the api_url's host
     lowered = literal.lower()
     if "://" not in literal:
         if template.constant or not literal:
             if not literal:
                 return []  # the url starts with a placeholder: checked when it renders
             return [
-                f"post: url {shown!r} must start with / (after the job's api_url) "
+                f"post: url {shown!r} must start with / (a path on the api_url's host) "
                 "or http:// or https://"
             ]
         if not any(s.startswith(lowered) or lowered.startswith(s) for s in ("http://", "https://")):

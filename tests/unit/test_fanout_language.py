@@ -53,7 +53,7 @@ rate = 10
 send = {type = "publish", topic = "news", seq = "{seq}", sent_at = "{ts}"}
 publish = {topic = "news-{room}", seq = "{seq}"}
 [[scenarios.loop]]
-post = {url = "/publish", body = {topic = "news", seq = "{seq}"}, method = "put"}
+post = {url = "/api/publish", body = {topic = "news", seq = "{seq}"}, method = "put"}
 publish = {topic = "all", seq = "{seq}"}
 timeout = 2
 [[scenarios.loop]]
@@ -96,7 +96,7 @@ def test_a_fanout_scenario_compiles_to_deliveries_publications_and_posts(tmp_pat
     assert isinstance(post.body, HttpPost)
     assert post.body.method == "PUT"
     assert post.timeout == 2.0
-    assert post.body.url.render({}, RNG) == "/publish"
+    assert post.body.url.render({}, RNG) == "/api/publish"
     assert isinstance(post.body.body, JsonTemplate)
     assert post.body.body.render({"seq": 3}, RNG) == '{"topic":"news","seq":3}'
     assert post.publish is not None
@@ -212,7 +212,7 @@ def test_every_problem_of_the_fanout_parts_at_once_with_where_it_is() -> None:
         "loop: step 9: publish: seq must render to an integer: an integer, or exactly one "
         'placeholder like "{seq}": {room} is a feeder column, a text',
         "loop: step 10: publish: seq {random_int(-3, 5)}: a publication number is 0 or more",
-        "loop: step 11: post: url 'publish' must start with / (after the job's api_url) "
+        "loop: step 11: post: url 'publish' must start with / (a path on the api_url's host) "
         "or http:// or https://",
         "loop: step 13: publish applies to send and post steps only, not to think",
         'loop: step 4: publish: seq is the same number every iteration: use "{seq}" '
