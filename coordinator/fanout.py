@@ -350,7 +350,11 @@ class FanoutLedger:
             source = "mixed" if published and streamed else "server" if streamed else "wsload"
         applied_unc = [unc for _, unc in hosts.values()]
         uncertainty = max(applied_unc) / 1e6 if applied_unc and source != "server" else None
-        return ClockFigures(source, tuple(workers), uncertainty, self.negative)
+        unknown = tuple(
+            w for w, (host, off, _) in sorted(self.clocks.items())
+            if off is None and host and host != self.coordinator_host and host not in hosts
+        )  # fmt: skip
+        return ClockFigures(source, tuple(workers), uncertainty, self.negative, unknown)
 
 
 def fanout_sources(spec: JobSpec) -> tuple[str, ...]:

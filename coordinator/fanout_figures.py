@@ -112,19 +112,22 @@ class ClockFigures:
     ``uncertainty``: the largest uncertainty of a correction applied
     (seconds; None: none applied, the figures are exact on one host).
     ``negative``: latencies below zero after correction (clock error),
-    counted as 0.
+    counted as 0. ``uncorrected``: workers on another host whose offset is
+    unknown (they never answered a probe): their latencies are not corrected.
     """
 
     source: str = "none"
     workers: tuple[WorkerClock, ...] = ()
     uncertainty: float | None = None
     negative: int = 0
+    uncorrected: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "uncertainty_ms": None if self.uncertainty is None else self.uncertainty * 1000,
             "negative_latencies": self.negative,
+            "uncorrected": list(self.uncorrected),
             "workers": {w.worker_id: w.to_json() for w in self.workers},
         }
 

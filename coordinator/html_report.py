@@ -13,6 +13,7 @@ import io
 import math
 from typing import Any
 
+from wsload.coordinator.fanout_report import fanout_html
 from wsload.coordinator.figures import RunFigures
 from wsload.coordinator.summary import RunSummary
 
@@ -213,6 +214,8 @@ def render(summary: RunSummary) -> str:
         parts += ["<h2>Thresholds</h2>", _table(["threshold", "measured", "result"], thresholds)]
     if f.steps:
         parts += ["<h2>Steps</h2>", _table(STEP_HEADERS, step_rows(f))]
+    if f.fanout is not None and f.fanout.active:
+        parts.append(fanout_html(f.fanout))
     if f.scenarios:
         scenarios = [[sc.name, sc.iterations, sc.unsolicited] for sc in f.scenarios]
         parts += ["<h2>Scenarios</h2>",

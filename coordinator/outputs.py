@@ -243,12 +243,33 @@ def _step_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
     return cases
 
 
+def _fanout_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
+    """One case for a run's deliveries: failed when any went missing or a ``fanout.*``
+    threshold failed; none when the run published and received nothing."""
+    fanout = summary.figures.fanout
+    if fanout is None or not fanout.active:
+        return []
+    t = fanout.total
+    problems = [f"{t.missing} of {t.expected} deliveries missing"] if t.missing else []
+    problems += [
+        f"threshold {r.threshold} failed (measured {r.shown})"
+        for r in summary.verdict.thresholds
+        if not r.passed and r.threshold.lstrip().startswith("fanout.")
+    ]
+    if fanout.missing_sample:
+        first = fanout.missing_sample[0]
+        problems.append(f"first missing: {first.topic}#{first.seq} to client {first.client}")
+    failure = "; ".join(problems)
+    return [_case(f"wsload.{mode}", "fanout", failure)]
+
+
 def _summary_cases(mode: str, summary: RunSummary) -> list[ET.Element]:
     """A load run's cases: its thresholds, its steps, "tested something", its workers."""
     cases = [
         _threshold_case(mode, t.threshold, t.passed, t.shown) for t in summary.verdict.thresholds
     ]
     cases += _step_cases(mode, summary)
+    cases += _fanout_cases(mode, summary)
     empty = summary.verdict.nothing_tested
     if empty:
         cases.append(_case(f"wsload.{mode}", "tested something", empty))

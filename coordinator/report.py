@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from wsload.coordinator.fanout_report import fanout_lines
 from wsload.coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress, StepFigures
 from wsload.coordinator.summary import RunSummary
 from wsload.coordinator.verdict import never_began
@@ -110,6 +111,8 @@ def format_summary(summary: RunSummary) -> str:
             f"  step {name!r} never began: no client reached it (not judged)"
             for name in never_began(f)
         ]
+    if f.fanout is not None and f.fanout.active:
+        lines += ["", *fanout_lines(f.fanout)]
     for sc in f.scenarios:
         lines.append(
             f"  scenario {sc.name}: {sc.iterations} iterations, {sc.unsolicited} unsolicited"

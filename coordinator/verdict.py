@@ -13,8 +13,9 @@ Exit codes (and :attr:`Verdict.code`):
   failed, or it tested nothing (no connection ever opened, no message sent
   and no answer awaited, or answers awaited and none ever came: in a
   conversation, expects begun and none met, or messages sent and no expect
-  ever begun), or, in a conversation, an ``expect`` step began and was never
-  met (``step 'ack' never met: 6 timed out``: the rule "a run that tested
+  ever begun; with deliveries, subscribers that never received one), or,
+  in a conversation, an ``expect`` step began and was never met
+  (``step 'ack' never met: 6 timed out``: the rule "a run that tested
   nothing fails", per step);
 - 2: it could not run (a worker refused the job);
 - 130: it was interrupted (Ctrl-C), 143 by SIGTERM; the partial figures are
@@ -112,6 +113,16 @@ def nothing_tested(figures: RunFigures, target: str) -> str | None:
     if not c.connects:
         tried = f" after {c.connect_failures} attempts" if c.connect_failures else ""
         return f"nothing tested: no connection to {target} was ever opened{tried}{because}"
+    fanout = figures.fanout if figures.fanout is not None and figures.fanout.active else None
+    if fanout is not None and not fanout.total.deliveries:
+        t = fanout.total
+        made = f"{t.published} publications made" if t.published else "nothing published"
+        return (
+            f"nothing tested: {made}, but no subscriber received a delivery"
+            f" ({t.subscriptions} subscriptions){because}"
+        )
+    if fanout is not None and not c.expected:  # deliveries came: they were the test
+        return None
     if not c.sent and not c.expected:
         return f"nothing tested: connected to {target} but no message was sent{because}"
     if c.sent and not c.expected:  # a conversation whose program awaits no answer

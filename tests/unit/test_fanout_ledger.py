@@ -168,6 +168,7 @@ def test_latency_is_corrected_across_hosts_only() -> None:
     ledger = FanoutLedger(coordinator_host="here")
     ledger.set_clock("a", "here", 40, 30)  # same host as the coordinator: never corrected
     ledger.set_clock("b", "there", 5 * MS, 100)
+    ledger.set_clock("c", "elsewhere", None, None)  # never answered: uncorrected, said so
     ledger.add("a", wire(FanoutWindow(pubs={"news": pubs(range(10))})))
     ledger.add("b", wire(FanoutWindow(latency={"news": [7 * MS]})))  # 2 ms really
     # b's subscription: its clock says it began 5 ms after publication 2's time
@@ -188,6 +189,7 @@ def test_latency_is_corrected_across_hosts_only() -> None:
     assert not clocks["a"].applied
     assert f.clock.uncertainty == 100 / 1e6
     assert f.clock.source == "wsload"
+    assert f.clock.uncorrected == ("c",)
 
 
 def test_latency_before_its_publisher_is_known_waits_for_it() -> None:

@@ -14,6 +14,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from tests.accounting import assert_balanced
+from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord
 from wsload.common.protocol import Result, Samples, StepWindow, decode, encode
 from wsload.common.spec import JobSpec
 from wsload.coordinator import html_report
@@ -605,3 +606,80 @@ def test_a_conversations_head_says_expects_met_and_messages_received() -> None:
     assert "  Expects met:             0" in text
     assert not any("Total messages received" in line for line in text)
     assert any(line.startswith("  Throughput:              0.0 expects met/s") for line in text)
+
+
+# -- fan-out: deliveries are what such a run tests ------------------------------------------
+
+T0 = 1_700_000_000_000_000  # epoch µs
+
+
+def fanout_run(delivered: bool, missing: int = 0) -> RunAggregate:
+    """A publisher sent 10 publications (no expect step); one subscriber got them, or none."""
+    agg = RunAggregate(START)
+    pubs = FanoutWindow(pubs={"news": [(s, T0 + s * 1000) for s in range(10)]})
+    got = [(0, 9 - missing)] if delivered else []
+    subs = FanoutWindow(
+        subs=[SubscriptionRecord.of(3, "news", T0 - 1, T0 + 10**7, got)],
+        latency={"news": [2_000] * (10 - missing)} if delivered else {},
+        counts={"news": {"deliveries": 10 - missing}} if delivered else {},
+    )
+    counters = {"sent": 10, "connects": 2}
+    for seq, fanout in enumerate((pubs, subs)):
+        msg = Samples.window(
+            "j", seq, (START + seq, START + seq + 1.0), counters if not seq else {}, {},
+            ([], [], []), fanout=fanout,
+        )  # fmt: skip
+        decoded = decode(encode(msg))
+        assert isinstance(decoded, Samples)
+        agg.add_samples("w1", decoded)
+    agg.add_result("w1", result(counters))
+    return agg
+
+
+def test_subscribers_that_got_no_delivery_tested_nothing() -> None:
+    verdict = judge((), figures_of(fanout_run(delivered=False)), target="h:80")
+    assert verdict.code == EXIT_FAILED
+    assert verdict.reasons == (
+        "nothing tested: 10 publications made, but no subscriber received a delivery"
+        " (1 subscriptions)",
+    )
+
+
+def test_deliveries_are_what_a_fanout_run_tests() -> None:
+    summary = summary_of(fanout_run(delivered=True), ("fanout.p99<10ms", "fanout.missing==0"))
+    assert summary.verdict.code == EXIT_OK, summary.verdict.reasons
+    doc = summary.to_json()["fanout"]
+    assert list(doc) == ["total", "topics", "clock", "missing_sample", "dropped_subscriptions"]
+    assert list(doc["total"])[:9] == [
+        "published", "expected", "delivered", "missing", "duplicates", "out_of_order", "early",
+        "extra", "delivery_rate",
+    ]  # fmt: skip
+    assert doc["total"]["delivered"] == doc["topics"]["news"]["delivered"] == 10
+    assert doc["clock"]["source"] == "wsload"
+    text = format_summary(summary)
+    assert "  Fan-out: 10 published, 1 subscriptions, 10 deliveries owed, 10 delivered" in text
+    assert "latency from the publishing worker's clock (one host: exact)" in text
+    assert "<h2>Fan-out</h2>" in html_report.render(summary)
+    case = ET.fromstring(junit_text({"load": summary})).find(".//testcase[@name='fanout']")
+    assert case is not None
+    assert case.find("failure") is None
+
+
+def test_missing_deliveries_fail_the_fanout_case_and_are_listed() -> None:
+    summary = summary_of(fanout_run(delivered=True, missing=2), ("fanout.missing==0",))
+    assert summary.verdict.code == EXIT_FAILED
+    assert summary.verdict.reasons == ("threshold fanout.missing==0 failed (measured 2)",)
+    text = format_summary(summary)
+    assert "missing (first 2): news#8 to client 3, news#9 to client 3" in text
+    case = ET.fromstring(junit_text({"load": summary})).find(".//testcase[@name='fanout']")
+    assert case is not None
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("2 of 10 deliveries missing; threshold")
+
+
+def test_a_run_without_deliveries_has_no_fanout_anywhere() -> None:
+    summary = summary_of(good_run())
+    assert summary.to_json()["fanout"] == {}
+    assert "Fan-out" not in format_summary(summary)
+    assert ET.fromstring(junit_text({"load": summary})).find(".//testcase[@name='fanout']") is None
