@@ -32,10 +32,10 @@ integers), an absolute URL is http(s) without a fragment, a relative one
 starts with ``/`` and is a path on the host of the job's ``api_url``
 (resolved as a link is, :func:`urllib.parse.urljoin`: ``/api/publish``
 with ``http://host:9000/api`` is ``http://host:9000/api/publish``). A
-``body`` table is sent as compact JSON (a
-:class:`wsload.common.template.JsonTemplate`; content type
-``application/json``), a text as it is (a
-:class:`wsload.common.template.TextTemplate`).
+``body`` table renders as a JSON value (a
+:class:`wsload.common.template.ValueTemplate`: a placeholder alone keeps
+its value's type) that the worker sends as ``application/json``, a text
+as it is (a :class:`wsload.common.template.TextTemplate`).
 
 When a workload compiles (:func:`publication_problems`, and each
 program's own check): a literal topic is published by wsload's publishers
@@ -70,7 +70,6 @@ from wsload.common.stepvalues import did_you_mean, unknown_keys, value_shape_pro
 from wsload.common.template import (
     TextTemplate,
     ValueTemplate,
-    compile_send,
     unknown_variable_problems,
 )
 from wsload.common.validation import describe, display_url
@@ -305,7 +304,8 @@ def parse_post(raw: Any) -> tuple[HttpPost | None, list[str], set[str]]:
         elif method == "GET":
             problems.append("post: a GET request has no body (leave body out, or use POST)")
         else:
-            template = compile_send(value)
+            # a table renders as a JSON value (sent as application/json), a text as text
+            template = TextTemplate(value) if isinstance(value, str) else ValueTemplate(value)
             problems += [f"post: body: {p}" for p in template.problems]
             names |= template.names
             body = template

@@ -19,7 +19,7 @@ A step is a table of one action and its options::
     [[steps]]
     close = 1000                                     # or true
     [[steps]]
-    post = {url = "/publish", body = {seq = "{seq}"}}  # an HTTP request (or post = "/url")
+    post = {url = "/api/publish", body = {seq = "{seq}"}}  # an HTTP request (or the url alone)
     publish = {topic = "news", seq = "{seq}"}        # on send or post: a publication
 
 ``wait`` is an alias of ``think`` (the integration mode's older name).

@@ -18,7 +18,7 @@ from wsload.common.match import SubsetMatcher, TextMatcher
 from wsload.common.program import Action, Deliveries, HttpPost, Publish
 from wsload.common.spec import JobSpec, build_spec, spec_from_dict
 from wsload.common.steps import ScenarioError, compile_workload, step_label, workload_problems
-from wsload.common.template import JsonTemplate
+from wsload.common.template import TextTemplate, ValueTemplate
 
 RNG = random.Random(0)
 
@@ -97,13 +97,17 @@ def test_a_fanout_scenario_compiles_to_deliveries_publications_and_posts(tmp_pat
     assert post.body.method == "PUT"
     assert post.timeout == 2.0
     assert post.body.url.render({}, RNG) == "/api/publish"
-    assert isinstance(post.body.body, JsonTemplate)
-    assert post.body.body.render({"seq": 3}, RNG) == '{"topic":"news","seq":3}'
+    assert isinstance(post.body.body, ValueTemplate)  # the worker sends it as JSON
+    assert post.body.body.render({"seq": 3}, RNG) == {"topic": "news", "seq": 3}
     assert post.publish is not None
     assert post.publish.topic.render({}, RNG) == "all"
 
     assert isinstance(bare.body, HttpPost)
     assert (bare.body.method, bare.body.body, bare.publish) == ("POST", None, None)
+    text = compile_workload(JobSpec(loop=({"post": {"url": "/p", "body": "n={seq}"}},)))
+    text_body = text.programs[0].loop[0].body.body
+    assert isinstance(text_body, TextTemplate)
+    assert text_body.render({"seq": 4}, RNG) == "n=4"
     assert bare.body.url.render({"room": "r1"}, RNG) == (
         "https://127.0.0.1:8443/api/publish?topic=r1"
     )
