@@ -119,11 +119,15 @@ class _Build:
             name_prefix=name_prefix,
         )
         self.problems += p1 + p2
-        for each in loop:
+        # what runs every iteration: the loop, or the whole session when there is none
+        repeated = [(where[1], len(setup_raw), c) for c in loop] or [
+            (where[0], 0, c) for c in setup
+        ]
+        for block, before, each in repeated:
             publish = each.step.publish
             if publish is not None and getattr(publish.seq, "tree", None).__class__ is not Node:
                 self.problems.append(
-                    f"{where[1]}step {each.step.number - len(setup_raw)}: publish: seq is the "
+                    f"{block}step {each.step.number - before}: publish: seq is the "
                     'same number every iteration: use "{seq}" (one publication per seq)'
                 )
         deliveries = None

@@ -444,3 +444,15 @@ def test_deliveries_without_a_topic_path_must_count_under_a_published_topic() ->
     assert workload_problems(spec({"seq": "seq"}, topic="default")) == []
     assert workload_problems(spec({"seq": "seq"}, topic="news-{client_id}")) == []
     assert workload_problems(spec({"seq": "seq", "source": "server"})) == []
+
+
+def test_a_session_per_iteration_may_not_publish_a_constant_seq_either() -> None:
+    churn = JobSpec(steps=({"send": "x", "publish": {"topic": "t", "seq": 1}},))
+    assert workload_problems(churn) == [
+        'steps: step 1: publish: seq is the same number every iteration: use "{seq}" '
+        "(one publication per seq)"
+    ]
+    once = JobSpec(
+        steps=({"send": "x", "publish": {"topic": "t", "seq": 1}},), loop=({"think": 1},)
+    )
+    assert workload_problems(once) == []  # once per connection
