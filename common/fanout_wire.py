@@ -120,6 +120,27 @@ def decode_u63(buf: bytes | memoryview, where: str) -> npt.NDArray[np.uint64]:
     return values
 
 
+#: A subscription record's varints up to this many bytes are read without numpy.
+_SMALL_RECORD = 96
+
+
+def _decode_small(buf: bytes, where: str) -> list[int]:
+    """:func:`decode_u63` for a few bytes, in plain Python (same checks)."""
+    out: list[int] = []
+    value = shift = 0
+    for byte in buf:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            out.append(value)
+            value = shift = 0
+        elif shift >= 7 * _MAX_VARINT_BYTES:
+            raise ProtocolError(f"{where}: a varint longer than {_MAX_VARINT_BYTES} bytes")
+    if shift:
+        raise ProtocolError(f"{where}: ends in the middle of a varint")
+    return out
+
+
 def _zigzag(values: npt.ArrayLike, limit: int = MAX_LATENCY_US) -> npt.NDArray[np.uint64]:
     v = np.clip(np.asarray(values, dtype=np.int64), -limit, limit)
     return ((v << 1) ^ (v >> 63)).astype(np.uint64)
@@ -304,19 +325,30 @@ class SubscriptionRecord:
             raise ProtocolError(f"{where}: topic is not UTF-8") from None
         if len(topic) > MAX_TOPIC_LEN:
             raise ProtocolError(f"{where}: topic longer than {MAX_TOPIC_LEN} characters")
-        v = decode_u63(data[at + size :], where)
-        if v.size < 5:
-            raise ProtocolError(f"{where}: {v.size} values, fewer than 5")
+        rest = data[at + size :]
+        small = len(rest) <= _SMALL_RECORD
+        v: Any = _decode_small(rest, where) if small else decode_u63(rest, where)
+        if len(v) < 5:
+            raise ProtocolError(f"{where}: {len(v)} values, fewer than 5")
         client, start, length, untracked, n = (int(x) for x in v[:5])
         if client > MAX_CLIENT or start > MAX_TIME_US or length > MAX_TIME_US:
             raise ProtocolError(f"{where}: client or times out of bounds")
         if n > MAX_RANGES_PER_SUB or untracked > MAX_SEQ:
             raise ProtocolError(f"{where}: {n} ranges, more than {MAX_RANGES_PER_SUB}")
-        if v.size != 5 + 2 * n:
-            raise ProtocolError(f"{where}: {v.size - 5} range values for {n} ranges")
-        parts = v[5:].copy()
-        parts[2::2] += np.uint64(2)  # later gaps: start - previous end - 2
-        ranges = _cumulative(parts, MAX_SEQ, where).reshape(-1, 2)
+        if len(v) != 5 + 2 * n:
+            raise ProtocolError(f"{where}: {len(v) - 5} range values for {n} ranges")
+        if small:  # a few ranges: plain integers beat a dozen array operations
+            bounds, at_seq = [], 0
+            for i, x in enumerate(v[5:]):
+                at_seq += x + (2 if i % 2 == 0 and i else 0)
+                bounds.append(at_seq)
+            if at_seq > MAX_SEQ:
+                raise ProtocolError(f"{where}: values beyond {MAX_SEQ}")
+            ranges = np.array(bounds, dtype=np.int64).reshape(-1, 2)
+        else:
+            parts = v[5:].copy()
+            parts[2::2] += np.uint64(2)  # later gaps: start - previous end - 2
+            ranges = _cumulative(parts, MAX_SEQ, where).reshape(-1, 2)
         return cls(client, topic, start, start + length, ranges, untracked)
 
 
