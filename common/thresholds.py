@@ -332,6 +332,25 @@ def step_threshold_problems(exprs: Sequence[str], step_names: Sequence[str]) -> 
     return out
 
 
+def fanout_threshold_problems(exprs: Sequence[str], has_deliveries: bool) -> list[str]:
+    """A line per ``fanout.*`` threshold of a job whose workload has no ``[deliveries]``:
+    it could only fail, with no data, at the end of the run."""
+    if has_deliveries:
+        return []
+    out: list[str] = []
+    for expr in exprs[:MAX_THRESHOLDS]:
+        try:
+            threshold = parse_threshold(expr)
+        except ThresholdError:
+            continue
+        if threshold.metric in FANOUT_METRICS and threshold.step is None:
+            out.append(
+                f"threshold {threshold.expr!r}: this job has no [deliveries], "
+                "so there is no fan-out to measure"
+            )
+    return out
+
+
 __all__ = [
     "COUNT_METRICS",
     "FANOUT_COUNT_METRICS",
@@ -347,6 +366,7 @@ __all__ = [
     "Measured",
     "Threshold",
     "ThresholdError",
+    "fanout_threshold_problems",
     "parse_threshold",
     "step_threshold_problems",
     "threshold_problems",

@@ -11,6 +11,7 @@ from wsload.common.thresholds import (
     METRICS,
     STEP_METRICS,
     ThresholdError,
+    fanout_threshold_problems,
     parse_threshold,
     step_threshold_problems,
     threshold_step_names,
@@ -299,3 +300,14 @@ def test_other_malformed_step_thresholds_get_no_quoting_hint(expr: str) -> None:
         parse_threshold(expr)
     assert "quote a step name" not in str(info.value)
     assert parse_threshold('step."a<b".p99<50ms').step == "a<b"
+
+
+def test_fanout_thresholds_need_deliveries() -> None:
+    exprs = ["p99<50ms", "fanout.missing==0", "fanout.p99<200ms", "bad"]
+    assert fanout_threshold_problems(exprs, has_deliveries=True) == []
+    assert fanout_threshold_problems(exprs, has_deliveries=False) == [
+        "threshold 'fanout.missing==0': this job has no [deliveries], so there is no fan-out"
+        " to measure",
+        "threshold 'fanout.p99<200ms': this job has no [deliveries], so there is no fan-out"
+        " to measure",
+    ]
