@@ -137,8 +137,15 @@ class Server:
         self.api = found.group(2)
 
     def topic(self) -> dict[str, int]:
-        with _NO_PROXY.open(f"{self.api}/stats", timeout=10) as resp:
-            stats: dict[str, Any] = json.loads(resp.read())
+        """The bench topic's counters; a busy server (a connection storm) may take a while."""
+        for attempt in range(5):
+            try:
+                with _NO_PROXY.open(f"{self.api}/stats", timeout=30) as resp:
+                    stats: dict[str, Any] = json.loads(resp.read())
+                break
+            except OSError:  # URLError and timeouts alike
+                if attempt == 4:
+                    raise
         counters: dict[str, int] = stats["pubsub"]["topics"].get(TOPIC, {})
         return counters
 
@@ -246,7 +253,7 @@ def wsload_side(subscribers: int, rate: float, seconds: float, workers: int) -> 
         cmd = [
             WSLOAD, "run", "--scenario", str(scenario), "--ws-url", server.url,
             "--api-url", server.api, "-c", str(subscribers + 1), "--workers", str(workers),
-            "-d", str(SUBSCRIBE_WAIT + seconds + 30), "--ramp-up", str(max(1, subscribers // 2000)),
+            "-d", str(SUBSCRIBE_WAIT + seconds + 30), "--ramp-up", str(max(1, subscribers // 1000)),
             "--reply-timeout", "30", "--connect-timeout", "60", "--json", str(out),
         ]  # fmt: skip
         run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -34,6 +34,7 @@ from wsload.testserver.faults import (
 from wsload.testserver.pubsub import DeliveryFaults
 
 EXIT_BAD_INPUT = 2
+LISTEN_BACKLOG = 4096  #: the kernel caps it at net.core.somaxconn
 
 
 def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -278,7 +279,9 @@ async def _serve(server: ReferenceServer, host: str, port: int, reuse_port: bool
         server.app(), handle_signals=False, access_log=None, shutdown_timeout=CLOSE_TIMEOUT
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    # A deep accept queue: a connection storm (thousands of clients ramping up at once)
+    # waits there for its handshakes instead of being refused or retried (aiohttp's 128).
+    site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
