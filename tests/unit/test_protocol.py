@@ -379,3 +379,25 @@ def test_hostile_step_fields_are_protocol_errors(field_name: str, value: Any) ->
     body[field_name] = value
     with pytest.raises(ProtocolError, match=f"field '{field_name}' must be"):
         decode(raw(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"probe": -1, "sent_at": 1.0},
+        {"probe": 1, "sent_at": "now"},
+        {"probe": 1, "sent_at": 1.0, "worker_time": float("nan")},
+        {"probe": 1, "sent_at": 1.0, "worker_time": True},
+        {"sent_at": 1.0},
+    ],
+)
+def test_bad_clock_messages_are_protocol_errors(body: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError, match="clock"):
+        decode(raw({"v": PROTOCOL_VERSION, "kind": "clock", **body}))
+
+
+def test_a_clock_probe_is_answered_with_the_worker_time() -> None:
+    probe = decode(encode(Clock(3, 1700000000.5)))
+    assert isinstance(probe, Clock)
+    assert probe.worker_time is None
+    assert decode(encode(probe.answer(1700000000.75))) == Clock(3, 1700000000.5, 1700000000.75)
