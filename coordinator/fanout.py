@@ -52,6 +52,9 @@ OTHER_TOPICS = "(other topics)"
 #: dropped (counted).
 MAX_SUBSCRIPTIONS = 2_000_000
 MAX_RANGES = 20_000_000
+#: Most publications held until the join (16 bytes each); past it, publications are
+#: dropped (counted, said in the summary: what they were owed reads as extra).
+MAX_PUBLICATIONS = 20_000_000
 #: Most latencies held back until their topic's publisher is known.
 MAX_PENDING_LATENCIES = 2_000_000
 #: Missing deliveries listed in the summary.
@@ -109,6 +112,8 @@ class FanoutLedger:
         self.subscriptions = 0
         self.ranges = 0
         self.dropped_subscriptions = 0
+        self.publications = 0
+        self.dropped_publications = 0
         self.pending = 0
         self.negative = 0
 
@@ -150,6 +155,10 @@ class FanoutLedger:
     def add(self, worker_id: str, window: FanoutWindow) -> None:
         """Merge one decoded window of ``worker_id``."""
         for name, (seqs, times) in window.pubs.items():
+            if self.publications + seqs.size > MAX_PUBLICATIONS:
+                self.dropped_publications += int(seqs.size)
+                continue
+            self.publications += int(seqs.size)
             topic = self._topic(name)
             if topic.publisher is None and seqs.size:
                 topic.publisher = worker_id
@@ -326,7 +335,7 @@ class FanoutLedger:
         )  # fmt: skip
         return FanoutFigures(
             total, tuple(rows), self.clock_figures(bool(total_hist.count)), tuple(sample),
-            self.dropped_subscriptions,
+            self.dropped_subscriptions, self.dropped_publications,
         )  # fmt: skip
 
     def clock_figures(self, measured: bool) -> ClockFigures:

@@ -154,6 +154,8 @@ class FanoutFigures:
     missing_sample: tuple[MissingDelivery, ...] = ()
     #: subscriptions the coordinator could not keep (its bound), not judged
     dropped_subscriptions: int = 0
+    #: publications past the coordinator's bound, not kept (their deliveries read as extra)
+    dropped_publications: int = 0
 
     @property
     def active(self) -> bool:
@@ -183,6 +185,7 @@ class FanoutFigures:
             "clock": self.clock.to_json(),
             "missing_sample": [m.to_json() for m in self.missing_sample],
             "dropped_subscriptions": self.dropped_subscriptions,
+            "dropped_publications": self.dropped_publications,
         }
 
 

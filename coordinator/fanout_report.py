@@ -92,6 +92,11 @@ def fanout_lines(fanout: FanoutFigures) -> list[str]:
         lines.append(f"  {t.publish_conflicts} publications reused a seq (the later ignored)")
     if fanout.dropped_subscriptions:
         lines.append(f"  {fanout.dropped_subscriptions} subscriptions past the bound: not judged")
+    if fanout.dropped_publications:
+        lines.append(
+            f"  {fanout.dropped_publications} publications past the bound: not kept"
+            " (what they delivered reads as extra)"
+        )
     return lines
 
 

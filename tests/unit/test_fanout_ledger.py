@@ -6,8 +6,10 @@ import time
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord, decode_fanout
+from wsload.coordinator import fanout as fanout_module
 from wsload.coordinator.fanout import MISSING_SAMPLE, FanoutLedger
 
 T0 = 1_700_000_000_000_000  # epoch µs
@@ -259,3 +261,15 @@ def test_ten_thousand_subscribers_by_a_hundred_thousand_publications() -> None:
     assert f.total.expected > n_subs * (n_pubs - 1000)
     assert peak < 60e6, f"peak {peak / 1e6:.1f} MB"
     assert elapsed < 30, f"{elapsed:.1f} s of CPU"  # about 1 s alone, tracemalloc slows it
+
+
+def test_publications_past_the_bound_are_dropped_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout_module, "MAX_PUBLICATIONS", 15)
+    ledger = FanoutLedger()
+    ledger.add("w1", wire(FanoutWindow(pubs={"news": pubs(range(10))})))
+    ledger.add("w1", wire(FanoutWindow(pubs={"news": pubs(range(10, 20))})))
+    ledger.add("w2", wire(FanoutWindow(subs=[sub(1, 0, 20, [(0, 19)])])))
+    f = ledger.figures()
+    assert (f.total.published, f.dropped_publications, f.total.extra) == (10, 10, 10)

@@ -649,7 +649,10 @@ def test_deliveries_are_what_a_fanout_run_tests() -> None:
     summary = summary_of(fanout_run(delivered=True), ("fanout.p99<10ms", "fanout.missing==0"))
     assert summary.verdict.code == EXIT_OK, summary.verdict.reasons
     doc = summary.to_json()["fanout"]
-    assert list(doc) == ["total", "topics", "clock", "missing_sample", "dropped_subscriptions"]
+    assert list(doc) == [
+        "total", "topics", "clock", "missing_sample", "dropped_subscriptions",
+        "dropped_publications",
+    ]  # fmt: skip
     assert list(doc["total"])[:9] == [
         "published", "expected", "delivered", "missing", "duplicates", "out_of_order", "early",
         "extra", "delivery_rate",
