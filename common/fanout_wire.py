@@ -46,6 +46,16 @@ import numpy.typing as npt
 
 from wsload.common.errors import ProtocolError
 from wsload.common.rangeset import DEFAULT_MAX_RANGES, MAX_SEQ, Added, RangeSet
+from wsload.common.varint63 import (
+    MAX_VARINT_BYTES,
+    SMALL,
+    cumulative,
+    decode_small,
+    decode_u63,
+    encode_u63,
+    unzigzag,
+    zigzag,
+)
 
 #: The per-topic counters of a window (deltas).
 FANOUT_COUNTERS = ("deliveries", "duplicates", "out_of_order", "publish_conflicts")
@@ -68,103 +78,6 @@ MAX_LATENCY_US = 1 << 50
 #: Largest client number.
 MAX_CLIENT = (1 << 40) - 1
 
-_MAX_VARINT_BYTES = 9  # 63 bits
-_U63 = (1 << 63) - 1
-
-
-# -- varints of up to 63 bits ---------------------------------------------------
-
-
-def encode_u63(values: npt.ArrayLike) -> bytes:
-    """Varints of non-negative integers below 2**63, concatenated."""
-    v = np.asarray(values, dtype=np.uint64).ravel()
-    if v.size == 0:
-        return b""
-    if int(v.max()) > _U63:
-        raise ValueError("varints must fit 63 bits")
-    lengths = np.ones(v.shape, dtype=np.int64)
-    for k in range(1, _MAX_VARINT_BYTES):
-        lengths += v >= np.uint64(1 << (7 * k))
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    out = np.empty(int(ends[-1]), dtype=np.uint8)
-    for k in range(_MAX_VARINT_BYTES):
-        has = lengths > k
-        if not has.any():
-            break
-        chunk = (v[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        more = (lengths[has] > k + 1).astype(np.uint64) << np.uint64(7)
-        out[starts[has] + k] = (chunk | more).astype(np.uint8)
-    return out.tobytes()
-
-
-def decode_u63(buf: bytes | memoryview, where: str) -> npt.NDArray[np.uint64]:
-    """Inverse of :func:`encode_u63`; ProtocolError naming ``where`` when malformed."""
-    b = np.frombuffer(buf, dtype=np.uint8)
-    if b.size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    ends = np.flatnonzero(b < 0x80)
-    if ends.size == 0 or ends[-1] != b.size - 1:
-        raise ProtocolError(f"{where}: ends in the middle of a varint")
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lengths = ends - starts + 1
-    if int(lengths.max()) > _MAX_VARINT_BYTES:
-        raise ProtocolError(f"{where}: a varint longer than {_MAX_VARINT_BYTES} bytes")
-    values = np.zeros(ends.size, dtype=np.uint64)
-    for k in range(int(lengths.max())):
-        has = lengths > k
-        idx: Any = starts[has] + k
-        values[has] |= (b[idx].astype(np.uint64) & np.uint64(0x7F)) << np.uint64(7 * k)
-    return values
-
-
-#: A subscription record's varints up to this many bytes are read without numpy.
-_SMALL_RECORD = 96
-
-
-def _decode_small(buf: bytes, where: str) -> list[int]:
-    """:func:`decode_u63` for a few bytes, in plain Python (same checks)."""
-    out: list[int] = []
-    value = shift = 0
-    for byte in buf:
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            out.append(value)
-            value = shift = 0
-        elif shift >= 7 * _MAX_VARINT_BYTES:
-            raise ProtocolError(f"{where}: a varint longer than {_MAX_VARINT_BYTES} bytes")
-    if shift:
-        raise ProtocolError(f"{where}: ends in the middle of a varint")
-    return out
-
-
-def _zigzag(values: npt.ArrayLike, limit: int = MAX_LATENCY_US) -> npt.NDArray[np.uint64]:
-    v = np.clip(np.asarray(values, dtype=np.int64), -limit, limit)
-    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
-
-
-def _unzigzag(u: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-    return (u >> np.uint64(1)).astype(np.int64) ^ -(u & np.uint64(1)).astype(np.int64)
-
-
-def _cumulative(parts: npt.NDArray[np.uint64], limit: int, where: str) -> npt.NDArray[np.int64]:
-    """The running sum of ``parts``; ProtocolError when any would pass ``limit``.
-
-    The bound is checked on a float sum first (every part is non-negative,
-    so the float total bounds the exact one), so hostile parts can never
-    overflow the exact int64 sum.
-    """
-    if parts.size and float(parts.astype(np.float64).sum()) > float(limit) * 1.01 + 2:
-        raise ProtocolError(f"{where}: values beyond {limit}")
-    out = np.cumsum(parts.astype(np.int64))
-    if out.size and int(out[-1]) > limit:
-        raise ProtocolError(f"{where}: values beyond {limit}")
-    return out
-
-
 # -- publications ---------------------------------------------------------------
 
 
@@ -182,7 +95,7 @@ def encode_publications(pubs: npt.ArrayLike) -> bytes:
     seqs, first = np.unique(seqs, return_index=True)  # first occurrence of each seq
     times = times[first]
     gaps = np.diff(seqs) - 1
-    steps = _zigzag(np.diff(times), limit=MAX_TIME_US).astype(np.int64)  # int64: no float mix
+    steps = zigzag(np.diff(times), MAX_TIME_US).astype(np.int64)  # int64: no float mix
     return encode_u63(np.concatenate(([seqs.size, seqs[0]], gaps, [times[0]], steps)))
 
 
@@ -202,8 +115,8 @@ def decode_publications(
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     steps = v[1 : n + 1].copy()
     steps[1:] += np.uint64(1)  # gaps back to differences (each below 2**63 + 1: checked next)
-    seqs = _cumulative(steps, MAX_SEQ, where)
-    first, deltas = v[n + 1], _unzigzag(v[n + 2 :])
+    seqs = cumulative(steps, MAX_SEQ, where)
+    first, deltas = v[n + 1], unzigzag(v[n + 2 :])
     # bound every partial sum before summing exactly: no int64 overflow possible
     if float(first) + float(np.abs(deltas.astype(np.float64)).sum()) > 2.0**62:
         raise ProtocolError(f"{where}: times beyond {MAX_TIME_US} µs")
@@ -218,12 +131,12 @@ def decode_publications(
 
 def encode_latencies(latency_us: npt.ArrayLike) -> bytes:
     """Delivery latencies (µs, signed: receive time - sent_at across clocks)."""
-    return encode_u63(_zigzag(latency_us))
+    return encode_u63(zigzag(latency_us, MAX_LATENCY_US))
 
 
 def decode_latencies(data: bytes, where: str = "latency") -> npt.NDArray[np.int64]:
     """Inverse of :func:`encode_latencies`; ProtocolError when malformed or out of bounds."""
-    out = _unzigzag(decode_u63(data, where))
+    out = unzigzag(decode_u63(data, where))
     if out.size and int(np.abs(out).max()) > MAX_LATENCY_US:
         raise ProtocolError(f"{where}: a latency beyond {MAX_LATENCY_US} µs")
     return out
@@ -310,7 +223,7 @@ class SubscriptionRecord:
         if not isinstance(data, bytes):
             raise ProtocolError(f"{where}: not bytes")
         size = 0
-        for i in range(min(len(data), _MAX_VARINT_BYTES)):
+        for i in range(min(len(data), MAX_VARINT_BYTES)):
             size |= (data[i] & 0x7F) << (7 * i)
             if data[i] < 0x80:
                 break
@@ -326,8 +239,8 @@ class SubscriptionRecord:
         if len(topic) > MAX_TOPIC_LEN:
             raise ProtocolError(f"{where}: topic longer than {MAX_TOPIC_LEN} characters")
         rest = data[at + size :]
-        small = len(rest) <= _SMALL_RECORD
-        v: Any = _decode_small(rest, where) if small else decode_u63(rest, where)
+        small = len(rest) <= SMALL
+        v: Any = decode_small(rest, where) if small else decode_u63(rest, where)
         if len(v) < 5:
             raise ProtocolError(f"{where}: {len(v)} values, fewer than 5")
         client, start, length, untracked, n = (int(x) for x in v[:5])
@@ -348,7 +261,7 @@ class SubscriptionRecord:
         else:
             parts = v[5:].copy()
             parts[2::2] += np.uint64(2)  # later gaps: start - previous end - 2
-            ranges = _cumulative(parts, MAX_SEQ, where).reshape(-1, 2)
+            ranges = cumulative(parts, MAX_SEQ, where).reshape(-1, 2)
         return cls(client, topic, start, start + length, ranges, untracked)
 
 
