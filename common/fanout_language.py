@@ -35,36 +35,24 @@ with ``http://host:9000/api`` is ``http://host:9000/api/publish``). A
 ``body`` table renders as a JSON value (a
 :class:`wsload.common.template.ValueTemplate`: a placeholder alone keeps
 its value's type) that the worker sends as ``application/json``, a text
-as it is (a :class:`wsload.common.template.TextTemplate`).
-
-When a workload compiles (:func:`publication_problems`, and each
-program's own check): a literal topic is published by wsload's publishers
-or is a server stream (``source = "server"``), not both; a ``[[loop]]``
-step may not publish a constant ``seq`` (every iteration would publish
-the same publication); deliveries without a ``topic`` path count under
-one topic (``topics[0]`` or ``"default"``), which a publisher must
-publish when every published topic is literal. A subscribed topic that no publisher publishes is
-not a problem (topics may be templates, and publishers outside the run
-are not known): the report shows it with no publications. No I/O here.
+as it is (a :class:`wsload.common.template.TextTemplate`). What needs
+more than one value (a program's deliveries beside its steps, the
+programs of a run together) is checked in
+:mod:`wsload.common.fanout_checks`. No I/O here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
-from wsload.common.fields import Mode
 from wsload.common.match import compile_matcher, path_problem
 from wsload.common.program import (
-    Action,
     Deliveries,
     HttpPost,
-    Program,
     Publish,
     Renderer,
-    Step,
 )
 from wsload.common.stepvalues import did_you_mean, unknown_keys, value_shape_problem
 from wsload.common.template import (
@@ -350,87 +338,6 @@ def _url_problems(source: str, template: TextTemplate) -> list[str]:
     return []
 
 
-@dataclass(frozen=True)
-class Place:
-    """Where a program's parts are in the scenario file, for problem lines.
-
-    ``steps`` and ``loop`` prefix a step's place in its block (``steps: ``,
-    ``scenarios[2] (chat): loop: ``), ``deliveries`` the program's table;
-    ``setup`` is how many ``[[steps]]`` entries the file gives (a step's
-    number counts them, compiled or not).
-    """
-
-    steps: str
-    loop: str
-    deliveries: str
-    setup: int
-
-    def step(self, step: Step) -> str:
-        if step.number <= self.setup:
-            return f"{self.steps}step {step.number}"
-        return f"{self.loop}step {step.number - self.setup}"
-
-
-def publication_problems(programs: Sequence[tuple[Program, Place]], mode: Mode) -> list[str]:
-    """Problems across the programs of one run: who publishes what, and where it runs.
-
-    A topic is either published by wsload's own publishers or a stream the
-    service publishes itself (``source = "server"``), never both: the
-    ledger would owe subscribers the gaps of one and the publications of
-    the other. Only literal topics can be compared before the run. The
-    integration check (one client, one pass) runs no ``post`` step.
-    """
-    problems: list[str] = []
-    published: dict[str, str] = {}
-    templated = False  # some publication's topic is known only when it renders
-    for program, place in programs:
-        for step in program.steps:
-            if mode is Mode.INTEGRATION and step.action is Action.POST:
-                problems.append(
-                    f"{place.step(step)}: post steps run under load only, "
-                    "not in wsload test --integration"
-                )
-            topic = step.publish.topic if step.publish is not None else None
-            if isinstance(topic, TextTemplate) and topic.constant:
-                published.setdefault(topic.source, place.step(step))
-            elif topic is not None:
-                templated = True
-    for program, place in programs:
-        deliveries = program.deliveries
-        if deliveries is None:
-            continue
-        if deliveries.source == "wsload":
-            if published and not templated and deliveries.topic is None:
-                problems += _one_topic_problem(deliveries, place, published)
-            continue
-        for topic in deliveries.topics:
-            if isinstance(topic, TextTemplate) and topic.source in published:
-                problems.append(
-                    f"{place.deliveries}topic {topic.source!r} is a server stream "
-                    f'(source = "server") and is published by wsload ({published[topic.source]}); '
-                    "a topic is one or the other"
-                )
-    return problems
-
-
-def _one_topic_problem(
-    deliveries: Deliveries, place: Place, published: Mapping[str, str]
-) -> list[str]:
-    """Without a ``topic`` path every delivery counts under one topic: it must be published."""
-    first = deliveries.topics[0] if deliveries.topics else None
-    if first is not None and not (isinstance(first, TextTemplate) and first.constant):
-        return []
-    name = first.source if isinstance(first, TextTemplate) else "default"
-    if name in published:
-        return []
-    shown = ", ".join(repr(t) for t in sorted(published)[:5])
-    return [
-        f'{place.deliveries}without topic = "dotted.path" every delivery counts under '
-        f"{name!r}, which no publish step publishes (they publish {shown}): "
-        "give topic, or topics = [...] naming the published one"
-    ]
-
-
 __all__ = [
     "DELIVERIES_KEYS",
     "MAX_TOPICS",
@@ -438,9 +345,7 @@ __all__ = [
     "POST_KEYS",
     "PUBLISH_KEYS",
     "SOURCES",
-    "Place",
     "parse_deliveries",
     "parse_post",
     "parse_publish",
-    "publication_problems",
 ]

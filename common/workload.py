@@ -38,7 +38,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wsload.common.fanout_language import Place, parse_deliveries, publication_problems
+from wsload.common.fanout_checks import LISTEN_HINT, Place, program_fanout, publication_problems
 from wsload.common.feeder import feeder_problems
 from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
@@ -52,7 +52,6 @@ from wsload.common.steps import (
     compile_steps,
 )
 from wsload.common.stepvalues import EXPECT_KEYS, name_problem, unknown_keys
-from wsload.common.template import Node
 from wsload.common.thresholds import step_threshold_problems
 from wsload.common.validation import describe
 from wsload.common.workload_inputs import spec_feeder, stage_problems
@@ -65,8 +64,6 @@ SCENARIO_KEYS = ("name", "weight", "clients", "steps", "loop", "rate", "interval
 MAX_SCENARIOS = 100
 #: Name of the one program of a job without ``[[scenarios]]``.
 DEFAULT_PROGRAM = "default"
-#: How a client that only receives deliveries is written.
-LISTEN_HINT = " (a client that only listens: [[{}]] think = 60)"
 
 
 def _number(value: Any) -> bool:
@@ -119,29 +116,17 @@ class _Build:
             name_prefix=name_prefix,
         )
         self.problems += p1 + p2
-        # what runs every iteration: the loop, or the whole session when there is none
-        repeated = [(where[1], len(setup_raw), c) for c in loop] or [
-            (where[0], 0, c) for c in setup
-        ]
-        for block, before, each in repeated:
-            publish = each.step.publish
-            if publish is not None and getattr(publish.seq, "tree", None).__class__ is not Node:
-                self.problems.append(
-                    f"{block}step {each.step.number - before}: publish: seq is the "
-                    'same number every iteration: use "{seq}" (one publication per seq)'
-                )
-        deliveries = None
-        if deliveries_raw is not None:
-            known = None if self.columns is None else {*self.columns, *captured}
-            deliveries, p3 = parse_deliveries(deliveries_raw, known, loop_captured - captured)
-            self.problems += [deliveries_where + p for p in p3]
-            if setup_raw and not loop_raw:
-                block = "scenarios.loop" if deliveries_where.startswith("scenarios") else "loop"
-                self.problems.append(
-                    f"{deliveries_where}a subscriber needs [[{block}]]: with [[steps]] alone "
-                    "each iteration is a session that closes once its steps are done, "
-                    "before anything is delivered" + LISTEN_HINT.format(block)
-                )
+        located = Place(where[0], where[1], deliveries_where, len(setup_raw))
+        deliveries, p3 = program_fanout(
+            located,
+            [c.step for c in setup],
+            [c.step for c in loop],
+            bool(loop_raw),
+            deliveries_raw,
+            None if self.columns is None else {*self.columns, *captured},
+            loop_captured - captured,
+        )
+        self.problems += p3
         done = {c.step.number: c for c in (*setup, *loop)}
         blocks = ((where[0], 1, setup_raw), (where[1], len(setup_raw) + 1, loop_raw))
         for section, first, items in blocks:
@@ -162,7 +147,7 @@ class _Build:
                 **pacing,
             )
         )
-        self.places.append(Place(where[0], where[1], deliveries_where, len(setup_raw)))
+        self.places.append(located)
 
     def _failed(self, index: int, item: Any, default: str, where: str) -> None:
         """Name a step that did not compile, as far as it can be known.
