@@ -1,0 +1,119 @@
+"""Fan-out end to end: ``wsload run`` with 2 workers against the reference server's ``/pubsub``.
+
+Issue 16's done-when: one publisher and 1,000 subscribers over 2 workers,
+the server dropping and duplicating a seeded share of deliveries and
+delaying every fan-out; wsload's ``fanout`` figures are compared with the
+server's own counters (``/api/stats`` under ``pubsub``). Every subscriber is
+subscribed before the publisher's first publication (its ``[[steps]]`` think
+first), so no delivery the server dropped belonged to a publication a
+subscriber was not owed.
+
+Exact: every subscriber is owed every publication; no early or extra seq,
+nothing out of order; expected = delivered + missing. Up to the tail the
+run's close cuts off, missing deliveries are the server's drops and
+duplicates its duplicates: a publication made within a delivery's latency
+of the end has its fan-out find its subscribers gone (today the run ends
+publishers and subscribers at the same moment, so those deliveries are
+charged to the subscribers as missing, and a duplicate decided for them
+never arrives). The tail is bounded here by two publications' worth;
+once the run lets in-flight deliveries land before closing subscribers,
+the bounds close to equalities.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.integration.conftest import WSLOAD, ServerFactory, stats, wait_for
+
+SUBSCRIBERS = 1000
+RATE = 5  # 5,000 deliveries/s: the Python broker keeps up on a loaded 2-core box
+DELAY = 0.05
+RUN_TIMEOUT = 120.0
+
+SCENARIO = f"""\
+reply_timeout = 10
+connect_timeout = 30
+
+[[scenarios]]
+name = "subscribers"
+weight = 1
+[[scenarios.steps]]
+send = {{type = "subscribe", topic = "news"}}
+[[scenarios.steps]]
+name = "subscribed"
+expect = {{type = "subscribed", topic = "news"}}
+[[scenarios.loop]]
+think = 3600
+[scenarios.deliveries]
+match = {{type = "delivery"}}
+topic = "topic"
+seq = "seq"
+sent_at = "sent_at"
+topics = ["news"]
+
+[[scenarios]]
+name = "publisher"
+clients = 1
+rate = {RATE}
+[[scenarios.steps]]
+think = 3                # every subscriber is subscribed before the first publication
+[[scenarios.loop]]
+send = {{type = "publish", topic = "news", seq = "{{seq}}", sent_at = "{{ts}}", data = "x"}}
+publish = {{topic = "news", seq = "{{seq}}"}}
+[[scenarios.loop]]
+name = "published"
+expect = {{type = "published", topic = "news"}}
+"""
+
+
+def run(tmp_path: Path, ws_url: str, api_url: str) -> dict[str, Any]:
+    scenario = tmp_path / "fanout.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scenario), "--ws-url", ws_url, "--api-url", api_url,
+         "-c", str(SUBSCRIBERS + 1), "-d", "8", "--ramp-up", "1", "--workers", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert out.is_file(), proc.stdout + proc.stderr
+    summary: dict[str, Any] = json.loads(out.read_text())
+    return summary
+
+
+def test_missing_and_duplicates_are_what_the_server_did(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = serve_factory(
+        "--drop-deliveries", "0.02", "--duplicate-deliveries", "0.01",
+        "--delivery-delay", str(DELAY * 1000), "--seed", "11", "--chat-heartbeat", "0",
+    )  # fmt: skip
+    base = server.ws_url.removesuffix("/ws")
+    summary = run(tmp_path, base + "/pubsub", server.api_url)
+    wait_for(
+        "the run's connections to close on the server",
+        lambda: stats(server.api_url)["pubsub"]["connections_open"] == 0,
+        10,
+    )
+    did = stats(server.api_url)["pubsub"]["topics"]["news"]
+    fanout = summary["fanout"]
+    got = fanout["topics"]["news"]
+    assert fanout["total"]["published"] == got["published"] == did["published"] > 0
+    tail = 2 * SUBSCRIBERS  # deliveries of the last two publications
+    assert did["duplicated"] > 0
+    assert did["duplicated"] - tail <= got["duplicates"] <= did["duplicated"], (got, did)
+    assert did["deliveries"] - tail <= got["deliveries"] <= did["deliveries"], (got, did)
+    assert (got["early"], got["extra"], got["out_of_order"]) == (0, 0, 0)
+    assert got["expected"] == got["delivered"] + got["missing"]
+    assert got["expected"] == SUBSCRIBERS * got["published"]  # all subscribed before the first
+    dropped = did["dropped"] + did["dropped_slow"]
+    assert did["dropped"] > 0
+    assert dropped <= got["missing"] <= dropped + tail, (got, did)
+    latency = got["latency_percentiles"]
+    assert latency["p50"] >= DELAY  # the server's delivery delay is in every delivery's latency
+    assert fanout["clock"]["source"] == "wsload"
