@@ -158,8 +158,9 @@ FIELDS: tuple[Field, ...] = (
     Field("thresholds", "Pass/fail rule, repeatable: p99<50ms, success_rate>=99.9, "
           "error_rate<0.1%, connect_p99<200ms, rps>=1000, timeouts==0; per step of a "
           "conversation step.NAME.METRIC: step.ack.p99<50ms, step.login.success_rate>=99.9, "
-          "step.ack.timed_out==0 (a name may hold spaces; quote one holding < > = \"). A failed "
-          "one makes the exit code 1.", "--threshold", metavar="EXPR", commands=BOTH,
+          "step.ack.timed_out==0 (a name may hold spaces; quote one holding < > = \"); with "
+          "[deliveries] fanout.p99<200ms, fanout.missing==0, fanout.delivery_rate>=99.9. A "
+          "failed one makes the exit code 1.", "--threshold", metavar="EXPR", commands=BOTH,
           test_help="Pass/fail rule for --load, repeatable (as for wsload run: p99<50ms, "
           "success_rate>=99.9...); a scenario's thresholds count too."),
     Field("mode", "What the job does (wsload test chooses it)."),
