@@ -108,11 +108,7 @@ def assert_chat_agrees(summary: dict[str, Any], chat: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", ["fanout", "stream"])
 def test_fanout_examples_compile(name: str) -> None:
-    """The fan-out examples are valid scenarios as written and as the runs below shorten them.
-
-    Only compiled for now: running them needs the worker's deliveries and the
-    coordinator's delivery ledger (issue 16), which land separately.
-    """
+    """The fan-out examples are valid scenarios as written and as the runs below shorten them."""
     for clients in (None, int(SHORT[name][1])):
         spec = build_spec(scenario=str(EXAMPLES / f"{name}.toml"), num_clients=clients)
         assert workload_problems(spec) == []
@@ -124,6 +120,45 @@ def test_fanout_examples_compile(name: str) -> None:
         assert any(step.publish is not None for step in publisher.loop)
     else:
         assert [p.deliveries.source for p in programs if p.deliveries] == ["server"]
+
+
+def test_fanout_publisher_reaches_the_subscribers(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """examples/fanout.toml: 40 subscribers and one publisher, their deliveries accounted."""
+    server = serve_factory("--chat-heartbeat", "0")
+    summary, _ = run_example(
+        tmp_path, "fanout", url(server, "/pubsub"), "--api-url", server.api_url
+    )
+    wait_for(
+        "the run's connections to close on the server",
+        lambda: stats(server.api_url)["pubsub"]["connections_open"] == 0,
+        10,
+    )
+    did = stats(server.api_url)["pubsub"]["topics"]["news"]
+    assert_steps_balanced(summary)
+    assert step_sum(summary, "subscribed", "met") == 40
+    news = summary["fanout"]["topics"]["news"]
+    assert news["published"] == did["published"] > 0
+    assert news["expected"] == news["delivered"] + news["missing"]
+    assert 0 < news["delivered"] <= did["deliveries"]
+    assert (news["duplicates"], news["extra"], news["out_of_order"]) == (0, 0, 0)
+    assert summary["unsolicited"] == 0  # every delivery is recognised as one
+
+
+def test_stream_subscribers_count_the_servers_ticks(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """examples/stream.toml: subscribers of the server's own stream; gaps are its drops."""
+    server = serve_factory("--chat-heartbeat", "0", "--stream-every", "50")
+    summary, _ = run_example(tmp_path, "stream", url(server, "/pubsub"))
+    assert_steps_balanced(summary)
+    fanout = summary["fanout"]
+    ticks = fanout["topics"]["ticks"]
+    assert ticks["delivered"] > 20 * 10  # 20 subscribers, 20 ticks a second, seconds of them
+    assert (ticks["missing"], ticks["duplicates"]) == (0, 0)  # the server dropped none
+    assert fanout["clock"]["source"] == "server"
+    assert summary["unsolicited"] == 0
 
 
 def test_every_example_has_a_test() -> None:
