@@ -52,7 +52,7 @@ from wsload.common.steps import (
     compile_steps,
 )
 from wsload.common.stepvalues import EXPECT_KEYS, name_problem, unknown_keys
-from wsload.common.thresholds import step_threshold_problems
+from wsload.common.thresholds import fanout_threshold_problems, step_threshold_problems
 from wsload.common.validation import describe
 from wsload.common.workload_inputs import spec_feeder, stage_problems
 
@@ -383,7 +383,8 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
 def workload_problems(spec: JobSpec) -> list[str]:
     """Every problem of the job's steps, loop, scenarios, feeder and stages, one line each.
 
-    A per-step threshold (``step.NAME.p99<50ms``) must name one of the
+    A ``fanout.*`` threshold needs a workload with ``[deliveries]``; a
+    per-step threshold (``step.NAME.p99<50ms``) must name one of the
     workload's expect steps; it is checked whenever every step's name is
     known, even when some steps (or other thresholds) have problems: a step
     that did not compile still has its name, and counts as an expect when
@@ -392,6 +393,10 @@ def workload_problems(spec: JobSpec) -> list[str]:
     _, problems, names = _compile(spec)
     if names is not None:
         problems += step_threshold_problems(spec.thresholds, names)
+    subscribes = bool(spec.deliveries) or any(
+        isinstance(entry, dict) and entry.get("deliveries") for entry in spec.scenarios
+    )
+    problems += fanout_threshold_problems(spec.thresholds, subscribes)
     return problems + stage_problems(spec)
 
 

@@ -311,3 +311,16 @@ def test_fanout_thresholds_need_deliveries() -> None:
         "threshold 'fanout.p99<200ms': this job has no [deliveries], so there is no fan-out"
         " to measure",
     ]
+
+
+def test_a_fanout_threshold_needs_deliveries_in_the_job() -> None:
+    """Refused before the run (it could only fail with no data at the end)."""
+    from wsload.common.errors import SpecError
+    from wsload.common.spec import build_spec
+
+    with pytest.raises(SpecError) as bad:
+        build_spec(thresholds=("fanout.missing==0", "fanout.p99<200ms"))
+    assert bad.value.problems == [
+        f"threshold {t!r}: this job has no [deliveries], so there is no fan-out to measure"
+        for t in ("fanout.missing==0", "fanout.p99<200ms")
+    ]
