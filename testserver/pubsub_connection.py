@@ -17,8 +17,8 @@ bounded memory and never slows the publisher down. A delivery is counted
 ``deliveries`` once handed to the socket.
 
 ``--delivery-delay`` postpones each fan-out by a timer (at most
-:data:`MAX_PENDING` publications wait; beyond that a publish is refused
-with an error), so a WebSocket publisher keeps publishing at its own rate;
+:data:`MAX_PENDING` publications and :data:`MAX_PENDING_BYTES` wait; beyond
+that a publish is refused with an error), so a WebSocket publisher keeps publishing at its own rate;
 its ``published`` answer follows the fan-out. An HTTP publisher's answer
 also waits for the fan-out, so it can report the subscriber count.
 """
@@ -56,6 +56,7 @@ from wsload.testserver.pubsub import (
 MAX_OUTBOX: Final = 1024  #: deliveries waiting for one subscriber before they are dropped
 MAX_OUTBOX_BYTES: Final = 4 * 1024 * 1024  #: their characters, beyond the first one
 MAX_PENDING: Final = 100_000  #: publications waiting for their --delivery-delay
+MAX_PENDING_BYTES: Final = 64 * 1024 * 1024  #: their delivery frames' characters
 
 _CLOSE: Final = "close"  # the reply queue's marker: close (--close-after) once it comes up
 _Reply = str  # a reply frame, or the close marker (compared by identity)
@@ -204,6 +205,7 @@ class PubSubEndpoint:
         self.stream_every = stream_every
         self.connections: set[PubSubConnection] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._pending_bytes = 0
         self._stream: asyncio.Task[None] | None = None
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
@@ -230,14 +232,13 @@ class PubSubEndpoint:
         """A WebSocket publish: fan out now (its answer returned) or after the delay (None)."""
         if not self.delay:
             return pub.published(self.hub.fan_out(pub))
-        if self.stats.pending >= MAX_PENDING:
+        if not self._hold(pub):
             self.stats.errors += 1
-            return error(f"more than {MAX_PENDING} publications waiting", pub.id)
-        self.stats.pending += 1
+            return error("too many publications waiting", pub.id)
 
         def later() -> None:
             self._timers.discard(handle)
-            self.stats.pending -= 1
+            self._release(pub)
             conn.push(pub.published(self.hub.fan_out(pub)), None)
 
         handle = asyncio.get_running_loop().call_later(self.delay, later)
@@ -252,15 +253,27 @@ class PubSubEndpoint:
             reason = str(exc) if isinstance(exc, BadPublication) else "body is not JSON"
             raise web.HTTPBadRequest(reason=reason) from None
         if self.delay:
-            if self.stats.pending >= MAX_PENDING:
+            if not self._hold(pub):
                 raise web.HTTPServiceUnavailable(reason="too many publications waiting")
-            self.stats.pending += 1
             try:
                 await asyncio.sleep(self.delay)
             finally:
-                self.stats.pending -= 1
+                self._release(pub)
         answer: dict[str, Any] = {"published": True, "subscribers": self.hub.fan_out(pub)}
         return web.json_response(answer)
+
+    def _hold(self, pub: Publication) -> bool:
+        """Count ``pub`` as waiting for its delay; False when the waiting room is full."""
+        size = len(pub.delivery)
+        if self.stats.pending >= MAX_PENDING or self._pending_bytes + size > MAX_PENDING_BYTES:
+            return False
+        self.stats.pending += 1
+        self._pending_bytes += size
+        return True
+
+    def _release(self, pub: Publication) -> None:
+        self.stats.pending -= 1
+        self._pending_bytes -= len(pub.delivery)
 
     async def start_stream(self, _app: web.Application) -> None:
         if self.stream_every:
@@ -285,9 +298,17 @@ class PubSubEndpoint:
         for handle in self._timers:
             handle.cancel()
         self.stats.pending -= len(self._timers)
+        self._pending_bytes = 0
         self._timers.clear()
         closes = [c.ws.close(code=1001, message=b"server shutdown") for c in self.connections]
         await asyncio.gather(*closes, return_exceptions=True)
 
 
-__all__ = ["MAX_OUTBOX", "MAX_OUTBOX_BYTES", "MAX_PENDING", "PubSubConnection", "PubSubEndpoint"]
+__all__ = [
+    "MAX_OUTBOX",
+    "MAX_OUTBOX_BYTES",
+    "MAX_PENDING",
+    "MAX_PENDING_BYTES",
+    "PubSubConnection",
+    "PubSubEndpoint",
+]
