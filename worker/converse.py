@@ -131,6 +131,8 @@ class Talk:
         self.feeders: list[Feeder] = [workload.feeder] if workload.feeder is not None else []
         #: each program's delivery reader (None: it subscribes to nothing), shared by its clients
         self.readers = [reader_for(p) for p in workload.programs]
+        #: some client is owed wsload's publications (a server's own stream owes nothing)
+        self.subscribes = any(r is not None and r.spec.source != "server" for r in self.readers)
         #: the ``post`` steps' HTTP client (its session opened on first use)
         self.poster = HttpPoster()
 

@@ -66,6 +66,8 @@ PENDING_HANDSHAKES = 512
 #: connection to resume (the phase change itself wakes it at once)
 PAUSE_RECHECK = 1.0
 _mono = time.monotonic
+#: seconds without a delivery after which a draining subscriber's run stops waiting
+DELIVERY_QUIET = 0.3
 
 
 class Engine(Accounting, Dialing, ABC):
@@ -361,10 +363,21 @@ class Engine(Accounting, Dialing, ABC):
                 self._on_batch(self.recorder.take_window(time.time()))
 
     async def _drain(self) -> None:
-        deadline = _mono() + self.spec.drain_timeout
+        began = _mono()
+        deadline = began + self.spec.drain_timeout
         # Polling only while draining keeps the hot path free of a shared counter.
         while self.in_flight and _mono() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+        if self.talk is not None and self.talk.subscribes:
+            # Publications made before sending stopped are owed to every subscriber:
+            # their deliveries may still be on the way. Wait until none came for
+            # DELIVERY_QUIET (within the drain timeout); later ones count missing.
+            fanout = self.recorder.fanout
+            while _mono() < deadline:
+                quiet = min(_mono() - began, time.time() - fanout.last_at)
+                if quiet >= DELIVERY_QUIET:
+                    break
+                await asyncio.sleep(0.05)
 
     async def _close_all(self) -> None:
         conns = list(self._conns.values())
@@ -388,6 +401,7 @@ class Engine(Accounting, Dialing, ABC):
 
 
 __all__ = [
+    "DELIVERY_QUIET",
     "PAUSE_RECHECK",
     "PENDING_HANDSHAKES",
     "WINDOW_SECONDS",

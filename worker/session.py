@@ -219,7 +219,7 @@ class Session:
         rec = client.rec
         rec.bytes_received += len(data)
         if self._state != _EXPECTING:
-            return self._unexpected(now, data, text)
+            return self.client.unexpected(self._sub, now, data, text)
         self._ready = now
         values = client.values
         fail = self._fail
@@ -229,7 +229,7 @@ class Session:
             )
         found = self._matcher.match(data, text, values, client.rng)  # type: ignore[union-attr]
         if found is None:
-            return self._unexpected(now, data, text)
+            return self.client.unexpected(self._sub, now, data, text)
         step = self._expect
         assert step is not None
         if step.capture:
@@ -260,25 +260,6 @@ class Session:
         self.deadline = _INF
         return self._run(now)
 
-    def _unexpected(self, now: float, data: bytes, text: bool) -> Effects:
-        """A message no pending expect took: a delivery, a late reply, or unsolicited."""
-        client = self.client
-        reader = client.reader
-        if reader is not None:
-            got = reader.read(data, text, client.values, client.rng)
-            if got is not None:
-                sub = self._sub
-                if sub is not None:
-                    topic, seq, sent_at = got
-                    if topic is None:
-                        topic = next(iter(sub.topics), "default")
-                    client.rec.fanout.deliver(sub, topic, seq, sent_at, now + client.epoch)
-                return EMPTY
-        if client.late is None or not client.took_late(data, text):
-            client.rec.unsolicited += 1
-            client.scenario.unsolicited += 1
-        return EMPTY
-
     def on_http(self, now: float, status: int, error: str | None = None, text: str = "") -> Effects:
         """The answer to the ``post`` step out: 2xx goes on; else (or ``error``) it failed.
 
@@ -294,18 +275,10 @@ class Session:
         self._ready = now
         self.deadline = _INF
         self._state = _WORKING
-        if error is None and 200 <= status < 300:
-            if pub is not None:
-                self.client.rec.fanout.publish(pub[0], pub[1], due + self.client.epoch)
+        if self.client.answered(step, due, pub, status, error, text):
             self._due = now
             self._pc += 1
             return self._run(now)
-        kind = error or f"http_{status}"
-        rec = self.client.rec
-        if kind not in rec.error_texts:
-            rec.error(kind, f"{step.name}: {text or f'HTTP {status}'}")
-        else:
-            rec.error(kind)
         return self._abandon(now)
 
     def on_timer(self, now: float) -> Effects:

@@ -31,6 +31,8 @@ K_EXPECT = 1
 K_THINK = 2
 K_CLOSE = 3
 K_POST = 4
+#: what :meth:`Client.unexpected` returns: no effect (the session's EMPTY)
+EmptyT = tuple[()]
 #: a program part's steps, ready to run: (kind, step, its stats for an expect)
 Plan = tuple[tuple[int, Step, StepStats | None], ...]
 
@@ -210,6 +212,51 @@ class Client:
         if isinstance(value, bytes | bytearray):
             return bytes(value)
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def unexpected(self, sub: Subscription | None, now: float, data: bytes, text: bool) -> EmptyT:
+        """A message no pending expect took: a delivery, a late reply, or unsolicited.
+
+        A delivery before the connection's subscription exists (never: it is
+        made at connect) counts nowhere; one before the setup is done counts
+        on the subscription (the coordinator calls it early).
+        """
+        reader = self.reader
+        if reader is not None:
+            seq = reader.read(data, text, self.values, self.rng)
+            if seq >= 0:
+                if sub is not None:
+                    topic = reader.topic
+                    self.rec.fanout.deliver(
+                        sub, sub.default if topic is None else topic, seq, reader.sent_at,
+                        now + self.epoch,
+                    )  # fmt: skip
+                return ()
+        if self.late is None or not self.took_late(data, text):
+            self.rec.unsolicited += 1
+            self.scenario.unsolicited += 1
+        return ()
+
+    def answered(
+        self,
+        step: Step,
+        due: float,
+        pub: tuple[str, int] | None,
+        status: int,
+        error: str | None,
+        text: str,
+    ) -> bool:
+        """A post step's answer: 2xx records its publication (True); else the error kind."""
+        if error is None and 200 <= status < 300:
+            if pub is not None:
+                self.rec.fanout.publish(pub[0], pub[1], due + self.epoch)
+            return True
+        kind = error or f"http_{status}"
+        rec = self.rec
+        if kind not in rec.error_texts:
+            rec.error(kind, f"{step.name}: {text or f'HTTP {status}'}")
+        else:
+            rec.error(kind)
+        return False
 
     def timed_out(self, matcher: Matcher) -> None:
         """An expect timed out: remember its matcher and the values it was waiting with.
