@@ -198,7 +198,7 @@ def serve(
     seed: int | None,
     reuse_port: bool,
 ) -> None:
-    """Run the reference WebSocket test server: echo, chat, events, stats, fault injection.
+    """Run the reference WebSocket test server: echo, chat, pub/sub, events, stats, faults.
 
     \b
     WebSocket  ws://HOST:PORT/ws
