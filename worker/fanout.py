@@ -84,6 +84,16 @@ def _flat_literals(matcher: Any) -> list[tuple[bytes, re.Pattern[bytes]]] | None
     return out
 
 
+#: one field of a delivery, found without parsing (``%`` its quoted key)
+_SEQ = rb"%s\s*:\s*(-?\d+)(?![\d.eE])"
+_TOPIC = rb'%s\s*:\s*"([^"\\]{0,200})"'
+_SENT = rb"%s\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+
+
+def _key(path: str) -> bytes:
+    return re.escape(b'"' + path.encode() + b'"')
+
+
 def _top(path: str | None) -> bool:
     return path is None or (path.isidentifier() and "." not in path)
 
@@ -96,13 +106,16 @@ class Reader:
     """
 
     __slots__ = (
+        "_combo",
         "_fast",
+        "_learned",
         "_match",
         "_match_res",
         "_sent_re",
         "_seq_re",
         "_topic_re",
         "_topics",
+        "_where",
         "sent_at",
         "spec",
         "topic",
@@ -120,21 +133,33 @@ class Reader:
         self._match_res = tuple(literals or ())
         #: topic names as read (bytes -> str), so a delivery decodes none (bounded)
         self._topics: dict[bytes, str] = {}
-        self._seq_re = re.compile(b'"' + spec.seq.encode() + rb'"\s*:\s*(-?\d+)(?![\d.eE])')
-        self._topic_re = (
-            None
-            if spec.topic is None
-            else re.compile(b'"' + spec.topic.encode() + rb'"\s*:\s*"([^"\\]{0,200})"')
-        )
-        self._sent_re = (
-            None
-            if spec.sent_at is None
-            else re.compile(
-                b'"' + spec.sent_at.encode() + rb'"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)'
-            )
-        )
+        self._seq_re = re.compile(_SEQ % _key(spec.seq))
+        self._topic_re = None if spec.topic is None else re.compile(_TOPIC % _key(spec.topic))
+        self._sent_re = None if spec.sent_at is None else re.compile(_SENT % _key(spec.sent_at))
+        #: seq, topic and sent_at in one search, in the order the first delivery
+        #: had them (most services write every message alike); None until learned
+        self._combo: Any = None
+        self._where = (0, -1, -1)  #: their groups' indexes in it (-1: absent)
+        self._learned = False
 
     def read(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> int:
+        combo = self._combo
+        if combo is not None and text:
+            found = combo(data)  # match literals and fields at once: else as below
+            if found is not None:
+                groups = found.groups()
+                i_seq, i_topic, i_sent = self._where
+                seq = int(groups[i_seq])
+                if i_topic >= 0:
+                    raw = groups[i_topic]
+                    name = self._topics.get(raw)
+                    if name is None:
+                        if not raw:
+                            return -1
+                        name = self._topic_name(raw)
+                    self.topic = name
+                self.sent_at = float(groups[i_sent]) if i_sent >= 0 else None
+                return seq if 0 <= seq <= MAX_SEQ else -1
         if self._fast and text:
             # A backslash may spell a key or value in escapes the patterns do not
             # read: a message they do not take is parsed when it has one.
@@ -150,12 +175,9 @@ class Reader:
                 if t is None:
                     return self._slow(data, text, values, rng)  # a non-string topic, say
                 raw = t.group(1)
-                topic = self._topics.get(raw)
-                if topic is None:
-                    topic = raw.decode(errors="replace")
-                    if len(self._topics) < MAX_TOPICS:
-                        self._topics[raw] = topic
+                topic = self._topics.get(raw) or self._topic_name(raw)
             sent_at: float | None = None
+            s = None
             if self._sent_re is not None:
                 s = self._sent_re.search(data)
                 if s is not None:
@@ -163,10 +185,40 @@ class Reader:
             seq = int(found.group(1))
             if not 0 <= seq <= MAX_SEQ or topic == "":
                 return -1
+            if not self._learned:
+                self._learn(data, found, t if self._topic_re is not None else None, s)
             self.topic = topic
             self.sent_at = sent_at
             return seq
         return self._slow(data, text, values, rng)
+
+    def _topic_name(self, raw: bytes) -> str:
+        topic = raw.decode(errors="replace")
+        if len(self._topics) < MAX_TOPICS:
+            self._topics[raw] = topic
+        return topic
+
+    def _learn(self, data: bytes, seq: Any, topic: Any, sent: Any) -> None:
+        """Compile one pattern for the match literals and fields in the order this
+        delivery has them (a message in another order takes the separate searches)."""
+        self._learned = True
+        spec = self.spec
+        parts = [(seq.start(), "seq", _SEQ % _key(spec.seq))]
+        for _, pattern in self._match_res:
+            found = pattern.search(data)
+            if found is None:  # the compact spelling passed, inside another string
+                return
+            parts.append((found.start(), "", pattern.pattern))
+        if topic is not None:
+            parts.append((topic.start(), "topic", _TOPIC % _key(spec.topic or "")))
+        if sent is not None:
+            parts.append((sent.start(), "sent", _SENT % _key(spec.sent_at or "")))
+        elif spec.sent_at is not None:
+            return  # a delivery without its sent_at: keep to one search per field
+        parts.sort()
+        self._combo = re.compile(rb".*?".join(p for _, _, p in parts), re.S).search
+        where = {name: i for i, name in enumerate(n for _, n, _ in parts if n)}  # groups
+        self._where = (where["seq"], where.get("topic", -1), where.get("sent", -1))
 
     def _slow(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> int:
         spec = self.spec

@@ -20,6 +20,9 @@ _RNG = random.Random(0)
 
 MESSAGES = [
     b'{"type":"delivery","topic":"news","seq":12,"sent_at":1700000000.25,"data":"x"}',
+    b'{"topic":"news","type":"delivery","seq":12,"sent_at":1.5}',
+    b'{"type":"published","topic":"news","seq":12,"sent_at":1.5}',
+    b'{"type":"delivery","topic":"news","seq":12,"sent_at":1700000000.25,"data":"x"}',
     b'{"type": "delivery", "topic": "a", "seq": -3}',
     b'{"type":"other","topic":"news","seq":12}',
     b'{"type":"delivery","topic":"news","seq":1.5}',
@@ -34,13 +37,23 @@ MESSAGES = [
 ]
 
 
-@pytest.mark.parametrize("data", MESSAGES)
-def test_the_fast_path_reads_what_parsing_reads(data: bytes) -> None:
+LEARNED = [
+    b'{"type":"delivery","topic":"news","seq":1,"sent_at":1700000000.5,"data":"x"}',
+    b'{"seq":2,"sent_at":1700000000,"type":"delivery","topic":"news"}',  # other order
+]
+
+
+@pytest.mark.parametrize("first", LEARNED)
+@pytest.mark.parametrize("data", MESSAGES + LEARNED)
+def test_the_fast_path_reads_what_parsing_reads(first: bytes, data: bytes) -> None:
+    """Before and after the reader learned the field order from a first delivery."""
     spec = Deliveries(
         seq="seq", match=compile_matcher({"type": "delivery"}), topic="topic", sent_at="sent_at"
     )
     reader = Reader(spec)
     assert reader._fast
+    reader.read(first, True, {}, _RNG)
+    assert reader._combo is not None
     fast = reader.read(data, True, {}, _RNG), reader.topic, reader.sent_at
     reader.topic = reader.sent_at = None
     slow = reader._slow(data, True, {}, _RNG), reader.topic, reader.sent_at
