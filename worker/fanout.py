@@ -70,7 +70,7 @@ def _flat_literals(matcher: Any) -> list[tuple[bytes, re.Pattern[bytes]]] | None
             lit = {True: b"true", False: b"false", None: b"null"}[value]
             compact = lit
         elif isinstance(value, int):
-            lit = str(value).encode() + rb"(?![\d.eE])"
+            lit = str(value).encode() + _NOT_MORE_DIGITS
             compact = b""  # 1 would be found in 12: only the pattern can tell
         elif isinstance(value, str) and value.isprintable() and '"' not in value:
             lit = b'"' + re.escape(value.encode()) + b'"'
@@ -88,6 +88,13 @@ def _flat_literals(matcher: Any) -> list[tuple[bytes, re.Pattern[bytes]]] | None
 _SEQ = rb"%s\s*:\s*(-?\d+)(?![\d.eE])"
 _TOPIC = rb'%s\s*:\s*"([^"\\]{0,200})"'
 _SENT = rb"%s\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+
+
+_NOT_MORE_DIGITS = rb"(?![\d.eE])"
+#: the value parts of the above (the key spelled as the first delivery had it)
+_SEQ_VALUE = rb"(-?\d+)(?![\d.eE])"
+_TOPIC_VALUE = rb'([^"\\]{0,200})"'
+_SENT_VALUE = rb"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 
 
 def _key(path: str) -> bytes:
@@ -143,6 +150,8 @@ class Reader:
         self._learned = False
 
     def read(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> int:
+        if data.find(b"{", 1) >= 0:  # an object inside: a key found may be a nested one's
+            return self._slow(data, text, values, rng)  # (in an array of scalars, none is)
         combo = self._combo
         if combo is not None and text:
             found = combo(data)  # match literals and fields at once: else as below
@@ -199,25 +208,41 @@ class Reader:
         return topic
 
     def _learn(self, data: bytes, seq: Any, topic: Any, sent: Any) -> None:
-        """Compile one pattern for the match literals and fields in the order this
-        delivery has them (a message in another order takes the separate searches)."""
+        """Compile one pattern for the match literals and fields as this delivery
+        spells them: its keys, colons and short separators verbatim (no ``\\s*``
+        to try), its values as groups, longer gaps skipped lazily. A message
+        spelled otherwise takes the separate searches."""
         self._learned = True
-        spec = self.spec
-        parts = [(seq.start(), "seq", _SEQ % _key(spec.seq))]
+        if sent is None and self.spec.sent_at is not None:
+            return  # a delivery without its sent_at: keep to one search per field
+        # (start, end of the key and colon, end, value pattern or None: a literal, name)
+        parts: list[tuple[int, int, int, bytes | None, str]] = [
+            (seq.start(), seq.start(1), seq.end(), _SEQ_VALUE, "seq")
+        ]
         for _, pattern in self._match_res:
             found = pattern.search(data)
             if found is None:  # the compact spelling passed, inside another string
                 return
-            parts.append((found.start(), "", pattern.pattern))
+            tail = _NOT_MORE_DIGITS if pattern.pattern.endswith(_NOT_MORE_DIGITS) else b""
+            parts.append((found.start(), found.end(), found.end(), tail, ""))
         if topic is not None:
-            parts.append((topic.start(), "topic", _TOPIC % _key(spec.topic or "")))
+            parts.append((topic.start(), topic.start(1), topic.end(), _TOPIC_VALUE, "topic"))
         if sent is not None:
-            parts.append((sent.start(), "sent", _SENT % _key(spec.sent_at or "")))
-        elif spec.sent_at is not None:
-            return  # a delivery without its sent_at: keep to one search per field
+            parts.append((sent.start(), sent.start(1), sent.end(), _SENT_VALUE, "sent"))
         parts.sort()
-        self._combo = re.compile(rb".*?".join(p for _, _, p in parts), re.S).search
-        where = {name: i for i, name in enumerate(n for _, n, _ in parts if n)}  # groups
+        combined, names, at = b"", [], -1
+        for start, head, end, value, name in parts:
+            if start < at:
+                return  # overlapping finds: nothing sensible to learn
+            if at >= 0:
+                gap = data[at:start]
+                combined += re.escape(gap) if len(gap) <= 2 and not gap.strip(b", ") else rb".*?"
+            combined += re.escape(data[start:head]) + (value or b"")
+            if name:
+                names.append(name)
+            at = end
+        self._combo = re.compile(combined, re.S).search
+        where = {name: i for i, name in enumerate(names)}  # their groups
         self._where = (where["seq"], where.get("topic", -1), where.get("sent", -1))
 
     def _slow(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> int:
@@ -275,7 +300,16 @@ class Subscription:
     ``early``). :meth:`Fanout.end` closes it.
     """
 
-    __slots__ = ("client", "default", "ended", "subscribed_at", "topics")
+    __slots__ = (
+        "client",
+        "default",
+        "ended",
+        "last",
+        "last_seqs",
+        "last_stats",
+        "subscribed_at",
+        "topics",
+    )
 
     def __init__(self, client: int, topics: tuple[str, ...]) -> None:
         self.client = client
@@ -284,6 +318,11 @@ class Subscription:
         self.subscribed_at: float | None = None
         self.ended = False
         self.topics: dict[str, RangeSet] = {t: RangeSet() for t in topics}
+        #: the topic of the last delivery, its seqs and its run figures (the next
+        #: delivery is nearly always of the same topic: no lookup then)
+        self.last: str | None = None
+        self.last_seqs = RangeSet()
+        self.last_stats = _Topic()
 
 
 class Fanout:
@@ -312,14 +351,19 @@ class Fanout:
         self, sub: Subscription, topic: str, seq: int, sent_at: float | None, now_epoch: float
     ) -> None:
         """One delivery on ``sub`` received at ``now_epoch`` (this worker's clock)."""
-        stats = self.topics.get(topic) or self.topic(topic)
-        if stats is None:
-            return
-        seqs = sub.topics.get(topic)
-        if seqs is None:
-            if len(sub.topics) >= MAX_TOPICS:
+        if topic is sub.last:  # the reader hands the same str object for the same topic
+            seqs, stats = sub.last_seqs, sub.last_stats
+        else:
+            found_stats = self.topics.get(topic) or self.topic(topic)
+            if found_stats is None:
                 return
-            seqs = sub.topics[topic] = RangeSet()
+            found = sub.topics.get(topic)
+            if found is None:
+                if len(sub.topics) >= MAX_TOPICS:
+                    return
+                found = sub.topics[topic] = RangeSet()
+            seqs, stats = sub.last_seqs, sub.last_stats = found, found_stats
+            sub.last = topic
         stats.deliveries += 1
         self.last_at = now_epoch
         before = seqs.out_of_order

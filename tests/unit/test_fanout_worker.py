@@ -125,3 +125,43 @@ def test_the_worker_answers_a_clock_probe_at_once_and_ignores_answers() -> None:
     assert actions == [Seen(), AnswerClock(Clock(2, 5.0))]
     assert AnswerClock(Clock(2, 5.0)).probe.answer(7.0) == Clock(2, 5.0, 7.0)
     assert conv.receive(encode(Clock(3, 5.0, 6.0))) == [Seen()]  # an answer is no probe
+
+
+def test_a_learned_spelling_keeps_integer_literals_whole() -> None:
+    spec = Deliveries(seq="seq", match=compile_matcher({"room": 1}))
+    reader = Reader(spec)
+    assert reader.read(b'{"room":1,"seq":5}', True, {}, _RNG) == 5
+    assert reader._combo is not None
+    assert reader.read(b'{"room":12,"seq":6}', True, {}, _RNG) == -1
+    assert reader.read(b'{"room":1,"seq":7}', True, {}, _RNG) == 7
+    assert reader.read(b'{"room": 1, "seq": 8}', True, {}, _RNG) == 8  # spelled otherwise
+
+
+def test_the_fast_path_agrees_with_parsing_over_varied_spellings() -> None:
+    """Seeded: field order, spacing, extra and nested fields, odd values vary."""
+    import json
+
+    rng = random.Random(16)
+    spec = Deliveries(
+        seq="seq", match=compile_matcher({"type": "delivery"}), topic="topic", sent_at="sent_at"
+    )
+    values: list[object] = [0, 7, -1, 2.5, "9", None, True, "news", "", "n\u00e9", {"seq": 1}, [2]]
+    reader = Reader(spec)
+    for _ in range(3000):
+        fields = {
+            "type": rng.choice(["delivery", "delivery", "other"]),
+            "topic": rng.choice(values),
+            "seq": rng.choice(values),
+            "sent_at": rng.choice([*values, 1700000000.125]),
+            "data": rng.choice(values),
+        }
+        keys = list(fields)
+        rng.shuffle(keys)
+        for k in rng.sample(keys, rng.randrange(3)):
+            keys.remove(k)
+        sep = rng.choice([(",", ":"), (", ", ": ")])
+        data = json.dumps({k: fields[k] for k in keys}, separators=sep).encode()
+        fast = reader.read(data, True, {}, _RNG), reader.topic, reader.sent_at
+        reader.topic = reader.sent_at = None
+        slow = reader._slow(data, True, {}, _RNG), reader.topic, reader.sent_at
+        assert (fast if fast[0] >= 0 else -1) == (slow if slow[0] >= 0 else -1), data
