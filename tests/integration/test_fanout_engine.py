@@ -14,6 +14,7 @@ what the server says it did, faults included.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -181,3 +182,21 @@ async def test_a_post_to_a_missing_endpoint_fails_its_step_with_the_status(
     assert result.errors["http_404"] >= 5
     assert "404" in result.error_texts["http_404"]
     assert all(b.fanout is None or not b.fanout.pubs for b in batches)
+
+
+@pytest.mark.asyncio
+async def test_a_post_nobody_answers_fails_its_step_as_refused(
+    serve_factory: ServerFactory,
+) -> None:
+    server = serve_factory()
+    with socket.socket() as probe:  # a port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bad = dict(HTTP_PUBLISHER, steps=[], rate=5)
+    bad["loop"] = [dict(HTTP_PUBLISHER["loop"][0], post={"url": f"http://127.0.0.1:{port}/x"})]
+    spec = spec_for(
+        server.ws_url.replace("/ws", "/pubsub"), num_clients=1, duration=1.0, scenarios=[bad]
+    )
+    result = await create_engine(spec).run()
+    assert set(result.errors) == {"refused"}
+    assert f"127.0.0.1:{port}" in result.error_texts["refused"]
