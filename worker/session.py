@@ -6,7 +6,8 @@ picows engine run a conversation from its frame callback (no coroutine or
 future per message) and the websockets engine from one coroutine per client,
 with the same rules, and lets the unit tests drive every path with a fake clock.
 
-:class:`Session` is one connection of a
+:class:`Session` (its step loop in :class:`wsload.worker.session_steps.StepMachine`)
+is one connection of a
 :class:`wsload.worker.session_client.Client` (the client over its
 connections: variables, rng, ``seq``, pacing, its compiled plans; importable
 from here too):
@@ -73,46 +74,30 @@ latency counts from then: no coordinated omission).
 
 from __future__ import annotations
 
-import math
-from typing import Final
-
 from wsload.common.match import MISSING, capture
 from wsload.common.program import Matcher, Step
 from wsload.worker.fanout import Subscription
-from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
-from wsload.worker.session_client import (
-    K_EXPECT,
-    K_POST,
-    K_SEND,
-    K_THINK,
-    Client,
-    HttpRequest,
-    Plan,
+from wsload.worker.schedule import TIMER_SLACK
+from wsload.worker.session_client import Client, HttpRequest, Plan
+from wsload.worker.session_steps import (
+    _EXPECTING,
+    _HELD,
+    _IDLE,
+    _INF,
+    _MAX_U32,
+    _OVER,
+    _POSTING,
+    _THINKING,
+    _WAITING,
+    _WORKING,
+    EMPTY,
+    Effects,
+    StepMachine,
 )
 from wsload.worker.steprec import StepStats
 
-#: What a session asks the engine to do: frames (text ``str``, binary
-#: ``bytes``), the last item possibly an ``int``: close with that code.
-#: An :class:`HttpRequest` (a ``post`` step): perform it, then :meth:`Session.on_http`.
-Effects = tuple[str | bytes | int | HttpRequest, ...]
-#: nothing to do (the common case), shared: no allocation per message
-EMPTY: Final[Effects] = ()
-_INF = math.inf
-_MAX_U32 = 0xFFFFFFFF
-_CLOSE_NORMAL: Final[Effects] = (1000,)
 
-# states of a session
-_WORKING = 0  #: between two inputs (never seen from outside)
-_EXPECTING = 1  #: an expect is pending
-_THINKING = 2  #: a think runs until ``deadline``
-_WAITING = 3  #: the next iteration starts at ``deadline``
-_HELD = 4  #: a send waits for writes to resume
-_IDLE = 5  #: the run stopped sending: nothing more will be sent
-_OVER = 6  #: closed, or told to close
-_POSTING = 7  #: a ``post`` step's HTTP request is out
-
-
-class Session:
+class Session(StepMachine):
     """One connection of a :class:`Client`: see the module's docstring for the rules.
 
     Public for the engine: :attr:`deadline` (when to call :meth:`on_timer`;
@@ -122,28 +107,7 @@ class Session:
     sending end).
     """
 
-    __slots__ = (
-        "_due",
-        "_expect",
-        "_fail",
-        "_in_setup",
-        "_iter_due",
-        "_matcher",
-        "_pc",
-        "_plan",
-        "_post",
-        "_ready",
-        "_send_at",
-        "_send_due",
-        "_stat",
-        "_state",
-        "_sub",
-        "backoff",
-        "client",
-        "deadline",
-        "paused",
-        "until",
-    )
+    __slots__ = ()  # StepMachine's
 
     def __init__(self, client: Client, until: float = _INF) -> None:
         self.client = client
@@ -349,176 +313,6 @@ class Session:
         if sub is not None and not sub.ended:  # the subscription ends with the connection
             client = self.client
             client.rec.fanout.end(sub, now + client.epoch)
-
-    def _idle(self) -> Effects:
-        self._state = _IDLE
-        self.deadline = _INF
-        return EMPTY
-
-    def _begin(self, due: float, now: float, plan: Plan) -> None:
-        """Begin an iteration intended at ``due``: a new ``seq``, its steps from the first."""
-        client = self.client
-        client.seq += 1
-        client.values["seq"] = client.seq
-        client.scenario.iterations += 1
-        client.thought = 0.0
-        self._plan, self._pc = plan, 0
-        self._due = self._iter_due = self._send_due = due
-        self._send_at = now
-
-    def _failed(self, now: float, kind: str, why: str, data: bytes, text: bool) -> Effects:
-        """The pending expect failed: counted, and why as an error kind with its first text."""
-        self._stat.failed += 1  # type: ignore[union-attr]
-        rec = self.client.rec
-        rec.failed += 1
-        if kind not in rec.error_texts:  # the text is kept once per kind: build it only then
-            rec.error(kind, f"{self._expect.name}: {why}: {_excerpt(data, text)}")  # type: ignore[union-attr]
-        else:
-            rec.error(kind)
-        return self._abandon(now)
-
-    def _abandon(self, now: float) -> Effects:
-        """The pending expect failed or timed out: end the iteration (setup: the session)."""
-        self._expect = self._matcher = self._fail = self._stat = None
-        self.deadline = _INF
-        self._state = _WORKING
-        if self._in_setup:
-            self.backoff = True
-            self._state = _OVER
-            return _CLOSE_NORMAL
-        self._pc = len(self._plan)
-        self._due = now
-        return self._run(now)
-
-    def _run(self, now: float, begun: bool = False) -> Effects:
-        """Run steps from the current one until one waits; return what to send.
-
-        At most one iteration begins per call (``begun``: one already did):
-        a loop that never waits (no expect, no think, interval 0) then goes
-        one iteration per timer call, never round and round in one callback.
-        """
-        out: list[str | bytes | int | HttpRequest] | None = None
-        client = self.client
-        while True:
-            pc = self._pc
-            plan = self._plan
-            if pc >= len(plan):
-                program = client.program
-                if self._in_setup and self._sub is not None and self._sub.subscribed_at is None:
-                    self._sub.subscribed_at = now + client.epoch  # the setup is done: subscribed
-                if self._in_setup and not program.loop:  # a churn session's iteration is done
-                    self._state = _OVER
-                    self.deadline = _INF
-                    if out is None:
-                        return _CLOSE_NORMAL
-                    out.append(1000)
-                    break
-                self._in_setup = False
-                # due at its slot, or when the previous one ended, up to its think past it
-                due = client.next_start(self._due)
-                if due >= self.until or now >= self.until:
-                    self._idle()
-                    break
-                if begun or due > now + TIMER_SLACK:
-                    self._iter_due = due
-                    self._state = _WAITING
-                    # already due (one iteration per call): no timer lateness before now
-                    self.deadline = due if due > now else now
-                    break
-                self._begin(due, now, client.loop_plan)
-                begun = True
-                continue
-            kind, step, stat = plan[pc]
-            if kind == K_SEND:
-                due = self._due
-                if due >= self.until or now >= self.until:
-                    self._idle()
-                    break
-                if self.paused:
-                    self._state = _HELD
-                    self.deadline = _INF
-                    break
-                frame = client.render(step, due)
-                rec = client.rec
-                if step.publish is not None:
-                    pub = client.publication(step)
-                    if pub is not None:
-                        rec.fanout.publish(pub[0], pub[1], due + client.epoch)
-                rec.sent += 1
-                if type(frame) is bytes or frame.isascii():
-                    rec.bytes_sent += len(frame)
-                else:
-                    rec.bytes_sent += len(frame.encode())  # type: ignore[union-attr]
-                if due < now:
-                    ready = self._ready  # later than due: the wait was not the generator's
-                    if now - (ready if ready > due else due) > BEHIND_SLACK:
-                        rec.behind_schedule += 1
-                    self._send_due = due
-                else:
-                    self._send_due = now
-                self._send_at = now
-                if out is None:
-                    out = [frame]
-                else:
-                    out.append(frame)
-                self._pc = pc + 1
-            elif kind == K_EXPECT:
-                stat.expected += 1  # type: ignore[union-attr]
-                client.rec.expected += 1
-                self._expect = step
-                self._matcher = step.body
-                self._fail = step.fail
-                self._stat = stat
-                self._state = _EXPECTING
-                timeout = step.timeout
-                self.deadline = now + (timeout if timeout is not None else client.timeout)
-                break
-            elif kind == K_THINK:
-                pause = step.body.sample(client.rng)
-                self._due += pause
-                client.thought += pause
-                self._pc = pc + 1
-                if self._due > now + TIMER_SLACK:
-                    if self._due >= self.until:
-                        self._idle()
-                        break
-                    self._state = _THINKING
-                    self.deadline = self._due
-                    break
-            elif kind == K_POST:
-                due = self._due
-                if due >= self.until or now >= self.until:
-                    self._idle()
-                    break
-                request = client.request(step, due)
-                self._post = (step, due, client.publication(step))
-                self._send_due = due if due < now else now
-                self._send_at = now
-                self._state = _POSTING
-                self.deadline = now + request.timeout
-                if out is None:
-                    out = [request]
-                else:
-                    out.append(request)
-                break
-            else:  # close
-                self._state = _OVER
-                self.deadline = _INF
-                code = int(step.body)
-                if out is None:
-                    return (code,)
-                out.append(code)
-                break
-        if out is None:
-            return EMPTY
-        return tuple(out)
-
-
-def _excerpt(data: bytes, text: bool) -> str:
-    """The start of a reply, for an error text: its first 100 characters, or 50 bytes in hex."""
-    if text:
-        return data[:400].decode(errors="replace")[:100]
-    return "0x" + data[:50].hex()
 
 
 __all__ = ["EMPTY", "Client", "Effects", "HttpRequest", "Session"]
