@@ -28,7 +28,7 @@ from wsload.coordinator.errors import CoordinatorError
 
 _URL = re.compile(r"(ws://\S+)")
 #: The reference server's WebSocket endpoints, the paths a demo can load.
-DEMO_PATHS = ("/ws", "/chat")
+DEMO_PATHS = ("/ws", "/chat", "/pubsub")
 
 
 def demo_path_problem(ws_url: str) -> str | None:
@@ -37,7 +37,8 @@ def demo_path_problem(ws_url: str) -> str | None:
     if path in DEMO_PATHS:
         return None
     return (
-        f"--demo serves {' and '.join(DEMO_PATHS)}, not the path of ws_url {path!r}: "
+        f"--demo serves {', '.join(DEMO_PATHS[:-1])} and {DEMO_PATHS[-1]}, "
+        f"not the path of ws_url {path!r}: "
         "use one of those or drop --demo"
     )
 
@@ -60,7 +61,7 @@ class DemoServer:
         self.ws_url = found.group(1)
 
     def url_for(self, ws_url: str) -> str:
-        """The demo server's URL for the endpoint ``ws_url`` names (its path, /ws or /chat)."""
+        """The demo server's URL for the endpoint ``ws_url`` names (/ws, /chat or /pubsub)."""
         problem = demo_path_problem(ws_url)
         if problem:
             raise CoordinatorError(problem)
@@ -69,6 +70,13 @@ class DemoServer:
     def note(self, ws_url: str) -> str:
         """One line: what the server itself counted on the endpoint the run loaded."""
         s = self.stats()
+        if urlsplit(ws_url).path == "/pubsub":
+            t = s["pubsub"]["total"]
+            return (
+                f"  the reference server itself counted: {t['published']} published, "
+                f"{t['deliveries']} deliveries, {t['dropped']} dropped, "
+                f"{t['duplicated']} duplicated, {t['dropped_slow']} dropped (slow subscribers)"
+            )
         if urlsplit(ws_url).path == "/chat":
             c = s["chat"]
             return (
@@ -81,6 +89,11 @@ class DemoServer:
             f"  the reference server itself counted: {s['messages_received']} received, "
             f"{s['messages_sent']} sent, {s['connections_opened']} connections"
         )
+
+    @property
+    def api_url(self) -> str:
+        """The demo server's HTTP API (what ``post`` steps and event triggers reach)."""
+        return self.ws_url.replace("ws://", "http://").removesuffix("/ws") + "/api"
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -153,7 +153,8 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         if unbindable:  # wsload run: its workers connect from this host
             problems.append(f"--source-address: {unbindable}")
         demo_path = demo_path_problem(spec.ws_url) if run.get("demo") else None
-        if demo_path and not params.get("ws_url"):  # --demo loads the scenario's /ws or /chat
+        # --demo loads the scenario's /ws, /chat or /pubsub
+        if demo_path and not params.get("ws_url"):
             problems.append(demo_path)
     if run.get("demo") and params.get("ws_url"):
         problems.append("--demo starts its own target: drop --ws-url (or --demo)")
@@ -270,7 +271,7 @@ def run(**params: Any) -> None:
     \b
     Examples:
       wsload run --demo
-      wsload run --demo --scenario examples/chat.toml   (the demo serves /ws and /chat)
+      wsload run --demo --scenario examples/chat.toml   (the demo serves /ws, /chat and /pubsub)
       wsload run --ws-url ws://localhost:9000/ws --num-clients 100 --duration 30 --interval 0.2
       WS_URL=ws://svc:9000/ws wsload run --rate 5000 --workers 2 --json out.json
 
@@ -283,6 +284,7 @@ def run(**params: Any) -> None:
     with DemoServer.maybe(run_opts["demo"], job) as demo:
         if demo is not None:  # the endpoint the job names (a scenario's /chat), on the demo
             job["ws_url"] = demo.url_for(_spec(job).ws_url)
+            job["api_url"] = demo.api_url  # and its HTTP API, for post steps
         spec = _spec(job)
         problem = unbindable_address(spec.source_addresses)  # the workers run on this host
         if problem:

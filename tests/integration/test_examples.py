@@ -301,6 +301,6 @@ def test_demo_refuses_a_path_it_does_not_serve(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "--demo serves /ws and /chat, not the path of ws_url '/feed'" in proc.stderr
+    assert "--demo serves /ws, /chat and /pubsub, not the path of ws_url '/feed'" in proc.stderr
     assert "/nonexistent" in proc.stderr  # with every other problem, before anything starts
     assert "listening" not in proc.stdout + proc.stderr
