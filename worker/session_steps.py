@@ -183,12 +183,15 @@ class StepMachine:
                     self._state = _HELD
                     self.deadline = _INF
                     break
-                frame = client.render(step, due)
+                # {ts} and a publication's time: when it was due, or when it left if
+                # that was earlier (up to TIMER_SLACK): never a time still to come.
+                intended = due if due < now else now
+                frame = client.render(step, intended)
                 rec = client.rec
                 if step.publish is not None:
                     pub = client.publication(step)
                     if pub is not None:
-                        rec.fanout.publish(pub[0], pub[1], due + client.epoch)
+                        rec.fanout.publish(pub[0], pub[1], intended + client.epoch)
                 rec.sent += 1
                 if type(frame) is bytes or frame.isascii():
                     rec.bytes_sent += len(frame)
@@ -198,9 +201,7 @@ class StepMachine:
                     ready = self._ready  # later than due: the wait was not the generator's
                     if now - (ready if ready > due else due) > BEHIND_SLACK:
                         rec.behind_schedule += 1
-                    self._send_due = due
-                else:
-                    self._send_due = now
+                self._send_due = intended
                 self._send_at = now
                 if out is None:
                     out = [frame]
@@ -235,9 +236,10 @@ class StepMachine:
                 if due >= self.until or now >= self.until:
                     self._idle()
                     break
-                request = client.request(step, due)
-                self._post = (step, due, client.publication(step))
-                self._send_due = due if due < now else now
+                intended = due if due < now else now
+                request = client.request(step, intended)
+                self._post = (step, intended, client.publication(step))
+                self._send_due = intended
                 self._send_at = now
                 self._state = _POSTING
                 self.deadline = now + request.timeout

@@ -789,3 +789,17 @@ def test_a_failed_post_in_setup_ends_the_session_with_backoff() -> None:
     assert s.on_http(0.1, 500) == (1000,)
     assert s.over
     assert s.backoff
+
+
+def test_a_send_up_to_the_timer_slack_early_is_stamped_when_it_left() -> None:
+    """``{ts}`` and the publication's time are never in the future: a subscriber on the
+    same host would otherwise read a delivery that came before it was published."""
+    program = Program("p", (), (_pub_step(1, "pub {seq} {ts}"),), interval=1.0)
+    rig = Rig(program, period=1.0, epoch=1000.0, first=10.0)
+    s = rig.session()
+    s.start(9.0)
+    assert s.deadline == 10.0
+    assert s.on_timer(9.9995) == ("pub 1 1009.9995",)  # 0.5 ms early: stamped now
+    assert rig.rec.fanout.pubs == {"news": [(1, 1_009_999_500)]}
+    assert s.on_timer(11.25) == ("pub 2 1011.0",)  # late: stamped when it was due
+    assert rig.rec.fanout.pubs["news"][1] == (2, 1_011_000_000)
