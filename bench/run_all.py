@@ -3,10 +3,11 @@
 Usage: python bench/run_all.py [--quick]
 
 Runs the engine, conversation, fan-out, whole-tool (scaling, startup),
-connection-storm, coordinator and histogram benchmarks in turn and prints their figures together, each with
-its goal and verdict and, where it has one, the reference it was measured
-beside in the same run. ``--quick`` shortens every measured span (for a smoke check of the
-scripts; the figures are noisier). Exits 0 whatever the verdicts: figures,
+connection-storm, coordinator and histogram benchmarks in turn and prints
+their figures together, each with its goal and verdict and, where it has
+one, the reference it was measured beside in the same run. ``--quick``
+shortens every measured span (for a smoke check of the scripts; the figures
+are noisier). Exits 0 whatever the verdicts: figures,
 not gates.
 """
 
