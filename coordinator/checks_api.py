@@ -81,7 +81,11 @@ class WebSocketEventTester:
 
     async def run_event_test(self) -> dict[str, Any]:
         """``total_expected``, ``total_received``, ``success_rate`` (percent), ``duplicates``,
-        ``out_of_order``, ``latency_percentiles`` (seconds), ``missing`` and ``checks``."""
+        ``out_of_order``, ``latency_percentiles`` (seconds), ``missing`` and ``checks``.
+
+        The counts are the fan-out ledger's (:class:`wsload.worker.checks.event.EventLedger`):
+        each trigger is ``event_count`` publications of its event name, owed to every
+        client subscribed when it was sent."""
         return await run_checks(Mode.EVENT, **self.fields)
 
 

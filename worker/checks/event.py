@@ -6,6 +6,14 @@ tool triggers ``event_count`` events per name through the HTTP API, and each
 client's deliveries are counted -- expected, received, duplicated, out of
 order -- with trigger-to-delivery latency. Missing events are listed by
 client, name and sequence number.
+
+The bookkeeping is the fan-out machinery's (issue 16) at small scale, so
+there is one implementation of delivery truth: :class:`EventLedger` records
+each client as a :class:`wsload.worker.fanout.Subscription` (per event name
+a range set of the seqs it got) and each trigger as ``event_count``
+publications (seq 1..count) of the topic NAME, and the coordinator's
+:class:`wsload.coordinator.fanout.FanoutLedger` joins them: a client is owed
+the publications made while it was subscribed.
 """
 
 from __future__ import annotations
@@ -14,39 +22,144 @@ import asyncio
 import functools
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import numpy as np
 
+from wsload.common.fanout_wire import MAX_TOPIC_LEN, decode_fanout
 from wsload.common.histogram import LatencyHistogram
+from wsload.common.rangeset import MAX_SEQ
 from wsload.common.spec import JobSpec
 from wsload.common.validation import display_url
+from wsload.coordinator.fanout import FanoutLedger
 from wsload.worker.checks.result import FAIL, PASS, CheckResult, run_check
 from wsload.worker.client import NotConnected, WebSocketClient
+from wsload.worker.fanout import Fanout, Subscription
 
 MAX_LISTED_MISSING = 200
+#: the worker id the event mode's windows carry into the ledger (one process: one clock)
+_WORKER = "event"
 
 
-@dataclass
-class Deliveries:
-    """What one client received: ids seen, last seq per event, oddities."""
+def _topic(name: str) -> str:
+    """An event name as a topic (cut as the wire cuts it)."""
+    return name[:MAX_TOPIC_LEN]
 
-    seen: set[tuple[str, int]] = field(default_factory=set)
-    last_seq: dict[str, int] = field(default_factory=dict)
-    duplicates: int = 0
-    out_of_order: int = 0
 
-    def add(self, event: str, seq: int) -> bool:
-        """Record one delivery; False when it was a duplicate."""
-        if (event, seq) in self.seen:
-            self.duplicates += 1
-            return False
-        if seq < self.last_seq.get(event, 0):
-            self.out_of_order += 1
-        self.last_seq[event] = max(seq, self.last_seq.get(event, 0))
-        self.seen.add((event, seq))
-        return True
+@dataclass(frozen=True)
+class EventFigures:
+    """The joined figures of one event test."""
+
+    expected: int
+    received: int
+    duplicates: int
+    out_of_order: int
+    missing_count: int
+    #: "CLIENT: NAME #SEQ", by client, name and seq (at most MAX_LISTED_MISSING)
+    missing: tuple[str, ...]
+    #: trigger-to-delivery latency, seconds
+    latency_percentiles: dict[str, float]
+
+
+class EventLedger:
+    """One event test's deliveries, sans-I/O (times are epoch seconds handed in).
+
+    ``names``: the event names (topics), ``count``: events per trigger.
+    A client is subscribed from :meth:`subscribed` until :meth:`close`; a
+    trigger (:meth:`trigger`) publishes seq 1..count of its name at the time
+    it was sent (the reference server delivers before it answers, so the
+    answer's time would come after the deliveries).
+    """
+
+    def __init__(self, labels: Sequence[str], names: Sequence[str], count: int) -> None:
+        self.labels = tuple(labels)
+        self.names = tuple(names)
+        self.count = count
+        #: what a run that triggers every name owes (the figure before any trigger)
+        self.planned = len(self.labels) * len(self.names) * count
+        self.fanout = Fanout()
+        self.subs = [Subscription(i, tuple(map(_topic, self.names))) for i in range(len(labels))]
+        self.sent_at: dict[str, float] = {}
+        self.figures: EventFigures | None = None
+
+    def subscribed(self, now: float) -> None:
+        for sub in self.subs:
+            sub.subscribed_at = now
+
+    def trigger(self, name: str, now: float) -> None:
+        topic = _topic(name)
+        self.sent_at[topic] = now
+        for seq in range(1, self.count + 1):
+            self.fanout.publish(topic, seq, now)
+
+    def deliver(self, client: int, name: str, seq: int, now: float) -> None:
+        """Event ``seq`` of ``name`` received by client ``client`` at ``now``."""
+        if not name or not 0 <= seq <= MAX_SEQ:
+            return  # not an event the ledger can hold (nor one a trigger made)
+        topic = _topic(name)
+        self.fanout.deliver(self.subs[client], topic, seq, self.sent_at.get(topic), now)
+
+    @property
+    def received(self) -> int:
+        """Distinct events received so far (any name, any seq)."""
+        return sum(t.deliveries - t.duplicates for t in self.fanout.topics.values())
+
+    def close(self, now: float) -> EventFigures:
+        """End every subscription and join (once: later calls return the same figures)."""
+        if self.figures is not None:
+            return self.figures
+        for sub in self.subs:
+            self.fanout.end(sub, now)
+        ledger = FanoutLedger()
+        latency = LatencyHistogram()
+        windows: dict[tuple[int, str], tuple[int, int]] = {}
+        while (window := self.fanout.take()) is not None:
+            decoded = decode_fanout(window.encode())  # as a worker's window reaches the ledger
+            ledger.add(_WORKER, decoded)
+            for record in decoded.subs:
+                windows[record.client, record.topic] = (
+                    record.subscribed_at_us,
+                    record.ended_at_us,
+                )
+            for values in decoded.latency.values():
+                latency.record_many(np.maximum(values, 0))
+        total = ledger.figures().total
+        expected = total.expected if self.sent_at else self.planned
+        self.figures = EventFigures(
+            expected=expected,
+            received=total.delivered + total.early + total.extra + total.untracked,
+            duplicates=total.duplicates,
+            out_of_order=total.out_of_order,
+            missing_count=total.missing if self.sent_at else 0,
+            missing=tuple(self._missing(windows)),
+            latency_percentiles={k: v / 1e6 for k, v in latency.percentiles().items()},
+        )
+        return self.figures
+
+    def _missing(self, windows: dict[tuple[int, str], tuple[int, int]]) -> list[str]:
+        """The first missing deliveries, by client, name and seq, by the ledger's rule
+        (owed: the publications made in ``[subscribed_at, ended_at)``, in µs)."""
+        out: list[str] = []
+        for i, label in enumerate(self.labels):
+            for name in self.names:
+                topic = _topic(name)
+                sent, window = self.sent_at.get(topic), windows.get((i, topic))
+                published = self.fanout.published.get(topic)
+                if sent is None or window is None or published is None:
+                    continue
+                if not window[0] <= int(sent * 1e6) < window[1]:
+                    continue
+                got = self.subs[i].topics[topic]
+                for first, last in published.ranges():
+                    for seq in range(first, last + 1):
+                        if seq not in got:
+                            out.append(f"{label}: {name} #{seq}")
+                            if len(out) >= MAX_LISTED_MISSING:
+                                return out
+        return out
 
 
 class EventTest:
@@ -55,11 +168,9 @@ class EventTest:
         self.clients = [
             WebSocketClient.from_spec(spec, f"event-client-{i}") for i in range(spec.num_clients)
         ]
-        self.deliveries = [Deliveries() for _ in self.clients]
-        self.triggered_at: dict[str, float] = {}
-        self.latency = LatencyHistogram()
-        self.expected = spec.num_clients * len(spec.event_names) * spec.event_count
-        self._received = 0
+        self.ledger = EventLedger(
+            [c.client_id for c in self.clients], spec.event_names, spec.event_count
+        )
         self._stop = asyncio.Event()
 
     async def run(self) -> dict[str, Any]:
@@ -68,6 +179,7 @@ class EventTest:
         if checks[0].status == PASS:
             checks.append(await run_check("subscribe", self._subscribe, spec.reply_timeout + 2))
         if all(c.status == PASS for c in checks):
+            self.ledger.subscribed(time.time())
             async with asyncio.TaskGroup() as tg:
                 readers = [tg.create_task(self._collect(i)) for i in range(len(self.clients))]
                 for name in spec.event_names:
@@ -76,9 +188,9 @@ class EventTest:
                 await self._await_deliveries()
                 self._stop.set()
                 await asyncio.gather(*readers)
-            checks.append(self._delivery_check())
+            checks.append(self._delivery_check(self.ledger.close(time.time())))
         await asyncio.gather(*(c.disconnect() for c in self.clients), return_exceptions=True)
-        return self._report(checks)
+        return self._report(checks, self.ledger.close(time.time()))
 
     async def _connect(self) -> str:
         opened = await asyncio.gather(*(c.connect() for c in self.clients))
@@ -105,7 +217,7 @@ class EventTest:
         spec = self.spec
         body = spec.event_body.replace("{event}", name).replace("{count}", str(spec.event_count))
         url = spec.api_url.rstrip("/") + spec.event_path
-        self.triggered_at[name] = time.time()
+        self.ledger.trigger(name, time.time())
         timeout = aiohttp.ClientTimeout(total=spec.reply_timeout)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -123,7 +235,7 @@ class EventTest:
         return f"{spec.event_method.upper()} {shown} -> {resp.status}"
 
     async def _collect(self, index: int) -> None:
-        client, seen = self.clients[index], self.deliveries[index]
+        client = self.clients[index]
         while not self._stop.is_set():
             try:
                 raw = await client.receive_raw(timeout=0.1)
@@ -139,54 +251,41 @@ class EventTest:
             if not isinstance(msg, dict) or msg.get("type") != "event":
                 continue
             event, seq = msg.get("event"), msg.get("seq")
-            if not isinstance(event, str) or not isinstance(seq, int):
-                continue
-            if seen.add(event, seq):
-                self._received += 1
-                started = self.triggered_at.get(event)
-                if started is not None:
-                    self.latency.record(max(0, int((now - started) * 1e6)))
+            if isinstance(event, str) and isinstance(seq, int):
+                self.ledger.deliver(index, event, int(seq), now)
 
     async def _await_deliveries(self) -> None:
         """Until everything expected arrived, or ``event_wait`` after the last trigger."""
         deadline = time.monotonic() + self.spec.event_wait
-        while self._received < self.expected and time.monotonic() < deadline:  # noqa: ASYNC110
+        ledger = self.ledger
+        while ledger.received < ledger.planned and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
-    def _missing(self) -> list[str]:
-        out = []
-        for client, seen in zip(self.clients, self.deliveries, strict=True):
-            for name in self.spec.event_names:
-                for seq in range(1, self.spec.event_count + 1):
-                    if (name, seq) not in seen.seen:
-                        out.append(f"{client.client_id}: {name} #{seq}")
-        return out
-
-    def _delivery_check(self) -> CheckResult:
-        missing = self.expected - self._received
-        dupes = sum(d.duplicates for d in self.deliveries)
+    @staticmethod
+    def _delivery_check(figures: EventFigures) -> CheckResult:
+        missing = figures.expected - figures.received
+        dupes = figures.duplicates
         if missing or dupes:
-            listed = ", ".join(self._missing()[:5])
-            reason = f"{missing} of {self.expected} events missing ({listed}"
+            listed = ", ".join(figures.missing[:5])
+            reason = f"{missing} of {figures.expected} events missing ({listed}"
             reason += ", ...)" if missing > 5 else ")"
             if dupes:
                 reason += f"; {dupes} duplicates"
             return CheckResult("deliveries", FAIL, reason)
-        return CheckResult("deliveries", PASS, f"all {self.expected} events delivered once")
+        return CheckResult("deliveries", PASS, f"all {figures.expected} events delivered once")
 
-    def _report(self, checks: list[CheckResult]) -> dict[str, Any]:
-        missing = self._missing() if self.triggered_at else []
-        expected = self.expected
+    def _report(self, checks: list[CheckResult], figures: EventFigures) -> dict[str, Any]:
+        expected = figures.expected
         return {
             "mode": "event",
             "total_expected": expected,
-            "total_received": self._received,
-            "success_rate": 100.0 * self._received / expected if expected else 0.0,
-            "duplicates": sum(d.duplicates for d in self.deliveries),
-            "out_of_order": sum(d.out_of_order for d in self.deliveries),
-            "latency_percentiles": {k: v / 1e6 for k, v in self.latency.percentiles().items()},
-            "missing_count": len(missing),
-            "missing": missing[:MAX_LISTED_MISSING],
+            "total_received": figures.received,
+            "success_rate": 100.0 * figures.received / expected if expected else 0.0,
+            "duplicates": figures.duplicates,
+            "out_of_order": figures.out_of_order,
+            "latency_percentiles": figures.latency_percentiles,
+            "missing_count": figures.missing_count,
+            "missing": list(figures.missing),
             "clients": len(self.clients),
             "checks": [c.to_dict() for c in checks],
         }
@@ -196,4 +295,4 @@ async def run_event(spec: JobSpec) -> dict[str, Any]:
     return await EventTest(spec).run()
 
 
-__all__ = ["Deliveries", "EventTest", "run_event"]
+__all__ = ["EventFigures", "EventLedger", "EventTest", "run_event"]
