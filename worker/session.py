@@ -300,19 +300,22 @@ class Session(StepMachine):
         if self._state == _EXPECTING:
             self._stat.unanswered += 1  # type: ignore[union-attr]
             self.client.rec.unanswered += 1
-        self._end(now)
+        self._end(now, closed=False)  # its subscription ends when the connection is gone
 
     # -- the machine -----------------------------------------------------------
 
-    def _end(self, now: float) -> None:
+    def _end(self, now: float, closed: bool = True) -> None:
+        """Over; ``closed``: the connection is gone, so its subscription's record is
+        taken (frames that come while it closes are deliveries in it: one truth)."""
         self._state = _OVER
         self.deadline = _INF
         self._expect = self._matcher = self._fail = self._stat = None
         self._post = None
         sub = self._sub
-        if sub is not None and not sub.ended:  # the subscription ends with the connection
+        if closed and sub is not None and not sub.ended:  # it ends with the connection
             client = self.client
             client.rec.fanout.end(sub, now + client.epoch)
+            self._sub = None  # a delivery after its record counts nowhere
 
 
 __all__ = ["EMPTY", "Client", "Effects", "HttpRequest", "Session"]

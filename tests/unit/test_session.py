@@ -701,11 +701,16 @@ def test_the_subscription_starts_when_the_setup_steps_end() -> None:
     s.on_message(0.5, reply(seq=1), True)  # before the subscription is confirmed: early
     s.on_message(1.5, reply(type="subscribed"), True)
     s.on_message(2.0, reply(seq=2), True)
-    s.stop(4.0)
+    s.stop(4.0)  # the run closes it: no record yet, the close handshake may still bring some
+    assert _subs(rig) == []
+    s.on_message(4.1, reply(seq=3), True)  # came while closing: a delivery in the record
+    s.on_closed(4.2)  # gone: nothing more can come, the record is taken
     (sub,) = _subs(rig)
     assert sub.topic == "room-client-7"
-    assert (sub.subscribed_at_us, sub.ended_at_us) == (1_001_500_000, 1_004_000_000)
-    assert sub.ranges.tolist() == [[1, 2]]
+    assert (sub.subscribed_at_us, sub.ended_at_us) == (1_001_500_000, 1_004_200_000)
+    assert sub.ranges.tolist() == [[1, 3]]
+    s.on_message(4.3, reply(seq=4), True)  # after the record: counted nowhere (one truth)
+    assert rig.rec.fanout.topics["room-client-7"].deliveries == 3
     assert rig.rec.unsolicited == 0
 
 
