@@ -121,6 +121,27 @@ async def test_event_mode_reports_the_exact_missing_count(serve_factory: ServerF
     assert "events missing" in by_name(results)["deliveries"]["reason"]
 
 
+@pytest.mark.asyncio
+async def test_event_mode_charges_a_failed_trigger_as_missing(serve_factory: ServerFactory) -> None:
+    """A trigger the API refuses (404) still owes its events: all of them missing, listed."""
+    server = serve_factory()
+    results = await WebSocketEventTester(
+        server.api_url, server.ws_url, num_clients=2, event_count=3, event_wait=0.2,
+        event_path="/no-such-path",
+    ).run_event_test()  # fmt: skip
+    assert (results["total_expected"], results["total_received"]) == (6, 0)
+    assert results["success_rate"] == 0.0
+    assert results["missing_count"] == len(results["missing"]) == 6
+    assert results["missing"][:2] == [
+        "event-client-0: test-event #1",
+        "event-client-0: test-event #2",
+    ]
+    checks = by_name(results)
+    assert checks["trigger test-event"]["status"] == "fail"
+    assert "404" in checks["trigger test-event"]["reason"]
+    assert checks["deliveries"]["reason"].startswith("6 of 6 events missing")
+
+
 def test_no_mode_chosen_is_bad_input() -> None:
     proc = subprocess.run([WSLOAD, "test"], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
