@@ -61,6 +61,10 @@ from wsload.common.varint63 import (
 FANOUT_COUNTERS = ("deliveries", "duplicates", "out_of_order", "publish_conflicts")
 #: Longest topic name (a topic is a metric name, not data).
 MAX_TOPIC_LEN = 200
+#: The topic of a subscription record that says "subscribed to every topic" (a
+#: program with a ``topic`` path and no ``topics``): no ranges; the ledger owes it
+#: every published topic it has no record of. No delivery's topic is this (NUL).
+ALL_TOPICS = "\x00all"
 #: Most topics in one window's ``pubs``, ``latency`` or ``counts``.
 MAX_TOPICS_PER_WINDOW = 1024
 #: Most ended subscriptions one window carries (the worker sends the rest next window).
@@ -372,6 +376,7 @@ def sum_counts(windows: Sequence[Mapping[str, int]]) -> dict[str, int]:
 
 
 __all__ = [
+    "ALL_TOPICS",
     "FANOUT_COUNTERS",
     "MAX_CLIENT",
     "MAX_LATENCY_US",

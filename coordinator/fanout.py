@@ -10,7 +10,10 @@ ranges hold (``delivered``), missed the rest (``missing``); seqs it received
 that were published outside its window are ``early``, seqs never published
 ``extra``. For a stream the service publishes itself (source ``server``,
 no publication known), a subscription is owed ``first..last`` of what it
-received and the gaps are missing.
+received and the gaps are missing. A subscriber to every topic (``topics``
+empty) sends a record of :data:`~wsload.common.fanout_wire.ALL_TOPICS` beside
+those of the topics it got something of; it is owed every published topic,
+so one it got nothing of counts missing too.
 
 Memory never holds one entry per (subscriber, publication): publications
 are per-topic arrays (seq, time) sorted once, subscriptions are their range
@@ -27,14 +30,14 @@ nothing is corrected and the figures are exact.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from wsload.common.errors import WsloadError
-from wsload.common.fanout_wire import FANOUT_COUNTERS, FanoutWindow
+from wsload.common.fanout_wire import ALL_TOPICS, FANOUT_COUNTERS, FanoutWindow
 from wsload.common.histogram import LatencyHistogram
 from wsload.coordinator.fanout_figures import (
     ClockFigures,
@@ -116,6 +119,8 @@ class FanoutLedger:
         self.dropped_publications = 0
         self.pending = 0
         self.negative = 0
+        #: subscriptions to every topic (records of ALL_TOPICS): worker, client, start, end
+        self.everything: list[tuple[str, int, int, int]] = []
 
     # -- clocks ----------------------------------------------------------------
 
@@ -170,6 +175,10 @@ class FanoutLedger:
                 continue
             self.subscriptions += 1
             self.ranges += sub.ranges.shape[0]
+            if sub.topic == ALL_TOPICS:
+                whole = (worker_id, sub.client, sub.subscribed_at_us, sub.ended_at_us)
+                self.everything.append(whole)
+                continue
             topic = self._topic(sub.topic)
             topic.clients.append(sub.client)
             topic.sub_workers.append(worker_id)
@@ -297,6 +306,30 @@ class FanoutLedger:
                     join.missing.append(MissingDelivery(name, s, topic.clients[i]))
         return join
 
+    def _owed_everything(self, topic: _Topic) -> _Topic:
+        """``topic`` with every subscription to all topics that has no record of it.
+
+        A subscriber to every topic sends records only for the topics it got
+        something of; one it got nothing of is owed all the same: an empty
+        record here, so its publications count missing. (The same
+        subscription's records share its client, times and worker.)
+        """
+        if not self.everything or not topic.pubs:
+            return topic
+        have = set(zip(topic.sub_workers, topic.clients, topic.starts, topic.ends, strict=True))
+        lacking = [e for e in self.everything if e not in have]
+        if not lacking:
+            return topic
+        empty = np.zeros((0, 2), np.int64)
+        return replace(
+            topic,
+            sub_workers=topic.sub_workers + [w for w, _, _, _ in lacking],
+            clients=topic.clients + [c for _, c, _, _ in lacking],
+            starts=topic.starts + [s for _, _, s, _ in lacking],
+            ends=topic.ends + [e for _, _, _, e in lacking],
+            ranges=topic.ranges + [empty] * len(lacking),
+        )
+
     def figures(self) -> FanoutFigures:
         """The joined figures: per topic (by name) and in total."""
         for topic in self.topics.values():
@@ -309,7 +342,7 @@ class FanoutLedger:
              "untracked", "publish_conflicts", *FANOUT_COUNTERS), 0
         )  # fmt: skip
         for name in sorted(self.topics):
-            topic = self.topics[name]
+            topic = self._owed_everything(self.topics[name])
             join = self._join(name, topic, MISSING_SAMPLE - len(sample))
             sample += join.missing
             hist = topic.latency or LatencyHistogram()

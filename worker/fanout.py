@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wsload.common.fanout_wire import (
+    ALL_TOPICS,
     MAX_LATENCY_US,
     MAX_SUBS_PER_WINDOW,
     MAX_TOPIC_LEN,
@@ -304,6 +305,7 @@ class Subscription:
         "client",
         "default",
         "ended",
+        "every",
         "last",
         "last_seqs",
         "last_stats",
@@ -315,6 +317,8 @@ class Subscription:
         self.client = client
         #: the topic of a delivery that names none
         self.default = topics[0] if topics else "default"
+        #: no topics declared: subscribed to every topic (its record says so)
+        self.every = not topics
         self.subscribed_at: float | None = None
         self.ended = False
         self.topics: dict[str, RangeSet] = {t: RangeSet() for t in topics}
@@ -404,6 +408,13 @@ class Fanout:
             self.subs.append(
                 SubscriptionRecord.of(sub.client, topic, min(start_us, end_us), end_us, seqs)
             )
+        if sub.every:  # owed every published topic, those it got nothing of too
+            if len(self.subs) >= MAX_PENDING_SUBS:
+                self.dropped_subs += 1
+            else:
+                start_us = min(start_us, end_us)
+                record = SubscriptionRecord.of(sub.client, ALL_TOPICS, start_us, end_us, ())
+                self.subs.append(record)
 
     @property
     def backlog(self) -> bool:

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord, decode_fanout
+from wsload.common.fanout_wire import ALL_TOPICS, FanoutWindow, SubscriptionRecord, decode_fanout
 from wsload.coordinator import fanout as fanout_module
 from wsload.coordinator.fanout import MISSING_SAMPLE, FanoutLedger
 
@@ -83,6 +83,43 @@ def test_a_subscription_ended_early_is_owed_only_its_window() -> None:
     ledger.add("w1", wire(FanoutWindow(subs=[sub(1, 0, 30, [(0, 29)])])))
     t = ledger.figures().total
     assert (t.expected, t.delivered, t.missing) == (30, 30, 0)
+
+
+def test_a_publication_at_exactly_the_subscription_start_is_owed_at_its_end_not() -> None:
+    """The window is [subscribed_at, ended_at): confirmed at t, a publication at t is owed."""
+    ledger = FanoutLedger()
+    ledger.add("w1", wire(FanoutWindow(pubs={"news": pubs(range(100))})))
+    at = T0 + 10 * 10 * MS  # publication 10's time, exactly
+    until = T0 + 20 * 10 * MS  # publication 20's time, exactly
+    record = SubscriptionRecord.of(1, "news", at, until, [(10, 20)])
+    ledger.add("w2", wire(FanoutWindow(subs=[record])))
+    t = ledger.figures().total
+    assert (t.expected, t.delivered, t.missing, t.early, t.extra) == (10, 10, 0, 1, 0)
+
+
+def test_a_subscriber_to_every_topic_is_owed_the_topics_it_got_nothing_of() -> None:
+    """Records exist only for topics that delivered something; ALL_TOPICS charges the rest."""
+    ledger = FanoutLedger()
+    ledger.add("w1", wire(FanoutWindow(pubs={"a": pubs(range(10)), "b": pubs(range(20))})))
+    start, end = T0 - 1, T0 + 100 * 10 * MS
+    ledger.add(
+        "w2",
+        wire(
+            FanoutWindow(
+                subs=[
+                    SubscriptionRecord.of(1, "a", start, end, [(0, 9)]),  # got all of a, no b
+                    SubscriptionRecord.of(1, ALL_TOPICS, start, end, ()),
+                    SubscriptionRecord.of(2, ALL_TOPICS, start, end, ()),  # got nothing at all
+                ]
+            )
+        ),
+    )
+    f = ledger.figures()
+    rows = {r.name: (r.expected, r.delivered, r.missing, r.subscriptions) for r in f.topics}
+    assert rows == {"a": (20, 10, 10, 2), "b": (40, 0, 40, 2)}
+    assert ALL_TOPICS not in rows
+    assert (f.total.expected, f.total.missing) == (60, 50)
+    assert ledger.figures() == f  # the join changes nothing: again, the same
 
 
 def test_publications_in_several_windows_and_conflicts() -> None:
@@ -273,3 +310,24 @@ def test_publications_past_the_bound_are_dropped_and_counted(
     ledger.add("w2", wire(FanoutWindow(subs=[sub(1, 0, 20, [(0, 19)])])))
     f = ledger.figures()
     assert (f.total.published, f.dropped_publications, f.total.extra) == (10, 10, 10)
+
+
+def test_a_worker_subscriber_with_no_topics_is_charged_every_published_topic() -> None:
+    """End to end through the wire: ``topics`` empty means subscribed to every topic."""
+    from wsload.worker.fanout import Fanout, Subscription
+
+    worker = Fanout()
+    for s in range(10):
+        worker.publish("a", s, (T0 + s * 10 * MS) / 1e6)
+        worker.publish("b", s, (T0 + s * 10 * MS) / 1e6)
+    everything = Subscription(1, ())  # a topic path, no topics: every topic
+    everything.subscribed_at = (T0 - 1) / 1e6
+    for s in range(10):
+        worker.deliver(everything, "a", s, None, (T0 + s * 10 * MS) / 1e6)  # nothing of b
+    worker.end(everything, (T0 + 100 * 10 * MS) / 1e6)
+    window = worker.take()
+    assert window is not None
+    ledger = FanoutLedger()
+    ledger.add("w1", wire(window))
+    rows = {r.name: (r.expected, r.delivered, r.missing) for r in ledger.figures().topics}
+    assert rows == {"a": (10, 10, 0), "b": (10, 0, 10)}
