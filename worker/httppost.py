@@ -12,11 +12,14 @@ their wait inside the step's timeout); the body read is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
 
 import aiohttp
+import yarl
 
+from wsload.common.validation import REDACTED, display_url
 from wsload.worker.connect import classify
 from wsload.worker.session_client import HttpRequest
 
@@ -53,6 +56,12 @@ class HttpPoster:
     async def perform(self, request: HttpRequest) -> Answer:
         """The answer to ``request`` within its timeout: (status, None, "") or a failure's kind."""
         url = request.url
+        status, kind, text = await self._perform(request)
+        return status, kind, _redacted(text, url) if text else text
+
+    async def _perform(self, request: HttpRequest) -> Answer:
+        url = request.url
+        shown = display_url(url)  # an error text never shows the URL's user:password
         try:
             async with asyncio.timeout(request.timeout):
                 async with self._limit:
@@ -68,17 +77,17 @@ class HttpPoster:
                         await response.content.read(MAX_BODY)
                         return response.status, None, ""
         except TimeoutError:
-            return 0, "timeout", f"{url}: no HTTP answer within {request.timeout:g} s"
+            return 0, "timeout", f"{shown}: no HTTP answer within {request.timeout:g} s"
         except aiohttp.InvalidURL:
-            return 0, "bad_url", f"{url}: not a valid URL"
+            return 0, "bad_url", f"{shown}: not a valid URL"
         except aiohttp.ClientConnectorError as exc:
-            failed = classify(exc.os_error, url)
+            failed = classify(exc.os_error, shown)
             return 0, failed.kind, str(failed)
         except OSError as exc:
-            failed = classify(exc, url)
+            failed = classify(exc, shown)
             return 0, failed.kind, str(failed)
         except (aiohttp.ClientError, ValueError) as exc:  # a disconnect, a bad answer...
-            return 0, "http_error", f"{url}: {type(exc).__name__}: {exc}"
+            return 0, "http_error", f"{shown}: {type(exc).__name__}: {exc}"
 
     async def aclose(self) -> None:
         """Cancel every request still out and close the HTTP session."""
@@ -90,6 +99,23 @@ class HttpPoster:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _redacted(text: str, url: str) -> str:
+    """``text`` with ``url``'s credentials shown as ``***``, however an exception spelled
+    the URL (as given, or as aiohttp's yarl rewrote it: an error names its own URL)."""
+    if display_url(url) == url:
+        return text
+    spellings = {url}
+    with contextlib.suppress(ValueError, TypeError):
+        spellings.add(str(yarl.URL(url)))
+    for spelling in spellings:
+        text = text.replace(spelling, display_url(spelling))
+        authority = spelling.partition("://")[2].split("/", 1)[0]
+        userinfo = authority.rpartition("@")[0]
+        if userinfo:  # the URL cut or re-spelled elsewhere: its user:password@ still goes
+            text = text.replace(userinfo + "@", REDACTED + "@")
+    return text
 
 
 __all__ = ["MAX_BODY", "MAX_CONCURRENT", "Answer", "HttpPoster"]
