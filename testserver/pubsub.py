@@ -48,7 +48,7 @@ STREAM_TOPIC: Final = "ticks"  #: the topic ``--stream-every`` publishes on
 
 #: Queues one delivery (its text, its topic) for a subscriber; False when its
 #: bounded queue is full or it is closing (the delivery is lost: ``dropped_slow``).
-Push = Callable[[str, str], bool]
+Push = Callable[[str, str, bool], bool]
 
 
 class BadPublication(ValueError):
@@ -280,7 +280,11 @@ class PubSubHub:
         Returns the number of subscribers. Each delivery draws ``drop`` (when
         set), then, when it is not dropped, ``duplicate`` (when set); a push
         refused by a full queue counts ``dropped_slow`` (copies actually sent
-        are counted ``deliveries`` by the shell when written).
+        are counted ``deliveries`` by the shell when written). The counters
+        say what a subscriber can see: ``duplicated`` counts extra copies that
+        went out (one refused, or never written, is taken back:
+        :meth:`undelivered`), ``dropped_slow`` only first copies lost; no extra
+        copy follows a refused first one.
         """
         counters = self.stats.topic(pub.topic)
         members = self._subscribers.get(pub.topic)
@@ -297,11 +301,12 @@ class PubSubHub:
                     counters.dropped += 1
                 continue
             copies = 2 if duplicate and rng.random() < duplicate else 1
-            if counters is not None and copies == 2:
-                counters.duplicated += 1
-            for _ in range(copies):
-                if not sub.push(text, pub.topic) and counters is not None:
+            if not sub.push(text, pub.topic, False):
+                if counters is not None:
                     counters.dropped_slow += 1
+                continue
+            if copies == 2 and sub.push(text, pub.topic, True) and counters is not None:
+                counters.duplicated += 1
         return len(members)
 
     def delivered(self, topic: str) -> None:
@@ -310,11 +315,15 @@ class PubSubHub:
         if counters is not None:
             counters.deliveries += 1
 
-    def undelivered(self, topic: str) -> None:
-        """One delivery of ``topic`` could not be sent (slow subscriber, or gone)."""
+    def undelivered(self, topic: str, extra: bool = False) -> None:
+        """One delivery of ``topic`` could not be sent (slow subscriber, or gone); ``extra``:
+        it was a duplicate's extra copy (no delivery missing: no longer duplicated)."""
         counters = self.stats.topics.get(topic)
         if counters is not None:
-            counters.dropped_slow += 1
+            if extra:
+                counters.duplicated -= 1
+            else:
+                counters.dropped_slow += 1
 
 
 __all__ = [

@@ -79,8 +79,9 @@ class PubSubConnection(FaultedReceiver[_Reply]):
         self._policy = policy
         self._queued = policy.faults.holds_replies
         self._init_queue(request)  # _wakeup: something for the writer
-        #: deliveries (text, topic) and delayed ``published`` answers (text, None)
-        self._outbox: deque[tuple[str, str | None]] = deque()
+        #: deliveries (text, topic, a duplicate's extra copy) and delayed
+        #: ``published`` answers (text, None, False)
+        self._outbox: deque[tuple[str, str | None, bool]] = deque()
         self._outbox_size = 0  # characters queued in _outbox
 
     async def serve(self) -> None:
@@ -94,15 +95,15 @@ class PubSubConnection(FaultedReceiver[_Reply]):
         finally:
             self._closing = True
             hub.leave(self.subscriber)
-            for _, topic in self._outbox:
+            for _, topic, extra in self._outbox:
                 if topic is not None:
-                    hub.undelivered(topic)
+                    hub.undelivered(topic, extra)
             self._outbox.clear()
             self._outbox_size = 0
             waiting = sum(1 for _, item in self._replies if item is not _CLOSE)
             self._discard_queue(waiting)
 
-    def push(self, text: str, topic: str | None) -> bool:
+    def push(self, text: str, topic: str | None, extra: bool = False) -> bool:
         """Queue one delivery (or, ``topic`` None, a delayed answer); False if full or closing."""
         outbox = self._outbox
         full = len(outbox) >= MAX_OUTBOX or (
@@ -110,7 +111,7 @@ class PubSubConnection(FaultedReceiver[_Reply]):
         )
         if self._closing or full:
             return False
-        outbox.append((text, topic))
+        outbox.append((text, topic, extra))
         self._outbox_size += len(text)
         self._wakeup.set()
         return True
@@ -154,9 +155,9 @@ class PubSubConnection(FaultedReceiver[_Reply]):
         while True:
             self._wakeup.clear()
             if outbox:
-                text, topic = outbox.popleft()
+                text, topic, extra = outbox.popleft()
                 self._outbox_size -= len(text)
-                await self._send(text, topic)
+                await self._send(text, topic, extra)
                 continue
             now = time.monotonic()
             if replies and replies[0][0] <= now:
@@ -171,14 +172,15 @@ class PubSubConnection(FaultedReceiver[_Reply]):
                 async with asyncio.timeout(timeout):
                     await self._wakeup.wait()
 
-    async def _send(self, text: str, topic: str | None) -> None:
-        """Write one frame: a delivery of ``topic``, or (None) a reply; count it."""
+    async def _send(self, text: str, topic: str | None, extra: bool = False) -> None:
+        """Write one frame: a delivery of ``topic`` (``extra``: a duplicate's extra copy),
+        or (None) a reply; count it."""
         hub = self._endpoint.hub
         try:
             await self.ws.send_str(text)
         except ConnectionError:  # closing or closed
             if topic is not None:
-                hub.undelivered(topic)
+                hub.undelivered(topic, extra)
             return
         if topic is None:
             self._stats.replies += 1

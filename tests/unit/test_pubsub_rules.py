@@ -26,7 +26,7 @@ class Inbox:
         self.room = room
         self.sub = Subscriber(self.push)
 
-    def push(self, text: str, topic: str) -> bool:
+    def push(self, text: str, topic: str, extra: bool) -> bool:
         if len(self.got) >= self.room:
             return False
         self.got.append(json.loads(text))
@@ -95,6 +95,20 @@ def test_a_full_subscriber_costs_dropped_slow() -> None:
     for seq in range(10):
         hub.fan_out(parse_publication({"topic": "t", "seq": seq}))
     assert (len(slow.got), stats.topics["t"].dropped_slow) == (3, 7)
+
+
+def test_counters_say_what_a_full_subscriber_saw() -> None:
+    """An extra copy refused is not ``duplicated``; none follows a refused first copy."""
+    stats = PubSubStats()
+    hub = PubSubHub(stats, DeliveryFaults(duplicate=1.0), seed=1)
+    slow = Inbox(room=3)
+    hub.subscribe(slow.sub, "t")
+    for seq in range(10):
+        hub.fan_out(parse_publication({"topic": "t", "seq": seq}))
+    got = [m["seq"] for m in slow.got]
+    assert got == [0, 0, 1]  # 1's extra copy found no room
+    t = stats.topics["t"]
+    assert (t.duplicated, t.dropped_slow) == (1, 8)  # twice: 0; missing: 2..9
 
 
 @pytest.mark.parametrize(
