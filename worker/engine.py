@@ -370,12 +370,19 @@ class Engine(Accounting, Dialing, ABC):
             await asyncio.sleep(0.01)
         if self.talk is not None and self.talk.subscribes:
             # Publications made before sending stopped are owed to every subscriber:
-            # their deliveries may still be on the way. Wait until none came for
-            # DELIVERY_QUIET (within the drain timeout); later ones count missing.
-            fanout = self.recorder.fanout
+            # their deliveries may still be on the way. Wait (within the drain
+            # timeout) until none came for DELIVERY_QUIET and the recent delivery
+            # latency has passed since sending stopped: a server that delays its
+            # fan-out longer than the gap between publications is waited for too.
+            # What comes while the connections close is still recorded; later
+            # deliveries count missing (the server did not send them in time).
+            rec = self.recorder
+            fanout = rec.fanout
             while _mono() < deadline:
-                quiet = min(_mono() - began, time.time() - fanout.last_at)
-                if quiet >= DELIVERY_QUIET:
+                lag = max(rec.delivery_lags, default=0) / 1e6
+                waited = _mono() - began
+                quiet = min(waited, time.time() - fanout.last_at)
+                if quiet >= DELIVERY_QUIET and waited >= lag + DELIVERY_QUIET:
                     break
                 await asyncio.sleep(0.05)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from array import array
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +64,12 @@ class WindowBatch:
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
     #: deliveries and publications (:meth:`wsload.worker.fanout.Fanout.take`); None: nothing new
     fanout: FanoutWindow | None = None
+
+
+#: windows whose delivery latency the drain's wait reads (2 s of 0.25 s windows)
+LAG_WINDOWS = 8
+#: latency samples looked at per topic and window
+LAG_SAMPLES = 16
 
 
 @dataclass
@@ -105,6 +112,9 @@ class Recorder:
     steps: StepRecorder = field(default_factory=StepRecorder)
     #: a publish/subscribe load's deliveries and publications (issue 16)
     fanout: Fanout = field(default_factory=Fanout)
+    #: recent windows' delivery latencies (µs, the largest of a few spread samples
+    #: each): how long after a publication its deliveries still come, for the drain
+    delivery_lags: deque[int] = field(default_factory=lambda: deque(maxlen=LAG_WINDOWS))
     _seq: int = 0
     _last_counters: dict[str, int] = field(default_factory=dict)
     _last_errors: dict[str, int] = field(default_factory=dict)
@@ -175,7 +185,7 @@ class Recorder:
             final=final,
             steps=steps,
             scenarios=scenarios,
-            fanout=self.fanout.take(),
+            fanout=self._take_fanout(),
         )
         self._seq += 1
         self._last_counters = totals
@@ -185,6 +195,17 @@ class Recorder:
         self.service = array("I")
         self.connect = array("I")
         return batch
+
+    def _take_fanout(self) -> FanoutWindow | None:
+        window = self.fanout.take()
+        if window is not None and window.latency:
+            lag = 0
+            for samples in window.latency.values():  # a few of each: O(1) per window
+                n = len(samples)
+                if n:
+                    lag = max(lag, int(max(samples[:: max(1, n // LAG_SAMPLES)])))
+            self.delivery_lags.append(lag)
+        return window
 
 
 def _clamp(value: int) -> int:

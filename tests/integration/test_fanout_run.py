@@ -68,20 +68,32 @@ expect = {{type = "published", topic = "news"}}
 """
 
 
-def run(tmp_path: Path, ws_url: str, api_url: str) -> dict[str, Any]:
+def run(
+    tmp_path: Path, ws_url: str, api_url: str, text: str = SCENARIO, clients: int = SUBSCRIBERS + 1
+) -> dict[str, Any]:
     scenario = tmp_path / "fanout.toml"
-    scenario.write_text(SCENARIO)
+    scenario.write_text(text)
     out = tmp_path / "summary.json"
     proc = subprocess.run(
         [WSLOAD, "run", "--scenario", str(scenario), "--ws-url", ws_url, "--api-url", api_url,
-         "-c", str(SUBSCRIBERS + 1), "-d", "8", "--ramp-up", "1", "--workers", "2",
-         "--json", str(out)],
+         "-c", str(clients), "-d", "8", "--ramp-up", "1", "--workers", "2",
+         "--drain-timeout", "5", "--json", str(out)],
         capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr
     assert out.is_file(), proc.stdout + proc.stderr
     summary: dict[str, Any] = json.loads(out.read_text())
     return summary
+
+
+def settled(api_url: str) -> None:
+    """The run's connections closed on the server, and no publication awaits its fan-out."""
+
+    def done() -> bool:
+        pubsub = stats(api_url)["pubsub"]
+        return bool(pubsub["connections_open"] == 0 and pubsub["pending"] == 0)
+
+    wait_for("the run's connections to close and fan-outs to end on the server", done, 10)
 
 
 def test_missing_and_duplicates_are_what_the_server_did(
@@ -93,16 +105,13 @@ def test_missing_and_duplicates_are_what_the_server_did(
     )  # fmt: skip
     base = server.ws_url.removesuffix("/ws")
     summary = run(tmp_path, base + "/pubsub", server.api_url)
-    wait_for(
-        "the run's connections to close on the server",
-        lambda: stats(server.api_url)["pubsub"]["connections_open"] == 0,
-        10,
-    )
+    settled(server.api_url)
     did = stats(server.api_url)["pubsub"]["topics"]["news"]
     fanout = summary["fanout"]
     got = fanout["topics"]["news"]
     assert fanout["total"]["published"] == got["published"] == did["published"] > 0
-    assert did["dropped"] > 0 and did["duplicated"] > 0  # the faults happened
+    assert did["dropped"] > 0  # the faults happened
+    assert did["duplicated"] > 0
     assert (got["early"], got["extra"], got["out_of_order"]) == (0, 0, 0), (got, did)
     assert got["expected"] == SUBSCRIBERS * got["published"]  # all subscribed before the first
     assert got["expected"] == got["delivered"] + got["missing"]
@@ -114,3 +123,30 @@ def test_missing_and_duplicates_are_what_the_server_did(
     latency = got["latency_percentiles"]
     assert latency["p50"] >= DELAY  # the server's delivery delay is in every delivery's latency
     assert fanout["clock"]["source"] == "wsload"
+
+
+#: a server slower to fan out than the gap between publications (the publisher
+#: awaits nothing): the deliveries of the last ones come after a quiet spell
+SLOW_FAN_OUT = 0.9
+SPARSE = SCENARIO.split('[[scenarios.loop]]\nname = "published"')[
+    0
+].replace(f"rate = {RATE}", "rate = 2")  # no expect: it awaits nothing
+
+
+def test_deliveries_slower_than_the_publications_gap_are_waited_for(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = serve_factory(
+        "--delivery-delay", str(SLOW_FAN_OUT * 1000), "--seed", "3", "--chat-heartbeat", "0"
+    )
+    base = server.ws_url.removesuffix("/ws")
+    subscribers = 40
+    summary = run(tmp_path, base + "/pubsub", server.api_url, SPARSE, subscribers + 1)
+    settled(server.api_url)
+    did = stats(server.api_url)["pubsub"]["topics"]["news"]
+    got = summary["fanout"]["topics"]["news"]
+    assert got["published"] == did["published"] > 0
+    assert got["expected"] == subscribers * got["published"]
+    assert (got["missing"], did["dropped_slow"]) == (0, 0), (got, did)  # the last ones too
+    assert got["deliveries"] == did["deliveries"] == got["expected"], (got, did)
+    assert got["latency_percentiles"]["p50"] >= SLOW_FAN_OUT
