@@ -128,9 +128,8 @@ def test_missing_and_duplicates_are_what_the_server_did(
 #: a server slower to fan out than the gap between publications (the publisher
 #: awaits nothing): the deliveries of the last ones come after a quiet spell
 SLOW_FAN_OUT = 0.9
-SPARSE = SCENARIO.split('[[scenarios.loop]]\nname = "published"')[
-    0
-].replace(f"rate = {RATE}", "rate = 2")  # no expect: it awaits nothing
+_AWAITS_NOTHING = SCENARIO.split('[[scenarios.loop]]\nname = "published"')[0]
+SPARSE = _AWAITS_NOTHING.replace(f"rate = {RATE}", "rate = 2")
 
 
 def test_deliveries_slower_than_the_publications_gap_are_waited_for(
