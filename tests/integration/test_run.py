@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import ServerFactory, children, reap, stats, wait_for
+from tests.integration.conftest import ServerFactory, reap, stats, wait_for
 from wsload.common.protocol import PROTOCOL_VERSION, Hello, Samples, encode
 
 WSLOAD = str(Path(sys.executable).with_name("wsload"))
@@ -325,18 +325,21 @@ def test_ctrl_c_drains_and_reports_partial_run(tmp_path: Path) -> None:
         proc.wait()
 
 
-def test_second_ctrl_c_quits_at_once() -> None:
+def test_second_ctrl_c_quits_at_once(serve_factory: ServerFactory) -> None:
+    """The first Ctrl-C starts a drain that would wait 30 s (the target holds its
+    replies 20 s); the second quits at once, with the same exit code."""
+    server = serve_factory("--delay", "20000")
     proc = subprocess.Popen(
-        [WSLOAD, "run", "--demo", "-c", "5", "-d", "60", "-w", "1", "--quiet",
-         "--drain-timeout", "30", "--reply-timeout", "30"],
+        [WSLOAD, "run", "--ws-url", server.ws_url, "-c", "5", "-d", "60", "-w", "1",
+         "--quiet", "--drain-timeout", "30", "--reply-timeout", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        # The demo server, then the worker: the coordinator spawns its worker
-        # after taking the stop signals, so from then on Ctrl-C is its own.
-        wait_for("the demo server and the worker", lambda: len(children(proc.pid)) >= 2, 30)
+        # Messages in flight: the run is under way and its drain will have to wait.
+        wait_for("a message in flight", lambda: stats(server.api_url)["messages_received"] > 0, 30)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)  # two signals at once would be delivered as one
+        assert proc.poll() is None, "the first Ctrl-C must drain, not quit"
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
