@@ -214,7 +214,13 @@ class PubSubEndpoint:
 
     @property
     def delay(self) -> float:
-        return self.hub.faults.delay
+        """Seconds before a publication that arrives now fans out: ``--delivery-delay``,
+        and past the end of a ``--stall-every`` stall it would fall in (the broker
+        holds what comes during one, as it holds replies)."""
+        wait = self.hub.faults.delay
+        now = time.monotonic()
+        end = self.policy.stall_end(now + wait)
+        return wait if end is None else end - now
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """``GET /pubsub``: one connection, served until either side closes it."""
@@ -232,7 +238,8 @@ class PubSubEndpoint:
 
     def publish_ws(self, pub: Publication, conn: PubSubConnection) -> str | None:
         """A WebSocket publish: fan out now (its answer returned) or after the delay (None)."""
-        if not self.delay:
+        delay = self.delay
+        if not delay:
             return pub.published(self.hub.fan_out(pub))
         if not self._hold(pub):
             self.stats.errors += 1
@@ -243,7 +250,7 @@ class PubSubEndpoint:
             self._release(pub)
             conn.push(pub.published(self.hub.fan_out(pub)), None)
 
-        handle = asyncio.get_running_loop().call_later(self.delay, later)
+        handle = asyncio.get_running_loop().call_later(delay, later)
         self._timers.add(handle)
         return None
 
@@ -254,11 +261,12 @@ class PubSubEndpoint:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             reason = str(exc) if isinstance(exc, BadPublication) else "body is not JSON"
             raise web.HTTPBadRequest(reason=reason) from None
-        if self.delay:
+        delay = self.delay
+        if delay:
             if not self._hold(pub):
                 raise web.HTTPServiceUnavailable(reason="too many publications waiting")
             try:
-                await asyncio.sleep(self.delay)
+                await asyncio.sleep(delay)
             finally:
                 self._release(pub)
         answer: dict[str, Any] = {"published": True, "subscribers": self.hub.fan_out(pub)}

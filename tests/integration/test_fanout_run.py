@@ -149,3 +149,24 @@ def test_deliveries_slower_than_the_publications_gap_are_waited_for(
     assert (got["missing"], did["dropped_slow"]) == (0, 0), (got, did)  # the last ones too
     assert got["deliveries"] == did["deliveries"] == got["expected"], (got, did)
     assert got["latency_percentiles"]["p50"] >= SLOW_FAN_OUT
+
+
+def test_a_broker_stall_shows_in_the_delivery_latency(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Publications that come during a stall fan out when it ends: their deliveries'
+    latency (from the publisher's intended time) holds the wait, the others' does not."""
+    server = serve_factory(
+        "--stall-every", "2", "--stall-for", "0.8", "--seed", "5", "--chat-heartbeat", "0"
+    )
+    base = server.ws_url.removesuffix("/ws")
+    subscribers = 20
+    summary = run(tmp_path, base + "/pubsub", server.api_url, SPARSE.replace(
+        "rate = 2", "rate = 10"), subscribers + 1)  # fmt: skip
+    settled(server.api_url)
+    got = summary["fanout"]["topics"]["news"]
+    assert got["missing"] == 0, got
+    assert got["expected"] == subscribers * got["published"] > 0
+    latency = got["latency_percentiles"]
+    assert latency["max"] >= 0.5  # held by a stall: up to its 0.8 s
+    assert latency["p50"] < 0.3  # most publications came between stalls
