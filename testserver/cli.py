@@ -87,7 +87,10 @@ def endpoints_line(base: str) -> str:
     type=FiniteFloat(0, MAX_STALL_PERIOD),
     default=0.0,
     metavar="S",
-    help="Stall every S seconds: for --stall-for seconds, hold all replies, then release them.",
+    help=(
+        "Stall every S seconds: for --stall-for seconds, hold all replies "
+        "(and /pubsub fan-outs), then release them."
+    ),
 )
 @click.option(
     "--stall-for",
