@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -49,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import Figure, report
-from procfs import children, cpu_seconds
+from procfs import CLK_TCK, children, cpu_seconds
 
 BUDGET = 1.5
 TOPIC = "bench"
@@ -102,6 +103,7 @@ class Side:
     """One side's steady state: CPU µs per delivery, deliveries/s, busy shares, losses."""
 
     cpu_us: float
+    sys_us: float
     rate: float
     busy: float
     server_busy: float
@@ -111,6 +113,7 @@ class Side:
     def note(self) -> str:
         lost = f"; {self.dropped_slow:,} lost to slow subscribers" if self.dropped_slow else ""
         return (
+            f"{self.sys_us:.1f} µs in the kernel; "
             f"{self.rate:,.0f} deliveries/s; clients {self.busy:.0%} of a core, "
             f"server {self.server_busy:.0%}{lost}{self.detail}"
         )
@@ -154,6 +157,15 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def system_seconds(pid: int) -> float:
+    """Kernel CPU seconds of process ``pid`` so far (0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return int(fields[12]) / CLK_TCK
+
+
 def steady(server: Server, subscribers: int, pids: Any, seconds: float) -> Side:
     """Wait for every subscriber, then measure ``pids()``'s CPU per delivery over ``seconds``."""
     deadline = time.monotonic() + SUBSCRIBE_WAIT
@@ -165,15 +177,18 @@ def steady(server: Server, subscribers: int, pids: Any, seconds: float) -> Side:
     time.sleep(SETTLE)
     procs = list(pids())
     cpu0 = sum(cpu_seconds(p) for p in procs)
+    sys0 = sum(system_seconds(p) for p in procs)
     srv0 = cpu_seconds(server.proc.pid)
     before, wall0 = server.topic(), time.monotonic()
     time.sleep(seconds)
     after, wall = server.topic(), time.monotonic() - wall0
     cpu = sum(cpu_seconds(p) for p in procs) - cpu0
+    kernel = sum(system_seconds(p) for p in procs) - sys0
     srv = cpu_seconds(server.proc.pid) - srv0
     deliveries = after["deliveries"] - before["deliveries"]
     return Side(
         cpu * 1e6 / max(1, deliveries),
+        kernel * 1e6 / max(1, deliveries),
         deliveries / wall,
         cpu / wall,
         srv / wall,
@@ -283,7 +298,7 @@ def wsload_side(subscribers: int, rate: float, seconds: float, workers: int) -> 
                 )
             else:
                 detail = "; the run reported no fan-out section (deliveries as unsolicited)"
-        return Side(side.cpu_us, side.rate, side.busy, side.server_busy, side.dropped_slow, detail)
+        return dataclasses.replace(side, detail=detail)
 
 
 def figures(

@@ -182,8 +182,8 @@ class Session(StepMachine):
         client = self.client
         rec = client.rec
         rec.bytes_received += len(data)
-        if self._state != _EXPECTING:
-            return self.client.unexpected(self._sub, now, data, text)
+        if self._state != _EXPECTING:  # a subscriber between expects: nearly every delivery
+            return client.unexpected(self._sub, now, data, text)
         self._ready = now
         values = client.values
         fail = self._fail

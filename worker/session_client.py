@@ -221,16 +221,10 @@ class Client:
         on the subscription (the coordinator calls it early).
         """
         reader = self.reader
-        if reader is not None:
-            seq = reader.read(data, text, self.values, self.rng)
-            if seq >= 0:
-                if sub is not None:
-                    topic = reader.topic
-                    self.rec.fanout.deliver(
-                        sub, sub.default if topic is None else topic, seq, reader.sent_at,
-                        now + self.epoch,
-                    )  # fmt: skip
-                return ()
+        if reader is not None and reader.take(
+            data, text, self.values, self.rng, sub, self.rec.fanout, now + self.epoch
+        ):
+            return ()
         if self.late is None or not self.took_late(data, text):
             self.rec.unsolicited += 1
             self.scenario.unsolicited += 1

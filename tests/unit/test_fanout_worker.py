@@ -165,3 +165,50 @@ def test_the_fast_path_agrees_with_parsing_over_varied_spellings() -> None:
         reader.topic = reader.sent_at = None
         slow = reader._slow(data, True, {}, _RNG), reader.topic, reader.sent_at
         assert (fast if fast[0] >= 0 else -1) == (slow if slow[0] >= 0 else -1), data
+
+
+def test_take_records_what_read_and_deliver_record() -> None:
+    """Reader.take's one-call path (learned pattern, the subscription's last topic)
+    leaves the same figures, seqs and latencies as read + Fanout.deliver."""
+    spec = Deliveries(
+        seq="seq", match=compile_matcher({"type": "delivery"}), topic="topic", sent_at="sent_at"
+    )
+    rng = random.Random(5)
+    msgs = [
+        b'{"type":"delivery","topic":"%s","seq":%d,"sent_at":%s,"data":"x"}' % (t, n, at)
+        for t, n, at in [
+            (b"a", 1, b"100.5"),
+            (b"a", 2, b"100.5"),
+            (b"a", 2, b"100.5"),
+            (b"a", 5, b"1e99"),
+            (b"a", 4, b"100.25"),
+            (b"b", 1, b"100.5"),
+            (b"a", 6, b"100"),
+            (b"", 7, b"100"),
+            (b"a", -1, b"100"),
+            (b"a", 9007199254740992, b"100"),
+            (b"a", 8, b"100.75"),
+        ]
+    ] + [b'{"type":"other","topic":"a","seq":9}', b'{"topic":"a","type":"delivery","seq":9}']
+    results = []
+    for fused in (False, True):
+        reader, fanout, sub = Reader(spec), Fanout(), Subscription(1, ("a",))
+        took = []
+        for i, data in enumerate(msgs):
+            now = 101.0 + i
+            if fused:
+                took.append(reader.take(data, True, {}, rng, sub, fanout, now))
+            else:
+                seq = reader.read(data, True, {}, rng)
+                if seq >= 0:
+                    topic = reader.topic or sub.default
+                    fanout.deliver(sub, topic, seq, reader.sent_at, now)
+                took.append(seq >= 0)
+        figures = {
+            name: (t.deliveries, t.duplicates, t.out_of_order, list(t.latency))
+            for name, t in fanout.topics.items()
+        }
+        seqs = {name: (r.count, r.duplicates, r.out_of_order) for name, r in sub.topics.items()}
+        results.append((took, figures, seqs, fanout.last_at))
+    assert results[0] == results[1]
+    assert results[1][1]["a"][:3] == (8, 1, 1)
