@@ -1,7 +1,8 @@
 """Unsigned LEB128 varints of up to 63 bits, vectorised with numpy (fan-out wire).
 
-:mod:`wsload.common.varint` carries latency samples (uint32); publications
-carry seqs and epoch microseconds, which need more. Same layout (7 payload
+:mod:`wsload.common.varint` carries latency samples (uint32) with these
+functions, bounded to 5 bytes; publications carry seqs and epoch
+microseconds, which need more. Same layout (7 payload
 bits a byte, the high bit on every byte but the last), at most 9 bytes, so
 every value fits an int64 and no decoding can overflow. Decoding is strict:
 the bytes come from the network, and anything malformed raises
@@ -44,20 +45,25 @@ def encode_u63(values: npt.ArrayLike) -> bytes:
     return out.tobytes()
 
 
-def decode_u63(buf: bytes | memoryview, where: str) -> npt.NDArray[np.uint64]:
-    """Inverse of :func:`encode_u63`; ProtocolError naming ``where`` when malformed."""
+def decode_u63(
+    buf: bytes | bytearray | memoryview, where: str, max_bytes: int = MAX_VARINT_BYTES
+) -> npt.NDArray[np.uint64]:
+    """Inverse of :func:`encode_u63`; ProtocolError naming ``where`` when malformed.
+
+    ``max_bytes``: the longest varint accepted (5 for uint32 samples).
+    """
     b = np.frombuffer(buf, dtype=np.uint8)
     if b.size == 0:
         return np.zeros(0, dtype=np.uint64)
     ends = np.flatnonzero(b < 0x80)
     if ends.size == 0 or ends[-1] != b.size - 1:
-        raise ProtocolError(f"{where}: ends in the middle of a varint")
+        raise ProtocolError(f"{where}: ends in the middle of a value")
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
     lengths = ends - starts + 1
-    if int(lengths.max()) > MAX_VARINT_BYTES:
-        raise ProtocolError(f"{where}: a varint longer than {MAX_VARINT_BYTES} bytes")
+    if int(lengths.max()) > max_bytes:
+        raise ProtocolError(f"{where}: a varint longer than {max_bytes} bytes")
     values = np.zeros(ends.size, dtype=np.uint64)
     for k in range(int(lengths.max())):
         has = lengths > k
@@ -83,7 +89,7 @@ def decode_small(buf: bytes, where: str) -> list[int]:
         elif shift >= 7 * MAX_VARINT_BYTES:
             raise ProtocolError(f"{where}: a varint longer than {MAX_VARINT_BYTES} bytes")
     if shift:
-        raise ProtocolError(f"{where}: ends in the middle of a varint")
+        raise ProtocolError(f"{where}: ends in the middle of a value")
     return out
 
 
