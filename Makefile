@@ -45,7 +45,7 @@ sshd:
 	} || echo "openssh-server not installed: the load-distributed system test will be skipped"
 
 pytest: $(STAMP) browser sshd
-	$(BIN)/pytest --timeout=60 -q -n 3
+	$(BIN)/pytest --timeout=60 -q -n 3 --dist worksteal
 
 test: lint typecheck pytest
 
