@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser sshd test lint typecheck pytest demo smoke bench load-distributed clean
+.PHONY: install browser sshd brokers test lint typecheck pytest demo smoke bench load-distributed clean
 
 install: $(STAMP)
 
@@ -44,7 +44,21 @@ sshd:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null 2>&1; \
 	} || echo "openssh-server not installed: the load-distributed system test will be skipped"
 
-pytest: $(STAMP) browser sshd
+# The brokers of the protocol tests (STOMP over RabbitMQ's Web-STOMP, MQTT over
+# Mosquitto's WebSocket listener), from Debian's packages; the tests start their
+# own private instances on loopback. Without root those tests are skipped.
+brokers:
+	@{ command -v rabbitmq-server >/dev/null 2>&1 || test -x /usr/sbin/rabbitmq-server; } && \
+	  { command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; } || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "installing Debian's rabbitmq-server and mosquitto for the protocol tests" && \
+	  apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server mosquitto >/dev/null 2>&1 && \
+	  { systemctl disable --now rabbitmq-server mosquitto >/dev/null 2>&1; \
+	    service rabbitmq-server stop >/dev/null 2>&1; service mosquitto stop >/dev/null 2>&1; true; }; \
+	} || echo "rabbitmq-server/mosquitto not installed: the STOMP/MQTT tests will be skipped"
+
+pytest: $(STAMP) browser sshd brokers
 	$(BIN)/pytest --timeout=60 -q -n 3 --dist worksteal
 
 test: lint typecheck pytest

@@ -67,6 +67,12 @@ class Action(enum.StrEnum):
     THINK = "think"  #: pause (seconds, or a distribution)
     CLOSE = "close"  #: close the connection with a code
     POST = "post"  #: an HTTP request (an HTTP publisher): :class:`HttpPost`
+    # verbs of a protocol over WebSocket (``protocol = ...``): the body is a
+    # table template the scenario's codec encodes (see :class:`ProtocolSpec`)
+    EMIT = "emit"  #: Socket.IO: ``{event, data}`` (``ack = true``: waits for the ack)
+    SUBSCRIBE = "subscribe"  #: GraphQL, STOMP, MQTT: subscribe (MQTT: waits for SUBACK)
+    UNSUBSCRIBE = "unsubscribe"  #: GraphQL (complete), STOMP, MQTT: end a subscription
+    QUERY = "query"  #: GraphQL query or mutation: waits for its result
 
 
 #: Actions that wait for a message: each is a measured transaction.
@@ -134,10 +140,19 @@ class Step:
     #: ``publish = {topic = "t1", seq = "{seq}"}`` on a ``send`` or ``post``:
     #: what it sends is publication ``seq`` (an integer) of ``topic``
     publish: Publish | None = None
+    #: a protocol verb that waits for the protocol's answer (Socket.IO ``ack =
+    #: true``, STOMP ``receipt = true``, MQTT QoS 1 PUBACK / SUBACK, a GraphQL
+    #: query's result): sent, then measured like an ``expect`` whose match is
+    #: the answer correlated by the codec (never a push)
+    answer: bool = False
+    #: the error kind of a failed expect or answer (an answer that is the
+    #: protocol's error, e.g. ``graphql_error``; a ``fail`` match otherwise)
+    fail_kind: str = "fail_matched"
 
     @property
     def expects(self) -> bool:
-        return self.action in EXPECTS
+        """A measured transaction: an expect, or a verb that waits for its answer."""
+        return self.answer or self.action in EXPECTS
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,22 @@ class Deliveries:
 
 
 @dataclass(frozen=True)
+class ProtocolSpec:
+    """The protocol a scenario speaks over its WebSocket (``protocol = ...``).
+
+    ``name``: ``"raw"`` (frames are the messages: the default, never stored
+    as a spec), ``"socketio"``, ``"graphql"``, ``"stomp"`` or ``"mqtt"``.
+    ``options``: the table's other keys (``protocol = {name = "stomp",
+    login = "{user}", passcode = "{password}"}``), a template rendered once
+    per connection with the client's variables (its handshake's options).
+    :mod:`wsload.common.protocols` says which verbs and options each has.
+    """
+
+    name: str
+    options: Renderer | None = None
+
+
+@dataclass(frozen=True)
 class Program:
     """What each client of one scenario runs.
 
@@ -208,6 +239,8 @@ class Program:
     clients: int | None = None
     weight: float = 1.0
     deliveries: Deliveries | None = None
+    #: the protocol over the WebSocket (None: raw frames are the messages)
+    protocol: ProtocolSpec | None = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -282,6 +315,7 @@ __all__ = [
     "HttpPost",
     "Matcher",
     "Program",
+    "ProtocolSpec",
     "Publish",
     "Renderer",
     "Stage",

@@ -161,8 +161,14 @@ def test_stream_subscribers_count_the_servers_ticks(
     assert summary["unsolicited"] == 0
 
 
+#: the protocol examples, each run against its real server by tests/integration/test_protocol_NAME.py
+PROTOCOL_EXAMPLES = {"socketio", "graphql", "stomp", "mqtt"}
+
+
 def test_every_example_has_a_test() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.toml")} == set(SHORT)
+    for name in PROTOCOL_EXAMPLES & {p.stem for p in EXAMPLES.glob("*.toml")}:
+        assert (EXAMPLES.parent / "tests" / "integration" / f"test_protocol_{name}.py").is_file()
+    assert {p.stem for p in EXAMPLES.glob("*.toml")} - PROTOCOL_EXAMPLES == set(SHORT)
     assert (EXAMPLES / "users.csv").is_file()
 
 

@@ -1,0 +1,176 @@
+"""What a protocol codec is: the sans-I/O layer between WebSocket frames and steps.
+
+A scenario that says ``protocol = "socketio"`` (or ``"graphql"``,
+``"stomp"``, ``"mqtt"``) runs each connection through a :class:`Codec`:
+
+- **frames in, messages out**: :meth:`Codec.receive` takes one WebSocket
+  message (a text or binary frame, already reassembled) and returns a
+  :class:`Received`: the application messages it carried (each a
+  :class:`Message` whose ``view`` is what expects, captures and
+  ``[deliveries]`` look at), the frames to send back at once (Engine.IO's
+  pong, an MQTT PUBACK for a QoS 1 delivery, a STOMP ACK) and, when the peer
+  broke the protocol or refused us, an :class:`Failure`.
+- **steps in, frames out**: :meth:`Codec.encode` turns one step's rendered
+  table (``emit = {event = "chat", data = {...}}``) into the frames to send,
+  and, for a step that waits for the protocol's answer, the answer's
+  correlation key (a Socket.IO ack id, a STOMP receipt id, an MQTT packet id,
+  a GraphQL operation id).
+- **housekeeping of its own**: the handshake (:meth:`Codec.open` and
+  :attr:`Codec.ready`), heart-beats and keep-alives on a timer
+  (:attr:`Codec.deadline`, :meth:`Codec.on_timer`), a polite goodbye
+  (:meth:`Codec.goodbye`). None of it is a step's message: it is never
+  counted as sent, received or unsolicited.
+
+No socket, no event loop, no clock: ``now`` is passed in (monotonic
+seconds), so each codec is unit-tested with bytes and a fake clock, then
+against its real server.
+
+**Views.** A message's ``view`` is compact JSON text (UTF-8 bytes), so the
+step language's matchers (JSON subsets, regex, captures, the deliveries'
+byte patterns) work on every protocol unchanged. When the codec has the view
+as a Python value already it passes it as ``parsed`` (the session primes
+:func:`wsload.common.match.parse_json` with it: no second parse). A message
+that answers a request carries its key as the view's FIRST member,
+``{"answer":KEY,...}`` (KEY an int or a string, as JSON), so the answer's
+matcher can test the view's first bytes; an answer that is the protocol's
+error (a GraphQL ``error``, a STOMP ERROR naming the receipt, a Socket.IO
+ack is never one) also has an ``"error"`` member: the step fails with its
+``fail_kind`` (``graphql_error``, ``stomp_error``, ``mqtt_error``). A push
+never has an ``answer`` member.
+
+**Bounds.** A codec holds at most a bounded amount per connection: partial
+binary attachments (Socket.IO), pending answer keys (at most one per step
+waiting, as steps run in order), a frame's size (the engine's
+``max_message_size`` already bounds a WebSocket message). A peer that sends
+garbage costs a :class:`Failure`, never a traceback.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from wsload.common.program import Action
+
+#: one WebSocket message to send: text (``str``) or binary (``bytes``)
+Frame = str | bytes
+#: the key that correlates a request with its answer
+AnswerKey = int | str
+#: what :class:`Message.parsed` holds when the codec did not parse the view
+UNPARSED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One application message as the steps see it (see the module's docstring)."""
+
+    view: bytes
+    parsed: Any = UNPARSED
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The peer broke the protocol, refused the handshake, or sent the protocol's error.
+
+    ``kind`` is the error kind counted (``protocol_error``, ``handshake_refused``,
+    ``stomp_error``, ``socketio_disconnect``...), ``text`` its first text (no
+    credentials in it). ``fatal``: the connection cannot go on (the session
+    closes it with ``close_code`` and reconnects after the backoff);
+    otherwise only counted.
+    """
+
+    kind: str
+    text: str
+    fatal: bool = True
+    close_code: int = 1002
+
+
+@dataclass(slots=True)
+class Received:
+    """What one received frame meant: see :meth:`Codec.receive`."""
+
+    messages: list[Message] = field(default_factory=list)
+    replies: list[Frame] = field(default_factory=list)
+    failure: Failure | None = None
+
+
+#: the common result: nothing to do (never mutate it)
+NOTHING = Received()
+
+
+class Codec(ABC):
+    """One connection's protocol state. Made per connection by :func:`codec_for`.
+
+    ``options`` is the scenario's ``protocol`` table rendered for this
+    client (``{"namespace": "/chat", "auth": {"token": "..."}}``), already
+    checked by :mod:`wsload.common.protocols` before the run.
+    """
+
+    #: the name in ``protocol = ...``
+    name: ClassVar[str]
+    #: the WebSocket subprotocol to offer (None: none)
+    subprotocol: ClassVar[str | None] = None
+    #: step verbs this protocol has (the language checks the same set)
+    verbs: ClassVar[frozenset[Action]] = frozenset()
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+        #: the handshake is done: steps may run (:meth:`open` may set it at once)
+        self.ready = False
+        #: when :meth:`on_timer` wants to be called (inf: never)
+        self.deadline = float("inf")
+
+    @staticmethod
+    def url(ws_url: str, options: Mapping[str, Any]) -> str:
+        """The URL to connect to for the job's ``ws_url`` (Socket.IO adds its path)."""
+        return ws_url
+
+    @abstractmethod
+    def open(self, now: float) -> list[Frame]:
+        """The WebSocket is open: the frames that begin the handshake (may be none)."""
+
+    @abstractmethod
+    def receive(self, now: float, data: bytes, text: bool) -> Received:
+        """One received WebSocket message: the messages it carried, replies, a failure.
+
+        During the handshake it may set :attr:`ready` (the session's steps
+        start then); a message received before that is never a step's.
+        """
+
+    @abstractmethod
+    def encode(
+        self, action: Action, value: Any, answer: bool
+    ) -> tuple[list[Frame], AnswerKey | None]:
+        """A step's rendered table as frames; the answer's key when ``answer``.
+
+        Raises :class:`CodecInputError` for a table it cannot send (the
+        language checks shapes before the run; templates can still render
+        a wrong type): the step counts it as an error kind, not a traceback.
+        """
+
+    def on_timer(self, now: float) -> list[Frame]:
+        """Time reached :attr:`deadline`: heart-beats or keep-alives to send."""
+        return []
+
+    def goodbye(self) -> list[Frame]:
+        """Frames to send before this side closes (STOMP DISCONNECT, MQTT DISCONNECT)."""
+        return []
+
+
+class CodecInputError(ValueError):
+    """A rendered step value the codec cannot encode (a wrong type from a template)."""
+
+
+__all__ = [
+    "NOTHING",
+    "UNPARSED",
+    "AnswerKey",
+    "Codec",
+    "CodecInputError",
+    "Failure",
+    "Frame",
+    "Message",
+    "Received",
+]
