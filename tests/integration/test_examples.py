@@ -161,7 +161,7 @@ def test_stream_subscribers_count_the_servers_ticks(
     assert summary["unsolicited"] == 0
 
 
-#: the protocol examples, each run against its real server by tests/integration/test_protocol_NAME.py
+#: protocol examples: each run against its real server by tests/integration/test_protocol_NAME.py
 PROTOCOL_EXAMPLES = {"socketio", "graphql", "stomp", "mqtt"}
 
 
