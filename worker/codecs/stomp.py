@@ -1,0 +1,448 @@
+"""STOMP 1.2 over WebSocket (RabbitMQ's Web-STOMP, ActiveMQ, Spring's broker relay...).
+
+A STOMP frame (https://stomp.github.io/stomp-specification-1.2.html) is a
+command line, header lines, a blank line and a body ended by NUL; between
+frames the peer may send bare EOLs (heart-beats). Over WebSocket a frame
+usually fills one message, but several may share one and a large one may be
+split: this codec reads the messages as one byte stream (a partial frame is
+kept, bounded by :data:`MAX_FRAME`).
+
+- handshake: :meth:`StompCodec.open` sends ``CONNECT`` (``accept-version``
+  1.2, 1.1 and 1.0, ``host``, ``login``/``passcode``, ``heart-beat`` and the
+  option ``headers``); the steps run after ``CONNECTED``. A server that
+  answers with anything else speaks another protocol: ``protocol_error``.
+- heart-beats, negotiated as the spec says: we send ``"\\n"`` every
+  ``max(ours, what the server wants)`` ms (:meth:`StompCodec.on_timer`), and
+  when nothing at all came for twice the server's interval the connection
+  is dead: ``heartbeat_timeout`` (:attr:`StompCodec.failure`). Received EOLs
+  are swallowed. Neither is ever a step's message.
+- steps: ``send = {destination, body, headers, content_type}`` (a table
+  body is sent as JSON with ``content-type: application/json``),
+  ``subscribe = {destination, id, ack, headers}``, ``unsubscribe = {id}``.
+  ``receipt = true`` on any of them adds a ``receipt`` header whose value
+  (``r1``, ``r2``... per connection) is the answer's key: the ``RECEIPT``
+  becomes ``{"answer":"r1","command":"RECEIPT"}``, an ``ERROR`` naming it
+  ``{"answer":"r1","command":"ERROR","error":MESSAGE}`` (the step fails
+  with ``stomp_error``). Any other ``ERROR`` is ``stomp_error``, fatal (the
+  server closes after an ERROR anyway).
+- ``MESSAGE`` -> ``{"command":"MESSAGE","destination":D,"subscription":S,
+  "message_id":M,"headers":{...},"body":B}`` (B the JSON value when the body
+  is JSON, else its text), for ``expect`` and ``[deliveries]`` (paths such
+  as ``body.seq``). A subscription with ``ack = "client"`` or
+  ``"client-individual"`` has each of its messages ACKed by the codec.
+
+Bounds: a frame's size (:data:`MAX_FRAME`), its header section
+(:data:`MAX_HEADER_BYTES`, :data:`MAX_HEADERS`), receipts remembered
+(:data:`MAX_RECEIPTS`) and subscriptions with client acks
+(:data:`MAX_SUBSCRIPTIONS`). A peer past them costs ``protocol_error``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsload.common.program import Action
+from wsload.worker.codecs.base import (
+    NOTHING,
+    AnswerKey,
+    Codec,
+    CodecInputError,
+    Failure,
+    Frame,
+    Message,
+    Received,
+)
+
+#: a frame's bytes, headers and body (a partial frame is held up to this)
+MAX_FRAME = 4 * 1024 * 1024
+#: a frame's command and header lines
+MAX_HEADER_BYTES = 64 * 1024
+#: header lines in one frame
+MAX_HEADERS = 256
+#: receipts we wait for at once (a step that timed out leaves its receipt: its
+#: RECEIPT may still come, late; the oldest is forgotten past this)
+MAX_RECEIPTS = 1024
+#: subscriptions whose messages the codec ACKs
+MAX_SUBSCRIPTIONS = 1024
+#: an error's text is cut to this many characters
+TEXT_LIMIT = 200
+#: the default heart-beat: we can send every 10 s, we want one every 10 s (ms)
+DEFAULT_HEART_BEAT = (10000, 10000)
+
+_ESCAPE_12 = str.maketrans({"\\": "\\\\", "\r": "\\r", "\n": "\\n", ":": "\\c"})
+_ESCAPE_11 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"})
+_UNESCAPE = {"\\\\": "\\", "\\r": "\r", "\\n": "\n", "\\c": ":"}
+_CLIENT_ACKS = ("client", "client-individual")
+_ACK_MODES = ("auto", *_CLIENT_ACKS)
+_JSON_START = frozenset(b'{["-0123456789tfn')
+
+
+class StompProtocolError(ValueError):
+    """The peer's bytes are not STOMP (or past a bound): ``protocol_error``."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 3] + "..."
+
+
+def _unescape(value: str) -> str:
+    """STOMP 1.1/1.2 header unescaping; an undefined escape is a protocol error."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = value.find("\\", i)
+        if j < 0:
+            out.append(value[i:])
+            return "".join(out)
+        pair = value[j : j + 2]
+        if pair not in _UNESCAPE:
+            raise StompProtocolError(f"undefined escape {pair!r} in a header")
+        out.append(value[i:j])
+        out.append(_UNESCAPE[pair])
+        i = j + 2
+
+
+def _text(value: Any, what: str) -> str:
+    """A header value from a rendered template: text, or a number/bool as text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    raise CodecInputError(f"{what} must be text, not {type(value).__name__}")
+
+
+def _body_value(body: bytes) -> Any:
+    """A MESSAGE body as the view shows it: its JSON value when it is JSON, else text."""
+    text = body.decode("utf-8", "replace")
+    stripped = body.lstrip()
+    if stripped and stripped[0] in _JSON_START:
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_frames(
+    buf: bytes, escaped: bool
+) -> tuple[list[tuple[str, dict[str, str], bytes]], int, int]:
+    """The whole frames at the start of ``buf``: (frames, bytes used, EOLs skipped).
+
+    Bytes past the last whole frame are a partial frame (``buf[used:]``),
+    kept by the caller. ``escaped``: header values use 1.1/1.2 escapes.
+    Raises :class:`StompProtocolError` for bytes that cannot be STOMP.
+    """
+    frames: list[tuple[str, dict[str, str], bytes]] = []
+    pos = 0
+    eols = 0
+    n = len(buf)
+    while pos < n:
+        c = buf[pos]
+        if c == 10:  # a heart-beat (or the EOLs a frame may end with)
+            pos += 1
+            eols += 1
+            continue
+        if c == 13:
+            if pos + 1 == n:
+                break
+            if buf[pos + 1] != 10:
+                raise StompProtocolError("a lone CR between frames")
+            pos += 2
+            eols += 1
+            continue
+        head_end = buf.find(b"\n\n", pos, pos + MAX_HEADER_BYTES)
+        crlf_end = buf.find(b"\n\r\n", pos, pos + MAX_HEADER_BYTES)
+        if crlf_end >= 0 and (head_end < 0 or crlf_end < head_end):
+            body_at = crlf_end + 3
+            head_end = crlf_end
+        elif head_end >= 0:
+            body_at = head_end + 2
+        else:
+            if n - pos >= MAX_HEADER_BYTES:
+                raise StompProtocolError(f"no end of headers within {MAX_HEADER_BYTES} bytes")
+            break
+        lines = buf[pos:head_end].decode("utf-8", "replace").split("\n")
+        if len(lines) > MAX_HEADERS + 1:
+            raise StompProtocolError(f"more than {MAX_HEADERS} headers in a frame")
+        command = lines[0].removesuffix("\r")
+        if not command.isalpha():
+            raise StompProtocolError(f"not a STOMP command: {_cut(command)!r}")
+        headers: dict[str, str] = {}
+        unescape = escaped and command != "CONNECTED"
+        for line in lines[1:]:
+            line = line.removesuffix("\r")
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise StompProtocolError(f"a header line without ':' in {command}")
+            if unescape and "\\" in line:
+                name, value = _unescape(name), _unescape(value)
+            headers.setdefault(name, value)  # a repeated header: the first one counts
+        length_text = headers.get("content-length")
+        if length_text is not None:
+            if not length_text.isdigit():
+                raise StompProtocolError(f"content-length {_cut(length_text)!r}")
+            end = body_at + int(length_text)
+            if end - pos > MAX_FRAME:
+                raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
+            if end >= n:
+                break
+            if buf[end] != 0:
+                raise StompProtocolError("no NUL after the content-length body")
+        else:
+            end = buf.find(b"\0", body_at, pos + MAX_FRAME)
+            if end < 0:
+                if n - pos >= MAX_FRAME:
+                    raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
+                break
+        frames.append((command, headers, buf[body_at:end]))
+        pos = end + 1
+    return frames, pos, eols
+
+
+class StompCodec(Codec):
+    """One STOMP connection (see the module's docstring)."""
+
+    name: ClassVar[str] = "stomp"
+    #: offered in this order; RabbitMQ picks the first it speaks
+    subprotocol: ClassVar[str | None] = "v12.stomp, v11.stomp, v10.stomp"
+    verbs: ClassVar[frozenset[Action]] = frozenset(
+        {Action.SEND, Action.SUBSCRIBE, Action.UNSUBSCRIBE}
+    )
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        super().__init__(options)
+        #: the failure :meth:`on_timer` found (nothing heard for too long)
+        self.failure: Failure | None = None
+        self.version = "1.2"
+        self._partial = b""
+        self._receipts: dict[str, None] = {}  # pending receipt ids, oldest first
+        self._next_receipt = 1
+        self._next_subscription = 1
+        self._client_acks: dict[str, str] = {}  # subscription id -> ack mode
+        self._send_every = 0.0  # seconds (0: we send no heart-beats)
+        self._hear_within = 0.0  # seconds (0: we do not watch the server)
+        self._next_beat = float("inf")
+        self._heard_at = 0.0
+        beat = options.get("heart_beat", DEFAULT_HEART_BEAT)
+        try:
+            self._beat = (max(0, int(beat[0])), max(0, int(beat[1])))
+        except (TypeError, ValueError, IndexError, KeyError):
+            self._beat = DEFAULT_HEART_BEAT
+
+    # -- the handshake and heart-beats ----------------------------------------------------
+
+    def open(self, now: float) -> list[Frame]:
+        headers: dict[str, str] = {
+            "accept-version": "1.2,1.1,1.0",
+            "host": _text(self.options.get("host", "/"), "host"),
+        }
+        for key in ("login", "passcode"):
+            if self.options.get(key) is not None:
+                headers[key] = _text(self.options[key], key)
+        headers["heart-beat"] = f"{self._beat[0]},{self._beat[1]}"
+        extra = self.options.get("headers") or {}
+        if isinstance(extra, Mapping):
+            for key, value in extra.items():
+                headers.setdefault(str(key), _text(value, f"header {key}"))
+        self._heard_at = now
+        # CONNECT's headers are never escaped (1.2): a value cannot hold EOLs
+        lines = [f"{k}:{v}" for k, v in headers.items() if "\n" not in k + v]
+        return ["CONNECT\n" + "\n".join(lines) + "\n\n\0"]
+
+    def _connected(self, now: float, headers: Mapping[str, str]) -> None:
+        """CONNECTED: the negotiated version and heart-beats; steps may run."""
+        self.version = headers.get("version", "1.0")
+        sx, sy = 0, 0
+        parts = headers.get("heart-beat", "0,0").split(",")
+        if len(parts) == 2 and parts[0].strip().isdigit() and parts[1].strip().isdigit():
+            sx, sy = int(parts[0]), int(parts[1])
+        cx, cy = self._beat
+        self._send_every = max(cx, sy) / 1000 if cx and sy else 0.0
+        self._hear_within = 2 * max(sx, cy) / 1000 if sx and cy else 0.0
+        self._next_beat = now + self._send_every if self._send_every else float("inf")
+        self.ready = True
+        self._rearm()
+
+    def _rearm(self) -> None:
+        hear_by = self._heard_at + self._hear_within if self._hear_within else float("inf")
+        self.deadline = min(self._next_beat, hear_by)
+
+    def on_timer(self, now: float) -> list[Frame]:
+        if self._hear_within and now >= self._heard_at + self._hear_within:
+            if self.failure is None:
+                self.failure = Failure(
+                    "heartbeat_timeout",
+                    f"nothing from the server for {self._hear_within:g} s "
+                    "(twice its heart-beat interval)",
+                )
+            self.deadline = float("inf")
+            return []
+        frames: list[Frame] = []
+        if now >= self._next_beat:
+            frames.append("\n")
+            self._next_beat = now + self._send_every
+        self._rearm()
+        return frames
+
+    def goodbye(self) -> list[Frame]:
+        return ["DISCONNECT\n\n\0"] if self.ready else []
+
+    # -- received frames ------------------------------------------------------------------
+
+    def receive(self, now: float, data: bytes, text: bool) -> Received:
+        self._heard_at = now
+        if self._hear_within:
+            self._rearm()
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        if data == b"\n" or data == b"\r\n":
+            return NOTHING
+        try:
+            frames, used, _ = parse_frames(data, self.version != "1.0")
+        except StompProtocolError as exc:
+            return Received(failure=Failure("protocol_error", _cut(str(exc))))
+        if used < len(data):
+            self._partial = data[used:]
+        if not frames:
+            return NOTHING
+        out = Received()
+        for command, headers, body in frames:
+            failure = self._frame(now, command, headers, body, out)
+            if failure is not None:
+                out.failure = failure
+                break
+        return out
+
+    def _frame(
+        self, now: float, command: str, headers: dict[str, str], body: bytes, out: Received
+    ) -> Failure | None:
+        if command == "MESSAGE" and self.ready:
+            out.messages.append(self._message(headers, body, out))
+            return None
+        if command == "RECEIPT" and self.ready:
+            rid = headers.get("receipt-id", "")
+            self._receipts.pop(rid, None)
+            view = {"answer": rid, "command": "RECEIPT"}
+            out.messages.append(Message(_dumps(view).encode(), view))
+            return None
+        if command == "ERROR":
+            error = headers.get("message") or body.decode("utf-8", "replace").strip()
+            failed = headers.get("receipt-id")
+            if failed is not None and failed in self._receipts:
+                del self._receipts[failed]
+                view = {"answer": failed, "command": "ERROR", "error": _cut(error)}
+                out.messages.append(Message(_dumps(view).encode(), view))
+                return None
+            return Failure("stomp_error", _cut(error or "ERROR frame"))
+        if command == "CONNECTED" and not self.ready:
+            self._connected(now, headers)
+            return None
+        state = "after CONNECTED" if self.ready else "instead of CONNECTED"
+        return Failure("protocol_error", f"unexpected STOMP frame {_cut(command)} {state}")
+
+    def _message(self, headers: dict[str, str], body: bytes, out: Received) -> Message:
+        subscription = headers.get("subscription", "")
+        view = {
+            "command": "MESSAGE",
+            "destination": headers.get("destination", ""),
+            "subscription": subscription,
+            "message_id": headers.get("message-id", ""),
+            "headers": headers,
+            "body": _body_value(body),
+        }
+        if subscription in self._client_acks:
+            out.replies.append(self._ack(headers))
+        return Message(_dumps(view).encode(), view)
+
+    def _ack(self, headers: Mapping[str, str]) -> str:
+        """The ACK of one MESSAGE, as the negotiated version spells it."""
+        if self.version == "1.2":
+            return self._frame_text("ACK", {"id": headers.get("ack", "")}, "")
+        ack = {"message-id": headers.get("message-id", "")}
+        if self.version == "1.1":
+            ack["subscription"] = headers.get("subscription", "")
+        return self._frame_text("ACK", ack, "")
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def encode(
+        self, action: Action, value: Any, answer: bool
+    ) -> tuple[list[Frame], AnswerKey | None]:
+        if not isinstance(value, Mapping):
+            raise CodecInputError(f"{action} takes a table, not {type(value).__name__}")
+        headers: dict[str, str] = {}
+        body = ""
+        if action is Action.SEND:
+            headers["destination"] = _text(value.get("destination"), "destination")
+            raw = value.get("body", "")
+            content_type = value.get("content_type")
+            if isinstance(raw, str):
+                body = raw
+            else:
+                body = _dumps(raw)
+                content_type = content_type or "application/json"
+            if content_type is not None:
+                headers["content-type"] = _text(content_type, "content_type")
+            headers["content-length"] = str(len(body.encode()))
+        elif action is Action.SUBSCRIBE:
+            sid = value.get("id")
+            if sid is None:
+                sid = f"sub-{self._next_subscription}"
+                self._next_subscription += 1
+            sid = _text(sid, "id")
+            headers["id"] = sid
+            headers["destination"] = _text(value.get("destination"), "destination")
+            mode = _text(value.get("ack", "auto"), "ack")
+            if mode not in _ACK_MODES:
+                raise CodecInputError(f"ack must be one of {', '.join(_ACK_MODES)}, not {mode!r}")
+            headers["ack"] = mode
+            if mode in _CLIENT_ACKS:
+                if sid not in self._client_acks and len(self._client_acks) >= MAX_SUBSCRIPTIONS:
+                    raise CodecInputError(f"more than {MAX_SUBSCRIPTIONS} client-ack subscriptions")
+                self._client_acks[sid] = mode
+            else:
+                self._client_acks.pop(sid, None)
+        elif action is Action.UNSUBSCRIBE:
+            sid = _text(value.get("id"), "id")
+            headers["id"] = sid
+            self._client_acks.pop(sid, None)
+        else:
+            raise CodecInputError(f"{action} is not a step of protocol stomp")
+        extra = value.get("headers") or {}
+        if not isinstance(extra, Mapping):
+            raise CodecInputError("headers must be a table")
+        for name, item in extra.items():
+            headers.setdefault(str(name), _text(item, f"header {name}"))
+        receipt: str | None = None
+        if answer:
+            receipt = f"r{self._next_receipt}"
+            self._next_receipt += 1
+            headers["receipt"] = receipt
+            if len(self._receipts) >= MAX_RECEIPTS:
+                del self._receipts[next(iter(self._receipts))]
+            self._receipts[receipt] = None
+        command = "SEND" if action is Action.SEND else action.value.upper()
+        return [self._frame_text(command, headers, body)], receipt
+
+    def _frame_text(self, command: str, headers: Mapping[str, str], body: str) -> str:
+        """A frame to send, its header values escaped as the negotiated version says."""
+        table = _ESCAPE_12 if self.version == "1.2" else _ESCAPE_11
+        if self.version == "1.0":
+            lines = "".join(f"{k}:{v}\n" for k, v in headers.items())
+        else:
+            lines = "".join(
+                f"{k.translate(table)}:{v.translate(table)}\n" for k, v in headers.items()
+            )
+        return f"{command}\n{lines}\n{body}\0"
+
+
+__all__ = ["MAX_FRAME", "MAX_HEADERS", "StompCodec", "StompProtocolError", "parse_frames"]
