@@ -69,8 +69,6 @@ MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
 #: Engine.IO's defaults, when the open packet does not say (milliseconds)
 PING_INTERVAL_MS = 25_000
 PING_TIMEOUT_MS = 20_000
-#: the event a plain ``send = ...`` step emits (Socket.IO's ``socket.send``)
-SEND_EVENT = "message"
 
 _loads = json.loads
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -91,7 +89,7 @@ class SocketIOCodec(Codec):
     """The client side of one Socket.IO v4 connection (see the module's docstring)."""
 
     name: ClassVar[str] = "socketio"
-    verbs: ClassVar[frozenset[Action]] = frozenset({Action.EMIT, Action.SEND})
+    verbs: ClassVar[frozenset[Action]] = frozenset({Action.EMIT})
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
@@ -372,8 +370,6 @@ class SocketIOCodec(Codec):
                 packet = [value["event"], *args]
             else:
                 raise CodecInputError(f"emit args must be a list, not {args!r:.80}")
-        elif action is Action.SEND:
-            packet = [SEND_EVENT, value]
         else:
             raise CodecInputError(f"{action} is not a step of protocol socketio")
         try:
