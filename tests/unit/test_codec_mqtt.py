@@ -1,0 +1,397 @@
+"""The MQTT 3.1.1 codec, sans-I/O: bytes in, bytes and views out, a fake clock.
+
+Packets are written out byte by byte from the specification (3.1.1,
+chapter 3) rather than by the codec's own builders, so an encoder bug
+cannot hide behind the same bug in the decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsload.common.program import Action
+from wsload.worker.codecs import codec_class
+from wsload.worker.codecs.base import CodecInputError, Failure, Received
+from wsload.worker.codecs.mqtt import MqttCodec
+
+CONNACK_OK = b"\x20\x02\x00\x00"
+PINGREQ = b"\xc0\x00"
+PINGRESP = b"\xd0\x00"
+
+
+def u16(n: int) -> bytes:
+    return struct.pack(">H", n)
+
+
+def s(text: str) -> bytes:
+    return u16(len(text.encode())) + text.encode()
+
+
+def publish(topic: str, payload: bytes, qos: int = 0, pid: int = 0, retain: bool = False) -> bytes:
+    body = s(topic) + (u16(pid) if qos else b"") + payload
+    assert len(body) < 128
+    return bytes((0x30 | qos << 1 | int(retain), len(body))) + body
+
+
+def ready(options: dict[str, object] | None = None, now: float = 100.0) -> MqttCodec:
+    codec = MqttCodec({"client_id": "c1", **(options or {})})
+    codec.open(now)
+    assert codec.receive(now, CONNACK_OK, False) == Received()
+    assert codec.ready
+    return codec
+
+
+def views(received: Received) -> list[object]:
+    return [json.loads(m.view) for m in received.messages]
+
+
+def test_registered_under_its_name() -> None:
+    assert codec_class("mqtt") is MqttCodec
+    assert MqttCodec.subprotocol == "mqtt"
+    assert MqttCodec.verbs == {Action.SEND, Action.SUBSCRIBE, Action.UNSUBSCRIBE}
+
+
+def test_connect_packet_is_3_1_1_with_every_option() -> None:
+    codec = MqttCodec(
+        {
+            "client_id": "me",
+            "username": "u",
+            "password": "p",
+            "keepalive": 10,
+            "clean_session": True,
+        }
+    )
+    [frame] = codec.open(0.0)
+    body = s("MQTT") + b"\x04" + b"\xc2" + u16(10) + s("me") + s("u") + s("p")
+    assert frame == b"\x10" + bytes((len(body),)) + body
+    assert not codec.ready
+
+
+def test_connect_without_credentials_and_persistent_session() -> None:
+    [frame] = MqttCodec({"client_id": "me", "keepalive": 0, "clean_session": False}).open(0.0)
+    body = s("MQTT") + b"\x04\x00" + u16(0) + s("me")
+    assert frame == b"\x10" + bytes((len(body),)) + body
+
+
+def test_default_client_id_is_unique_per_connection_and_short() -> None:
+    ids = {MqttCodec({}).client_id for _ in range(50)}
+    assert len(ids) == 50
+    assert all(i.startswith("wsload-") and len(i) <= 23 for i in ids)
+
+
+def test_connack_refused_is_mqtt_refused() -> None:
+    codec = MqttCodec({"client_id": "c"})
+    codec.open(0.0)
+    got = codec.receive(0.0, b"\x20\x02\x00\x05", False)
+    assert got.failure == Failure("mqtt_refused", "CONNACK refused: not authorized")
+    assert not codec.ready
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"HTTP/1.1 200 OK\r\n",  # another protocol
+        publish("t", b"x"),  # a packet before the CONNACK
+        b"\x20\x03\x00\x00\x00",  # a CONNACK of the wrong length
+    ],
+)
+def test_anything_but_connack_first_is_a_protocol_error(frame: bytes) -> None:
+    codec = MqttCodec({"client_id": "c"})
+    codec.open(0.0)
+    got = codec.receive(0.0, frame, False)
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    assert got.failure.fatal
+    assert not codec.ready
+
+
+def test_text_frame_is_a_protocol_error() -> None:
+    got = ready().receive(0.0, b"0{}", True)
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+
+
+def test_publish_qos0_waits_for_nothing() -> None:
+    codec = ready()
+    frames, key = codec.encode(
+        Action.SEND, {"topic": "a/b", "payload": {"seq": 1}, "retain": True}, False
+    )
+    assert key is None
+    assert frames == [publish("a/b", b'{"seq":1}', retain=True)]
+    frames, _ = codec.encode(Action.SEND, {"topic": "a", "payload": "hé"}, False)
+    assert frames == [publish("a", "hé".encode())]
+
+
+def test_publish_qos1_is_answered_by_its_puback() -> None:
+    codec = ready()
+    frames, key = codec.encode(Action.SEND, {"topic": "t", "payload": "x", "qos": 1}, True)
+    assert key == 1
+    assert frames == [publish("t", b"x", qos=1, pid=1)]
+    got = codec.receive(0.0, b"\x40\x02" + u16(1), False)
+    assert [m.view for m in got.messages] == [b'{"answer":1,"type":"puback"}']
+    assert got.messages[0].parsed == {"answer": 1, "type": "puback"}
+    assert not got.replies
+    assert got.failure is None
+    assert not codec.waiting
+
+
+def test_puback_of_no_request_is_counted_not_fatal() -> None:
+    codec = ready()
+    got = codec.receive(0.0, b"\x40\x02" + u16(7), False)
+    assert not got.messages
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    assert not got.failure.fatal
+
+
+def test_qos1_publish_of_a_step_that_does_not_wait_swallows_its_puback() -> None:
+    codec = ready()
+    _, key = codec.encode(Action.SEND, {"topic": "t", "qos": 1}, False)
+    assert key is None
+    assert codec.receive(0.0, b"\x40\x02" + u16(1), False) == Received()
+
+
+def test_packet_ids_skip_those_in_use_and_wrap() -> None:
+    codec = ready()
+    codec.next_id = 65534
+    codec.waiting[65535] = 4
+    codec.waiting[1] = 4
+    keys = [codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)[1] for _ in range(3)]
+    assert keys == [65534, 2, 3]
+
+
+def test_no_free_packet_id_is_an_input_error() -> None:
+    codec = ready()
+    codec.waiting = dict.fromkeys(range(1, 65536), 4)
+    with pytest.raises(CodecInputError, match="no free packet id"):
+        codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+
+
+def test_subscribe_is_answered_by_its_suback() -> None:
+    codec = ready()
+    frames, _key = codec.encode(Action.SUBSCRIBE, {"topic": "news/#", "qos": 1}, True)
+    body = u16(1) + s("news/#") + b"\x01"
+    assert frames == [b"\x82" + bytes((len(body),)) + body]
+    got = codec.receive(0.0, b"\x90\x03" + u16(1) + b"\x01", False)
+    assert views(got) == [{"answer": 1, "type": "suback"}]
+    assert got.messages[0].view.startswith(b'{"answer":1,')
+
+
+def test_refused_subscription_is_an_error_answer() -> None:
+    codec = ready()
+    codec.encode(Action.SUBSCRIBE, {"topic": "$SYS/#"}, True)
+    got = codec.receive(0.0, b"\x90\x03" + u16(1) + b"\x80", False)
+    assert views(got) == [{"answer": 1, "type": "suback", "error": "subscription refused"}]
+
+
+def test_unsubscribe_is_answered_by_its_unsuback() -> None:
+    codec = ready()
+    frames, key = codec.encode(Action.UNSUBSCRIBE, {"topic": "a"}, True)
+    body = u16(1) + s("a")
+    assert frames == [b"\xa2" + bytes((len(body),)) + body]
+    assert key == 1
+    # an UNSUBACK for a SUBSCRIBE's id is not its answer
+    assert codec.receive(0.0, b"\x90\x03" + u16(1) + b"\x00", False).failure is not None
+    got = codec.receive(0.0, b"\xb0\x02" + u16(1), False)
+    assert views(got) == [{"answer": 1, "type": "unsuback"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ({"topic": "t", "qos": 2}, "qos 2 is not supported"),
+        ({"topic": "a/+"}, "without wildcards"),
+        ({"topic": ""}, "without wildcards"),
+        ({"topic": "t", "qos": "x"}, "qos must be"),
+        ({"topic": "t", "qos": True}, "qos must be"),
+        ("text", "needs a table"),
+    ],
+)
+def test_bad_publish_values_are_input_errors(value: object, error: str) -> None:
+    with pytest.raises(CodecInputError, match=error):
+        ready().encode(Action.SEND, value, False)
+
+
+def test_qos0_publish_cannot_wait_and_unknown_verbs_are_refused() -> None:
+    codec = ready()
+    with pytest.raises(CodecInputError, match="no answer"):
+        codec.encode(Action.SEND, {"topic": "t"}, True)
+    with pytest.raises(CodecInputError, match="not a step of protocol mqtt"):
+        codec.encode(Action.EMIT, {"topic": "t"}, True)
+    with pytest.raises(CodecInputError, match="topic must be"):
+        codec.encode(Action.SUBSCRIBE, {"topic": 3}, True)
+
+
+def test_received_publish_is_a_view_with_its_payload_as_json_text_or_base64() -> None:
+    codec = ready()
+    got = codec.receive(0.0, publish("n", b'{"seq": 3}') + publish("n", b"hi", retain=True), False)
+    assert views(got) == [
+        {"topic": "n", "payload": {"seq": 3}, "qos": 0, "retain": False},
+        {"topic": "n", "payload": "hi", "qos": 0, "retain": True},
+    ]
+    assert got.messages[0].view == b'{"topic":"n","payload":{"seq":3},"qos":0,"retain":false}'
+    assert got.messages[0].parsed == json.loads(got.messages[0].view)
+    got = codec.receive(0.0, publish("n", b"\xff\x00"), False)
+    assert views(got)[0] == {
+        "topic": "n",
+        "payload": {"_binary": "/wA="},
+        "qos": 0,
+        "retain": False,
+    }
+    assert not got.replies
+
+
+def test_qos1_delivery_is_pubacked_by_the_codec() -> None:
+    got = ready().receive(0.0, publish("n", b"1", qos=1, pid=9), False)
+    assert views(got) == [{"topic": "n", "payload": 1, "qos": 1, "retain": False}]
+    assert got.replies == [b"\x40\x02" + u16(9)]
+
+
+def test_qos2_delivery_goes_through_pubrec_pubrel_pubcomp_and_is_delivered_once() -> None:
+    codec = ready()
+    got = codec.receive(0.0, publish("n", b"1", qos=2, pid=5), False)
+    assert len(got.messages) == 1
+    assert got.replies == [b"\x50\x02" + u16(5)]
+    again = codec.receive(0.0, publish("n", b"1", qos=2, pid=5), False)  # resent: not again
+    assert not again.messages
+    assert again.replies == [b"\x50\x02" + u16(5)]
+    rel = codec.receive(0.0, b"\x62\x02" + u16(5), False)
+    assert rel.replies == [b"\x70\x02" + u16(5)]
+    assert not rel.messages
+    assert not codec.qos2_in
+
+
+def test_stream_reassembled_across_frames_in_any_split() -> None:
+    stream = publish("a", b'{"n":1}') + b"\x40\x02" + u16(1) + publish("b", b"x" * 100)
+    for cut in range(len(stream) + 1):
+        codec = ready()
+        codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+        out = [*codec.receive(0.0, stream[:cut], False).messages]
+        out += codec.receive(0.0, stream[cut:], False).messages
+        assert [m.view for m in out] == [
+            b'{"topic":"a","payload":{"n":1},"qos":0,"retain":false}',
+            b'{"answer":1,"type":"puback"}',
+            b'{"topic":"b","payload":"' + b"x" * 100 + b'","qos":0,"retain":false}',
+        ], cut
+
+
+def test_big_packet_in_many_frames() -> None:
+    codec = ready()
+    payload = b"y" * 300_000
+    body = s("big") + payload
+    length = bytearray()
+    n = len(body)
+    while n:
+        length.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+    stream = b"\x30" + bytes(length) + body
+    got = [codec.receive(0.0, stream[i : i + 1000], False) for i in range(0, len(stream), 1000)]
+    assert [len(g.messages) for g in got].count(1) == 1
+    assert sum(len(g.messages) for g in got) == 1
+    assert not codec.reader.buffer
+
+
+def test_packet_past_max_message_size_is_refused_at_its_header() -> None:
+    codec = MqttCodec({"client_id": "c"}, max_message_size=1000)
+    codec.open(0.0)
+    codec.receive(0.0, CONNACK_OK, False)
+    got = codec.receive(0.0, b"\x30\xff\xff\x7f", False)  # claims 2 MB
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    assert "exceeds max_message_size" in got.failure.text
+
+
+def test_remaining_length_of_five_bytes_is_refused() -> None:
+    got = ready().receive(0.0, b"\x30\xff\xff\xff\xff\x01", False)
+    assert got.failure is not None
+    assert "longer than 4 bytes" in got.failure.text
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x40\x03\x00\x01\x00",  # PUBACK of 3 bytes
+        b"\x41\x02\x00\x01",  # PUBACK with flags
+        b"\x36\x03\x00\x01a",  # PUBLISH QoS 3
+        b"\x32\x03\x00\x01a",  # QoS 1 PUBLISH without its packet id
+        b"\x30\x03\x00\x05a",  # topic past the packet
+        b"\x30\x04\x00\x02\xff\xfe",  # topic not UTF-8
+        b"\x82\x02\x00\x01",  # a SUBSCRIBE from the server
+        b"\xd0\x01\x00",  # PINGRESP with a body
+        b"\x90\x02\x00\x01",  # SUBACK without return codes
+    ],
+)
+def test_malformed_packets_are_protocol_errors(frame: bytes) -> None:
+    got = ready().receive(0.0, frame, False)
+    assert got.failure is not None, frame
+    assert got.failure.kind == "protocol_error"
+    assert got.failure.fatal
+
+
+def test_pingreq_on_the_keepalive_timer_and_pingresp_swallowed() -> None:
+    codec = ready({"keepalive": 5}, now=100.0)
+    assert codec.deadline == 105.0
+    assert codec.on_timer(104.0) == []
+    assert codec.on_timer(105.0) == [PINGREQ]
+    assert codec.deadline == 110.0  # its PINGRESP is due within the keep-alive
+    assert codec.receive(106.0, PINGRESP, False) == Received()
+    assert codec.deadline == 110.0  # the next PINGREQ: keepalive after the last one
+    assert codec.on_timer(110.0) == [PINGREQ]
+    assert codec.failure is None
+
+
+def test_a_reply_sent_moves_the_next_pingreq() -> None:
+    codec = ready({"keepalive": 5}, now=100.0)
+    codec.receive(103.0, publish("n", b"1", qos=1, pid=1), False)  # PUBACK sent at 103
+    assert codec.deadline == 108.0
+
+
+def test_no_pingresp_within_the_keepalive_is_keepalive_timeout() -> None:
+    codec = ready({"keepalive": 5}, now=100.0)
+    assert codec.on_timer(105.0) == [PINGREQ]
+    assert codec.on_timer(109.9) == []
+    assert codec.on_timer(110.0) == []
+    assert codec.failure is not None
+    assert codec.failure.kind == "keepalive_timeout"
+    assert codec.deadline == float("inf")
+    assert codec.receive(111.0, PINGRESP, False).failure == codec.failure
+
+
+def test_keepalive_zero_never_pings() -> None:
+    codec = ready({"keepalive": 0})
+    assert codec.deadline == float("inf")
+    assert codec.on_timer(1e9) == []
+
+
+def test_goodbye_is_disconnect_once_connected() -> None:
+    codec = MqttCodec({"client_id": "c"})
+    codec.open(0.0)
+    assert codec.goodbye() == []
+    codec.receive(0.0, CONNACK_OK, False)
+    assert codec.goodbye() == [b"\xe0\x00"]
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_give_messages_or_a_failure_never_an_exception(data: bytes) -> None:
+    codec = ready()
+    codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    got = codec.receive(0.0, data, False)
+    assert isinstance(got, Received)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=6))
+def test_any_split_of_a_stream_reads_the_same(cuts: list[int]) -> None:
+    stream = b"".join(publish(f"t{i}", b'{"seq":%d}' % i, qos=i % 2, pid=i + 1) for i in range(4))
+    codec = ready()
+    got: list[bytes] = []
+    at = 0
+    for cut in sorted(c for c in cuts if c < len(stream)):
+        got += [m.view for m in codec.receive(0.0, stream[at:cut], False).messages]
+        at = cut
+    got += [m.view for m in codec.receive(0.0, stream[at:], False).messages]
+    assert [json.loads(v)["payload"]["seq"] for v in got] == [0, 1, 2, 3]

@@ -1,0 +1,366 @@
+"""MQTT 3.1.1 over WebSocket (subprotocol ``mqtt``): the sans-I/O codec.
+
+MQTT over WebSocket is a byte stream carried in binary frames: a frame may
+hold several packets or part of one (brokers are free to split), so the
+codec reassembles the stream (:class:`~wsload.worker.codecs.mqtt_wire.PacketReader`,
+bounded by the job's ``max_message_size`` per packet) before it reads a
+packet. What a scenario sees:
+
+- ``send = {topic, payload, qos, retain}`` is a PUBLISH; QoS 1 waits for its
+  PUBACK (the answer's key is the packet id), QoS 0 waits for nothing, QoS 2
+  is refused (not supported). ``subscribe = {topic, qos}`` waits for its
+  SUBACK, ``unsubscribe = {topic}`` for its UNSUBACK. Packet ids run
+  1..65535 per connection, skipping the ones still waiting for an answer.
+- A received PUBLISH is the message ``{"topic":T,"payload":P,"qos":Q,"retain":R}``
+  (P the payload's JSON value when it is JSON, else its text, else
+  ``{"_binary":"<base64>"}``): an expect's or a ``[deliveries]``'s. A QoS 1
+  delivery is PUBACKed and a QoS 2 one goes through PUBREC/PUBREL/PUBCOMP
+  (delivered once) by the codec itself: housekeeping, never counted.
+- Answers: ``{"answer":PID,"type":"puback"|"suback"|"unsuback"}``, and a
+  refused subscription (SUBACK 0x80) ``{"answer":PID,"type":"suback","error":...}``,
+  which fails the step with ``mqtt_error``.
+- The handshake: CONNECT on open (client id, username/password, keep-alive,
+  clean session), ready on CONNACK 0; any other return code is
+  ``Failure("mqtt_refused")``. The keep-alive: a PINGREQ when nothing was
+  sent for ``keepalive`` seconds, its PINGRESP swallowed; none within
+  ``keepalive`` more is ``Failure("keepalive_timeout")`` (reported by the
+  next :meth:`MqttCodec.receive` or by :attr:`MqttCodec.failure` after
+  :meth:`MqttCodec.on_timer`). DISCONNECT is the goodbye.
+- A packet that breaks the protocol (bad length, a packet a server never
+  sends, a text frame) is ``Failure("protocol_error")``: the connection is
+  closed, never a traceback.
+
+Options (rendered per client): ``client_id`` (default ``wsload-`` and 16
+random hex digits: unique per connection, 23 characters, the length every
+broker must accept), ``username``, ``password``, ``keepalive`` (seconds,
+30; 0 = none), ``clean_session`` (true).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
+from wsload.common.program import Action
+from wsload.worker.codecs.base import (
+    NOTHING,
+    AnswerKey,
+    Codec,
+    CodecInputError,
+    Failure,
+    Frame,
+    Message,
+    Received,
+)
+from wsload.worker.codecs.mqtt_wire import (
+    CONNACK,
+    DISCONNECT,
+    PINGREQ_PACKET,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    UNSUBACK,
+    MalformedPacket,
+    PacketReader,
+    ack_packet,
+    connect_packet,
+    publish_packet,
+    read_publish,
+    read_u16,
+    subscribe_packet,
+    unsubscribe_packet,
+)
+
+DEFAULT_KEEPALIVE = 30
+#: CONNACK return codes (3.1.1, section 3.2.2.3)
+REFUSALS = {
+    1: "unacceptable protocol version",
+    2: "identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+_ANSWER_TYPES = {PUBACK: "puback", SUBACK: "suback", UNSUBACK: "unsuback"}
+_SEND_TYPE = {Action.SEND: PUBACK, Action.SUBSCRIBE: SUBACK, Action.UNSUBSCRIBE: UNSUBACK}
+_PACKET_IDS = 65535
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def payload_value(payload: bytes) -> Any:
+    """A received payload as the view shows it: JSON value, else text, else base64."""
+    try:
+        return json.loads(payload)
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        pass
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return {"_binary": base64.b64encode(payload).decode()}
+
+
+def _topics(value: Any) -> list[str]:
+    topic = value.get("topic")
+    topics = [topic] if isinstance(topic, str) else topic
+    if not isinstance(topics, list) or not topics:
+        raise CodecInputError(f"topic must be a string or a list of strings, got {topic!r}")
+    for t in topics:
+        if not isinstance(t, str) or not t:
+            raise CodecInputError(f"topic must be a non-empty string, got {t!r}")
+    return topics
+
+
+def _qos(value: Any, highest: int) -> int:
+    qos = value.get("qos", 0)
+    if isinstance(qos, str) and qos.isdigit():
+        qos = int(qos)
+    if isinstance(qos, bool) or not isinstance(qos, int) or not 0 <= qos <= 2:
+        raise CodecInputError(f"qos must be 0, 1 or 2, got {qos!r}")
+    if qos > highest:
+        raise CodecInputError(f"qos {qos} is not supported for a publish (0 or 1)")
+    return qos
+
+
+def _payload(value: Any) -> bytes:
+    payload = value.get("payload", "")
+    if isinstance(payload, str):
+        return payload.encode()
+    if isinstance(payload, bytes):
+        return payload
+    return _dumps(payload)
+
+
+class MqttCodec(Codec):
+    """One MQTT 3.1.1 connection's state (see the module's docstring)."""
+
+    name: ClassVar[str] = "mqtt"
+    subprotocol: ClassVar[str | None] = "mqtt"
+    verbs: ClassVar[frozenset[Action]] = frozenset(
+        {Action.SEND, Action.SUBSCRIBE, Action.UNSUBSCRIBE}
+    )
+
+    def __init__(
+        self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ) -> None:
+        super().__init__(options)
+        client_id = options.get("client_id")
+        self.client_id = str(client_id) if client_id else f"wsload-{secrets.token_hex(8)}"
+        keepalive = options.get("keepalive", DEFAULT_KEEPALIVE)
+        if isinstance(keepalive, str) and keepalive.isdigit():
+            keepalive = int(keepalive)
+        if isinstance(keepalive, bool) or not isinstance(keepalive, int):
+            keepalive = DEFAULT_KEEPALIVE  # the language checked it: a template's wrong type
+        self.keepalive = min(max(keepalive, 0), 65535)
+        self.reader = PacketReader(max_message_size)
+        #: packet id -> the answer's packet type; ``silent`` ids answer no step
+        self.waiting: dict[int, int] = {}
+        self.silent: set[int] = set()
+        self.next_id = 1
+        #: QoS 2 deliveries received, their PUBREL not yet (delivered once)
+        self.qos2_in: set[int] = set()
+        self.last_sent = 0.0
+        self.ping_sent: float | None = None
+        #: a failure found by :meth:`on_timer` (the keep-alive's), for the session
+        self.failure: Failure | None = None
+
+    # -- the handshake and the keep-alive --------------------------------
+
+    def open(self, now: float) -> list[Frame]:
+        opts = self.options
+        username, password = opts.get("username"), opts.get("password")
+        packet = connect_packet(
+            self.client_id,
+            keepalive=self.keepalive,
+            clean_session=opts.get("clean_session", True) not in (False, "false", 0, "0"),
+            username=None if username is None else str(username),
+            password=None if password is None else str(password).encode(),
+        )
+        self._sent(now)
+        return [packet]
+
+    def _sent(self, now: float) -> None:
+        self.last_sent = now
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.keepalive or self.failure is not None:
+            self.deadline = float("inf")
+        elif self.ping_sent is not None:
+            self.deadline = self.ping_sent + self.keepalive
+        else:
+            self.deadline = self.last_sent + self.keepalive
+
+    def on_timer(self, now: float) -> list[Frame]:
+        if not self.keepalive or self.failure is not None or now < self.deadline:
+            return []
+        if self.ping_sent is not None:  # the PINGRESP is overdue
+            self.failure = Failure(
+                "keepalive_timeout", f"no PINGRESP within the keep-alive ({self.keepalive} s)"
+            )
+            self._schedule()
+            return []
+        self.ping_sent = now
+        self._sent(now)
+        return [PINGREQ_PACKET]
+
+    def goodbye(self) -> list[Frame]:
+        return [bytes((DISCONNECT << 4, 0))] if self.ready else []
+
+    # -- steps -------------------------------------------------------------
+
+    def _packet_id(self) -> int:
+        if len(self.waiting) >= _PACKET_IDS:
+            raise CodecInputError("no free packet id: 65535 requests wait for their answers")
+        pid = self.next_id
+        while pid in self.waiting:
+            pid = pid % _PACKET_IDS + 1
+        self.next_id = pid % _PACKET_IDS + 1
+        return pid
+
+    def encode(
+        self, action: Action, value: Any, answer: bool
+    ) -> tuple[list[Frame], AnswerKey | None]:
+        if not isinstance(value, Mapping):
+            raise CodecInputError(f"{action} needs a table, got {type(value).__name__}")
+        if action is Action.SEND:
+            topic = value.get("topic")
+            if not isinstance(topic, str) or not topic or "+" in topic or "#" in topic:
+                raise CodecInputError(f"a publish needs a topic without wildcards, got {topic!r}")
+            qos = _qos(value, 1)
+            payload = _payload(value)
+            if qos == 0:
+                if answer:
+                    raise CodecInputError("a QoS 0 publish has no answer to wait for")
+                return [publish_packet(topic, payload, 0, bool(value.get("retain")), 0)], None
+            pid = self._packet_id()
+            frame = publish_packet(topic, payload, qos, bool(value.get("retain")), pid)
+        elif action is Action.SUBSCRIBE:
+            topics, qos = _topics(value), _qos(value, 2)
+            pid = self._packet_id()
+            frame = subscribe_packet(pid, [(t, qos) for t in topics])
+        elif action is Action.UNSUBSCRIBE:
+            pid = self._packet_id()
+            frame = unsubscribe_packet(pid, _topics(value))
+        else:
+            raise CodecInputError(f"{action} is not a step of protocol mqtt")
+        self.waiting[pid] = _SEND_TYPE[action]
+        if not answer:
+            self.silent.add(pid)
+        return [frame], (pid if answer else None)
+
+    # -- received ------------------------------------------------------------
+
+    def receive(self, now: float, data: bytes, text: bool) -> Received:
+        if self.failure is not None:
+            return Received(failure=self.failure)
+        if text:
+            return self._fail("MQTT over WebSocket is binary: got a text message")
+        if (
+            not self.ready
+            and not self.reader.buffer
+            and data[:2] not in (b"\x20\x02", b"\x20", b"")
+        ):
+            return self._fail(f"expected a CONNACK, got {bytes(data[:8])!r}")
+        try:
+            packets = self.reader.feed(data)
+        except MalformedPacket as e:
+            return self._fail(str(e))
+        if not packets:
+            return NOTHING
+        out = Received()
+        try:
+            for first, body in packets:
+                self._packet(now, first, body, out)
+                if out.failure is not None and out.failure.fatal:
+                    break
+        except MalformedPacket as e:
+            return self._fail(str(e), out)
+        if out.replies:
+            self._sent(now)
+        return out
+
+    def _fail(self, text: str, out: Received | None = None) -> Received:
+        failure = Failure("protocol_error", text)
+        if out is None:
+            return Received(failure=failure)
+        out.failure = failure
+        return out
+
+    def _packet(self, now: float, first: int, body: memoryview, out: Received) -> None:
+        kind, flags = first >> 4, first & 0x0F
+        if not self.ready:
+            if kind != CONNACK or flags or len(body) != 2:
+                raise MalformedPacket(f"expected a CONNACK, got packet type {kind}")
+            code = body[1]
+            if code:
+                reason = REFUSALS.get(code, f"return code {code}")
+                out.failure = Failure("mqtt_refused", f"CONNACK refused: {reason}")
+                return
+            self.ready = True
+            return
+        if kind == PUBLISH:
+            self._publish(flags, body, out)
+            return
+        if flags != (2 if kind == PUBREL else 0):
+            raise MalformedPacket(f"packet type {kind} with flags {flags:#x}")
+        if kind in _ANSWER_TYPES:
+            self._answer(kind, body, out)
+        elif kind == PINGRESP:
+            if len(body):
+                raise MalformedPacket("PINGRESP with a body")
+            self.ping_sent = None
+            self._schedule()
+        elif kind == PUBREL:
+            pid = read_u16(body, 0, len(body) == 2)
+            self.qos2_in.discard(pid)
+            out.replies.append(ack_packet(PUBCOMP, pid))
+        else:  # CONNACK again, PUBREC/PUBCOMP (we never publish QoS 2), client packets
+            raise MalformedPacket(f"unexpected packet type {kind} from the server")
+
+    def _publish(self, flags: int, body: memoryview, out: Received) -> None:
+        qos = (flags >> 1) & 3
+        topic, pid, payload = read_publish(body, qos)
+        if qos == 2:
+            out.replies.append(ack_packet(PUBREC, pid))
+            if pid in self.qos2_in:  # a resent one: delivered already
+                return
+            self.qos2_in.add(pid)
+        elif qos == 1:
+            out.replies.append(ack_packet(PUBACK, pid))
+        value = {"topic": topic, "payload": payload_value(payload), "qos": qos}
+        value["retain"] = bool(flags & 1)
+        out.messages.append(Message(_dumps(value), value))
+
+    def _answer(self, kind: int, body: memoryview, out: Received) -> None:
+        if kind == SUBACK:
+            if len(body) < 3:
+                raise MalformedPacket("SUBACK without return codes")
+            pid = read_u16(body, 0, True)
+        else:
+            pid = read_u16(body, 0, len(body) == 2)
+        expected = self.waiting.get(pid)
+        if expected != kind:
+            text = f"{_ANSWER_TYPES[kind].upper()} for packet id {pid}, which waits for no such"
+            out.failure = Failure("protocol_error", text, fatal=False)
+            return
+        del self.waiting[pid]
+        if pid in self.silent:
+            self.silent.discard(pid)
+            return
+        value: dict[str, Any] = {"answer": pid, "type": _ANSWER_TYPES[kind]}
+        if kind == SUBACK and 0x80 in body[2:]:
+            value["error"] = "subscription refused"
+        out.messages.append(Message(_dumps(value), value))
+
+
+__all__ = ["MqttCodec", "payload_value"]
