@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from wsload.common.program import Action
+from wsload.common.protocols import STOMP_ACKS, SUBPROTOCOLS, VERBS, option_defaults
 from wsload.worker.codecs.base import (
     NOTHING,
     AnswerKey,
@@ -68,14 +69,15 @@ MAX_RECEIPTS = 1024
 MAX_SUBSCRIPTIONS = 1024
 #: an error's text is cut to this many characters
 TEXT_LIMIT = 200
+_DEFAULTS = option_defaults("stomp")
 #: the default heart-beat: we can send every 10 s, we want one every 10 s (ms)
-DEFAULT_HEART_BEAT = (10000, 10000)
+DEFAULT_HEART_BEAT: tuple[int, int] = tuple(_DEFAULTS["heart_beat"])
 
 _ESCAPE_12 = str.maketrans({"\\": "\\\\", "\r": "\\r", "\n": "\\n", ":": "\\c"})
 _ESCAPE_11 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"})
 _UNESCAPE = {"\\\\": "\\", "\\r": "\r", "\\n": "\n", "\\c": ":"}
 _CLIENT_ACKS = ("client", "client-individual")
-_ACK_MODES = ("auto", *_CLIENT_ACKS)
+_ACK_MODES = STOMP_ACKS
 _JSON_START = frozenset(b'{["-0123456789tfn')
 
 
@@ -211,11 +213,9 @@ class StompCodec(Codec):
     """One STOMP connection (see the module's docstring)."""
 
     name: ClassVar[str] = "stomp"
-    #: offered in this order; RabbitMQ picks the first it speaks
-    subprotocol: ClassVar[str | None] = "v12.stomp, v11.stomp, v10.stomp"
-    verbs: ClassVar[frozenset[Action]] = frozenset(
-        {Action.SEND, Action.SUBSCRIBE, Action.UNSUBSCRIBE}
-    )
+    #: offered in this order (v12.stomp first); RabbitMQ picks the first it speaks
+    subprotocol: ClassVar[str | None] = ", ".join(SUBPROTOCOLS["stomp"])
+    verbs: ClassVar[frozenset[Action]] = VERBS["stomp"]
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
@@ -242,7 +242,7 @@ class StompCodec(Codec):
     def open(self, now: float) -> list[Frame]:
         headers: dict[str, str] = {
             "accept-version": "1.2,1.1,1.0",
-            "host": _text(self.options.get("host", "/"), "host"),
+            "host": _text(self.options.get("host", _DEFAULTS["host"]), "host"),
         }
         for key in ("login", "passcode"):
             if self.options.get(key) is not None:
