@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from wsload.common.program import Action
+from wsload.common.protocols import SUBPROTOCOLS, VERBS
 from wsload.worker.codecs.base import (
     NOTHING,
     AnswerKey,
@@ -98,10 +99,9 @@ class GraphQLCodec(Codec):
     """``protocol = "graphql"``: see the module's docstring."""
 
     name: ClassVar[str] = "graphql"
-    subprotocol: ClassVar[str | None] = "graphql-transport-ws"
-    verbs: ClassVar[frozenset[Action]] = frozenset(
-        {Action.SUBSCRIBE, Action.QUERY, Action.UNSUBSCRIBE}
-    )
+    #: graphql-transport-ws (one declaration with the language: common/protocols.py)
+    subprotocol: ClassVar[str | None] = ", ".join(SUBPROTOCOLS["graphql"])
+    verbs: ClassVar[frozenset[Action]] = VERBS["graphql"]
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
