@@ -51,7 +51,17 @@ ENGINE_CHOICES = ("auto", *ENGINES)
 
 #: The value types of the spec's fields, named after their annotation in JobSpec.
 Kind = Literal[
-    "int", "float", "float?", "str", "bool", "strs", "headers", "steps", "table?", "mode"
+    "int",
+    "float",
+    "float?",
+    "str",
+    "bool",
+    "strs",
+    "headers",
+    "steps",
+    "table?",
+    "mode",
+    "protocol",
 ]
 KINDS: Mapping[str, Kind] = {
     "int": "int",
@@ -64,6 +74,7 @@ KINDS: Mapping[str, Kind] = {
     "tuple[dict[str, Any], ...]": "steps",
     "dict[str, Any] | None": "table?",
     "Mode": "mode",
+    "str | dict[str, Any] | None": "protocol",
 }
 #: Commands that offer a field's flag: ``run`` (also ``wsload coordinator``) and ``test``.
 RUN = frozenset({"run"})
@@ -174,6 +185,8 @@ FIELDS: tuple[Field, ...] = (
     Field("stages", "A load profile of clients and rate, linear between stages ([[stages]])."),
     Field("deliveries", "Which received messages are deliveries of a publish/subscribe "
           "service ([deliveries]: match, topic, seq, sent_at, topics, source)."),
+    Field("protocol", "The protocol spoken over the WebSocket: raw (the default), socketio, "
+          "graphql, stomp, mqtt, or a table {name, options...} (common/protocols.py)."),
     Field("event_names", "Event name to subscribe and trigger (repeatable).", "--event-name",
           commands=frozenset({"test"})),
     Field("event_count", "Events triggered per name (default {default}).", "--event-count",
@@ -241,6 +254,12 @@ def coerce(kind: Kind, value: Any) -> Any:
             return None
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise ValueError(f"expected a table, got {describe(value)}")
+        return dict(value)
+    if kind == "protocol":  # a name, or a table; common.protocols checks the rest
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"expected a protocol's name or a table, got {describe(value)}")
         return dict(value)
     try:  # mode
         return Mode(value)

@@ -289,10 +289,13 @@ def key_problem(key: Key, value: Any) -> str | None:
         ok = isinstance(value, list | tuple)
     elif kind == "body":
         ok = isinstance(value, str | dict | list | tuple)
-    elif kind in ("int", "pair"):
-        items = value if kind == "pair" and isinstance(value, list | tuple) else [value]
-        ok = (kind == "int" or len(items) == 2) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "pair":
+        ok = (
+            isinstance(value, list | tuple)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
         )
     elif kind == "bool":
         ok = isinstance(value, bool)

@@ -99,7 +99,9 @@ class JobSpec:
     and ``stages`` (a load profile; they set ``duration`` and ``num_clients``
     when those are not given, and must agree with them when they are),
     ``deliveries`` (which received messages are deliveries of a
-    publish/subscribe service, for the steps without ``scenarios``), all
+    publish/subscribe service, for the steps without ``scenarios``),
+    ``protocol`` (what the steps speak over the WebSocket, for every
+    scenario that does not name its own: :mod:`wsload.common.protocols`), all
     checked here by :func:`wsload.common.workload.workload_problems`, the
     compiler the worker runs. A job with none of steps, loop and scenarios is
     the echo load. ``steps`` is also the integration scenario; the ``event_*``
@@ -145,6 +147,7 @@ class JobSpec:
     feeder: dict[str, Any] | None = None
     stages: tuple[dict[str, Any], ...] = ()
     deliveries: dict[str, Any] | None = None
+    protocol: str | dict[str, Any] | None = None
     event_names: tuple[str, ...] = ("test-event",)
     event_count: int = 5
     event_method: str = "POST"

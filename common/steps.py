@@ -47,17 +47,27 @@ check recurses without bound.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wsload.common.errors import SpecError
-from wsload.common.fanout_language import parse_post, parse_publish
-from wsload.common.match import BinaryMatcher, RegexMatcher, compile_matcher
-from wsload.common.program import Action, HttpPost, Step, Think
+from wsload.common.fanout_language import parse_publish
+from wsload.common.match import compile_matcher
+from wsload.common.program import Action, Step
+from wsload.common.protocol_steps import (
+    ANSWER_KEYS,
+    PROTOCOL_VERBS,
+    answer_captures,
+    answer_option_problems,
+    not_a_step,
+    only_on_expects,
+    steps_word,
+)
+from wsload.common.protocols import COMMON_VERBS, RAW, ProtocolDecl
+from wsload.common.step_bodies import action_body, step_label
 from wsload.common.stepvalues import (
+    DEFAULT_STEPS,
     EXPECT_KEYS,
     MAX_NAME_LENGTH,
     MAX_STEP_SECONDS,
@@ -67,13 +77,11 @@ from wsload.common.stepvalues import (
     did_you_mean,
     name_problem,
     parse_captures,
-    parse_hex,
-    parse_think,
     seconds_ok,
     unknown_keys,
     value_shape_problem,
 )
-from wsload.common.template import compile_send, unknown_variable_problems
+from wsload.common.template import unknown_variable_problems
 
 if TYPE_CHECKING:
     from wsload.common.program import Workload
@@ -91,33 +99,10 @@ ACTIONS = (
     "post",
 )
 ALIASES: Mapping[str, str] = {"wait": "think"}
-OPTIONS = ("name", "timeout", "capture", "fail", "publish")
-STEP_KEYS = (*ACTIONS, *ALIASES, *OPTIONS)
-
-#: The default conversation: a JSON round trip whose every field must survive.
-DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
-    {
-        "send": {
-            "type": "integration",
-            "id": "wsload-{seq}",
-            "text": "héllo ✓",
-            "number": 12345.5,
-            "flag": True,
-            "nested": {"list": [1, "two", None], "empty": {}},
-        }
-    },
-    {
-        "expect": {
-            "type": "integration",
-            "id": "wsload-1",
-            "text": "héllo ✓",
-            "number": 12345.5,
-            "flag": True,
-            "nested": {"list": [1, "two", None], "empty": {}},
-        }
-    },
-    {"close": 1000},
-)
+OPTIONS = ("name", "timeout", "capture", "fail", "publish", *ANSWER_KEYS)
+#: Every verb a step may have in some protocol (:mod:`wsload.common.protocols`).
+VERB_KEYS = (*ACTIONS, *ALIASES, *PROTOCOL_VERBS)
+STEP_KEYS = (*VERB_KEYS, *OPTIONS)
 
 
 class ScenarioError(SpecError):
@@ -142,6 +127,7 @@ def compile_step(
     feeder_columns: Collection[str] | None = (),
     default_name: str = "",
     position: int | None = None,
+    decl: ProtocolDecl | None = RAW,
 ) -> Compiled | list[str]:
     """Step ``number`` compiled, or every problem with it (without its location).
 
@@ -151,69 +137,34 @@ def compile_step(
     step's list (``position``, default ``number``), for a clearer message.
     ``feeder_columns`` None: the feeder could not be read, so any variable
     may be one of its columns (its problem is said once, not per use).
+    ``decl``: the protocol the step speaks (None: an unknown one, whose
+    problem is said once; only its common verbs are checked).
     """
     if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
         return ["expected a table of action = value"]
     problems: list[str] = []
     unknown = unknown_keys(item, STEP_KEYS)
     problems += unknown
-    actions = [k for k in item if k in ACTIONS or k in ALIASES]
+    actions = [k for k in item if k in VERB_KEYS]
     if len(actions) != 1:
         if not unknown or actions:
             verb = "has " + " and ".join(actions) if actions else "has none"
-            problems.append(f"needs exactly one of {', '.join(ACTIONS)} ({verb})")
+            choices = ", ".join(ACTIONS) if decl is RAW else steps_word(decl)
+            problems.append(f"needs exactly one of {choices} ({verb})")
         return problems
     key = actions[0]
-    action = Action(ALIASES.get(key, key))
-    value = item[key]
-    names: set[str] = set()
-    body: Any = None
-    shape = value_shape_problem(value)
-    if shape:
-        problems.append(f"{key} value is {shape}")
-    elif action is Action.SEND:
-        if not isinstance(value, str | dict | list):
-            problems.append("send takes a text template or a table")
-        else:
-            body = compile_send(value)
-            problems += body.problems
-            names |= body.names
-    elif action in (Action.SEND_BINARY, Action.EXPECT_BINARY):
-        value = parse_hex(value)
-        if value is None:
-            problems.append(f"{key} must be a hex string")
-        else:
-            body = value if action is Action.SEND_BINARY else BinaryMatcher(value)
-    elif action is Action.EXPECT:
-        body = compile_matcher(value)
-        problems += body.problems
-        names |= body.names
-    elif action is Action.EXPECT_REGEX:
-        if not isinstance(value, str):
-            problems.append("expect_regex must be a string")
-        else:
-            try:
-                value = re.compile(value)
-                body = RegexMatcher(value)
-            except (re.error, RecursionError, OverflowError) as exc:
-                problems.append(f"bad regular expression ({exc})")
-    elif action is Action.POST:
-        body, post_problems, post_names = parse_post(value)
-        problems += post_problems
-        names |= post_names
-    elif action is Action.THINK:
-        think = parse_think(key, value)
-        if isinstance(think, str):
-            problems.append(think)
-        else:
-            body = value = think
-    else:  # close
-        if value is True:
-            value = 1000
-        if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value < 5000:
-            problems.append("close takes a close code (1000-4999) or true")
-        body = value
-    expects = key in EXPECT_KEYS
+    if decl is None and key not in COMMON_VERBS and key not in ALIASES:
+        return problems  # the protocol is unknown (said once): its verbs cannot be checked
+    if decl is not None and key not in decl.step_names and key not in ALIASES:
+        return [*problems, not_a_step(decl, key)]
+    action = Action(ALIASES.get(key, key)) if key in ACTIONS or key in ALIASES else Action.SEND
+    compiled = action_body(key, action, item[key], item, decl or RAW)
+    action, body, value, answer = compiled.action, compiled.body, compiled.value, compiled.answer
+    problems += compiled.problems
+    names = compiled.names
+    if decl is not None and (decl is RAW or decl.verb(key) is None):
+        problems += answer_option_problems(decl, key, item)  # ack/receipt out of place
+    expects = key in EXPECT_KEYS or answer
     timeout = item.get("timeout")
     if timeout is not None and not seconds_ok(timeout, positive=True):
         problems.append(
@@ -226,7 +177,7 @@ def compile_step(
     if "fail" in item:
         raw_fail = item["fail"]
         if not expects:
-            problems.append(f"fail applies to expects only, not to {key}")
+            problems.append(only_on_expects("fail", key, decl))
         elif (shape := value_shape_problem(raw_fail)) is not None:
             problems.append(f"fail value is {shape}")
         else:
@@ -236,13 +187,19 @@ def compile_step(
     publish = None
     if "publish" in item:
         publish, publish_problems, publish_names = parse_publish(
-            item["publish"], key, feeder_columns
+            item["publish"], "send" if key == "emit" else key, feeder_columns
         )
         problems += publish_problems
         names |= publish_names
     captures: list[tuple[str, str]] = []
-    if "capture" in item:
-        captures, capture_problems = parse_captures(item["capture"], key, body, feeder_columns)
+    if "capture" in item and not expects and decl not in (RAW, None):
+        problems.append(only_on_expects("capture", key, decl))
+    elif "capture" in item:
+        captures, capture_problems = (
+            answer_captures(item["capture"], feeder_columns)
+            if answer
+            else parse_captures(item["capture"], key, body, feeder_columns)
+        )
         problems += capture_problems
     unknown_variables = (
         unknown_variable_problems(names, known) if feeder_columns is not None else []
@@ -267,6 +224,8 @@ def compile_step(
         capture=tuple(captures),
         fail=fail,
         publish=publish,
+        answer=answer,
+        fail_kind=(decl or RAW).fail_kind if answer else "fail_matched",
     )
     return Compiled(step, value, tuple(var for var, _ in captures), name is not None)
 
@@ -293,31 +252,6 @@ class ScriptStep:
         return step_label(self.step)
 
 
-def step_label(step: Step) -> str:
-    """A step's check name in the integration mode's report.
-
-    ``step N: <name>``, or its action and value (cut to 28 characters) when
-    it has no name of its own.
-    """
-    if step.name != f"step {step.number}":
-        return f"step {step.number}: {step.name}"
-    body = step.body
-    value: Any = getattr(body, "source", body)
-    if isinstance(body, Think):
-        value = {
-            "fixed": f"{body.low:g} s",
-            "uniform": f"uniform {body.low:g}-{body.high:g} s",
-        }.get(body.kind, f"{body.kind} {body.low:g} s")
-    elif isinstance(body, bytes):
-        value = body.hex()
-    elif isinstance(body, HttpPost):
-        value = f"{body.method} {getattr(body.url, 'source', '')}"
-    shown = value if isinstance(value, str | int | float) else json.dumps(value)
-    text = str(shown)
-    text = text if len(text) <= 28 else text[:25] + "..."
-    return f"step {step.number}: {step.action.value} {text}"
-
-
 def compile_steps(
     raw: Sequence[Any],
     *,
@@ -326,6 +260,7 @@ def compile_steps(
     feeder_columns: Collection[str] | None = (),
     prefix: str = "",
     name_prefix: str = "",
+    decl: ProtocolDecl | None = RAW,
 ) -> tuple[list[Compiled], list[str], set[str]]:
     """Steps ``first``.. of one list: compiled, problems (``step N: ...``), variables captured.
 
@@ -334,6 +269,7 @@ def compile_steps(
     ``[[loop]]`` entry is ``loop: step 2``, as a user counts), while the step's
     number and default name (``step N``) count from ``first``, so that the
     names of a program's ``[[steps]]`` and ``[[loop]]`` stay distinct.
+    ``decl`` is the protocol the steps speak (see :func:`compile_step`).
     """
     later: dict[str, int] = {}  # variable -> position in this list of its first capture
     for n, item in enumerate(raw, start=1):
@@ -347,7 +283,9 @@ def compile_steps(
     for position, item in enumerate(raw, start=1):
         n = first + position - 1
         hint = {v: s for v, s in later.items() if s >= position and v not in have}
-        got = compile_step(n, item, have, hint, feeder_columns, f"{name_prefix}step {n}", position)
+        got = compile_step(
+            n, item, have, hint, feeder_columns, f"{name_prefix}step {n}", position, decl
+        )
         if isinstance(got, list):
             problems += [f"{prefix}step {position}: {p}" for p in got]
             if isinstance(item, dict) and isinstance(item.get("capture"), dict):

@@ -21,6 +21,31 @@ from wsload.common.validation import is_utf8
 
 EXPECT_KEYS = ("expect", "expect_regex", "expect_binary")
 
+#: The default conversation: a JSON round trip whose every field must survive.
+DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
+    {
+        "send": {
+            "type": "integration",
+            "id": "wsload-{seq}",
+            "text": "héllo ✓",
+            "number": 12345.5,
+            "flag": True,
+            "nested": {"list": [1, "two", None], "empty": {}},
+        }
+    },
+    {
+        "expect": {
+            "type": "integration",
+            "id": "wsload-1",
+            "text": "héllo ✓",
+            "number": 12345.5,
+            "flag": True,
+            "nested": {"list": [1, "two", None], "empty": {}},
+        }
+    },
+    {"close": 1000},
+)
+
 #: Most steps one scenario may have (a conversation, not a data set).
 MAX_STEPS = 10_000
 #: Deepest nesting of a step's value (tables in arrays in tables...).
@@ -184,6 +209,7 @@ def _has_group(pattern: re.Pattern[str], path: str) -> bool:
 
 
 __all__ = [
+    "DEFAULT_STEPS",
     "EXPECT_KEYS",
     "MAX_NAME_LENGTH",
     "MAX_STEPS",

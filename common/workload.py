@@ -29,45 +29,42 @@ setup's captures and those of earlier loop steps).
 
 Pacing of a program: a scenario's own ``rate`` or ``interval``; without
 its own rate, a job-wide ``rate`` is shared by the scenarios in proportion
-to their clients (fixed ``clients``, or ``weight`` of the rest).
+to their clients (fixed ``clients``, or ``weight`` of the rest); the
+``[[scenarios]]`` tables are checked in
+:mod:`wsload.common.workload_scenarios`. A program's protocol over the
+WebSocket: its scenario's ``protocol``, else the file's top-level one, else
+raw frames (:mod:`wsload.common.protocol_steps`; ``Program.protocol`` None).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from wsload.common.fanout_checks import LISTEN_HINT, Place, program_fanout, publication_problems
 from wsload.common.feeder import feeder_problems
-from wsload.common.fields import MAX_CLIENTS, MAX_DURATION, Mode
+from wsload.common.fields import Mode
 from wsload.common.program import Feeder, Program, Stage, Workload
+from wsload.common.protocol_steps import PROTOCOL_VERBS, RAW_CHOICE, ProtocolChoice, parse_protocol
 from wsload.common.stages import Profile, parse_stages
 from wsload.common.steps import (
     ACTIONS,
     ALIASES,
-    MAX_NAME_LENGTH,
     MAX_STEPS,
     ScenarioError,
     compile_steps,
 )
-from wsload.common.stepvalues import EXPECT_KEYS, name_problem, unknown_keys
+from wsload.common.stepvalues import EXPECT_KEYS, name_problem
+from wsload.common.template import unknown_variable_problems
 from wsload.common.thresholds import fanout_threshold_problems, step_threshold_problems
-from wsload.common.validation import describe
 from wsload.common.workload_inputs import spec_feeder, stage_problems
+from wsload.common.workload_scenarios import MAX_SCENARIOS, SCENARIO_KEYS, add_scenarios
 
 if TYPE_CHECKING:
     from wsload.common.spec import JobSpec
 
-SCENARIO_KEYS = ("name", "weight", "clients", "steps", "loop", "rate", "interval", "deliveries")
-#: Most ``[[scenarios]]`` one job may mix.
-MAX_SCENARIOS = 100
 #: Name of the one program of a job without ``[[scenarios]]``.
 DEFAULT_PROGRAM = "default"
-
-
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 class _Build:
@@ -82,6 +79,8 @@ class _Build:
         self.clients = clients
         self.problems: list[str] = []
         self.programs: list[Program] = []
+        #: the top-level ``protocol`` (a scenario without its own speaks it)
+        self.protocol = RAW_CHOICE
         #: where each program's parts are in the file (for problems across programs)
         self.places: list[Place] = []
         #: step name -> (program index, is an expect, explicit, where it is)
@@ -102,10 +101,16 @@ class _Build:
         name_prefix: str,
         deliveries_raw: Any = None,
         deliveries_where: str = "deliveries: ",
+        protocol: ProtocolChoice | None = None,
         **pacing: Any,
     ) -> None:
+        speaks = protocol or self.protocol
         setup, p1, captured = compile_steps(
-            setup_raw, feeder_columns=self.columns, prefix=where[0], name_prefix=name_prefix
+            setup_raw,
+            feeder_columns=self.columns,
+            prefix=where[0],
+            name_prefix=name_prefix,
+            decl=speaks.decl,
         )
         loop, p2, loop_captured = compile_steps(
             loop_raw,
@@ -114,6 +119,7 @@ class _Build:
             feeder_columns=self.columns,
             prefix=where[1],
             name_prefix=name_prefix,
+            decl=speaks.decl,
         )
         self.problems += p1 + p2
         located = Place(where[0], where[1], deliveries_where, len(setup_raw))
@@ -137,19 +143,22 @@ class _Build:
                 if c is not None:
                     self._name(index, c.step.name, c.step.expects, c.explicit_name, place)
                 else:  # its name still counts: a taken name is its own problem
-                    self._failed(index, item, f"{name_prefix}step {number}", place)
+                    self._failed(index, item, f"{name_prefix}step {number}", place, speaks)
         self.programs.append(
             Program(
                 name,
                 tuple(c.step for c in setup),
                 tuple(c.step for c in loop),
                 deliveries=deliveries,
+                protocol=speaks.spec,
                 **pacing,
             )
         )
         self.places.append(located)
 
-    def _failed(self, index: int, item: Any, default: str, where: str) -> None:
+    def _failed(
+        self, index: int, item: Any, default: str, where: str, speaks: ProtocolChoice
+    ) -> None:
         """Name a step that did not compile, as far as it can be known.
 
         Its name and whether it is an expect are taken from the raw table
@@ -164,12 +173,23 @@ class _Build:
         if not isinstance(name, str) or name_problem(name):
             self.names_known = False
             return
-        actions = [k for k in item if k in ACTIONS or k in ALIASES]
-        expects = len(actions) != 1 or actions[0] in EXPECT_KEYS
+        actions = [k for k in item if k in ACTIONS or k in ALIASES or k in PROTOCOL_VERBS]
+        # a protocol's verb may wait for its answer (a measured step) or not
+        waits = (*EXPECT_KEYS, *PROTOCOL_VERBS, *(("send",) if speaks.spec else ()))
+        expects = len(actions) != 1 or actions[0] in waits
         if expects:
             self.maybe_expects.add(name)
         if "name" in item:  # a default name is distinct unless a given one takes it
             self._name(index, name, expects, True, where, compiled=False)
+
+    def choose(self, raw: Any, where: str) -> ProtocolChoice:
+        """A ``protocol`` value parsed, its problems located by ``where`` (``protocol: ...``)."""
+        choice = parse_protocol(raw)
+        self.problems += [where + p for p in choice.problems]
+        if self.columns is not None and choice.names:  # options: built-ins and feeder columns
+            unknown = unknown_variable_problems(choice.names, self.columns)
+            self.problems += [f"{where}protocol: {p}" for p in unknown]
+        return choice
 
     def _name(
         self,
@@ -195,122 +215,18 @@ class _Build:
             )
 
 
-def _list(raw: Any, what: str) -> tuple[Sequence[Any], list[str]]:
-    if raw is None:
-        return (), []
-    if not isinstance(raw, list | tuple):
-        return (), [f"{what}: expected a list of tables ([[{what.rsplit(' ', 1)[-1]}]])"]
-    return raw, []
-
-
-def _scenario_pacing(
-    where: str, table: Mapping[str, Any], problems: list[str]
-) -> tuple[float | None, float | None, int | None, float]:
-    """rate, interval, clients, weight of one scenario table (None: not given)."""
-    rate, interval = table.get("rate"), table.get("interval")
-    clients, weight = table.get("clients"), table.get("weight")
-    if rate is not None and (not _number(rate) or not 0 < rate <= 1e9):
-        problems.append(f"{where}: rate must be iterations per second > 0, got {describe(rate)}")
-        rate = None
-    if interval is not None and (not _number(interval) or not 0 <= interval <= MAX_DURATION):
-        problems.append(f"{where}: interval must be seconds >= 0, got {describe(interval)}")
-        interval = None
-    if clients is not None and weight is not None:
-        problems.append(f"{where}: give clients or weight, not both")
-    if clients is not None and (
-        isinstance(clients, bool) or not isinstance(clients, int) or not 1 <= clients <= MAX_CLIENTS
-    ):
-        problems.append(f"{where}: clients must be an integer >= 1, got {describe(clients)}")
-        clients = None
-    if weight is not None and (not _number(weight) or not 0 < weight <= 1e6):
-        problems.append(f"{where}: weight must be a number > 0, got {describe(weight)}")
-        weight = None
-    return rate, interval, clients, float(weight) if weight is not None else 1.0
-
-
-def _scenarios(build: _Build, raw: Any) -> None:
-    spec = build.spec
-    items, problems = _list(raw, "scenarios")
-    build.problems += problems
-    if len(items) > MAX_SCENARIOS or problems:
-        build.problems += (
-            [f"scenarios: {len(items)} scenarios, at most {MAX_SCENARIOS}"] if not problems else []
-        )
-        build.names_known = False
-        return
-    if items and (spec.steps or spec.loop):
-        build.problems.append(
-            "scenarios: top-level [[steps]]/[[loop]] and [[scenarios]] do not mix: "
-            "move the steps into a scenario"
-        )
-    Pacing = tuple[float | None, float | None, int | None, float]
-    parsed: list[tuple[str, Sequence[Any], Sequence[Any], Pacing, Any]] = []
-    seen: set[str] = set()
-    total_steps = 0
-    for i, table in enumerate(items, 1):
-        if not isinstance(table, Mapping):
-            build.problems.append(f"scenarios[{i}]: expected a table, got {describe(table)}")
-            build.names_known = False
-            continue
-        name = table.get("name")
-        label = name if isinstance(name, str) and name else "?"
-        where = f"scenarios[{i}] ({label})"
-        build.problems += unknown_keys(table, SCENARIO_KEYS, where)
-        if not isinstance(name, str) or not name.strip():
-            build.problems.append(f'scenarios[{i}]: needs name = "..."')
-            build.names_known = False
-        elif len(name) > MAX_NAME_LENGTH or not name.isprintable() or name != name.strip():
-            build.problems.append(f"{where}: name must be printable, at most 100 characters")
-        elif name in seen:
-            build.problems.append(f"{where}: another scenario has the name {name!r}")
-        if isinstance(name, str):
-            seen.add(name)
-        steps, p1 = _list(table.get("steps"), f"{where}: steps")
-        loop, p2 = _list(table.get("loop"), f"{where}: loop")
-        build.problems += p1 + p2
-        build.names_known &= not p1 + p2
-        total_steps += len(steps) + len(loop)
-        if not steps and not loop and not p1 + p2:
-            build.problems.append(
-                f"{where}: needs [[scenarios.steps]] or [[scenarios.loop]]"
-                + (LISTEN_HINT.format("scenarios.loop") if "deliveries" in table else "")
-            )
-        pacing = _scenario_pacing(where, table, build.problems)
-        parsed.append((label, steps, loop, pacing, table.get("deliveries")))
-    if total_steps > MAX_STEPS:
-        build.problems.append(f"scenarios: {total_steps:,} steps in all, at most {MAX_STEPS:,}")
-        build.names_known = False
-        return
-    fixed = sum(p[3][2] or 0 for p in parsed)
-    weights = sum(p[3][3] for p in parsed if p[3][2] is None)
-    if fixed > build.clients:
-        build.problems.append(
-            f"scenarios: their clients add up to {fixed}, more than the job's {build.clients}"
-        )
-    many = len(items) > 1
-    for i, (label, steps, loop, (rate, interval, clients, weight), deliveries) in enumerate(parsed):
-        if rate is None and spec.rate is not None and build.clients:
-            share = (
-                clients / build.clients
-                if clients is not None
-                else max(build.clients - fixed, 0) / build.clients * weight / (weights or 1.0)
-            )
-            rate = spec.rate * share if share > 0 else None
-        where = f"scenarios[{i + 1}] ({label}): "
-        build.program(
-            i,
-            label,
-            steps,
-            loop,
-            (f"{where}steps: ", f"{where}loop: "),
-            f"{label} " if many else "",
-            deliveries,
-            f"{where}deliveries: ",
-            rate=rate,
-            interval=spec.interval if interval is None else float(interval),
-            clients=clients,
-            weight=weight,
-        )
+def _protocol_problems(spec: JobSpec, build: _Build) -> list[str]:
+    """A protocol needs a conversation, and the integration check speaks raw frames only."""
+    if spec.protocol is not None and not build.programs and not build.problems:
+        return [
+            "protocol: needs [[steps]], [[loop]] or [[scenarios]] (the echo load speaks raw frames)"
+        ]
+    if spec.mode is Mode.INTEGRATION and any(p.protocol for p in build.programs):
+        return [
+            "protocol: the integration check (wsload test --integration) speaks raw frames "
+            "only: run a protocol scenario with wsload run"
+        ]
+    return []
 
 
 def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
@@ -328,8 +244,9 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
     feeder_clients = 1 if spec.mode is Mode.INTEGRATION else clients
     feeder = spec_feeder(spec, problems)
     build = _Build(spec, feeder, clients)
+    build.protocol = build.choose(spec.protocol, "")
     if spec.scenarios:
-        _scenarios(build, spec.scenarios)
+        add_scenarios(build, spec.scenarios)
     elif spec.steps or spec.loop:
         build.names_known = False  # until the steps compile below
         if len(spec.steps) > MAX_STEPS or len(spec.loop) > MAX_STEPS:
@@ -360,6 +277,7 @@ def _compile(spec: JobSpec) -> tuple[Workload, list[str], list[str] | None]:
         elif not spec.steps and not spec.loop:
             problems.append("deliveries: needs [[steps]] or [[loop]]" + LISTEN_HINT.format("loop"))
     problems += build.problems
+    problems += _protocol_problems(spec, build)
     problems += publication_problems(
         list(zip(build.programs, build.places, strict=True)), spec.mode
     )
