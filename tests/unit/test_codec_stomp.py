@@ -165,26 +165,30 @@ def test_error_naming_a_pending_receipt_is_an_error_answer() -> None:
         1.0, b"ERROR\nmessage:Unknown destination\nreceipt-id:r1\n\nbody text\x00", True
     )
     assert got.failure is None
-    assert views(got) == [{"answer": key, "command": "ERROR", "error": "Unknown destination"}]
+    assert views(got) == [
+        {"answer": key, "command": "ERROR", "error": "Unknown destination: body text"}
+    ]
     assert got.messages[0].view.startswith(b'{"answer":"r1",')
 
 
 def test_other_error_is_a_fatal_stomp_error() -> None:
     codec = connected()
-    got = codec.receive(1.0, b"ERROR\nmessage:Bad CONNECT\n\n\x00", True)
+    got = codec.receive(1.0, b"ERROR\nmessage:Bad CONNECT\n\n\x00", True)  # no body
     assert got.failure is not None
     assert (got.failure.kind, got.failure.text, got.failure.fatal) == (
         "stomp_error",
         "Bad CONNECT",
         True,
     )
-    # a refused login: an ERROR instead of CONNECTED, its text the body when no message header
+    # a refused login (as RabbitMQ says it): an ERROR instead of CONNECTED
     codec = StompCodec({})
     codec.open(0.0)
-    got = codec.receive(0.0, b"ERROR\n\nAccess refused for user 'u'\x00", True)
+    got = codec.receive(
+        0.0, b"ERROR\nmessage:Bad CONNECT\n\nAccess refused for user 'u'\n\x00", True
+    )
     assert got.failure is not None
     assert got.failure.kind == "stomp_error"
-    assert got.failure.text == "Access refused for user 'u'"
+    assert got.failure.text == "Bad CONNECT: Access refused for user 'u'"
     assert not codec.ready
 
 
@@ -207,6 +211,10 @@ def test_message_view() -> None:
     # a text body stays text (also one that only looks like JSON at first)
     got = codec.receive(1.0, b"MESSAGE\nsubscription:0\n\nhello\x00", True)
     assert views(got)[0]["body"] == "hello"
+    got = codec.receive(1.0, b"ERROR\n\nno message header\x00", True)
+    assert got.failure is not None
+    assert got.failure.text == "no message header"
+    codec = connected()
     got = codec.receive(1.0, b"MESSAGE\nsubscription:0\n\n{not json\x00", True)
     assert views(got)[0]["body"] == "{not json"
 

@@ -121,6 +121,14 @@ def _text(value: Any, what: str) -> str:
     raise CodecInputError(f"{what} must be text, not {type(value).__name__}")
 
 
+def _error_text(headers: Mapping[str, str], body: bytes) -> str:
+    """An ERROR's text: its ``message`` header and its body's first line (RabbitMQ puts
+    ``Bad CONNECT`` in one and ``Access refused for user 'u'`` in the other)."""
+    lines = body[: TEXT_LIMIT * 2].decode("utf-8", "replace").strip().splitlines()
+    parts = [p for p in (headers.get("message", "").strip(), lines[0] if lines else "") if p]
+    return _cut(": ".join(parts) or "ERROR frame")
+
+
 def _body_value(body: bytes) -> Any:
     """A MESSAGE body as the view shows it: its JSON value when it is JSON, else text."""
     text = body.decode("utf-8", "replace")
@@ -335,14 +343,14 @@ class StompCodec(Codec):
             out.messages.append(Message(_dumps(view).encode(), view))
             return None
         if command == "ERROR":
-            error = headers.get("message") or body.decode("utf-8", "replace").strip()
+            error = _error_text(headers, body)
             failed = headers.get("receipt-id")
             if failed is not None and failed in self._receipts:
                 del self._receipts[failed]
-                view = {"answer": failed, "command": "ERROR", "error": _cut(error)}
+                view = {"answer": failed, "command": "ERROR", "error": error}
                 out.messages.append(Message(_dumps(view).encode(), view))
                 return None
-            return Failure("stomp_error", _cut(error or "ERROR frame"))
+            return Failure("stomp_error", error)
         if command == "CONNECTED" and not self.ready:
             self._connected(now, headers)
             return None
