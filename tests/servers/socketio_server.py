@@ -15,7 +15,9 @@ connections, and runs until SIGTERM/SIGINT. Namespaces ``/`` and ``/chat``
 - ``join`` (``{"room": R}``): enters room R, acknowledged ``{"joined": R}``;
 - ``blob`` (``{"size": N}``): acknowledged with N bytes (a binary ack);
 - every ``--news-interval`` seconds (at most ``--news-count`` times), a
-  ``news`` broadcast ``{"room": R, "seq": n}`` to each room someone joined.
+  ``news`` broadcast ``{"room": R, "seq": n}`` to each room someone joined,
+  the first after the first join (``--news-after N``: after N joins, so a
+  test knows who was in the room at every broadcast).
 
 ``--token T``: a connect whose ``auth`` is not ``{"token": T}`` is refused
 (CONNECT_ERROR). ``--ping-interval``: Engine.IO pings that often (the test
@@ -109,6 +111,7 @@ def _make_server(args: argparse.Namespace, counts: _Counts) -> Any:
         max_http_buffer_size=1_000_000,
     )
     rooms: dict[str, set[str]] = {ns: set() for ns in namespaces}
+    joined = asyncio.Event()
     delay = args.ack_delay_ms / 1000.0
 
     for ns in namespaces:
@@ -137,6 +140,8 @@ def _make_server(args: argparse.Namespace, counts: _Counts) -> Any:
                 room = str(data.get("room")) if isinstance(data, dict) else "lobby"
                 await sio.enter_room(sid, room, namespace=ns)
                 rooms[ns].add(room)
+                if counts.events["join"] >= args.news_after:
+                    joined.set()
                 return {"joined": room}
 
             async def blob(sid: str, data: Any = None) -> Any:
@@ -157,6 +162,7 @@ def _make_server(args: argparse.Namespace, counts: _Counts) -> Any:
 
     async def news() -> None:
         seq = 0
+        await joined.wait()
         while args.news_count == 0 or seq < args.news_count:
             await asyncio.sleep(args.news_interval)
             seq += 1
@@ -208,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ack-delay-ms", type=float, default=0.0, help="before a chat's ack")
     parser.add_argument("--news-interval", type=float, default=0.0, help="seconds (0: none)")
     parser.add_argument("--news-count", type=int, default=0, help="broadcast ticks (0: no end)")
+    parser.add_argument("--news-after", type=int, default=0, help="joins before the first")
     parser.add_argument("--token", default=None, help="required auth token (default: none)")
     args = parser.parse_args(argv)
     if args.ping_interval <= 0 or args.ping_timeout <= 0 or args.ack_delay_ms < 0:

@@ -73,7 +73,6 @@ PING_TIMEOUT_MS = 20_000
 _loads = json.loads
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _INF = float("inf")
-_DIGITS = frozenset(b"0123456789")
 
 
 def _fail(text: str) -> Received:
@@ -164,7 +163,7 @@ class SocketIOCodec(Codec):
 
     def _open(self, now: float, data: bytes) -> Received:
         try:
-            info = _loads(data[1:])
+            info = _loads(data[1:].decode())
             interval = info.get("pingInterval", PING_INTERVAL_MS)
             timeout = info.get("pingTimeout", PING_TIMEOUT_MS)
             window = (float(interval) + float(timeout)) / 1000
@@ -205,7 +204,7 @@ class SocketIOCodec(Codec):
             return NOTHING
         if kind == b"4":
             try:
-                body = _loads(data[pos:])
+                body = _loads(data[pos:].decode())
                 reason = body.get("message", body) if isinstance(body, dict) else body
             except (ValueError, RecursionError):
                 reason = _start(data[pos:])
@@ -222,30 +221,22 @@ class SocketIOCodec(Codec):
             return _fail(f"EVENT or ACK before the namespace's CONNECT: {_start(data)}")
         return _fail(f"not a Socket.IO packet: {_start(data)!r}")
 
-    @staticmethod
-    def _id(data: bytes, pos: int) -> int:
-        """Where the ack id that starts at ``pos`` ends (``pos`` itself: no id)."""
-        end = pos
-        digits = _DIGITS
-        while end < len(data) and data[end] in digits:
-            end += 1
-        return end
-
     def _ack(self, data: bytes, pos: int) -> Received:
         pos = self._namespace(data, pos)
         if pos < 0:
             return _fail(f"ACK of another namespace: {_start(data)}")
-        end = self._id(data, pos)
-        if end == pos or end - pos > 15:
-            return _fail(f"ACK without its id: {_start(data)}")
-        body = data[end:]
+        bracket = data.find(b"[", pos)
+        key = data[pos:bracket]
+        if bracket < 0 or not key.isdigit() or len(key) > 15:
+            return _fail(f"ACK without its id and array: {_start(data)}")
+        body = data[bracket:]
         try:
-            args = _loads(body)
+            args = _loads(body.decode())
         except (ValueError, RecursionError):
             args = None
         if args.__class__ is not list:
             return _fail(f"ACK whose body is not a JSON array: {_start(data)}")
-        return Received([self._ack_message(data[pos:end], body, args)])
+        return Received([self._ack_message(key, body, args)])
 
     @staticmethod
     def _ack_message(key: bytes, body: bytes, args: list[Any]) -> Message:
@@ -269,17 +260,20 @@ class SocketIOCodec(Codec):
                     "protocol_error", f"event of another namespace: {_start(data)}", False
                 )
             )
-        end = self._id(data, pos)
-        body = data[end:]
+        bracket = data.find(b"[", pos)
+        ident = data[pos:bracket]
+        if bracket < 0 or (ident and not (ident.isdigit() and len(ident) <= 15)):
+            return _fail(f"EVENT whose body is not [name, ...]: {_start(data)}")
+        body = data[bracket:]
         try:
-            args = _loads(body)
+            args = _loads(body.decode())
         except (ValueError, RecursionError):
             args = None
         if args.__class__ is not list or not args or args[0].__class__ is not str:
             return _fail(f"EVENT whose body is not [name, ...]: {_start(data)}")
         message = self._event_message(body, args)
-        if end > pos:  # the server asks for an ack: answered empty (housekeeping)
-            return Received([message], ["43" + self._ns + data[pos:end].decode() + "[]"])
+        if ident:  # the server asks for an ack: answered empty (housekeeping)
+            return Received([message], ["43" + self._ns + ident.decode() + "[]"])
         return Received([message])
 
     @staticmethod
@@ -317,16 +311,17 @@ class SocketIOCodec(Codec):
         pos = self._namespace(data, dash + 1)
         if pos < 0:
             return _fail(f"binary packet of another namespace: {_start(data)}")
-        end = self._id(data, pos)
-        if is_ack and end == pos:
-            return _fail(f"binary ACK without its id: {_start(data)}")
+        bracket = data.find(b"[", pos)
+        ident = data[pos:bracket]
+        if bracket < 0 or ((ident or is_ack) and not (ident.isdigit() and len(ident) <= 15)):
+            return _fail(f"binary packet without its id and array: {_start(data)}")
         try:
-            args = _loads(data[end:])
+            args = _loads(data[bracket:].decode())
         except (ValueError, RecursionError):
             args = None
         if args.__class__ is not list or not (is_ack or (args and args[0].__class__ is str)):
             return _fail(f"binary packet whose body is not a JSON array: {_start(data)}")
-        self._binary = (is_ack, data[pos:end], args, expected)
+        self._binary = (is_ack, ident, args, expected)
         self._attachments = []
         self._attached = 0
         return NOTHING
