@@ -517,3 +517,23 @@ def test_the_cli_refuses_a_bad_protocol_scenario_before_anything_starts(tmp_path
     assert lines == [
         f"{tmp_path / 'type.toml'}: protocol: expected a protocol's name or a table, got int 3"
     ]
+
+
+def test_the_readme_protocol_block_compiles_as_it_says(tmp_path: Path) -> None:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    section = readme.read_text().split("**Protocols over WebSocket.**", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tokens.csv").write_text("token\nt1\n")
+    (tmp_path / "s.toml").write_text(block + '[feeder]\nfile = "tokens.csv"\nmode = "cycle"\n')
+    spec = build_spec(scenario=tmp_path / "s.toml", env={}, ws_url="ws://127.0.0.1:9/")
+    workload = compile_workload(spec)
+    (compiled,) = workload.programs
+    assert compiled.protocol is not None
+    assert compiled.protocol.options is not None
+    assert compiled.protocol.options.render({"token": "t1"}, RNG)["auth"] == {"token": "t1"}
+    assert [(s.action, s.answer) for s in compiled.steps] == [
+        (Action.EMIT, True),
+        (Action.EMIT, True),
+        (Action.EXPECT, False),
+    ]
+    assert workload.step_names == ("join", "chat", "step 3")
