@@ -35,7 +35,7 @@ from wsload.worker.schedule import BEHIND_SLACK
 from wsload.worker.tracker import InFlight, id_pattern, unmatched
 
 if TYPE_CHECKING:
-    from wsload.worker.session import Session
+    from wsload.worker.session import Conversation
 
 _mono = time.monotonic
 #: first reconnect delay (seconds); doubles per failure up to ``reconnect_max_delay``
@@ -99,7 +99,7 @@ class Conn:
         self.closed = closed
         self.closed_by_us = False
         #: a conversation's state machine (:class:`wsload.worker.session.Session`); None: echo
-        self.session: Session | None = None
+        self.session: Conversation | None = None
 
     def wake(self) -> None:
         """Hand control back to the sending coroutine (the reply chain stopped)."""

@@ -50,8 +50,9 @@ from wsload.worker.dial import Redial
 from wsload.worker.httppost import HttpPoster
 from wsload.worker.pacing import Pacing, period_for
 from wsload.worker.payload import PayloadTemplate
+from wsload.worker.protocol_session import opening, session_for
 from wsload.worker.schedule import Share
-from wsload.worker.session import Client, Session
+from wsload.worker.session import Client, Conversation
 from wsload.worker.session_client import reader_for
 from wsload.worker.tracker import id_pattern
 
@@ -238,13 +239,15 @@ class Talk:
             else:
                 p, rank = self.assignment.locate(g)
                 client.pacing = self._pacing(client, p, rank, None)
-            dialed = await engine.dial(source, redial)
+            opened = opening(client, self.spec.ws_url)  # None: raw frames
+            dialed = await engine.dial(source, redial, opened)
             if dialed is True:  # failed, backed off: again
                 continue
             if dialed is False:
                 return
             link, connected = dialed
-            session = Session(client, until=min(engine.send_until, end))
+            until = min(engine.send_until, end)
+            session = session_for(client, until, opened, self.spec.connect_timeout)
             ended_by_us = await self._converse(g, link, session, connected, due, end)
             if engine.phase is not Phase.RUNNING:
                 return
@@ -259,7 +262,7 @@ class Talk:
         self,
         g: int,
         link: Any,
-        session: Session,
+        session: Conversation,
         connected: float,
         due: float | None,
         end: float,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import abstractmethod
+from typing import TYPE_CHECKING
 
 from wsload.common.spec import JobSpec
 from wsload.worker.accounting import Link, Phase, backoff
@@ -23,6 +24,9 @@ from wsload.worker.errors import ConnectFailed
 from wsload.worker.naps import Naps
 from wsload.worker.recorder import Recorder
 from wsload.worker.schedule import TICK_BUDGET
+
+if TYPE_CHECKING:
+    from wsload.worker.protocol_session import Opening
 
 _mono = time.monotonic
 
@@ -45,9 +49,12 @@ class Dialing(Naps):
     phase: Phase
     _handshakes: asyncio.Semaphore  # made by the engine (PENDING_HANDSHAKES is its)
 
-    async def open_paced(self, source: str) -> tuple[Link, float] | None:
+    async def open_paced(
+        self, source: str, opened: Opening | None = None
+    ) -> tuple[Link, float] | None:
         """Open one connection, PENDING_HANDSHAKES at a time: the link and when its opening began.
 
+        ``opened``: a protocol client's URL and subprotocols (None: the job's).
         None if the run ended while it queued; raises ConnectFailed.
         """
         async with self._handshakes:  # a storm opens PENDING_HANDSHAKES at a time
@@ -56,13 +63,19 @@ class Dialing(Naps):
             if self.phase is not Phase.RUNNING:  # the run ended while this one queued
                 return None
             t0 = _mono()
-            return await self.open_link(source), t0
+            return await self.open_link(source, opened), t0
 
     @abstractmethod
-    async def open_link(self, source: str) -> Link:
-        """Open one connection (from local address ``source``), or raise ConnectFailed."""
+    async def open_link(self, source: str, opened: Opening | None = None) -> Link:
+        """Open one connection (from local address ``source``), or raise ConnectFailed.
 
-    async def dial(self, source: str, redial: Redial) -> tuple[Link, float] | bool:
+        ``opened`` (a protocol client's): connect to its URL offering its
+        subprotocols (before the job's ``--subprotocol`` ones).
+        """
+
+    async def dial(
+        self, source: str, redial: Redial, opened: Opening | None = None
+    ) -> tuple[Link, float] | bool:
         """One attempt to connect, counted: the link and when it opened.
 
         True: it failed (counted), the backoff is napped, try again; False:
@@ -71,7 +84,7 @@ class Dialing(Naps):
         """
         rec = self.recorder
         try:
-            opened = await self.open_paced(source)
+            paced = await self.open_paced(source, opened)
         except ConnectFailed as exc:
             rec.connect_failures += 1
             rec.error(exc.kind, str(exc))
@@ -79,9 +92,9 @@ class Dialing(Naps):
                 return False
             await self.back_off(redial)
             return True
-        if opened is None:
+        if paced is None:
             return False
-        link, t0 = opened
+        link, t0 = paced
         connected = _mono()
         rec.connected(int((connected - t0) * 1e6))
         if redial.connected_before:

@@ -30,7 +30,7 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsload.common.program import Workload
 from wsload.common.spec import JobSpec
@@ -51,7 +51,10 @@ from wsload.worker.schedule import (
     first_send,
     send_period,
 )
-from wsload.worker.session import Session
+from wsload.worker.session import Conversation
+
+if TYPE_CHECKING:
+    from wsload.worker.protocol_session import Opening
 
 WINDOW_SECONDS = 0.25
 #: Opening handshakes in progress at once, per worker. Thousands started at
@@ -123,12 +126,15 @@ class Engine(Accounting, Dialing, ABC):
     # -- what a subclass provides ---------------------------------------------
 
     @abstractmethod
-    async def open_link(self, source: str) -> Link:
-        """Open one connection (from local address ``source``), or raise ConnectFailed."""
+    async def open_link(self, source: str, opened: Opening | None = None) -> Link:
+        """Open one connection (from local address ``source``), or raise ConnectFailed.
+
+        ``opened``: a protocol client's URL and subprotocols (None: the job's).
+        """
 
     @abstractmethod
     async def run_session(
-        self, link: Link, conn: Conn, session: Session, due: float | None
+        self, link: Link, conn: Conn, session: Conversation, due: float | None
     ) -> None:
         """Run a conversation's ``session`` on ``link`` until the connection is gone.
 
@@ -152,7 +158,20 @@ class Engine(Accounting, Dialing, ABC):
     def close_soon(self, conn: Conn) -> None:
         """Close ``conn``'s link with 1000 from a task of the run (a stage ramped it down)."""
         if self._tasks is not None:
-            self._tasks.create_task(conn.link.close())
+            self._tasks.create_task(self._close(conn))
+
+    async def _close(self, conn: Conn) -> None:
+        """Close ``conn``'s link with 1000, its stopped session's goodbye frames first.
+
+        Only a protocol's session has any (STOMP and MQTT DISCONNECT, a
+        Socket.IO namespace's leave); its links all send frames.
+        """
+        session = conn.session
+        if session is not None:
+            frames = session.goodbye()
+            if frames:
+                await conn.link.send_frames(frames)
+        await conn.link.close()
 
     # -- control ------------------------------------------------------------
 
@@ -394,7 +413,7 @@ class Engine(Accounting, Dialing, ABC):
             if conn.session is not None:
                 conn.session.stop(now)  # a pending expect is unanswered
             conn.closed_by_us = True
-        await asyncio.gather(*(c.link.close() for c in conns), return_exceptions=True)
+        await asyncio.gather(*(self._close(c) for c in conns), return_exceptions=True)
 
     # -- helpers ------------------------------------------------------------
 

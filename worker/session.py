@@ -74,6 +74,8 @@ latency counts from then: no coordinated omission).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from wsload.common.match import MISSING, capture
 from wsload.common.program import Matcher, Step
 from wsload.worker.fanout import Subscription
@@ -187,10 +189,10 @@ class Session(StepMachine):
         self._ready = now
         values = client.values
         fail = self._fail
-        if fail is not None and fail.match(data, text, values, client.rng) is not None:
-            return self._failed(
-                now, "fail_matched", "the reply matched its fail pattern", data, text
-            )
+        if fail is not None:
+            failed = fail.match(data, text, values, client.rng)
+            if failed is not None:
+                return self._fail_matched(now, failed, data, text)
         found = self._matcher.match(data, text, values, client.rng)  # type: ignore[union-attr]
         if found is None:
             return self.client.unexpected(self._sub, now, data, text)
@@ -302,6 +304,10 @@ class Session(StepMachine):
             self.client.rec.unanswered += 1
         self._end(now, closed=False)  # its subscription ends when the connection is gone
 
+    def goodbye(self) -> Effects:
+        """Frames to send before this side closes a stopped session (raw frames: none)."""
+        return EMPTY
+
     # -- the machine -----------------------------------------------------------
 
     def _end(self, now: float, closed: bool = True) -> None:
@@ -318,4 +324,50 @@ class Session(StepMachine):
             self._sub = None  # a delivery after its record counts nowhere
 
 
-__all__ = ["EMPTY", "Client", "Effects", "HttpRequest", "Session"]
+class Conversation(Protocol):
+    """What the engines drive: a :class:`Session`, or a
+    :class:`wsload.worker.protocol_session.ProtocolSession` (a protocol over the
+    WebSocket) with the same surface. See :class:`Session` for each member."""
+
+    paused: bool
+
+    @property
+    def deadline(self) -> float: ...
+
+    @property
+    def until(self) -> float: ...
+
+    @property
+    def over(self) -> bool: ...
+
+    @property
+    def backoff(self) -> bool: ...
+
+    @property
+    def pending(self) -> bool: ...
+
+    @property
+    def awaiting(self) -> bool: ...
+
+    def start(self, now: float, due: float | None = None) -> Effects: ...
+
+    def on_message(self, now: float, data: bytes, text: bool) -> Effects: ...
+
+    def on_http(
+        self, now: float, status: int, error: str | None = None, text: str = ""
+    ) -> Effects: ...
+
+    def on_timer(self, now: float) -> Effects: ...
+
+    def resume(self, now: float) -> Effects: ...
+
+    def on_closed(self, now: float) -> None: ...
+
+    def drain(self, now: float) -> None: ...
+
+    def stop(self, now: float) -> None: ...
+
+    def goodbye(self) -> Effects: ...
+
+
+__all__ = ["EMPTY", "Client", "Conversation", "Effects", "HttpRequest", "Session"]

@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin
 
+from wsload.common.answer import ANSWER_VAR, AnswerError, AnswerMatcher
 from wsload.common.program import Action, HttpPost, Matcher, Program, Step
+from wsload.worker.codecs.base import Codec, CodecInputError, Frame
 from wsload.worker.fanout import MAX_TOPIC, Reader, Subscription
 from wsload.worker.pacing import Pacing
 from wsload.worker.recorder import Recorder
@@ -31,16 +33,27 @@ K_EXPECT = 1
 K_THINK = 2
 K_CLOSE = 3
 K_POST = 4
+K_ENCODE = 5  #: a step of a protocol program the codec encodes (a send, emit, subscribe...)
 #: what :meth:`Client.unexpected` returns: no effect (the session's EMPTY)
 EmptyT = tuple[()]
 #: a program part's steps, ready to run: (kind, step, its stats for an expect)
 Plan = tuple[tuple[int, Step, StepStats | None], ...]
 
 
-def plan_steps(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
+def plan_steps(steps: tuple[Step, ...], steprec: StepRecorder, protocol: bool = False) -> Plan:
+    """The steps as a plan; ``protocol``: the program speaks a protocol (its sends are encoded).
+
+    A step that waits for the protocol's answer runs as its send
+    (``K_ENCODE``) then an expect of the answer (:func:`answer_step`), both
+    under the step's name and stats.
+    """
     out: list[tuple[int, Step, StepStats | None]] = []
     for step in steps:
-        if step.expects:
+        if protocol and step.action not in _NOT_ENCODED:
+            out.append((K_ENCODE, step, None))
+            if step.answer:
+                out.append((K_EXPECT, answer_step(step), steprec.step(step.name)))
+        elif step.expects:
             out.append((K_EXPECT, step, steprec.step(step.name)))
         elif step.action is Action.THINK:
             out.append((K_THINK, step, None))
@@ -51,6 +64,23 @@ def plan_steps(steps: tuple[Step, ...], steprec: StepRecorder) -> Plan:
         else:
             out.append((K_SEND, step, None))
     return tuple(out)
+
+
+#: the steps of a protocol program that its codec does not encode
+_NOT_ENCODED = frozenset(
+    {Action.EXPECT, Action.EXPECT_REGEX, Action.EXPECT_BINARY, Action.THINK, Action.CLOSE}
+    | {Action.POST}
+)
+
+
+def answer_step(step: Step) -> Step:
+    """The expect half of a step that waits for its answer: the answer to the key it sent."""
+    return replace(
+        step,
+        action=Action.EXPECT,
+        body=AnswerMatcher(parse=bool(step.capture)),
+        fail=AnswerError(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +121,7 @@ class Client:
 
     __slots__ = (
         "api_url",
+        "codec",
         "epoch",
         "late",
         "loop_plan",
@@ -141,8 +172,12 @@ class Client:
         values["ts"] = 0.0
         self.values = values
         self.scenario: ScenarioStats = steprec.scenario(program.name)
-        self.setup_plan = plan_steps(program.setup, steprec)
-        self.loop_plan = plan_steps(program.loop, steprec)
+        protocol = program.protocol is not None
+        self.setup_plan = plan_steps(program.setup, steprec, protocol)
+        self.loop_plan = plan_steps(program.loop, steprec, protocol)
+        #: the current connection's protocol codec (None: raw frames; set per connection
+        #: by :class:`wsload.worker.protocol_session.ProtocolSession`)
+        self.codec: Codec | None = None
         self.late: tuple[Matcher, dict[str, Any], int] | None = None
         self.api_url = api_url
         #: reads deliveries (None: this client subscribes to nothing)
@@ -212,6 +247,29 @@ class Client:
         if isinstance(value, bytes | bytearray):
             return bytes(value)
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def encode(self, step: Step, due: float) -> list[Frame]:
+        """A protocol step's frames (the codec's), ``{ts}`` being ``due``.
+
+        A step that waits for its answer leaves the answer's key in
+        ``values[ANSWER_VAR]``. Raises :class:`CodecInputError` for a value
+        the codec cannot send (a template rendered the wrong type).
+        """
+        codec = self.codec
+        assert codec is not None
+        values = self.values
+        values["ts"] = due + self.epoch
+        body = step.body
+        if step.action is _SEND_BINARY:
+            value: Any = bytes(body)
+        else:
+            value = body.render(values, self.rng) if body is not None else None
+        frames, key = codec.encode(step.action, value, step.answer)
+        if step.answer:
+            if key is None:
+                raise CodecInputError(f"the {codec.name} codec gave no answer key for it")
+            values[ANSWER_VAR] = key
+        return frames
 
     def unexpected(self, sub: Subscription | None, now: float, data: bytes, text: bool) -> EmptyT:
         """A message no pending expect took: a delivery, a late reply, or unsolicited.
@@ -283,6 +341,7 @@ class Client:
 
 __all__ = [
     "K_CLOSE",
+    "K_ENCODE",
     "K_EXPECT",
     "K_POST",
     "K_SEND",
@@ -290,6 +349,7 @@ __all__ = [
     "Client",
     "HttpRequest",
     "Plan",
+    "answer_step",
     "plan_steps",
     "reader_for",
 ]

@@ -10,13 +10,16 @@ rules are in :mod:`wsload.worker.session`'s docstring. Sans-I/O like it.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Final
 
 from wsload.common.program import Matcher, Step
+from wsload.worker.codecs.base import CodecInputError
 from wsload.worker.fanout import Subscription
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
 from wsload.worker.session_client import (
+    K_ENCODE,
     K_EXPECT,
     K_POST,
     K_SEND,
@@ -118,6 +121,24 @@ class StepMachine:
         rec.failed += 1
         if kind not in rec.error_texts:  # the text is kept once per kind: build it only then
             rec.error(kind, f"{self._expect.name}: {why}: {_excerpt(data, text)}")  # type: ignore[union-attr]
+        else:
+            rec.error(kind)
+        return self._abandon(now)
+
+    def _fail_matched(self, now: float, failed: object, data: bytes, text: bool) -> Effects:
+        """The pending expect's ``fail`` matched (an answer's: the protocol's error)."""
+        step = self._expect
+        assert step is not None
+        if not step.answer:
+            return self._failed(
+                now, step.fail_kind, "the reply matched its fail pattern", data, text
+            )
+        self._stat.failed += 1  # type: ignore[union-attr]
+        rec = self.client.rec
+        rec.failed += 1
+        kind = step.fail_kind
+        if kind not in rec.error_texts:
+            rec.error(kind, f"{step.name}: {_error_text(failed)}")
         else:
             rec.error(kind)
         return self._abandon(now)
@@ -248,6 +269,56 @@ class StepMachine:
                 else:
                     out.append(request)
                 break
+            elif kind == K_ENCODE:  # a protocol's step: the codec makes its frames
+                due = self._due
+                if due >= self.until or now >= self.until:
+                    self._idle()
+                    break
+                if self.paused:
+                    self._state = _HELD
+                    self.deadline = _INF
+                    break
+                intended = due if due < now else now
+                rec = client.rec
+                try:
+                    frames = client.encode(step, intended)
+                except CodecInputError as exc:  # a template rendered what the codec cannot send
+                    if "bad_step_value" not in rec.error_texts:
+                        rec.error("bad_step_value", f"{step.name}: {exc}")
+                    else:
+                        rec.error("bad_step_value")
+                    if self._in_setup:  # the session cannot go on: reconnect after the backoff
+                        self.backoff = True
+                        self._state = _OVER
+                        self.deadline = _INF
+                        if out is None:
+                            return _CLOSE_NORMAL
+                        out.append(1000)
+                        break
+                    self._pc = len(plan)  # the iteration is abandoned
+                    self._due = now
+                    continue
+                if step.publish is not None:
+                    pub = client.publication(step)
+                    if pub is not None:
+                        rec.fanout.publish(pub[0], pub[1], intended + client.epoch)
+                rec.sent += 1  # one message, however many frames carry it
+                for frame in frames:
+                    if type(frame) is bytes or frame.isascii():
+                        rec.bytes_sent += len(frame)
+                    else:
+                        rec.bytes_sent += len(frame.encode())  # type: ignore[union-attr]
+                if due < now:
+                    ready = self._ready
+                    if now - (ready if ready > due else due) > BEHIND_SLACK:
+                        rec.behind_schedule += 1
+                self._send_due = intended
+                self._send_at = now
+                if out is None:
+                    out = list(frames)
+                else:
+                    out.extend(frames)
+                self._pc = pc + 1
             else:  # close
                 self._state = _OVER
                 self.deadline = _INF
@@ -259,6 +330,16 @@ class StepMachine:
         if out is None:
             return EMPTY
         return tuple(out)
+
+
+def _error_text(error: object) -> str:
+    """An answer's error for its text: a string as it is, anything else as compact JSON."""
+    if isinstance(error, str):
+        return error[:200]
+    try:
+        return json.dumps(error, separators=(",", ":"), ensure_ascii=False)[:200]
+    except (TypeError, ValueError, RecursionError):
+        return repr(error)[:200]
 
 
 def _excerpt(data: bytes, text: bool) -> str:

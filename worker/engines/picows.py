@@ -37,8 +37,9 @@ from wsload.worker.engine import Engine, EngineResult
 from wsload.worker.engines.picows_listener import Listener
 from wsload.worker.engines.picows_session import Alarms, SessionListener
 from wsload.worker.errors import ConnectFailed, HandshakeRejected
+from wsload.worker.protocol_session import Opening
 from wsload.worker.schedule import HOLD_POLL, MAX_IN_FLIGHT, TICK_BUDGET, TIMER_SLACK, SendSchedule
-from wsload.worker.session import Session
+from wsload.worker.session import Conversation
 
 _TEXT = WSMsgType.TEXT
 _mono = time.monotonic
@@ -96,7 +97,7 @@ class PicowsEngine(Engine):
         return services
 
     async def run_session(
-        self, link: Link, conn: Conn, session: Session, due: float | None
+        self, link: Link, conn: Conn, session: Conversation, due: float | None
     ) -> None:
         """The session runs in the listener's callbacks and timer; wait until it is gone."""
         assert isinstance(link, SessionListener)
@@ -187,19 +188,24 @@ class PicowsEngine(Engine):
                 resolve(done)
             due.clear()
 
-    async def open_link(self, source: str) -> Listener:
+    async def open_link(self, source: str, opened: Opening | None = None) -> Listener:
         """Open one connection; every way it can fail is a ConnectFailed with a kind.
 
         The TCP connection is made first (:func:`connected_socket`: with
         ``IP_BIND_ADDRESS_NO_PORT`` for a source address) and handed to picows,
         whose handshake timer then gets what is left of the connect timeout
         (less HANDSHAKE_MARGIN): a silent target fails ``ws_connect`` itself.
+        ``opened``: a protocol client's URL, and its subprotocols offered first.
         """
         options = self.options
         url = self.spec.ws_url
+        offered = options.subprotocols
+        if opened is not None:
+            url = opened.url
+            offered = opened.subprotocols + offered
         headers = [("User-Agent", USER_AGENT), *options.headers]
-        if options.subprotocols:
-            headers.append(("Sec-WebSocket-Protocol", ", ".join(options.subprotocols)))
+        if offered:
+            headers.append(("Sec-WebSocket-Protocol", ", ".join(offered)))
         deadline = _mono() + options.timeout
         limit = self.spec.max_message_size
         if self.talk is None:
@@ -232,7 +238,7 @@ class PicowsEngine(Engine):
             transport.disconnect(graceful=False)
             raise ConnectFailed("reset", f"{url}: connection closed during the handshake")
         chosen = transport.response.headers.get("Sec-WebSocket-Protocol")
-        if chosen is not None and chosen not in options.subprotocols:
+        if chosen is not None and chosen not in offered:
             transport.disconnect(graceful=False)
             raise HandshakeRejected(
                 None, f"{url}: server chose subprotocol {chosen!r}, not offered"

@@ -37,7 +37,7 @@ from wsload.worker.accounting import Accounting
 from wsload.worker.engines.picows_listener import Listener
 from wsload.worker.httppost import Answer, HttpPoster
 from wsload.worker.schedule import TICK_BUDGET, TIMER_SLACK
-from wsload.worker.session import Effects, HttpRequest, Session
+from wsload.worker.session import Conversation, Effects, HttpRequest
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -113,7 +113,7 @@ class SessionListener(Listener):
 
     def __init__(self, core: Accounting, limit: int, close_timeout: float, alarms: Alarms) -> None:
         super().__init__(core, limit, close_timeout)
-        self.session: Session | None = None
+        self.session: Conversation | None = None
         #: when this connection asked its alarm for (inf: no alarm wanted)
         self.alarm_at = _INF
         self._alarms = alarms
@@ -127,7 +127,9 @@ class SessionListener(Listener):
 
     # -- the engine's side ---------------------------------------------------------
 
-    def begin(self, session: Session, due: float | None, poster: HttpPoster | None = None) -> None:
+    def begin(
+        self, session: Conversation, due: float | None, poster: HttpPoster | None = None
+    ) -> None:
         """Start ``session`` on this (open) connection; ``poster`` performs its ``post`` steps."""
         self.session = session
         self._poster = poster
@@ -136,6 +138,10 @@ class SessionListener(Listener):
         if out:
             self._apply(out)
         self._rearm(session)
+
+    async def send_frames(self, frames: Effects) -> None:
+        """Send frames now (a protocol session's goodbye before the engine closes)."""
+        self._apply(frames)
 
     def end(self) -> None:
         """The connection is gone: no more timer, no more session."""
@@ -206,7 +212,7 @@ class SessionListener(Listener):
             self._apply(out)
         self._rearm(session)
 
-    def _rearm(self, session: Session) -> None:
+    def _rearm(self, session: Conversation) -> None:
         """Have a timer fire at ``session.deadline`` or before (then it looks again).
 
         An expect's timeout goes on the connection's *coarse* loop timer,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -36,8 +37,9 @@ from wsload.worker.accounting import Accounting, Conn, Link
 from wsload.worker.connect import harden, open_connection
 from wsload.worker.engine import Engine
 from wsload.worker.errors import failure_kind, report_once
+from wsload.worker.protocol_session import Opening
 from wsload.worker.recorder import Recorder
-from wsload.worker.session import Effects, HttpRequest, Session
+from wsload.worker.session import Conversation, Effects, HttpRequest
 
 _OPEN = State.OPEN
 _INF = float("inf")
@@ -47,13 +49,17 @@ ABORT_WAIT = 1.0
 
 
 class WebsocketsEngine(Engine):
-    async def open_link(self, source: str) -> WebsocketsLink:
-        ws = await open_connection(self.spec.ws_url, self.options, self.ssl, source)
+    async def open_link(self, source: str, opened: Opening | None = None) -> WebsocketsLink:
+        url, options = self.spec.ws_url, self.options
+        if opened is not None:  # a protocol's URL, and its subprotocols offered first
+            url = opened.url
+            options = replace(options, subprotocols=opened.subprotocols + options.subprotocols)
+        ws = await open_connection(url, options, self.ssl, source)
         harden(ws, self.spec.max_message_size, self.recorder)
         return WebsocketsLink(ws, self, self.options.timeout)
 
     async def run_session(
-        self, link: Link, conn: Conn, session: Session, due: float | None
+        self, link: Link, conn: Conn, session: Conversation, due: float | None
     ) -> None:
         """One coroutine per client: receive with the session's deadline as the timeout.
 
@@ -133,6 +139,12 @@ class WebsocketsLink:
         except ConnectionClosed:
             return False  # the message stays in flight and is counted lost with the connection
         return True
+
+    async def send_frames(self, frames: Effects) -> None:
+        """Send frames (a protocol session's goodbye before the engine closes)."""
+        for frame in frames:
+            if isinstance(frame, str | bytes) and not await self.send(frame):
+                return
 
     async def apply(self, conn: Conn, out: Effects) -> bool:
         """Send a session's frames; a close code closes (closed by us): then False.
