@@ -34,10 +34,13 @@ from wsload.common.stepvalues import did_you_mean
 from wsload.common.validation import describe
 
 #: The type a key's value must have (besides a one-placeholder string, always allowed):
-#: ``text``; ``table``; ``list``; ``value`` (any JSON value); ``body`` (text, or a table
-#: or array sent as JSON); ``int`` (within ``low``..``high``); ``bool``; ``headers`` (a
-#: table of text or numbers); ``pair`` (two integers >= 0, e.g. STOMP's heart-beat).
-KeyKind = Literal["text", "table", "list", "value", "body", "int", "bool", "headers", "pair"]
+#: ``text``; ``texts`` (text, or an array of text); ``table``; ``list``; ``value`` (any
+#: JSON value); ``body`` (text, or a table or array sent as JSON); ``int`` (within
+#: ``low``..``high``); ``bool``; ``headers`` (a table of text or numbers); ``pair`` (two
+#: integers >= 0, e.g. STOMP's heart-beat).
+KeyKind = Literal[
+    "text", "texts", "table", "list", "value", "body", "int", "bool", "headers", "pair"
+]
 
 #: When a verb waits for its answer: ``never``; ``always``; ``ack`` (the step says
 #: ``ack = true``: Socket.IO); ``receipt`` (``receipt = true``: STOMP); ``qos1`` (the
@@ -115,6 +118,7 @@ def _text(name: str, required: bool = False, default: Any = None) -> Key:
     return Key(name, "text", required, default)
 
 
+#: a publish's QoS: 0 waits for nothing, 1 for the PUBACK; 2 is not supported
 _QOS = Key("qos", "int", choices=(0, 1), refused=((2, "qos 2 is not supported"),), high=2)
 
 RAW = ProtocolDecl(
@@ -218,8 +222,13 @@ MQTT = ProtocolDecl(
             (_text("topic", True), Key("payload", "body"), _QOS, Key("retain", "bool")),
             answer="qos1",
         ),
-        Verb("subscribe", Action.SUBSCRIBE, (_text("topic", True), _QOS), answer="always"),
-        Verb("unsubscribe", Action.UNSUBSCRIBE, (_text("topic", True),), answer="always"),
+        Verb(
+            "subscribe",
+            Action.SUBSCRIBE,
+            (Key("topic", "texts", True), Key("qos", "int", choices=(0, 1, 2), high=2)),
+            answer="always",
+        ),
+        Verb("unsubscribe", Action.UNSUBSCRIBE, (Key("topic", "texts", True),), answer="always"),
     ),
     options=(
         _text("client_id", default="wsload-{client_id}"),
@@ -264,6 +273,7 @@ def is_placeholder(value: Any) -> bool:
 
 _KIND_WORDS: Mapping[KeyKind, str] = {
     "text": "text",
+    "texts": "text or an array of text",
     "table": "a table",
     "list": "an array",
     "value": "a value",
@@ -283,6 +293,12 @@ def key_problem(key: Key, value: Any) -> str | None:
     ok: bool
     if kind == "text":
         ok = isinstance(value, str)
+    elif kind == "texts":
+        ok = isinstance(value, str) or (
+            isinstance(value, list | tuple)
+            and len(value) > 0
+            and all(isinstance(v, str) for v in value)
+        )
     elif kind == "table":
         ok = isinstance(value, dict)
     elif kind == "list":

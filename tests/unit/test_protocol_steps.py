@@ -130,6 +130,8 @@ VERB_CASES: list[tuple[str, dict[str, Any], Action, bool, Any]] = [
     ("mqtt", {"subscribe": {"topic": "t", "qos": 1}}, Action.SUBSCRIBE, True,
      {"topic": "t", "qos": 1}),
     ("mqtt", {"subscribe": {"topic": "t/#"}}, Action.SUBSCRIBE, True, {"topic": "t/#"}),
+    ("mqtt", {"subscribe": {"topic": ["a", "b/+"], "qos": 2}}, Action.SUBSCRIBE, True,
+     {"topic": ["a", "b/+"], "qos": 2}),
     ("mqtt", {"unsubscribe": {"topic": "t/#"}}, Action.UNSUBSCRIBE, True, {"topic": "t/#"}),
 ]  # fmt: skip
 
@@ -365,8 +367,10 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
      "loop: step 1: receipt applies to send, subscribe and unsubscribe steps of protocol "
      '"stomp" only, not to expect of protocol "raw"'),
     ("mqtt", {"send": {"topic": "t", "qos": 2}}, "loop: step 1: send: qos 2 is not supported"),
-    ("mqtt", {"subscribe": {"topic": "t", "qos": 2}},
-     "loop: step 1: subscribe: qos 2 is not supported"),
+    ("mqtt", {"subscribe": {"topic": []}},
+     "loop: step 1: subscribe: topic must be text or an array of text, got list []"),
+    ("mqtt", {"subscribe": {"topic": "t", "qos": 3}},
+     "loop: step 1: subscribe: qos must be one of 0, 1, 2, got int 3"),
     ("mqtt", {"send": {"topic": "t", "qos": 5}},
      "loop: step 1: send: qos must be one of 0, 1, got int 5"),
     ("mqtt", {"send": {"topic": "t", "qos": True}},
