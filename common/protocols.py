@@ -36,7 +36,7 @@ from wsload.common.validation import describe
 #: The type a key's value must have (besides a one-placeholder string, always allowed):
 #: ``text``; ``texts`` (text, or an array of text); ``table``; ``list``; ``value`` (any
 #: JSON value); ``body`` (text, or a table or array sent as JSON); ``int`` (within
-#: ``low``..``high``); ``bool``; ``headers`` (a table of text or numbers); ``pair`` (two
+#: ``low``..``high``); ``bool``; ``headers`` (a table of text, numbers or booleans); ``pair`` (two
 #: integers >= 0, e.g. STOMP's heart-beat).
 KeyKind = Literal[
     "text", "texts", "table", "list", "value", "body", "int", "bool", "headers", "pair"
@@ -316,8 +316,9 @@ def key_problem(key: Key, value: Any) -> str | None:
     elif kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "headers":
+        # a number or true/false is sent as its text (``persistent = true``)
         ok = isinstance(value, dict) and all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in value.values()
+            isinstance(v, str | int | float) for v in value.values()
         )
     else:  # value
         ok = True

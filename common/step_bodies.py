@@ -51,15 +51,12 @@ def action_body(
     if shape:
         out.problems.append(f"{key} value is {shape}")
         return out
-    if decl.name != DEFAULT_PROTOCOL and decl.verb(key) is not None:
-        verb = compile_verb(decl, key, value, item)
-        out.action = decl.verb(key).action  # type: ignore[union-attr]
-        out.body, out.answer, out.problems, out.names = (
-            verb.body,
-            verb.answer,
-            verb.problems,
-            verb.names,
-        )
+    verb = decl.verb(key)
+    if decl.name != DEFAULT_PROTOCOL and verb is not None:
+        compiled = compile_verb(decl, key, value, item)
+        out.action = verb.action
+        out.body, out.answer = compiled.body, compiled.answer
+        out.problems, out.names = compiled.problems, compiled.names
         return out
     problems = out.problems
     if action is Action.SEND:

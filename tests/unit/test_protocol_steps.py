@@ -541,3 +541,27 @@ def test_the_readme_protocol_block_compiles_as_it_says(tmp_path: Path) -> None:
         (Action.EXPECT, False),
     ]
     assert workload.step_names == ("join", "chat", "step 3")
+
+
+def test_a_protocols_subscribers_and_publishers_are_fanout_programs() -> None:
+    """[deliveries] paths read the view: an MQTT subscriber and a publisher over MQTT."""
+    subscriber = {
+        "name": "sub",
+        "protocol": "mqtt",
+        "steps": [{"subscribe": {"topic": ["news", "sport"], "qos": 1}}],
+        "loop": [{"think": 60}],
+        "deliveries": {"topic": "topic", "seq": "payload.seq", "sent_at": "payload.ts"},
+    }
+    publish = {"topic": "news", "payload": {"seq": "{seq}", "ts": "{ts}"}, "qos": 1}
+    publisher = {
+        "name": "pub",
+        "protocol": "mqtt",
+        "loop": [{"send": publish, "publish": {"topic": "news", "seq": "{seq}"}}],
+    }
+    spec = JobSpec(scenarios=(subscriber, publisher))
+    assert workload_problems(spec) == []
+    sub, pub = compile_workload(spec).programs
+    assert sub.deliveries is not None
+    assert sub.deliveries.seq == "payload.seq"
+    assert pub.loop[0].publish is not None
+    assert pub.loop[0].answer  # qos 1: the publication counts once written; its PUBACK measured
