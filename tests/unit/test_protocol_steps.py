@@ -565,3 +565,11 @@ def test_a_protocols_subscribers_and_publishers_are_fanout_programs() -> None:
     assert sub.deliveries.seq == "payload.seq"
     assert pub.loop[0].publish is not None
     assert pub.loop[0].answer  # qos 1: the publication counts once written; its PUBACK measured
+
+
+def test_the_protocol_travels_to_the_workers_with_the_spec() -> None:
+    from wsload.common.spec import spec_from_dict
+
+    for protocol in ("stomp", {"name": "mqtt", "keepalive": 10, "username": "{user}"}, None):
+        spec = JobSpec(protocol=protocol, loop=({"think": 1},))
+        assert spec_from_dict(spec.to_dict()) == spec
