@@ -23,6 +23,7 @@ from wsload.common.params import OneStageCommand, job_options
 from wsload.common.spec import JobSpec, Mode, build_spec
 from wsload.common.validation import display_url
 from wsload.coordinator.console import serve_console
+from wsload.coordinator.event_mode import EventOutcome, event_job, run_event
 from wsload.coordinator.loadrun import run_load
 from wsload.coordinator.outputs import (
     STDOUT,
@@ -127,6 +128,9 @@ def test(
     if base.get("thresholds"):
         base["thresholds"] = tuple(base["thresholds"])
     specs = [build_spec(scenario=scenario, env=os.environ, **base, mode=m.value) for m in chosen]
+    for spec in specs:
+        if spec.mode is Mode.EVENT:
+            event_job(spec)  # its workload compiles: bad input ends here, before any run
     results: dict[str, Any] = {}
     for spec in specs:
         if spec.mode is Mode.LOAD:
@@ -188,10 +192,12 @@ def _log(text: str) -> None:
         click.echo(f"wsload: {text}", err=True)
 
 
-def _run(spec: JobSpec, to_stderr: bool) -> RunOutcome:
-    """A functional mode: one local worker."""
+def _run(spec: JobSpec, to_stderr: bool) -> RunOutcome | EventOutcome:
+    """A functional mode: one local worker (the event mode: a load job of it, judged)."""
     _announce(spec, to_stderr)
     options = SessionOptions(expect_workers=1)
+    if spec.mode is Mode.EVENT:
+        return uvloop.run(run_event(spec, options=options, on_log=_log))
     return uvloop.run(run_session(spec, local_workers=1, options=options, on_log=_log))
 
 

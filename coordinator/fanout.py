@@ -330,8 +330,9 @@ class FanoutLedger:
             ranges=topic.ranges + [empty] * len(lacking),
         )
 
-    def figures(self) -> FanoutFigures:
-        """The joined figures: per topic (by name) and in total."""
+    def figures(self, room: int = MISSING_SAMPLE) -> FanoutFigures:
+        """The joined figures: per topic (by name) and in total; up to ``room`` missing
+        deliveries listed (the event mode lists more)."""
         for topic in self.topics.values():
             self._flush(topic)
         rows: list[DeliveryFigures] = []
@@ -343,7 +344,7 @@ class FanoutLedger:
         )  # fmt: skip
         for name in sorted(self.topics):
             topic = self._owed_everything(self.topics[name])
-            join = self._join(name, topic, MISSING_SAMPLE - len(sample))
+            join = self._join(name, topic, room - len(sample))
             sample += join.missing
             hist = topic.latency or LatencyHistogram()
             if topic.latency is not None:

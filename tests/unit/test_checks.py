@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from wsload.common.steps import MAX_VALUE_ITEMS, step_problems
-from wsload.worker.checks.event import EventLedger
 from wsload.worker.checks.integration import (
     DEFAULT_STEPS,
     ScenarioError,
@@ -89,51 +88,6 @@ def test_subset_mismatch(expected: object, actual: object, found: str | None) ->
     else:
         assert got is not None
         assert got.startswith(found)
-
-
-def test_event_ledger_counts_duplicates_and_disorder() -> None:
-    """Seqs 1, 3, 2, 3: three received, one duplicate, one out of order, none missing."""
-    ledger = EventLedger(["c0"], ["e"], 3)
-    ledger.subscribed(100.0)
-    ledger.trigger("e", 100.5)
-    for seq, at in ((1, 100.6), (3, 100.7), (2, 100.8), (3, 100.9)):
-        ledger.deliver(0, "e", seq, at)
-    assert ledger.received == 3
-    f = ledger.close(101.0)
-    assert (f.expected, f.received, f.duplicates, f.out_of_order) == (3, 3, 1, 1)
-    assert (f.missing_count, f.missing) == (0, ())
-    assert f.latency_percentiles["max"] == pytest.approx(0.3, abs=0.01)
-
-
-def test_event_ledger_lists_missing_by_client_name_and_seq() -> None:
-    ledger = EventLedger(["a", "b"], ["x", "y"], 3)
-    ledger.subscribed(10.0)
-    ledger.trigger("x", 11.0)
-    ledger.trigger("y", 11.0)
-    for client, name, seq in ((0, "x", 1), (0, "x", 3), (0, "y", 1), (0, "y", 2), (0, "y", 3)):
-        ledger.deliver(client, name, seq, 11.5)
-    ledger.deliver(1, "y", 2, 11.5)
-    ledger.deliver(1, "other", 7, 11.5)  # never published: received, not delivered
-    f = ledger.close(12.0)
-    assert (f.expected, f.received, f.missing_count) == (12, 7, 6)
-    assert f.missing == ("a: x #2", "b: x #1", "b: x #2", "b: x #3", "b: y #1", "b: y #3")
-
-
-def test_event_ledger_does_not_charge_a_late_subscriber() -> None:
-    """The ledger's rule: a client is owed the triggers made while it was subscribed."""
-    ledger = EventLedger(["early", "late"], ["x"], 2)
-    ledger.subs[0].subscribed_at = 10.0
-    ledger.trigger("x", 11.0)
-    ledger.subs[1].subscribed_at = 12.0
-    ledger.deliver(0, "x", 1, 11.1)
-    f = ledger.close(13.0)
-    assert (f.expected, f.received, f.missing_count, f.missing) == (2, 1, 1, ("early: x #2",))
-
-
-def test_event_ledger_before_any_trigger_reports_the_planned_count() -> None:
-    """A run that never got to trigger (connect failed) reports what it planned, as before."""
-    f = EventLedger(["a", "b"], ["x"], 5).close(1.0)
-    assert (f.expected, f.received, f.missing_count, f.missing) == (10, 0, 0, ())
 
 
 @pytest.mark.parametrize(
