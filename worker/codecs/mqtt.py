@@ -23,17 +23,18 @@ packet. What a scenario sees:
   clean session), ready on CONNACK 0; any other return code is
   ``Failure("mqtt_refused")``. The keep-alive: a PINGREQ when nothing was
   sent for ``keepalive`` seconds, its PINGRESP swallowed; none within
-  ``keepalive`` more is ``Failure("keepalive_timeout")`` (reported by the
-  next :meth:`MqttCodec.receive` or by :attr:`MqttCodec.failure` after
-  :meth:`MqttCodec.on_timer`). DISCONNECT is the goodbye.
+  ``keepalive`` more is ``Failure("keepalive_timeout")``, left in
+  :attr:`MqttCodec.failure` by :meth:`MqttCodec.on_timer` (the codecs'
+  convention: the session counts it once and closes). DISCONNECT is the goodbye.
 - A packet that breaks the protocol (bad length, a packet a server never
   sends, a text frame) is ``Failure("protocol_error")``: the connection is
   closed, never a traceback.
 
-Options (rendered per client): ``client_id`` (default ``wsload-`` and 16
-random hex digits: unique per connection, 23 characters, the length every
-broker must accept), ``username``, ``password``, ``keepalive`` (seconds,
-30; 0 = none), ``clean_session`` (true).
+Options (rendered per connection, defaults from
+:mod:`wsload.common.protocols`): ``client_id`` (``wsload-{client_id}``;
+without one, ``wsload-`` and 16 random hex digits, 23 characters, the
+length every broker must accept), ``username``, ``password``, ``keepalive``
+(seconds, 30; 0 = none), ``clean_session`` (true).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Any, ClassVar
 
 from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.program import Action
+from wsload.common.protocols import SUBPROTOCOLS, VERBS, option_defaults
 from wsload.worker.codecs.base import (
     NOTHING,
     AnswerKey,
@@ -79,7 +81,8 @@ from wsload.worker.codecs.mqtt_wire import (
     unsubscribe_packet,
 )
 
-DEFAULT_KEEPALIVE = 30
+_DEFAULTS = option_defaults("mqtt")
+DEFAULT_KEEPALIVE: int = _DEFAULTS["keepalive"]
 #: CONNACK return codes (3.1.1, section 3.2.2.3)
 REFUSALS = {
     1: "unacceptable protocol version",
@@ -144,10 +147,8 @@ class MqttCodec(Codec):
     """One MQTT 3.1.1 connection's state (see the module's docstring)."""
 
     name: ClassVar[str] = "mqtt"
-    subprotocol: ClassVar[str | None] = "mqtt"
-    verbs: ClassVar[frozenset[Action]] = frozenset(
-        {Action.SEND, Action.SUBSCRIBE, Action.UNSUBSCRIBE}
-    )
+    subprotocol: ClassVar[str | None] = SUBPROTOCOLS["mqtt"][0]
+    verbs: ClassVar[frozenset[Action]] = VERBS["mqtt"]
 
     def __init__(
         self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -261,8 +262,8 @@ class MqttCodec(Codec):
     # -- received ------------------------------------------------------------
 
     def receive(self, now: float, data: bytes, text: bool) -> Received:
-        if self.failure is not None:
-            return Received(failure=self.failure)
+        if self.failure is not None:  # the timer's: the session counted it, and closes
+            return NOTHING
         if text:
             return self._fail("MQTT over WebSocket is binary: got a text message")
         if (
