@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.integration.test_bad_scenarios import refused
 from wsload.common.program import Action, Program, ProtocolSpec, Step
@@ -573,3 +575,49 @@ def test_the_protocol_travels_to_the_workers_with_the_spec() -> None:
     for protocol in ("stomp", {"name": "mqtt", "keepalive": 10, "username": "{user}"}, None):
         spec = JobSpec(protocol=protocol, loop=({"think": 1},))
         assert spec_from_dict(spec.to_dict()) == spec
+
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from(["", "x", "{seq}", "{nope}", "{q}", "auto", "/q", "t/#"])
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["event", "data", "args", "topic", "qos", "id"]), inner)
+    ),
+    max_leaves=6,
+)
+_KEYS = sorted({k.name for p in PROTOCOLS.values() for v in p.verbs for k in v.keys})
+_tables = st.dictionaries(st.sampled_from([*_KEYS, "x"]), _values, max_size=4)
+_OPTION_KEYS = sorted({k.name for p in PROTOCOLS.values() for k in p.options})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([*PROTOCOLS, "nope", None]),
+    st.dictionaries(st.sampled_from([*_OPTION_KEYS, "x"]), _values, max_size=3),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from([*STEP_KEYS, "other"]), _tables | _values, min_size=1, max_size=3
+        ),
+        max_size=4,
+    ),
+)
+def test_any_protocol_steps_compile_or_give_problems(
+    name: str | None, options: dict[str, Any], loop: list[Any]
+) -> None:
+    """No table, however wrong, is a traceback: it compiles or gives one-line problems."""
+    protocol = {"name": name, **options} if name is not None and options else name
+    spec = JobSpec(protocol=protocol, loop=tuple(loop))
+    found = workload_problems(spec)
+    assert all(isinstance(p, str) and "\n" not in p for p in found)
+    if not found:
+        for step in (s for p in compile_workload(spec).programs for s in p.loop):
+            assert step.expects is (
+                step.answer
+                or step.action in (Action.EXPECT, Action.EXPECT_REGEX, Action.EXPECT_BINARY)
+            )
