@@ -16,8 +16,9 @@ the node's process group (a graceful ``rabbitmqctl stop`` takes 6 to 8 s and
 the node's data is thrown away anyway) and of our epmd, in ``finally``.
 
 Statistics lag: the node collects them every ``collect_statistics_interval``
-(500 ms here, 5 s by default), so :meth:`RabbitMQ.settled` polls until two
-reads a collection apart agree.
+(500 ms here, 5 s by default) and the API's totals are samples (every
+second here, 5 s by default), so :meth:`RabbitMQ.settled` polls until a
+read has stayed the same for :data:`STABLE_FOR` seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ USER = "wsload"
 PASSWORD = "wsload-test-pass"
 #: how often the node collects statistics (ms): the management API lags by about this
 STATS_INTERVAL_MS = 500
+#: seconds a total must stay the same to be believed (the API samples every second)
+STABLE_FOR = 2.5
 
 
 def missing() -> str | None:
@@ -143,6 +146,10 @@ class RabbitMQ:
             f"web_stomp.tcp.ip = 127.0.0.1\nweb_stomp.tcp.port = {web_port}\n"
             f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {api_port}\n"
             f"collect_statistics_interval = {STATS_INTERVAL_MS}\n"
+            # the API's totals are samples every 5 s by default: every second here
+            "management.sample_retention_policies.global.minute = 1\n"
+            "management.sample_retention_policies.basic.minute = 1\n"
+            "management.sample_retention_policies.detailed.10 = 1\n"
             f"default_user = {USER}\ndefault_pass = {PASSWORD}\n"
             "loopback_users = none\n"
             # a loaded test box must not raise the alarms that block publishers
@@ -265,24 +272,25 @@ class RabbitMQ:
         until: Callable[[dict[str, int]], bool] = lambda _: True,
         timeout: float = 30.0,
     ) -> dict[str, int]:
-        """``read()`` once it agrees with itself over three collections and ``until`` holds.
+        """``read()`` once it has not changed for :data:`STABLE_FOR` s and ``until`` holds.
 
-        The node publishes its statistics every collection interval; a
-        figure read just after the load may still grow, so the same read
-        must come back three times (about 1.5 s) before it is believed.
+        The API's totals move once per sample (every second here, see the
+        config), a collection interval after the fact; a figure read just
+        after the load may still grow, so it is believed only when it has
+        stayed the same over more than two samples.
         """
         deadline = time.monotonic() + timeout
-        last: dict[str, int] | None = None
-        same = 0
+        last = read()
+        since = time.monotonic()
         while True:
+            time.sleep(0.25)
             now = read()
-            same = same + 1 if now == last else 0
-            last = now
-            if same >= 2 and until(now):
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= STABLE_FOR and until(now):
                 return now
             if time.monotonic() > deadline:
                 raise AssertionError(f"RabbitMQ's statistics did not settle: {now}")
-            time.sleep(STATS_INTERVAL_MS / 1000 + 0.05)
 
 
 __all__ = ["PASSWORD", "USER", "RabbitMQ", "missing"]
