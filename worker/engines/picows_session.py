@@ -31,7 +31,7 @@ import itertools
 import math
 import time
 
-from picows import WSCloseCode, WSMsgType
+from picows import WSCloseCode, WSMsgType, WSTransport
 
 from wsload.worker.accounting import Accounting
 from wsload.worker.engines.picows_listener import Listener
@@ -42,6 +42,8 @@ from wsload.worker.session import Conversation, Effects, HttpRequest
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _INF = math.inf
+#: the listener's ``failure`` while a close the session asked for completes
+_OURS = ("", "")
 _mono = time.monotonic
 
 
@@ -124,6 +126,8 @@ class SessionListener(Listener):
         self._coarse_at = _INF
         #: performs a ``post`` step's requests (the engine's)
         self._poster: HttpPoster | None = None
+        #: the session asked for the close (its code, whatever it is, is no failure)
+        self._closing = False
 
     # -- the engine's side ---------------------------------------------------------
 
@@ -197,10 +201,28 @@ class SessionListener(Listener):
                 if self.conn is not None:
                     self.conn.closed_by_us = True
                 self.alive = False
+                self._closing = True
                 if not transport.is_close_frame_sent:
                     transport.send_close(WSCloseCode(int(item)))  # type: ignore[arg-type]
                 self._hang_up(transport)
                 return
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        """As the listener's, except that a close the session asked for is never a failure.
+
+        The listener takes a close this side began with a code other than
+        1000 for picows failing the connection (``protocol`` for 1002); the
+        session's own (a ``close`` step's code, a protocol's fatal failure,
+        already counted by its kind) is not.
+        """
+        if self._closing and self.failure is None:
+            self.failure = _OURS
+        super().on_ws_disconnected(transport)
+
+    def _report_close(self) -> None:
+        if self.failure is _OURS:
+            self.failure = None
+        super()._report_close()
 
     def _answered(self, answer: Answer) -> None:
         """A post step's HTTP answer (ignored once the session is gone)."""
