@@ -10,7 +10,8 @@ import pytest
 from wsload.common.program import Action
 from wsload.worker.codecs import codec_class
 from wsload.worker.codecs.base import CodecInputError, Received
-from wsload.worker.codecs.stomp import MAX_FRAME, MAX_HEADERS, StompCodec, parse_frames
+from wsload.worker.codecs.stomp import MAX_RECEIPTS, StompCodec
+from wsload.worker.codecs.stomp_frames import MAX_FRAME, MAX_HEADERS, parse_frames
 
 CONNECTED = b"CONNECTED\nserver:RabbitMQ/3.10.8\nheart-beat:1000,2000\nversion:1.2\n\n\x00\n"
 
@@ -358,3 +359,18 @@ def test_a_frame_that_never_ends_is_bounded() -> None:
     assert failures[:3] == [None, None, None]
     assert failures[3] is not None
     assert failures[3].kind == "protocol_error"
+
+
+def test_receipts_remembered_are_bounded() -> None:
+    codec = connected()
+    for _ in range(MAX_RECEIPTS + 1):
+        codec.encode(Action.SEND, {"destination": "/t", "body": ""}, True)
+    # r1, the oldest, was forgotten: an ERROR naming it is no answer any more
+    got = codec.receive(1.0, b"ERROR\nmessage:late\nreceipt-id:r1\n\n\x00", True)
+    assert got.failure is not None
+    assert got.failure.kind == "stomp_error"
+    codec = connected()
+    for _ in range(MAX_RECEIPTS + 1):
+        codec.encode(Action.SEND, {"destination": "/t", "body": ""}, True)
+    got = codec.receive(1.0, b"ERROR\nmessage:refused\nreceipt-id:r2\n\n\x00", True)
+    assert views(got) == [{"answer": "r2", "command": "ERROR", "error": "refused"}]

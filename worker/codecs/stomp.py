@@ -5,7 +5,7 @@ command line, header lines, a blank line and a body ended by NUL; between
 frames the peer may send bare EOLs (heart-beats). Over WebSocket a frame
 usually fills one message, but several may share one and a large one may be
 split: this codec reads the messages as one byte stream (a partial frame is
-kept, bounded by :data:`MAX_FRAME`).
+kept, bounded: :mod:`.stomp_frames` reads and writes the frames).
 
 - handshake: :meth:`StompCodec.open` sends ``CONNECT`` (``accept-version``
   1.2, 1.1 and 1.0, ``host``, ``login``/``passcode``, ``heart-beat`` and the
@@ -24,22 +24,24 @@ kept, bounded by :data:`MAX_FRAME`).
   becomes ``{"answer":"r1","command":"RECEIPT"}``, an ``ERROR`` naming it
   ``{"answer":"r1","command":"ERROR","error":MESSAGE}`` (the step fails
   with ``stomp_error``). Any other ``ERROR`` is ``stomp_error``, fatal (the
-  server closes after an ERROR anyway).
+  spec has the server close after one; RabbitMQ sometimes goes on, but
+  which request it refused is unknown).
 - ``MESSAGE`` -> ``{"command":"MESSAGE","destination":D,"subscription":S,
   "message_id":M,"headers":{...},"body":B}`` (B the JSON value when the body
   is JSON, else its text), for ``expect`` and ``[deliveries]`` (paths such
   as ``body.seq``). A subscription with ``ack = "client"`` or
   ``"client-individual"`` has each of its messages ACKed by the codec.
 
-Bounds: a frame's size (:data:`MAX_FRAME`), its header section
-(:data:`MAX_HEADER_BYTES`, :data:`MAX_HEADERS`), receipts remembered
+Bounds: a frame's size and its header section (:mod:`.stomp_frames`; a
+peer past them costs ``protocol_error``), receipts remembered
 (:data:`MAX_RECEIPTS`) and subscriptions with client acks
-(:data:`MAX_SUBSCRIPTIONS`). A peer past them costs ``protocol_error``.
+(:data:`MAX_SUBSCRIPTIONS`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -55,13 +57,8 @@ from wsload.worker.codecs.base import (
     Message,
     Received,
 )
+from wsload.worker.codecs.stomp_frames import StompProtocolError, parse_frames, write_frame
 
-#: a frame's bytes, headers and body (a partial frame is held up to this)
-MAX_FRAME = 4 * 1024 * 1024
-#: a frame's command and header lines
-MAX_HEADER_BYTES = 64 * 1024
-#: header lines in one frame
-MAX_HEADERS = 256
 #: receipts we wait for at once (a step that timed out leaves its receipt: its
 #: RECEIPT may still come, late; the oldest is forgotten past this)
 MAX_RECEIPTS = 1024
@@ -73,16 +70,9 @@ _DEFAULTS = option_defaults("stomp")
 #: the default heart-beat: we can send every 10 s, we want one every 10 s (ms)
 DEFAULT_HEART_BEAT: tuple[int, int] = tuple(_DEFAULTS["heart_beat"])
 
-_ESCAPE_12 = str.maketrans({"\\": "\\\\", "\r": "\\r", "\n": "\\n", ":": "\\c"})
-_ESCAPE_11 = str.maketrans({"\\": "\\\\", "\n": "\\n", ":": "\\c"})
-_UNESCAPE = {"\\\\": "\\", "\\r": "\r", "\\n": "\n", "\\c": ":"}
 _CLIENT_ACKS = ("client", "client-individual")
 _ACK_MODES = STOMP_ACKS
 _JSON_START = frozenset(b'{["-0123456789tfn')
-
-
-class StompProtocolError(ValueError):
-    """The peer's bytes are not STOMP (or past a bound): ``protocol_error``."""
 
 
 def _dumps(value: Any) -> str:
@@ -91,23 +81,6 @@ def _dumps(value: Any) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 3] + "..."
-
-
-def _unescape(value: str) -> str:
-    """STOMP 1.1/1.2 header unescaping; an undefined escape is a protocol error."""
-    out: list[str] = []
-    i = 0
-    while True:
-        j = value.find("\\", i)
-        if j < 0:
-            out.append(value[i:])
-            return "".join(out)
-        pair = value[j : j + 2]
-        if pair not in _UNESCAPE:
-            raise StompProtocolError(f"undefined escape {pair!r} in a header")
-        out.append(value[i:j])
-        out.append(_UNESCAPE[pair])
-        i = j + 2
 
 
 def _text(value: Any, what: str) -> str:
@@ -141,82 +114,6 @@ def _body_value(body: bytes) -> Any:
     return text
 
 
-def parse_frames(
-    buf: bytes, escaped: bool
-) -> tuple[list[tuple[str, dict[str, str], bytes]], int, int]:
-    """The whole frames at the start of ``buf``: (frames, bytes used, EOLs skipped).
-
-    Bytes past the last whole frame are a partial frame (``buf[used:]``),
-    kept by the caller. ``escaped``: header values use 1.1/1.2 escapes.
-    Raises :class:`StompProtocolError` for bytes that cannot be STOMP.
-    """
-    frames: list[tuple[str, dict[str, str], bytes]] = []
-    pos = 0
-    eols = 0
-    n = len(buf)
-    while pos < n:
-        c = buf[pos]
-        if c == 10:  # a heart-beat (or the EOLs a frame may end with)
-            pos += 1
-            eols += 1
-            continue
-        if c == 13:
-            if pos + 1 == n:
-                break
-            if buf[pos + 1] != 10:
-                raise StompProtocolError("a lone CR between frames")
-            pos += 2
-            eols += 1
-            continue
-        head_end = buf.find(b"\n\n", pos, pos + MAX_HEADER_BYTES)
-        crlf_end = buf.find(b"\n\r\n", pos, pos + MAX_HEADER_BYTES)
-        if crlf_end >= 0 and (head_end < 0 or crlf_end < head_end):
-            body_at = crlf_end + 3
-            head_end = crlf_end
-        elif head_end >= 0:
-            body_at = head_end + 2
-        else:
-            if n - pos >= MAX_HEADER_BYTES:
-                raise StompProtocolError(f"no end of headers within {MAX_HEADER_BYTES} bytes")
-            break
-        lines = buf[pos:head_end].decode("utf-8", "replace").split("\n")
-        if len(lines) > MAX_HEADERS + 1:
-            raise StompProtocolError(f"more than {MAX_HEADERS} headers in a frame")
-        command = lines[0].removesuffix("\r")
-        if not command.isalpha():
-            raise StompProtocolError(f"not a STOMP command: {_cut(command)!r}")
-        headers: dict[str, str] = {}
-        unescape = escaped and command != "CONNECTED"
-        for line in lines[1:]:
-            line = line.removesuffix("\r")
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise StompProtocolError(f"a header line without ':' in {command}")
-            if unescape and "\\" in line:
-                name, value = _unescape(name), _unescape(value)
-            headers.setdefault(name, value)  # a repeated header: the first one counts
-        length_text = headers.get("content-length")
-        if length_text is not None:
-            if not length_text.isdigit():
-                raise StompProtocolError(f"content-length {_cut(length_text)!r}")
-            end = body_at + int(length_text)
-            if end - pos > MAX_FRAME:
-                raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
-            if end >= n:
-                break
-            if buf[end] != 0:
-                raise StompProtocolError("no NUL after the content-length body")
-        else:
-            end = buf.find(b"\0", body_at, pos + MAX_FRAME)
-            if end < 0:
-                if n - pos >= MAX_FRAME:
-                    raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
-                break
-        frames.append((command, headers, buf[body_at:end]))
-        pos = end + 1
-    return frames, pos, eols
-
-
 class StompCodec(Codec):
     """One STOMP connection (see the module's docstring)."""
 
@@ -231,7 +128,8 @@ class StompCodec(Codec):
         self.failure: Failure | None = None
         self.version = "1.2"
         self._partial = b""
-        self._receipts: dict[str, None] = {}  # pending receipt ids, oldest first
+        # pending receipt ids, oldest first (an OrderedDict: dropping the oldest is O(1))
+        self._receipts: OrderedDict[str, None] = OrderedDict()
         self._next_receipt = 1
         self._next_subscription = 1
         self._client_acks: dict[str, str] = {}  # subscription id -> ack mode
@@ -340,7 +238,8 @@ class StompCodec(Codec):
             rid = headers.get("receipt-id", "")
             self._receipts.pop(rid, None)
             view = {"answer": rid, "command": "RECEIPT"}
-            out.messages.append(Message(_dumps(view).encode(), view))
+            text = f'{{"answer":{_dumps(rid)},"command":"RECEIPT"}}'
+            out.messages.append(Message(text.encode(), view))
             return None
         if command == "ERROR":
             error = _error_text(headers, body)
@@ -436,21 +335,13 @@ class StompCodec(Codec):
             self._next_receipt += 1
             headers["receipt"] = receipt
             if len(self._receipts) >= MAX_RECEIPTS:
-                del self._receipts[next(iter(self._receipts))]
+                self._receipts.popitem(last=False)
             self._receipts[receipt] = None
         command = "SEND" if action is Action.SEND else action.value.upper()
         return [self._frame_text(command, headers, body)], receipt
 
     def _frame_text(self, command: str, headers: Mapping[str, str], body: str) -> str:
-        """A frame to send, its header values escaped as the negotiated version says."""
-        table = _ESCAPE_12 if self.version == "1.2" else _ESCAPE_11
-        if self.version == "1.0":
-            lines = "".join(f"{k}:{v}\n" for k, v in headers.items())
-        else:
-            lines = "".join(
-                f"{k.translate(table)}:{v.translate(table)}\n" for k, v in headers.items()
-            )
-        return f"{command}\n{lines}\n{body}\0"
+        return write_frame(command, headers, body, self.version)
 
 
-__all__ = ["MAX_FRAME", "MAX_HEADERS", "StompCodec", "StompProtocolError", "parse_frames"]
+__all__ = ["StompCodec"]
