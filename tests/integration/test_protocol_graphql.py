@@ -1,0 +1,233 @@
+"""GraphQL over WebSocket end to end: ``wsload run`` against a real strawberry-graphql server.
+
+The server (tests/servers/graphql_server.py) is strawberry's own aiohttp
+view speaking graphql-transport-ws; it counts at the wire what it received
+and wrote, and those counters are the truth wsload's figures must equal:
+
+- a 2-worker run: watchers hold two subscriptions (the posts' fan-out and a
+  ticking stream) whose ``next`` messages are ``[deliveries]``, posters run
+  a mutation (the server delays it: the injected latency) and a query. The
+  steps' counts equal the server's operations and results, the deliveries
+  equal the events it wrote, nothing is missing, and the server's pings
+  (every 0.2 s) are answered without showing anywhere in the counts;
+- GraphQL errors: a query the schema refuses fails its step as
+  ``graphql_error``, a refused subscription counts ``graphql_error``;
+- a server that speaks something else (``wsload serve``'s echo ``/ws``):
+  ``protocol_error`` in the summary, the run ends on time;
+- ``examples/graphql.toml`` runs against the server as written (shortened).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.accounting import assert_balanced
+from tests.integration.conftest import WSLOAD, ServerFactory, wait_for
+from tests.servers.graphql_server import GraphQLServer
+from wsload.common.protocol import STEP_COUNTERS
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "graphql.toml"
+RUN_TIMEOUT = 120.0
+DELAY = 0.05  # the server's mutation delay: in every post's latency
+WATCHERS = 20
+TICKS = 20
+
+TICKS_QUERY = f"subscription {{ e: ticks(interval: 0.1, count: {TICKS}) {{ seq sentAt topic }} }}"
+POST_QUERY = "mutation P($t: String!) { post(text: $t) { seq } }"
+SCENARIO = f"""\
+reply_timeout = 10
+connect_timeout = 30
+protocol = {{name = "graphql", payload = {{token = "t-{{client_id}}"}}}}
+
+[[scenarios]]
+name = "watchers"
+clients = {WATCHERS}
+[[scenarios.steps]]
+subscribe = {{query = "subscription {{ e: events(topic: \\"news\\") {{ seq sentAt topic }} }}"}}
+[[scenarios.steps]]
+subscribe = {{query = "{TICKS_QUERY}", id = "ticks"}}
+[[scenarios.loop]]
+think = 3600
+[scenarios.deliveries]
+match = {{type = "next"}}
+topic = "payload.data.e.topic"
+seq = "payload.data.e.seq"
+sent_at = "payload.data.e.sentAt"
+topics = ["news", "ticks"]
+source = "server"
+
+[[scenarios]]
+name = "posters"
+clients = 2
+rate = 10
+[[scenarios.steps]]
+think = 2
+[[scenarios.loop]]
+name = "post"
+query = {{query = "{POST_QUERY}", variables = {{t = "m{{seq}}"}}}}
+[[scenarios.loop]]
+name = "hello"
+query = {{query = "{{ hello(name: \\"{{client_id}}\\") }}"}}
+"""
+
+
+def run(
+    tmp_path: Path, scenario: Path, ws_url: str, *flags: str
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    out = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scenario), "--ws-url", ws_url, *flags,
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert out.is_file(), proc.stdout + proc.stderr
+    summary: dict[str, Any] = json.loads(out.read_text())
+    assert_balanced(summary)
+    for name, counts in summary["steps"].items():
+        others = sum(int(counts[k]) for k in STEP_COUNTERS if k != "expected")
+        assert counts["expected"] == others, (name, counts)
+    return summary, proc
+
+
+def settled(server: GraphQLServer) -> dict[str, Any]:
+    """The server's counters once every connection of the run has closed."""
+    wait_for(
+        "the run's connections to close on the server",
+        lambda: server.stats()["connections_open"] == 0,
+        10,
+    )
+    return server.stats()
+
+
+def step(summary: dict[str, Any], name: str) -> dict[str, Any]:
+    """A step's figures (a mix prefixes its scenario's name)."""
+    found = [s for n, s in summary["steps"].items() if n == name or n.endswith(f" {name}")]
+    assert len(found) == 1, (name, list(summary["steps"]))
+    return found[0]
+
+
+@pytest.mark.timeout(180)
+def test_two_workers_counts_equal_the_servers(tmp_path: Path) -> None:
+    scenario = tmp_path / "graphql.toml"
+    scenario.write_text(SCENARIO)
+    with GraphQLServer(
+        "--mutation-delay-ms", str(DELAY * 1000), "--ping-interval", "0.2"
+    ) as server:
+        summary, proc = run(
+            tmp_path, scenario, server.ws_url,
+            "-c", str(WATCHERS + 2), "-d", "6", "--ramp-up", "1", "--workers", "2",
+            "--drain-timeout", "5",
+        )  # fmt: skip
+        did = settled(server)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary["errors"] == {}, summary["errors"]
+    assert did["connections"] == WATCHERS + 2  # one each: nothing failed, nothing reconnected
+    assert did["received"]["connection_init"] == WATCHERS + 2
+    # every post and hello was a subscribe message the server ran, and each was answered
+    post, hello = step(summary, "post"), step(summary, "hello")
+    assert post["met"] == post["expected"] == did["operations"]["mutation"] > 0, (post, did)
+    assert post["met"] == did["results"]["mutation"]
+    assert hello["met"] == hello["expected"] == did["operations"]["query"] > 0, (hello, did)
+    assert hello["met"] == did["results"]["query"]
+    assert did["operations"]["subscription"] == 2 * WATCHERS
+    # the mutation's latency includes the delay the server injected
+    assert post["latency_percentiles"]["p50"] >= DELAY, post  # seconds
+    assert hello["latency_percentiles"]["p50"] < post["latency_percentiles"]["p50"]
+    # deliveries: exactly what the server wrote, nothing missing
+    fanout = summary["fanout"]
+    news, ticks = fanout["topics"]["news"], fanout["topics"]["ticks"]
+    assert ticks["delivered"] == did["events_sent"]["ticks"] == WATCHERS * TICKS, (ticks, did)
+    assert news["delivered"] == did["events_sent"]["events"], (news, did)
+    # every watcher was subscribed before the first post (the posters think first);
+    # the last posts may race with the watchers' close at the end
+    assert news["delivered"] >= WATCHERS * (did["published"]["news"] // 2) > 0, (news, did)
+    for got in (news, ticks):
+        assert (got["missing"], got["duplicates"], got["out_of_order"]) == (0, 0, 0), got
+        assert got["subscriptions"] == WATCHERS
+    # housekeeping: the server pinged every connection, each ping was answered,
+    # and none of it is a message in wsload's counts
+    assert did["pings_sent"] >= WATCHERS
+    assert did["pings_sent"] - did["connections"] <= did["pongs_received"] <= did["pings_sent"]
+    assert summary["unsolicited"] == 0
+    assert summary["total_received"] == post["met"] + hello["met"]
+    # sent: the steps' subscribe messages only (connection_init and pongs are not messages)
+    assert summary["counters"]["sent"] == did["received"]["subscribe"], (summary["counters"], did)
+    assert did["received"]["pong"] == did["pongs_received"]
+
+
+ERRORS = """\
+reply_timeout = 5
+interval = 0.2
+protocol = "graphql"
+
+[[steps]]
+subscribe = {query = "subscription { nope }"}
+[[loop]]
+name = "good query"
+query = {query = "{ hello }"}
+[[loop]]
+name = "bad query"                # fails: the rest of the iteration is skipped, as for an expect
+query = {query = "{ nope }"}
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("engine", ["picows", "websockets"])
+def test_graphql_errors_are_counted_not_fatal(tmp_path: Path, engine: str) -> None:
+    scenario = tmp_path / "errors.toml"
+    scenario.write_text(ERRORS)
+    with GraphQLServer() as server:
+        summary, _ = run(
+            tmp_path, scenario, server.ws_url,
+            "-c", "2", "-d", "2", "--workers", "1", "--engine", engine,
+        )  # fmt: skip
+        did = settled(server)
+    bad, good = step(summary, "bad query"), step(summary, "good query")
+    assert bad["failed"] == bad["expected"] == did["errors_sent"] - 2 > 0, (bad, did)
+    assert bad["met"] == 0
+    assert good["met"] == good["expected"] == did["results"]["query"] > 0, (good, did)
+    # the refused subscription (one per client) and every refused query: graphql_error,
+    # and the connections went on (one per client, never closed by the error)
+    assert summary["errors"]["graphql_error"] == did["errors_sent"], summary["errors"]
+    assert did["connections"] == 2
+
+
+@pytest.mark.timeout(120)
+def test_a_server_that_speaks_another_protocol_is_an_error_kind_not_a_hang(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "wrong.toml"
+    scenario.write_text(ERRORS)
+    server = serve_factory()
+    began = time.monotonic()
+    summary, _ = run(tmp_path, scenario, server.ws_url, "-c", "2", "-d", "2", "--workers", "1")
+    assert time.monotonic() - began < 60
+    assert summary["errors"].get("protocol_error", 0) >= 2, summary["errors"]
+    assert summary["steps"] == {} or all(s["met"] == 0 for s in summary["steps"].values())
+
+
+@pytest.mark.timeout(180)
+def test_example_runs_against_the_server(tmp_path: Path) -> None:
+    with GraphQLServer("--token", "demo", "--ping-interval", "0.5") as server:
+        summary, proc = run(
+            tmp_path, EXAMPLE, server.ws_url,
+            "-c", "12", "-d", "4", "--ramp-up", "1", "--workers", "2", "--reply-timeout", "10",
+        )  # fmt: skip
+        did = settled(server)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert did["rejected"] == 0  # the example's connection_init payload carries the token
+    assert summary["errors"] == {}, summary["errors"]
+    post, hello = step(summary, "post"), step(summary, "hello")
+    assert post["met"] == did["results"]["mutation"] > 0
+    assert hello["met"] == did["results"]["query"] > 0
+    news = summary["fanout"]["topics"]["news"]
+    assert news["delivered"] == did["events_sent"]["events"] > 0
+    assert news["missing"] == 0
+    assert summary["unsolicited"] == 0
