@@ -13,13 +13,18 @@ and the shipped example.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
+from tests.accounting import assert_balanced
+from tests.integration.conftest import WSLOAD, ServerFactory
 from tests.servers.delay_proxy import DelayProxy
 from tests.servers.mosquitto import Mosquitto, delta, start_mosquitto, sys_counters
 from wsload.common.program import Action
@@ -27,6 +32,7 @@ from wsload.worker.codecs.base import Message
 from wsload.worker.codecs.mqtt import MqttCodec
 
 DELAY_MS = 50
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -163,3 +169,162 @@ def test_puback_through_the_delay_proxy_takes_at_least_the_delay(broker: Mosquit
 
         latencies = asyncio.run(scenario())
     assert min(latencies) >= DELAY_MS / 1000, latencies
+
+
+# -- wsload run against the broker ---------------------------------------------------
+
+CLIENTS = 7  # 6 subscribers and the publisher
+
+SCENARIO = f"""
+protocol = {{name = "mqtt", keepalive = 1}}
+num_clients = {CLIENTS}
+duration = 4
+ramp_up = 0.5
+reply_timeout = 5
+
+[[scenarios]]
+name = "subscribers"
+weight = 1
+
+[[scenarios.steps]]
+name = "subscribed"
+subscribe = {{topic = "news/#", qos = 0}}
+
+[[scenarios.loop]]
+think = 3600
+
+[scenarios.deliveries]
+topic = "topic"
+seq = "payload.seq"
+sent_at = "payload.sent_at"
+topics = ["news/a"]
+
+[[scenarios]]
+name = "publisher"
+clients = 1
+rate = 20
+
+[[scenarios.steps]]
+think = 1
+
+[[scenarios.loop]]
+name = "publish"
+send = {{topic = "news/a", qos = 1, payload = {{seq = "{{seq}}", sent_at = "{{ts}}"}}}}
+publish = {{topic = "news/a", seq = "{{seq}}"}}
+[[scenarios.loop]]
+send = {{topic = "elsewhere", payload = "fire and forget"}}
+"""
+
+
+def run(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WSLOAD, "run", "--quiet", *args],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(150)
+def test_two_workers_per_step_counts_equal_mosquittos(broker: Mosquitto, tmp_path: Path) -> None:
+    """Through the delay proxy, 1 s keep-alives: counts equal $SYS, pings counted nowhere."""
+    scenario, out = tmp_path / "mqtt.toml", tmp_path / "out.json"
+    scenario.write_text(SCENARIO)
+    with sys_counters(broker) as counters, DelayProxy(broker.ws_port, DELAY_MS) as proxy:
+        before = counters.snapshot()
+        url = f"ws://127.0.0.1:{proxy.port}/mqtt"
+        proc = run("--scenario", str(scenario), "--ws-url", url, "-w", "2", "--json", str(out))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = delta(before, counters.snapshot())
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    steps, c = doc["steps"], doc["counters"]
+    assert list(steps) == ["subscribed", "publish"]
+    assert [w["steps"]["subscribed"]["met"] > 0 for w in doc["workers"].values()] == [True] * 2
+    assert steps["subscribed"]["expected"] == steps["subscribed"]["met"] == CLIENTS - 1
+    assert steps["publish"]["expected"] == steps["publish"]["met"] > 20
+    # every PUBLISH (QoS 1 and 0) the broker received is one wsload sent, and back
+    qos0 = doc["total_sent"] - steps["subscribed"]["met"] - steps["publish"]["met"]
+    assert qos0 >= steps["publish"]["met"] - 1
+    assert got["publish/messages/received"] == steps["publish"]["met"] + qos0
+    assert doc["total_received"] == steps["subscribed"]["met"] + steps["publish"]["met"]
+    # every delivery the broker wrote is one a subscriber got (QoS 0 subscriptions:
+    # Mosquitto 2.0 counts those it writes to WebSocket clients), none missing
+    fanout = doc["fanout"]["total"]
+    assert fanout["deliveries"] == fanout["delivered"] == got["publish/messages/sent"]
+    assert fanout["delivered"] == fanout["expected"] == steps["publish"]["met"] * (CLIENTS - 1)
+    assert fanout["missing"] == fanout["duplicates"] == 0
+    assert got["publish/messages/dropped"] == 0
+    # the PUBACK's and SUBACK's latency include the delay the proxy injects
+    assert steps["publish"]["latency_percentiles"]["p50"] >= DELAY_MS / 1000
+    assert steps["subscribed"]["latency_percentiles"]["p50"] >= DELAY_MS / 1000
+    # keep-alives: the broker received PINGREQs (every packet but CONNECT, SUBSCRIBE,
+    # PUBLISH and DISCONNECT is one), none of them a message, unsolicited or error,
+    # and no connection was dropped for want of them
+    pings = got["messages/received"] - 2 * c["connects"] - doc["total_sent"]
+    assert pings >= 2 * CLIENTS, (got, c)
+    assert c["connects"] == CLIENTS
+    assert c["reconnects"] == c["disconnects"] == c["connect_failures"] == 0
+    assert doc["unsolicited"] == 0
+    assert not doc["errors"], doc["errors"]
+
+
+@pytest.mark.timeout(90)
+def test_a_server_that_does_not_speak_mqtt_is_an_error_kind(
+    serve_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """``wsload serve``'s /ws echoes our CONNECT back: a protocol error, never a hang."""
+    server = serve_factory()
+    scenario, out = tmp_path / "mqtt.toml", tmp_path / "out.json"
+    scenario.write_text(SCENARIO)
+    started = time.monotonic()
+    proc = run(
+        "--scenario", str(scenario), "--ws-url", server.ws_url, "-w", "1", "-d", "2",
+        "-c", "2", "--ramp-up", "0", "--connect-timeout", "1", "--json", str(out),
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert proc.returncode != 0
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    assert doc["errors"], "a server that never answered CONNECT must cost an error kind"
+    assert set(doc["errors"]) <= {"protocol_error", "handshake_timeout"}, doc["errors"]
+    assert doc["steps"]["subscribed"]["met"] == 0
+
+
+@pytest.mark.timeout(90)
+def test_a_refused_connect_is_mqtt_refused(tmp_path: Path) -> None:
+    scenario, out = tmp_path / "mqtt.toml", tmp_path / "out.json"
+    scenario.write_text(SCENARIO)
+    with start_mosquitto(anonymous=False) as broker:
+        proc = run(
+            "--scenario", str(scenario), "--ws-url", broker.ws_url, "-w", "1", "-d", "2",
+            "-c", "2", "--ramp-up", "0", "--json", str(out),
+        )  # fmt: skip
+    assert proc.returncode != 0
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    assert set(doc["errors"]) == {"mqtt_refused"}, doc["errors"]
+    assert "not authorized" in str(doc["error_texts"])
+    assert doc["steps"]["subscribed"]["met"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_the_shipped_example_runs_against_the_broker(broker: Mosquitto, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    with sys_counters(broker) as counters:
+        before = counters.snapshot()
+        proc = run(
+            "--scenario", str(REPO / "examples" / "mqtt.toml"), "--ws-url", broker.ws_url,
+            "-w", "2", "-d", "6", "-c", "5", "--ramp-up", "0.5", "--json", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = delta(before, counters.snapshot())
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    steps = doc["steps"]
+    assert list(steps) == ["subscribed", "publish"]
+    assert steps["subscribed"]["met"] == 4
+    assert steps["publish"]["expected"] == steps["publish"]["met"] > 0
+    assert got["publish/messages/received"] == steps["publish"]["met"]
+    fanout = doc["fanout"]["total"]
+    assert fanout["delivered"] == fanout["expected"] == got["publish/messages/sent"]
+    assert fanout["missing"] == 0
+    assert not doc["errors"], doc["errors"]

@@ -99,9 +99,9 @@ class Mosquitto:
                 self.proc.wait()
 
 
-def _config(ws_port: int, mqtt_port: int) -> str:
+def _config(ws_port: int, mqtt_port: int, anonymous: bool) -> str:
     lines = [
-        "allow_anonymous true",
+        f"allow_anonymous {'true' if anonymous else 'false'}",
         "persistence false",
         f"sys_interval {SYS_INTERVAL}",
         "log_dest stderr",
@@ -119,8 +119,14 @@ def _config(ws_port: int, mqtt_port: int) -> str:
 
 
 @contextlib.contextmanager
-def start_mosquitto() -> Iterator[Mosquitto]:
-    """Start a private broker (skips the test if it cannot); stopped on exit, always."""
+def start_mosquitto(anonymous: bool = True) -> Iterator[Mosquitto]:
+    """Start a private broker (skips the test if it cannot); stopped on exit, always.
+
+    ``anonymous`` false: a CONNECT without credentials is refused (CONNACK 5).
+    Mosquitto 2.0 grants every well-formed subscription, even one its ACL
+    denies (it filters at delivery), so no configuration here makes a SUBACK
+    0x80: the codec's unit tests cover that answer.
+    """
     binary = mosquitto_binary()
     if binary is None:
         pytest.skip("mosquitto is not installed (make brokers installs Debian's)")
@@ -128,7 +134,7 @@ def start_mosquitto() -> Iterator[Mosquitto]:
         for attempt in range(3):  # a free port can be taken between probe and bind
             ws_port, mqtt_port = _free_port(), _free_port()
             conf = Path(tmp) / "mosquitto.conf"
-            conf.write_text(_config(ws_port, mqtt_port))
+            conf.write_text(_config(ws_port, mqtt_port, anonymous))
             log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
             proc = subprocess.Popen(
                 [binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
