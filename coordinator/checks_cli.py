@@ -23,7 +23,8 @@ from wsload.common.params import OneStageCommand, job_options
 from wsload.common.spec import JobSpec, Mode, build_spec
 from wsload.common.validation import display_url
 from wsload.coordinator.console import serve_console
-from wsload.coordinator.event_mode import EventOutcome, event_job, run_event
+from wsload.coordinator.event_job import event_job
+from wsload.coordinator.event_mode import EventOutcome, run_event
 from wsload.coordinator.loadrun import run_load
 from wsload.coordinator.outputs import (
     STDOUT,

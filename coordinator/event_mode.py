@@ -1,29 +1,14 @@
 """Event mode as a job of the engine: the seed's ``WebSocketEventTester`` at small scale.
 
-What ``wsload test --event`` asks -- do events triggered over the HTTP API
-reach every WebSocket subscriber? -- is the fan-out machinery's question
-(issue 16), so the event options compile into a workload of that machinery
-(:func:`event_job`) and run as a load job of one local worker; the checks
-the event mode always printed are judged here, on the coordinator, from the
-run's fan-out figures (:func:`judge`).
+The event options compile into a load workload of the fan-out machinery
+(:mod:`wsload.coordinator.event_job`), which :func:`run_event` runs like any
+load job, on one local worker (as the other check modes run), stopping it
+once it has what it waits for (:class:`_Watch`). The checks the event mode
+always printed -- connect, subscribe, trigger NAME, deliveries -- and its
+counts are judged here, on the coordinator, from the run's fan-out figures
+(:func:`judge`, sans-I/O).
 
-The workload (every value literal: no template of the user's text is
-rendered):
-
-- ``subscribers`` (``num_clients`` clients): ``[[steps]]`` sends
-  ``{"type": "subscribe", "events": [NAMES]}`` (subscribed from then on);
-  its one ``[[loop]]`` iteration waits briefly for the server's
-  ``{"type": "subscribed"}`` (a server that sends none is fine, as before);
-  ``[deliveries]`` are the events API's messages ``{"type": "event",
-  "event": NAME, "seq": N, "sent_at": T}``: topic = the event name.
-- one ``trigger N`` publisher per event name (one client each, so a refused
-  trigger does not hold back the others): it waits :data:`SETTLE` seconds
-  after connecting, for the subscriptions to be in place, then ``post``s the
-  trigger (``event_method`` to ``api_url + event_path`` with ``event_body``,
-  ``{event}`` and ``{count}`` filled in) with ``publish = {topic = NAME,
-  seq = 1}``.
-
-One trigger is ``event_count`` events (seq 1..count): the step language
+One trigger is ``event_count`` events (seq 1..count) but the step language
 records one publication per request, so :func:`owe_whole_triggers` adds
 seqs 2..count at the time of seq 1 before the ledger joins. A trigger the
 API refused still owes its events, as the event mode always said: all of
@@ -32,9 +17,6 @@ them count missing, listed by client.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,16 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from wsload.common.errors import SpecError
 from wsload.common.fanout_wire import MAX_TOPIC_LEN, FanoutWindow
 from wsload.common.mix import assign
-from wsload.common.program import Workload
-from wsload.common.spec import JobSpec, Mode
-from wsload.common.stepvalues import value_shape_problem
-from wsload.common.template import TextTemplate
+from wsload.common.spec import JobSpec
 from wsload.common.validation import display_url
 from wsload.common.workload import compile_workload
 from wsload.coordinator.aggregate import RunAggregate
+from wsload.coordinator.event_job import ACK_STEP, SETTLE, event_job, topics, trigger_url
 from wsload.coordinator.fanout import FanoutLedger
 from wsload.coordinator.fanout_figures import FanoutFigures
 from wsload.coordinator.loadrun import conclude
@@ -60,167 +39,10 @@ from wsload.coordinator.session import RunOutcome, SessionOptions
 from wsload.coordinator.summary import RunSummary
 
 PASS, FAIL = "pass", "fail"
-#: Seconds a trigger's publisher waits after connecting before it triggers:
-#: the subscribers connect and subscribe meanwhile (the step language has no
-#: barrier across clients; a subscriber later than this is reported).
-SETTLE = 1.0
 #: Missing events listed by client, name and seq.
 MAX_LISTED_MISSING = 200
-#: Longer than any event run: one loop iteration per client.
-_ONCE = 7 * 24 * 3600.0
 #: The stop reason of a run that has everything it waited for (not a failure).
 _DONE = "event test complete"
-SUBSCRIBERS = "subscribers"
-ACK_STEP = "subscribed"
-_TOKEN = re.compile(r"\{\{?[A-Za-z_][A-Za-z0-9_]*(?:\([^{}()]*\))?\}\}?")
-
-
-def literal(text: str) -> str:
-    """``text`` as a template that renders exactly ``text`` (placeholders escaped)."""
-    escaped = _TOKEN.sub(lambda m: "{" + m.group(0) + "}", text)
-    if TextTemplate(escaped).render({}, _NO_RNG) != text:  # pragma: no cover - a backstop
-        raise SpecError([f"cannot send {text[:60]!r} literally"])
-    return escaped
-
-
-def _literal_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return literal(value)
-    if isinstance(value, list):
-        return [_literal_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _literal_value(v) for k, v in value.items()}
-    return value
-
-
-class _NoRandom:
-    """A literal never draws: any use would be a bug of :func:`literal`."""
-
-    def __getattr__(self, name: str) -> Any:  # pragma: no cover
-        raise AssertionError("a literal template drew a random value")
-
-
-_NO_RNG: Any = _NoRandom()
-
-
-def topics(spec: JobSpec) -> tuple[str, ...]:
-    """The event names as topics: each once, in order (cut as the wire cuts them)."""
-    return tuple(dict.fromkeys(n[:MAX_TOPIC_LEN] for n in spec.event_names))
-
-
-def trigger_url(spec: JobSpec) -> str:
-    return spec.api_url.rstrip("/") + spec.event_path
-
-
-def trigger_body(spec: JobSpec, name: str) -> str:
-    return spec.event_body.replace("{event}", name).replace("{count}", str(spec.event_count))
-
-
-def _body(text: str) -> Any:
-    """A trigger's body: a JSON object or array as a table (sent as ``application/json``,
-    as the event mode always sent it), any other text as it is."""
-    try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return literal(text)
-    fits = isinstance(value, dict | list) and value_shape_problem(value) is None
-    if fits and not _has_null(value):
-        return _literal_value(value)
-    return literal(text)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _has_null(value: Any) -> bool:
-    """A table cannot hold null (the step language's values are TOML's)."""
-    if value is None:
-        return True
-    if isinstance(value, list):
-        return any(_has_null(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_null(v) for v in value.values())
-    return False
-
-
-def run_seconds(spec: JobSpec) -> float:
-    """The run's duration: settle, the triggers' answers, the wait for deliveries."""
-    return SETTLE + spec.reply_timeout + spec.event_wait + 1.0
-
-
-def event_job(spec: JobSpec) -> JobSpec:
-    """The event options of ``spec`` as a load job: subscribers and one publisher per trigger."""
-    names = list(spec.event_names)
-    subscribers = {
-        "name": SUBSCRIBERS,
-        "clients": spec.num_clients,
-        "interval": 0.0,  # the loop begins as the setup ends: the ack is waited for at once
-        "steps": [
-            {"name": "subscribe", "send": _literal_value({"type": "subscribe", "events": names})}
-        ],
-        "loop": [
-            {
-                "name": ACK_STEP,
-                "expect": {"type": "subscribed"},
-                "timeout": min(1.0, spec.reply_timeout),
-            },
-            {"think": min(3600.0, run_seconds(spec))},
-        ],
-        "deliveries": {
-            "match": {"type": "event"},
-            "topic": "event",
-            "seq": "seq",
-            "sent_at": "sent_at",
-            "topics": [literal(t) for t in topics(spec)],
-        },
-    }
-    publishers = []
-    for i, name in enumerate(names, 1):
-        post = {"url": literal(trigger_url(spec)), "method": spec.event_method.upper()}
-        post["body"] = _body(trigger_body(spec, name))
-        publishers.append(
-            {
-                "name": f"trigger {i}",
-                "clients": 1,
-                "interval": _ONCE,
-                "steps": [
-                    {"think": SETTLE},
-                    {
-                        "name": f"trigger {i}",
-                        "post": post,
-                        "timeout": spec.reply_timeout,
-                        "publish": {"topic": literal(name[:MAX_TOPIC_LEN]), "seq": 1},
-                    },
-                ],
-                "loop": [{"think": min(3600.0, run_seconds(spec))}],
-            }
-        )
-    job = dataclasses.replace(
-        spec,
-        mode=Mode.LOAD,
-        num_clients=spec.num_clients + len(names),
-        duration=run_seconds(spec),
-        ramp_up=0.0,
-        rate=None,
-        drain_timeout=1.0,
-        reconnect=False,
-        thresholds=(),
-        steps=(),
-        loop=(),
-        stages=(),
-        feeder=None,
-        deliveries=None,
-        scenarios=(subscribers, *publishers),
-    )
-    if problems := job.problems():
-        raise SpecError(problems)
-    return job
-
-
-def event_workload(spec: JobSpec) -> Workload:
-    """The programs the event mode runs (what :func:`event_job` compiles to)."""
-    return compile_workload(event_job(spec))
 
 
 def triggered_topics(ledger: FanoutLedger, spec: JobSpec) -> list[str]:
@@ -521,13 +343,10 @@ async def run_event(
 
 __all__ = [
     "MAX_LISTED_MISSING",
-    "SETTLE",
     "EventOutcome",
     "EventRun",
-    "event_job",
-    "event_workload",
     "judge",
-    "literal",
     "owe_whole_triggers",
     "run_event",
+    "triggered_topics",
 ]

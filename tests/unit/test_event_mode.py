@@ -12,14 +12,11 @@ from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord
 from wsload.common.mix import assign
 from wsload.common.program import Action, HttpPost, Program, Workload
 from wsload.common.spec import JobSpec, Mode, build_spec
+from wsload.coordinator.event_job import SETTLE, event_job, event_workload, literal
 from wsload.coordinator.event_mode import (
     MAX_LISTED_MISSING,
-    SETTLE,
     EventRun,
-    event_job,
-    event_workload,
     judge,
-    literal,
     owe_whole_triggers,
     triggered_topics,
 )
