@@ -328,3 +328,23 @@ def test_the_shipped_example_runs_against_the_broker(broker: Mosquitto, tmp_path
     assert fanout["delivered"] == fanout["expected"] == got["publish/messages/sent"]
     assert fanout["missing"] == 0
     assert not doc["errors"], doc["errors"]
+
+
+@pytest.mark.timeout(90)
+def test_pingresp_later_than_the_keepalive_is_keepalive_timeout(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The proxy holds the broker's bytes 1.5 s, a 1 s keep-alive: each PINGRESP is late."""
+    scenario, out = tmp_path / "mqtt.toml", tmp_path / "out.json"
+    scenario.write_text(SCENARIO)
+    with DelayProxy(broker.ws_port, 1500) as proxy:
+        url = f"ws://127.0.0.1:{proxy.port}/mqtt"
+        proc = run(
+            "--scenario", str(scenario), "--ws-url", url, "-w", "1", "-d", "4",
+            "-c", "2", "--ramp-up", "0", "--connect-timeout", "3", "--json", str(out),
+        )  # fmt: skip
+    assert proc.returncode != 0
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    assert set(doc["errors"]) == {"keepalive_timeout"}, doc["errors"]
+    assert "no PINGRESP within the keep-alive (1 s)" in str(doc["error_texts"])
