@@ -173,7 +173,10 @@ def judge(spec: JobSpec, run: EventRun) -> dict[str, Any]:
     )  # publications made before a subscriber had subscribed (not owed to it)
     subscribed = f"subscribed to {', '.join(spec.event_names)} ({run.acks} of {n} acknowledged)"
     if late > 0:
-        reason = f"{late} events were triggered before their client had subscribed; {subscribed}"
+        reason = (
+            f"{late} events were triggered while their client was not subscribed (not yet, "
+            f"or its connection had closed): not owed to it; {subscribed}"
+        )
         checks.append(_check("subscribe", False, reason, run.ack_time))
     else:
         checks.append(_check("subscribe", True, subscribed, run.ack_time))

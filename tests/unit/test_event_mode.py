@@ -212,7 +212,7 @@ def test_a_late_subscriber_is_not_charged_and_the_subscribe_check_says_so() -> N
     assert document["missing"] == ["event-client-0: x #2"]
     subscribe = by_name(document)["subscribe"]
     assert subscribe["status"] == "fail"
-    assert subscribe["reason"].startswith("2 events were triggered before their client")
+    assert subscribe["reason"].startswith("2 events were triggered while their client was not")
 
 
 def test_a_refused_trigger_still_owes_its_events() -> None:
