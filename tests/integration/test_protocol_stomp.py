@@ -13,6 +13,9 @@ before and after each run, once they have settled):
   delivered (and the acks it got), nothing is missing, the receipts'
   latency includes the 50 ms, and the heart-beats (every second both ways)
   kept every connection up without showing anywhere in the counts;
+- the broker's bytes frozen (the proxy stopped with SIGSTOP) for more than
+  twice its heart-beat interval: each connection counts ``heartbeat_timeout``
+  once, closes and reconnects;
 - RabbitMQ's ERRORs: a refused login counts ``stomp_error``, not a hang;
 - a server that speaks something else (``wsload serve``'s echo ``/ws``):
   ``protocol_error`` in the summary, the run ends on time;
@@ -23,6 +26,7 @@ before and after each run, once they have settled):
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,7 +36,7 @@ from typing import Any
 import pytest
 
 from tests.accounting import assert_balanced
-from tests.integration.conftest import WSLOAD, ServerFactory
+from tests.integration.conftest import WSLOAD, ServerFactory, wait_for
 from tests.servers.delay_proxy import DelayProxy
 from tests.servers.rabbitmq import RabbitMQ, missing
 
@@ -196,6 +200,66 @@ def test_two_workers_counts_equal_rabbitmqs(broker: RabbitMQ, tmp_path: Path) ->
     assert summary["unsolicited"] == 0
     assert summary["total_received"] == publish["met"] + 2 * SUBSCRIBERS
     assert summary["total_sent"] == publish["met"] + 2 * SUBSCRIBERS
+
+
+SILENT = """\
+reply_timeout = 5
+connect_timeout = 30
+
+[protocol]
+name = "stomp"
+login = "USER"
+passcode = "PASS"
+heart_beat = [1000, 1000]
+
+[[steps]]
+name = "subscribed"
+subscribe = {destination = "/topic/silent"}
+receipt = true
+[[loop]]
+think = 3600
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_silent_server_is_a_heartbeat_timeout(broker: RabbitMQ, tmp_path: Path) -> None:
+    """The broker's bytes stop (its proxy frozen) for longer than twice its heart-beat."""
+    clients = 4
+    path = tmp_path / "silent.toml"
+    path.write_text(SILENT.replace("USER", broker.user).replace("PASS", broker.password))
+    out = tmp_path / "summary.json"
+    with DelayProxy(broker.web_stomp_port, 0) as proxy:
+        assert proxy.proc is not None
+        run = subprocess.Popen(
+            [WSLOAD, "run", "--scenario", str(path), "--ws-url", f"ws://127.0.0.1:{proxy.port}/ws",
+             "-c", str(clients), "-d", "12", "--ramp-up", "1", "--workers", "1",
+             "--json", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(
+                "every client to connect to RabbitMQ",
+                lambda: len(broker.api("/api/connections")) == clients,
+                60,
+            )
+            time.sleep(1.5)  # the subscriptions' receipts and a heart-beat or two
+            proxy.proc.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(4.0)  # > 2 x the 1 s interval, whenever the last beat came
+            finally:
+                proxy.proc.send_signal(signal.SIGCONT)
+            stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    assert "Traceback" not in stderr, stderr
+    summary = json.loads(out.read_text())
+    assert_balanced(summary)
+    # each connection saw the silence once, closed, and its client connected again
+    assert summary["errors"].get("heartbeat_timeout") == clients, (summary["errors"], stdout)
+    assert summary["counters"]["reconnects"] >= clients, summary["counters"]
+    assert step(summary, "subscribed")["met"] >= 2 * clients
 
 
 REFUSED = """\
