@@ -199,6 +199,52 @@ def test_graphql_errors_are_counted_not_fatal(tmp_path: Path, engine: str) -> No
     assert did["connections"] == 2
 
 
+UNSUBSCRIBE = """\
+reply_timeout = 5
+interval = 0.2
+protocol = "graphql"
+
+[[loop]]
+subscribe = {query = "subscription { ticks(interval: 0.05) { seq } }", id = "t{seq}"}
+[[loop]]
+name = "tick"
+expect = {type = "next", id = "t{seq}"}
+capture = {n = "payload.data.ticks.seq"}
+[[loop]]
+unsubscribe = {id = "t{seq}"}
+[[loop]]
+name = "hello"
+query = {query = "query Q($n: String!) { hello(name: $n) }", variables = {n = "tick {n}"}}
+capture = {greeting = "payload.data.hello"}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_subscribe_expect_unsubscribe(tmp_path: Path) -> None:
+    """A subscription's next met by an expect, ended by unsubscribe; a query using a capture."""
+    scenario = tmp_path / "unsubscribe.toml"
+    scenario.write_text(UNSUBSCRIBE)
+    with GraphQLServer() as server:
+        summary, proc = run(
+            tmp_path, scenario, server.ws_url, "-c", "2", "-d", "2", "--workers", "1"
+        )
+        did = settled(server)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary["errors"] == {}, summary["errors"]
+    tick, hello = step(summary, "tick"), step(summary, "hello")
+    # one tick per subscription: the expect takes the first, unsubscribe ends it
+    assert tick["met"] == tick["expected"] == did["operations"]["subscription"] > 0, (tick, did)
+    # every iteration unsubscribed, but one a client was in when the run stopped
+    # (no new message goes out then: its expect is drained, its unsubscribe never sent)
+    subscriptions = did["operations"]["subscription"]
+    assert subscriptions - 2 <= did["received"]["complete"] <= subscriptions
+    assert hello["met"] == hello["expected"] == did["results"]["query"] > 0, (hello, did)
+    # a tick still on its way when its unsubscribe left is unsolicited, never a failure;
+    # so are those of a subscription left open at the stop (read until the close)
+    extra = did["events_sent"]["ticks"] - tick["met"]
+    assert 0 <= extra - summary["unsolicited"] <= 2, (extra, summary["unsolicited"])
+
+
 @pytest.mark.timeout(120)
 def test_a_server_that_speaks_another_protocol_is_an_error_kind_not_a_hang(
     serve_factory: ServerFactory, tmp_path: Path
