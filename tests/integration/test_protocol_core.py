@@ -39,7 +39,8 @@ class ToyServer:
     """The toy protocol's server side, counting what it read and wrote per verb.
 
     ``mode``: ``ok``; ``silent`` (never welcomes: the client's handshake
-    times out); ``garbage`` (welcomes, then sends what is not the protocol).
+    times out); ``garbage`` (welcomes, then sends what is not the protocol);
+    ``eager`` (welcomes as soon as the connection opens, before the HELLO).
     Requests whose event is ``bad`` are answered with an error. It pings
     every ``ping_every`` seconds once a client is welcomed.
     """
@@ -83,12 +84,14 @@ class ToyServer:
 
     async def handler(self, ws: ServerConnection) -> None:
         pinger: asyncio.Task[None] | None = None
+        if self.mode == "eager":  # the server speaks first, at once (as Engine.IO does)
+            await self.send(ws, "WELCOME")
         try:
             async for msg in ws:
                 assert isinstance(msg, str)
                 verb, _, rest = msg.partition(" ")
                 self.read[verb] += 1
-                if verb == "HELLO" and self.mode != "silent":
+                if verb == "HELLO" and self.mode not in ("silent", "eager"):
                     await self.send(ws, "WELCOME")
                     if self.mode == "garbage":
                         await self.send(ws, "NONSENSE")
@@ -199,6 +202,19 @@ async def test_answers_and_housekeeping_count_as_the_server_counted() -> None:
             latencies.frombytes(batch.steps["chat"].latency)
     assert len(latencies) == steps["chat"]["met"]
     assert min(latencies) >= ANSWER_DELAY * 1e6  # the server's delay is in every answer's
+
+
+@pytest.mark.asyncio
+async def test_what_the_server_says_first_reaches_the_session() -> None:
+    """A frame that comes with the handshake's answer, before the engine began the
+    session (picows delivers it at once), is the session's first message."""
+    server = ToyServer(mode="eager", ping_every=0.0)
+    async with toy_server(server) as url:
+        result, _, steps = await run(url, chat_program(keepalive=0.0), duration=0.5)
+    assert result.errors == {}
+    assert result.counters["unsolicited"] == 0
+    assert steps["join"] == {"expected": 3, "met": 3}
+    assert server.read["QUIT"] == 3
 
 
 @pytest.mark.asyncio

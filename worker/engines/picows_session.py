@@ -44,6 +44,8 @@ _BINARY = WSMsgType.BINARY
 _INF = math.inf
 #: the listener's ``failure`` while a close the session asked for completes
 _OURS = ("", "")
+#: messages kept for a session that has not begun yet (more are unsolicited)
+MAX_EARLY = 64
 _mono = time.monotonic
 
 
@@ -128,6 +130,9 @@ class SessionListener(Listener):
         self._poster: HttpPoster | None = None
         #: the session asked for the close (its code, whatever it is, is no failure)
         self._closing = False
+        #: messages that came before the session began (made on the first one)
+        self._early: list[tuple[bytes, bool]] | None = None
+        self._begun = False
 
     # -- the engine's side ---------------------------------------------------------
 
@@ -141,11 +146,37 @@ class SessionListener(Listener):
         out = session.start(_mono(), due)
         if out:
             self._apply(out)
+        self._begun = True
+        early, self._early = self._early, None
+        if early:  # what the server said first (a protocol's open packet), in order
+            for data, text in early:
+                if self.alive:
+                    out = session.on_message(_mono(), data, text)
+                    if out:
+                        self._apply(out)
+                else:
+                    self.core.recorder.unsolicited += 1
         self._rearm(session)
 
     async def send_frames(self, frames: Effects) -> None:
         """Send frames now (a protocol session's goodbye before the engine closes)."""
         self._apply(frames)
+
+    def _sessionless(self, data: bytes, text: bool) -> None:
+        """A message with no session: kept for it before it begins (bounded), else unsolicited.
+
+        picows may deliver frames that came with the handshake's answer
+        before the engine began the session (a Socket.IO server's open
+        packet, a greeting): they are the session's first messages.
+        """
+        if not self._begun:
+            early = self._early
+            if early is None:
+                early = self._early = []
+            if len(early) < MAX_EARLY:
+                early.append((data, text))
+                return
+        self.core.recorder.unsolicited += 1
 
     def end(self) -> None:
         """The connection is gone: no more timer, no more session."""
@@ -154,13 +185,15 @@ class SessionListener(Listener):
         self._coarse = None
         self.alarm_at = self._coarse_at = _INF
         self.session = None
+        self._begun = True  # a message now is after the session, not before it
+        self._early = None
 
     # -- picows' side ------------------------------------------------------------
 
     def _message(self, data: bytes, text: bool) -> None:
         session = self.session
         if session is None:  # before the session began, or after it ended
-            self.core.recorder.unsolicited += 1
+            self._sessionless(data, text)
             return
         out = session.on_message(_mono(), data, text)
         if out:
