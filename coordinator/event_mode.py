@@ -30,7 +30,7 @@ from wsload.common.spec import JobSpec
 from wsload.common.validation import display_url
 from wsload.common.workload import compile_workload
 from wsload.coordinator.aggregate import RunAggregate
-from wsload.coordinator.event_job import ACK_STEP, SETTLE, event_job, topics, trigger_url
+from wsload.coordinator.event_job import ACK_STEP, event_job, settle, topics, trigger_url
 from wsload.coordinator.fanout import FanoutLedger
 from wsload.coordinator.fanout_figures import FanoutFigures
 from wsload.coordinator.loadrun import conclude
@@ -270,7 +270,7 @@ class _Watch:
         self.names = topics(spec)
         self.triggers = len(spec.event_names)
         self.clients = spec.num_clients + self.triggers
-        self.connect_limit = SETTLE + spec.connect_timeout
+        self.connect_limit = settle(spec) + spec.connect_timeout
         self.planned = spec.num_clients * len(self.names) * spec.event_count
         self.wait = spec.event_wait
         self.triggered_at: float | None = None

@@ -7,12 +7,13 @@ import random
 from typing import Any
 
 import numpy as np
+import pytest
 
 from wsload.common.fanout_wire import FanoutWindow, SubscriptionRecord
 from wsload.common.mix import assign
 from wsload.common.program import Action, HttpPost, Program, Workload
 from wsload.common.spec import JobSpec, Mode, build_spec
-from wsload.coordinator.event_job import SETTLE, event_job, event_workload, literal
+from wsload.coordinator.event_job import SETTLE, event_job, event_workload, literal, settle
 from wsload.coordinator.event_mode import (
     MAX_LISTED_MISSING,
     EventRun,
@@ -71,7 +72,8 @@ def test_the_event_options_compile_into_subscribers_and_one_publisher_per_trigge
     assert [render(t) for t in d.topics] == ["alpha", "beta"]
     for name, publisher in zip(("alpha", "beta"), publishers, strict=True):
         think, post = publisher.setup
-        assert (think.action, think.body.low) == (Action.THINK, SETTLE)
+        assert (think.action, think.body.low) == (Action.THINK, settle(spec))
+        assert settle(spec) == pytest.approx(SETTLE + 0.003)
         assert post.action is Action.POST
         body: HttpPost = post.body
         assert render(body.url) == "http://127.0.0.1:9000/api/events"
