@@ -259,6 +259,23 @@ def test_a_server_that_speaks_another_protocol_is_an_error_kind_not_a_hang(
     assert summary["steps"] == {} or all(s["met"] == 0 for s in summary["steps"].values())
 
 
+@pytest.mark.timeout(120)
+def test_a_refused_connection_init_is_an_error_kind(tmp_path: Path) -> None:
+    """The server closes with 4403 on a wrong token: counted per connection, then retried."""
+    scenario = tmp_path / "token.toml"
+    scenario.write_text(ERRORS.replace('"graphql"', '{name = "graphql", payload = {token = "no"}}'))
+    with GraphQLServer("--token", "yes") as server:
+        began = time.monotonic()
+        summary, _ = run(tmp_path, scenario, server.ws_url, "-c", "2", "-d", "2", "--workers", "1")
+        assert time.monotonic() - began < 60
+        did = settled(server)
+    assert did["rejected"] == did["connections"] >= 2
+    assert set(summary["errors"]) == {"closed_4403"}, summary["errors"]
+    # each refusal counted (but one a client may not have read when the run stopped)
+    assert did["rejected"] - 2 <= summary["errors"]["closed_4403"] <= did["rejected"]
+    assert summary["counters"]["sent"] == 0  # no step ran before a connection_ack
+
+
 @pytest.mark.timeout(180)
 def test_example_runs_against_the_server(tmp_path: Path) -> None:
     with GraphQLServer("--token", "demo", "--ping-interval", "0.5") as server:
