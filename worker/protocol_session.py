@@ -106,6 +106,7 @@ class ProtocolSession:
     """One connection of a protocol client: see the module's docstring."""
 
     __slots__ = (
+        "_codec_stuck",
         "_due",
         "_hs_deadline",
         "_hs_timeout",
@@ -133,6 +134,8 @@ class ProtocolSession:
         self._said_goodbye = False
         #: the codec's ``failure`` its timer found, once counted
         self._timer_failure: Failure | None = None
+        #: a codec deadline its timer was called for and left as it was (ignored since)
+        self._codec_stuck = -_INF
 
     # -- what the engine asks ---------------------------------------------------
 
@@ -142,7 +145,7 @@ class ProtocolSession:
             return _INF
         at = self.session.deadline
         codec_at = self.codec.deadline
-        if codec_at < at:
+        if codec_at < at and codec_at != self._codec_stuck:
             at = codec_at
         return at if at < self._hs_deadline else self._hs_deadline
 
@@ -215,11 +218,14 @@ class ProtocolSession:
             return self._handshake_timeout(now)
         out: list[Any] = []
         codec = self.codec
-        if codec.deadline <= slack:
-            try:
-                out = self._wire(codec.on_timer(now))
+        at = codec.deadline
+        if at <= slack and at != self._codec_stuck:
+            try:  # up to TIMER_SLACK early, as for the session: the codec sees its deadline
+                out = self._wire(codec.on_timer(now if now > at else at))
             except Exception as exc:
                 return self._codec_failed(now, exc)
+            if codec.deadline == at:  # not moved on: never fired again (no busy loop)
+                self._codec_stuck = at
             # what the timer found (a ping or heart-beat that did not come): counted once
             failure: Failure | None = getattr(codec, "failure", None)
             if failure is not None and failure is not self._timer_failure:

@@ -17,6 +17,7 @@ from typing import Final
 from wsload.common.program import Matcher, Step
 from wsload.worker.codecs.base import CodecInputError
 from wsload.worker.fanout import Subscription
+from wsload.worker.recorder import Recorder
 from wsload.worker.schedule import BEHIND_SLACK, TIMER_SLACK
 from wsload.worker.session_client import (
     K_ENCODE,
@@ -282,11 +283,8 @@ class StepMachine:
                 rec = client.rec
                 try:
                     frames = client.encode(step, intended)
-                except CodecInputError as exc:  # a template rendered what the codec cannot send
-                    if "bad_step_value" not in rec.error_texts:
-                        rec.error("bad_step_value", f"{step.name}: {exc}")
-                    else:
-                        rec.error("bad_step_value")
+                except Exception as exc:  # a value the codec cannot send (or the codec's bug)
+                    _encode_failed(rec, step, exc)
                     if self._in_setup:  # the session cannot go on: reconnect after the backoff
                         self.backoff = True
                         self._state = _OVER
@@ -330,6 +328,19 @@ class StepMachine:
         if out is None:
             return EMPTY
         return tuple(out)
+
+
+def _encode_failed(rec: Recorder, step: Step, exc: Exception) -> None:
+    """A protocol step the codec did not encode: ``bad_step_value`` (a template rendered
+    what the codec cannot send), or ``codec_error`` (anything else it raised)."""
+    if isinstance(exc, CodecInputError):
+        kind, text = "bad_step_value", f"{step.name}: {exc}"
+    else:
+        kind, text = "codec_error", f"{step.name}: {type(exc).__name__}: {exc}"
+    if kind not in rec.error_texts:
+        rec.error(kind, text[:300])
+    else:
+        rec.error(kind)
 
 
 def _error_text(error: object) -> str:

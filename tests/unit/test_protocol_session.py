@@ -558,3 +558,55 @@ def register_toy(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(sys.modules, "wsload.worker.codecs.toy", sys.modules[__name__])
     monkeypatch.setitem(codecs._CODECS, "toy", ("toy", "ToyCodec"))
+
+
+def test_a_codec_timer_up_to_the_slack_early_sees_its_deadline() -> None:
+    loop = (emit(1, "chat", event="chat", timeout=10.0),)
+    rig = Rig(program((), loop), instant=True, keepalive=3.0)
+    s = rig.session()
+    s.start(0.0)
+    assert s.on_timer(2.9995) == ("PING",)  # the engine's timers may fire 1 ms early
+    assert s.deadline == 6.0  # the next PING, as if this one went at 3.0
+
+
+class StuckCodec(ToyCodec):
+    """A codec whose timer does not move its deadline on (a bug): never a busy loop."""
+
+    def on_timer(self, now: float) -> list[Frame]:
+        return []
+
+    def encode(
+        self, action: Action, value: Any, answer: bool
+    ) -> tuple[list[Frame], AnswerKey | None]:
+        if value.get("event") == "boom":
+            raise KeyError("boom")
+        return super().encode(action, value, answer)
+
+
+def test_a_codec_that_misbehaves_costs_an_error_kind_never_a_loop_or_traceback() -> None:
+    loop = (emit(1, "chat", event="chat", timeout=10.0), emit(2, "boom", event="boom"))
+    rig = Rig(program((), loop), period=1.0)
+    s = ProtocolSession(rig.client, StuckCodec({"instant": True, "keepalive": 3.0}), 100.0)
+    s.start(0.0)
+    assert s.deadline == 3.0
+    assert s.on_timer(3.0) == EMPTY
+    assert s.deadline == 10.0  # the stuck keep-alive is not asked again
+    # then boom: the iteration is abandoned, the next one (due at 1.0) goes at once
+    assert s.on_message(3.5, b"ACK 1 {}", True) == ('REQ 2 {"event": "chat"}',)
+    assert rig.rec.errors == {"codec_error": 1}
+    assert rig.rec.error_texts["codec_error"] == "boom: KeyError: 'boom'"
+
+
+class RaisingCodec(ToyCodec):
+    def receive(self, now: float, data: bytes, text: bool) -> Received:
+        raise ValueError("bug")
+
+
+def test_a_codec_that_raises_on_a_frame_closes_the_connection() -> None:
+    rig = Rig(CHAT_LOOP)
+    s = ProtocolSession(rig.client, RaisingCodec({}), 100.0)
+    assert s.start(0.0) == ("HELLO anon",)
+    assert s.on_message(0.1, b"WELCOME", True) == (1011,)
+    assert s.over
+    assert s.backoff
+    assert rig.rec.error_texts["codec_error"] == "toy: ValueError: bug"
