@@ -374,3 +374,14 @@ def test_receipts_remembered_are_bounded() -> None:
         codec.encode(Action.SEND, {"destination": "/t", "body": ""}, True)
     got = codec.receive(1.0, b"ERROR\nmessage:refused\nreceipt-id:r2\n\n\x00", True)
     assert views(got) == [{"answer": "r2", "command": "ERROR", "error": "refused"}]
+
+
+def test_a_large_frame_in_many_pieces() -> None:
+    codec = connected()
+    body = json.dumps({"seq": 1, "pad": "x" * 300_000}).encode()
+    raw = b"MESSAGE\nsubscription:0\ncontent-length:%d\n\n%s\x00\n" % (len(body), body)
+    got = [codec.receive(1.0, raw[i : i + 1000], False) for i in range(0, len(raw), 1000)]
+    assert all(g.failure is None for g in got)
+    (view,) = [v for g in got for v in views(g)]
+    assert view["body"]["seq"] == 1
+    assert len(view["body"]["pad"]) == 300_000

@@ -57,7 +57,12 @@ from wsload.worker.codecs.base import (
     Message,
     Received,
 )
-from wsload.worker.codecs.stomp_frames import StompProtocolError, parse_frames, write_frame
+from wsload.worker.codecs.stomp_frames import (
+    MAX_FRAME,
+    StompProtocolError,
+    parse_frames,
+    write_frame,
+)
 
 #: receipts we wait for at once (a step that timed out leaves its receipt: its
 #: RECEIPT may still come, late; the oldest is forgotten past this)
@@ -127,7 +132,7 @@ class StompCodec(Codec):
         #: the failure :meth:`on_timer` found (nothing heard for too long)
         self.failure: Failure | None = None
         self.version = "1.2"
-        self._partial = b""
+        self._partial = bytearray()
         # pending receipt ids, oldest first (an OrderedDict: dropping the oldest is O(1))
         self._receipts: OrderedDict[str, None] = OrderedDict()
         self._next_receipt = 1
@@ -207,17 +212,23 @@ class StompCodec(Codec):
         self._heard_at = now
         if self._hear_within:
             self._rearm()
+        buf: bytes | bytearray = data
         if self._partial:
-            data = self._partial + data
-            self._partial = b""
-        if data == b"\n" or data == b"\r\n":
+            # the rest of a frame: appended in place; only a NUL can end a frame,
+            # so a piece without one is not parsed again (a frame sent in many
+            # small pieces costs linear time, not quadratic)
+            self._partial += data
+            if b"\0" not in data and len(self._partial) < MAX_FRAME:
+                return NOTHING
+            buf, self._partial = self._partial, bytearray()
+        elif data == b"\n" or data == b"\r\n":
             return NOTHING
         try:
-            frames, used, _ = parse_frames(data, self.version != "1.0")
+            frames, used, _ = parse_frames(buf, self.version != "1.0")
         except StompProtocolError as exc:
             return Received(failure=Failure("protocol_error", _cut(str(exc))))
-        if used < len(data):
-            self._partial = data[used:]
+        if used < len(buf):
+            self._partial = bytearray(buf[used:])
         if not frames:
             return NOTHING
         out = Received()

@@ -57,16 +57,14 @@ def _unescape(value: str) -> str:
         i = j + 2
 
 
-def parse_frames(
-    buf: bytes, escaped: bool
-) -> tuple[list[tuple[str, dict[str, str], bytes]], int, int]:
+def parse_frames(buf: bytes | bytearray, escaped: bool) -> tuple[list[ParsedFrame], int, int]:
     """The whole frames at the start of ``buf``: (frames, bytes used, EOLs skipped).
 
     Bytes past the last whole frame are a partial frame (``buf[used:]``),
     kept by the caller. ``escaped``: header values use 1.1/1.2 escapes.
     Raises :class:`StompProtocolError` for bytes that cannot be STOMP.
     """
-    frames: list[tuple[str, dict[str, str], bytes]] = []
+    frames: list[ParsedFrame] = []
     pos = 0
     eols = 0
     n = len(buf)
@@ -128,7 +126,7 @@ def parse_frames(
                 if n - pos >= MAX_FRAME:
                     raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
                 break
-        frames.append((command, headers, buf[body_at:end]))
+        frames.append((command, headers, bytes(buf[body_at:end])))
         pos = end + 1
     return frames, pos, eols
 
