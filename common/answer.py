@@ -14,7 +14,8 @@ request's answer is rejected at once.
 :class:`AnswerError` is the same step's ``fail`` matcher: the answer to the
 pending key that carries an ``"error"`` member (a GraphQL ``error``, a STOMP
 ERROR naming the receipt, a refused MQTT subscription). It returns the
-error's value, which the step's failure text shows.
+error's value, which the step's failure text shows. The step's own ``fail``
+pattern, if any, is tested on its answer only.
 
 Because the key lives in the client's variables, a late answer (its step
 timed out) is recognised with the variables copied at the timeout, like any
@@ -29,9 +30,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from wsload.common.match import NOT_JSON, parse_json
+from wsload.common.program import Matcher
 
 #: the client variable that holds the pending answer's key (never a template name)
 ANSWER_VAR = "#answer"
+#: what :class:`AnswerError` returns for an answer that matched the step's ``fail``
+FAIL_PATTERN: Any = object()
 
 _FOLLOW = (ord(","), ord("}"))
 
@@ -77,21 +81,32 @@ class AnswerMatcher:
 
 
 class AnswerError(AnswerMatcher):
-    """The pending request's answer that is the protocol's error: returns the error."""
+    """The pending request's answer that fails its step: returns why.
 
-    __slots__ = ()
+    The protocol's error (an ``"error"`` member: its value is returned), or,
+    when the step has its own ``fail`` pattern, an answer that matches it
+    (:data:`FAIL_PATTERN` is returned). A push never fails an answer step.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("fail",)
+
+    def __init__(self, fail: Matcher | None = None) -> None:
         super().__init__(parse=True)
+        self.fail = fail
 
     def match(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> Any:
-        if b'"error"' not in data:
+        fail = self.fail
+        if fail is None and b'"error"' not in data:
             return None
         parsed = super().match(data, text, values, rng)
-        if parsed.__class__ is not dict or "error" not in parsed:
+        if parsed is None:
             return None
-        error = parsed["error"]
-        return error if error is not None else "null"
+        if parsed.__class__ is dict and "error" in parsed:
+            error = parsed["error"]
+            return error if error is not None else "null"
+        if fail is not None and fail.match(data, text, values, rng) is not None:
+            return FAIL_PATTERN
+        return None
 
 
-__all__ = ["ANSWER_VAR", "AnswerError", "AnswerMatcher", "answer_prefix"]
+__all__ = ["ANSWER_VAR", "FAIL_PATTERN", "AnswerError", "AnswerMatcher", "answer_prefix"]

@@ -79,7 +79,7 @@ def answer_step(step: Step) -> Step:
         step,
         action=Action.EXPECT,
         body=AnswerMatcher(parse=bool(step.capture)),
-        fail=AnswerError(),
+        fail=AnswerError(step.fail),
     )
 
 

@@ -14,6 +14,7 @@ import json
 import math
 from typing import Final
 
+from wsload.common.answer import FAIL_PATTERN
 from wsload.common.program import Matcher, Step
 from wsload.worker.codecs.base import CodecInputError
 from wsload.worker.fanout import Subscription
@@ -133,6 +134,10 @@ class StepMachine:
         if not step.answer:
             return self._failed(
                 now, step.fail_kind, "the reply matched its fail pattern", data, text
+            )
+        if failed is FAIL_PATTERN:  # the answer matched the step's own fail pattern
+            return self._failed(
+                now, "fail_matched", "the answer matched its fail pattern", data, text
             )
         self._stat.failed += 1  # type: ignore[union-attr]
         rec = self.client.rec

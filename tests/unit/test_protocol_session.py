@@ -189,6 +189,16 @@ class Push:
         return parsed if isinstance(parsed, dict) and parsed.get("event") == self.event else None
 
 
+class Has:
+    """A matcher of any message holding these bytes."""
+
+    def __init__(self, needle: bytes) -> None:
+        self.needle = needle
+
+    def match(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> Any:
+        return data if self.needle in data else None
+
+
 def emit(number: int, name: str, answer: bool = True, **kw: Any) -> Step:
     timeout = kw.pop("timeout", None)
     capture = kw.pop("capture", ())
@@ -610,3 +620,19 @@ def test_a_codec_that_raises_on_a_frame_closes_the_connection() -> None:
     assert s.over
     assert s.backoff
     assert rig.rec.error_texts["codec_error"] == "toy: ValueError: bug"
+
+
+def test_an_answer_steps_own_fail_pattern_is_tested_on_its_answer_only() -> None:
+    step = Step(
+        1, "chat", Action.EMIT, Table(event="chat"), answer=True, fail_kind="toy_error",
+        fail=Has(b"refused"),
+    )  # fmt: skip
+    rig = Rig(program((), (step,)), period=1.0, instant=True)
+    s = rig.session()
+    s.start(0.0)
+    assert s.on_message(0.1, b'MSG {"event": "refused"}', True) == EMPTY  # a push: no
+    assert s.pending
+    assert s.on_message(0.2, b'ACK 1 {"event": "refused"}', True) == EMPTY
+    assert rig.step("chat") == {"expected": 1, "failed": 1}
+    assert rig.rec.errors == {"fail_matched": 1}
+    assert rig.rec.error_texts["fail_matched"].startswith("chat: the answer matched its fail")
