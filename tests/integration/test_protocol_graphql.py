@@ -19,6 +19,7 @@ and wrote, and those counters are the truth wsload's figures must equal:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -26,11 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
+from websockets.typing import Subprotocol
 
 from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory, wait_for
 from tests.servers.graphql_server import GraphQLServer
+from wsload.common.program import Action
 from wsload.common.protocol import STEP_COUNTERS
+from wsload.worker.codecs.base import Frame
+from wsload.worker.codecs.graphql import GraphQLCodec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "graphql.toml"
 RUN_TIMEOUT = 120.0
@@ -108,8 +114,9 @@ def settled(server: GraphQLServer) -> dict[str, Any]:
 
 def step(summary: dict[str, Any], name: str) -> dict[str, Any]:
     """A step's figures (a mix prefixes its scenario's name)."""
-    found = [s for n, s in summary["steps"].items() if n == name or n.endswith(f" {name}")]
-    assert len(found) == 1, (name, list(summary["steps"]))
+    steps: dict[str, dict[str, Any]] = summary["steps"]
+    found = [s for n, s in steps.items() if n == name or n.endswith(f" {name}")]
+    assert len(found) == 1, (name, list(steps))
     return found[0]
 
 
@@ -294,3 +301,66 @@ def test_example_runs_against_the_server(tmp_path: Path) -> None:
     assert news["delivered"] == did["events_sent"]["events"] > 0
     assert news["missing"] == 0
     assert summary["unsolicited"] == 0
+
+
+async def converse(url: str, options: dict[str, Any]) -> tuple[list[Any], list[Any], int]:
+    """Drive the codec over a real socket (no wsload engine): views, failures, frames read."""
+    codec = GraphQLCodec(options)
+    views: list[Any] = []
+    failures: list[Any] = []
+    frames = 0
+    offered = [Subprotocol(p) for p in codec.subprotocols(options)]
+    async with websockets.connect(url, subprotocols=offered) as ws:
+
+        async def send(out: list[Frame]) -> None:
+            for f in out:
+                await ws.send(f)
+
+        async def read_until(done: Any) -> None:
+            nonlocal frames
+            while not done():
+                data = await asyncio.wait_for(ws.recv(), 10)
+                frames += 1
+                raw = data.encode() if isinstance(data, str) else data
+                got = codec.receive(time.monotonic(), raw, isinstance(data, str))
+                await send(got.replies)
+                views.extend(json.loads(m.view) for m in got.messages)
+                if got.failure is not None:
+                    failures.append(got.failure)
+
+        await send(codec.open(time.monotonic()))
+        await read_until(lambda: codec.ready)
+        out, key = codec.encode(Action.QUERY, {"query": "{ hello }"}, True)
+        await send(out)
+        await read_until(lambda: any(v.get("answer") == key for v in views))
+        sub = {"query": "subscription { ticks(interval: 0.05, count: 3) { seq } }", "id": "t"}
+        await send(codec.encode(Action.SUBSCRIBE, sub, False)[0])
+        await read_until(lambda: len([v for v in views if v.get("id") == "t"]) == 3)
+        await send(codec.encode(Action.SUBSCRIBE, {"query": "subscription { nope }"}, False)[0])
+        await read_until(lambda: failures)
+        await send(codec.goodbye())
+    return views, failures, frames
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("legacy", [False, True])
+def test_the_codec_speaks_both_protocols_with_strawberry(legacy: bool) -> None:
+    """The codec alone against strawberry's own handlers: graphql-transport-ws and the
+    legacy graphql-ws (``legacy = true``), housekeeping (pings, ka) swallowed."""
+    with GraphQLServer("--ping-interval", "0.05") as server:
+        views, failures, frames = asyncio.run(converse(server.ws_url, {"legacy": legacy}))
+        did = server.stats()
+    result = "data" if legacy else "next"
+    if legacy:  # strawberry's graphql-ws handler runs subscriptions only: an error answer
+        error = {"message": "queries are not allowed"}
+        assert views[0] == {"answer": "q1", "type": "error", "error": error}
+    else:
+        hello = {"data": {"hello": "hello world"}}
+        assert views[0] == {"answer": "q1", "type": "next", "payload": hello}
+    assert [v["payload"]["data"]["ticks"]["seq"] for v in views[1:]] == [1, 2, 3]
+    assert all(v == {"id": "t", "type": result, "payload": v["payload"]} for v in views[1:])
+    assert [f.kind for f in failures] == ["graphql_error"]
+    assert did["operations"] == {"query": 1, "subscription": 2}
+    # the server's housekeeping came (legacy: ka every second, at once on connect;
+    # graphql-transport-ws: our test server's pings) and is in no view
+    assert frames > len(views) + len(failures)

@@ -381,3 +381,77 @@ def test_any_message_shape_never_raises(kind: str, op_id: Any, payload: Any) -> 
         json.loads(message.view)
     if got.failure is not None:
         assert got.failure.kind in {"protocol_error", "graphql_error"}
+
+
+# -- the legacy subscriptions-transport-ws protocol (legacy = true) ---------------------------
+
+
+def legacy_ready(options: dict[str, Any] | None = None) -> GraphQLCodec:
+    codec = GraphQLCodec({"legacy": True, **(options or {})})
+    assert sent(codec.open(NOW)) == [{"type": "connection_init", **(options or {})}]
+    assert codec.receive(NOW, frame({"type": "connection_ack"}), True) == Received()
+    assert codec.ready
+    return codec
+
+
+def test_legacy_offers_graphql_ws() -> None:
+    assert GraphQLCodec.subprotocols({"legacy": True}) == ("graphql-ws",)
+    assert GraphQLCodec.subprotocols({}) == ("graphql-transport-ws",)
+    assert GraphQLCodec.subprotocols({"legacy": False}) == ("graphql-transport-ws",)
+
+
+def test_legacy_speaks_start_data_stop() -> None:
+    codec = legacy_ready({"payload": {"token": "t"}})
+    frames, key = codec.encode(Action.QUERY, {"query": "{ hello }"}, True)
+    assert sent(frames) == [{"id": key, "type": "start", "payload": {"query": "{ hello }"}}]
+    got = codec.receive(NOW, frame({"id": key, "type": "data", "payload": {"data": {}}}), True)
+    assert views(got) == [{"answer": key, "type": "data", "payload": {"data": {}}}]
+    assert codec.receive(NOW, frame({"id": key, "type": "complete"}), True) == Received()
+    frames, _ = codec.encode(Action.SUBSCRIBE, {"query": "subscription { e }", "id": "a"}, False)
+    assert sent(frames)[0]["type"] == "start"
+    wire = frame({"id": "a", "type": "data", "payload": {"data": {"e": 1}}})
+    assert [m.view for m in codec.receive(NOW, wire, True).messages] == [wire]
+    frames, _ = codec.encode(Action.UNSUBSCRIBE, {"id": "a"}, False)
+    assert sent(frames) == [{"id": "a", "type": "stop"}]
+    assert sent(codec.goodbye()) == [{"type": "connection_terminate"}]
+
+
+def test_legacy_keep_alives_are_swallowed_and_ping_is_not_its_message() -> None:
+    codec = GraphQLCodec({"legacy": True})
+    codec.open(NOW)
+    assert codec.receive(NOW, frame({"type": "ka"}), True) == Received()  # before the ack too
+    codec.receive(NOW, frame({"type": "connection_ack"}), True)
+    assert codec.receive(NOW, frame({"type": "ka"}), True) == Received()
+    got = codec.receive(NOW, frame({"type": "ping"}), True)
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    # and graphql-transport-ws has no ka
+    got = ready().receive(NOW, frame({"type": "ka"}), True)
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+
+
+def test_legacy_errors() -> None:
+    codec = legacy_ready()
+    key = query(codec, "{ nope }")
+    error = {"message": "Cannot query field 'nope'"}  # one object in the legacy protocol
+    (view,) = views(codec.receive(NOW, frame({"id": key, "type": "error", "payload": error}), True))
+    assert view == {"answer": key, "type": "error", "error": error}
+    codec.encode(Action.SUBSCRIBE, {"query": "subscription { nope }", "id": "s"}, False)
+    got = codec.receive(NOW, frame({"id": "s", "type": "error", "payload": error}), True)
+    assert got.failure == Failure("graphql_error", "Cannot query field 'nope'", fatal=False)
+
+
+def test_legacy_connection_error_is_a_refused_handshake() -> None:
+    codec = GraphQLCodec({"legacy": True})
+    codec.open(NOW)
+    got = codec.receive(
+        NOW, frame({"type": "connection_error", "payload": {"message": "bad token"}}), True
+    )
+    assert got.failure is not None
+    assert (got.failure.kind, got.failure.text, got.failure.fatal) == (
+        "handshake_refused",
+        "bad token",
+        True,
+    )
+    assert not codec.ready

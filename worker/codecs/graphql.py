@@ -32,6 +32,15 @@ What the steps see (the message's view, see :mod:`.base`):
   on), its ``complete`` from the server is swallowed.
 - ``unsubscribe = {id = "..."}`` sends ``complete`` for it.
 
+The legacy subscriptions-transport-ws protocol (Apollo's before graphql-ws,
+subprotocol ``graphql-ws``) is the same conversation under other names:
+``legacy = true`` in the options offers that subprotocol (:meth:`GraphQLCodec.subprotocols`)
+and speaks ``start``/``data``/``stop`` for ``subscribe``/``next``/``complete``;
+the server's ``ka`` keep-alives are swallowed, its ``connection_error``
+(a refused handshake) counts ``handshake_refused``, and the codec says
+``connection_terminate`` before it closes. Views are the wire messages
+there too (a subscription's result: ``{"id":"1","type":"data",...}``).
+
 Bounds: at most :data:`MAX_OPERATIONS` operations open per connection (the
 server's own limit is usually 100). A query whose step timed out stays open
 until its answer comes (so the answer counts ``late``), but when the table
@@ -67,6 +76,8 @@ TEXT_LIMIT = 200
 
 _QUERY = "query"
 _SUBSCRIPTION = "subscription"
+#: the legacy subscriptions-transport-ws protocol's subprotocol (``legacy = true``)
+LEGACY_SUBPROTOCOL = "graphql-ws"
 
 
 def _dumps(value: Any) -> str:
@@ -108,6 +119,19 @@ class GraphQLCodec(Codec):
         #: open operations by id, oldest first (dicts keep insertion order)
         self._ops: dict[str, _Operation] = {}
         self._counter = 0
+        #: subscriptions-transport-ws: start/data/stop instead of subscribe/next/complete,
+        #: ``ka`` keep-alives instead of ping/pong, connection_error, connection_terminate
+        self.legacy = options.get("legacy") is True
+        self._start, self._result, self._stop = (
+            ("start", "data", "stop") if self.legacy else ("subscribe", "next", "complete")
+        )
+
+    @classmethod
+    def subprotocols(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The subprotocols to offer: graphql-ws for ``legacy = true``."""
+        if options.get("legacy") is True:
+            return (LEGACY_SUBPROTOCOL,)
+        return tuple(SUBPROTOCOLS["graphql"])
 
     # -- handshake -----------------------------------------------------------
 
@@ -130,16 +154,22 @@ class GraphQLCodec(Codec):
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             return self._broken(f"not a message object with a type: {data[:60]!r}")
         kind: str = message["type"]
-        if kind == "ping":
+        if self.legacy:
+            if kind == "ka":
+                return NOTHING
+            if kind == "connection_error":
+                reason = _error_text(message.get("payload"))
+                return Received(failure=Failure("handshake_refused", reason, close_code=1000))
+        elif kind == "ping":
             return Received(replies=[_dumps({"type": "pong"})])
-        if kind == "pong":
+        elif kind == "pong":
             return NOTHING
         if not self.ready:
             if kind == "connection_ack":
                 self.ready = True
                 return NOTHING
             return self._broken(f"{kind!r} before connection_ack")
-        if kind == "next":
+        if kind == self._result:
             return self._next(data, message)
         if kind == "error":
             return self._error(message)
@@ -157,7 +187,7 @@ class GraphQLCodec(Codec):
             return Received(messages=[Message(bytes(data), message)])
         op.answered = True
         payload = message.get("payload")
-        view: dict[str, Any] = {"answer": op_id, "type": "next", "payload": payload}
+        view: dict[str, Any] = {"answer": op_id, "type": self._result, "payload": payload}
         if isinstance(payload, Mapping) and payload.get("errors"):
             view["error"] = payload["errors"]
         return Received(messages=[Message(_dumps(view).encode(), view)])
@@ -195,7 +225,7 @@ class GraphQLCodec(Codec):
             if op_id is None:
                 raise CodecInputError("unsubscribe: 'id' is needed")
             self._ops.pop(op_id, None)
-            return [_dumps({"id": op_id, "type": "complete"})], None
+            return [_dumps({"id": op_id, "type": self._stop})], None
         if action is Action.SUBSCRIBE:
             op_id = self._given_id(value)
             if op_id is not None and op_id in self._ops:
@@ -210,8 +240,12 @@ class GraphQLCodec(Codec):
         if op_id is None:
             op_id = self._new_id("q" if kind == _QUERY else "s")
         self._ops[op_id] = _Operation(kind)
-        frame = _dumps({"id": op_id, "type": "subscribe", "payload": payload})
+        frame = _dumps({"id": op_id, "type": self._start, "payload": payload})
         return [frame], (op_id if kind == _QUERY and answer else None)
+
+    def goodbye(self) -> list[Frame]:
+        """The legacy protocol's goodbye (connection_terminate); graphql-transport-ws has none."""
+        return [_dumps({"type": "connection_terminate"})] if self.legacy else []
 
     @staticmethod
     def _given_id(value: Mapping[str, Any]) -> str | None:
@@ -260,4 +294,4 @@ class GraphQLCodec(Codec):
                 return op_id
 
 
-__all__ = ["MAX_OPERATIONS", "GraphQLCodec"]
+__all__ = ["LEGACY_SUBPROTOCOL", "MAX_OPERATIONS", "GraphQLCodec"]
