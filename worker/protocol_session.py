@@ -89,8 +89,7 @@ def opening(client: Client, ws_url: str) -> Opening | None:
         options = spec.options.render(client.values, client.rng)
         if not isinstance(options, Mapping):  # the language checks it is a table
             options = {}
-    offered = tuple(p.strip() for p in (cls.subprotocol or "").split(",") if p.strip())
-    return Opening(cls, options, cls.url(ws_url, options), offered)
+    return Opening(cls, options, cls.url(ws_url, options), cls.subprotocols(options))
 
 
 def session_for(

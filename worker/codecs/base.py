@@ -127,6 +127,12 @@ class Codec(ABC):
         """The URL to connect to for the job's ``ws_url`` (Socket.IO adds its path)."""
         return ws_url
 
+    @classmethod
+    def subprotocols(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The subprotocols to offer, preferred first: :attr:`subprotocol` split at commas
+        (an option may change them: GraphQL's ``legacy = true`` offers ``graphql-ws``)."""
+        return tuple(p.strip() for p in (cls.subprotocol or "").split(",") if p.strip())
+
     @abstractmethod
     def open(self, now: float) -> list[Frame]:
         """The WebSocket is open: the frames that begin the handshake (may be none)."""

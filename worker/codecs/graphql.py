@@ -131,7 +131,7 @@ class GraphQLCodec(Codec):
         """The subprotocols to offer: graphql-ws for ``legacy = true``."""
         if options.get("legacy") is True:
             return (LEGACY_SUBPROTOCOL,)
-        return tuple(SUBPROTOCOLS["graphql"])
+        return super().subprotocols(options)
 
     # -- handshake -----------------------------------------------------------
 
