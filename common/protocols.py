@@ -236,6 +236,8 @@ MQTT = ProtocolDecl(
         _text("password"),
         Key("keepalive", "int", default=30, high=65535),
         Key("clean_session", "bool", default=True),
+        # the protocol level: 4 (MQTT 3.1.1, when absent) or 5 (MQTT 5)
+        Key("version", "int", choices=(4, 5)),
     ),
     subprotocols=("mqtt",),
 )

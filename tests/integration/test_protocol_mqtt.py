@@ -348,3 +348,31 @@ def test_pingresp_later_than_the_keepalive_is_keepalive_timeout(
     assert_balanced(doc)
     assert set(doc["errors"]) == {"keepalive_timeout"}, doc["errors"]
     assert "no PINGRESP within the keep-alive (1 s)" in str(doc["error_texts"])
+
+
+@pytest.mark.timeout(120)
+def test_mqtt5_two_workers_equal_mosquittos_counters(broker: Mosquitto, tmp_path: Path) -> None:
+    """``version = 5``: the same load as MQTT 5 (properties, reason codes), the same truth."""
+    scenario, out = tmp_path / "mqtt5.toml", tmp_path / "out.json"
+    scenario.write_text(SCENARIO.replace("keepalive = 1}", "keepalive = 1, version = 5}"))
+    with sys_counters(broker) as counters:
+        before = counters.snapshot()
+        proc = run(
+            "--scenario", str(scenario), "--ws-url", broker.ws_url, "-w", "2", "-d", "3",
+            "--json", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = delta(before, counters.snapshot())
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    steps = doc["steps"]
+    assert steps["subscribed"]["met"] == CLIENTS - 1
+    assert steps["publish"]["expected"] == steps["publish"]["met"] > 0
+    qos0 = doc["total_sent"] - steps["subscribed"]["met"] - steps["publish"]["met"]
+    assert got["publish/messages/received"] == steps["publish"]["met"] + qos0
+    fanout = doc["fanout"]["total"]
+    assert fanout["deliveries"] == fanout["delivered"] == got["publish/messages/sent"]
+    assert fanout["delivered"] == fanout["expected"]
+    assert fanout["missing"] == 0
+    assert doc["counters"]["reconnects"] == doc["unsolicited"] == 0
+    assert not doc["errors"], doc["errors"]

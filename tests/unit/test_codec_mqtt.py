@@ -88,7 +88,7 @@ def test_connack_refused_is_mqtt_refused() -> None:
     codec = MqttCodec({"client_id": "c"})
     codec.open(0.0)
     got = codec.receive(0.0, b"\x20\x02\x00\x05", False)
-    assert got.failure == Failure("mqtt_refused", "CONNACK refused: not authorized")
+    assert got.failure == Failure("mqtt_refused", "CONNACK refused: not authorized (0x05)")
     assert not codec.ready
 
 
@@ -395,3 +395,126 @@ def test_any_split_of_a_stream_reads_the_same(cuts: list[int]) -> None:
         at = cut
     got += [m.view for m in codec.receive(0.0, stream[at:], False).messages]
     assert [json.loads(v)["payload"]["seq"] for v in got] == [0, 1, 2, 3]
+
+
+# -- MQTT 5 (version = 5) ---------------------------------------------------------------
+
+
+def pkt(first: int, body: bytes) -> bytes:
+    assert len(body) < 128
+    return bytes((first, len(body))) + body
+
+
+def ready5(connack_props: bytes = b"") -> MqttCodec:
+    codec = MqttCodec({"client_id": "c5", "keepalive": 30, "version": 5})
+    codec.open(0.0)
+    got = codec.receive(
+        0.0, pkt(0x20, b"\x00\x00" + bytes((len(connack_props),)) + connack_props), False
+    )
+    assert got == Received()
+    assert codec.ready
+    return codec
+
+
+def test_v5_connect_has_level_5_and_empty_properties() -> None:
+    [frame] = MqttCodec({"client_id": "me", "keepalive": 10, "version": 5}).open(0.0)
+    assert frame == pkt(0x10, s("MQTT") + b"\x05\x02" + u16(10) + b"\x00" + s("me"))
+
+
+def test_v5_connack_properties_set_the_keepalive_and_receive_maximum() -> None:
+    # Server Keep Alive 10 s, Receive Maximum 2, and an assigned client id (skipped)
+    codec = ready5(b"\x13" + u16(10) + b"\x21" + u16(2) + b"\x12" + s("x"))
+    assert codec.keepalive == 10
+    assert codec.deadline == 10.0
+    codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    with pytest.raises(CodecInputError, match="receive maximum"):
+        codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    codec.encode(Action.SEND, {"topic": "t", "qos": 0}, False)  # QoS 0 is not counted
+
+
+def test_v5_connack_refused_with_its_reason() -> None:
+    codec = MqttCodec({"client_id": "c", "version": 5})
+    codec.open(0.0)
+    got = codec.receive(0.0, pkt(0x20, b"\x00\x87\x00"), False)
+    assert got.failure == Failure("mqtt_refused", "CONNACK refused: not authorized (0x87)")
+
+
+def test_v5_publish_subscribe_unsubscribe_carry_empty_properties() -> None:
+    codec = ready5()
+    assert codec.encode(Action.SEND, {"topic": "t", "payload": "x", "qos": 1}, True) == (
+        [pkt(0x32, s("t") + u16(1) + b"\x00" + b"x")],
+        1,
+    )
+    assert codec.encode(Action.SEND, {"topic": "t", "payload": "x"}, False)[0] == [
+        pkt(0x30, s("t") + b"\x00" + b"x")
+    ]
+    assert codec.encode(Action.SUBSCRIBE, {"topic": "a", "qos": 1}, True)[0] == [
+        pkt(0x82, u16(2) + b"\x00" + s("a") + b"\x01")
+    ]
+    assert codec.encode(Action.UNSUBSCRIBE, {"topic": "a"}, True)[0] == [
+        pkt(0xA2, u16(3) + b"\x00" + s("a"))
+    ]
+
+
+def test_v5_answers_and_their_reason_codes() -> None:
+    codec = ready5()
+    for _ in range(3):
+        codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    codec.encode(Action.SUBSCRIBE, {"topic": "a"}, True)
+    codec.encode(Action.UNSUBSCRIBE, {"topic": "a"}, True)
+    got = codec.receive(
+        0.0,
+        pkt(0x40, u16(1))  # success, no reason code
+        + pkt(0x40, u16(2) + b"\x10\x00")  # no matching subscribers: a success
+        + pkt(0x40, u16(3) + b"\x87\x04\x1f" + s("x"))  # not authorized
+        + pkt(0x90, u16(4) + b"\x00\x8f")  # topic filter invalid
+        + pkt(0xB0, u16(5) + b"\x00\x11"),  # no subscription existed: a success
+        False,
+    )
+    assert got.failure is None
+    assert views(got) == [
+        {"answer": 1, "type": "puback"},
+        {"answer": 2, "type": "puback"},
+        {"answer": 3, "type": "puback", "error": "publish refused: not authorized (0x87)"},
+        {
+            "answer": 4,
+            "type": "suback",
+            "error": "subscription refused: topic filter invalid (0x8f)",
+        },
+        {"answer": 5, "type": "unsuback"},
+    ]
+
+
+def test_v5_received_publish_skips_its_properties() -> None:
+    props = b"\x01\x01" + b"\x26" + s("k") + s("v")  # payload format, a user property
+    got = ready5().receive(
+        0.0, pkt(0x32, s("n") + u16(7) + bytes((len(props),)) + props + b'{"a":1}'), False
+    )
+    assert views(got) == [{"topic": "n", "payload": {"a": 1}, "qos": 1, "retain": False}]
+    assert got.replies == [b"\x40\x02" + u16(7)]
+
+
+def test_v5_server_disconnect_is_mqtt_disconnect_with_its_reason() -> None:
+    got = ready5().receive(0.0, pkt(0xE0, b"\x8b\x00"), False)
+    assert got.failure == Failure(
+        "mqtt_disconnect", "the server disconnected: server shutting down (0x8b)", close_code=1000
+    )
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        b"\x05\x7f\x00\x00\x00\x00",  # an unknown property
+        b"\x03\x21\x00",  # a u16 property cut short
+        b"\x09\x26\x00\x01k",  # a block longer than the packet
+        b"\x02\x21\x00\x00",  # a property running past its block
+    ],
+)
+def test_v5_malformed_connack_properties_are_protocol_errors(props: bytes) -> None:
+    codec = MqttCodec({"client_id": "c", "version": 5})
+    codec.open(0.0)
+    got = codec.receive(0.0, pkt(0x20, b"\x00\x00" + props), False)
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    assert not codec.ready

@@ -1,4 +1,4 @@
-"""MQTT 3.1.1 over WebSocket (subprotocol ``mqtt``): the sans-I/O codec.
+"""MQTT 3.1.1 (and 5, ``version = 5``) over WebSocket (subprotocol ``mqtt``): the sans-I/O codec.
 
 MQTT over WebSocket is a byte stream carried in binary frames: a frame may
 hold several packets or part of one (brokers are free to split), so the
@@ -34,7 +34,11 @@ Options (rendered per connection, defaults from
 :mod:`wsload.common.protocols`): ``client_id`` (``wsload-{client_id}``;
 without one, ``wsload-`` and 16 random hex digits, 23 characters, the
 length every broker must accept), ``username``, ``password``, ``keepalive``
-(seconds, 30; 0 = none), ``clean_session`` (true).
+(seconds, 30; 0 = none), ``clean_session`` (true), ``version`` (4, MQTT
+3.1.1; 5: MQTT 5, whose reason codes 0x80 and up refuse a publish, a
+subscription or an unsubscribe as an error answer, whose CONNACK may set
+the keep-alive and cap the QoS 1 publishes in flight, and whose server may
+send DISCONNECT: ``Failure("mqtt_disconnect")`` with its reason).
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ from wsload.worker.codecs.mqtt_wire import (
     PUBLISH,
     PUBREC,
     PUBREL,
+    RECEIVE_MAXIMUM,
+    SERVER_KEEP_ALIVE,
     SUBACK,
     UNSUBACK,
     MalformedPacket,
@@ -75,22 +81,17 @@ from wsload.worker.codecs.mqtt_wire import (
     ack_packet,
     connect_packet,
     publish_packet,
+    read_properties,
     read_publish,
     read_u16,
+    reason,
+    skip_properties,
     subscribe_packet,
     unsubscribe_packet,
 )
 
 _DEFAULTS = option_defaults("mqtt")
 DEFAULT_KEEPALIVE: int = _DEFAULTS["keepalive"]
-#: CONNACK return codes (3.1.1, section 3.2.2.3)
-REFUSALS = {
-    1: "unacceptable protocol version",
-    2: "identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
 _ANSWER_TYPES = {PUBACK: "puback", SUBACK: "suback", UNSUBACK: "unsuback"}
 _SEND_TYPE = {Action.SEND: PUBACK, Action.SUBSCRIBE: SUBACK, Action.UNSUBSCRIBE: UNSUBACK}
 _PACKET_IDS = 65535
@@ -144,7 +145,7 @@ def _payload(value: Any) -> bytes:
 
 
 class MqttCodec(Codec):
-    """One MQTT 3.1.1 connection's state (see the module's docstring)."""
+    """One MQTT connection's state (see the module's docstring)."""
 
     name: ClassVar[str] = "mqtt"
     subprotocol: ClassVar[str | None] = SUBPROTOCOLS["mqtt"][0]
@@ -162,6 +163,10 @@ class MqttCodec(Codec):
         if isinstance(keepalive, bool) or not isinstance(keepalive, int):
             keepalive = DEFAULT_KEEPALIVE  # the language checked it: a template's wrong type
         self.keepalive = min(max(keepalive, 0), 65535)
+        #: MQTT 5 (``version = 5``; 4, MQTT 3.1.1, is the default)
+        self.v5 = options.get("version") in (5, "5")
+        #: QoS 1 publishes the server takes unanswered at once (MQTT 5's Receive Maximum)
+        self.receive_maximum = _PACKET_IDS
         self.reader = PacketReader(max_message_size)
         #: packet id -> the answer's packet type; ``silent`` ids answer no step
         self.waiting: dict[int, int] = {}
@@ -185,6 +190,7 @@ class MqttCodec(Codec):
             clean_session=opts.get("clean_session", True) not in (False, "false", 0, "0"),
             username=None if username is None else str(username),
             password=None if password is None else str(password).encode(),
+            v5=self.v5,
         )
         self._sent(now)
         return [packet]
@@ -215,7 +221,7 @@ class MqttCodec(Codec):
         return [PINGREQ_PACKET]
 
     def goodbye(self) -> list[Frame]:
-        return [bytes((DISCONNECT << 4, 0))] if self.ready else []
+        return [bytes((DISCONNECT << 4, 0))] if self.ready else []  # 5: reason 0, normal
 
     # -- steps -------------------------------------------------------------
 
@@ -242,16 +248,24 @@ class MqttCodec(Codec):
             if qos == 0:
                 if answer:
                     raise CodecInputError("a QoS 0 publish has no answer to wait for")
-                return [publish_packet(topic, payload, 0, bool(value.get("retain")), 0)], None
+                retain = bool(value.get("retain"))
+                return [publish_packet(topic, payload, 0, retain, 0, self.v5)], None
+            if self.receive_maximum < _PACKET_IDS and self.receive_maximum <= sum(
+                1 for kind in self.waiting.values() if kind == PUBACK
+            ):
+                raise CodecInputError(
+                    f"the server's receive maximum ({self.receive_maximum}) QoS 1 publishes "
+                    "wait for their PUBACK"
+                )
             pid = self._packet_id()
-            frame = publish_packet(topic, payload, qos, bool(value.get("retain")), pid)
+            frame = publish_packet(topic, payload, qos, bool(value.get("retain")), pid, self.v5)
         elif action is Action.SUBSCRIBE:
             topics, qos = _topics(value), _qos(value, 2)
             pid = self._packet_id()
-            frame = subscribe_packet(pid, [(t, qos) for t in topics])
+            frame = subscribe_packet(pid, [(t, qos) for t in topics], self.v5)
         elif action is Action.UNSUBSCRIBE:
             pid = self._packet_id()
-            frame = unsubscribe_packet(pid, _topics(value))
+            frame = unsubscribe_packet(pid, _topics(value), self.v5)
         else:
             raise CodecInputError(f"{action} is not a step of protocol mqtt")
         self.waiting[pid] = _SEND_TYPE[action]
@@ -270,6 +284,7 @@ class MqttCodec(Codec):
             not self.ready
             and not self.reader.buffer
             and data[:2] not in (b"\x20\x02", b"\x20", b"")
+            and not (self.v5 and data[:1] == b"\x20")
         ):
             return self._fail(f"expected a CONNACK, got {bytes(data[:8])!r}")
         try:
@@ -300,17 +315,17 @@ class MqttCodec(Codec):
     def _packet(self, now: float, first: int, body: memoryview, out: Received) -> None:
         kind, flags = first >> 4, first & 0x0F
         if not self.ready:
-            if kind != CONNACK or flags or len(body) != 2:
+            if kind != CONNACK or flags or (len(body) != 2 and not self.v5):
                 raise MalformedPacket(f"expected a CONNACK, got packet type {kind}")
-            code = body[1]
-            if code:
-                reason = REFUSALS.get(code, f"return code {code}")
-                out.failure = Failure("mqtt_refused", f"CONNACK refused: {reason}")
-                return
-            self.ready = True
+            self._connack(body, out)
             return
         if kind == PUBLISH:
             self._publish(flags, body, out)
+            return
+        if kind == DISCONNECT and self.v5:  # the server's, with its reason
+            code = body[0] if len(body) else 0
+            text = f"the server disconnected: {reason(code)}"
+            out.failure = Failure("mqtt_disconnect", text, close_code=1000)
             return
         if flags != (2 if kind == PUBREL else 0):
             raise MalformedPacket(f"packet type {kind} with flags {flags:#x}")
@@ -322,7 +337,7 @@ class MqttCodec(Codec):
             self.ping_sent = None
             self._schedule()
         elif kind == PUBREL:
-            pid = read_u16(body, 0, len(body) == 2)
+            pid = read_u16(body, 0, len(body) == 2 or self.v5)
             self.qos2_in.discard(pid)
             out.replies.append(ack_packet(PUBCOMP, pid))
         else:  # CONNACK again, PUBREC/PUBCOMP (we never publish QoS 2), client packets
@@ -330,7 +345,7 @@ class MqttCodec(Codec):
 
     def _publish(self, flags: int, body: memoryview, out: Received) -> None:
         qos = (flags >> 1) & 3
-        topic, pid, payload = read_publish(body, qos)
+        topic, pid, payload = read_publish(body, qos, self.v5)
         if qos == 2:
             out.replies.append(ack_packet(PUBREC, pid))
             if pid in self.qos2_in:  # a resent one: delivered already
@@ -342,13 +357,41 @@ class MqttCodec(Codec):
         value["retain"] = bool(flags & 1)
         out.messages.append(Message(_dumps(value), value))
 
+    def _connack(self, body: memoryview, out: Received) -> None:
+        if len(body) < 2:
+            raise MalformedPacket("a CONNACK of less than 2 bytes")
+        code = body[1]
+        if code:
+            out.failure = Failure("mqtt_refused", f"CONNACK refused: {reason(code)}")
+            return
+        if self.v5:
+            props = read_properties(body, 2)[0]
+            keepalive = props.get(SERVER_KEEP_ALIVE)
+            if isinstance(keepalive, int):  # the server's keep-alive is the one to keep
+                self.keepalive = keepalive
+                self._schedule()
+            receive_maximum = props.get(RECEIVE_MAXIMUM)
+            if isinstance(receive_maximum, int) and receive_maximum:
+                self.receive_maximum = receive_maximum
+        self.ready = True
+
     def _answer(self, kind: int, body: memoryview, out: Received) -> None:
-        if kind == SUBACK:
+        if self.v5:
+            # PUBACK: a reason code when not 0, then properties; SUBACK and UNSUBACK:
+            # properties, then one reason code per filter
+            pid = read_u16(body, 0)
+            if kind == PUBACK:
+                codes = body[2:3]
+            else:
+                codes = body[skip_properties(body, 2) :]
+                if not codes:
+                    raise MalformedPacket(f"{_ANSWER_TYPES[kind].upper()} without reason codes")
+        elif kind == SUBACK:
             if len(body) < 3:
                 raise MalformedPacket("SUBACK without return codes")
-            pid = read_u16(body, 0, True)
+            pid, codes = read_u16(body, 0, True), body[2:]
         else:
-            pid = read_u16(body, 0, len(body) == 2)
+            pid, codes = read_u16(body, 0, len(body) == 2), body[2:]
         expected = self.waiting.get(pid)
         if expected != kind:
             text = f"{_ANSWER_TYPES[kind].upper()} for packet id {pid}, which waits for no such"
@@ -359,8 +402,12 @@ class MqttCodec(Codec):
             self.silent.discard(pid)
             return
         value: dict[str, Any] = {"answer": pid, "type": _ANSWER_TYPES[kind]}
-        if kind == SUBACK and 0x80 in body[2:]:
-            value["error"] = "subscription refused"
+        refused = next((code for code in codes if code >= 0x80), None)
+        if refused is not None:
+            what = {PUBACK: "publish", SUBACK: "subscription", UNSUBACK: "unsubscribe"}[kind]
+            value["error"] = (
+                f"{what} refused: {reason(refused)}" if self.v5 else "subscription refused"
+            )
         out.messages.append(Message(_dumps(value), value))
 
 
