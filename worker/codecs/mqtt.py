@@ -21,8 +21,10 @@ packet. What a scenario sees:
   which fails the step with ``mqtt_error``.
 - The handshake: CONNECT on open (client id, username/password, keep-alive,
   clean session), ready on CONNACK 0; any other return code is
-  ``Failure("mqtt_refused")``. The keep-alive: a PINGREQ when nothing was
-  sent for ``keepalive`` seconds, its PINGRESP swallowed; none within
+  ``Failure("mqtt_refused")``. The keep-alive: a PINGREQ ``keepalive``
+  seconds after the last packet the codec sent itself (CONNECT, PINGREQ, a
+  PUBACK...; a step's packets do not defer it, as :meth:`MqttCodec.encode`
+  has no clock: a busy publisher pings too), its PINGRESP swallowed; none within
   ``keepalive`` more is ``Failure("keepalive_timeout")``, left in
   :attr:`MqttCodec.failure` by :meth:`MqttCodec.on_timer` (the codecs'
   convention: the session counts it once and closes). DISCONNECT is the goodbye.
