@@ -170,7 +170,8 @@ GRAPHQL = ProtocolDecl(
         ),
         Verb("unsubscribe", Action.UNSUBSCRIBE, (_text("id", True),)),
     ),
-    options=(Key("payload", "table"),),
+    # legacy = true: subscriptions-transport-ws (subprotocol graphql-ws) instead
+    options=(Key("payload", "table"), Key("legacy", "bool")),
     subprotocols=("graphql-transport-ws",),
 )
 

@@ -303,6 +303,60 @@ def test_example_runs_against_the_server(tmp_path: Path) -> None:
     assert summary["unsolicited"] == 0
 
 
+LEGACY = """\
+reply_timeout = 10
+
+[[scenarios]]
+name = "watchers"
+clients = 5
+protocol = {name = "graphql", legacy = true}
+[[scenarios.steps]]
+subscribe = {query = "subscription { events { seq sentAt } }"}
+[[scenarios.loop]]
+think = 3600
+[scenarios.deliveries]
+match = {type = "data"}
+seq = "payload.data.events.seq"
+sent_at = "payload.data.events.sentAt"
+topics = ["news"]
+source = "server"
+
+[[scenarios]]
+name = "posters"
+clients = 1
+rate = 10
+protocol = "graphql"
+[[scenarios.steps]]
+think = 1
+[[scenarios.loop]]
+name = "post"
+query = {query = "mutation { post(text: \\"x\\") { seq } }"}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_legacy_watchers_and_graphql_transport_ws_posters(tmp_path: Path) -> None:
+    """legacy = true speaks graphql-ws (strawberry's legacy handler runs subscriptions only),
+    beside posters on graphql-transport-ws: each scenario its own protocol."""
+    scenario = tmp_path / "legacy.toml"
+    scenario.write_text(LEGACY)
+    with GraphQLServer() as server:  # its graphql-ws keep-alive: a ka every second
+        summary, proc = run(
+            tmp_path, scenario, server.ws_url, "-c", "6", "-d", "4", "--workers", "1"
+        )
+        did = settled(server)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary["errors"] == {}, summary["errors"]
+    post = step(summary, "post")
+    assert post["met"] == post["expected"] == did["results"]["mutation"] > 0, (post, did)
+    news = summary["fanout"]["topics"]["news"]
+    assert news["delivered"] == did["events_sent"]["events"] > 0, (news, did)
+    assert (news["missing"], news["subscriptions"]) == (0, 5)
+    assert did["sent"]["ka"] >= 5  # legacy housekeeping came and counted nowhere
+    assert summary["unsolicited"] == 0
+    assert did["received"]["start"] == 5  # legacy subscribe messages
+
+
 async def converse(url: str, options: dict[str, Any]) -> tuple[list[Any], list[Any], int]:
     """Drive the codec over a real socket (no wsload engine): views, failures, frames read."""
     codec = GraphQLCodec(options)
