@@ -38,13 +38,14 @@ import pytest
 from tests.accounting import assert_balanced
 from tests.integration.conftest import WSLOAD, ServerFactory, wait_for
 from tests.servers.delay_proxy import DelayProxy
-from tests.servers.rabbitmq import RabbitMQ, missing
+from tests.servers.rabbitmq import STABLE_FOR, RabbitMQ, missing
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "stomp.toml"
 RUN_TIMEOUT = 120.0
 DELAY = 0.05  # the delay proxy's: in every receipt's latency
 SUBSCRIBERS = 10  # of each ack mode
 PUBLISHERS = 2
+IDLE = 1.2  # seconds the idle node's totals must hold before a run (a sample and more)
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +143,16 @@ def step(summary: dict[str, Any], name: str) -> dict[str, Any]:
     return found[0]
 
 
-def quiet(node: RabbitMQ) -> dict[str, int]:
-    """The node's message totals once no connection is left and they stopped moving."""
+def quiet(node: RabbitMQ, stable_for: float = STABLE_FOR) -> dict[str, int]:
+    """The node's message totals once no connection is left and they stopped moving.
+
+    Before a run the node is idle (the previous test waited for its totals),
+    so a shorter wait than after one does.
+    """
     return node.settled(
         node.message_stats,
         until=lambda _: node.api("/api/overview")["object_totals"]["connections"] == 0,
+        stable_for=stable_for,
     )
 
 
@@ -159,7 +165,7 @@ def test_two_workers_counts_equal_rabbitmqs(broker: RabbitMQ, tmp_path: Path) ->
     path = tmp_path / "stomp.toml"
     path.write_text(scenario(broker))
     clients = 2 * SUBSCRIBERS + PUBLISHERS
-    before = quiet(broker)
+    before = quiet(broker, IDLE)
     with DelayProxy(broker.web_stomp_port, DELAY * 1000) as proxy:
         summary, proc = run(
             tmp_path, path, f"ws://127.0.0.1:{proxy.port}/ws",
@@ -232,7 +238,7 @@ def test_a_silent_server_is_a_heartbeat_timeout(broker: RabbitMQ, tmp_path: Path
         assert proxy.proc is not None
         run = subprocess.Popen(
             [WSLOAD, "run", "--scenario", str(path), "--ws-url", f"ws://127.0.0.1:{proxy.port}/ws",
-             "-c", str(clients), "-d", "12", "--ramp-up", "1", "--workers", "1",
+             "-c", str(clients), "-d", "10", "--ramp-up", "1", "--workers", "1",
              "--json", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -323,9 +329,9 @@ def test_the_example_runs_against_rabbitmq(broker: RabbitMQ, tmp_path: Path) -> 
     path.write_text(
         text.replace(credentials, f'login = "{broker.user}", passcode = "{broker.password}"')
     )
-    before = quiet(broker)
+    before = quiet(broker, IDLE)
     summary, proc = run(
-        tmp_path, path, broker.ws_url, "-c", "6", "-d", "6", "--ramp-up", "1", "--workers", "2"
+        tmp_path, path, broker.ws_url, "-c", "6", "-d", "5", "--ramp-up", "1", "--workers", "2"
     )
     after = quiet(broker)
     assert proc.returncode == 0, proc.stdout + proc.stderr

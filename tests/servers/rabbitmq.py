@@ -271,8 +271,9 @@ class RabbitMQ:
         read: Callable[[], dict[str, int]],
         until: Callable[[dict[str, int]], bool] = lambda _: True,
         timeout: float = 30.0,
+        stable_for: float = STABLE_FOR,
     ) -> dict[str, int]:
-        """``read()`` once it has not changed for :data:`STABLE_FOR` s and ``until`` holds.
+        """``read()`` once it has not changed for ``stable_for`` s and ``until`` holds.
 
         The API's totals move once per sample (every second here, see the
         config), a collection interval after the fact; a figure read just
@@ -287,7 +288,7 @@ class RabbitMQ:
             now = read()
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since >= STABLE_FOR and until(now):
+            elif time.monotonic() - since >= stable_for and until(now):
                 return now
             if time.monotonic() > deadline:
                 raise AssertionError(f"RabbitMQ's statistics did not settle: {now}")
