@@ -385,3 +385,24 @@ def test_a_large_frame_in_many_pieces() -> None:
     (view,) = [v for g in got for v in views(g)]
     assert view["body"]["seq"] == 1
     assert len(view["body"]["pad"]) == 300_000
+
+
+def test_versions_10_and_11_escape_as_they_say() -> None:
+    codec = connected({}, b"CONNECTED\nversion:1.0\n\n\x00")
+    frames, _ = codec.encode(Action.SEND, {"destination": "/a:b", "body": ""}, False)
+    assert "destination:/a:b\n" in str(frames[0])  # 1.0: no escapes at all
+    got = codec.receive(1.0, b"MESSAGE\nx:a\\tb\n\n\x00", True)
+    assert views(got)[0]["headers"]["x"] == "a\\tb"
+    codec = connected({}, b"CONNECTED\nversion:1.1\n\n\x00")
+    frames, _ = codec.encode(Action.SEND, {"destination": "/a:b\r", "body": ""}, False)
+    assert "destination:/a\\cb\r\n" in str(frames[0])  # 1.1: no \r escape
+
+
+def test_connected_and_frames_in_one_message() -> None:
+    codec = StompCodec({})
+    codec.open(0.0)
+    got = codec.receive(
+        0.0, CONNECTED + b"MESSAGE\nsubscription:a\n\n1\x00\nRECEIPT\nreceipt-id:r9\n\n\x00", True
+    )
+    assert codec.ready
+    assert [v["command"] for v in views(got)] == ["MESSAGE", "RECEIPT"]
