@@ -283,6 +283,39 @@ def test_a_refused_connection_init_is_an_error_kind(tmp_path: Path) -> None:
     assert summary["counters"]["sent"] == 0  # no step ran before a connection_ack
 
 
+BAD = """\
+protocol = {name = "graphql", legacy = "yes", paylod = {}}
+[[steps]]
+emit = {event = "x"}
+[[loop]]
+query = {variables = {a = 1}}
+[[loop]]
+subscribe = {query = "subscription { e }", ack = true}
+"""
+
+
+def test_bad_graphql_scenarios_exit_2_before_the_run(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(BAD)
+    proc = subprocess.run(
+        [WSLOAD, "run", "--scenario", str(scenario), "--ws-url", "ws://127.0.0.1:9/graphql"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    # every problem at once, one line each, before any process started
+    fragments = [
+        "unknown option 'paylod' (did you mean 'payload'?)",
+        "legacy must be true or false",
+        "step 1: 'emit' is not a step of protocol \"graphql\"",
+        "loop: step 1: query: needs query",
+        "loop: step 2: subscribe: unknown key 'ack'",
+    ]
+    assert len(lines) == len(fragments), proc.stderr
+    for line, fragment in zip(lines, fragments, strict=True):
+        assert fragment in line, (fragment, line)
+
+
 @pytest.mark.timeout(180)
 def test_example_runs_against_the_server(tmp_path: Path) -> None:
     with GraphQLServer("--token", "demo", "--ping-interval", "0.5") as server:
