@@ -54,9 +54,16 @@ def broker() -> Iterator[RabbitMQ]:
     why = missing()
     if why is not None:
         pytest.skip(why)
-    with RabbitMQ() as node:
+    node = RabbitMQ()
+    try:
+        node.start()
+    except RuntimeError as exc:  # installed but cannot run here: say why
+        pytest.skip(f"RabbitMQ did not start: {exc}")
+    try:
         print(f"RabbitMQ started in {node.startup_seconds:.1f} s")
         yield node
+    finally:
+        node.stop()
 
 
 #: a publication: each publisher its own topic (its seq counts its own iterations)
@@ -266,6 +273,20 @@ def test_a_silent_server_is_a_heartbeat_timeout(broker: RabbitMQ, tmp_path: Path
     assert summary["errors"].get("heartbeat_timeout") == clients, (summary["errors"], stdout)
     assert summary["counters"]["reconnects"] >= clients, summary["counters"]
     assert step(summary, "subscribed")["met"] >= 2 * clients
+
+
+def test_a_node_that_cannot_start_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    """The fixture skips with this text: the node's own output, no process left behind."""
+    if missing() is not None:
+        pytest.skip(str(missing()))
+    script = tmp_path / "rabbitmq-server"
+    script.write_text("#!/bin/sh\necho 'ERROR: cannot boot (test)'\nexit 1\n")
+    script.chmod(0o755)
+    node = RabbitMQ(startup_timeout=30, server=script)
+    with pytest.raises(RuntimeError, match=r"rabbitmq-server exited: .*cannot boot"):
+        node.start()
+    assert node._epmd is None  # our epmd was stopped too (it had started)
+    assert node._node is None
 
 
 REFUSED = """\
