@@ -182,7 +182,7 @@ CLIENTS = 7  # 6 subscribers and the publisher
 SCENARIO = f"""
 protocol = {{name = "mqtt", keepalive = 1}}
 num_clients = {CLIENTS}
-duration = 4
+duration = 5
 ramp_up = 0.5
 reply_timeout = 5
 
@@ -209,7 +209,7 @@ clients = 1
 rate = 20
 
 [[scenarios.steps]]
-think = 1
+think = 2               # every subscriber's SUBACK is in before the first publication
 
 [[scenarios.loop]]
 name = "publish"
@@ -362,7 +362,7 @@ def test_mqtt5_two_workers_equal_mosquittos_counters(broker: Mosquitto, tmp_path
     with sys_counters(broker) as counters:
         before = counters.snapshot()
         proc = run(
-            "--scenario", str(scenario), "--ws-url", broker.ws_url, "-w", "2", "-d", "3",
+            "--scenario", str(scenario), "--ws-url", broker.ws_url, "-w", "2", "-d", "4",
             "--json", str(out),
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
