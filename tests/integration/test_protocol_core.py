@@ -201,7 +201,8 @@ async def test_answers_and_housekeeping_count_as_the_server_counted() -> None:
         if "chat" in batch.steps:
             latencies.frombytes(batch.steps["chat"].latency)
     assert len(latencies) == steps["chat"]["met"]
-    assert min(latencies) >= ANSWER_DELAY * 1e6  # the server's delay is in every answer's
+    # the server's delay is in every answer's (its loop's timers may fire up to 1 ms early)
+    assert min(latencies) >= (ANSWER_DELAY - 0.002) * 1e6
 
 
 @pytest.mark.asyncio
@@ -226,13 +227,19 @@ async def test_an_error_answer_in_setup_fails_it_says_goodbye_and_reconnects() -
         )
     c = result.counters
     errors = server.wrote["ERR"]
-    assert errors >= 4  # each client reconnected at least once
-    assert steps["join"] == {"expected": server.read["REQ bad"], "failed": errors}
-    assert result.errors == {"toy_error": errors}
+    join = steps["join"]
+    assert join["failed"] >= 4  # each client reconnected at least once
+    assert join["expected"] == server.read["REQ bad"]
+    # the run may end while a client's join is out (at most one each): its error unread
+    assert set(join) <= {"expected", "failed", "unanswered", "lost"}
+    assert join["expected"] - 2 <= join["failed"] <= errors <= join["failed"] + 2
+    assert result.errors == {"toy_error": join["failed"]}
     assert result.error_texts["toy_error"] == "join: bad-request"
     assert c["connects"] == server.read["HELLO"]
     assert c["reconnects"] == c["connects"] - 2
-    assert server.read["QUIT"] == c["connects"]  # a failed setup says goodbye, then closes
+    # a failed setup says goodbye, then closes (one still in its handshake at the end: no)
+    assert c["connects"] - 2 <= server.read["QUIT"] <= c["connects"]
+    assert server.read["QUIT"] >= join["failed"]
     assert "chat" not in steps or steps["chat"] == {}
 
 
@@ -257,8 +264,11 @@ async def test_a_server_that_speaks_garbage_is_a_protocol_error() -> None:
     async with toy_server(server) as url:
         result, _, _ = await run(url, chat_program(), num_clients=2, reconnect_max_delay=0.1)
     c = result.counters
-    assert result.errors == {"protocol_error": c["connects"]}  # one per connection, nothing more
-    assert c["connects"] >= 2
+    errors = result.errors.get("protocol_error", 0)
+    assert result.errors == {"protocol_error": errors}  # its close code is no second error
+    # one per connection (but one whose garbage had not come when the run ended)
+    assert c["connects"] - 2 <= errors <= c["connects"]
+    assert errors >= 2
     assert c["sent"] <= c["connects"]  # at most the join each, sent before the garbage came
     assert result.error_texts["protocol_error"].startswith("not toy: NONSENSE")
 
