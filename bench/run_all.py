@@ -2,7 +2,7 @@
 
 Usage: python bench/run_all.py [--quick]
 
-Runs the engine, conversation, fan-out, whole-tool (scaling, startup),
+Runs the engine, conversation, fan-out, Socket.IO, whole-tool (scaling, startup),
 connection-storm, coordinator and histogram benchmarks in turn and prints
 their figures together, each with its goal and verdict and, where it has
 one, the reference it was measured beside in the same run. ``--quick``
@@ -25,6 +25,7 @@ import engine_bench
 import fanout_bench
 import histogram_bench
 import scaling_bench
+import socketio_bench
 from machine import Figure, report
 
 
@@ -48,6 +49,7 @@ def main() -> None:
                 1_000 if args.quick else 10_000, 10.0 if args.quick else 2.0, 2 * seconds
             ),
         ),
+        ("socket.io", lambda: socketio_bench.figures(seconds, 1 if args.quick else 3)),
         ("scaling", lambda: scaling_bench.figures(seconds)),
         ("connect storms", lambda: connect_bench.figures(quick=args.quick)),
         ("coordinator", coordinator_bench.figures),
