@@ -64,7 +64,8 @@ def run(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(150)
-def test_two_workers_per_step_counts_equal_the_servers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["picows", "websockets"])
+def test_two_workers_per_step_counts_equal_the_servers(engine: str, tmp_path: Path) -> None:
     scenario, out = tmp_path / "sio.toml", tmp_path / "out.json"
     scenario.write_text(SCENARIO)
     server_flags = (
@@ -74,8 +75,9 @@ def test_two_workers_per_step_counts_equal_the_servers(tmp_path: Path) -> None:
     )
     with SocketIOServer(*server_flags) as server:
         proc = run(
-            "--scenario", str(scenario), "--ws-url", server.url, "-w", "2", "--json", str(out)
-        )
+            "--scenario", str(scenario), "--ws-url", server.url, "-w", "2", "--json", str(out),
+            "--engine", engine,
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
         counts = wait_disconnected(server)
     doc = json.loads(out.read_text())

@@ -33,7 +33,8 @@ ack id of this connection (0, 1, ...).
 raw conversation's CPU per message), so views are spliced from the frame's
 own bytes -- the event name's and the first argument's JSON text -- not
 parsed and dumped again; the one ``json.loads`` per message checks the
-frame and primes the matchers' parse cache (:attr:`Message.parsed`).
+frame and primes the matchers' parse cache (:attr:`Message.parsed`) for events.
+The views are made in :mod:`wsload.worker.codecs.socketio_views`.
 Attachments and 3+ argument messages take a slower, general path.
 
 **Bounds.** A binary packet waits for at most :data:`MAX_ATTACHMENTS`
@@ -44,10 +45,8 @@ frame that is not Engine.IO/Socket.IO is ``protocol_error`` (fatal).
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Callable, Mapping
-from json import encoder as _json_encoder
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -62,6 +61,7 @@ from wsload.worker.codecs.base import (
     Message,
     Received,
 )
+from wsload.worker.codecs.socketio_views import ack_message, dumps, event_message, fill_binary
 
 #: attachments one binary packet may announce (python-socketio refuses 10+ digits)
 MAX_ATTACHMENTS = 64
@@ -72,31 +72,6 @@ PING_INTERVAL_MS = 25_000
 PING_TIMEOUT_MS = 20_000
 
 _loads = json.loads
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-#: CPython's C encoder, called without JSONEncoder's two Python wrappers (0.7 vs 2 us)
-_C_ENCODER = getattr(_json_encoder, "c_make_encoder", None)
-_encode: Callable[[Any, int], list[str]] | None = (
-    None
-    if _C_ENCODER is None
-    else _C_ENCODER(
-        None, _not_json, _json_encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-)
-_slow_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON, non-ASCII as is, NaN refused (ValueError), no cycle check (a tree)."""
-    if _encode is None:  # pragma: no cover - an interpreter without the C accelerator
-        return _slow_dumps(value)
-    return "".join(_encode(value, 0))
-
-
 _INF = float("inf")
 
 
@@ -201,7 +176,7 @@ class SocketIOCodec(Codec):
         self.deadline = now + window
         connect = "40" + self._ns
         if self._auth is not None:
-            connect += _dumps(self._auth)
+            connect += dumps(self._auth)
         return Received(replies=[connect])
 
     def _namespace(self, data: bytes, pos: int) -> int:
@@ -270,22 +245,7 @@ class SocketIOCodec(Codec):
             if body[-1] != 93:  # "]" (whitespace after it)
                 body = body.rstrip()
             return Received([Message(b'{"answer":' + key + b',"data":' + body[1:-1] + b"}")])
-        return Received([self._ack_message(key, body, args)])
-
-    @staticmethod
-    def _ack_message(key: bytes, body: bytes, args: list[Any]) -> Message:
-        """An ack's view (see the module's docstring); ``body`` is ``args``' JSON text."""
-        ident = int(key)
-        if len(args) == 1:
-            body = body.strip()
-            return Message(
-                b'{"answer":' + key + b',"data":' + body[1:-1] + b"}",
-                {"answer": ident, "data": args[0]},
-            )
-        if not args:
-            return Message(b'{"answer":' + key + b',"args":[]}', {"answer": ident, "args": []})
-        view = {"answer": ident, "data": args[0], "args": args}
-        return Message(_dumps(view).encode(), view)
+        return Received([ack_message(key, body, args)])
 
     def _event(self, data: bytes, pos: int) -> Received:
         pos = self._namespace(data, pos)
@@ -306,31 +266,10 @@ class SocketIOCodec(Codec):
             args = None
         if args.__class__ is not list or not args or args[0].__class__ is not str:
             return _fail(f"EVENT whose body is not [name, ...]: {_start(data)}")
-        message = self._event_message(body, args)
+        message = event_message(body, args)
         if ident:  # the server asks for an ack: answered empty (housekeeping)
             return Received([message], ["43" + self._ns + ident.decode() + "[]"])
         return Received([message])
-
-    @staticmethod
-    def _event_message(body: bytes, args: list[Any]) -> Message:
-        name = args[0]
-        if len(args) <= 2 and body[:2] == b'["':
-            close = body.find(b'"', 2)
-            if close > 0 and b"\\" not in body[2:close]:  # the name's text is the name
-                quoted = body[1 : close + 1]
-                if len(args) == 1:
-                    return Message(b'{"event":' + quoted + b"}", {"event": name})
-                rest = body[close + 1 :].strip()  # ',A0]'
-                return Message(
-                    b'{"event":' + quoted + b',"data":' + rest[1:-1] + b"}",
-                    {"event": name, "data": args[1]},
-                )
-        view: dict[str, Any] = {"event": name}
-        if len(args) > 1:
-            view["data"] = args[1]
-        if len(args) > 2:
-            view["args"] = args[1:]
-        return Message(_dumps(view).encode(), view)
 
     # -- binary packets --------------------------------------------------------
 
@@ -375,12 +314,12 @@ class SocketIOCodec(Codec):
             return NOTHING
         attachments, self._attachments, self._binary = self._attachments, [], None
         try:
-            args = _fill(args, attachments, 0)
+            args = fill_binary(args, attachments, 0)
         except (IndexError, TypeError, RecursionError):
             return _fail("a binary placeholder names no attachment")
         if is_ack:
-            return Received([self._ack_message(ident, _dumps(args).encode(), args)])
-        message = self._event_message(b"", args)
+            return Received([ack_message(ident, dumps(args).encode(), args)])
+        message = event_message(b"", args)
         if ident:
             return Received([message], ["43" + self._ns + ident.decode() + "[]"])
         return Received([message])
@@ -403,7 +342,7 @@ class SocketIOCodec(Codec):
         else:
             raise CodecInputError(f"{action} is not a step of protocol socketio")
         try:
-            body = _dumps(packet)
+            body = dumps(packet)
         except (TypeError, ValueError, RecursionError) as exc:
             raise CodecInputError(f"emit data is not JSON: {exc}") from None
         if not answer:
@@ -430,22 +369,6 @@ class SocketIOCodec(Codec):
     def goodbye(self) -> list[Frame]:
         """Leave the namespace (``41``), as a client's ``disconnect()`` does."""
         return ["41" + self._ns] if self.ready else []
-
-
-def _fill(value: Any, attachments: list[bytes], depth: int) -> Any:
-    """``value`` with each ``{"_placeholder":true,"num":N}`` as ``{"_binary":"<base64>"}``."""
-    if depth > 64:
-        raise RecursionError
-    if value.__class__ is list:
-        return [_fill(item, attachments, depth + 1) for item in value]
-    if value.__class__ is dict:
-        if value.get("_placeholder") is True and "num" in value:
-            num = value["num"]
-            if num.__class__ is not int or num < 0:
-                raise IndexError(num)
-            return {"_binary": base64.b64encode(attachments[num]).decode()}
-        return {k: _fill(v, attachments, depth + 1) for k, v in value.items()}
-    return value
 
 
 __all__ = ["MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES", "SocketIOCodec"]
