@@ -136,6 +136,32 @@ def test_a_refused_connect_is_an_error_kind(tmp_path: Path) -> None:
     assert doc["steps"]["join"]["met"] == 0
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("ws_url", "option"),
+    [
+        ("ws://127.0.0.1:{port}/", ', path = "/rt/io/"'),  # the site's root + the path option
+        ("ws://127.0.0.1:{port}/rt/io/?EIO=4&transport=websocket", ""),  # the Engine.IO URL
+        ("ws://127.0.0.1:{port}/rt/io/?EIO=3&transport=polling", ""),  # made EIO 4 over WebSocket
+    ],
+)
+def test_ws_url_is_the_sites_root_or_the_engineio_url(
+    ws_url: str, option: str, tmp_path: Path
+) -> None:
+    scenario, out = tmp_path / "sio.toml", tmp_path / "out.json"
+    scenario.write_text(SCENARIO.replace('token = "sekret"}', 'token = "sekret"}' + option, 1))
+    with SocketIOServer("--path", "/rt/io/", "--token", "sekret") as server:
+        proc = run(
+            "--scenario", str(scenario), "--ws-url", ws_url.format(port=server.port), "-w", "1",
+            "-d", "1.5", "-c", "1", "--ramp-up", "0", "--json", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert not doc["errors"], doc["errors"]
+    assert doc["steps"]["join"]["met"] == 1
+    assert doc["steps"]["chat"]["met"] > 0
+
+
 @pytest.mark.timeout(120)
 def test_a_server_that_stops_pinging_is_a_ping_timeout(tmp_path: Path) -> None:
     """The server frozen (SIGSTOP) past pingInterval + pingTimeout (1 + 1 s): each connection

@@ -20,8 +20,9 @@ connections, and runs until SIGTERM/SIGINT. Namespaces ``/`` and ``/chat``
   test knows who was in the room at every broadcast).
 
 ``--token T``: a connect whose ``auth`` is not ``{"token": T}`` is refused
-(CONNECT_ERROR). ``--ping-interval``: Engine.IO pings that often (the test
-that shows pings are invisible uses 0.2 s).
+(CONNECT_ERROR). ``--path``: where Engine.IO listens (``/socket.io/``).
+``--ping-interval``: Engine.IO pings that often (the test that shows pings
+are invisible uses 0.2 s).
 
 ``GET /stats`` answers the server's own counts, taken where python-socketio
 writes and dispatches packets: ``events`` received per name, ``acks`` written
@@ -181,7 +182,7 @@ async def serve(args: argparse.Namespace) -> None:
     counts = _Counts()
     sio = _make_server(args, counts)
     app = web.Application()
-    sio.attach(app)
+    sio.attach(app, socketio_path=args.path.strip("/"))
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(counts.as_json())
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--path", default="/socket.io/", help="where Engine.IO is mounted")
     parser.add_argument("--namespaces", default="/,/chat", help="comma-separated")
     parser.add_argument("--ping-interval", type=float, default=25.0, help="seconds")
     parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
