@@ -21,6 +21,12 @@ path's schedule. This module is the part of that shared by both engines:
   backoff; a churn session (a program with no loop) or a ``close`` step
   reconnects at the next iteration's intended start.
 
+A scenario with ``protocol = ...`` runs each connection as a
+:class:`wsload.worker.protocol_session.ProtocolSession` instead (its codec
+between the session and the frames), connected to the codec's URL with its
+subprotocols offered (:func:`wsload.worker.protocol_session.opening`); a raw
+program never builds one.
+
 How a session's frames reach the wire is the engine's
 (:meth:`wsload.worker.engine.Engine.run_session`): picows from its frame
 callback with one timer per client, websockets from a coroutine per client.

@@ -44,7 +44,8 @@ or failed expect ends the iteration (the rest is skipped, counted nowhere)
 and the client goes on with the next; in ``[[steps]]`` (setup) it ends the
 session: close 1000 and reconnect after the backoff. Why a step failed is
 an error kind (:meth:`Recorder.error`, only on that slow path):
-``fail_matched`` (the reply matched the expect's ``fail``) or
+``fail_matched`` (the reply matched the expect's ``fail``; an answer that is
+the protocol's error: the step's ``fail_kind``, see :mod:`wsload.common.answer`) or
 ``capture_missing`` (a capture path the reply lacks), its first text naming
 the step and the start of the reply.
 
