@@ -42,6 +42,8 @@ _FOLLOW = (ord(","), ord("}"))
 
 def answer_prefix(key: Any) -> bytes:
     """The bytes an answer's view for ``key`` begins with: ``{"answer":`` and the key's JSON."""
+    if key.__class__ is int:  # the common key (an ack id, a packet id): no JSON encoder
+        return b'{"answer":%d' % key
     return b'{"answer":' + json.dumps(key, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -287,6 +287,20 @@ class ProtocolSession:
 
     def _received(self, now: float, got: Received) -> Effects:
         """Apply what one frame (or a timer) meant: replies, readiness, messages, a failure."""
+        if not got.replies and got.failure is None and self._started:
+            messages = got.messages
+            if len(messages) == 1:  # the common case (a push, an answer): no list, no copy
+                message = messages[0]
+                view = message.view
+                if message.parsed is not UNPARSED:
+                    prime_json(view, message.parsed)
+                self.client.rec.bytes_received -= len(view)  # the session counts it again
+                effects = self.session.on_message(now, view, True)
+                if effects and type(effects[-1]) is int:  # the session closes: goodbye first
+                    return self._then([], effects)
+                return effects
+            if not messages:
+                return EMPTY
         out: list[Any] = self._wire(got.replies) if got.replies else []
         if not self._started and self.codec.ready:
             out = list(self._begin(now, out))
