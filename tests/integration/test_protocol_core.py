@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 
 from tests.integration.engine_run import each_engine, spec_for  # noqa: F401
 from tests.unit.test_protocol_session import Const, emit, register_toy
-from wsload.common.program import Action, Program, ProtocolSpec, Step, Think, Workload
+from wsload.common.program import Action, Program, ProtocolSpec, Stage, Step, Think, Workload
 from wsload.worker.engine import EngineResult
 from wsload.worker.engines import create_engine
 from wsload.worker.recorder import WindowBatch
@@ -156,13 +156,12 @@ def chat_program(setup_event: str = "join", keepalive: float = 0.15) -> Program:
 
 
 async def run(
-    url: str, program: Program, **overrides: Any
+    url: str, program: Program, stages: tuple[Stage, ...] = (), **overrides: Any
 ) -> tuple[EngineResult, list[WindowBatch], dict[str, dict[str, int]]]:
     spec = spec_for(url, **({"num_clients": 3, "duration": 1.5, "reply_timeout": 2.0} | overrides))
     batches: list[WindowBatch] = []
-    engine = create_engine(
-        spec, on_batch=batches.append, workload=Workload((program,), step_names=("join", "chat"))
-    )
+    workload = Workload((program,), stages=stages, step_names=("join", "chat"))
+    engine = create_engine(spec, on_batch=batches.append, workload=workload)
     async with asyncio.timeout(spec.duration + 20):
         result = await engine.run()
     steps = {
@@ -216,6 +215,25 @@ async def test_what_the_server_says_first_reaches_the_session() -> None:
     assert result.counters["unsolicited"] == 0
     assert steps["join"] == {"expected": 3, "met": 3}
     assert server.read["QUIT"] == 3
+
+
+@pytest.mark.asyncio
+async def test_a_stage_that_ramps_clients_down_has_them_say_goodbye() -> None:
+    server = ToyServer(ping_every=0.0)
+    program = chat_program(keepalive=0.0)
+    stages = (Stage(0.05, 3), Stage(0.6, 3), Stage(0.05, 0), Stage(0.6, 0))
+    async with toy_server(server) as url:
+        result, _, steps = await run(url, program, stages=stages)
+    c = result.counters
+    assert result.errors == {}
+    assert c["connects"] == server.read["HELLO"] == 3
+    assert server.read["QUIT"] == 3  # each ramped down: goodbye, then closed
+    assert c["disconnects"] == 0
+    chat = steps["chat"]
+    assert chat["expected"] == server.read["REQ chat"]
+    # an answer the server wrote as the client closed is the client's unanswered one
+    assert chat["met"] <= server.wrote["ACK chat"] <= chat["met"] + chat.get("unanswered", 0)
+    assert set(chat) <= {"expected", "met", "unanswered"}
 
 
 @pytest.mark.asyncio
