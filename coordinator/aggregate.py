@@ -314,6 +314,7 @@ class RunAggregate:
             last_second=None if last is None else self._second(last),
             newest_second=None if newest is None else self._second(newest),
             steps=self.steps.progress(),
+            conversation=bool(self.steps.totals or self.steps.scenarios),
         )
 
     def hlog_text(self) -> str:
@@ -355,6 +356,7 @@ class RunAggregate:
             ),
             scenarios=self.steps.scenario_figures(),
             fanout=self.fanout.figures(),
+            started_at=self.started_at,
         )
 
     def generator_bound(self) -> str | None:

@@ -189,6 +189,9 @@ class RunFigures:
     scenarios: tuple[ScenarioFigures, ...] = ()
     #: deliveries of a publish/subscribe workload (None, or not active: none)
     fanout: FanoutFigures | None = None
+    #: the run's start (Unix time, seconds): second ``s`` of the time series is
+    #: ``[started_at + s, started_at + s + 1)``; None when not known (figures built by hand)
+    started_at: float | None = None
 
     @property
     def conversation(self) -> bool:
@@ -226,6 +229,17 @@ class RunFigures:
         return self.counters.sent / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
+    def replies_per_second(self) -> float | None:
+        """:attr:`throughput` as the JSON shows it: None over no time (a run stopped before
+        it began), where :attr:`throughput` says 0."""
+        return self.throughput if self.elapsed > 0 else None
+
+    @property
+    def sends_per_second(self) -> float | None:
+        """:attr:`send_rate`, None over no time."""
+        return self.send_rate if self.elapsed > 0 else None
+
+    @property
     def error_count(self) -> int:
         return sum(self.errors.values())
 
@@ -254,7 +268,7 @@ class RunFigures:
         if name == "error_rate":  # from the counts: 100 - success_rate in floats is not exact
             return 100.0 * (c.expected - c.received) / c.expected if c.expected else None
         if name == "rps":
-            return self.throughput
+            return self.replies_per_second
         return count_metric(name, c, self.error_count)
 
     @property
@@ -277,8 +291,9 @@ class RunFigures:
             "service_time_percentiles": self.service_time.to_json(),
             "connect_time_percentiles": self.connect_time.to_json(),
             **c.to_json(SUMMARY_COUNTERS),
-            "throughput": self.throughput,
-            "send_rate": self.send_rate,
+            # a rate over no time is no value (not 0); 0 over a run's seconds is one
+            "throughput": self.replies_per_second,
+            "send_rate": self.sends_per_second,
             "elapsed": self.elapsed,
             "errors": dict(self.errors),
             "error_texts": dict(self.error_texts),
@@ -358,6 +373,8 @@ class RunProgress:
     newest_second: SecondSummary | None
     #: each step's counters so far (a conversation's), for per-step ``--abort-on-fail``
     steps: Mapping[str, StepCounters] = field(default_factory=frozen_map)
+    #: a conversation's run: ``counters.received`` counts expects met, not messages
+    conversation: bool = False
 
     @property
     def error_count(self) -> int:

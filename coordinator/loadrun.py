@@ -60,7 +60,23 @@ def parameters(
         feeder=_feeder(spec),
         stages=_stages(spec),
         scenarios=tuple((name, clients.get(name)) for name in names),
+        started_at_unix=round(started_at, 6),
+        connect_timeout=spec.connect_timeout,
+        reply_timeout=spec.reply_timeout,
+        drain_timeout=spec.drain_timeout,
+        payload_size=spec.payload_size,
+        reconnect=spec.reconnect,
+        compression=spec.compression,
+        protocol=_protocol(spec),
+        thresholds=tuple(spec.thresholds),
     )
+
+
+def _protocol(spec: JobSpec) -> str | None:
+    """The conversation's protocol by name (``{name = "graphql", legacy = true}``: graphql)."""
+    proto = spec.protocol
+    name = proto.get("name") if isinstance(proto, dict) else proto
+    return None if name is None else str(name)
 
 
 def _feeder(spec: JobSpec) -> Mapping[str, Any] | None:

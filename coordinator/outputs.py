@@ -23,6 +23,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -34,9 +35,18 @@ from wsload.coordinator.summary import RunSummary
 from wsload.coordinator.verdict import never_met_line
 
 SCHEMA_VERSION = 1
+#: The CSV's first columns, as they have always been (positional readers keep working).
 CSV_COLUMNS = ("time", "clients", "sent", "received", "errors", "p50_ms", "p95_ms", "p99_ms")
+#: Then the wall clock (ISO 8601 UTC, the end of the row's second), rates per second and the
+#: counters that say what went wrong and when: the same columns in every run.
+CSV_MORE_COLUMNS = ("timestamp", "sent_per_s", "received_per_s")
+#: Counters shown as they were counted in each second (after ``received_per_s``).
+CSV_COUNTERS = ("timed_out", "failed", "lost", "late", "unsolicited", "connects",
+                "reconnects", "disconnects", "connect_failures")  # fmt: skip
 #: A conversation's CSV adds these columns per ``expect`` step, as ``step.<name>.<counter>``.
 CSV_STEP_COUNTERS = ("expected", "met", "timed_out", "failed")
+#: Last, one ``error.<kind>`` column per error kind the run saw (sorted by kind).
+CSV_ERROR_PREFIX = "error."
 #: The path that means standard output.
 STDOUT = "-"
 
@@ -148,7 +158,18 @@ def write_json(path: str, document: RunSummary | Mapping[str, Any]) -> None:
 
 
 def csv_text(source: RunFigures | Sequence[SecondSummary]) -> str:
-    """One row per second: connected clients at the end of it, counts in it, percentiles.
+    """One row per second of the run: what was counted in it, as it happened.
+
+    Columns: :data:`CSV_COLUMNS` (the second's end from the start, connected
+    clients at its end, counts in it, percentiles; ``-`` for a second with
+    no samples), then :data:`CSV_MORE_COLUMNS` and :data:`CSV_COUNTERS`:
+    the wall-clock end of the second (``-`` when the start is not known),
+    sent and received per second of the run the row covers (the last
+    second may be a part of one; a second after the run's end, where
+    in-flight answers drained, has ``-``: no load was applied in it) and
+    the second's timeouts, failures, losses, late and unsolicited
+    messages, connections opened, reconnects, disconnects and failed
+    connects.
 
     A conversation's rows go on with each ``expect`` step's counts in that
     second (``step.<name>.expected``, ``.met``, ``.timed_out``, ``.failed``):
@@ -156,22 +177,40 @@ def csv_text(source: RunFigures | Sequence[SecondSummary]) -> str:
     columns in the workload's order, zeros in a second where nothing
     happened, so the columns are the same from run to run of one scenario
     (CI parses them); given only the series, the steps that appear in it.
-    An echo run's rows have none.
+    An echo run's rows have none. Last, one ``error.<kind>`` column per
+    error kind of the run, by kind: when each error happened (workers bound
+    the kinds, so the columns are bounded too).
     """
+    started: float | None = None
+    elapsed: float | None = None
     if isinstance(source, RunFigures):
         series: Sequence[SecondSummary] = source.time_series
         steps = [s.name for s in source.steps]
+        kinds = set(source.errors)
+        started, elapsed = source.started_at, source.elapsed
     else:
         series = source
         steps = []
+        kinds = set()
     steps += [n for n in dict.fromkeys(n for row in series for n in row.steps) if n not in steps]
+    kinds |= {k for row in series for k in row.errors}
+    errors = sorted(kinds)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([*CSV_COLUMNS, *(f"step.{n}.{k}" for n in steps for k in CSV_STEP_COUNTERS)])
+    writer.writerow(
+        [
+            *CSV_COLUMNS,
+            *CSV_MORE_COLUMNS,
+            *CSV_COUNTERS,
+            *(f"step.{n}.{k}" for n in steps for k in CSV_STEP_COUNTERS),
+            *(CSV_ERROR_PREFIX + k for k in errors),
+        ]
+    )
     clients = 0
     for row in series:
         c = row.counters
         clients += c.clients_connected
+        covered = _covered(row.second, elapsed)
         writer.writerow(
             [
                 row.second + 1,
@@ -180,14 +219,41 @@ def csv_text(source: RunFigures | Sequence[SecondSummary]) -> str:
                 c.received,
                 sum(row.errors.values()),
                 *(_ms(row.latency.get(k)) for k in ("p50", "p95", "p99")),
+                _timestamp(started, row.second + 1),
+                _rate(c.sent, covered),
+                _rate(c.received, covered),
+                *(getattr(c, k) for k in CSV_COUNTERS),
                 *(
                     getattr(row.steps[n], k) if n in row.steps else 0
                     for n in steps
                     for k in CSV_STEP_COUNTERS
                 ),
+                *(row.errors.get(k, 0) for k in errors),
             ]
         )
     return out.getvalue()
+
+
+def _covered(second: int, elapsed: float | None) -> float | None:
+    """How much of the run's load phase second ``second`` covers: 1, less for the last
+    (partial) one, None after the end (the drain) or when the run's length is not known
+    (then each row is taken as a whole second)."""
+    if elapsed is None:
+        return 1.0
+    part = min(1.0, elapsed - second)
+    return part if part > 0 else None
+
+
+def _rate(count: int, covered: float | None) -> str:
+    return "-" if covered is None else f"{count / covered:.1f}"
+
+
+def _timestamp(started: float | None, offset: float) -> str:
+    """ISO 8601 UTC with milliseconds, ``started + offset``; ``-`` when the start is not known."""
+    if started is None:
+        return "-"
+    moment = datetime.fromtimestamp(started + offset, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _ms(seconds: float | None) -> str:
@@ -332,6 +398,9 @@ def write_junit(path: str, suites: Mapping[str, RunSummary | Mapping[str, Any]])
 
 __all__ = [
     "CSV_COLUMNS",
+    "CSV_COUNTERS",
+    "CSV_ERROR_PREFIX",
+    "CSV_MORE_COLUMNS",
     "CSV_STEP_COUNTERS",
     "SCHEMA_VERSION",
     "STDOUT",

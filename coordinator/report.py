@@ -6,7 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from wsload.coordinator.fanout_report import fanout_lines
-from wsload.coordinator.figures import PERCENTILE_KEYS, Percentiles, RunProgress, StepFigures
+from wsload.coordinator.figures import (
+    PERCENTILE_KEYS,
+    Counters,
+    Percentiles,
+    RunProgress,
+    StepFigures,
+)
 from wsload.coordinator.summary import RunSummary
 from wsload.coordinator.verdict import never_began
 
@@ -14,6 +20,11 @@ from wsload.coordinator.verdict import never_began
 def ms(seconds: float | None) -> str:
     """Seconds as milliseconds; ``-`` for a value not measured (no samples)."""
     return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
+
+
+def _per_s(rate: float, elapsed: float) -> str:
+    """A rate over the run; ``-`` over no time at all (no value, not 0)."""
+    return f"{rate:.1f}" if elapsed > 0 else "-"
 
 
 def _pct(value: float | None) -> str:
@@ -26,15 +37,23 @@ def _clients(p: RunProgress) -> str:
     return f"{p.clients_connected}" + (f" (+{lost} on lost workers)" if lost else "")
 
 
+def _answered(p: RunProgress) -> str:
+    """What ``received`` counts: replies for the echo load, expects met in a conversation
+    (its messages are not replies: a push or a late answer meets nothing)."""
+    return "expects met" if p.conversation else "received"
+
+
 def progress_line(p: RunProgress, duration: float) -> str:
     """One line per second for logs: where the run is and how it is doing."""
     c = p.counters
     newest = p.newest_second.latency.p99 if p.newest_second else None
     p99 = "" if newest is None else f"  p99 {ms(newest)}"
+    got = f"{c.received} of {c.expected}" if p.conversation else f"{c.received}"
     return (
         f"[{min(p.elapsed, duration):5.1f}/{duration:g} s] clients {_clients(p)}"
-        f"  sent {c.sent}  received {c.received}  timed out {c.timed_out}"
+        f"  sent {c.sent}  {_answered(p)} {got}  timed out {c.timed_out}"
         f"  errors {p.error_count}{p99}"
+        + (f"  reconnects {c.reconnects}" if c.reconnects else "")
         + (f"  LOST WORKERS {p.workers_lost}" if p.workers_lost else "")
     )
 
@@ -48,11 +67,13 @@ def live_lines(p: RunProgress, duration: float, target: int) -> list[str]:
     window = _three(last.latency) if last else "-"
     errors = ", ".join(f"{k} {v}" for k, v in p.errors[:6]) or "none"
     lost = p.workers_lost
+    got = _answered(p)
     return [
         f"wsload  {min(p.elapsed, duration):6.1f} / {duration:g} s   "
-        f"clients {_clients(p)} / {target}",
-        f"  last second   sent {sent_s}/s  received {recv_s}/s   latency {window}",
-        f"  whole run     sent {c.sent}  received {c.received}  timed out {c.timed_out}"
+        f"clients {_clients(p)} / {target}"
+        + (f"   reconnects {c.reconnects}" if c.reconnects else ""),
+        f"  last second   sent {sent_s}/s  {got} {recv_s}/s   latency {window}",
+        f"  whole run     sent {c.sent}  {got} {c.received}  timed out {c.timed_out}"
         f"   latency {_three(p.latency)}",
         f"  errors        {errors}",
         f"  workers       {p.workers_up} up" + (f", {lost} LOST" if lost else ""),
@@ -96,6 +117,7 @@ def format_summary(summary: RunSummary) -> str:
         headline,
         "wsload summary" + ("  (INTERRUPTED)" if end.interrupted else ""),
         *(_conversation_head(summary) if f.conversation else _echo_head(summary)),
+        _connections_line(c),
         f"  Generator: {c.behind_schedule} behind schedule, {c.write_pauses} write pauses, "
         f"{c.cpu_ms / 1000:.1f} s worker CPU",
     ]
@@ -152,6 +174,15 @@ def format_summary(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
+def _connections_line(c: Counters) -> str:
+    """Connections: opened (reconnects among them), failed attempts, and those that ended
+    other than by wsload's own close (the server's close, a reset, a protocol failure)."""
+    return (
+        f"  Connections:             {c.connects} opened ({c.reconnects} reconnects), "
+        f"{c.connect_failures} failed to open, {c.disconnects} closed not by wsload"
+    )
+
+
 def _echo_head(summary: RunSummary) -> list[str]:
     """The echo load's counts: a message sent awaits its reply (the original framework's)."""
     f = summary.figures
@@ -166,7 +197,8 @@ def _echo_head(summary: RunSummary) -> list[str]:
         f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
         f"  Unsolicited (pushed, not replies): {c.unsolicited}"
         f"   late or duplicate replies: {c.late}",
-        f"  Throughput:              {f.throughput:.1f} replies/s over {f.elapsed:.1f} s"
+        f"  Throughput:              {_per_s(f.throughput, f.elapsed)} replies/s"
+        f" over {f.elapsed:.1f} s"
         f" (client engine: {summary.parameters.engine})",
     ]
 
@@ -193,7 +225,8 @@ def _conversation_head(summary: RunSummary) -> list[str]:
         f"  Average latency:         {ms(f.avg_latency)} (expects met, from the due time)",
         f"  Timed out / failed / lost / unanswered at stop: "
         f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
-        f"  Throughput:              {f.throughput:.1f} expects met/s over {f.elapsed:.1f} s"
+        f"  Throughput:              {_per_s(f.throughput, f.elapsed)} expects met/s"
+        f" over {f.elapsed:.1f} s"
         f" (client engine: {summary.parameters.engine})",
     ]
 

@@ -71,7 +71,8 @@ class RunEnding:
 
 @dataclass(frozen=True)
 class RunParameters:
-    """What the run was asked to do; no secret (credentials show as ``***``)."""
+    """What the run was asked to do; no secret (credentials show as ``***``; subprotocols,
+    which may carry a token, are left out)."""
 
     target: str
     clients: int
@@ -93,6 +94,22 @@ class RunParameters:
     stages: Mapping[str, Any] | None = None
     #: a conversation's scenarios in order: ``(name, clients)`` (clients None: not known)
     scenarios: tuple[tuple[str, int | None], ...] = ()
+    #: the run's start to the microsecond (Unix time, seconds; None: not known): second
+    #: ``s`` of the time series begins at ``started_at_unix + s``
+    started_at_unix: float | None = None
+    #: the timeouts, in seconds (None: not known, for a summary built by hand)
+    connect_timeout: float | None = None
+    reply_timeout: float | None = None
+    drain_timeout: float | None = None
+    #: the echo load's padded payload size in bytes (0: the payload as given)
+    payload_size: int | None = None
+    #: whether a client reconnects after its connection ends
+    reconnect: bool | None = None
+    compression: bool | None = None
+    #: a conversation's protocol by name (``socketio``, ``mqtt`` ...; None: raw messages)
+    protocol: str | None = None
+    #: the thresholds as given (their results are the document's ``thresholds``)
+    thresholds: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +129,15 @@ class RunParameters:
             "feeder": None if self.feeder is None else dict(self.feeder),
             "stages": None if self.stages is None else dict(self.stages),
             "scenarios": [{"name": n, "clients": c} for n, c in self.scenarios],
+            "started_at_unix": self.started_at_unix,
+            "connect_timeout": self.connect_timeout,
+            "reply_timeout": self.reply_timeout,
+            "drain_timeout": self.drain_timeout,
+            "payload_size": self.payload_size,
+            "reconnect": self.reconnect,
+            "compression": self.compression,
+            "protocol": self.protocol,
+            "thresholds": list(self.thresholds),
         }
 
 

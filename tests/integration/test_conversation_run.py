@@ -100,7 +100,7 @@ def test_two_workers_per_step_counts_equal_the_servers(
     assert (scenario["unsolicited"], scenario["clients"]) == (doc["unsolicited"], CLIENTS)
     assert steps["ack"]["met"] <= scenario["iterations"] <= steps["ack"]["expected"]
     header = csv.read_text().splitlines()[0].split(",")
-    assert header[8:] == [  # every expect step's columns, in the workload's order
+    assert [h for h in header if h.startswith("step.")] == [  # every expect step's, in order
         f"step.{n}.{k}" for n in ("login", "join", "ack")
         for k in ("expected", "met", "timed_out", "failed")
     ]  # fmt: skip
