@@ -72,7 +72,8 @@ def _load_options(func: F) -> F:
             "--csv",
             "csv_path",
             type=click.Path(dir_okay=False, allow_dash=True),
-            help="Write one row per second (time, clients, sent, received, errors, p50/p95/p99; "
+            help="Write one row per second as it happened (time, wall clock, clients, sent, "
+            "received, rates, timeouts, losses, reconnects, errors by kind, p50/p95/p99; "
             "- for standard output).",
         ),
         click.option(
