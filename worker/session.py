@@ -182,6 +182,9 @@ class Session(StepMachine):
 
     def on_message(self, now: float, data: bytes, text: bool) -> Effects:
         """One message from the server: it meets, fails or answers nothing (unsolicited)."""
+        sub = self._sub
+        if sub is not None and self._state != _EXPECTING and sub.take(data, text, now):
+            return EMPTY  # a delivery between expects, recorded and counted by its subscription
         client = self.client
         rec = client.rec
         rec.bytes_received += len(data)

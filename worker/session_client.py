@@ -190,7 +190,7 @@ class Client:
         topics = tuple(str(t.render(self.values, self.rng))[:MAX_TOPIC] for t in d.topics)
         if not topics and d.topic is None:
             topics = ("default",)
-        return Subscription(self.number, topics)
+        return Subscription(self.number, topics, self.reader, self.rec, self.epoch)
 
     def publication(self, step: Step) -> tuple[str, int] | None:
         """The (topic, seq) a publishing step's message is, or None (no ``publish``; not an int)."""

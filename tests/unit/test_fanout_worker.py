@@ -14,6 +14,7 @@ from wsload.common.fanout_wire import MAX_SUBS_PER_WINDOW, decode_fanout
 from wsload.common.match import compile_matcher
 from wsload.common.program import Deliveries
 from wsload.worker.fanout import Fanout, Reader, Subscription
+from wsload.worker.recorder import Recorder
 
 _RNG = random.Random(0)
 
@@ -191,12 +192,18 @@ def test_take_records_what_read_and_deliver_record() -> None:
         ]
     ] + [b'{"type":"other","topic":"a","seq":9}', b'{"topic":"a","type":"delivery","seq":9}']
     results = []
-    for fused in (False, True):
-        reader, fanout, sub = Reader(spec), Fanout(), Subscription(1, ("a",))
+    for mode in ("read", "fused", "subscription"):
+        reader, rec = Reader(spec), Recorder()
+        fanout, sub = rec.fanout, Subscription(1, ("a",), reader, rec, epoch=100.0)
         took = []
-        for i, data in enumerate(msgs):
+        for i, data in enumerate(msgs * 2):  # again: the same bytes are remembered
             now = 101.0 + i
-            if fused:
+            if mode == "subscription":  # as the session: the subscription first, else the client
+                took.append(
+                    sub.take(data, True, now - 100.0)
+                    or reader.take(data, True, {}, rng, sub, fanout, now)
+                )
+            elif mode == "fused":
                 took.append(reader.take(data, True, {}, rng, sub, fanout, now))
             else:
                 seq = reader.read(data, True, {}, rng)
@@ -210,5 +217,32 @@ def test_take_records_what_read_and_deliver_record() -> None:
         }
         seqs = {name: (r.count, r.duplicates, r.out_of_order) for name, r in sub.topics.items()}
         results.append((took, figures, seqs, fanout.last_at))
-    assert results[0] == results[1]
-    assert results[1][1]["a"][:3] == (8, 1, 1)
+    assert results[0] == results[1] == results[2]
+    assert results[1][1]["a"][:3] == (16, 9, 1)
+
+
+def test_a_subscription_takes_deliveries_and_counts_their_bytes_only() -> None:
+    """Subscription.take: the learned pattern's deliveries (their bytes counted on the
+    recorder), nothing else (not a delivery, binary, an unbound subscription: False,
+    nothing counted: the session's full path decides)."""
+    spec = Deliveries(
+        seq="seq", match=compile_matcher({"type": "delivery"}), topic="topic", sent_at="sent_at"
+    )
+    reader, rec = Reader(spec), Recorder()
+    sub = Subscription(1, ("a",), reader, rec, epoch=1000.0)
+    first = b'{"type":"delivery","topic":"a","seq":1,"sent_at":1000.5}'
+    assert not sub.take(first, True, 1.0)  # nothing learned yet: the full path learns
+    assert reader.take(first, True, {}, _RNG, sub, rec.fanout, 1001.0)
+    assert rec.bytes_received == 0
+    second = b'{"type":"delivery","topic":"a","seq":2,"sent_at":1000.5}'
+    assert sub.take(second, True, 1.25)
+    assert sub.take(bytes(bytearray(second)), True, 1.5)  # an equal copy: a duplicate
+    assert rec.bytes_received == 2 * len(second)
+    other = b'{"type":"other","topic":"a","seq":3,"sent_at":1000.5}'
+    assert not sub.take(other, True, 2.0)
+    assert not sub.take(second, False, 2.0)  # binary
+    assert not Subscription(2, ("a",)).take(second, True, 2.0)  # not bound to a reader
+    assert rec.bytes_received == 2 * len(second)
+    stats = rec.fanout.topics["a"]
+    assert (stats.deliveries, stats.duplicates, list(stats.latency)) == (3, 1, [500_000, 750_000])
+    assert sub.topics["a"].ranges() == [(1, 2)]
