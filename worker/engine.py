@@ -169,8 +169,10 @@ class Engine(Accounting, Dialing, ABC):
         session = conn.session
         if session is not None:
             frames = session.goodbye()
-            if frames:
-                await conn.link.send_frames(frames)
+            if frames:  # bounded: a target that does not read holds no close
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.options.timeout):
+                        await conn.link.send_frames(frames)
         await conn.link.close()
 
     # -- control ------------------------------------------------------------
