@@ -22,6 +22,8 @@ from wsload.common.stages import Profile, parse_stages
 from wsload.common.validation import display_url, redact_headers
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.figures import RunProgress, frozen_map
+from wsload.coordinator.metrics_http import MetricsOut
+from wsload.coordinator.metrics_options import MetricsOptions
 from wsload.coordinator.runner import run_session
 from wsload.coordinator.session import RunOutcome, SessionOptions
 from wsload.coordinator.step_aggregate import workload_names
@@ -156,6 +158,7 @@ async def run_load(
     on_log: Callable[[str], None] | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
     scenario: str | None = None,
+    metrics: MetricsOptions | None = None,
 ) -> RunSummary:
     """Run a load job and judge it: the one library entry point of a load run.
 
@@ -165,6 +168,7 @@ async def run_load(
     or none without ``options``). Raises :class:`wsload.coordinator.runner.Interrupted`
     when a second signal (or one before the run began) quits without a report.
     ``scenario``: the scenario file the spec was read from (shown in the parameters).
+    ``metrics``: where the live metrics go (Prometheus ``/metrics``, OTLP), if anywhere.
     """
     check = abort_check(spec)
     if local_workers is None:
@@ -176,12 +180,17 @@ async def run_load(
         snapshot = agg.progress(elapsed)
         if on_progress is not None:
             on_progress(snapshot)
+        out.progress(agg, elapsed)
         return check(snapshot) if abort_on_fail else None
 
-    outcome = await run_session(
-        spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
-    )
-    return conclude(spec, outcome, scenario)
+    # Live metrics (--metrics-port, --otlp): up before any worker starts, closed with the run.
+    async with MetricsOut(metrics or MetricsOptions(), on_log or options.on_log) as out:
+        outcome = await run_session(
+            spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
+        )
+        summary = conclude(spec, outcome, scenario)
+        await out.finish(summary.figures, outcome.aggregate)
+    return summary
 
 
 __all__ = ["abort_check", "conclude", "default_workers", "ending", "parameters", "run_load"]
