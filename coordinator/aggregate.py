@@ -324,11 +324,13 @@ class RunAggregate:
         intervals = [(float(s), 1.0, *self.seconds[s].encoded) for s in sorted(self.seconds)]
         return hdrlog.log_text(intervals, self.started_at)
 
-    def figures(self, elapsed: float) -> RunFigures:
+    def figures(self, elapsed: float, live: bool = False) -> RunFigures:
         """The final figures as one frozen value (:class:`wsload.coordinator.summary.RunFigures`).
 
         Called once, at the end: it closes every per-second histogram (for
-        the HDR log), which later windows would no longer reach.
+        the HDR log), which later windows would no longer reach. ``live``:
+        the run so far (the dashboard), with no HDR log, no fan-out join and
+        nothing closed.
         """
         series = self.time_series()
         lat = self.latency
@@ -350,12 +352,13 @@ class RunAggregate:
             ignored_windows=self.ignored_windows,
             latency_distribution=distribution(lat),
             connect_distribution=distribution(self.connect),
-            hdr_log=self.hlog_text(),
+            hdr_log="" if live else self.hlog_text(),
             steps=self.steps.figures(
                 w.worker_id for w in self.workers.values() if w.lost_before_result
             ),
             scenarios=self.steps.scenario_figures(),
-            fanout=self.fanout.figures(),
+            # the join is the costly part, and mid-run in-flight deliveries would read as missing
+            fanout=None if live else self.fanout.figures(),
             started_at=self.started_at,
         )
 

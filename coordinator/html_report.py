@@ -1,254 +1,255 @@
-"""``--html PATH``: one self-contained report page that works offline.
+"""The run's page: one interactive report, live (``--dashboard``) and frozen (``--html``).
 
-Charts are drawn by matplotlib (a well-kept plotting library, no JavaScript,
-no CDN) and embedded as inline SVG, so the file opens anywhere, prints, and
-can be attached to a CI run as is. matplotlib is imported only when a report
-is asked for.
+:func:`page_document` turns the typed :class:`~wsload.coordinator.summary.RunSummary`
+into the one JSON document the page draws from; :func:`page_html` wraps a
+document in the page. The live dashboard (:mod:`wsload.coordinator.dashboard`)
+serves that page and the document of the run so far once a second; ``--html``
+writes the same page with the final document embedded, so the report and
+the dashboard cannot drift apart.
+
+The page is self-contained and works offline: its charts are drawn by uPlot
+(:data:`CHART_LIBRARY`), a well-kept chart library whose distribution file
+from the npm registry is vendored in ``report_page/`` with its license and
+inlined; nothing is fetched from anywhere. Every figure reaches the page as
+JSON and is put in the DOM as text, never as markup, so an error text from a
+hostile target cannot script the report.
 """
 
 from __future__ import annotations
 
-import html
-import io
+import json
 import math
+from importlib.resources import files
 from typing import Any
 
-from wsload.coordinator.fanout_report import fanout_html
+from wsload.coordinator.fanout_figures import DeliveryFigures, FanoutFigures
+from wsload.coordinator.fanout_report import MAX_LISTED, clock_line
 from wsload.coordinator.figures import RunFigures
-from wsload.coordinator.summary import RunSummary
+from wsload.coordinator.summary import RunParameters, RunSummary
 
-
-def _figure(draw: Any, title: str, ylabel: str, xlabel: str = "seconds into the run") -> str:
-    import matplotlib
-
-    matplotlib.use("svg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    try:
-        draw(ax)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        out = io.StringIO()
-        fig.savefig(out, format="svg")
-    finally:
-        plt.close(fig)
-    svg = out.getvalue()
-    return svg[svg.index("<svg") :]  # drop the XML prolog: the SVG is inline
-
-
-def _distribution(ax: Any, points: tuple[tuple[float, float], ...], label: str) -> None:
-    if not points:
-        ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
-        return
-    # x: "nines" scale, so the tail gets the room it deserves.
-    xs = [1 / (1 - p / 100) if p < 100 else 1e6 for p, _ in points]
-    ys = [seconds * 1000 for _, seconds in points]
-    ax.plot(xs, ys, label=label)
-    ax.set_xscale("log")
-    ticks = [1, 2, 10, 100, 1000, 1e4, 1e5]
-    ax.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
-
-
+#: The vendored chart library: npm package, version, license (report_page/uPlot.LICENSE).
+CHART_LIBRARY = ("uplot", "1.6.32", "MIT")
 #: Most steps one chart draws a line for (the table lists every step).
 MAX_CHART_STEPS = 10
+#: Most error kinds the errors-over-time chart draws (the table lists every kind).
+MAX_CHART_KINDS = 8
+#: Seconds of time series a live document carries (the final one carries all): a
+#: day-long run must not make each second's document, and its JSON, grow without bound.
+MAX_LIVE_SECONDS = 3600
+#: Counters the page shows (its tiles and tables), as the JSON names them.
+TOTALS = ("sent", "received", "expected", "timed_out", "failed", "lost", "unanswered", "late",
+          "unsolicited", "behind_schedule", "write_pauses", "connects", "connect_failures",
+          "reconnects", "disconnects")  # fmt: skip
+WORKER_COUNTS = ("sent", "received", "timed_out", "lost")
 
 
-def step_charts(figures: RunFigures) -> list[str]:
-    """A conversation's charts: each step's latency distribution, each step met per second."""
-    steps = figures.steps[:MAX_CHART_STEPS]
-    if not steps:
-        return []
-    series = figures.time_series
-    t = [row.second + 1 for row in series]
-
-    def distributions(ax: Any) -> None:
-        drawn = [s for s in steps if s.latency_distribution]
-        if not drawn:
-            _distribution(ax, (), "")
-        for s in drawn:
-            _distribution(ax, s.latency_distribution, s.name)
-
-    def met(ax: Any) -> None:
-        for s in steps:
-            ax.plot(t, [row.steps[s.name].met if s.name in row.steps else 0 for row in series],
-                    label=s.name)  # fmt: skip
-
-    return [
-        _figure(distributions, "Latency distribution per step (from the due time)", "ms",
-                "percentile"),
-        _figure(met, "Steps met over time", "per second"),
-    ]  # fmt: skip
+def _asset(name: str) -> str:
+    return files("wsload.coordinator").joinpath("report_page", name).read_text(encoding="utf-8")
 
 
-def charts(figures: RunFigures) -> list[str]:
-    """The report's SVG charts, in page order."""
-    series = figures.time_series
-    t = [row.second + 1 for row in series]
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None or not math.isfinite(seconds) else seconds * 1000
 
-    def latency(ax: Any) -> None:
-        for key in ("p50", "p95", "p99"):
-            ax.plot(t, [_nan(row.latency.get(key)) for row in series], label=key)
 
-    def throughput(ax: Any) -> None:
-        ax.plot(t, [row.counters.sent for row in series], label="sent")
-        ax.plot(t, [row.counters.received for row in series], label="received")
+def _percentiles_ms(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: _ms(v) for k, v in values.items()}
 
-    def errors(ax: Any) -> None:
-        ax.bar(t, [sum(row.errors.values()) for row in series], label="errors")
-        ax.plot(t, [row.counters.timed_out for row in series], color="C3", label="timed out")
 
-    return [
-        _figure(latency, "Latency over time (from intended send)", "ms"),
-        _figure(throughput, "Throughput over time", "messages per second"),
-        _figure(
-            lambda ax: _distribution(ax, figures.latency_distribution, "latency"),
-            "Latency distribution",
-            "ms",
-            "percentile",
-        ),
-        _figure(
-            lambda ax: _distribution(ax, figures.connect_distribution, "connect time"),
-            "Connect time distribution",
-            "ms",
-            "percentile",
-        ),
-        _figure(errors, "Errors over time", "per second"),
+def _distribution(points: tuple[tuple[float, float], ...]) -> list[list[float | None]]:
+    return [[p, _ms(s)] for p, s in points]
+
+
+def parameter_rows(run: RunParameters, workers: int) -> list[list[str]]:
+    """The run's parameters as (label, value) text; secret headers already show as ``***``."""
+    if run.rate:
+        model = f"{run.rate:g} msg/s in total"
+    elif run.interval == 0:
+        model = "closed loop"
+    else:
+        model = f"every {run.interval:g} s per client" if run.interval else "-"
+    rows = [
+        ["target", run.target],
+        ["clients", str(run.clients)],
+        ["client engine", run.engine],
+        ["duration", f"{run.duration:g} s"],
+        ["send model", model],
+        ["ramp-up", f"{run.ramp_up:g} s"],
+        ["workers", str(workers)],
+        ["started", run.started_at],
     ]
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.3f} ms"
-
-
-def _nan(value: float | None) -> float:
-    """A chart point: a second with no samples is a gap, not a zero."""
-    return math.nan if value is None else value * 1000
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-STEP_HEADERS = ["step", "expected", "met", "timed out", "failed", "lost", "unanswered",
-                "success rate", "latency p50", "latency p99", "service time p99"]  # fmt: skip
-
-
-def step_rows(f: RunFigures) -> list[list[Any]]:
-    """One row per ``expect`` step: its counts and latencies."""
-    rows: list[list[Any]] = []
-    for s in f.steps:
-        c, rate = s.counters, s.success_rate
-        rows.append([s.name, c.expected, c.met, c.timed_out, c.failed, c.lost, c.unanswered,
-                     "-" if rate is None else f"{rate:.2f}%", _ms(s.latency.p50),
-                     _ms(s.latency.p99), _ms(s.service_time.p99)])  # fmt: skip
+    if run.scenario:
+        rows.append(["scenario", run.scenario])
+    if run.stages:
+        rows.append(["stages", ", ".join(f"{k} {v}" for k, v in run.stages.items())])
+    if run.feeder:
+        rows.append(["feeder", ", ".join(f"{k} {v}" for k, v in run.feeder.items())])
+    rows += [[f"header {k}", v] for k, v in run.headers]
+    rows.append(["wsload", run.wsload_version])
     return rows
 
 
-def render(summary: RunSummary) -> str:
-    """The whole page: the verdict first, then parameters, figures, charts, workers.
+def _series(f: RunFigures, live: bool) -> dict[str, Any]:
+    """Per-second columns for the charts: counts per second, latency in ms, connections."""
+    rows = f.time_series[-MAX_LIVE_SECONDS:] if live else f.time_series
+    skipped = f.time_series[: len(f.time_series) - len(rows)]
+    connected = sum(r.counters.clients_connected for r in skipped)  # a gauge sent as deltas
+    connections: list[int] = []
+    for r in rows:
+        connected += r.counters.clients_connected
+        connections.append(connected)
+    kinds = list(f.errors)[:MAX_CHART_KINDS]
+    return {
+        "t": [r.second + 1 for r in rows],
+        "sent": [r.counters.sent for r in rows],
+        "received": [r.counters.received for r in rows],
+        "timed_out": [r.counters.timed_out for r in rows],
+        "errors": [sum(r.errors.values()) for r in rows],
+        "connected": connections,
+        "connects": [r.counters.connects for r in rows],
+        "disconnects": [r.counters.disconnects for r in rows],
+        "reconnects": [r.counters.reconnects for r in rows],
+        "latency": {k: [_ms(r.latency.get(k)) for r in rows] for k in ("p50", "p95", "p99", "max")},
+        "error_kinds": kinds,
+        "errors_by_kind": [[r.errors.get(k, 0) for r in rows] for k in kinds],
+        "steps_met": [
+            [r.steps[s.name].met if s.name in r.steps else 0 for r in rows]
+            for s in f.steps[:MAX_CHART_STEPS]
+        ],
+    }
 
-    The target shows no credentials and secret headers show as ``***``
-    (:func:`wsload.coordinator.loadrun.parameters`).
+
+def _delivery(d: DeliveryFigures) -> dict[str, Any]:
+    return {"name": d.name, **d.to_json(), "latency_ms": _percentiles_ms(d.latency.to_json())}
+
+
+def _fanout(fanout: FanoutFigures | None) -> dict[str, Any] | None:
+    if fanout is None or not fanout.active:
+        return None
+    rows = [*fanout.topics[:MAX_LISTED]]
+    return {
+        "total": _delivery(fanout.total),
+        "topics": [_delivery(r) for r in rows],
+        "more_topics": max(0, len(fanout.topics) - MAX_LISTED),
+        "clock": clock_line(fanout.clock),
+        "missing_sample": [m.to_json() for m in fanout.missing_sample],
+        "distribution": _distribution(fanout.total.latency_distribution),
+    }
+
+
+def page_document(summary: RunSummary, *, live: bool = False) -> dict[str, Any]:
+    """The page's data: everything it shows, from the typed summary (JSON-ready).
+
+    ``live``: the run is still going (the dashboard): the banner says so
+    instead of a verdict, the thresholds are judged on the run so far, and
+    the time series is its last :data:`MAX_LIVE_SECONDS`. Times are in
+    milliseconds (``*_ms``) for the charts; ``totals`` keep the JSON's units.
     """
     run, f, verdict = summary.parameters, summary.figures, summary.verdict
     c = f.counters
-    params: list[list[Any]] = [
-        ["target", run.target],
-        ["clients", run.clients],
-        ["client engine", run.engine],
-        ["duration", f"{run.duration:g} s"],
-        ["send model", f"{run.rate:g} msg/s in total" if run.rate else
-         ("closed loop" if run.interval == 0 else f"every {run.interval:g} s per client")],
-        ["ramp-up", f"{run.ramp_up:g} s"],
-        ["workers", len(f.workers)],
-        ["started", run.started_at],
-        *[[f"header {k}", v] for k, v in run.headers],
-        ["wsload", run.wsload_version],
-    ]  # fmt: skip
-    rate = f.success_rate
-    figures: list[list[Any]] = [
-        ["sent", c.sent],
-        ["received", c.received],
-        ["success rate", "-" if rate is None else f"{rate:.2f}%"],
-        ["answers awaited", c.expected],
-        [
-            "timed out / failed / lost / unanswered",
-            f"{c.timed_out} / {c.failed} / {c.lost} / {c.unanswered}",
+    series = _series(f, live)
+    return {
+        "live": live,
+        "elapsed": f.elapsed,
+        "duration": run.duration,
+        "target": run.target,
+        "verdict": {
+            "status": "running" if live else verdict.status,
+            "code": None if live else verdict.code,
+            "reasons": [] if live else list(verdict.reasons),
+        },
+        "parameters": parameter_rows(run, len(f.workers)),
+        "conversation": f.conversation,
+        "totals": {
+            **c.to_json(TOTALS),
+            "errors": f.error_count,
+            "success_rate": f.success_rate,
+            "throughput": f.throughput,
+            "send_rate": f.send_rate,
+            "clients_connected": series["connected"][-1] if series["connected"] else 0,
+            "peak_connected": max(series["connected"], default=0),
+            "avg_latency": f.avg_latency,
+        },
+        "latency": f.latency.to_json(),
+        "service_time": f.service_time.to_json(),
+        "connect_time": f.connect_time.to_json(),
+        "generator_bound": f.generator_bound,
+        "series": series,
+        "distributions": {
+            "latency": _distribution(f.latency_distribution),
+            "connect": _distribution(f.connect_distribution),
+        },
+        "thresholds": [
+            {"threshold": t.threshold, "shown": t.shown, "passed": t.passed}
+            for t in verdict.thresholds
         ],
-        ["unsolicited (pushed, not replies)", c.unsolicited],
-        ["behind schedule / write pauses", f"{c.behind_schedule} / {c.write_pauses}"],
-        ["throughput", f"{f.throughput:.1f} replies/s"],
-        *[[f"latency {k}", _ms(v)] for k, v in f.latency.to_json().items()],
-    ]
-    if f.generator_bound:
-        figures.append(["generator-bound", f.generator_bound])
-    thresholds = [
-        [t.threshold, t.shown, "PASS" if t.passed else "FAIL"] for t in verdict.thresholds
-    ]
-    workers = [
-        [w.worker_id, w.counters.sent, w.counters.received, w.counters.timed_out,
-         w.counters.lost, w.status]
-        for w in f.workers
-    ]  # fmt: skip
-    errors = [[kind, count, f.error_texts.get(kind, "")] for kind, count in f.errors.items()]
-    status = verdict.status.upper()
-    parts = [f'<p class="verdict">{html.escape(status)}</p>']
-    parts += [f"<p>{html.escape(reason)}</p>" for reason in verdict.reasons]
-    parts += [
-        "<h2>Run</h2>",
-        _table(["parameter", "value"], params),
-        "<h2>Results</h2>",
-        _table(["figure", "value"], figures),
-    ]
-    if thresholds:
-        parts += ["<h2>Thresholds</h2>", _table(["threshold", "measured", "result"], thresholds)]
-    if f.steps:
-        parts += ["<h2>Steps</h2>", _table(STEP_HEADERS, step_rows(f))]
-    if f.fanout is not None and f.fanout.active:
-        parts.append(fanout_html(f.fanout))
-    if f.scenarios:
-        scenarios = [[sc.name, sc.iterations, sc.unsolicited] for sc in f.scenarios]
-        parts += ["<h2>Scenarios</h2>",
-                  _table(["scenario", "iterations", "unsolicited"], scenarios)]  # fmt: skip
-    parts += [f'<figure class="chart">{svg}</figure>' for svg in charts(f) + step_charts(f)]
-    parts += ["<h2>Errors by kind</h2>",
-              _table(["kind", "count", "first seen"], errors or [["none", 0, ""]])]  # fmt: skip
-    parts += ["<h2>Workers</h2>",
-              _table(["worker", "sent", "received", "timed out", "lost", "status"],
-                     workers)]  # fmt: skip
-    return PAGE.format(title=html.escape(f"wsload report {run.target} {status}".strip()),
-                       body="\n".join(parts))  # fmt: skip
+        "errors": [
+            {"kind": k, "count": n, "text": f.error_texts.get(k, "")} for k, n in f.errors.items()
+        ],
+        "steps": [
+            {
+                "name": s.name,
+                **s.counters.to_json(),
+                "success_rate": s.success_rate,
+                "latency": s.latency.to_json(),
+                "service_time": s.service_time.to_json(),
+                "distribution": _distribution(s.latency_distribution),
+            }
+            for s in f.steps
+        ],
+        "scenarios": [sc.to_json() | {"name": sc.name} for sc in f.scenarios],
+        "fanout": _fanout(f.fanout),
+        "workers": [
+            {"id": w.worker_id, **w.counters.to_json(WORKER_COUNTS), "status": w.status}
+            for w in f.workers
+        ],
+    }
 
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<link rel="icon" href="data:,">
-<style>
-  body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2rem; max-width: 62rem; }}
-  table {{ border-collapse: collapse; margin-bottom: 1rem; }}
-  td, th {{ border: 1px solid #ccc; padding: .2rem .6rem; text-align: left; }}
-  figure.chart {{ margin: 1rem 0; }}
-  figure.chart svg {{ max-width: 100%; height: auto; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-{body}
-</body>
-</html>
-"""
+def document_json(doc: dict[str, Any] | None) -> str:
+    """The document as JSON that is safe inside a ``<script>`` element (no ``<``)."""
+    return json.dumps(doc, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
 
-__all__ = ["charts", "render", "step_charts", "step_rows"]
+
+def page_html(doc: dict[str, Any] | None, *, data_url: str = "") -> str:
+    """The page with ``doc`` embedded; with ``data_url`` it polls that address each second.
+
+    ``doc`` None: the run has not reported yet (the dashboard before its first second).
+    """
+    name, version, license_name = CHART_LIBRARY
+    title = "wsload report" if doc is None else f"wsload {doc['target']}"
+    status = "" if doc is None else str(doc["verdict"]["status"]).upper()
+    return (
+        _asset("page.html")
+        .replace("{{TITLE}}", _text(f"{title} {status}".strip()))
+        .replace("{{NOSCRIPT}}", _text(status or "waiting"))
+        .replace("{{LIBRARY}}", f"{name} {version} ({license_name} License)")
+        .replace("{{LICENSE}}", _asset("uPlot.LICENSE").replace("--", "- -"))
+        .replace("{{UPLOT_CSS}}", _asset("uPlot.min.css"))
+        .replace("{{PAGE_CSS}}", _asset("page.css"))
+        .replace("{{UPLOT_JS}}", _asset("uPlot.iife.min.js").replace("</", "<\\/"))
+        .replace("{{DATA_URL}}", json.dumps(data_url).replace("<", "\\u003c"))
+        .replace("{{PAGE_JS}}", _asset("page.js"))
+        .replace("{{DATA}}", document_json(doc))
+    )
+
+
+def _text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render(summary: RunSummary) -> str:
+    """``--html``: the dashboard's page, frozen on the run's final document."""
+    return page_html(page_document(summary))
+
+
+__all__ = [
+    "CHART_LIBRARY",
+    "MAX_CHART_KINDS",
+    "MAX_CHART_STEPS",
+    "MAX_LIVE_SECONDS",
+    "document_json",
+    "page_document",
+    "page_html",
+    "parameter_rows",
+    "render",
+]

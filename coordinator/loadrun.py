@@ -22,8 +22,6 @@ from wsload.common.stages import Profile, parse_stages
 from wsload.common.validation import display_url, redact_headers
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.figures import RunProgress, frozen_map
-from wsload.coordinator.metrics_http import MetricsOut
-from wsload.coordinator.metrics_options import MetricsOptions
 from wsload.coordinator.runner import run_session
 from wsload.coordinator.session import RunOutcome, SessionOptions
 from wsload.coordinator.step_aggregate import workload_names
@@ -135,6 +133,16 @@ def conclude(spec: JobSpec, outcome: RunOutcome, scenario: str | None = None) ->
     )
 
 
+def live_summary(
+    spec: JobSpec, agg: RunAggregate, elapsed: float, scenario: str | None = None
+) -> RunSummary:
+    """The run so far as a summary (the live dashboard's): thresholds judged on it so far."""
+    figures = agg.figures(elapsed, live=True)
+    verdict = judge(spec.thresholds, figures, RunEnding(), target=target_name(spec.ws_url))
+    params = parameters(spec, len(agg.workers), agg.started_at, scenario)
+    return RunSummary(figures, RunEnding(), params, verdict)
+
+
 def abort_check(spec: JobSpec) -> Callable[[RunProgress], str]:
     """``--abort-on-fail``: the reason a threshold can no longer pass, or ""."""
     return lambda progress: doomed(spec.thresholds, progress)
@@ -158,7 +166,7 @@ async def run_load(
     on_log: Callable[[str], None] | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
     scenario: str | None = None,
-    metrics: MetricsOptions | None = None,
+    on_live: Callable[[Callable[[], RunSummary]], None] | None = None,
 ) -> RunSummary:
     """Run a load job and judge it: the one library entry point of a load run.
 
@@ -168,7 +176,8 @@ async def run_load(
     or none without ``options``). Raises :class:`wsload.coordinator.runner.Interrupted`
     when a second signal (or one before the run began) quits without a report.
     ``scenario``: the scenario file the spec was read from (shown in the parameters).
-    ``metrics``: where the live metrics go (Prometheus ``/metrics``, OTLP), if anywhere.
+    ``on_live`` (the live dashboard) gets, once a second, a function that builds
+    the run so far as a summary (:func:`live_summary`): nothing is built unless asked.
     """
     check = abort_check(spec)
     if local_workers is None:
@@ -180,17 +189,22 @@ async def run_load(
         snapshot = agg.progress(elapsed)
         if on_progress is not None:
             on_progress(snapshot)
-        out.progress(agg, elapsed)
+        if on_live is not None:
+            on_live(lambda: live_summary(spec, agg, elapsed, scenario))
         return check(snapshot) if abort_on_fail else None
 
-    # Live metrics (--metrics-port, --otlp): up before any worker starts, closed with the run.
-    async with MetricsOut(metrics or MetricsOptions(), on_log or options.on_log) as out:
-        outcome = await run_session(
-            spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
-        )
-        summary = conclude(spec, outcome, scenario)
-        await out.finish(summary.figures, outcome.aggregate)
-    return summary
+    outcome = await run_session(
+        spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
+    )
+    return conclude(spec, outcome, scenario)
 
 
-__all__ = ["abort_check", "conclude", "default_workers", "ending", "parameters", "run_load"]
+__all__ = [
+    "abort_check",
+    "conclude",
+    "default_workers",
+    "ending",
+    "live_summary",
+    "parameters",
+    "run_load",
+]

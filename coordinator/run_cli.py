@@ -27,8 +27,6 @@ from wsload.common.validation import unbindable_address
 from wsload.coordinator.demo import DemoServer, demo_path_problem
 from wsload.coordinator.figures import RunProgress
 from wsload.coordinator.loadrun import run_load
-from wsload.coordinator.metrics_cli import METRICS_KEYS, metrics_cli_options, metrics_options
-from wsload.coordinator.metrics_http import metrics_problems
 from wsload.coordinator.outputs import (
     STDOUT,
     Output,
@@ -93,7 +91,21 @@ def _load_options(func: F) -> F:
             "--html",
             "html_path",
             type=click.Path(dir_okay=False),
-            help="Write a self-contained HTML report with charts (works offline).",
+            help="Write the run's interactive report: the --dashboard page, frozen on the final "
+            "figures (one self-contained file, works offline).",
+        ),
+        click.option(
+            "--dashboard",
+            is_flag=True,
+            help="Serve a live page of the run on 127.0.0.1 (its address is printed), updated "
+            "every second; it stops with the run, the page keeping the final report.",
+        ),
+        click.option(
+            "--dashboard-port",
+            type=click.IntRange(0, 65535),
+            default=0,
+            show_default=True,
+            help="The --dashboard page's port on 127.0.0.1 (0: any free one).",
         ),
         click.option(
             "--hdr",
@@ -101,7 +113,6 @@ def _load_options(func: F) -> F:
             type=click.Path(dir_okay=False),
             help="Write per-second latency histograms in the HdrHistogram log format (.hlog).",
         ),
-        *metrics_cli_options(),
         click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the summary."),
         click.option(
             "--on-worker-loss",
@@ -140,7 +151,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     reports = ("json_path", "csv_path", "junit_path", "hdr_path", "html_path")
     run_keys = [*reports, "quiet", "on_worker_loss", "workers", "abort_on_fail", "demo"]
     run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir", "elastic"]
-    run_keys += METRICS_KEYS
+    run_keys += ["dashboard", "dashboard_port"]
     run = {k: params.pop(k) for k in run_keys if k in params}
     run["scenario"] = params.get("scenario")  # kept in params too: the job is read from it
     problems: list[str] = []
@@ -161,7 +172,6 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         # --demo loads the scenario's /ws, /chat or /pubsub
         if demo_path and not params.get("ws_url"):
             problems.append(demo_path)
-    problems += metrics_problems(metrics_options(run))
     if run.get("demo") and params.get("ws_url"):
         problems.append("--demo starts its own target: drop --ws-url (or --demo)")
     if run.get("bind"):  # wsload coordinator: its endpoint and keys too, in the same go
@@ -207,7 +217,7 @@ def _finish(spec: JobSpec, summary: RunSummary, run: dict[str, Any], note: str =
         click.echo(note, err=to_stderr)
 
     def html() -> str:
-        from wsload.coordinator.html_report import render  # matplotlib only when asked for
+        from wsload.coordinator.html_report import render
 
         return render(summary)
 
@@ -242,19 +252,24 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
         elif not quiet:
             click.echo(progress_line(snapshot, spec.duration), err=True)
 
+    def load(on_live: Callable[[Callable[[], RunSummary]], None] | None = None) -> Any:
+        return run_load(spec, local_workers=local, options=opts,
+                        abort_on_fail=bool(run.get("abort_on_fail")), on_log=log,
+                        on_progress=progress, scenario=run.get("scenario"),
+                        on_live=on_live)  # fmt: skip
+
+    def address(url: str) -> None:
+        click.echo(f"wsload: dashboard at {url}", err=True)
+
     try:
-        return uvloop.run(
-            run_load(
-                spec,
-                local_workers=local,
-                options=opts,
-                abort_on_fail=bool(run.get("abort_on_fail")),
-                on_log=log,
-                on_progress=progress,
-                scenario=run.get("scenario"),
-                metrics=metrics_options(run),
+        if run.get("dashboard"):
+            from wsload.coordinator.dashboard import run_with_dashboard
+
+            return uvloop.run(
+                run_with_dashboard(load, port=run.get("dashboard_port") or 0, on_address=address)
             )
-        )
+        summary: RunSummary = uvloop.run(load())
+        return summary
     except Interrupted as exc:  # a second signal, or one before the run began: no report
         click.echo(f"wsload: {exc.reason}", err=True)
         sys.exit(exc.exit_code)
