@@ -1,0 +1,335 @@
+"""Live metrics from a real run: Prometheus' /metrics scraped during it, OTLP pushed to a receiver.
+
+A 2-worker ``wsload run --demo`` serves ``/metrics`` (port 0: the address it
+prints) and pushes OTLP/HTTP to a receiver this test runs on 127.0.0.1
+(aiohttp, decoding the protobuf with opentelemetry-proto). Scrapes taken
+while the run lasts are read with prometheus_client's parser and checked
+with Prometheus' own ``promtool check metrics``; the counters only grow,
+and once ``wsload_run_final`` is 1 they equal the ``--json`` summary, as
+does the receiver's last push. Bad options are one line each and exit 2
+before any process starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from wsload.coordinator.metrics import exported_series
+
+pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto decodes the OTLP requests")
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+
+WSLOAD = str(Path(sys.executable).with_name("wsload"))
+ADDRESS = re.compile(r"metrics: Prometheus text at (http://127\.0\.0\.1:\d+/metrics)")
+RUN_LIMIT = 60.0  # seconds the whole run may take, gathering included
+
+
+class Receiver:
+    """An OTLP/HTTP metrics endpoint: keeps every request it is sent, decoded."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportMetricsServiceRequest] = []
+        self.bad: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Type") != "application/x-protobuf":
+            self.bad.append(request.headers.get("Content-Type", ""))
+            return web.Response(status=415)
+        message = ExportMetricsServiceRequest()
+        message.ParseFromString(body)
+        self.requests.append(message)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    def values(self, request: ExportMetricsServiceRequest) -> dict[str, Any]:
+        """name (with a label value, if any) -> value, or a histogram's (count, sum)."""
+        out: dict[str, Any] = {}
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind == "histogram":
+                        for hp in m.histogram.data_points:
+                            out[m.name] = (hp.count, hp.sum, list(hp.bucket_counts))
+                        continue
+                    points = m.sum.data_points if kind == "sum" else m.gauge.data_points
+                    for p in points:
+                        labels = tuple(a.value.string_value for a in p.attributes)
+                        v = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                        out[m.name if not labels else f"{m.name}{{{labels[0]}}}"] = v
+        return out
+
+
+def scrape_values(text: str) -> dict[str, float]:
+    """Every sample of a scrape, keyed ``name`` or ``name{label value}`` (prometheus_client)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = {k: v for k, v in s.labels.items() if k != "le"}
+            key = s.name + (f"{{{next(iter(labels.values()))}}}" if labels else "")
+            if "le" in s.labels:
+                key += f"[le={s.labels['le']}]"
+            out[key] = s.value
+    return out
+
+
+async def _read_address(stderr: Path, proc: asyncio.subprocess.Process, limit: float) -> str:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        found = ADDRESS.search(stderr.read_text(errors="replace"))  # noqa: ASYNC240
+        if found:
+            return found.group(1)
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    pytest.fail(f"no metrics address printed: {stderr.read_text(errors='replace')}")  # noqa: ASYNC240
+
+
+@pytest.mark.asyncio
+async def test_a_run_scraped_during_it_agrees_with_its_json_and_its_otlp_push(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/v1/metrics", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    otlp_port = runner.addresses[0][1]
+    out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
+    args = [
+        "run", "--demo", "--workers", "2", "--num-clients", "10", "--duration", "4",
+        "--interval", "0.05", "--metrics-port", "0", "--metrics-linger", "30",
+        "--otlp", f"http://127.0.0.1:{otlp_port}", "--json", str(out_json),
+    ]  # fmt: skip
+    with err.open("wb") as err_file:
+        proc = await asyncio.create_subprocess_exec(
+            WSLOAD, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err_file
+        )
+    scrapes: list[str] = []
+    try:
+        url = await _read_address(err, proc, RUN_LIMIT)
+        deadline = time.monotonic() + RUN_LIMIT
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                async with http.get(url) as resp:
+                    assert resp.status == 200
+                    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                    scrapes.append(await resp.text())
+                if scrape_values(scrapes[-1])["wsload_run_final"] == 1:
+                    break
+                await asyncio.sleep(0.3)  # a scraper's interval, not a wait for a state
+            else:
+                pytest.fail("the run's final figures never appeared on /metrics")
+            async with http.get(url.replace("/metrics", "/other")) as resp:
+                assert resp.status == 404
+        proc.send_signal(signal.SIGINT)  # ends the linger: the run has reported
+        code = await asyncio.wait_for(proc.wait(), RUN_LIMIT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await runner.cleanup()
+    log = err.read_text(errors="replace")
+    assert code == 0, log
+    assert "Traceback" not in log
+    summary = json.loads(out_json.read_text())
+
+    during = [scrape_values(s) for s in scrapes if "wsload_run_final 0.0" in s]
+    busy = [v for v in during if v["wsload_messages_sent_total"] > 0]
+    assert len(busy) >= 2, f"{len(busy)} scrapes during the load"
+    final = scrape_values(scrapes[-1])
+    names = {n.split("{")[0].split("[")[0] for v in (*during, final) for n in v}
+    assert names <= exported_series()
+    # Counters only grow, scrape after scrape, up to the final figures.
+    for key in ("wsload_messages_sent_total", "wsload_messages_received_total",
+                "wsload_latency_seconds_count", "wsload_connects_total"):  # fmt: skip
+        series = [v[key] for v in (*during, final)]
+        assert series == sorted(series), (key, series)
+        assert series[0] < series[-1], (key, series)
+    assert max(v["wsload_workers"] for v in during) == 2
+    assert max(v["wsload_clients_connected"] for v in during) == 10
+    # The final scrape says what --json says.
+    counters = summary["counters"]
+    for name, key in (("messages_sent", "sent"), ("messages_received", "received"),
+                      ("messages_timed_out", "timed_out"), ("messages_lost", "lost"),
+                      ("unsolicited", "unsolicited"), ("connects", "connects"),
+                      ("bytes_sent", "bytes_sent")):  # fmt: skip
+        assert final[f"wsload_{name}_total"] == counters[key], name
+    errors = {k.split("{")[1][:-1]: v for k, v in final.items() if k.startswith("wsload_errors")}
+    assert errors == summary["errors"]
+    assert final["wsload_latency_seconds_count"] == counters["received"] > 0
+    mean = final["wsload_latency_seconds_sum"] / final["wsload_latency_seconds_count"]
+    assert mean == pytest.approx(summary["avg_latency"], rel=1e-6)
+    assert final["wsload_latency_seconds_bucket[le=+Inf]"] == counters["received"]
+    p99 = summary["latency_percentiles"]["p99"]
+    below = [float(k.split("=")[1][:-1]) for k, v in final.items()
+             if k.startswith("wsload_latency_seconds_bucket") and "+Inf" not in k
+             and v >= 0.99 * counters["received"]]  # fmt: skip
+    assert min(below) >= p99 * 0.99  # the first bucket holding 99 % is at or above p99
+
+    # Prometheus' own linter reads the same text.
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        for text in (scrapes[0], scrapes[-1]):
+            checked = subprocess.run(
+                [promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                timeout=30,
+            )  # fmt: skip
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # The OTLP receiver got the same figures: the last push is the final one.
+    assert not receiver.bad
+    assert receiver.requests, log
+    last = receiver.values(receiver.requests[-1])
+    assert last["wsload_run_final"] == 1
+    assert last["wsload_messages_sent"] == counters["sent"]
+    assert last["wsload_messages_received"] == counters["received"]
+    assert last["wsload_messages_timed_out"] == counters["timed_out"]
+    assert last["wsload_unsolicited"] == counters["unsolicited"]
+    assert last["wsload_workers"] == final["wsload_workers"]
+    count, total, buckets = last["wsload_latency_seconds"]
+    assert count == counters["received"] == sum(buckets)
+    assert total == pytest.approx(final["wsload_latency_seconds_sum"])
+    resource = receiver.requests[-1].resource_metrics[0].resource
+    assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == "wsload"
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def _scrape_until_final(url: str, limit: float) -> list[str]:
+    """Scrapes every 0.3 s until one holds the final figures (bounded by ``limit``)."""
+    scrapes: list[str] = []
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(url) as resp:
+                scrapes.append(await resp.text())
+            if scrape_values(scrapes[-1])["wsload_run_final"] == 1:
+                return scrapes
+            await asyncio.sleep(0.3)  # a scraper's interval, not a wait for a state
+    pytest.fail("the run's final figures never appeared on /metrics")
+
+
+@pytest.mark.asyncio
+async def test_a_conversations_steps_are_series_labelled_step(tmp_path: Path) -> None:
+    out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
+    args = [
+        "run", "--demo", "--scenario", str(EXAMPLES / "chat.toml"), "--workers", "2",
+        "--num-clients", "10", "--ramp-up", "1", "--duration", "4", "--metrics-port", "0",
+        "--metrics-linger", "30", "--json", str(out_json),
+    ]  # fmt: skip
+    with err.open("wb") as err_file:
+        proc = await asyncio.create_subprocess_exec(
+            WSLOAD, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err_file
+        )
+    try:
+        url = await _read_address(err, proc, RUN_LIMIT)
+        scrapes = await _scrape_until_final(url, RUN_LIMIT)
+        proc.send_signal(signal.SIGINT)  # ends the linger
+        code = await asyncio.wait_for(proc.wait(), RUN_LIMIT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = err.read_text(errors="replace")
+    assert code == 0, log
+    steps = json.loads(out_json.read_text())["steps"]
+    assert steps
+    final = scrape_values(scrapes[-1])
+    for name, figures in steps.items():
+        for counter in ("expected", "met", "timed_out", "failed", "lost", "unanswered"):
+            assert final[f"wsload_step_{counter}_total{{{name}}}"] == figures[counter], name
+        count = final[f"wsload_step_latency_seconds_count{{{name}}}"]
+        assert count == figures["met"], name
+    during = [scrape_values(s) for s in scrapes[:-1]]
+    busy = [v for v in during if any(k.startswith("wsload_step_met_total{") and x
+                                     for k, x in v.items())]  # fmt: skip
+    assert busy, "no step series during the run"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian's prometheus)")
+def test_promtool_is_a_real_check() -> None:
+    """The check above would catch a bad exposition: promtool refuses one."""
+    bad = "# TYPE wsload_x counter\nwsload_x 1\n"  # a counter without _total
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=bad, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode != 0
+
+
+def _run_bad(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WSLOAD, "run", "--demo", "--duration", "1", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+
+
+def _lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_a_port_in_use_and_a_bad_otlp_url_are_refused_together_before_the_run() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run_bad("--metrics-port", str(port), "--otlp", "grpc://127.0.0.1:4317")
+    assert result.returncode == 2, result.stderr
+    lines = _lines(result)
+    assert any(f"--metrics-port {port}" in line and "in use" in line for line in lines), lines
+    assert any("--otlp 'grpc://127.0.0.1:4317'" in line for line in lines), lines
+    assert not any("waiting for workers" in line or "Traceback" in line for line in lines)
+    assert len(lines) == 2, lines
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--metrics-port", "0", "--metrics-host", "0.0.0.0"], "--metrics-public"),
+        (["--metrics-port", "0", "--metrics-host", "nowhere.invalid"], "cannot resolve"),
+        (["--metrics-public"], "need --metrics-port"),
+        (["--metrics-port", "0", "--metrics-linger", "-1"], "--metrics-linger"),
+    ],
+)
+def test_bad_metrics_options_are_one_line_exit_2(args: list[str], needle: str) -> None:
+    result = _run_bad(*args)
+    assert result.returncode == 2, result.stderr
+    lines = _lines(result)
+    assert len(lines) == 1, lines
+    assert needle in lines[0]
+
+
+def test_otlp_without_the_optional_sdk_names_the_install_command(tmp_path: Path) -> None:
+    """Where the extra is not installed, --otlp is refused before the run, saying how to get it.
+
+    The SDK is shadowed by a package that cannot be imported, as on a machine without it.
+    """
+    shadow = tmp_path / "opentelemetry"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = _run_bad("--otlp", "http://127.0.0.1:4318", env=env)
+    assert result.returncode == 2, result.stderr
+    (line,) = _lines(result)
+    assert "pip install 'wsload[otel]'" in line
