@@ -22,6 +22,8 @@ from wsload.common.stages import Profile, parse_stages
 from wsload.common.validation import display_url, redact_headers
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.figures import RunProgress, frozen_map
+from wsload.coordinator.metrics_http import MetricsOut
+from wsload.coordinator.metrics_options import MetricsOptions
 from wsload.coordinator.runner import run_session
 from wsload.coordinator.session import RunOutcome, SessionOptions
 from wsload.coordinator.step_aggregate import workload_names
@@ -167,6 +169,7 @@ async def run_load(
     on_progress: Callable[[RunProgress], None] | None = None,
     scenario: str | None = None,
     on_live: Callable[[Callable[[], RunSummary]], None] | None = None,
+    metrics: MetricsOptions | None = None,
 ) -> RunSummary:
     """Run a load job and judge it: the one library entry point of a load run.
 
@@ -178,6 +181,7 @@ async def run_load(
     ``scenario``: the scenario file the spec was read from (shown in the parameters).
     ``on_live`` (the live dashboard) gets, once a second, a function that builds
     the run so far as a summary (:func:`live_summary`): nothing is built unless asked.
+    ``metrics``: where the live metrics go (Prometheus ``/metrics``, OTLP), if anywhere.
     """
     check = abort_check(spec)
     if local_workers is None:
@@ -191,12 +195,17 @@ async def run_load(
             on_progress(snapshot)
         if on_live is not None:
             on_live(lambda: live_summary(spec, agg, elapsed, scenario))
+        out.progress(agg, elapsed)
         return check(snapshot) if abort_on_fail else None
 
-    outcome = await run_session(
-        spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
-    )
-    return conclude(spec, outcome, scenario)
+    # Live metrics (--metrics-port, --otlp): up before any worker starts, closed with the run.
+    async with MetricsOut(metrics or MetricsOptions(), on_log or options.on_log) as out:
+        outcome = await run_session(
+            spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
+        )
+        summary = conclude(spec, outcome, scenario)
+        await out.finish(summary.figures, outcome.aggregate)
+    return summary
 
 
 __all__ = [

@@ -27,6 +27,8 @@ from wsload.common.validation import unbindable_address
 from wsload.coordinator.demo import DemoServer, demo_path_problem
 from wsload.coordinator.figures import RunProgress
 from wsload.coordinator.loadrun import run_load
+from wsload.coordinator.metrics_cli import METRICS_KEYS, metrics_cli_options, metrics_options
+from wsload.coordinator.metrics_http import metrics_problems
 from wsload.coordinator.outputs import (
     STDOUT,
     Output,
@@ -113,6 +115,7 @@ def _load_options(func: F) -> F:
             type=click.Path(dir_okay=False),
             help="Write per-second latency histograms in the HdrHistogram log format (.hlog).",
         ),
+        *metrics_cli_options(),
         click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the summary."),
         click.option(
             "--on-worker-loss",
@@ -151,7 +154,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     reports = ("json_path", "csv_path", "junit_path", "hdr_path", "html_path")
     run_keys = [*reports, "quiet", "on_worker_loss", "workers", "abort_on_fail", "demo"]
     run_keys += ["bind", "expect_workers", "insecure", "worker_wait", "keys_dir", "elastic"]
-    run_keys += ["dashboard", "dashboard_port"]
+    run_keys += ["dashboard", "dashboard_port", *METRICS_KEYS]
     run = {k: params.pop(k) for k in run_keys if k in params}
     run["scenario"] = params.get("scenario")  # kept in params too: the job is read from it
     problems: list[str] = []
@@ -172,6 +175,7 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         # --demo loads the scenario's /ws, /chat or /pubsub
         if demo_path and not params.get("ws_url"):
             problems.append(demo_path)
+    problems += metrics_problems(metrics_options(run))
     if run.get("demo") and params.get("ws_url"):
         problems.append("--demo starts its own target: drop --ws-url (or --demo)")
     if run.get("bind"):  # wsload coordinator: its endpoint and keys too, in the same go
@@ -256,7 +260,7 @@ def _execute(spec: JobSpec, run: dict[str, Any], local: int, opts: SessionOption
         return run_load(spec, local_workers=local, options=opts,
                         abort_on_fail=bool(run.get("abort_on_fail")), on_log=log,
                         on_progress=progress, scenario=run.get("scenario"),
-                        on_live=on_live)  # fmt: skip
+                        on_live=on_live, metrics=metrics_options(run))  # fmt: skip
 
     def address(url: str) -> None:
         click.echo(f"wsload: dashboard at {url}", err=True)

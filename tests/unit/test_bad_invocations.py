@@ -130,6 +130,11 @@ RUN_CASES: list[Case] = [
     case(*_u("--threshold", "p98<5ms"), needle="unknown metric 'p98'"),
     case(*_u("--threshold", "p99<5"), needle="needs a time unit"),
     case(*_u("--on-worker-loss", "maybe"), needle="'--on-worker-loss'"),
+    case(*_u("--metrics-port", "70000"), needle="'--metrics-port'"),
+    case(*_u("--metrics-port", "0", "--metrics-host", "0.0.0.0"), needle="--metrics-public"),
+    case(*_u("--metrics-port", "0", "--metrics-linger", "nan"),
+         needle="'--metrics-linger': 'nan' is not a finite number"),
+    case(*_u("--otlp", "grpc://h:4317"), needle="OTLP over HTTP"),
     # several problems at once: one line each
     case(*_u("-d", "nan", "--interval", "inf", "-c", "x"),
          needle=("'-d': 'nan'", "'--interval': 'inf'", "'x' is not a valid integer")),
