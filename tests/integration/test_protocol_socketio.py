@@ -132,7 +132,10 @@ def test_a_refused_connect_is_an_error_kind(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert_balanced(doc)
     assert set(doc["errors"]) == {"socketio_connect_error"}, doc["errors"]
-    assert doc["errors"]["socketio_connect_error"] == refused > 0
+    # each refusal the clients read is one the server made (one per client may be in
+    # flight when the run stops)
+    assert refused - 2 <= doc["errors"]["socketio_connect_error"] <= refused
+    assert doc["errors"]["socketio_connect_error"] > 0
     assert doc["steps"]["join"]["met"] == 0
 
 
