@@ -131,6 +131,7 @@ RUN_CASES: list[Case] = [
     case(*_u("--threshold", "p99<5"), needle="needs a time unit"),
     case(*_u("--on-worker-loss", "maybe"), needle="'--on-worker-loss'"),
     case(*_u("--metrics-port", "70000"), needle="'--metrics-port'"),
+    case(*_u("--dashboard-port", "70000"), needle="'--dashboard-port'"),
     case(*_u("--metrics-port", "0", "--metrics-host", "0.0.0.0"), needle="--metrics-public"),
     case(*_u("--metrics-port", "0", "--metrics-linger", "nan"),
          needle="'--metrics-linger': 'nan' is not a finite number"),
