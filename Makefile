@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser sshd brokers promtool test lint typecheck pytest demo smoke bench load-distributed clean
+.PHONY: install browser sshd brokers promtool test lint typecheck pytest demo smoke bench load-distributed dist image clean
 
 install: $(STAMP)
 
@@ -92,6 +92,21 @@ bench: $(STAMP)
 # the variables (HOSTS, COORDINATOR, WORKERS_PER_HOST, KEYS, ARGS, ...).
 load-distributed: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/load-distributed.sh
+
+# The sdist and the wheel in dist/ (the wheel built from the sdist, so the sdist is
+# known complete), checked as PyPI would render them.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+# The container image (Dockerfile) with docker or podman, whichever can build here;
+# where neither can, one line says why and make fails before building anything.
+IMAGE ?= wsload:latest
+image: $(STAMP)
+	@deploy/image.sh --check
+	@$(MAKE) --no-print-directory dist
+	deploy/image.sh $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -214,6 +214,60 @@ async def test_a_run_scraped_during_it_agrees_with_its_json_and_its_otlp_push(
     assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == "wsload"
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def _scrape_until_final(url: str, limit: float) -> list[str]:
+    """Scrapes every 0.3 s until one holds the final figures (bounded by ``limit``)."""
+    scrapes: list[str] = []
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(url) as resp:
+                scrapes.append(await resp.text())
+            if scrape_values(scrapes[-1])["wsload_run_final"] == 1:
+                return scrapes
+            await asyncio.sleep(0.3)  # a scraper's interval, not a wait for a state
+    pytest.fail("the run's final figures never appeared on /metrics")
+
+
+@pytest.mark.asyncio
+async def test_a_conversations_steps_are_series_labelled_step(tmp_path: Path) -> None:
+    out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
+    args = [
+        "run", "--demo", "--scenario", str(EXAMPLES / "chat.toml"), "--workers", "2",
+        "--num-clients", "10", "--ramp-up", "1", "--duration", "4", "--metrics-port", "0",
+        "--metrics-linger", "30", "--json", str(out_json),
+    ]  # fmt: skip
+    with err.open("wb") as err_file:
+        proc = await asyncio.create_subprocess_exec(
+            WSLOAD, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err_file
+        )
+    try:
+        url = await _read_address(err, proc, RUN_LIMIT)
+        scrapes = await _scrape_until_final(url, RUN_LIMIT)
+        proc.send_signal(signal.SIGINT)  # ends the linger
+        code = await asyncio.wait_for(proc.wait(), RUN_LIMIT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = err.read_text(errors="replace")
+    assert code == 0, log
+    steps = json.loads(out_json.read_text())["steps"]
+    assert steps
+    final = scrape_values(scrapes[-1])
+    for name, figures in steps.items():
+        for counter in ("expected", "met", "timed_out", "failed", "lost", "unanswered"):
+            assert final[f"wsload_step_{counter}_total{{{name}}}"] == figures[counter], name
+        count = final[f"wsload_step_latency_seconds_count{{{name}}}"]
+        assert count == figures["met"], name
+    during = [scrape_values(s) for s in scrapes[:-1]]
+    busy = [v for v in during if any(k.startswith("wsload_step_met_total{") and x
+                                     for k, x in v.items())]  # fmt: skip
+    assert busy, "no step series during the run"
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian's prometheus)")
 def test_promtool_is_a_real_check() -> None:
     """The check above would catch a bad exposition: promtool refuses one."""
