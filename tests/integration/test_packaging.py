@@ -12,6 +12,7 @@ build the same wheel at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,12 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
+
+from tests.accounting import assert_balanced
+from tests.integration.conftest import WSLOAD, ServerFactory, reap, stats, wait_for
+from tests.integration.test_run import free_port
+from tests.unit.test_deploy import BASE, by_kind, environment, expand, pod, pod_keys, render
+from wsload.common.curve import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -265,3 +272,82 @@ def test_action_smoke_load_step_runs_and_writes_junit(tmp_path: Path) -> None:
     assert [name for name, ok in verdicts.items() if not ok] == [
         name for name in verdicts if "rps" in str(name)
     ]
+
+
+def on_loopback(args: list[str], port: int, keys: Path) -> list[str]:
+    """A container's args as a process here runs them: the pod network's addresses
+    become 127.0.0.1:port (nothing binds beyond loopback), /keys the pod's key folder."""
+    swap = {
+        "tcp://*:5555": f"tcp://127.0.0.1:{port}",
+        "tcp://wsload-coordinator:5555": f"tcp://127.0.0.1:{port}",
+        "/keys": str(keys),
+    }
+    assert set(swap) <= set(args) | {"tcp://*:5555", "tcp://wsload-coordinator:5555"}
+    return [swap.get(arg, arg) for arg in args]
+
+
+RUNS = 2
+OVER = "run over; waiting for the next coordinator"
+
+
+@pytest.mark.timeout(150)
+def test_the_base_pods_serve_run_after_run(serve_factory: ServerFactory, tmp_path: Path) -> None:
+    """The kustomize base's worker and coordinator, run here as processes with their
+    containers' own args and environment, each with the keys its init container
+    copies: the one long-lived worker serves one coordinator Job after another, with
+    CURVE on (the keys the Secrets hold), and every message sent is answered."""
+    server = serve_factory()
+    objects = render(BASE)
+    kinds = by_kind(objects)
+    generate(tmp_path / "generated")  # `wsload keys generate keys`
+    _, worker_keys = pod_keys(kinds["Deployment"], tmp_path / "generated", tmp_path / "worker")
+    _, job_keys = pod_keys(kinds["Job"], tmp_path / "generated", tmp_path / "job")
+    port = free_port()
+    (worker_container,) = pod(kinds["Deployment"])["containers"]
+    (job_container,) = pod(kinds["Job"])["containers"]
+    # the ConfigMap as an overlay would set it for one replica, against the test server
+    env = environment(job_container, objects) | {
+        "WS_URL": server.ws_url,
+        "NUM_CLIENTS": "3",
+        "TEST_DURATION": "1",
+        "MESSAGE_INTERVAL": "0.05",
+        "EXPECT_WORKERS": "1",
+    }
+    worker_err = tmp_path / "worker.err"  # a file, never a pipe nobody reads
+    with worker_err.open("wb") as err_file:
+        worker = subprocess.Popen(
+            [WSLOAD, *on_loopback(worker_container["args"], port, worker_keys)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+        )
+    try:
+        for run in range(RUNS):
+            out = tmp_path / f"run{run}.json"
+            args = on_loopback(expand(job_container["args"], env), port, job_keys)
+            job = subprocess.run(
+                [WSLOAD, *args, "--json", str(out), "--quiet"],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            assert job.returncode == 0, f"run {run}: {job.stderr}"
+            summary = json.loads(out.read_text())
+            assert len(summary["workers"]) == 1
+            assert_balanced(summary)
+            assert summary["total_sent"] > 0
+            assert summary["total_received"] == summary["total_sent"]
+            assert worker.poll() is None, f"the worker exited after run {run}"
+        assert stats(server.api_url)["messages_received"] >= 2 * RUNS
+        # said as the worker goes back to waiting, just after its answer to the bye
+        wait_for("the last run's end said", lambda: worker_err.read_text().count(OVER) == RUNS, 10)
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=15)
+        reap(worker)
+    err = worker_err.read_text()
+    assert err.count(OVER) == RUNS, err
+    assert "Traceback" not in err

@@ -258,21 +258,19 @@ def kubelet_secret_volume(root: Path, files: dict[str, bytes], mode: int) -> Non
         (root / top).symlink_to(f"..data/{top}")
 
 
-@pytest.mark.parametrize("kind", ["Job", "Deployment"])
-def test_init_container_copies_keys_wsload_then_loads(kind: str, tmp_path: Path) -> None:
-    """wsload refuses group-readable secret keys, and the Secret volume a non-root
-    pod can read is group-readable: the init container's script (run here in sh)
-    copies them owner-only into the memory volume the main container reads."""
-    generate(tmp_path / "keys")  # `wsload keys generate keys`
+def pod_keys(obj: dict[str, Any], generated: Path, root: Path) -> tuple[Path, Path]:
+    """What the pod of ``obj`` (a Job or Deployment) gets for keys, from the ones
+    ``wsload keys generate`` wrote to ``generated``: its Secret volume under
+    ``root/secret``, laid out by the kubelet, and the folder its init container's
+    script (run here in sh) fills, ``root/keys``, which its main container reads."""
     # `kubectl create secret generic wsload-keys --from-file=keys/...`: key = file name
     secrets = {
-        "wsload-keys": {p.name: p.read_bytes() for p in (tmp_path / "keys").glob("*.key*")},
-        "wsload-authorized": {"worker.key": (tmp_path / "keys/authorized/worker.key").read_bytes()},
+        "wsload-keys": {p.name: p.read_bytes() for p in generated.glob("*.key*")},
+        "wsload-authorized": {"worker.key": (generated / "authorized/worker.key").read_bytes()},
     }
-    obj = by_kind(render(BASE))[kind]
     files = {path: secrets[name][key] for path, (name, key) in secret_items(obj).items()}
-    secret, keys = tmp_path / "secret", tmp_path / "memory"
-    secret.mkdir()
+    secret, keys = root / "secret", root / "keys"
+    secret.mkdir(parents=True)
     keys.mkdir()
     kubelet_secret_volume(secret, files, 0o440)
 
@@ -291,7 +289,17 @@ def test_init_container_copies_keys_wsload_then_loads(kind: str, tmp_path: Path)
         check=True,
         timeout=30,
     )
-    assert sorted(str(p.relative_to(keys)) for p in keys.rglob("*") if p.is_file()) == sorted(files)
+    copied = sorted(str(p.relative_to(keys)) for p in keys.rglob("*") if p.is_file())
+    assert copied == sorted(files)
+    return secret, keys
+
+
+@pytest.mark.parametrize("kind", ["Job", "Deployment"])
+def test_init_container_copies_keys_wsload_then_loads(kind: str, tmp_path: Path) -> None:
+    """wsload refuses group-readable secret keys, and the Secret volume a non-root
+    pod can read is group-readable: the init container copies them owner-only."""
+    generate(tmp_path / "generated")  # `wsload keys generate keys`
+    secret, keys = pod_keys(by_kind(render(BASE))[kind], tmp_path / "generated", tmp_path)
     load = coordinator_keys if kind == "Job" else worker_keys
     with pytest.raises(KeyFileError, match="readable by others"):
         load(secret)  # why the copy exists
