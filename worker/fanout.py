@@ -140,12 +140,17 @@ class Subscription:
         stats.deliveries += 1
         fanout.last_at = now_epoch
         seqs = self.last_seqs
-        before = seqs.out_of_order
-        if seqs.add(seq) == "duplicate":
-            stats.duplicates += 1
-            return True
-        if seqs.out_of_order != before:
-            stats.out_of_order += 1
+        hi = seqs._hi
+        if hi and seq == hi[-1] + 1:  # RangeSet.add's common case, inlined (seq <= MAX_SEQ)
+            hi[-1] = seq
+            seqs.count += 1
+        else:
+            before = seqs.out_of_order
+            if seqs.add(seq) == "duplicate":
+                stats.duplicates += 1
+                return True
+            if seqs.out_of_order != before:
+                stats.out_of_order += 1
         if sent is not None:
             latency = int((now_epoch - sent) * 1e6)
             if -MAX_LATENCY_US <= latency <= MAX_LATENCY_US:  # else a garbage sent_at

@@ -246,3 +246,26 @@ def test_a_subscription_takes_deliveries_and_counts_their_bytes_only() -> None:
     stats = rec.fanout.topics["a"]
     assert (stats.deliveries, stats.duplicates, list(stats.latency)) == (3, 1, [500_000, 750_000])
     assert sub.topics["a"].ranges() == [(1, 2)]
+
+
+def test_the_messages_remembered_are_bounded_in_number_and_size() -> None:
+    """Copies of interleaved publications are found again; the memory for them is bounded."""
+    from wsload.worker.fanout_reader import RECENT, RECENT_BYTES
+
+    spec = Deliveries(seq="seq", match=compile_matcher({"type": "delivery"}), topic="topic")
+    reader, rec = Reader(spec), Recorder()
+    subs = [Subscription(n, ("a",), reader, rec) for n in range(3)]
+    msg = b'{"type":"delivery","topic":"a","seq":%d,"data":"%s"}'
+    reader.take(msg % (1, b""), True, {}, _RNG, subs[0], rec.fanout, 1.0)  # learns
+    for seq in range(2, 3 * RECENT):  # two publications' copies interleaved, then the next
+        for sub in subs:
+            assert sub.take(msg % (seq, b""), True, 1.0)
+            assert sub.take(msg % (seq - 1, b""), True, 1.0)  # the previous one's copy
+    assert len(reader._recent) <= RECENT
+    big = msg % (3 * RECENT, b"x" * RECENT_BYTES)
+    assert subs[0].take(big, True, 1.0)
+    assert big not in reader._recent
+    stats = rec.fanout.topics["a"]
+    assert stats.deliveries == 1 + 3 * 2 * (3 * RECENT - 2) + 1
+    last = 3 * RECENT - 1
+    assert [s.topics["a"].ranges() for s in subs] == [[(1, last + 1)], [(1, last)], [(1, last)]]
