@@ -6,8 +6,10 @@ prints) and pushes OTLP/HTTP to a receiver this test runs on 127.0.0.1
 while the run lasts are read with prometheus_client's parser and checked
 with Prometheus' own ``promtool check metrics``; the counters only grow,
 and once ``wsload_run_final`` is 1 they equal the ``--json`` summary, as
-does the receiver's last push. Bad options are one line each and exit 2
-before any process starts.
+does the receiver's last push. A real Prometheus (Debian's) scrapes a run
+too: what it stored equals the summary, and every query of the Grafana
+dashboard evaluates on it. Bad options are one line each and exit 2 before
+any process starts.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +271,157 @@ async def test_a_conversations_steps_are_series_labelled_step(tmp_path: Path) ->
     busy = [v for v in during if any(k.startswith("wsload_step_met_total{") and x
                                      for k, x in v.items())]  # fmt: skip
     assert busy, "no step series during the run"
+
+
+PROMETHEUS = shutil.which("prometheus")
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "wsload-dashboard.json"
+
+
+class Prometheus:
+    """A real Prometheus on 127.0.0.1 scraping the targets of a file it watches, every second."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.targets = root / "targets.json"
+        self.targets.write_text("[]")
+        (root / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: wsload\n"
+            f"    file_sd_configs: [{{files: ['{self.targets}'], refresh_interval: 1s}}]\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        """Started on a free port, ready (``/-/ready``), or the test fails saying why."""
+        assert PROMETHEUS is not None
+        for _attempt in range(3):  # a port taken between the probe and the bind: another
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            self.url = f"http://127.0.0.1:{port}"
+            log = (self.root / "prometheus.log").open("wb")
+            self.proc = subprocess.Popen(
+                [PROMETHEUS, f"--config.file={self.root / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.root / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=log, stderr=log,
+            )  # fmt: skip
+            log.close()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                        if resp.status == 200:
+                            return
+                except OSError:
+                    time.sleep(0.1)
+            self.stop()
+        pytest.fail(f"prometheus did not start: {(self.root / 'prometheus.log').read_text()}")
+
+    def scrape(self, target: str) -> None:
+        tmp = self.targets.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [target]}]))
+        tmp.replace(self.targets)  # whole, as file_sd expects
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result; a query Prometheus refuses fails the test."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"{expr}: {exc.read().decode(errors='replace')}")
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _dashboard_queries(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k == "expr" and isinstance(v, str)]
+        return found + [q for v in node.values() for q in _dashboard_queries(v)]
+    if isinstance(node, list):
+        return [q for v in node for q in _dashboard_queries(v)]
+    return []
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian's package: make promtool)")
+@pytest.mark.asyncio
+async def test_a_real_prometheus_scrapes_the_run_and_runs_every_dashboard_query(
+    tmp_path: Path,
+) -> None:
+    """Prometheus stores what it scraped during the run; the dashboard's queries all evaluate."""
+    prom = Prometheus(tmp_path)
+    await asyncio.to_thread(prom.start)
+    out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
+    args = [
+        "run", "--demo", "--workers", "2", "--num-clients", "10", "--duration", "6",
+        "--interval", "0.05", "--metrics-port", "0", "--metrics-linger", "30",
+        "--json", str(out_json),
+    ]  # fmt: skip
+    try:
+        with err.open("wb") as err_file:
+            proc = await asyncio.create_subprocess_exec(
+                WSLOAD, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err_file
+            )
+        try:
+            url = await _read_address(err, proc, RUN_LIMIT)
+            prom.scrape(url.removeprefix("http://").removesuffix("/metrics"))
+            deadline = time.monotonic() + RUN_LIMIT
+            sent_seen: list[float] = []
+            while time.monotonic() < deadline:
+                final = await asyncio.to_thread(prom.query, "wsload_run_final")
+                sent = await asyncio.to_thread(prom.query, "wsload_messages_sent_total")
+                if sent:
+                    sent_seen.append(float(sent[0]["value"][1]))
+                if final and final[0]["value"][1] == "1":
+                    break
+                await asyncio.sleep(0.5)  # Prometheus scrapes once a second
+            else:
+                pytest.fail("Prometheus never scraped the final figures")
+            stored: dict[str, float] = {}
+            for expr in ("wsload_messages_sent_total", "wsload_messages_received_total",
+                         "wsload_latency_seconds_count",
+                         'max_over_time(wsload_workers[1m])'):  # fmt: skip
+                (row,) = await asyncio.to_thread(prom.query, expr)
+                stored[expr] = float(row["value"][1])
+            queries = _dashboard_queries(json.loads(DASHBOARD.read_text()))
+            results = {}
+            for q in queries:
+                expr = q.replace("$__rate_interval", "10s").replace("$instance", ".*")
+                results[q] = await asyncio.to_thread(prom.query, expr)
+            proc.send_signal(signal.SIGINT)  # ends the linger
+            code = await asyncio.wait_for(proc.wait(), RUN_LIMIT)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        await asyncio.to_thread(prom.stop)
+    assert code == 0, err.read_text(errors="replace")
+    counters = json.loads(out_json.read_text())["counters"]
+    assert stored["wsload_messages_sent_total"] == counters["sent"]
+    assert stored["wsload_messages_received_total"] == counters["received"]
+    assert stored["wsload_latency_seconds_count"] == counters["received"]
+    assert stored["max_over_time(wsload_workers[1m])"] == 2
+    assert sent_seen == sorted(sent_seen)
+    assert len(set(sent_seen)) >= 2, sent_seen  # scraped while it grew, not only at the end
+    # Every panel's query is valid PromQL; the core ones hold the run's data.
+    assert len(results) >= 20
+    for q in queries:
+        if "fanout" not in q and "step" not in q and "errors" not in q:
+            assert results[q], f"no data for {q}"
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian's prometheus)")
