@@ -28,8 +28,8 @@ def metrics_cli_options() -> list[Callable[[Any], Any]]:
             type=click.IntRange(0, 65535),
             default=None,
             help="Serve Prometheus metrics at http://HOST:PORT/metrics while the run lasts "
-            "(0: any free port; the address is printed). A port in use is refused before "
-            "the run.",
+            "(0: any free port; the address is printed, unless --quiet). A port in use is "
+            "refused before the run.",
         ),
         click.option(
             "--metrics-host",
