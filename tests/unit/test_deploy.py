@@ -37,6 +37,7 @@ import pytest
 import yaml
 
 from wsload.common.curve import KeyFileError, coordinator_keys, generate, worker_keys
+from wsload.common.endpoint import bind_problem
 from wsload.common.fields import ENV_VARS
 from wsload.common.spec import JobSpec, build_spec
 from wsload.coordinator.cli import main
@@ -196,6 +197,9 @@ def test_containers_run_wsload_commands_its_cli_accepts(
             assert spec.ws_url == env["WS_URL"]
             assert spec.num_clients == int(env["NUM_CLIENTS"])
             assert not params["insecure"]
+            # every interface of the pod, which wsload allows with keys only
+            assert bind_problem(params["bind"], keys=True, insecure=False) is None
+            assert bind_problem(params["bind"], keys=False, insecure=False) is not None
         else:
             assert not params["once"], "a worker with --once exits after every run"
             assert params["hello_timeout"] is None, "a worker waits for the next coordinator"
