@@ -204,7 +204,8 @@ async def run_load(
             spec, local_workers=local_workers, options=options, on_log=on_log, on_progress=progress
         )
         summary = conclude(spec, outcome, scenario)
-        await out.finish(summary.figures, outcome.aggregate)
+        # An interrupted run (Ctrl-C, SIGTERM) does not wait for a last scrape.
+        await out.finish(summary.figures, outcome.aggregate, linger=not outcome.interrupted)
     return summary
 
 

@@ -241,11 +241,12 @@ class MetricsOut:
             if not self._stopping:
                 await self._push()
 
-    async def finish(self, figures: RunFigures, agg: RunAggregate) -> None:
-        """The final figures: pushed at once, served for ``linger`` seconds.
+    async def finish(self, figures: RunFigures, agg: RunAggregate, linger: bool = True) -> None:
+        """The final figures: pushed at once, served for ``--metrics-linger`` seconds.
 
         SIGINT or SIGTERM ends the wait (and skips it, during the last push):
         the run has been judged, so its report is still printed and written.
+        ``linger`` False (an interrupted run) skips the wait.
         """
         if not self.options.active:
             return
@@ -254,7 +255,8 @@ class MetricsOut:
             if self._push_task is not None:
                 await self._stop_push_loop()
                 await self._push()
-            if self._server is not None and self.options.linger > 0 and not signalled.is_set():
+            waits = linger and self.options.linger > 0 and not signalled.is_set()
+            if self._server is not None and waits:
                 self._on_log(
                     f"metrics: the final figures stay at {self._server.address} for "
                     f"{self.options.linger:g} s (Ctrl-C ends the wait)"

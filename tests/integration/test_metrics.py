@@ -273,6 +273,41 @@ async def test_a_conversations_steps_are_series_labelled_step(tmp_path: Path) ->
     assert busy, "no step series during the run"
 
 
+@pytest.mark.asyncio
+async def test_an_interrupted_run_reports_without_waiting_for_a_scraper(tmp_path: Path) -> None:
+    """Ctrl-C mid-run: the report is written and the process exits, --metrics-linger or not."""
+    out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
+    args = [
+        "run", "--demo", "--workers", "1", "--num-clients", "4", "--duration", "60",
+        "--interval", "0.05", "--metrics-port", "0", "--metrics-linger", "600",
+        "--drain-timeout", "1", "--json", str(out_json),
+    ]  # fmt: skip
+    with err.open("wb") as err_file:
+        proc = await asyncio.create_subprocess_exec(
+            WSLOAD, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err_file
+        )
+    try:
+        url = await _read_address(err, proc, RUN_LIMIT)
+        deadline = time.monotonic() + RUN_LIMIT
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                async with http.get(url) as resp:
+                    if scrape_values(await resp.text())["wsload_messages_received_total"] > 0:
+                        break
+                await asyncio.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 30)  # far less than the linger
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 130, err.read_text(errors="replace")
+    summary = json.loads(out_json.read_text())
+    assert summary["interrupted"] is True
+    assert summary["counters"]["received"] > 0
+    assert "stay at" not in err.read_text(errors="replace")
+
+
 PROMETHEUS = shutil.which("prometheus")
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "wsload-dashboard.json"
 
