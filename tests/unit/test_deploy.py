@@ -143,13 +143,12 @@ VERSIONS = [kubernetes_validate.latest_version(), "1.29.0"]
 @FOLDERS
 @pytest.mark.parametrize("version", VERSIONS)
 def test_rendered_objects_pass_kubernetes_schemas(folder: Path, version: str) -> None:
+    if version not in kubernetes_validate.utils.all_versions():
+        pytest.skip(f"kubernetes-validate no longer ships Kubernetes {version}'s schemas")
     objects = render(folder)
     assert {o["kind"] for o in objects} == {"ConfigMap", "Service", "Job", "Deployment"}
     for obj in objects:
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
-            pytest.skip(f"kubernetes-validate no longer ships Kubernetes {version}'s schemas")
+        kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_the_schema_check_refuses_a_misspelled_field() -> None:
