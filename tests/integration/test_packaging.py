@@ -8,6 +8,10 @@ test's own (dependencies come from the package index, as on a user's machine),
 and the installed ``wsload`` runs from a directory outside the checkout. One
 test does all of it (about a minute, mostly pip), so no two test processes
 build the same wheel at once.
+
+Beside it: ``make image`` where no engine can build (one line, exit 1), the
+action's load step run by bash, and the Kubernetes base's worker and
+coordinator containers run here as processes, with their own args and keys.
 """
 
 from __future__ import annotations
