@@ -15,6 +15,7 @@ any process starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.conftest import ServerFactory
 from wsload.coordinator.metrics import exported_series
 
 pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto decodes the OTLP requests")
@@ -306,6 +308,48 @@ async def test_an_interrupted_run_reports_without_waiting_for_a_scraper(tmp_path
     assert summary["interrupted"] is True
     assert summary["counters"]["received"] > 0
     assert "stay at" not in err.read_text(errors="replace")
+
+
+@pytest.mark.asyncio
+async def test_the_library_call_serves_metrics_only_while_its_run_lasts(
+    serve_factory: ServerFactory,
+) -> None:
+    """run_load owns the server: scraped during the call, closed when it returns."""
+    from wsload.common.spec import build_spec
+    from wsload.coordinator.loadrun import run_load
+    from wsload.coordinator.metrics_options import MetricsOptions
+
+    server = serve_factory()
+    spec = build_spec(ws_url=server.ws_url, num_clients=2, duration=2.0, interval=0.05)
+    lines: list[str] = []
+    run = asyncio.create_task(
+        run_load(spec, local_workers=1, on_log=lines.append, metrics=MetricsOptions(port=0))
+    )
+    sent: list[float] = []
+    try:
+        deadline = time.monotonic() + RUN_LIMIT
+        url = None
+        while url is None and time.monotonic() < deadline and not run.done():
+            url = next((m.group(1) for m in map(ADDRESS.search, lines) if m), None)
+            await asyncio.sleep(0.05)
+        assert url is not None, lines
+        async with aiohttp.ClientSession() as http:
+            while not run.done() and time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(url) as resp:
+                        sent.append(scrape_values(await resp.text())["wsload_messages_sent_total"])
+                await asyncio.sleep(0.2)
+        summary = await asyncio.wait_for(run, RUN_LIMIT)
+    finally:
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+    assert max(sent) > 0
+    assert max(sent) <= summary.figures.counters.sent
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
+        pass
 
 
 PROMETHEUS = shutil.which("prometheus")
