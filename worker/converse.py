@@ -253,7 +253,9 @@ class Talk:
                 return
             link, connected = dialed
             until = min(engine.send_until, end)
-            session = session_for(client, until, opened, self.spec.connect_timeout)
+            session = session_for(
+                client, until, opened, self.spec.connect_timeout, self.spec.max_message_size
+            )
             ended_by_us = await self._converse(g, link, session, connected, due, end)
             if engine.phase is not Phase.RUNNING:
                 return

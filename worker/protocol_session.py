@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.match import prime_json
 from wsload.worker.codecs import codec_class
 from wsload.worker.codecs.base import UNPARSED, Codec, Failure, Frame, Received
@@ -93,12 +94,17 @@ def opening(client: Client, ws_url: str) -> Opening | None:
 
 
 def session_for(
-    client: Client, until: float, opened: Opening | None, handshake_timeout: float
+    client: Client,
+    until: float,
+    opened: Opening | None,
+    handshake_timeout: float,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> Conversation:
     """The connection's session: a plain :class:`Session` for raw frames (no codec, no cost)."""
     if opened is None:
         return Session(client, until=until)
-    return ProtocolSession(client, opened.codec(opened.options), until, handshake_timeout)
+    codec = opened.codec(opened.options, max_message_size)
+    return ProtocolSession(client, codec, until, handshake_timeout)
 
 
 class ProtocolSession:
@@ -226,7 +232,7 @@ class ProtocolSession:
             if codec.deadline == at:  # not moved on: never fired again (no busy loop)
                 self._codec_stuck = at
             # what the timer found (a ping or heart-beat that did not come): counted once
-            failure: Failure | None = getattr(codec, "failure", None)
+            failure = codec.failure
             if failure is not None and failure is not self._timer_failure:
                 self._timer_failure = failure
                 effects = self._failed(now, failure, out)

@@ -382,10 +382,19 @@ def test_a_placeholder_past_the_attachments_is_a_protocol_error() -> None:
 
 def test_attachments_are_bounded_in_bytes() -> None:
     codec = opened()
+    codec.max_message_size = 2 * MAX_ATTACHMENT_BYTES  # the codec's own bound applies
     codec.receive(0, b'452-["x",{"_placeholder":true,"num":0}]', True)
     assert codec.receive(0, bytes(MAX_ATTACHMENT_BYTES), False).failure is None
     assert "bytes" in failed(codec.receive(0, b"1", False))
     failed(codec.receive(0, b"2", False))  # nothing held any more: unannounced
+
+
+def test_attachments_are_bounded_by_the_jobs_message_size() -> None:
+    codec = opened()
+    codec.max_message_size = 1000  # as --max-message-size 1000 makes it
+    codec.receive(0, b'452-["x",{"_placeholder":true,"num":0}]', True)
+    assert codec.receive(0, bytes(600), False).failure is None
+    assert "past 1000 bytes" in failed(codec.receive(0, bytes(600), False))
 
 
 # -- the end --------------------------------------------------------------------------------

@@ -68,12 +68,11 @@ class ToyCodec(Codec):
     subprotocol: ClassVar[str | None] = "toy.v1, toy.v0"
     verbs: ClassVar[frozenset[Action]] = frozenset({Action.SEND, Action.EMIT})
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(self, options: Mapping[str, Any], max_message_size: int = 1 << 20) -> None:
+        super().__init__(options, max_message_size)
         self.next_id = 1
         self.keepalive = float(options.get("keepalive", 0))
         self.ping_out = False
-        self.failure: Failure | None = None
         self.last_parsed: Any = None
 
     @staticmethod

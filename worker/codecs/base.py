@@ -52,6 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.program import Action
 
 #: one WebSocket message to send: text (``str``) or binary (``bytes``)
@@ -115,8 +116,16 @@ class Codec(ABC):
     #: step verbs this protocol has (the language checks the same set)
     verbs: ClassVar[frozenset[Action]] = frozenset()
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ) -> None:
         self.options = options
+        #: the job's bound on one message: a codec that reassembles (MQTT's byte
+        #: stream, Socket.IO's attachments) holds at most this much per message
+        self.max_message_size = max_message_size
+        #: a failure :meth:`on_timer` found (a ping, heart-beat or keep-alive that
+        #: did not come): the session counts it once, and closes when it is fatal
+        self.failure: Failure | None = None
         #: the handshake is done: steps may run (:meth:`open` may set it at once)
         self.ready = False
         #: when :meth:`on_timer` wants to be called (inf: never)

@@ -56,6 +56,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.program import Action
 from wsload.common.protocols import SUBPROTOCOLS, VERBS
 from wsload.worker.codecs.base import (
@@ -114,8 +115,10 @@ class GraphQLCodec(Codec):
     subprotocol: ClassVar[str | None] = ", ".join(SUBPROTOCOLS["graphql"])
     verbs: ClassVar[frozenset[Action]] = VERBS["graphql"]
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(
+        self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ) -> None:
+        super().__init__(options, max_message_size)
         #: open operations by id, oldest first (dicts keep insertion order)
         self._ops: dict[str, _Operation] = {}
         self._counter = 0

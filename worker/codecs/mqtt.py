@@ -156,7 +156,7 @@ class MqttCodec(Codec):
     def __init__(
         self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     ) -> None:
-        super().__init__(options)
+        super().__init__(options, max_message_size)
         client_id = options.get("client_id")
         self.client_id = str(client_id) if client_id else f"wsload-{secrets.token_hex(8)}"
         keepalive = options.get("keepalive", DEFAULT_KEEPALIVE)
@@ -178,8 +178,6 @@ class MqttCodec(Codec):
         self.qos2_in: set[int] = set()
         self.last_sent = 0.0
         self.ping_sent: float | None = None
-        #: a failure found by :meth:`on_timer` (the keep-alive's), for the session
-        self.failure: Failure | None = None
 
     # -- the handshake and the keep-alive --------------------------------
 

@@ -38,9 +38,10 @@ The views are made in :mod:`wsload.worker.codecs.socketio_views`.
 Attachments and 3+ argument messages take a slower, general path.
 
 **Bounds.** A binary packet waits for at most :data:`MAX_ATTACHMENTS`
-attachments of :data:`MAX_ATTACHMENT_BYTES` in total; more, an attachment
-nobody announced, a text packet before the announced ones are in, or any
-frame that is not Engine.IO/Socket.IO is ``protocol_error`` (fatal).
+attachments of :data:`MAX_ATTACHMENT_BYTES` (or the job's ``max_message_size``,
+if less) in total; more, an attachment nobody announced, a text packet
+before the announced ones are in, or any frame that is not
+Engine.IO/Socket.IO is ``protocol_error`` (fatal).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.program import Action
 from wsload.worker.codecs.base import (
     NOTHING,
@@ -90,8 +92,10 @@ class SocketIOCodec(Codec):
     name: ClassVar[str] = "socketio"
     verbs: ClassVar[frozenset[Action]] = frozenset({Action.EMIT})
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
+    def __init__(
+        self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ) -> None:
+        super().__init__(options, max_message_size)
         namespace = options.get("namespace") or "/"
         if not isinstance(namespace, str) or not namespace.startswith("/"):
             raise CodecInputError(f"namespace must be a path such as /chat, not {namespace!r}")
@@ -106,8 +110,6 @@ class SocketIOCodec(Codec):
         self._binary: tuple[bool, bytes, Any, int] | None = None
         self._attachments: list[bytes] = []
         self._attached = 0
-        #: set by :meth:`on_timer` when the server stopped pinging (the session reads it)
-        self.failure: Failure | None = None
 
     @staticmethod
     def url(ws_url: str, options: Mapping[str, Any]) -> str:
@@ -304,10 +306,11 @@ class SocketIOCodec(Codec):
         if self._binary is None:
             return _fail("a binary frame no binary packet announced")
         self._attached += len(data)
-        if self._attached > MAX_ATTACHMENT_BYTES:
+        limit = min(MAX_ATTACHMENT_BYTES, self.max_message_size)
+        if self._attached > limit:
             self._binary = None
             self._attachments = []
-            return _fail(f"binary attachments past {MAX_ATTACHMENT_BYTES} bytes")
+            return _fail(f"binary attachments past {limit} bytes")
         self._attachments.append(bytes(data))
         is_ack, ident, args, expected = self._binary
         if len(self._attachments) < expected:

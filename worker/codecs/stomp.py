@@ -45,6 +45,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.program import Action
 from wsload.common.protocols import STOMP_ACKS, SUBPROTOCOLS, VERBS, option_defaults
 from wsload.worker.codecs.base import (
@@ -127,10 +128,10 @@ class StompCodec(Codec):
     subprotocol: ClassVar[str | None] = ", ".join(SUBPROTOCOLS["stomp"])
     verbs: ClassVar[frozenset[Action]] = VERBS["stomp"]
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
-        #: the failure :meth:`on_timer` found (nothing heard for too long)
-        self.failure: Failure | None = None
+    def __init__(
+        self, options: Mapping[str, Any], max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ) -> None:
+        super().__init__(options, max_message_size)
         self.version = "1.2"
         self._partial = bytearray()
         # pending receipt ids, oldest first (an OrderedDict: dropping the oldest is O(1))
