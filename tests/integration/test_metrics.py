@@ -276,6 +276,44 @@ async def test_a_conversations_steps_are_series_labelled_step(tmp_path: Path) ->
 
 
 @pytest.mark.asyncio
+async def test_fan_out_deliveries_are_series_labelled_topic(tmp_path: Path) -> None:
+    """Publish/subscribe: deliveries grow by topic during the run; the join's figures at its end."""
+    out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
+    args = [
+        "run", "--demo", "--scenario", str(EXAMPLES / "fanout.toml"), "--workers", "2",
+        "--num-clients", "21", "--duration", "5", "--metrics-port", "0",
+        "--metrics-linger", "30", "--json", str(out_json),
+    ]  # fmt: skip
+    with err.open("wb") as err_file:
+        proc = await asyncio.create_subprocess_exec(
+            WSLOAD, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err_file
+        )
+    try:
+        url = await _read_address(err, proc, RUN_LIMIT)
+        scrapes = await _scrape_until_final(url, RUN_LIMIT)
+        proc.send_signal(signal.SIGINT)  # ends the linger
+        code = await asyncio.wait_for(proc.wait(), RUN_LIMIT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, err.read_text(errors="replace")
+    topics = json.loads(out_json.read_text())["fanout"]["topics"]
+    assert set(topics) == {"news"}
+    news = topics["news"]
+    final = scrape_values(scrapes[-1])
+    for key in ("deliveries", "duplicates", "out_of_order", "publish_conflicts"):
+        assert final[f"wsload_fanout_{key}_total{{news}}"] == news[key], key
+    for key in ("published", "expected", "delivered", "missing"):
+        assert final[f"wsload_fanout_{key}{{news}}"] == news[key], key
+    assert news["delivered"] > 0
+    during = [scrape_values(s).get("wsload_fanout_deliveries_total{news}", 0) for s in scrapes]
+    assert during == sorted(during)
+    assert max(during[:-1]) > 0, "no deliveries counted during the run"
+    assert not any("wsload_fanout_delivered" in s for s in scrapes[:-1])  # joined at the end
+
+
+@pytest.mark.asyncio
 async def test_an_interrupted_run_reports_without_waiting_for_a_scraper(tmp_path: Path) -> None:
     """Ctrl-C mid-run: the report is written and the process exits, --metrics-linger or not."""
     out_json, err = tmp_path / "summary.json", tmp_path / "stderr.txt"
