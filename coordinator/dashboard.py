@@ -10,8 +10,9 @@ A browser never slows the run: the run only hands over, once a second, a
 way to build its summary (:meth:`Dashboard.update`, no work done); the
 document is built when a page asks, at most once per second whoever asks,
 and its JSON is shared by every request. At most :data:`MAX_REQUESTS`
-requests are served at once (more get 503), each bounded in time, so a slow
-or hostile client costs at most that many copies of one document.
+requests are served at once (more get 503), each bounded in time with its
+body's delivery (a reader too slow is cut off), so a slow or hostile client
+costs at most that many copies of one document.
 It binds 127.0.0.1 only: the page shows the target and the run's
 parameters, which are nobody else's business (``ssh -L`` to watch from afar).
 """
@@ -34,10 +35,23 @@ from wsload.coordinator.summary import RunSummary
 HOST = "127.0.0.1"
 #: Requests served at once; more are refused (503) rather than queued.
 MAX_REQUESTS = 16
-#: After the run, how long an open page has to fetch the final document.
-LINGER = 2.5
+#: After the run, how long an open page has to fetch the final document (it asks each second).
+LINGER = 5.0
 #: A page that fetched within this many seconds counts as open.
 OPEN_PAGE = 5.0
+#: Seconds one request may take, its body's delivery included.
+REQUEST_TIMEOUT = 10.0
+
+
+async def _send(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+    """Write the whole body before returning, so a slow reader holds its request's slot."""
+    response = web.StreamResponse(headers={"Cache-Control": "no-store"})
+    response.content_type = content_type
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body)  # waits while the reader's buffer is full
+    await response.write_eof()
+    return response
 
 
 class DashboardError(WsloadError):
@@ -81,21 +95,19 @@ class Dashboard:
         return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
 
     def app(self) -> web.Application:
-        async def page(_request: web.Request) -> web.Response:
+        async def page(request: web.Request) -> web.StreamResponse:
             body = self._data()
             doc = None if body is None else json.loads(body)
-            return web.Response(text=page_html(doc, data_url="/data"), content_type="text/html",
-                                headers={"Cache-Control": "no-store"})  # fmt: skip
+            return await _send(request, page_html(doc, data_url="/data").encode(), "text/html")
 
-        async def data(_request: web.Request) -> web.Response:
+        async def data(request: web.Request) -> web.StreamResponse:
             self._last_fetch = self._clock()
             body = self._data()
             if self._final:
                 self._fetched_final.set()
             if body is None:
                 return web.Response(status=204)
-            return web.Response(body=body, content_type="application/json",
-                                headers={"Cache-Control": "no-store"})  # fmt: skip
+            return await _send(request, body, "application/json")
 
         @web.middleware
         async def bounded(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -103,8 +115,14 @@ class Dashboard:
                 return web.Response(status=503, text="busy")
             self._busy += 1
             try:
-                response: web.StreamResponse = await asyncio.wait_for(handler(request), 10)
+                response: web.StreamResponse = await asyncio.wait_for(
+                    handler(request), REQUEST_TIMEOUT
+                )
                 return response
+            except TimeoutError:  # a reader too slow for one document: cut off
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=503, text="too slow")
             finally:
                 self._busy -= 1
 

@@ -17,6 +17,7 @@ hostile target cannot script the report.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from importlib.resources import files
@@ -43,6 +44,7 @@ TOTALS = ("sent", "received", "expected", "timed_out", "failed", "lost", "unansw
 WORKER_COUNTS = ("sent", "received", "timed_out", "lost")
 
 
+@functools.cache
 def _asset(name: str) -> str:
     return files("wsload.coordinator").joinpath("report_page", name).read_text(encoding="utf-8")
 

@@ -59,7 +59,7 @@ async def test_the_dashboard_updates_live_and_freezes_on_the_report(
     server = serve_factory()
     out = tmp_path / "run.json"
     proc = subprocess.Popen(
-        [WSLOAD, "run", "--ws-url", server.ws_url, "-c", "4", "-d", "6", "--interval", "0.05",
+        [WSLOAD, "run", "--ws-url", server.ws_url, "-c", "4", "-d", "8", "--interval", "0.05",
          "-w", "1", "--quiet", "--dashboard", "--json", str(out), "--threshold", "p99<2s"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -67,7 +67,9 @@ async def test_the_dashboard_updates_live_and_freezes_on_the_report(
         address = await read_address(proc)
         async with chromium_page() as page:
             await page.goto(address)
-            await page.wait_for("document.getElementById('verdict').dataset.status === 'running'")
+            await page.wait_for(
+                "document.getElementById('verdict').dataset.status === 'running'", timeout=30
+            )
             await page.wait_for(f"({TILES}).sent > 0", timeout=20)
             first = await sent(page)
             # a second later the page has fetched the run so far again: its numbers grew

@@ -14,6 +14,7 @@ import pytest
 
 from wsload.common.protocol import Result, Samples, decode, encode
 from wsload.common.spec import JobSpec
+from wsload.coordinator import dashboard
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.dashboard import Dashboard
 from wsload.coordinator.html_report import document_json, page_document, page_html, render
@@ -46,7 +47,7 @@ def aggregate(seconds: int = 2) -> RunAggregate:
 
 
 def spec() -> JobSpec:
-    return JobSpec(ws_url="ws://127.0.0.1:9/ws", duration=2, thresholds=["timeouts==0", "p99<1s"])
+    return JobSpec(ws_url="ws://127.0.0.1:9/ws", duration=2, thresholds=("timeouts==0", "p99<1s"))
 
 
 def final(agg: RunAggregate) -> RunSummary:
@@ -127,5 +128,24 @@ async def test_the_dashboard_serves_the_run_so_far_built_once_per_second() -> No
             assert doc["verdict"]["status"] == "failed"
             assert len(builds) == 2
             await board.linger()  # the final document was fetched: no wait
+    finally:
+        await board.stop()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.asyncio
+async def test_requests_past_the_bound_are_refused_not_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board = Dashboard(port=0)
+    url = await board.start()
+    try:
+        board.update(lambda: live_summary(spec(), aggregate(), 1.5))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "data") as r:
+                assert r.status == 200
+            monkeypatch.setattr(dashboard, "MAX_REQUESTS", 0)  # every slot taken
+            async with http.get(url + "data") as r:
+                assert r.status == 503
     finally:
         await board.stop()
