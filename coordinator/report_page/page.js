@@ -125,7 +125,12 @@
     var hasData = data.length > 1 && data[0].length > 0;
     var existing = charts[id];
     if (existing && existing.key === key && hasData) {
-      existing.plot.setData(data);
+      // Live: new data, but a chart the reader zoomed into stays zoomed.
+      var plot0 = existing.plot, xs = data[0];
+      var range = existing.zoomed ? {min: plot0.scales.x.min, max: plot0.scales.x.max}
+                                  : {min: xs[0], max: xs[xs.length - 1]};
+      plot0.setData(data, false);
+      plot0.setScale("x", range);
       return;
     }
     if (existing) { existing.plot.destroy(); delete charts[id]; }
@@ -156,9 +161,14 @@
         {label: opts.ylabel, size: 60}
       ],
       cursor: {drag: {x: true, y: false}},
+      hooks: {setScale: [function (u, scaleKey) {
+        var xs = u.data[0], entry = charts[id];
+        if (scaleKey !== "x" || !entry || !xs.length) return;
+        entry.zoomed = u.scales.x.min > xs[0] || u.scales.x.max < xs[xs.length - 1];
+      }]},
       legend: {live: true}
     }, data, node);
-    charts[id] = {plot: plot, key: key};
+    charts[id] = {plot: plot, key: key, zoomed: false};
   }
 
   function nonNull(arr) { return arr.map(function (v) { return v === null ? null : v; }); }

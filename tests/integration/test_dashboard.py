@@ -77,6 +77,16 @@ async def test_the_dashboard_updates_live_and_freezes_on_the_report(
             assert await page.evaluate(
                 "document.querySelectorAll('#chart-throughput canvas').length"
             )
+            # A chart the reader zoomed into stays zoomed while new seconds arrive.
+            await page.wait_for("window.wsloadDocument().series.t.length >= 3", timeout=20)
+            await page.evaluate(
+                "window.wsloadCharts()['chart-throughput'].setScale('x', {min: 1, max: 1.5})"
+            )
+            rendered = await page.evaluate("+document.body.dataset.rendered")
+            await page.wait_for(f"+document.body.dataset.rendered > {rendered}")
+            assert (
+                await page.evaluate("window.wsloadCharts()['chart-throughput'].scales.x.max") == 1.5
+            )
             live = await page.evaluate("document.getElementById('thresholds').innerText")
             assert "p99<2s" in live  # judged on the run so far
             assert "PASS" in live
@@ -163,12 +173,36 @@ async def test_the_html_report_is_the_same_page_offline_with_the_runs_numbers(
         y_min = await page.evaluate("Object.values(window.wsloadCharts()).map(p => p.scales.y.min)")
         assert y_min, "no chart drawn"
         assert all(v == 0 for v in y_min), y_min
+        # Hover shows a second's values in the legend; a click on a legend entry hides its series.
+        box = await page.evaluate(
+            "(r => ({x: r.left + r.width / 2, y: r.top + r.height / 2}))"
+            "(document.querySelector('#chart-throughput .u-over').getBoundingClientRect())"
+        )
+        await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=box["x"], y=box["y"])
+        hovered = await page.wait_for(
+            "(v => /^[0-9]/.test(v) && v)(document.querySelector("
+            "'#chart-throughput .u-legend .u-series:nth-child(2) .u-value').textContent)"
+        )
+        assert float(hovered.replace(",", "")) in doc_sent_per_second(
+            await page.evaluate("window.wsloadDocument()")
+        )
+        await page.evaluate(
+            "document.querySelector("
+            "'#chart-throughput .u-legend .u-series:nth-child(2) th').click()"
+        )
+        assert (
+            await page.evaluate("window.wsloadCharts()['chart-throughput'].series[1].show") is False
+        )
         # The series hold the run's numbers: sent per second adds up to the total.
         doc = await page.evaluate("window.wsloadDocument()")
         assert sum(doc["series"]["sent"]) == final["total_sent"]
         screenshot = await page.call("Page.captureScreenshot", format="png")
         (tmp_path / "report.png").write_bytes(base64.b64decode(screenshot["data"]))
         assert page.errors == []
+
+
+def doc_sent_per_second(doc: dict[str, Any]) -> list[float]:
+    return [float(v) for v in doc["series"]["sent"]]
 
 
 def test_a_dashboard_port_in_use_stops_the_run_before_it_starts() -> None:
