@@ -14,7 +14,9 @@ requests are served at once (more get 503), each bounded in time with its
 body's delivery (a reader too slow is cut off), so a slow or hostile client
 costs at most that many copies of one document.
 It binds 127.0.0.1 only: the page shows the target and the run's
-parameters, which are nobody else's business (``ssh -L`` to watch from afar).
+parameters, which are nobody else's business (``ssh -L`` to watch from afar),
+and answers only requests addressed to a loopback name, so a web page whose
+name resolves to 127.0.0.1 (DNS rebinding) cannot read it either.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ LINGER = 5.0
 OPEN_PAGE = 5.0
 #: Seconds one request may take, its body's delivery included.
 REQUEST_TIMEOUT = 10.0
+
+
+def _loopback_host(host: str) -> bool:
+    """The Host header names loopback (any port: ``ssh -L`` may forward from another one)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in ("127.0.0.1", "localhost", "[::1]")
 
 
 async def _send(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
@@ -111,6 +119,8 @@ class Dashboard:
 
         @web.middleware
         async def bounded(request: web.Request, handler: Any) -> web.StreamResponse:
+            if not _loopback_host(request.host):  # DNS rebinding: a site named for 127.0.0.1
+                return web.Response(status=421, text="this page answers to 127.0.0.1 only")
             if self._busy >= MAX_REQUESTS:
                 return web.Response(status=503, text="busy")
             self._busy += 1

@@ -267,6 +267,7 @@
 
   function render(doc) {
     current = doc;
+    document.querySelector("main").hidden = !doc;  // before the run's first second: the banner
     if (!doc) return;
     banner(doc);
     tiles(doc);

@@ -149,3 +149,22 @@ async def test_requests_past_the_bound_are_refused_not_queued(
                 assert r.status == 503
     finally:
         await board.stop()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.asyncio
+async def test_only_requests_addressed_to_loopback_are_answered() -> None:
+    board = Dashboard(port=0)
+    url = await board.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for host, status in (
+                ("evil.example:80", 421),
+                ("127.0.0.1.evil.example", 421),
+                ("localhost:8080", 204),
+                (f"127.0.0.1:{board.port}", 204),
+            ):
+                async with http.get(url + "data", headers={"Host": host}) as r:
+                    assert r.status == status, host
+    finally:
+        await board.stop()
