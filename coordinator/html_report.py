@@ -34,9 +34,6 @@ CHART_LIBRARY = ("uplot", "1.6.32", "MIT")
 MAX_CHART_STEPS = 10
 #: Most error kinds the errors-over-time chart draws (the table lists every kind).
 MAX_CHART_KINDS = 8
-#: Seconds of time series a live document carries (the final one carries all): a
-#: day-long run must not make each second's document, and its JSON, grow without bound.
-MAX_LIVE_SECONDS = 3600
 #: Counters the page shows (its tiles and tables), as the JSON names them.
 TOTALS = ("sent", "received", "expected", "timed_out", "failed", "lost", "unanswered", "late",
           "unsolicited", "behind_schedule", "write_pauses", "connects", "connect_failures",
@@ -90,11 +87,14 @@ def parameter_rows(run: RunParameters, workers: int) -> list[list[str]]:
     return rows
 
 
-def _series(f: RunFigures, live: bool) -> dict[str, Any]:
-    """Per-second columns for the charts: counts per second, latency in ms, connections."""
-    rows = f.time_series[-MAX_LIVE_SECONDS:] if live else f.time_series
-    skipped = f.time_series[: len(f.time_series) - len(rows)]
-    connected = sum(r.counters.clients_connected for r in skipped)  # a gauge sent as deltas
+def _series(f: RunFigures) -> dict[str, Any]:
+    """Per-second columns for the charts: counts per second, latency in ms, connections.
+
+    Connections are a gauge sent as deltas: the series adds them up from where
+    the run stood before its first row (live figures carry the newest seconds only).
+    """
+    rows = f.time_series
+    connected = f.counters.clients_connected - sum(r.counters.clients_connected for r in rows)
     connections: list[int] = []
     for r in rows:
         connected += r.counters.clients_connected
@@ -143,12 +143,13 @@ def page_document(summary: RunSummary, *, live: bool = False) -> dict[str, Any]:
 
     ``live``: the run is still going (the dashboard): the banner says so
     instead of a verdict, the thresholds are judged on the run so far, and
-    the time series is its last :data:`MAX_LIVE_SECONDS`. Times are in
+    the time series is what the live figures carry (their newest seconds:
+    :data:`wsload.coordinator.aggregate.LIVE_SECONDS`). Times are in
     milliseconds (``*_ms``) for the charts; ``totals`` keep the JSON's units.
     """
     run, f, verdict = summary.parameters, summary.figures, summary.verdict
     c = f.counters
-    series = _series(f, live)
+    series = _series(f)
     return {
         "live": live,
         "elapsed": f.elapsed,
@@ -248,7 +249,6 @@ __all__ = [
     "CHART_LIBRARY",
     "MAX_CHART_KINDS",
     "MAX_CHART_STEPS",
-    "MAX_LIVE_SECONDS",
     "document_json",
     "page_document",
     "page_html",

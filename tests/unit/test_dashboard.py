@@ -14,6 +14,7 @@ import pytest
 
 from wsload.common.protocol import Result, Samples, decode, encode
 from wsload.common.spec import JobSpec
+from wsload.coordinator import aggregate as aggregate_module
 from wsload.coordinator import dashboard
 from wsload.coordinator.aggregate import RunAggregate
 from wsload.coordinator.dashboard import Dashboard
@@ -168,3 +169,15 @@ async def test_only_requests_addressed_to_loopback_are_answered() -> None:
                     assert r.status == status, host
     finally:
         await board.stop()
+
+
+def test_a_long_runs_live_document_carries_its_newest_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agg = aggregate(seconds=3)
+    monkeypatch.setattr(aggregate_module, "LIVE_SECONDS", 2)
+    live = page_document(live_summary(spec(), agg, 3.0), live=True)
+    assert live["series"]["t"] == [2, 3]
+    assert live["series"]["connected"] == [1, 1]  # counted from where the run stood
+    assert live["totals"]["sent"] == 30  # the totals are the whole run's
+    assert page_document(final(agg))["series"]["t"] == [1, 2, 3]
