@@ -68,6 +68,12 @@ class AnswerMatcher:
             self._prefix = answer_prefix(key)
         return self._prefix
 
+    def answers(self, data: bytes, key: Any) -> bool:
+        """Does ``data`` (a view) answer ``key``? Its first bytes only, no parse."""
+        prefix = self.prefix(key)
+        n = len(prefix)
+        return len(data) > n and data[n] in _FOLLOW and data.startswith(prefix)
+
     def match(self, data: bytes, text: bool, values: Mapping[str, Any], rng: random.Random) -> Any:
         key = values.get(ANSWER_VAR)
         if key is None:

@@ -26,15 +26,16 @@ every input carries ``now``.
   (:meth:`wsload.worker.session_client.Client.encode`); a step that waits for
   its answer is matched by the key (:mod:`wsload.common.answer`).
 - **Time.** :attr:`ProtocolSession.deadline` is the earliest of the
-  session's, the codec's (keep-alives, heart-beats, a ping that did not
-  come) and the handshake's; :meth:`ProtocolSession.on_timer` runs whichever
-  are due. A failure the codec's timer finds is left in its ``failure``
-  attribute (the codecs' convention: :meth:`Codec.on_timer` returns frames
-  only), counted once like a received one.
-- **Goodbye.** Before this side closes (a churn session's end, a ``close``
-  step, a failed setup, the run's end, a stage's ramp-down:
-  :meth:`ProtocolSession.goodbye`) the codec's goodbye frames go out (STOMP
-  and MQTT DISCONNECT), once.
+  session's, the codec's (keep-alives, a ping that did not come) and the
+  handshake's. A failure the codec's timer finds is left in its ``failure``
+  (:meth:`Codec.on_timer` returns frames only), counted once.
+- **Goodbye.** Before this side closes, the codec's goodbye frames go out
+  (STOMP and MQTT DISCONNECT), once.
+
+Answers: a view ``{"answer":KEY,...}`` goes to the session only when the
+pending answer step waits for KEY; any other is ``late`` or unsolicited
+(:func:`wsload.worker.protocol_parts.stray`). Housekeeping replies sent
+while the engine says ``paused`` are bounded (:data:`WRITE_BACKLOG`).
 
 Counting: the protocol's housekeeping (handshake, pings, heart-beats, acks,
 goodbye) is never a message sent, received or unsolicited; ``bytes_sent``
@@ -45,15 +46,22 @@ never the views.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.match import prime_json
-from wsload.worker.codecs import codec_class
 from wsload.worker.codecs.base import UNPARSED, Codec, Failure, Frame, Received
-from wsload.worker.recorder import Recorder
+from wsload.worker.protocol_parts import (
+    BACKLOG_CLOSE,
+    WRITE_BACKLOG,
+    Opening,
+    awaited,
+    backlog_failure,
+    count_error,
+    opening,
+    stray,
+    wire_size,
+)
 from wsload.worker.schedule import TIMER_SLACK
 from wsload.worker.session import EMPTY, Client, Conversation, Effects, Session
 
@@ -62,35 +70,8 @@ _INF = math.inf
 HANDSHAKE_CLOSE = 1002
 #: the close code after a codec raised (a codec's bug must not be a traceback in a callback)
 CODEC_FAILED = 1011
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """How one connection of a protocol client opens: its codec, options, URL, subprotocols.
-
-    Made before the connection (:func:`opening`): the options are rendered
-    once per connection, the engine connects to ``url`` offering
-    ``subprotocols``, and the session's codec is made with the same options.
-    """
-
-    codec: type[Codec]
-    options: Mapping[str, Any]
-    url: str
-    subprotocols: tuple[str, ...]
-
-
-def opening(client: Client, ws_url: str) -> Opening | None:
-    """The opening of ``client``'s next connection (None: its program speaks raw frames)."""
-    spec = client.program.protocol
-    if spec is None:
-        return None
-    cls = codec_class(spec.name)
-    options: Any = {}
-    if spec.options is not None:
-        options = spec.options.render(client.values, client.rng)
-        if not isinstance(options, Mapping):  # the language checks it is a table
-            options = {}
-    return Opening(cls, options, cls.url(ws_url, options), cls.subprotocols(options))
+#: what every answer's view begins with (see :mod:`wsload.worker.codecs.base`)
+_ANSWER = b'{"answer":'
 
 
 def session_for(
@@ -111,6 +92,7 @@ class ProtocolSession:
     """One connection of a protocol client: see the module's docstring."""
 
     __slots__ = (
+        "_backlog",
         "_codec_stuck",
         "_due",
         "_hs_deadline",
@@ -130,6 +112,7 @@ class ProtocolSession:
         self.client = client
         self.codec = codec
         client.codec = codec
+        codec.rng = client.rng  # its random draws reproducible per client
         self.session = Session(client, until=until)
         self._hs_timeout = handshake_timeout
         self._hs_deadline = _INF
@@ -141,6 +124,8 @@ class ProtocolSession:
         self._timer_failure: Failure | None = None
         #: a codec deadline its timer was called for and left as it was (ignored since)
         self._codec_stuck = -_INF
+        #: bytes of housekeeping sent while paused (the peer does not read them)
+        self._backlog = 0
 
     # -- what the engine asks ---------------------------------------------------
 
@@ -161,6 +146,8 @@ class ProtocolSession:
     @paused.setter
     def paused(self, value: bool) -> None:
         self.session.paused = value
+        if not value:
+            self._backlog = 0
 
     @property
     def until(self) -> float:
@@ -229,6 +216,8 @@ class ProtocolSession:
                 out = self._wire(codec.on_timer(now if now > at else at))
             except Exception as exc:
                 return self._codec_failed(now, exc)
+            if self._backlog > WRITE_BACKLOG:
+                return self._failed(now, backlog_failure(self._backlog), [])
             if codec.deadline == at:  # not moved on: never fired again (no busy loop)
                 self._codec_stuck = at
             # what the timer found (a ping or heart-beat that did not come): counted once
@@ -246,6 +235,7 @@ class ProtocolSession:
 
     def resume(self, now: float) -> Effects:
         """Writes are allowed again: a held send goes out."""
+        self._backlog = 0
         session = self.session
         if not self._started or self._over:
             session.paused = False
@@ -280,8 +270,12 @@ class ProtocolSession:
         """Housekeeping frames to send: their bytes count, they are no message."""
         if frames:
             rec = self.client.rec
+            size = 0
             for frame in frames:
-                rec.bytes_sent += _size(frame)
+                size += wire_size(frame)
+            rec.bytes_sent += size
+            if self.session.paused:
+                self._backlog += size
             return list(frames)
         return []
 
@@ -300,6 +294,8 @@ class ProtocolSession:
                 view = message.view
                 if message.parsed is not UNPARSED:
                     prime_json(view, message.parsed)
+                if view[:10] == _ANSWER and not awaited(self.session, view):
+                    return stray(self.client, view)
                 self.client.rec.bytes_received -= len(view)  # the session counts it again
                 effects = self.session.on_message(now, view, True)
                 if effects and type(effects[-1]) is int:  # the session closes: goodbye first
@@ -308,6 +304,8 @@ class ProtocolSession:
             if not messages:
                 return EMPTY
         out: list[Any] = self._wire(got.replies) if got.replies else []
+        if self._backlog > WRITE_BACKLOG:
+            return self._failed(now, backlog_failure(self._backlog), [])
         if not self._started and self.codec.ready:
             out = list(self._begin(now, out))
             if out and type(out[-1]) is int:  # the session closed at once (a churn with no steps)
@@ -319,6 +317,9 @@ class ProtocolSession:
                 view = message.view
                 if message.parsed is not UNPARSED:
                     prime_json(view, message.parsed)
+                if view[:10] == _ANSWER and not awaited(self.session, view):
+                    stray(self.client, view)
+                    continue
                 rec.bytes_received -= len(view)  # the session counts it: the wire's bytes did
                 effects = session.on_message(now, view, True)
                 if effects:
@@ -353,7 +354,7 @@ class ProtocolSession:
 
     def _failed(self, now: float, failure: Failure, out: list[Any]) -> Effects:
         """The codec's failure: its error kind; a fatal one closes (reconnect after the backoff)."""
-        _error(self.client.rec, failure.kind, failure.text)
+        count_error(self.client.rec, failure.kind, failure.text)
         if not failure.fatal:
             return tuple(out) if out else EMPTY
         self._give_up(now)
@@ -362,7 +363,7 @@ class ProtocolSession:
 
     def _handshake_timeout(self, now: float) -> Effects:
         name = self.codec.name
-        _error(
+        count_error(
             self.client.rec,
             "handshake_timeout",
             f"no {name} handshake within {self._hs_timeout:g} s (does the server speak {name}?)",
@@ -371,7 +372,9 @@ class ProtocolSession:
         return (HANDSHAKE_CLOSE,)
 
     def _codec_failed(self, now: float, exc: Exception) -> Effects:
-        _error(self.client.rec, "codec_error", f"{self.codec.name}: {type(exc).__name__}: {exc}")
+        count_error(
+            self.client.rec, "codec_error", f"{self.codec.name}: {type(exc).__name__}: {exc}"
+        )
         self._give_up(now)
         return (CODEC_FAILED,)
 
@@ -382,23 +385,11 @@ class ProtocolSession:
         self.session.on_closed(now)
 
 
-def _size(frame: Frame) -> int:
-    if type(frame) is bytes or frame.isascii():
-        return len(frame)
-    return len(frame.encode())  # type: ignore[union-attr]
-
-
-def _error(rec: Recorder, kind: str, text: str) -> None:
-    """Count error ``kind``; its text is kept once per kind (built by the caller: a slow path)."""
-    if kind not in rec.error_texts:
-        rec.error(kind, text)
-    else:
-        rec.error(kind)
-
-
 __all__ = [
+    "BACKLOG_CLOSE",
     "CODEC_FAILED",
     "HANDSHAKE_CLOSE",
+    "WRITE_BACKLOG",
     "Opening",
     "ProtocolSession",
     "opening",

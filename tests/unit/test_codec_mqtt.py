@@ -8,6 +8,7 @@ cannot hide behind the same bug in the decoder.
 from __future__ import annotations
 
 import json
+import random
 import struct
 
 import pytest
@@ -78,10 +79,26 @@ def test_connect_without_credentials_and_persistent_session() -> None:
     assert frame == b"\x10" + bytes((len(body),)) + body
 
 
+def _default_id(rng: random.Random | None = None) -> str:
+    codec = MqttCodec({"client_id": ""})
+    if rng is not None:
+        codec.rng = rng
+    codec.open(0.0)
+    return codec.client_id
+
+
 def test_default_client_id_is_unique_per_connection_and_short() -> None:
-    ids = {MqttCodec({}).client_id for _ in range(50)}
+    ids = {_default_id() for _ in range(50)}
     assert len(ids) == 50
-    assert all(i.startswith("wsload-") and len(i) <= 23 for i in ids)
+    assert all(i.startswith("wsload-") and len(i) == 23 for i in ids)
+
+
+def test_default_client_id_comes_from_the_clients_rng() -> None:
+    """Reproducible: the same client's rng gives the same ids, run after run."""
+    first = [_default_id(rng) for rng in [random.Random(7)] * 3]
+    again = [_default_id(rng) for rng in [random.Random(7)] * 3]
+    assert first == again
+    assert len(set(first)) == 3
 
 
 def test_connack_refused_is_mqtt_refused() -> None:
@@ -165,11 +182,18 @@ def test_packet_ids_skip_those_in_use_and_wrap() -> None:
     assert keys == [65534, 2, 3]
 
 
-def test_no_free_packet_id_is_an_input_error() -> None:
+def test_no_free_packet_id_is_a_fatal_failure_at_once() -> None:
+    """Answers that never come fill the table: the connection is given up (the session's
+    timer, due at once, counts the failure and closes; reconnect after the backoff)."""
     codec = ready()
     codec.waiting = dict.fromkeys(range(1, 65536), 4)
     with pytest.raises(CodecInputError, match="no free packet id"):
         codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    assert codec.failure is not None
+    assert codec.failure.kind == "mqtt_backlog"
+    assert codec.failure.fatal
+    assert codec.deadline == 0.0
+    assert codec.on_timer(100.0) == []
 
 
 def test_subscribe_is_answered_by_its_suback() -> None:
@@ -428,9 +452,29 @@ def test_v5_connack_properties_set_the_keepalive_and_receive_maximum() -> None:
     assert codec.deadline == 10.0
     codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
     codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    codec.encode(Action.SEND, {"topic": "t", "qos": 0}, False)  # QoS 0 is not counted
     with pytest.raises(CodecInputError, match="receive maximum"):
         codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
-    codec.encode(Action.SEND, {"topic": "t", "qos": 0}, False)  # QoS 0 is not counted
+    assert codec.failure is not None
+    assert codec.failure.kind == "mqtt_backlog"
+    assert codec.failure.fatal
+    assert codec.deadline == 0.0
+
+
+def test_v5_connack_maximum_qos_and_packet_size_bound_the_sends() -> None:
+    # Maximum QoS 0, Maximum Packet Size 40 bytes
+    codec = ready5(b"\x24\x00" + b"\x27" + struct.pack(">I", 40))
+    with pytest.raises(CodecInputError, match="past the server's Maximum QoS"):
+        codec.encode(Action.SEND, {"topic": "t", "qos": 1}, True)
+    [frame], _ = codec.encode(Action.SEND, {"topic": "t", "payload": "x" * 20}, False)
+    assert len(frame) <= 40
+    with pytest.raises(CodecInputError, match="past the server's Maximum Packet Size"):
+        codec.encode(Action.SEND, {"topic": "t", "payload": "x" * 40}, False)
+    with pytest.raises(CodecInputError, match="Maximum Packet Size"):
+        codec.encode(Action.SUBSCRIBE, {"topic": "t/" + "x" * 40}, True)
+    assert codec.failure is None
+    assert not codec.waiting
+    codec.encode(Action.SUBSCRIBE, {"topic": "t/#", "qos": 1}, True)  # subscribing is not capped
 
 
 def test_v5_connack_refused_with_its_reason() -> None:
@@ -518,3 +562,33 @@ def test_v5_malformed_connack_properties_are_protocol_errors(props: bytes) -> No
     assert got.failure is not None
     assert got.failure.kind == "protocol_error"
     assert not codec.ready
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000, 100_000])
+def test_a_payload_nested_too_deep_is_text_never_a_failure(depth: int) -> None:
+    """A peer's nesting past the interpreter's recursion limit: its text, not a traceback."""
+    codec = ready()
+    payload = b"[" * depth + b"]" * depth
+    got = codec.receive(1.0, publish_topic_big("t", payload, 1, 7), False)
+    assert got.failure is None
+    assert got.replies == [b"\x40\x02" + u16(7)]
+    [message] = got.messages
+    assert message.parsed["payload"] in (json.loads(message.view)["payload"], payload.decode())
+    assert message.view.startswith(b'{"topic":"t","payload":')
+
+
+def test_a_payload_with_nan_is_text_so_its_view_is_json() -> None:
+    codec = ready()
+    [message] = codec.receive(1.0, publish("t", b"[NaN]"), False).messages
+    assert json.loads(message.view)["payload"] == "[NaN]"
+
+
+def publish_topic_big(topic: str, payload: bytes, qos: int, pid: int) -> bytes:
+    body = s(topic) + u16(pid) + payload
+    n, length = len(body), bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        length.append(digit | 0x80 if n else digit)
+        if not n:
+            break
+    return bytes((0x30 | qos << 1,)) + bytes(length) + body

@@ -406,3 +406,79 @@ def test_connected_and_frames_in_one_message() -> None:
     )
     assert codec.ready
     assert [v["command"] for v in views(got)] == ["MESSAGE", "RECEIPT"]
+
+
+def test_the_jobs_max_message_size_bounds_a_partial_frame() -> None:
+    """A frame that never ends holds at most max_message_size bytes, then protocol_error."""
+    codec = StompCodec({}, max_message_size=1024)
+    codec.open(0.0)
+    codec.receive(0.0, CONNECTED, True)
+    got = codec.receive(1.0, b"MESSAGE\nsubscription:s\n\n" + b"x" * 1000, True)
+    pieces = 1
+    while got.failure is None and pieces < 10:
+        got = codec.receive(1.0, b"y" * 1000, True)
+        pieces += 1
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    assert "past 1024 bytes" in got.failure.text
+    assert pieces <= 2
+    long = b"MESSAGE\ncontent-length:2000\n\n"
+    codec = connected()
+    codec._max_frame = 1024
+    assert "past 1024" in str(codec.receive(1.0, long, True).failure)
+
+
+def test_a_5_mib_frame_passes_a_16_mib_bound() -> None:
+    codec = StompCodec({}, max_message_size=16 * 1024 * 1024)
+    codec.open(0.0)
+    codec.receive(0.0, CONNECTED, True)
+    body = b"z" * (5 * 1024 * 1024)
+    raw = b"MESSAGE\nsubscription:0\n\n" + body + b"\x00"
+    got = [codec.receive(1.0, raw[i : i + 65536], True) for i in range(0, len(raw), 65536)]
+    assert all(g.failure is None for g in got)
+    (view,) = [v for g in got for v in views(g)]
+    assert len(view["body"]) == len(body)
+
+
+def test_a_content_length_frame_with_nuls_in_every_piece_is_parsed_once() -> None:
+    """Its content-length tells how many bytes it needs: pieces holding NULs are not
+    parsed again one by one (quadratic), the frame is parsed when it is whole."""
+    codec = connected()
+    body = b"\x00ab" * 100_000
+    raw = b"MESSAGE\nsubscription:0\ncontent-length:%d\n\n%s\x00" % (len(body), body)
+    calls = 0
+    import wsload.worker.codecs.stomp as stomp_module
+
+    real = stomp_module.parse_frames
+
+    def counting(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args)
+
+    stomp_module.parse_frames = counting  # type: ignore[assignment]
+    try:
+        got = [codec.receive(1.0, raw[i : i + 1000], True) for i in range(0, len(raw), 1000)]
+    finally:
+        stomp_module.parse_frames = real
+    assert all(g.failure is None for g in got)
+    assert [v["body"] for g in got for v in views(g)] == [body.decode()]
+    assert calls <= 3
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000, 100_000])
+def test_a_body_nested_too_deep_is_text_never_a_failure(depth: int) -> None:
+    codec = connected()
+    body = b"[" * depth + b"]" * depth
+    got = codec.receive(1.0, b"MESSAGE\nsubscription:s\nmessage-id:1\n\n" + body + b"\x00", True)
+    assert got.failure is None
+    [message] = got.messages
+    assert message.view.startswith(b'{"command":"MESSAGE"')
+    assert message.view.endswith(b"}")
+    assert message.parsed["body"] in (body.decode(), message.parsed["body"])
+
+
+def test_a_body_that_is_not_utf8_is_base64() -> None:
+    codec = connected()
+    got = codec.receive(1.0, b"MESSAGE\nsubscription:s\n\n\xff\xfe\x00", True)
+    assert views(got)[0]["body"] == {"_binary": "//4="}

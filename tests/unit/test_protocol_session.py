@@ -22,7 +22,7 @@ import pytest
 
 from wsload.common.answer import ANSWER_VAR, AnswerError, AnswerMatcher
 from wsload.common.match import parse_json
-from wsload.common.program import Action, Program, ProtocolSpec, Step, Think
+from wsload.common.program import Action, Deliveries, Program, ProtocolSpec, Step, Think
 from wsload.worker.codecs.base import (
     NOTHING,
     AnswerKey,
@@ -635,3 +635,81 @@ def test_an_answer_steps_own_fail_pattern_is_tested_on_its_answer_only() -> None
     assert rig.step("chat") == {"expected": 1, "failed": 1}
     assert rig.rec.errors == {"fail_matched": 1}
     assert rig.rec.error_texts["fail_matched"].startswith("chat: the answer matched its fail")
+
+
+def _fanout_counts(rec: Recorder) -> Any:
+    window = rec.fanout.take()
+    return None if window is None else window.counts
+
+
+def test_a_late_answer_counts_late_never_a_delivery() -> None:
+    """An answer whose step timed out, with [deliveries] that would read it: late only."""
+    loop = (emit(1, "chat", event="chat", n="{seq}", timeout=1.0),)
+    deliveries = Deliveries(seq="data.seq", source="server")
+    rig = Rig(program((), loop, deliveries=deliveries), period=10.0, instant=True)
+    s = rig.session()
+    s.start(0.0)
+    s.on_timer(1.0)  # the answer timed out; the next iteration is due at 10
+    assert not s.pending
+    assert s.on_message(1.5, b'ACK 1 {"seq": 1, "text": "hi"}', True) == EMPTY
+    assert s.on_message(1.6, b'ACK 1 {"seq": 2, "text": "hi"}', True) == EMPTY  # again: stray
+    assert rig.counters("late", "unsolicited", "timed_out") == {
+        "late": 1, "unsolicited": 1, "timed_out": 1,
+    }  # fmt: skip
+    assert not (_fanout_counts(rig.rec) or {}).get("default", {}).get("deliveries")
+    # a push with the same shape is a delivery, as before
+    assert s.on_message(1.7, b'MSG {"seq": 3}', True) == EMPTY
+    rig.assert_identity()
+
+
+def test_another_keys_answer_while_an_answer_waits_is_never_a_delivery() -> None:
+    loop = (emit(1, "chat", event="chat", n="{seq}"),)
+    deliveries = Deliveries(seq="data.seq", source="server")
+    rig = Rig(program((), loop, deliveries=deliveries), instant=True)
+    s = rig.session()
+    s.start(0.0)
+    assert s.pending
+    assert s.on_message(0.1, b'ACK 9 {"seq": 1}', True) == EMPTY
+    assert rig.counters("unsolicited", "received") == {"unsolicited": 1, "received": 0}
+    assert not (_fanout_counts(rig.rec) or {}).get("default", {}).get("deliveries")
+    assert s.pending
+
+
+def test_an_answer_never_meets_a_plain_expect() -> None:
+    """A non-answer expect whose pattern an answer's view would match is not met by it."""
+    loop = (
+        emit(1, "chat", answer=False, event="chat"),
+        Step(2, "news", Action.EXPECT, Has(b'"data"'), timeout=1.0),
+    )
+    rig = Rig(program((), loop, interval=0.0), instant=True)
+    s = rig.session()
+    s.start(0.0)
+    assert s.pending
+    assert s.on_message(0.1, b'ACK 1 {"data": 1}', True) == EMPTY
+    assert s.pending
+    assert rig.counters("unsolicited", "received") == {"unsolicited": 1, "received": 0}
+    s.on_message(0.2, b'MSG {"data": 2}', True)
+    assert rig.step("news") == {"expected": 2, "met": 1}
+
+
+def test_housekeeping_while_paused_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that pings but never reads: our pongs pile up while paused, up to a bound."""
+    import wsload.worker.protocol_session as ps
+
+    monkeypatch.setattr(ps, "WRITE_BACKLOG", 40)
+    rig = Rig(CHAT_LOOP, instant=True)
+    s = rig.session()
+    s.start(0.0)
+    s.paused = True
+    for i in range(10):  # 40 bytes of PONG: within the bound
+        assert s.on_message(0.1 + i / 100, b"PING", True) == ("PONG",)
+    s.resume(0.3)  # the peer read: the count starts again
+    s.paused = True
+    for i in range(10):
+        assert s.on_message(0.4 + i / 100, b"PING", True) == ("PONG",)
+    assert s.on_message(0.5, b"PING", True) == (ps.BACKLOG_CLOSE,)
+    assert s.over
+    assert s.backoff
+    assert "write_backlog" in rig.rec.errors
+    assert rig.counters("lost") == {"lost": 1}
+    rig.assert_identity()

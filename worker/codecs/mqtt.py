@@ -34,20 +34,22 @@ packet. What a scenario sees:
 
 Options (rendered per connection, defaults from
 :mod:`wsload.common.protocols`): ``client_id`` (``wsload-{client_id}``;
-without one, ``wsload-`` and 16 random hex digits, 23 characters, the
-length every broker must accept), ``username``, ``password``, ``keepalive``
-(seconds, 30; 0 = none), ``clean_session`` (true), ``version`` (4, MQTT
-3.1.1; 5: MQTT 5, whose reason codes 0x80 and up refuse a publish, a
-subscription or an unsubscribe as an error answer, whose CONNACK may set
-the keep-alive and cap the QoS 1 publishes in flight, and whose server may
-send DISCONNECT: ``Failure("mqtt_disconnect")`` with its reason).
+an empty one: ``wsload-`` and 16 hex digits from the client's rng, 23
+characters, the length every broker must accept; reproducible per client),
+``username``, ``password``, ``keepalive`` (seconds, 30; 0 = none),
+``clean_session`` (true), ``version`` (4, MQTT 3.1.1; 5: MQTT 5, whose
+reason codes 0x80 and up refuse a publish, a subscription or an
+unsubscribe as an error answer, whose CONNACK may set the keep-alive, cap
+the QoS 1 publishes in flight (Receive Maximum), the publishes' QoS
+(Maximum QoS) and a packet's size (Maximum Packet Size: a step past them
+is ``bad_step_value``, its text says which), and whose server may send
+DISCONNECT: ``Failure("mqtt_disconnect")`` with its reason). No free packet
+id (65,535 requests wait) or the server's Receive Maximum reached is
+``Failure("mqtt_backlog")``: fatal, reconnected after the backoff.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -63,10 +65,16 @@ from wsload.worker.codecs.base import (
     Frame,
     Message,
     Received,
+    dumps,
+    payload_view,
 )
+from wsload.worker.codecs.mqtt_steps import payload, qos, topics
 from wsload.worker.codecs.mqtt_wire import (
     CONNACK,
     DISCONNECT,
+    MAX_REMAINING,
+    MAXIMUM_PACKET_SIZE,
+    MAXIMUM_QOS,
     PINGREQ_PACKET,
     PINGRESP,
     PUBACK,
@@ -83,11 +91,11 @@ from wsload.worker.codecs.mqtt_wire import (
     ack_packet,
     connect_packet,
     publish_packet,
+    read_answer,
     read_properties,
     read_publish,
     read_u16,
     reason,
-    skip_properties,
     subscribe_packet,
     unsubscribe_packet,
 )
@@ -97,53 +105,9 @@ DEFAULT_KEEPALIVE: int = _DEFAULTS["keepalive"]
 _ANSWER_TYPES = {PUBACK: "puback", SUBACK: "suback", UNSUBACK: "unsuback"}
 _SEND_TYPE = {Action.SEND: PUBACK, Action.SUBSCRIBE: SUBACK, Action.UNSUBSCRIBE: UNSUBACK}
 _PACKET_IDS = 65535
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def payload_value(payload: bytes) -> Any:
-    """A received payload as the view shows it: JSON value, else text, else base64."""
-    try:
-        return json.loads(payload)
-    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
-        pass
-    try:
-        return payload.decode()
-    except UnicodeDecodeError:
-        return {"_binary": base64.b64encode(payload).decode()}
-
-
-def _topics(value: Any) -> list[str]:
-    topic = value.get("topic")
-    topics = [topic] if isinstance(topic, str) else topic
-    if not isinstance(topics, list) or not topics:
-        raise CodecInputError(f"topic must be a string or a list of strings, got {topic!r}")
-    for t in topics:
-        if not isinstance(t, str) or not t:
-            raise CodecInputError(f"topic must be a non-empty string, got {t!r}")
-    return topics
-
-
-def _qos(value: Any, highest: int) -> int:
-    qos = value.get("qos", 0)
-    if isinstance(qos, str) and qos.isdigit():
-        qos = int(qos)
-    if isinstance(qos, bool) or not isinstance(qos, int) or not 0 <= qos <= 2:
-        raise CodecInputError(f"qos must be 0, 1 or 2, got {qos!r}")
-    if qos > highest:
-        raise CodecInputError(f"qos {qos} is not supported for a publish (0 or 1)")
-    return qos
-
-
-def _payload(value: Any) -> bytes:
-    payload = value.get("payload", "")
-    if isinstance(payload, str):
-        return payload.encode()
-    if isinstance(payload, bytes):
-        return payload
-    return _dumps(payload)
+#: the largest packet MQTT can frame (a remaining length of 4 varint bytes, plus its header)
+MAX_PACKET = MAX_REMAINING + 5
+_BOOL = ("false", "true")
 
 
 class MqttCodec(Codec):
@@ -158,7 +122,8 @@ class MqttCodec(Codec):
     ) -> None:
         super().__init__(options, max_message_size)
         client_id = options.get("client_id")
-        self.client_id = str(client_id) if client_id else f"wsload-{secrets.token_hex(8)}"
+        #: the CONNECT's client id ("": made at :meth:`open` from the client's rng)
+        self.client_id = str(client_id) if client_id else ""
         keepalive = options.get("keepalive", DEFAULT_KEEPALIVE)
         if isinstance(keepalive, str) and keepalive.isdigit():
             keepalive = int(keepalive)
@@ -169,6 +134,10 @@ class MqttCodec(Codec):
         self.v5 = options.get("version") in (5, "5")
         #: QoS 1 publishes the server takes unanswered at once (MQTT 5's Receive Maximum)
         self.receive_maximum = _PACKET_IDS
+        #: the highest QoS the server takes in a publish, the largest packet it takes
+        #: (MQTT 5's CONNACK Maximum QoS and Maximum Packet Size)
+        self.maximum_qos = 1
+        self.maximum_packet = MAX_PACKET
         self.reader = PacketReader(max_message_size)
         #: packet id -> the answer's packet type; ``silent`` ids answer no step
         self.waiting: dict[int, int] = {}
@@ -183,6 +152,8 @@ class MqttCodec(Codec):
 
     def open(self, now: float) -> list[Frame]:
         opts = self.options
+        if not self.client_id:  # 16 hex digits: 23 characters, what every broker accepts
+            self.client_id = f"wsload-{self.rng.getrandbits(64):016x}"
         username, password = opts.get("username"), opts.get("password")
         packet = connect_packet(
             self.client_id,
@@ -227,12 +198,28 @@ class MqttCodec(Codec):
 
     def _packet_id(self) -> int:
         if len(self.waiting) >= _PACKET_IDS:
-            raise CodecInputError("no free packet id: 65535 requests wait for their answers")
+            self._full(f"no free packet id: {_PACKET_IDS} requests wait for their answers")
         pid = self.next_id
         while pid in self.waiting:
             pid = pid % _PACKET_IDS + 1
         self.next_id = pid % _PACKET_IDS + 1
         return pid
+
+    def _full(self, text: str) -> None:
+        """No request can be sent until answers come, which they do not: the connection is
+        given up (a fatal failure, reconnected after the backoff), not each step refused."""
+        if self.failure is None:
+            self.failure = Failure("mqtt_backlog", text)
+            self.deadline = 0.0  # past: the session's timer counts it and closes at once
+        raise CodecInputError(text)
+
+    def _sized(self, frame: bytes) -> bytes:
+        if len(frame) > self.maximum_packet:
+            raise CodecInputError(
+                f"a packet of {len(frame)} bytes is past the server's Maximum Packet Size "
+                f"({self.maximum_packet}, its CONNACK says)"
+            )
+        return frame
 
     def encode(
         self, action: Action, value: Any, answer: bool
@@ -243,31 +230,35 @@ class MqttCodec(Codec):
             topic = value.get("topic")
             if not isinstance(topic, str) or not topic or "+" in topic or "#" in topic:
                 raise CodecInputError(f"a publish needs a topic without wildcards, got {topic!r}")
-            qos = _qos(value, 1)
-            payload = _payload(value)
-            if qos == 0:
+            if self.maximum_qos < 1:
+                level = qos(value, 0, "is past the server's Maximum QoS (0, its CONNACK says)")
+            else:
+                level = qos(value, 1)
+            data = payload(value)
+            if level == 0:
                 if answer:
                     raise CodecInputError("a QoS 0 publish has no answer to wait for")
                 retain = bool(value.get("retain"))
-                return [publish_packet(topic, payload, 0, retain, 0, self.v5)], None
+                return [self._sized(publish_packet(topic, data, 0, retain, 0, self.v5))], None
             if self.receive_maximum < _PACKET_IDS and self.receive_maximum <= sum(
                 1 for kind in self.waiting.values() if kind == PUBACK
             ):
-                raise CodecInputError(
+                self._full(
                     f"the server's receive maximum ({self.receive_maximum}) QoS 1 publishes "
                     "wait for their PUBACK"
                 )
             pid = self._packet_id()
-            frame = publish_packet(topic, payload, qos, bool(value.get("retain")), pid, self.v5)
+            frame = publish_packet(topic, data, level, bool(value.get("retain")), pid, self.v5)
         elif action is Action.SUBSCRIBE:
-            topics, qos = _topics(value), _qos(value, 2)
+            filters, level = topics(value), qos(value, 2)
             pid = self._packet_id()
-            frame = subscribe_packet(pid, [(t, qos) for t in topics], self.v5)
+            frame = subscribe_packet(pid, [(t, level) for t in filters], self.v5)
         elif action is Action.UNSUBSCRIBE:
             pid = self._packet_id()
-            frame = unsubscribe_packet(pid, _topics(value), self.v5)
+            frame = unsubscribe_packet(pid, topics(value), self.v5)
         else:
             raise CodecInputError(f"{action} is not a step of protocol mqtt")
+        frame = self._sized(frame)
         self.waiting[pid] = _SEND_TYPE[action]
         if not answer:
             self.silent.add(pid)
@@ -353,9 +344,11 @@ class MqttCodec(Codec):
             self.qos2_in.add(pid)
         elif qos == 1:
             out.replies.append(ack_packet(PUBACK, pid))
-        value = {"topic": topic, "payload": payload_value(payload), "qos": qos}
-        value["retain"] = bool(flags & 1)
-        out.messages.append(Message(_dumps(value), value))
+        shown, text = payload_view(payload)
+        retain = bool(flags & 1)
+        value = {"topic": topic, "payload": shown, "qos": qos, "retain": retain}
+        view = f'{{"topic":{dumps(topic)},"payload":{text},"qos":{qos},"retain":{_BOOL[retain]}}}'
+        out.messages.append(Message(view.encode(), value))
 
     def _connack(self, body: memoryview, out: Received) -> None:
         if len(body) < 2:
@@ -373,25 +366,16 @@ class MqttCodec(Codec):
             receive_maximum = props.get(RECEIVE_MAXIMUM)
             if isinstance(receive_maximum, int) and receive_maximum:
                 self.receive_maximum = receive_maximum
+            maximum_qos = props.get(MAXIMUM_QOS)
+            if isinstance(maximum_qos, int) and maximum_qos < 2:
+                self.maximum_qos = maximum_qos
+            maximum_packet = props.get(MAXIMUM_PACKET_SIZE)
+            if isinstance(maximum_packet, int) and maximum_packet:
+                self.maximum_packet = min(maximum_packet, MAX_PACKET)
         self.ready = True
 
     def _answer(self, kind: int, body: memoryview, out: Received) -> None:
-        if self.v5:
-            # PUBACK: a reason code when not 0, then properties; SUBACK and UNSUBACK:
-            # properties, then one reason code per filter
-            pid = read_u16(body, 0)
-            if kind == PUBACK:
-                codes = body[2:3]
-            else:
-                codes = body[skip_properties(body, 2) :]
-                if not codes:
-                    raise MalformedPacket(f"{_ANSWER_TYPES[kind].upper()} without reason codes")
-        elif kind == SUBACK:
-            if len(body) < 3:
-                raise MalformedPacket("SUBACK without return codes")
-            pid, codes = read_u16(body, 0, True), body[2:]
-        else:
-            pid, codes = read_u16(body, 0, len(body) == 2), body[2:]
+        pid, codes = read_answer(kind, body, self.v5)
         expected = self.waiting.get(pid)
         if expected != kind:
             text = f"{_ANSWER_TYPES[kind].upper()} for packet id {pid}, which waits for no such"
@@ -408,7 +392,7 @@ class MqttCodec(Codec):
             value["error"] = (
                 f"{what} refused: {reason(refused)}" if self.v5 else "subscription refused"
             )
-        out.messages.append(Message(_dumps(value), value))
+        out.messages.append(Message(dumps(value).encode(), value))
 
 
-__all__ = ["MqttCodec", "payload_value"]
+__all__ = ["MqttCodec"]

@@ -12,7 +12,8 @@ varint length, then the properties) after the variable header of CONNECT,
 CONNACK, PUBLISH, SUBSCRIBE and their answers, and reason codes (0x80 and
 up: failure) in CONNACK, PUBACK, SUBACK, UNSUBACK and the server's
 DISCONNECT. We send no properties; of the server's we read the CONNACK's
-(:func:`read_properties`: Server Keep Alive and Receive Maximum matter) and
+(:func:`read_properties`: Server Keep Alive, Receive Maximum, Maximum QoS and
+Maximum Packet Size matter) and
 skip the others.
 """
 
@@ -142,6 +143,7 @@ _PROPERTY_SIZES = {
     0x26: -2,
 }
 SERVER_KEEP_ALIVE, RECEIVE_MAXIMUM, REASON_STRING = 0x13, 0x21, 0x1F
+MAXIMUM_QOS, MAXIMUM_PACKET_SIZE = 0x24, 0x27
 
 
 def read_properties(body: memoryview, at: int) -> tuple[dict[int, int | bytes], int]:
@@ -212,6 +214,25 @@ REASONS = {
 def reason(code: int) -> str:
     """A reason code as text: ``not authorized (0x87)``."""
     return f"{REASONS.get(code, 'reason')} ({code:#04x})"
+
+
+def read_answer(kind: int, body: memoryview, v5: bool) -> tuple[int, memoryview]:
+    """A PUBACK's, SUBACK's or UNSUBACK's packet id and reason (return) codes."""
+    if v5:
+        # PUBACK: a reason code when not 0, then properties; SUBACK and UNSUBACK:
+        # properties, then one reason code per filter
+        pid = read_u16(body, 0)
+        if kind == PUBACK:
+            return pid, body[2:3]
+        codes = body[skip_properties(body, 2) :]
+        if not codes:
+            raise MalformedPacket(f"packet type {kind} without reason codes")
+        return pid, codes
+    if kind == SUBACK:
+        if len(body) < 3:
+            raise MalformedPacket("SUBACK without return codes")
+        return read_u16(body, 0, True), body[2:]
+    return read_u16(body, 0, len(body) == 2), body[2:]
 
 
 def read_publish(body: memoryview, qos: int, v5: bool = False) -> tuple[str, int, bytes]:
@@ -301,6 +322,8 @@ __all__ = [
     "CONNACK",
     "CONNECT",
     "DISCONNECT",
+    "MAXIMUM_PACKET_SIZE",
+    "MAXIMUM_QOS",
     "MAX_REMAINING",
     "PINGREQ",
     "PINGREQ_PACKET",
@@ -323,6 +346,7 @@ __all__ = [
     "ack_packet",
     "connect_packet",
     "publish_packet",
+    "read_answer",
     "read_properties",
     "read_publish",
     "read_u16",

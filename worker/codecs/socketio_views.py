@@ -11,35 +11,9 @@ again what was just parsed would cost as much as the rest of the codec.
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Callable
-from json import encoder as _json_encoder
 from typing import Any
 
-from wsload.worker.codecs.base import Message
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-#: CPython's C encoder, called without JSONEncoder's two Python wrappers (0.7 vs 2 us)
-_C_ENCODER = getattr(_json_encoder, "c_make_encoder", None)
-_encode: Callable[[Any, int], list[str]] | None = (
-    None
-    if _C_ENCODER is None
-    else _C_ENCODER(
-        None, _not_json, _json_encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-)
-_slow_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON, non-ASCII as is, NaN refused (ValueError), no cycle check (a tree)."""
-    if _encode is None:  # pragma: no cover - an interpreter without the C accelerator
-        return _slow_dumps(value)
-    return "".join(_encode(value, 0))
+from wsload.worker.codecs.base import Message, dumps
 
 
 def ack_message(key: bytes, body: bytes, args: list[Any]) -> Message:

@@ -28,19 +28,20 @@ kept, bounded: :mod:`.stomp_frames` reads and writes the frames).
   which request it refused is unknown).
 - ``MESSAGE`` -> ``{"command":"MESSAGE","destination":D,"subscription":S,
   "message_id":M,"headers":{...},"body":B}`` (B the JSON value when the body
-  is JSON, else its text), for ``expect`` and ``[deliveries]`` (paths such
-  as ``body.seq``). A subscription with ``ack = "client"`` or
+  is JSON, else its text, else ``{"_binary":"<base64>"}``), for ``expect``
+  and ``[deliveries]`` (paths such as ``body.seq``). A subscription with ``ack = "client"`` or
   ``"client-individual"`` has each of its messages ACKed by the codec.
 
-Bounds: a frame's size and its header section (:mod:`.stomp_frames`; a
-peer past them costs ``protocol_error``), receipts remembered
+Bounds: a frame's size (the job's ``max_message_size``, at most
+:data:`~.stomp_frames.MAX_FRAME`) and its header section (:mod:`.stomp_frames`;
+a peer past them costs ``protocol_error``; a partial frame is parsed again
+only once it may be whole: linear time however it is split), receipts remembered
 (:data:`MAX_RECEIPTS`) and subscriptions with client acks
 (:data:`MAX_SUBSCRIPTIONS`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -50,6 +51,7 @@ from wsload.common.program import Action
 from wsload.common.protocols import STOMP_ACKS, SUBPROTOCOLS, VERBS, option_defaults
 from wsload.worker.codecs.base import (
     NOTHING,
+    TEXT_LIMIT,
     AnswerKey,
     Codec,
     CodecInputError,
@@ -57,6 +59,9 @@ from wsload.worker.codecs.base import (
     Frame,
     Message,
     Received,
+    cut,
+    dumps,
+    payload_view,
 )
 from wsload.worker.codecs.stomp_frames import (
     MAX_FRAME,
@@ -70,23 +75,12 @@ from wsload.worker.codecs.stomp_frames import (
 MAX_RECEIPTS = 1024
 #: subscriptions whose messages the codec ACKs
 MAX_SUBSCRIPTIONS = 1024
-#: an error's text is cut to this many characters
-TEXT_LIMIT = 200
 _DEFAULTS = option_defaults("stomp")
 #: the default heart-beat: we can send every 10 s, we want one every 10 s (ms)
 DEFAULT_HEART_BEAT: tuple[int, int] = tuple(_DEFAULTS["heart_beat"])
 
 _CLIENT_ACKS = ("client", "client-individual")
 _ACK_MODES = STOMP_ACKS
-_JSON_START = frozenset(b'{["-0123456789tfn')
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 3] + "..."
 
 
 def _text(value: Any, what: str) -> str:
@@ -105,19 +99,7 @@ def _error_text(headers: Mapping[str, str], body: bytes) -> str:
     ``Bad CONNECT`` in one and ``Access refused for user 'u'`` in the other)."""
     lines = body[: TEXT_LIMIT * 2].decode("utf-8", "replace").strip().splitlines()
     parts = [p for p in (headers.get("message", "").strip(), lines[0] if lines else "") if p]
-    return _cut(": ".join(parts) or "ERROR frame")
-
-
-def _body_value(body: bytes) -> Any:
-    """A MESSAGE body as the view shows it: its JSON value when it is JSON, else text."""
-    text = body.decode("utf-8", "replace")
-    stripped = body.lstrip()
-    if stripped and stripped[0] in _JSON_START:
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    return text
+    return cut(": ".join(parts) or "ERROR frame")
 
 
 class StompCodec(Codec):
@@ -134,6 +116,10 @@ class StompCodec(Codec):
         super().__init__(options, max_message_size)
         self.version = "1.2"
         self._partial = bytearray()
+        #: the bytes the partial frame has in all, when its content-length says (0: unknown)
+        self._need = 0
+        #: a frame's bound: the job's max_message_size, at most MAX_FRAME
+        self._max_frame = min(MAX_FRAME, max_message_size)
         # pending receipt ids, oldest first (an OrderedDict: dropping the oldest is O(1))
         self._receipts: OrderedDict[str, None] = OrderedDict()
         self._next_receipt = 1
@@ -215,19 +201,22 @@ class StompCodec(Codec):
             self._rearm()
         buf: bytes | bytearray = data
         if self._partial:
-            # the rest of a frame: appended in place; only a NUL can end a frame,
-            # so a piece without one is not parsed again (a frame sent in many
-            # small pieces costs linear time, not quadratic)
+            # the rest of a frame: appended in place, parsed again only when it may
+            # be whole (its content-length's bytes are all here; without one, a NUL
+            # came), so a frame sent in many small pieces costs linear time
             self._partial += data
-            if b"\0" not in data and len(self._partial) < MAX_FRAME:
+            size = len(self._partial)
+            need = self._need
+            if size < self._max_frame and (size < need if need else b"\0" not in data):
                 return NOTHING
             buf, self._partial = self._partial, bytearray()
         elif data == b"\n" or data == b"\r\n":
             return NOTHING
         try:
-            frames, used, _ = parse_frames(buf, self.version != "1.0")
+            frames, used, self._need = parse_frames(buf, self.version != "1.0", self._max_frame)
         except StompProtocolError as exc:
-            return Received(failure=Failure("protocol_error", _cut(str(exc))))
+            self._need = 0
+            return Received(failure=Failure("protocol_error", cut(str(exc))))
         if used < len(buf):
             self._partial = bytearray(buf[used:])
         if not frames:
@@ -250,7 +239,7 @@ class StompCodec(Codec):
             rid = headers.get("receipt-id", "")
             self._receipts.pop(rid, None)
             view = {"answer": rid, "command": "RECEIPT"}
-            text = f'{{"answer":{_dumps(rid)},"command":"RECEIPT"}}'
+            text = f'{{"answer":{dumps(rid)},"command":"RECEIPT"}}'
             out.messages.append(Message(text.encode(), view))
             return None
         if command == "ERROR":
@@ -259,28 +248,30 @@ class StompCodec(Codec):
             if failed is not None and failed in self._receipts:
                 del self._receipts[failed]
                 view = {"answer": failed, "command": "ERROR", "error": error}
-                out.messages.append(Message(_dumps(view).encode(), view))
+                out.messages.append(Message(dumps(view).encode(), view))
                 return None
             return Failure("stomp_error", error)
         if command == "CONNECTED" and not self.ready:
             self._connected(now, headers)
             return None
         state = "after CONNECTED" if self.ready else "instead of CONNECTED"
-        return Failure("protocol_error", f"unexpected STOMP frame {_cut(command)} {state}")
+        return Failure("protocol_error", f"unexpected STOMP frame {cut(command)} {state}")
 
     def _message(self, headers: dict[str, str], body: bytes, out: Received) -> Message:
         subscription = headers.get("subscription", "")
-        view = {
+        view: dict[str, Any] = {
             "command": "MESSAGE",
             "destination": headers.get("destination", ""),
             "subscription": subscription,
             "message_id": headers.get("message-id", ""),
             "headers": headers,
-            "body": _body_value(body),
         }
         if subscription in self._client_acks:
             out.replies.append(self._ack(headers))
-        return Message(_dumps(view).encode(), view)
+        # the body's JSON spliced in: never dumped again, whatever its nesting
+        head = dumps(view)
+        view["body"], text = payload_view(body)
+        return Message(f'{head[:-1]},"body":{text}}}'.encode(), view)
 
     def _ack(self, headers: Mapping[str, str]) -> str:
         """The ACK of one MESSAGE, as the negotiated version spells it."""
@@ -307,7 +298,7 @@ class StompCodec(Codec):
             if isinstance(raw, str):
                 body = raw
             else:
-                body = _dumps(raw)
+                body = dumps(raw)
                 content_type = content_type or "application/json"
             if content_type is not None:
                 headers["content-type"] = _text(content_type, "content_type")

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: a frame's bytes, headers and body (a partial frame is held up to this)
-MAX_FRAME = 4 * 1024 * 1024
+from wsload.common.fields import MAX_MAX_MESSAGE_SIZE
+
+#: a frame's bytes, headers and body, at most (the job's ``max_message_size``, if
+#: less, bounds it: the codec passes that bound as ``max_frame``)
+MAX_FRAME = MAX_MAX_MESSAGE_SIZE
 #: a frame's command and header lines
 MAX_HEADER_BYTES = 64 * 1024
 #: header lines in one frame
@@ -57,22 +60,27 @@ def _unescape(value: str) -> str:
         i = j + 2
 
 
-def parse_frames(buf: bytes | bytearray, escaped: bool) -> tuple[list[ParsedFrame], int, int]:
-    """The whole frames at the start of ``buf``: (frames, bytes used, EOLs skipped).
+def parse_frames(
+    buf: bytes | bytearray, escaped: bool, max_frame: int = MAX_FRAME
+) -> tuple[list[ParsedFrame], int, int]:
+    """The whole frames at the start of ``buf``: (frames, bytes used, bytes the rest needs).
 
     Bytes past the last whole frame are a partial frame (``buf[used:]``),
-    kept by the caller. ``escaped``: header values use 1.1/1.2 escapes.
-    Raises :class:`StompProtocolError` for bytes that cannot be STOMP.
+    kept by the caller; the third figure is how many bytes that partial
+    frame has in all when its ``content-length`` says so (0: unknown), so
+    the caller parses it again only once they are all there (a large frame
+    in many pieces costs linear time). ``escaped``: header values use
+    1.1/1.2 escapes. ``max_frame``: a frame's bound. Raises
+    :class:`StompProtocolError` for bytes that cannot be STOMP.
     """
     frames: list[ParsedFrame] = []
     pos = 0
-    eols = 0
+    need = 0
     n = len(buf)
     while pos < n:
         c = buf[pos]
         if c == 10:  # a heart-beat (or the EOLs a frame may end with)
             pos += 1
-            eols += 1
             continue
         if c == 13:
             if pos + 1 == n:
@@ -80,7 +88,6 @@ def parse_frames(buf: bytes | bytearray, escaped: bool) -> tuple[list[ParsedFram
             if buf[pos + 1] != 10:
                 raise StompProtocolError("a lone CR between frames")
             pos += 2
-            eols += 1
             continue
         head_end = buf.find(b"\n\n", pos, pos + MAX_HEADER_BYTES)
         crlf_end = buf.find(b"\n\r\n", pos, pos + MAX_HEADER_BYTES)
@@ -114,21 +121,22 @@ def parse_frames(buf: bytes | bytearray, escaped: bool) -> tuple[list[ParsedFram
             if not length_text.isdigit():
                 raise StompProtocolError(f"content-length {_cut(length_text)!r}")
             end = body_at + int(length_text)
-            if end - pos > MAX_FRAME:
-                raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
+            if end + 1 - pos > max_frame:
+                raise StompProtocolError(f"a frame past {max_frame} bytes")
             if end >= n:
+                need = end + 1 - pos
                 break
             if buf[end] != 0:
                 raise StompProtocolError("no NUL after the content-length body")
         else:
-            end = buf.find(b"\0", body_at, pos + MAX_FRAME)
+            end = buf.find(b"\0", body_at, pos + max_frame)
             if end < 0:
-                if n - pos >= MAX_FRAME:
-                    raise StompProtocolError(f"a frame past {MAX_FRAME} bytes")
+                if n - pos >= max_frame:
+                    raise StompProtocolError(f"a frame past {max_frame} bytes")
                 break
         frames.append((command, headers, bytes(buf[body_at:end])))
         pos = end + 1
-    return frames, pos, eols
+    return frames, pos, need
 
 
 def write_frame(command: str, headers: Mapping[str, str], body: str, version: str) -> str:
