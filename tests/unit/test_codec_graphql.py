@@ -272,7 +272,6 @@ def test_unsubscribe_sends_complete_and_frees_its_id() -> None:
         (b'{"type": "data", "id": "1"}', True, "unknown message type"),
         (b'{"type": "subscribe", "id": "1"}', True, "unknown message type"),
         (b'{"type": "next"}', False, "binary"),
-        (b"[" * 100_000, True, "not JSON"),
     ],
 )
 def test_what_is_not_the_protocol_is_a_fatal_protocol_error(
@@ -330,12 +329,15 @@ def test_open_operations_are_bounded_oldest_query_forgotten_first() -> None:
         codec.encode(Action.SUBSCRIBE, {"query": "subscription { e }"}, False)
     # full: a new query forgets the oldest query
     newest = query(codec)
+    assert first not in codec._ops
+    # forgotten, its result is still an answer (the session counts it late or
+    # unsolicited), never a subscription's push
     got = codec.receive(NOW, frame({"id": first, "type": "next", "payload": {}}), True)
-    assert b'"answer"' not in got.messages[0].view  # forgotten: no longer an answer
+    assert got.messages[0].view == b'{"answer":"%s","type":"next","payload":{}}' % first.encode()
     # full of subscriptions but for the new query: it is forgotten for the next one
     query(codec)
     got = codec.receive(NOW, frame({"id": newest, "type": "next", "payload": {}}), True)
-    assert b'"answer"' not in got.messages[0].view
+    assert got.messages[0].view.startswith(b'{"answer":"%s",' % newest.encode())
 
 
 def test_open_subscriptions_are_bounded() -> None:
@@ -455,3 +457,41 @@ def test_legacy_connection_error_is_a_refused_handshake() -> None:
         True,
     )
     assert not codec.ready
+
+
+def test_a_result_for_a_query_id_we_never_made_is_a_push() -> None:
+    codec = ready()
+    query(codec)  # q1
+    for other in ("q2", "q01", "s1", "query"):
+        got = codec.receive(NOW, frame({"id": other, "type": "next", "payload": {}}), True)
+        assert not got.messages[0].view.startswith(b'{"answer":'), other
+
+
+@pytest.mark.parametrize("depth", [990, 5000, 100_000])
+def test_a_message_nested_too_deep_is_dropped_not_fatal(depth: int) -> None:
+    codec = ready()
+    op_id = query(codec)
+    data = b'{"id":"%s","type":"next","payload":' % op_id.encode()
+    got = codec.receive(NOW, data + b"[" * depth + b"]" * depth + b"}", True)
+    if got.messages:  # shallow enough for this interpreter's stack: an answer
+        assert got.messages[0].view.startswith(b'{"answer":')
+    else:
+        assert got.failure is not None
+        assert got.failure.kind == "protocol_error"
+        assert not got.failure.fatal
+        assert "too deep" in got.failure.text
+    got = codec.receive(NOW, b"[" * 100_000, True)
+    assert got.failure is not None
+    assert not got.failure.fatal
+    # the connection goes on: the next result is read
+    got = codec.receive(NOW, frame({"id": "s9", "type": "next", "payload": {"x": 1}}), True)
+    assert got.failure is None
+    assert len(got.messages) == 1
+
+
+def test_a_result_with_nan_is_dropped_not_fatal() -> None:
+    codec = ready()
+    op_id = query(codec)
+    got = codec.receive(NOW, b'{"id":"%s","type":"next","payload":NaN}' % op_id.encode(), True)
+    assert got.failure is not None
+    assert not got.failure.fatal

@@ -68,22 +68,17 @@ from wsload.worker.codecs.base import (
     Frame,
     Message,
     Received,
+    cut,
+    dumps,
 )
 
 #: operations open at once on one connection (strawberry's and many servers' default limit)
 MAX_OPERATIONS = 100
-#: an error's text is cut to this many characters
-TEXT_LIMIT = 200
 
 _QUERY = "query"
 _SUBSCRIPTION = "subscription"
 #: the legacy subscriptions-transport-ws protocol's subprotocol (``legacy = true``)
 LEGACY_SUBPROTOCOL = "graphql-ws"
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON, the form every view and every frame we send has."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _error_text(errors: Any) -> str:
@@ -92,8 +87,18 @@ def _error_text(errors: Any) -> str:
     if isinstance(first, Mapping) and isinstance(first.get("message"), str):
         text: str = first["message"]
     else:
-        text = _dumps(first)
-    return text[:TEXT_LIMIT]
+        try:
+            text = dumps(first)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(first)[:400]
+    return cut(text)
+
+
+def _too_deep(data: bytes) -> Received:
+    """A message nested past what the interpreter parses or dumps: dropped, counted (not
+    fatal: the connection and its other operations go on)."""
+    text = f"a message nested too deep to read: {data[:60]!r}"
+    return Received(failure=Failure("protocol_error", text, fatal=False))
 
 
 class _Operation:
@@ -143,7 +148,7 @@ class GraphQLCodec(Codec):
         payload = self.options.get("payload")
         if payload is not None:
             message["payload"] = payload
-        return [_dumps(message)]
+        return [dumps(message)]
 
     # -- frames in -----------------------------------------------------------
 
@@ -152,7 +157,9 @@ class GraphQLCodec(Codec):
             return self._broken("a binary frame (graphql-transport-ws is JSON text)")
         try:
             message = json.loads(data)
-        except (ValueError, RecursionError):  # also UnicodeDecodeError; too deep a nesting
+        except RecursionError:  # JSON, nested past what the interpreter parses: dropped
+            return _too_deep(data)
+        except ValueError:  # also UnicodeDecodeError
             return self._broken(f"not JSON: {data[:60]!r}")
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             return self._broken(f"not a message object with a type: {data[:60]!r}")
@@ -164,7 +171,7 @@ class GraphQLCodec(Codec):
                 reason = _error_text(message.get("payload"))
                 return Received(failure=Failure("handshake_refused", reason, close_code=1000))
         elif kind == "ping":
-            return Received(replies=[_dumps({"type": "pong"})])
+            return Received(replies=[dumps({"type": "pong"})])
         elif kind == "pong":
             return NOTHING
         if not self.ready:
@@ -172,10 +179,13 @@ class GraphQLCodec(Codec):
                 self.ready = True
                 return NOTHING
             return self._broken(f"{kind!r} before connection_ack")
-        if kind == self._result:
-            return self._next(data, message)
-        if kind == "error":
-            return self._error(message)
+        try:
+            if kind == self._result:
+                return self._next(data, message)
+            if kind == "error":
+                return self._error(message)
+        except (RecursionError, ValueError):  # its view cannot be dumped (too deep, NaN)
+            return _too_deep(data)
         if kind == "complete":
             return self._complete(message)
         if kind == "connection_ack":
@@ -185,15 +195,31 @@ class GraphQLCodec(Codec):
     def _next(self, data: bytes, message: dict[str, Any]) -> Received:
         op_id = message.get("id")
         op = self._ops.get(op_id) if isinstance(op_id, str) else None
-        if op is None or op.kind == _SUBSCRIPTION:
-            # a subscription's event (or one still on its way after we ended it)
+        if op is None and not self._ours(op_id):
+            # a subscription's event still on its way after we ended it
             return Received(messages=[Message(bytes(data), message)])
-        op.answered = True
+        if op is not None and op.kind == _SUBSCRIPTION:  # a subscription's event
+            return Received(messages=[Message(bytes(data), message)])
+        # a query's result; of a query already answered or forgotten (its step timed
+        # out, _make_room dropped it): an answer no step waits for, late or unsolicited
         payload = message.get("payload")
         view: dict[str, Any] = {"answer": op_id, "type": self._result, "payload": payload}
         if isinstance(payload, Mapping) and payload.get("errors"):
             view["error"] = payload["errors"]
-        return Received(messages=[Message(_dumps(view).encode(), view)])
+        got = Received(messages=[Message(dumps(view).encode(), view)])
+        if op is not None:
+            op.answered = True
+        return got
+
+    def _ours(self, op_id: Any) -> bool:
+        """Is ``op_id`` one of the query ids this connection made (``q1``, ``q2``...)?"""
+        return (
+            isinstance(op_id, str)
+            and op_id[:1] == "q"
+            and op_id[1:].isdigit()
+            and op_id[1:2] != "0"
+            and int(op_id[1:]) <= self._counter
+        )
 
     def _error(self, message: dict[str, Any]) -> Received:
         op_id = message.get("id")
@@ -201,7 +227,7 @@ class GraphQLCodec(Codec):
         op = self._ops.pop(op_id, None) if isinstance(op_id, str) else None
         if op is not None and op.kind == _QUERY:
             view = {"answer": op_id, "type": "error", "error": errors}
-            return Received(messages=[Message(_dumps(view).encode(), view)])
+            return Received(messages=[Message(dumps(view).encode(), view)])
         return Received(failure=Failure("graphql_error", _error_text(errors), fatal=False))
 
     def _complete(self, message: dict[str, Any]) -> Received:
@@ -210,11 +236,11 @@ class GraphQLCodec(Codec):
         if op is None or op.kind == _SUBSCRIPTION or op.answered:
             return NOTHING
         view = {"answer": op_id, "type": "complete", "error": "completed without a result"}
-        return Received(messages=[Message(_dumps(view).encode(), view)])
+        return Received(messages=[Message(dumps(view).encode(), view)])
 
     @staticmethod
     def _broken(text: str) -> Received:
-        return Received(failure=Failure("protocol_error", text[:TEXT_LIMIT]))
+        return Received(failure=Failure("protocol_error", cut(text)))
 
     # -- steps out -----------------------------------------------------------
 
@@ -228,7 +254,7 @@ class GraphQLCodec(Codec):
             if op_id is None:
                 raise CodecInputError("unsubscribe: 'id' is needed")
             self._ops.pop(op_id, None)
-            return [_dumps({"id": op_id, "type": self._stop})], None
+            return [dumps({"id": op_id, "type": self._stop})], None
         if action is Action.SUBSCRIBE:
             op_id = self._given_id(value)
             if op_id is not None and op_id in self._ops:
@@ -243,12 +269,12 @@ class GraphQLCodec(Codec):
         if op_id is None:
             op_id = self._new_id("q" if kind == _QUERY else "s")
         self._ops[op_id] = _Operation(kind)
-        frame = _dumps({"id": op_id, "type": self._start, "payload": payload})
+        frame = dumps({"id": op_id, "type": self._start, "payload": payload})
         return [frame], (op_id if kind == _QUERY and answer else None)
 
     def goodbye(self) -> list[Frame]:
         """The legacy protocol's goodbye (connection_terminate); graphql-transport-ws has none."""
-        return [_dumps({"type": "connection_terminate"})] if self.legacy else []
+        return [dumps({"type": "connection_terminate"})] if self.legacy else []
 
     @staticmethod
     def _given_id(value: Mapping[str, Any]) -> str | None:
