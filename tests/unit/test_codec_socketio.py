@@ -11,7 +11,12 @@ import pytest
 from wsload.common.program import Action
 from wsload.worker.codecs import codec_class
 from wsload.worker.codecs.base import UNPARSED, CodecInputError, Received
-from wsload.worker.codecs.socketio import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, SocketIOCodec
+from wsload.worker.codecs.socketio import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS,
+    MAX_EARLY,
+    SocketIOCodec,
+)
 
 OPEN = b'0{"sid":"abc","upgrades":[],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}'
 
@@ -227,10 +232,51 @@ def test_malformed_events_are_protocol_errors(frame: bytes) -> None:
     failed(opened().receive(0, frame, True))
 
 
-def test_event_before_the_namespace_connect_is_a_protocol_error() -> None:
+def test_events_before_the_namespace_connect_are_held_until_it_comes() -> None:
+    """python-socketio's connect handler may emit before the server sends ``40``."""
     codec = SocketIOCodec({})
     codec.receive(0, OPEN, True)
-    assert "before" in failed(codec.receive(0, b'42["news",1]', True))
+    assert codec.receive(0, b'42["welcome",{"hi":1}]', True) == Received()
+    got = codec.receive(0, b'421["hello"]', True)  # asks for an ack: answered at once
+    assert got == Received(replies=["431[]"])
+    codec.receive(0, b'451-["bin",{"_placeholder":true,"num":0}]', True)
+    assert codec.receive(0, b"x", False) == Received()
+    assert not codec.ready
+    got = codec.receive(0, b'40{"sid":"s"}', True)
+    assert codec.ready
+    assert views(got) == [
+        {"event": "welcome", "data": {"hi": 1}},
+        {"event": "hello"},
+        {"event": "bin", "data": {"_binary": "eA=="}},
+    ]
+    assert views(codec.receive(0, b'42["later"]', True)) == [{"event": "later"}]
+
+
+def test_events_before_the_namespace_connect_are_bounded() -> None:
+    codec = SocketIOCodec({})
+    codec.receive(0, OPEN, True)
+    for i in range(MAX_EARLY):
+        assert codec.receive(0, b'42["e",%d]' % i, True) == Received()
+    assert "before the namespace" in failed(codec.receive(0, b'42["e"]', True))
+
+
+def test_an_ack_before_the_namespace_connect_is_a_protocol_error() -> None:
+    codec = SocketIOCodec({})
+    codec.receive(0, OPEN, True)
+    assert "before" in failed(codec.receive(0, b"431[1]", True))
+
+
+@pytest.mark.parametrize(
+    ("namespace", "ack"), [("/", b'43/chat,1["x"]'), ("/c", b'431["x"]'), ("/c", b"43/d,1[]")]
+)
+def test_an_ack_of_another_namespace_is_counted_not_fatal(namespace: str, ack: bytes) -> None:
+    codec = opened(namespace=namespace)
+    got = codec.receive(0, ack, True)
+    assert got.failure is not None
+    assert got.failure.kind == "protocol_error"
+    assert not got.failure.fatal
+    assert "another namespace" in got.failure.text
+    assert got.messages == []
 
 
 # -- acks -----------------------------------------------------------------------------------
@@ -352,6 +398,33 @@ def test_text_while_attachments_are_pending_is_a_protocol_error() -> None:
     codec = opened()
     codec.receive(0, b'451-["bin",{"_placeholder":true,"num":0}]', True)
     assert "attachments" in failed(codec.receive(0, b'42["x"]', True))
+
+
+def test_engineio_ping_pong_noop_between_a_packet_and_its_attachments_pass() -> None:
+    codec = opened()
+    codec.receive(
+        0, b'452-["bin",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', True
+    )
+    assert codec.receive(1, b"2", True) == Received(replies=["3"])
+    assert codec.receive(1, b"6", True) == Received()
+    assert codec.receive(1, b"a", False) == Received()
+    assert codec.receive(1, b"3", True) == Received()
+    got = codec.receive(1, b"b", False)
+    assert views(got) == [
+        {
+            "event": "bin",
+            "data": {"_binary": "YQ=="},
+            "args": [{"_binary": "YQ=="}, {"_binary": "Yg=="}],
+        }
+    ]
+
+
+def test_a_binary_ack_id_with_leading_zeros_is_a_json_number() -> None:
+    codec = opened()
+    codec.receive(0, b'461-007[{"_placeholder":true,"num":0}]', True)
+    got = codec.receive(0, b"abc", False)
+    assert got.messages[0].view.startswith(b'{"answer":7,')
+    assert views(got) == [{"answer": 7, "data": {"_binary": "YWJj"}}]
 
 
 def test_an_unannounced_attachment_is_a_protocol_error() -> None:

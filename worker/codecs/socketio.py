@@ -29,13 +29,14 @@ is ``{"event":"news","data":A0}``, with two or more arguments also
 always followed by another). An emit with ``ack = true`` carries the next
 ack id of this connection (0, 1, ...).
 
-**Cost.** A load's hot path is emit + ack (issue 17 item 7: at most 1.5x the
-raw conversation's CPU per message), so views are spliced from the frame's
-own bytes -- the event name's and the first argument's JSON text -- not
-parsed and dumped again; the one ``json.loads`` per message checks the
-frame and primes the matchers' parse cache (:attr:`Message.parsed`) for events.
-The views are made in :mod:`wsload.worker.codecs.socketio_views`.
-Attachments and 3+ argument messages take a slower, general path.
+**Cost.** A load's hot path is emit + ack, so views are spliced from the
+frame's own bytes (:mod:`wsload.worker.codecs.socketio_views`), not parsed
+and dumped again; the one ``json.loads`` per message checks the frame and
+primes the matchers' parse cache (:attr:`Message.parsed`) for events.
+
+**Order.** Events before the namespace's CONNECT (python-socketio's connect
+handler may emit first) are held, at most :data:`MAX_EARLY`, released with it.
+Another namespace's event or ack is counted, not fatal.
 
 **Bounds.** A binary packet waits for at most :data:`MAX_ATTACHMENTS`
 attachments of :data:`MAX_ATTACHMENT_BYTES` (or the job's ``max_message_size``,
@@ -63,12 +64,22 @@ from wsload.worker.codecs.base import (
     Message,
     Received,
 )
-from wsload.worker.codecs.socketio_views import ack_message, dumps, event_message, fill_binary
+from wsload.worker.codecs.socketio_views import (
+    ack_message,
+    dumps,
+    event_message,
+    fail,
+    fill_binary,
+    other_namespace,
+    start,
+)
 
 #: attachments one binary packet may announce (python-socketio refuses 10+ digits)
 MAX_ATTACHMENTS = 64
 #: bytes of attachments one binary packet may hold until it is complete
 MAX_ATTACHMENT_BYTES = 16 * 1024 * 1024
+#: events held between the Engine.IO open and the namespace's CONNECT, at most
+MAX_EARLY = 64
 #: Engine.IO's defaults, when the open packet does not say (milliseconds)
 PING_INTERVAL_MS = 25_000
 PING_TIMEOUT_MS = 20_000
@@ -77,13 +88,8 @@ _loads = json.loads
 _INF = float("inf")
 
 
-def _fail(text: str) -> Received:
-    return Received(failure=Failure("protocol_error", text[:200]))
-
-
-def _start(data: bytes) -> str:
-    """A frame's first bytes for an error text (never a whole frame)."""
-    return data[:60].decode("utf-8", "replace")
+def _not_socketio(data: bytes) -> Received:
+    return fail(f"not an Engine.IO 4 packet: {start(data)!r}")
 
 
 class SocketIOCodec(Codec):
@@ -110,6 +116,8 @@ class SocketIOCodec(Codec):
         self._binary: tuple[bool, bytes, Any, int] | None = None
         self._attachments: list[bytes] = []
         self._attached = 0
+        #: events that came before the namespace's CONNECT: released with it
+        self._early: list[Message] = []
 
     @staticmethod
     def url(ws_url: str, options: Mapping[str, Any]) -> str:
@@ -138,8 +146,9 @@ class SocketIOCodec(Codec):
     def receive(self, now: float, data: bytes, text: bool) -> Received:
         if not text:
             return self._attachment(data)
-        if self._binary is not None:
-            return _fail(f"text frame while a binary packet waits for attachments: {_start(data)}")
+        if self._binary is not None and data[:1] not in (b"2", b"3", b"6"):
+            # (Engine.IO's ping, pong and noop may come between a packet and its attachments)
+            return fail(f"text frame while a binary packet waits for attachments: {start(data)}")
         head = data[:2]
         if self.ready:  # the hot packets, once connected to the namespace
             if head == b"43":
@@ -148,7 +157,7 @@ class SocketIOCodec(Codec):
                 return self._event(data, 2)
         kind = data[:1]
         if not self._opened:
-            return self._open(now, data) if kind == b"0" else self._not_socketio(data)
+            return self._open(now, data) if kind == b"0" else _not_socketio(data)
         if kind == b"2":  # ping: pong with the same payload, and the next ping is due
             self.deadline = now + self._window
             return Received(replies=["3" + data[1:].decode("utf-8", "replace")])
@@ -158,10 +167,7 @@ class SocketIOCodec(Codec):
             return Received(failure=Failure("socketio_disconnect", "Engine.IO close", True, 1000))
         if kind in (b"3", b"6"):  # pong (we never ping), noop
             return NOTHING
-        return self._not_socketio(data)
-
-    def _not_socketio(self, data: bytes) -> Received:
-        return _fail(f"not an Engine.IO 4 packet: {_start(data)!r}")
+        return _not_socketio(data)
 
     def _open(self, now: float, data: bytes) -> Received:
         try:
@@ -170,9 +176,9 @@ class SocketIOCodec(Codec):
             timeout = info.get("pingTimeout", PING_TIMEOUT_MS)
             window = (float(interval) + float(timeout)) / 1000
         except (ValueError, TypeError, AttributeError, RecursionError):
-            return self._not_socketio(data)
+            return _not_socketio(data)
         if not 0 < window < 1e7:
-            return self._not_socketio(data)
+            return _not_socketio(data)
         self._opened = True
         self._window = window
         self.deadline = now + window
@@ -196,20 +202,23 @@ class SocketIOCodec(Codec):
         if pos < 0:
             return Received(
                 failure=Failure(
-                    "protocol_error", f"packet of another namespace: {_start(data)}", False
+                    "protocol_error", f"packet of another namespace: {start(data)}", False
                 )
             )
         if kind == b"0":
             if self.ready:
-                return _fail("a second CONNECT from the server")
+                return fail("a second CONNECT from the server")
             self.ready = True
+            if self._early:  # what the server's connect handler emitted first
+                early, self._early = self._early, []
+                return Received(early)
             return NOTHING
         if kind == b"4":
             try:
                 body = _loads(data[pos:].decode())
                 reason = body.get("message", body) if isinstance(body, dict) else body
             except (ValueError, RecursionError):
-                reason = _start(data[pos:])
+                reason = start(data[pos:])
             return Received(
                 failure=Failure(
                     "socketio_connect_error", f"refused: {str(reason)[:160]}", True, 1000
@@ -219,21 +228,35 @@ class SocketIOCodec(Codec):
             return Received(
                 failure=Failure("socketio_disconnect", "the server disconnected us", True, 1000)
             )
+        if kind == b"2" and not self.ready:
+            return self._held(self._event(data, 2))
         if kind in (b"2", b"3"):
-            return _fail(f"EVENT or ACK before the namespace's CONNECT: {_start(data)}")
-        return _fail(f"not a Socket.IO packet: {_start(data)!r}")
+            return fail(f"EVENT or ACK before the namespace's CONNECT: {start(data)}")
+        return fail(f"not a Socket.IO packet: {start(data)!r}")
+
+    def _held(self, got: Received) -> Received:
+        """An event before the namespace's CONNECT: its messages held (bounded) until it
+        comes, its replies (an ack the server asked for) sent at once."""
+        if got.failure is not None or not got.messages:
+            return got
+        if len(self._early) + len(got.messages) > MAX_EARLY:
+            return fail(f"more than {MAX_EARLY} events before the namespace's CONNECT")
+        self._early.extend(got.messages)
+        return Received(replies=got.replies) if got.replies else NOTHING
 
     def _ack(self, data: bytes, pos: int) -> Received:
         """``43[/ns,]<id>[...]``: the answer to our emit ``id`` (the hot path: no dict, no dump)."""
         nsb = self._nsb
-        if nsb:  # (for "/", a namespace before the id makes the id not digits)
+        if nsb:
             if not data.startswith(nsb, pos):
-                return _fail(f"ACK of another namespace: {_start(data)}")
+                return other_namespace("ACK", data)
             pos += len(nsb)
+        elif data[pos : pos + 1] == b"/":
+            return other_namespace("ACK", data)
         bracket = data.find(b"[", pos)
         key = data[pos:bracket]
         if bracket < 0 or not key.isdigit() or len(key) > 15:
-            return _fail(f"ACK without its id and array: {_start(data)}")
+            return fail(f"ACK without its id and array: {start(data)}")
         if key[0] == 48 and len(key) > 1:  # "007": JSON has no leading zeros
             key = str(int(key)).encode()
         body = data[bracket:]
@@ -242,7 +265,7 @@ class SocketIOCodec(Codec):
         except (ValueError, RecursionError):
             args = None
         if args.__class__ is not list:
-            return _fail(f"ACK whose body is not a JSON array: {_start(data)}")
+            return fail(f"ACK whose body is not a JSON array: {start(data)}")
         if len(args) == 1:  # the common case: the one argument's own text, spliced
             if body[-1] != 93:  # "]" (whitespace after it)
                 body = body.rstrip()
@@ -252,22 +275,18 @@ class SocketIOCodec(Codec):
     def _event(self, data: bytes, pos: int) -> Received:
         pos = self._namespace(data, pos)
         if pos < 0:
-            return Received(
-                failure=Failure(
-                    "protocol_error", f"event of another namespace: {_start(data)}", False
-                )
-            )
+            return other_namespace("event", data)
         bracket = data.find(b"[", pos)
         ident = data[pos:bracket]
         if bracket < 0 or (ident and not (ident.isdigit() and len(ident) <= 15)):
-            return _fail(f"EVENT whose body is not [name, ...]: {_start(data)}")
+            return fail(f"EVENT whose body is not [name, ...]: {start(data)}")
         body = data[bracket:]
         try:
             args = _loads(body.decode())
         except (ValueError, RecursionError):
             args = None
         if args.__class__ is not list or not args or args[0].__class__ is not str:
-            return _fail(f"EVENT whose body is not [name, ...]: {_start(data)}")
+            return fail(f"EVENT whose body is not [name, ...]: {start(data)}")
         message = event_message(body, args)
         if ident:  # the server asks for an ack: answered empty (housekeeping)
             return Received([message], ["43" + self._ns + ident.decode() + "[]"])
@@ -279,24 +298,26 @@ class SocketIOCodec(Codec):
         dash = data.find(b"-", 2)
         count = data[2:dash]
         if dash < 0 or not count.isdigit() or len(count) > 3:
-            return _fail(f"binary packet without its attachment count: {_start(data)}")
+            return fail(f"binary packet without its attachment count: {start(data)}")
         expected = int(count)
         if not 0 < expected <= MAX_ATTACHMENTS:
-            return _fail(f"binary packet with {expected} attachments (at most {MAX_ATTACHMENTS})")
+            return fail(f"binary packet with {expected} attachments (at most {MAX_ATTACHMENTS})")
         is_ack = data[1:2] == b"6"
         pos = self._namespace(data, dash + 1)
         if pos < 0:
-            return _fail(f"binary packet of another namespace: {_start(data)}")
+            return fail(f"binary packet of another namespace: {start(data)}")
         bracket = data.find(b"[", pos)
         ident = data[pos:bracket]
         if bracket < 0 or ((ident or is_ack) and not (ident.isdigit() and len(ident) <= 15)):
-            return _fail(f"binary packet without its id and array: {_start(data)}")
+            return fail(f"binary packet without its id and array: {start(data)}")
         try:
             args = _loads(data[bracket:].decode())
         except (ValueError, RecursionError):
             args = None
         if args.__class__ is not list or not (is_ack or (args and args[0].__class__ is str)):
-            return _fail(f"binary packet whose body is not a JSON array: {_start(data)}")
+            return fail(f"binary packet whose body is not a JSON array: {start(data)}")
+        if is_ack and ident[0] == 48 and len(ident) > 1:  # "007": JSON has no leading zeros
+            ident = str(int(ident)).encode()
         self._binary = (is_ack, ident, args, expected)
         self._attachments = []
         self._attached = 0
@@ -304,13 +325,13 @@ class SocketIOCodec(Codec):
 
     def _attachment(self, data: bytes) -> Received:
         if self._binary is None:
-            return _fail("a binary frame no binary packet announced")
+            return fail("a binary frame no binary packet announced")
         self._attached += len(data)
         limit = min(MAX_ATTACHMENT_BYTES, self.max_message_size)
         if self._attached > limit:
             self._binary = None
             self._attachments = []
-            return _fail(f"binary attachments past {limit} bytes")
+            return fail(f"binary attachments past {limit} bytes")
         self._attachments.append(bytes(data))
         is_ack, ident, args, expected = self._binary
         if len(self._attachments) < expected:
@@ -319,13 +340,14 @@ class SocketIOCodec(Codec):
         try:
             args = fill_binary(args, attachments, 0)
         except (IndexError, TypeError, RecursionError):
-            return _fail("a binary placeholder names no attachment")
+            return fail("a binary placeholder names no attachment")
         if is_ack:
             return Received([ack_message(ident, dumps(args).encode(), args)])
         message = event_message(b"", args)
+        got = Received([message])
         if ident:
-            return Received([message], ["43" + self._ns + ident.decode() + "[]"])
-        return Received([message])
+            got.replies.append("43" + self._ns + ident.decode() + "[]")
+        return got if self.ready else self._held(got)
 
     # -- sending ---------------------------------------------------------------
 
@@ -374,4 +396,4 @@ class SocketIOCodec(Codec):
         return ["41" + self._ns] if self.ready else []
 
 
-__all__ = ["MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES", "SocketIOCodec"]
+__all__ = ["MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES", "MAX_EARLY", "SocketIOCodec"]

@@ -2,10 +2,11 @@
 
 :mod:`wsload.worker.codecs.socketio` parses the packets; this module makes
 what the steps see of an event or an ack (the views documented there), and
-the compact JSON the codec writes. Views are spliced from the frame's bytes
-where the frame already holds their parts as JSON text (the event name, the
-one argument), because a load's hot path is one ack per emit: dumping
-again what was just parsed would cost as much as the rest of the codec.
+the compact JSON the codec writes (and its packet errors: :func:`fail`,
+:func:`other_namespace`). Views are spliced from the frame's bytes where
+the frame already holds their parts as JSON text (the event name, the one
+argument), because a load's hot path is one ack per emit: dumping again
+what was just parsed would cost as much as the rest of the codec.
 """
 
 from __future__ import annotations
@@ -13,7 +14,24 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from wsload.worker.codecs.base import Message, dumps
+from wsload.worker.codecs.base import Failure, Message, Received, dumps
+
+
+def fail(text: str) -> Received:
+    return Received(failure=Failure("protocol_error", text[:200]))
+
+
+def other_namespace(what: str, data: bytes) -> Received:
+    """A packet for a namespace we did not join: counted, not fatal (a server may
+    broadcast to every namespace of the connection)."""
+    return Received(
+        failure=Failure("protocol_error", f"{what} of another namespace: {start(data)}", False)
+    )
+
+
+def start(data: bytes) -> str:
+    """A frame's first bytes for an error text (never a whole frame)."""
+    return data[:60].decode("utf-8", "replace")
 
 
 def ack_message(key: bytes, body: bytes, args: list[Any]) -> Message:
@@ -69,4 +87,12 @@ def fill_binary(value: Any, attachments: list[bytes], depth: int) -> Any:
     return value
 
 
-__all__ = ["ack_message", "dumps", "event_message", "fill_binary"]
+__all__ = [
+    "ack_message",
+    "dumps",
+    "event_message",
+    "fail",
+    "fill_binary",
+    "other_namespace",
+    "start",
+]
