@@ -246,3 +246,51 @@ def test_the_shipped_example_runs_against_the_server(tmp_path: Path) -> None:
     assert steps["chat"]["expected"] == steps["chat"]["met"] == counts["events"]["chat"] > 0
     assert steps["news"]["met"] > 0
     assert not doc["errors"], doc["errors"]
+
+
+WELCOME_SCENARIO = """
+protocol = {name = "socketio", namespace = "/chat"}
+num_clients = 3
+duration = 1.5
+ramp_up = 0
+interval = 0
+reply_timeout = 5
+
+[[steps]]
+name = "welcome"
+expect = {event = "welcome", data = {ns = "/chat"}}
+[[steps]]
+name = "join"
+emit = {event = "join", data = {room = "lobby"}}
+ack = true
+
+[[loop]]
+name = "chat"
+emit = {event = "chat", data = {text = "hi {seq}"}}
+ack = true
+[[loop]]
+think = 0.05
+"""
+
+
+@pytest.mark.timeout(90)
+def test_an_event_the_connect_handler_emits_before_the_connect_is_kept(tmp_path: Path) -> None:
+    """python-socketio writes what its connect handler emits before the namespace's
+    CONNECT: the codec holds it and the first step (an expect) meets it."""
+    scenario, out = tmp_path / "sio.toml", tmp_path / "out.json"
+    scenario.write_text(WELCOME_SCENARIO)
+    with SocketIOServer("--welcome") as server:
+        proc = run(
+            "--scenario", str(scenario), "--ws-url", server.url, "-w", "1", "--json", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        counts = wait_disconnected(server)
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    assert not doc["errors"], doc["errors"]
+    steps = doc["steps"]
+    assert steps["welcome"]["met"] == steps["welcome"]["expected"] == 3
+    assert counts["emitted"] == {"welcome": 3}
+    assert steps["join"]["met"] == counts["events"]["join"] == 3
+    assert steps["chat"]["met"] > 0
+    assert doc["unsolicited"] == 0

@@ -19,6 +19,10 @@ connections, and runs until SIGTERM/SIGINT. Namespaces ``/`` and ``/chat``
   the first after the first join (``--news-after N``: after N joins, so a
   test knows who was in the room at every broadcast).
 
+``--welcome``: the connect handler emits ``welcome`` (``{"sid", "ns"}``)
+to the new client -- python-socketio writes it *before* the namespace's
+CONNECT packet (``always_connect`` false, its default), as real apps do.
+
 ``--token T``: a connect whose ``auth`` is not ``{"token": T}`` is refused
 (CONNECT_ERROR). ``--path``: where Engine.IO listens (``/socket.io/``).
 ``--ping-interval``: Engine.IO pings that often (the test that shows pings
@@ -125,6 +129,8 @@ def _make_server(args: argparse.Namespace, counts: _Counts) -> Any:
                     counts.refused += 1
                     raise socketio.exceptions.ConnectionRefusedError("bad token")
                 counts.connections += 1
+                if args.welcome:  # emitted before python-socketio sends the CONNECT (40)
+                    await sio.emit("welcome", {"sid": sid, "ns": ns}, to=sid, namespace=ns)
                 return True
 
             async def disconnect(sid: str, reason: Any = None) -> None:
@@ -218,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--news-count", type=int, default=0, help="broadcast ticks (0: no end)")
     parser.add_argument("--news-after", type=int, default=0, help="joins before the first")
     parser.add_argument("--token", default=None, help="required auth token (default: none)")
+    parser.add_argument(
+        "--welcome", action="store_true", help="the connect handler emits 'welcome' first"
+    )
     args = parser.parse_args(argv)
     if args.ping_interval <= 0 or args.ping_timeout <= 0 or args.ack_delay_ms < 0:
         parser.error("--ping-interval and --ping-timeout must be > 0, --ack-delay-ms >= 0")
