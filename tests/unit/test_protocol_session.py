@@ -713,3 +713,27 @@ def test_housekeeping_while_paused_is_bounded(monkeypatch: pytest.MonkeyPatch) -
     assert "write_backlog" in rig.rec.errors
     assert rig.counters("lost") == {"lost": 1}
     rig.assert_identity()
+
+
+def test_mqtt_with_no_free_packet_id_gives_the_connection_up_at_once() -> None:
+    """A full packet-id table (answers that never come) is one fatal mqtt_backlog and a
+    reconnect after the backoff, not bad_step_value on every step forever."""
+    from wsload.worker.codecs.mqtt import MqttCodec
+
+    pub = Step(
+        1, "pub", Action.SEND, Const({"topic": "t", "qos": 1}), answer=True, fail_kind="mqtt_error"
+    )
+    prog = program((), (pub,), protocol=ProtocolSpec("mqtt", Const({})), interval=1.0)
+    rig = Rig(prog)
+    codec = MqttCodec({"client_id": "c"})
+    s = ProtocolSession(rig.client, codec, float("inf"), 5.0)
+    assert len(s.start(0.0)) == 1  # CONNECT
+    codec.waiting = dict.fromkeys(range(1, 65536), 4)  # (after CONNACK: none is answered)
+    assert s.on_message(0.1, b"\x20\x02\x00\x00", False) == EMPTY  # ready: the step fails
+    assert rig.rec.errors == {"bad_step_value": 1}
+    assert s.deadline <= 0.1  # the codec's failure is due at once
+    assert s.on_timer(0.1) == (1002,)
+    assert s.over
+    assert s.backoff
+    assert rig.rec.errors == {"bad_step_value": 1, "mqtt_backlog": 1}
+    assert "no free packet id" in rig.rec.error_texts["mqtt_backlog"]
