@@ -73,7 +73,19 @@ def parse_protocol(raw: Any) -> ProtocolChoice:
     if isinstance(raw, dict):
         given = {k: v for k, v in raw.items() if k != "name"}
         if "name" not in raw:
-            return ProtocolChoice(None, problems=['protocol: needs name = "..." (e.g. "socketio")'])
+            # a key no protocol has is said with its did-you-mean ('nmae' -> 'name')
+            keys = {"name", *(k.name for p in PROTOCOLS.values() for k in p.options)}
+            return ProtocolChoice(
+                None,
+                problems=[
+                    *(
+                        f"protocol: unknown option {k!r}{did_you_mean(str(k), sorted(keys))}"
+                        for k in raw
+                        if k not in keys
+                    ),
+                    'protocol: needs name = "..." (e.g. "socketio")',
+                ],
+            )
         raw = raw["name"]
     if not isinstance(raw, str):
         return ProtocolChoice(

@@ -42,6 +42,12 @@ KeyKind = Literal[
     "text", "texts", "table", "list", "value", "body", "int", "bool", "headers", "pair"
 ]
 
+#: A literal string's own rule (a template's literal text is checked; a leading placeholder's
+#: value is the codec's to judge at run time): ``path`` (starts with ``/``: Socket.IO's
+#: namespace); ``nonempty``; ``topic_name`` (non-empty, no ``+`` or ``#``: an MQTT publish's
+#: topic).
+TextRule = Literal["", "path", "nonempty", "topic_name"]
+
 #: When a verb waits for its answer: ``never``; ``always``; ``ack`` (the step says
 #: ``ack = true``: Socket.IO); ``receipt`` (``receipt = true``: STOMP); ``qos1`` (the
 #: table's ``qos`` is 1: an MQTT PUBLISH waits for its PUBACK).
@@ -68,6 +74,10 @@ class Key:
     refused: tuple[tuple[Any, str], ...] = ()
     low: int = 0
     high: int = 2**31 - 1
+    #: what a literal text must be besides text (the codec refuses it otherwise)
+    rule: TextRule = ""
+    #: most UTF-8 bytes of a text's literal part (0: no bound; MQTT's strings: 65535)
+    max_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,8 +124,18 @@ class ProtocolDecl:
         return next((v for v in self.verbs if v.name == name), None)
 
 
-def _text(name: str, required: bool = False, default: Any = None) -> Key:
-    return Key(name, "text", required, default)
+def _text(
+    name: str,
+    required: bool = False,
+    default: Any = None,
+    rule: TextRule = "",
+    max_bytes: int = 0,
+) -> Key:
+    return Key(name, "text", required, default, rule=rule, max_bytes=max_bytes)
+
+
+#: MQTT's strings (client id, user name, password, topics) are at most 65535 bytes
+MQTT_STRING = 65535
 
 
 #: a publish's QoS: 0 waits for nothing, 1 for the PUBACK; 2 is not supported
@@ -143,7 +163,7 @@ SOCKETIO = ProtocolDecl(
         Verb("send", Action.EMIT, any_value=True),
     ),
     options=(
-        _text("namespace", default="/"),
+        _text("namespace", default="/", rule="path"),
         Key("auth", "table"),
         _text("path", default="/socket.io/"),
     ),
@@ -156,7 +176,7 @@ GRAPHQL = ProtocolDecl(
             "subscribe",
             Action.SUBSCRIBE,
             (
-                _text("query", True),
+                _text("query", True, rule="nonempty"),
                 Key("variables", "table"),
                 _text("operation_name"),
                 _text("id"),
@@ -165,7 +185,11 @@ GRAPHQL = ProtocolDecl(
         Verb(
             "query",
             Action.QUERY,
-            (_text("query", True), Key("variables", "table"), _text("operation_name")),
+            (
+                _text("query", True, rule="nonempty"),
+                Key("variables", "table"),
+                _text("operation_name"),
+            ),
             answer="always",
         ),
         Verb("unsubscribe", Action.UNSUBSCRIBE, (_text("id", True),)),
@@ -220,21 +244,34 @@ MQTT = ProtocolDecl(
         Verb(
             "send",
             Action.SEND,
-            (_text("topic", True), Key("payload", "body"), _QOS, Key("retain", "bool")),
+            (
+                _text("topic", True, rule="topic_name", max_bytes=MQTT_STRING),
+                Key("payload", "body"),
+                _QOS,
+                Key("retain", "bool"),
+            ),
             answer="qos1",
         ),
         Verb(
             "subscribe",
             Action.SUBSCRIBE,
-            (Key("topic", "texts", True), Key("qos", "int", choices=(0, 1, 2), high=2)),
+            (
+                Key("topic", "texts", True, rule="nonempty", max_bytes=MQTT_STRING),
+                Key("qos", "int", choices=(0, 1, 2), high=2),
+            ),
             answer="always",
         ),
-        Verb("unsubscribe", Action.UNSUBSCRIBE, (Key("topic", "texts", True),), answer="always"),
+        Verb(
+            "unsubscribe",
+            Action.UNSUBSCRIBE,
+            (Key("topic", "texts", True, rule="nonempty", max_bytes=MQTT_STRING),),
+            answer="always",
+        ),
     ),
     options=(
-        _text("client_id", default="wsload-{client_id}"),
-        _text("username"),
-        _text("password"),
+        _text("client_id", default="wsload-{client_id}", max_bytes=MQTT_STRING),
+        _text("username", max_bytes=MQTT_STRING),
+        _text("password", max_bytes=MQTT_STRING),
         Key("keepalive", "int", default=30, high=65535),
         Key("clean_session", "bool", default=True),
         # the protocol level: 4 (MQTT 3.1.1, when absent) or 5 (MQTT 5)
@@ -266,7 +303,11 @@ def option_defaults(name: str) -> dict[str, Any]:
     return {k.name: k.default for k in PROTOCOLS[name].options if k.default is not None}
 
 
-_ONE_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?:\([^{}()]*\))?\}\Z")
+_PLACEHOLDER = r"\{[A-Za-z_][A-Za-z0-9_]*(?:\([^{}()]*\))?\}"
+_ONE_PLACEHOLDER = re.compile(_PLACEHOLDER + r"\Z")
+_LEADING_PLACEHOLDER = re.compile(_PLACEHOLDER)
+#: a placeholder or its escape (``{{name}}``, the literal ``{name}``)
+_ANY_PLACEHOLDER = re.compile(r"\{\{[A-Za-z_][A-Za-z0-9_]*(?:\([^{}()]*\))?\}\}|" + _PLACEHOLDER)
 
 
 def is_placeholder(value: Any) -> bool:
@@ -335,6 +376,46 @@ def key_problem(key: Key, value: Any) -> str | None:
         return f"{key.name} must be one of {shown}, got {describe(value)}"
     if kind == "int" and not key.low <= value <= key.high:
         return f"{key.name} must be between {key.low} and {key.high}, got {value}"
+    if kind in ("text", "texts") and (key.rule or key.max_bytes):
+        for text in [value] if isinstance(value, str) else value:
+            if (problem := text_problem(key, text)) is not None:
+                return problem
+    return None
+
+
+def _literal(text: str) -> str:
+    """A template's literal text: its placeholders left out, an escape as what it renders."""
+    return _ANY_PLACEHOLDER.sub(
+        lambda m: m.group(0)[1:-1] if m.group(0).startswith("{{") else "", text
+    )
+
+
+def text_problem(key: Key, text: str) -> str | None:
+    """Why the literal text (or a template's literal part) breaks ``key``'s rule, or None.
+
+    The codecs refuse these when they are built or encode (a namespace that
+    is not a path crashed every worker): said here, before the run. What a
+    placeholder renders is the codec's to judge at run time.
+    """
+    literal = _literal(text)
+    if key.max_bytes and len(literal.encode()) > key.max_bytes:
+        return f"{key.name} is longer than {key.max_bytes} bytes (the protocol's limit)"
+    if key.rule == "path" and text and not text.startswith("/"):
+        if _LEADING_PLACEHOLDER.match(text) is None:
+            fixed = "/" + text
+            return (
+                f"{key.name} must be a path starting with /, got {text!r} (did you mean {fixed!r}?)"
+            )
+    elif key.rule == "nonempty" and text == "":
+        return f"{key.name} must not be empty"
+    elif key.rule == "topic_name":
+        if text == "":
+            return f"{key.name} must not be empty"
+        if "+" in literal or "#" in literal:
+            return (
+                f"{key.name} {text!r} has a wildcard (+ or #): a publish names one topic"
+                " (wildcards are for subscribe)"
+            )
     return None
 
 
@@ -386,4 +467,5 @@ __all__ = [
     "key_problem",
     "option_defaults",
     "table_problems",
+    "text_problem",
 ]

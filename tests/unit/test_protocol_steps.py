@@ -408,6 +408,20 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
      "loop: step 1: unknown variable {nope} (known: client_id, pad, seq, ts, uuid)"),
     ("socketio", {"emit": {"event": "e"}, "emmit": 1},
      "loop: step 1: unknown key 'emmit' (did you mean 'emit'?)"),
+    # what a codec refuses when it encodes, when the table's text is literal
+    ("mqtt", {"send": {"topic": "news/#"}},
+     "loop: step 1: send: topic 'news/#' has a wildcard (+ or #): a publish names one topic "
+     "(wildcards are for subscribe)"),
+    ("mqtt", {"send": {"topic": "a/+/{client_id}"}},
+     "loop: step 1: send: topic 'a/+/{client_id}' has a wildcard (+ or #): a publish names one "
+     "topic (wildcards are for subscribe)"),
+    ("mqtt", {"send": {"topic": ""}}, "loop: step 1: send: topic must not be empty"),
+    ("mqtt", {"subscribe": {"topic": ["a/#", ""]}},
+     "loop: step 1: subscribe: topic must not be empty"),
+    ("mqtt", {"unsubscribe": {"topic": "t" * 65536}},
+     "loop: step 1: unsubscribe: topic is longer than 65535 bytes (the protocol's limit)"),
+    ("graphql", {"query": {"query": ""}}, "loop: step 1: query: query must not be empty"),
+    ("graphql", {"subscribe": {"query": ""}}, "loop: step 1: subscribe: query must not be empty"),
     ("socketio", {"think": 1, "emit": {"event": "e"}},
      "loop: step 1: needs exactly one of emit, send, expect, expect_regex, think, close, post "
      "(has think and emit)"),
@@ -433,6 +447,16 @@ BAD_OPTIONS: list[tuple[Any, str]] = [
      "protocol: unknown variable {nope} (known: client_id, pad, seq, ts, uuid)"),
     ({"name": "graphql", "payload": {"token": "{uuid}"}, "x": 1}, "protocol: unknown option 'x'"),
     ({"name": "raw", "namespace": "/"}, "protocol: unknown option 'namespace'"),
+    # what a codec refuses when it is built (a namespace not a path crashed every worker)
+    ({"name": "socketio", "namespace": "chat"},
+     "protocol: namespace must be a path starting with /, got 'chat' (did you mean '/chat'?)"),
+    ({"name": "socketio", "namespace": "room-{client_id}"},
+     "protocol: namespace must be a path starting with /, got 'room-{client_id}' (did you mean "
+     "'/room-{client_id}'?)"),
+    ({"name": "mqtt", "client_id": "c" * 65536},
+     "protocol: client_id is longer than 65535 bytes (the protocol's limit)"),
+    ({"name": "mqtt", "password": "{uuid}" + "p" * 65536},
+     "protocol: password is longer than 65535 bytes (the protocol's limit)"),
 ]  # fmt: skip
 
 
@@ -440,6 +464,49 @@ BAD_OPTIONS: list[tuple[Any, str]] = [
 def test_each_bad_option_gives_its_line(protocol: Any, line: str) -> None:
     step = {"raw": {"send": "x"}, "graphql": {"think": 0}}.get(protocol["name"], {"think": 0})
     assert problems(protocol, step) == [line]
+
+
+def test_a_literal_option_is_checked_and_a_templated_one_left_to_the_codec() -> None:
+    """A namespace that starts with a placeholder, or a path, or empty (the codec's "/"),
+    passes; what it renders is judged by the codec when it is built."""
+    for namespace in ("/chat", "{client_id}", "{client_id}/x", "/{client_id}", ""):
+        assert problems({"name": "socketio", "namespace": namespace}, {"think": 0}) == []
+    assert problems("mqtt", {"send": {"topic": "{uuid}"}}, {"subscribe": {"topic": "a/+"}}) == []
+    # {{x}} is the escape of the literal text {x}: not a placeholder, not a path
+    assert problems({"name": "socketio", "namespace": "{{x}}"}, {"think": 0}) == [
+        "protocol: namespace must be a path starting with /, got '{{x}}' (did you mean '/{{x}}'?)"
+    ]
+
+
+def test_a_misspelt_key_of_the_protocol_table_gets_its_did_you_mean() -> None:
+    assert problems({"nmae": "mqtt"}, {"think": 0}) == [
+        "protocol: unknown option 'nmae' (did you mean 'name'?)",
+        'protocol: needs name = "..." (e.g. "socketio")',
+    ]
+    # an option of some protocol is not said unknown before the name says which
+    assert problems({"namespace": "/", "nam": "socketio"}, {"think": 0}) == [
+        "protocol: unknown option 'nam' (did you mean 'name'?)",
+        'protocol: needs name = "..." (e.g. "socketio")',
+    ]
+
+
+def test_the_cli_refuses_a_namespace_that_is_not_a_path(tmp_path: Path) -> None:
+    """The trial's ns_only.toml: exit 2 before any worker starts (it crashed every worker)."""
+    (tmp_path / "ns.toml").write_text(
+        'protocol = {name = "socketio", namespace = "chat", auth = {token = "s3cret"}}\n'
+        '[[loop]]\nemit = {event = "chat", data = 1}\nack = true\n'
+    )
+    (tmp_path / "typo.toml").write_text(
+        'protocol = {nmae = "mqtt"}\n[[loop]]\nsend = {topic = "a/#", qos = 1}\n'
+    )
+    url = "ws://127.0.0.1:9/"
+    assert refused("run", "--ws-url", url, "--scenario", str(tmp_path / "ns.toml")) == [
+        "protocol: namespace must be a path starting with /, got 'chat' (did you mean '/chat'?)"
+    ]
+    assert refused("run", "--ws-url", url, "--scenario", str(tmp_path / "typo.toml")) == [
+        "protocol: unknown option 'nmae' (did you mean 'name'?)",
+        'protocol: needs name = "..." (e.g. "socketio")',
+    ]
 
 
 def test_a_scenarios_protocol_problems_name_the_scenario() -> None:
