@@ -294,7 +294,7 @@ class ProtocolSession:
                 view = message.view
                 if message.parsed is not UNPARSED:
                     prime_json(view, message.parsed)
-                if view[:10] == _ANSWER and not awaited(self.session, view):
+                if view.startswith(_ANSWER) and not awaited(self.session, view):
                     return stray(self.client, view)
                 self.client.rec.bytes_received -= len(view)  # the session counts it again
                 effects = self.session.on_message(now, view, True)
@@ -317,7 +317,7 @@ class ProtocolSession:
                 view = message.view
                 if message.parsed is not UNPARSED:
                     prime_json(view, message.parsed)
-                if view[:10] == _ANSWER and not awaited(self.session, view):
+                if view.startswith(_ANSWER) and not awaited(self.session, view):
                     stray(self.client, view)
                     continue
                 rec.bytes_received -= len(view)  # the session counts it: the wire's bytes did
