@@ -592,3 +592,9 @@ def publish_topic_big(topic: str, payload: bytes, qos: int, pid: int) -> bytes:
         if not n:
             break
     return bytes((0x30 | qos << 1,)) + bytes(length) + body
+
+
+def test_a_json_string_payload_is_its_value() -> None:
+    codec = ready()
+    [message] = codec.receive(1.0, publish("t", b' "hi"'), False).messages
+    assert json.loads(message.view)["payload"] == "hi"

@@ -68,7 +68,7 @@ UNPARSED: Any = object()
 #: an error's text is cut to this many characters
 TEXT_LIMIT = 200
 #: the first bytes a JSON text may start with (a payload starting otherwise is not parsed)
-_JSON_START = frozenset(b'{["-0123456789tfn')
+_JSON_START = frozenset(b'{["-0123456789tfn"')
 #: the rng of codecs no session gave one (unit tests)
 _RNG = random.Random()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from wsload.common.fields import MAX_MAX_MESSAGE_SIZE
+from wsload.worker.codecs.base import cut
 
 #: a frame's bytes, headers and body, at most (the job's ``max_message_size``, if
 #: less, bounds it: the codec passes that bound as ``max_frame``)
@@ -37,10 +38,6 @@ ParsedFrame = tuple[str, dict[str, str], bytes]
 
 class StompProtocolError(ValueError):
     """The peer's bytes are not STOMP (or past a bound): ``protocol_error``."""
-
-
-def _cut(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _unescape(value: str) -> str:
@@ -105,7 +102,7 @@ def parse_frames(
             raise StompProtocolError(f"more than {MAX_HEADERS} headers in a frame")
         command = lines[0].removesuffix("\r")
         if not command.isalpha():
-            raise StompProtocolError(f"not a STOMP command: {_cut(command)!r}")
+            raise StompProtocolError(f"not a STOMP command: {cut(command, 80)!r}")
         headers: dict[str, str] = {}
         unescape = escaped and command != "CONNECTED"
         for line in lines[1:]:
@@ -119,7 +116,7 @@ def parse_frames(
         length_text = headers.get("content-length")
         if length_text is not None:
             if not length_text.isdigit():
-                raise StompProtocolError(f"content-length {_cut(length_text)!r}")
+                raise StompProtocolError(f"content-length {cut(length_text, 80)!r}")
             end = body_at + int(length_text)
             if end + 1 - pos > max_frame:
                 raise StompProtocolError(f"a frame past {max_frame} bytes")
