@@ -422,6 +422,14 @@ def test_the_jobs_max_message_size_bounds_a_partial_frame() -> None:
     assert got.failure.kind == "protocol_error"
     assert "past 1024 bytes" in got.failure.text
     assert pieces <= 2
+    # a frame whose headers do not end is bounded by it too
+    codec = StompCodec({}, max_message_size=1024)
+    codec.open(0.0)
+    codec.receive(0.0, CONNECTED, True)
+    assert codec.receive(1.0, b"y" * 1000, True).failure is None
+    got = codec.receive(1.0, b"y" * 1000, True)
+    assert got.failure is not None
+    assert "no end of headers within 1024 bytes" in got.failure.text
     long = b"MESSAGE\ncontent-length:2000\n\n"
     codec = connected()
     codec._max_frame = 1024

@@ -73,6 +73,7 @@ def parse_frames(
     frames: list[ParsedFrame] = []
     pos = 0
     need = 0
+    head_limit = min(MAX_HEADER_BYTES, max_frame)
     n = len(buf)
     while pos < n:
         c = buf[pos]
@@ -86,16 +87,16 @@ def parse_frames(
                 raise StompProtocolError("a lone CR between frames")
             pos += 2
             continue
-        head_end = buf.find(b"\n\n", pos, pos + MAX_HEADER_BYTES)
-        crlf_end = buf.find(b"\n\r\n", pos, pos + MAX_HEADER_BYTES)
+        head_end = buf.find(b"\n\n", pos, pos + head_limit)
+        crlf_end = buf.find(b"\n\r\n", pos, pos + head_limit)
         if crlf_end >= 0 and (head_end < 0 or crlf_end < head_end):
             body_at = crlf_end + 3
             head_end = crlf_end
         elif head_end >= 0:
             body_at = head_end + 2
         else:
-            if n - pos >= MAX_HEADER_BYTES:
-                raise StompProtocolError(f"no end of headers within {MAX_HEADER_BYTES} bytes")
+            if n - pos >= head_limit:
+                raise StompProtocolError(f"no end of headers within {head_limit} bytes")
             break
         lines = buf[pos:head_end].decode("utf-8", "replace").split("\n")
         if len(lines) > MAX_HEADERS + 1:
