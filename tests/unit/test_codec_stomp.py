@@ -483,7 +483,8 @@ def test_a_body_nested_too_deep_is_text_never_a_failure(depth: int) -> None:
     [message] = got.messages
     assert message.view.startswith(b'{"command":"MESSAGE"')
     assert message.view.endswith(b"}")
-    assert message.parsed["body"] in (body.decode(), message.parsed["body"])
+    shown = message.parsed["body"]  # JSON when this interpreter's stack reads it, else text
+    assert shown == body.decode() or isinstance(shown, list)
 
 
 def test_a_body_that_is_not_utf8_is_base64() -> None:
