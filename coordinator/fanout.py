@@ -369,8 +369,18 @@ class FanoutLedger:
         )  # fmt: skip
         return FanoutFigures(
             total, tuple(rows), self.clock_figures(bool(total_hist.count)), tuple(sample),
-            self.dropped_subscriptions, self.dropped_publications,
+            self.dropped_subscriptions, self.dropped_publications, self._unfed(),
         )  # fmt: skip
+
+    def _unfed(self) -> int:
+        """Subscribing clients none of whose topics had a publication or a delivery."""
+        subscribers: set[int] = set()
+        fed: set[int] = set()
+        for topic in self.topics.values():
+            subscribers.update(topic.clients)
+            if topic.pubs or topic.counts.get("deliveries"):
+                fed.update(topic.clients)
+        return len(subscribers - fed)
 
     def clock_figures(self, measured: bool) -> ClockFigures:
         """Each worker's clock, the latencies' source, the largest correction's uncertainty."""

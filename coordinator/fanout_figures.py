@@ -156,6 +156,9 @@ class FanoutFigures:
     dropped_subscriptions: int = 0
     #: publications past the coordinator's bound, not kept (their deliveries read as extra)
     dropped_publications: int = 0
+    #: subscribing clients none of whose topics had a publication or a delivery
+    #: (a misspelt topic): they tested nothing (the verdict says so)
+    unfed_subscribers: int = 0
 
     @property
     def active(self) -> bool:

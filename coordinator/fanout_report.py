@@ -55,6 +55,24 @@ def clock_line(clock: ClockFigures) -> str:
     return line
 
 
+def unpublished_note(fanout: FanoutFigures) -> str:
+    """A note naming the subscribed topics nothing was published to, in a run that
+    published (a misspelt ``topics = ["news/flsh"]``), or ""."""
+    if not fanout.total.published:
+        return ""
+    never = [t for t in fanout.topics if t.subscriptions and not t.published and not t.deliveries]
+    if not never:
+        return ""
+    published = [t.name for t in fanout.topics if t.published]
+    shown = ", ".join(f"{t.name} ({t.subscriptions} subscriptions)" for t in never[:MAX_LISTED])
+    more = f" and {len(never) - MAX_LISTED} more" if len(never) > MAX_LISTED else ""
+    listed = ", ".join(published[:5]) + (" ..." if len(published) > 5 else "")
+    return (
+        f"never published, nothing delivered: {shown}{more}; this run published to {listed}"
+        " (a misspelt topic? these subscriptions tested nothing)"
+    )
+
+
 def fanout_lines(fanout: FanoutFigures) -> list[str]:
     """The text summary's fan-out section."""
     t = fanout.total
@@ -82,6 +100,8 @@ def fanout_lines(fanout: FanoutFigures) -> list[str]:
         )
     if len(fanout.topics) > MAX_LISTED:
         lines.append(f"  ... and {len(fanout.topics) - MAX_LISTED} more topics (in the JSON)")
+    if note := unpublished_note(fanout):
+        lines.append(f"  {note}")
     lines.append("  " + clock_line(fanout.clock))
     if fanout.missing_sample:
         shown = ", ".join(f"{m.topic}#{m.seq} to client {m.client}" for m in fanout.missing_sample)
@@ -117,6 +137,8 @@ def fanout_html(fanout: FanoutFigures) -> str:
             f"<li>{e(m.topic)} #{m.seq} to client {m.client}</li>" for m in fanout.missing_sample
         )
         sample = f"<p>Missing deliveries (first {len(fanout.missing_sample)}):</p><ul>{items}</ul>"
+    if note := unpublished_note(fanout):
+        sample = f"<p>{e(note[0].upper() + note[1:])}.</p>{sample}"
     rate = fanout.total.delivery_rate
     shown = "-" if rate is None else f"{rate:.3f}%"
     return (
@@ -127,4 +149,4 @@ def fanout_html(fanout: FanoutFigures) -> str:
     )
 
 
-__all__ = ["MAX_LISTED", "clock_line", "fanout_html", "fanout_lines"]
+__all__ = ["MAX_LISTED", "clock_line", "fanout_html", "fanout_lines", "unpublished_note"]

@@ -24,7 +24,7 @@ from importlib.resources import files
 from typing import Any
 
 from wsload.coordinator.fanout_figures import DeliveryFigures, FanoutFigures
-from wsload.coordinator.fanout_report import MAX_LISTED, clock_line
+from wsload.coordinator.fanout_report import MAX_LISTED, clock_line, unpublished_note
 from wsload.coordinator.figures import RunFigures
 from wsload.coordinator.summary import RunParameters, RunSummary
 
@@ -132,7 +132,8 @@ def _fanout(fanout: FanoutFigures | None) -> dict[str, Any] | None:
         "total": _delivery(fanout.total),
         "topics": [_delivery(r) for r in rows],
         "more_topics": max(0, len(fanout.topics) - MAX_LISTED),
-        "clock": clock_line(fanout.clock),
+        # (with the note naming subscribed topics never published, when there are)
+        "clock": "; ".join(filter(None, (clock_line(fanout.clock), unpublished_note(fanout)))),
         "missing_sample": [m.to_json() for m in fanout.missing_sample],
         "distribution": _distribution(fanout.total.latency_distribution),
     }

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from wsload.common.thresholds import COUNT_METRICS, Measured, parse_threshold
+from wsload.coordinator.fanout_figures import FanoutFigures
 from wsload.coordinator.figures import (
     RunFigures,
     RunProgress,
@@ -115,12 +116,7 @@ def nothing_tested(figures: RunFigures, target: str) -> str | None:
         return f"nothing tested: no connection to {target} was ever opened{tried}{because}"
     fanout = figures.fanout if figures.fanout is not None and figures.fanout.active else None
     if fanout is not None and not fanout.total.deliveries:
-        t = fanout.total
-        made = f"{t.published} publications made" if t.published else "nothing published"
-        return (
-            f"nothing tested: {made}, but no subscriber received a delivery"
-            f" ({t.subscriptions} subscriptions){because}"
-        )
+        return f"nothing tested: {no_deliveries(fanout)}{because}"
     if fanout is not None and not c.expected:  # deliveries came: they were the test
         return None
     if not c.sent and not c.expected:
@@ -140,6 +136,86 @@ def nothing_tested(figures: RunFigures, target: str) -> str | None:
             f"nothing tested: {c.sent} messages sent to {target}, no reply ever received{because}"
         )
     return None
+
+
+def no_deliveries(fanout: FanoutFigures) -> str:
+    """Why a publish/subscribe run that received no delivery tested nothing, read right
+    whether anything was published and whether anyone subscribed."""
+    t = fanout.total
+    if not t.subscriptions:
+        return f"{t.published} publications made, but no subscription was made to receive them"
+    if not t.published:
+        return (
+            f"nothing was published and none of the {t.subscriptions} subscriptions received"
+            " a delivery"
+        )
+    never = unpublished_topics(fanout)
+    return f"{t.published} publications made, but no subscriber received a delivery" + (
+        f" ({t.subscriptions} subscriptions; never published: {', '.join(never)})"
+        if never
+        else f" ({t.subscriptions} subscriptions)"
+    )
+
+
+def unpublished_topics(fanout: FanoutFigures) -> list[str]:
+    """Subscribed topics nothing was published to and nothing delivered on, in a run that
+    published (a misspelt ``topics = ["news/flsh"]``): their subscriptions tested nothing."""
+    if not fanout.total.published:
+        return []
+    return [
+        t.name for t in fanout.topics if t.subscriptions and not t.published and not t.deliveries
+    ]
+
+
+def untested_parts(figures: RunFigures) -> list[str]:
+    """Parts of a run that tested something elsewhere that themselves tested nothing.
+
+    A ``[[scenarios]]`` entry whose clients never began an iteration (never
+    connected, or the protocol's handshake never completed) while another
+    scenario's did; subscribers none of whose topics was ever published
+    while other subscribers got deliveries. Each fails the run as "nothing
+    tested", named: the parts that worked must not pass it for them.
+    """
+    lines: list[str] = []
+    ran = [s for s in figures.scenarios if s.iterations]
+    if ran:
+        errors = _errors_line(figures)
+        for s in figures.scenarios:
+            if s.iterations or not s.clients:
+                continue
+            lines.append(
+                f"nothing tested in scenario {s.name!r}: its {s.clients} clients never began an"
+                " iteration (never connected, or the protocol's handshake never completed)"
+                + (f"; the run's errors: {errors}" if errors else "; no error was counted")
+            )
+    fanout = figures.fanout
+    if (
+        fanout is not None
+        and fanout.total.published  # wsload published: a topic nothing was published to
+        and fanout.total.deliveries
+        and fanout.unfed_subscribers
+    ):
+        never = unpublished_topics(fanout)
+        published = [t.name for t in fanout.topics if t.published][:5]
+        lines.append(
+            f"nothing tested for {fanout.unfed_subscribers} subscribers: none of their topics"
+            f" was ever published (never published: {', '.join(never) or '?'};"
+            f" published: {', '.join(published)})"
+        )
+    return lines
+
+
+def _errors_line(figures: RunFigures) -> str:
+    """The run's error kinds, most frequent first (at most 3), the first with its text."""
+    errors = sorted(figures.errors.items(), key=lambda kv: -kv[1])[:3]
+    if not errors:
+        return ""
+    parts = [f"{kind} ({n} times)" if n > 1 else kind for kind, n in errors]
+    text = figures.error_texts.get(errors[0][0])
+    if text:
+        parts[0] += f", e.g. {text}"
+    more = len(figures.errors) - len(errors)
+    return "; ".join(parts) + (f" and {more} more kinds" if more > 0 else "")
 
 
 def _begun_never_met(steps: Sequence[StepFigures]) -> list[StepFigures]:
@@ -193,6 +269,9 @@ def judge(
     empty = nothing_tested(figures, target) if not ending.refused else None
     if empty:
         reasons.append(empty)
+    # Per scenario and per subscriber, when the rest of the run tested something.
+    parts = [] if ending.refused or empty else untested_parts(figures)
+    reasons += parts
     # Per step, as "nothing tested" for the run; the one that line names is not said twice.
     steps_never_met = [] if ending.refused else never_met(figures)
     reasons += [line for line in steps_never_met if not (empty and line in empty)]
@@ -210,7 +289,7 @@ def judge(
         return Verdict(code, "interrupted", tuple(reasons), results)
     if ending.refused:
         return Verdict(EXIT_COULD_NOT_RUN, "could not run", tuple(reasons), results)
-    if empty or failed or steps_never_met:
+    if empty or parts or failed or steps_never_met:
         return Verdict(EXIT_FAILED, "failed", tuple(reasons), results)
     if reasons:
         return Verdict(EXIT_FAILED, "degraded", tuple(reasons), results)
@@ -267,6 +346,9 @@ __all__ = [
     "never_began",
     "never_met",
     "never_met_line",
+    "no_deliveries",
     "nothing_tested",
     "target_name",
+    "unpublished_topics",
+    "untested_parts",
 ]

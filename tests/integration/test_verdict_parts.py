@@ -1,0 +1,60 @@
+"""A ``[[scenarios]]`` entry that never ran fails the run, end to end (issue 17's trial).
+
+The trial's mixed.toml: a Socket.IO scenario against a real python-socketio
+server (tests/servers/socketio_server.py) beside a STOMP one that the same
+server refuses (HTTP 404 on its upgrade). The Socket.IO scenario met every
+ack, and the run PASSED; it must fail, naming the scenario that tested nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.accounting import assert_balanced
+from tests.integration.conftest import WSLOAD
+from tests.servers.socketio_server import SocketIOServer
+
+MIXED = """
+protocol = {name = "socketio", namespace = "/chat", auth = {token = "s3cret"}}
+reply_timeout = 5
+[[scenarios]]
+name = "sio"
+[[scenarios.loop]]
+name = "chat"
+emit = {event = "chat", data = {text = "x"}}
+ack = true
+[[scenarios.loop]]
+think = 0.2
+[[scenarios]]
+name = "stompy"
+protocol = {name = "stomp", login = "x"}
+[[scenarios.loop]]
+send = {destination = "/topic/a", body = "x"}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_scenario_that_never_connected_fails_the_run_by_name(tmp_path: Path) -> None:
+    scenario, out = tmp_path / "mixed.toml", tmp_path / "out.json"
+    scenario.write_text(MIXED)
+    with SocketIOServer("--token", "s3cret") as server:
+        proc = subprocess.run(
+            [WSLOAD, "run", "--quiet", "--scenario", str(scenario), "--ws-url", server.url,
+             "-w", "1", "-c", "4", "-d", "2", "--ramp-up", "0", "--json", str(out)],
+            capture_output=True, text=True, timeout=100, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert_balanced(doc)
+    assert doc["scenarios"]["sio"]["iterations"] > 0
+    assert doc["scenarios"]["stompy"] == {"unsolicited": 0, "iterations": 0, "clients": 2}
+    assert doc["steps"]["chat"]["met"] == doc["steps"]["chat"]["expected"] > 0
+    assert doc["nothing_tested"].startswith(
+        "nothing tested in scenario 'stompy': its 2 clients never began an iteration"
+    )
+    assert "http_404" in doc["nothing_tested"]
+    assert "wsload: FAILED: nothing tested in scenario 'stompy'" in proc.stdout + proc.stderr
