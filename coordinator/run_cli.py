@@ -61,7 +61,9 @@ def _load_options(func: F) -> F:
         click.option(
             "--scenario",
             type=click.Path(dir_okay=False),
-            help="TOML file of job settings (flags win); at most 1 MiB.",
+            help="A scenario file (TOML, at most 1 MiB): job settings (flags win), steps, "
+            "[[scenarios]], protocol = socketio/graphql/stomp/mqtt (see README: Protocols "
+            "over WebSocket).",
         ),
         click.option(
             "--json",
