@@ -52,6 +52,7 @@ from wsload.common.program import Action, Feeder, Program, Step, Workload
 from wsload.common.spec import JobSpec
 from wsload.common.stages import Profile
 from wsload.worker.accounting import Conn, Phase
+from wsload.worker.codecs.base import CodecInputError
 from wsload.worker.dial import Redial
 from wsload.worker.httppost import HttpPoster
 from wsload.worker.pacing import Pacing, period_for
@@ -245,7 +246,14 @@ class Talk:
             else:
                 p, rank = self.assignment.locate(g)
                 client.pacing = self._pacing(client, p, rank, None)
-            opened = opening(client, self.spec.ws_url)  # None: raw frames
+            try:
+                opened = opening(client, self.spec.ws_url, self.spec.max_message_size)
+            except CodecInputError as exc:  # options a template rendered wrong: no connection
+                engine.recorder.error("bad_step_value", str(exc))
+                if not self.spec.reconnect:
+                    return
+                await engine.back_off(redial)
+                continue
             dialed = await engine.dial(source, redial, opened)
             if dialed is True:  # failed, backed off: again
                 continue
@@ -253,9 +261,7 @@ class Talk:
                 return
             link, connected = dialed
             until = min(engine.send_until, end)
-            session = session_for(
-                client, until, opened, self.spec.connect_timeout, self.spec.max_message_size
-            )
+            session = session_for(client, until, opened, self.spec.connect_timeout)
             ended_by_us = await self._converse(g, link, session, connected, due, end)
             if engine.phase is not Phase.RUNNING:
                 return

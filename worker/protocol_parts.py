@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsload.common.answer import ANSWER_VAR, AnswerMatcher
+from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.worker.codecs import codec_class
-from wsload.worker.codecs.base import Codec, Failure, Frame
+from wsload.worker.codecs.base import Codec, CodecInputError, Failure, Frame
 from wsload.worker.recorder import Recorder
 from wsload.worker.session import EMPTY, Effects, Session
 from wsload.worker.session_client import Client
@@ -24,21 +25,28 @@ from wsload.worker.session_client import Client
 
 @dataclass(frozen=True, slots=True)
 class Opening:
-    """How one connection of a protocol client opens: its codec, options, URL, subprotocols.
+    """How one connection of a protocol client opens: its codec, URL, subprotocols.
 
     Made before the connection (:func:`opening`): the options are rendered
-    once per connection, the engine connects to ``url`` offering
-    ``subprotocols``, and the session's codec is made with the same options.
+    once per connection and the codec is made with them then, so options a
+    template rendered wrong (``namespace = "{room}"`` giving ``"r1"``) are
+    refused before anything connects; the engine connects to ``url``
+    offering ``subprotocols``, and the session runs ``codec``.
     """
 
-    codec: type[Codec]
-    options: Mapping[str, Any]
+    codec: Codec
     url: str
     subprotocols: tuple[str, ...]
 
 
-def opening(client: Client, ws_url: str) -> Opening | None:
-    """The opening of ``client``'s next connection (None: its program speaks raw frames)."""
+def opening(
+    client: Client, ws_url: str, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+) -> Opening | None:
+    """The opening of ``client``'s next connection (None: its program speaks raw frames).
+
+    Raises :class:`CodecInputError` when the rendered options are not the
+    codec's (the caller counts ``bad_step_value`` and backs off).
+    """
     spec = client.program.protocol
     if spec is None:
         return None
@@ -48,7 +56,14 @@ def opening(client: Client, ws_url: str) -> Opening | None:
         options = spec.options.render(client.values, client.rng)
         if not isinstance(options, Mapping):  # the language checks it is a table
             options = {}
-    return Opening(cls, options, cls.url(ws_url, options), cls.subprotocols(options))
+    try:
+        codec = cls(options, max_message_size)
+        url = cls.url(ws_url, options)
+    except CodecInputError:
+        raise
+    except (TypeError, ValueError) as exc:  # a rendered value of the wrong shape
+        raise CodecInputError(f"protocol {spec.name}: {exc}") from exc
+    return Opening(codec, url, cls.subprotocols(options))
 
 
 #: bytes of housekeeping replies (pongs, PUBACKs, ACKs) sent while the peer does not read

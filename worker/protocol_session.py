@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from wsload.common.fields import DEFAULT_MAX_MESSAGE_SIZE
 from wsload.common.match import prime_json
 from wsload.worker.codecs.base import UNPARSED, Codec, Failure, Frame, Received
 from wsload.worker.protocol_parts import (
@@ -75,17 +74,12 @@ _ANSWER = b'{"answer":'
 
 
 def session_for(
-    client: Client,
-    until: float,
-    opened: Opening | None,
-    handshake_timeout: float,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    client: Client, until: float, opened: Opening | None, handshake_timeout: float
 ) -> Conversation:
     """The connection's session: a plain :class:`Session` for raw frames (no codec, no cost)."""
     if opened is None:
         return Session(client, until=until)
-    codec = opened.codec(opened.options, max_message_size)
-    return ProtocolSession(client, codec, until, handshake_timeout)
+    return ProtocolSession(client, opened.codec, until, handshake_timeout)
 
 
 class ProtocolSession:
@@ -254,8 +248,17 @@ class ProtocolSession:
     def stop(self, now: float) -> None:
         """The run is over (or a stage closes this client): a pending expect is unanswered.
 
-        The engine then sends :meth:`goodbye` and closes.
+        The engine then sends :meth:`goodbye` and closes. A handshake still
+        going on counts ``handshake_unfinished`` (else a run whose handshakes
+        never end, shorter than the connect timeout, says nothing of why).
         """
+        if self._hs_deadline < _INF:
+            name = self.codec.name
+            count_error(
+                self.client.rec,
+                "handshake_unfinished",
+                f"the run ended during a {name} handshake (does the server speak {name}?)",
+            )
         self._hs_deadline = _INF
         self.session.stop(now)
 

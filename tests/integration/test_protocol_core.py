@@ -270,7 +270,8 @@ async def test_a_server_that_never_finishes_the_handshake_costs_an_error_kind() 
         )
     c = result.counters
     assert result.errors["handshake_timeout"] >= 2
-    assert set(result.errors) == {"handshake_timeout"}  # its close code is no second error
+    # its close code is no second error (a handshake the run's end cuts short says so)
+    assert set(result.errors) <= {"handshake_timeout", "handshake_unfinished"}
     assert c["sent"] == c["received"] == c["expected"] == c["unsolicited"] == 0
     assert server.read["REQ"] == server.read["QUIT"] == 0  # no step, no goodbye
     assert steps.get("join", {}) == {}

@@ -223,7 +223,8 @@ def test_a_server_that_does_not_speak_socketio_is_an_error_kind(
     doc = json.loads(out.read_text())
     assert_balanced(doc)
     # it never opened Engine.IO: each connection costs a handshake_timeout, and nothing else
-    assert set(doc["errors"]) == {"handshake_timeout"}, doc["errors"]
+    # (the handshakes the run's end cuts short say so: handshake_unfinished)
+    assert set(doc["errors"]) <= {"handshake_timeout", "handshake_unfinished"}, doc["errors"]
     assert doc["errors"]["handshake_timeout"] >= 2
     assert doc["steps"]["join"]["met"] == 0
 

@@ -36,7 +36,6 @@ from wsload.worker.codecs.base import (
 from wsload.worker.pacing import Pacing
 from wsload.worker.protocol_session import (
     HANDSHAKE_CLOSE,
-    Opening,
     ProtocolSession,
     opening,
     session_for,
@@ -403,6 +402,23 @@ def test_a_handshake_that_does_not_come_times_out() -> None:
     assert rig.step("chat") == {}
 
 
+def test_a_run_that_ends_during_the_handshake_says_so() -> None:
+    """The run ends before the handshake's timeout: ``handshake_unfinished`` says why
+    nothing was sent (a server that speaks another protocol, a long connect timeout)."""
+    rig = Rig(CHAT_LOOP)
+    s = rig.session(handshake=10.0)
+    s.start(1.0)
+    s.stop(2.0)
+    assert rig.rec.errors == {"handshake_unfinished": 1}
+    assert "toy" in rig.rec.error_texts["handshake_unfinished"]
+    done = Rig(CHAT_LOOP)  # a handshake that finished: nothing to say at the end
+    t = done.session()
+    t.start(1.0)
+    t.on_message(1.1, b"WELCOME", True)
+    t.stop(2.0)
+    assert "handshake_unfinished" not in done.rec.errors
+
+
 def test_the_codecs_keepalive_runs_beside_the_steps_and_its_failure_counts_once() -> None:
     loop = (emit(1, "chat", event="chat", timeout=10.0),)
     rig = Rig(program((), loop), instant=True, keepalive=3.0)
@@ -549,14 +565,33 @@ def test_an_opening_renders_the_options_and_offers_the_subprotocols(
     register_toy(monkeypatch)
     rig = Rig(CHAT_LOOP)
     rig.client.values["client_id"] = "c7"
-    opened = opening(rig.client, "ws://127.0.0.1:1/")
-    assert opened == Opening(
-        ToyCodec, {"name": "c{client_id}"}, "ws://127.0.0.1:1/toy", ("toy.v1", "toy.v0")
-    )
+    opened = opening(rig.client, "ws://127.0.0.1:1/", max_message_size=4096)
+    assert opened is not None
+    assert isinstance(opened.codec, ToyCodec)
+    assert opened.codec.options == {"name": "c{client_id}"}
+    assert opened.codec.max_message_size == 4096
+    assert (opened.url, opened.subprotocols) == ("ws://127.0.0.1:1/toy", ("toy.v1", "toy.v0"))
     session = session_for(rig.client, 5.0, opened, 2.0)
     assert isinstance(session, ProtocolSession)
     assert session.until == 5.0
     assert session.start(0.0) == ("HELLO c{client_id}",)
+
+
+def test_options_a_template_renders_wrong_are_refused_before_connecting() -> None:
+    """``namespace = "{room}"`` rendering ``"r1"`` (not a path): the codec refuses it
+    when the opening is made, before any connection (the caller counts bad_step_value)."""
+    from wsload.common.template import ValueTemplate
+
+    spec = ProtocolSpec("socketio", ValueTemplate({"namespace": "{room}"}))
+    prog = program((), (emit(1, "chat", event="chat"),), protocol=spec)
+    client = Client(7, prog, rec=Recorder(), steprec=StepRecorder(), pacing=Pacing(0.0))
+    client.values["room"] = "r1"
+    with pytest.raises(CodecInputError, match="namespace"):
+        opening(client, "ws://127.0.0.1:1/")
+    client.values["room"] = "/r1"
+    opened = opening(client, "ws://127.0.0.1:1/")
+    assert opened is not None
+    assert opened.url.startswith("ws://127.0.0.1:1/socket.io/")
 
 
 def register_toy(monkeypatch: pytest.MonkeyPatch) -> None:
