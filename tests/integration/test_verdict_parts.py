@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,36 @@ def test_a_scenario_that_never_connected_fails_the_run_by_name(tmp_path: Path) -
     )
     assert "http_404" in doc["nothing_tested"]
     assert "wsload: FAILED: nothing tested in scenario 'stompy'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_socketio_example_fails_when_its_server_dies_mid_run(tmp_path: Path) -> None:
+    """The trial killed the server mid-run: the acks met before passed the run. The
+    example's thresholds (errors==0...) fail it now; and a dead server from the start
+    is "nothing tested"."""
+    out = tmp_path / "out.json"
+    example = str(Path(__file__).resolve().parents[2] / "examples" / "socketio.toml")
+    with SocketIOServer("--token", "s3cret", "--news-interval", "0.3") as server:
+        proc = subprocess.Popen(
+            [WSLOAD, "run", "--quiet", "--scenario", example, "--ws-url", server.url,
+             "-w", "1", "-c", "2", "-d", "4", "--ramp-up", "0", "--connect-timeout", "2",
+             "--json", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and server.stats()["events"].get("chat", 0) < 2:
+                time.sleep(0.05)
+            assert server.proc is not None
+            server.proc.kill()  # the stimulus: the server dies with the clients connected
+            server.proc.wait(timeout=30)
+            output, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, output
+    doc = json.loads(out.read_text())
+    assert doc["steps"]["chat"]["met"] > 0  # it tested something before the server died
+    assert doc["errors"], output
+    assert any(r.startswith("threshold errors==0 failed") for r in doc["verdict"]["reasons"])

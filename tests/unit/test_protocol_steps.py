@@ -462,7 +462,8 @@ BAD_OPTIONS: list[tuple[Any, str]] = [
 
 @pytest.mark.parametrize(("protocol", "line"), BAD_OPTIONS)
 def test_each_bad_option_gives_its_line(protocol: Any, line: str) -> None:
-    step = {"raw": {"send": "x"}, "graphql": {"think": 0}}.get(protocol["name"], {"think": 0})
+    steps: dict[str, dict[str, Any]] = {"raw": {"send": "x"}, "graphql": {"think": 0}}
+    step = steps.get(protocol["name"], {"think": 0})
     assert problems(protocol, step) == [line]
 
 
@@ -688,3 +689,19 @@ def test_any_protocol_steps_compile_or_give_problems(
                 step.answer
                 or step.action in (Action.EXPECT, Action.EXPECT_REGEX, Action.EXPECT_BINARY)
             )
+
+
+@pytest.mark.parametrize("name", ["socketio", "graphql", "stomp", "mqtt"])
+def test_each_protocol_example_fails_a_run_with_errors_or_nothing_owed(name: str) -> None:
+    """A server that dies mid-run must fail the shipped example (the trial's passed): each
+    declares errors==0 and a latency bound on its measured step; a publish/subscribe one
+    also fanout.delivery_rate (no data, nothing owed, fails) and fanout.missing==0."""
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.toml"
+    spec = build_spec(scenario=path, env={})
+    assert "errors==0" in spec.thresholds
+    assert any(t.startswith("step.") and ".p99<" in t for t in spec.thresholds)
+    steps = {t.split(".")[1] for t in spec.thresholds if t.startswith("step.")}
+    named = {s.name for p in compile_workload(spec).programs for s in p.steps if s.name}
+    assert steps <= named, (steps, named)
+    if name != "socketio":
+        assert {"fanout.missing==0", "fanout.delivery_rate>=99.9"} <= set(spec.thresholds)
