@@ -92,3 +92,51 @@ def test_the_socketio_example_fails_when_its_server_dies_mid_run(tmp_path: Path)
     assert doc["steps"]["chat"]["met"] > 0  # it tested something before the server died
     assert doc["errors"], output
     assert any(r.startswith("threshold errors==0 failed") for r in doc["verdict"]["reasons"])
+
+
+TYPO = """
+[[scenarios]]
+name = "typo"
+clients = 2
+[[scenarios.steps]]
+send = {type = "subscribe", topic = "nwes"}
+[[scenarios.steps]]
+name = "typo subscribed"
+expect = {type = "subscribed", topic = "nwes"}
+[[scenarios.loop]]
+think = 3600
+[scenarios.deliveries]
+match = {type = "delivery"}
+topic = "topic"
+seq = "seq"
+topics = ["nwes"]
+"""
+
+
+@pytest.mark.timeout(120)
+def test_subscribers_of_a_misspelt_topic_are_named_and_fail_the_run(tmp_path: Path) -> None:
+    """examples/fanout.toml against the reference server (--demo), plus two subscribers of
+    "nwes": the others got their deliveries, these tested nothing."""
+    scenario, out = tmp_path / "typo.toml", tmp_path / "out.json"
+    example = Path(__file__).resolve().parents[2] / "examples" / "fanout.toml"
+    scenario.write_text(example.read_text() + TYPO)
+    proc = subprocess.run(
+        [WSLOAD, "run", "--demo", "--quiet", "--scenario", str(scenario), "-w", "1", "-c", "6",
+         "-d", "3", "--ramp-up", "0", "--json", str(out)],
+        capture_output=True, text=True, timeout=100, check=False,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    doc = json.loads(out.read_text())
+    topics = doc["fanout"]["topics"]
+    assert topics["news"]["delivered"] > 0
+    assert topics["nwes"]["subscriptions"] == 2
+    assert topics["nwes"]["published"] == topics["nwes"]["deliveries"] == 0
+    assert doc["nothing_tested"] == (
+        "nothing tested for 2 subscribers: none of their topics was ever published (never "
+        "published: nwes; published: news)"
+    )
+    assert (
+        "  never published, nothing delivered: nwes (2 subscriptions); this run published to "
+        "news (a misspelt topic? these subscriptions tested nothing)"
+    ) in output.splitlines()
