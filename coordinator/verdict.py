@@ -185,7 +185,8 @@ def untested_parts(figures: RunFigures) -> list[str]:
                 continue
             lines.append(
                 f"nothing tested in scenario {s.name!r}: its {s.clients} clients never began an"
-                " iteration (never connected, or the protocol's handshake never completed)"
+                " iteration (never connected, the protocol's handshake never completed, or the"
+                " run ended before its first)"
                 + (f"; the run's errors: {errors}" if errors else "; no error was counted")
             )
     fanout = figures.fanout

@@ -65,8 +65,8 @@ def test_a_scenario_whose_clients_never_ran_fails_the_run_named() -> None:
     assert done.verdict.status == "failed"
     assert done.verdict.reasons == (
         "nothing tested in scenario 'stompy': its 2 clients never began an iteration (never "
-        "connected, or the protocol's handshake never completed); the run's errors: http_404 "
-        "(14 times)",
+        "connected, the protocol's handshake never completed, or the run ended before its "
+        "first); the run's errors: http_404 (14 times)",
     )
     # the JSON and JUnit's "tested something" carry it
     assert done.verdict.nothing_tested == done.verdict.reasons[0]
