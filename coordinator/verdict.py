@@ -184,9 +184,9 @@ def untested_parts(figures: RunFigures) -> list[str]:
             if s.iterations or not s.clients:
                 continue
             lines.append(
-                f"nothing tested in scenario {s.name!r}: its {s.clients} clients never began an"
-                " iteration (never connected, the protocol's handshake never completed, or the"
-                " run ended before its first)"
+                f"nothing tested in scenario {s.name!r}: its {_count(s.clients, 'client')}"
+                " never began an iteration (never connected, the protocol's handshake never"
+                " completed, or the run ended before its first)"
                 + (f"; the run's errors: {errors}" if errors else "; no error was counted")
             )
     fanout = figures.fanout
@@ -199,11 +199,16 @@ def untested_parts(figures: RunFigures) -> list[str]:
         never = unpublished_topics(fanout)
         published = [t.name for t in fanout.topics if t.published][:5]
         lines.append(
-            f"nothing tested for {fanout.unfed_subscribers} subscribers: none of their topics"
-            f" was ever published (never published: {', '.join(never) or '?'};"
+            f"nothing tested for {_count(fanout.unfed_subscribers, 'subscriber')}: none of"
+            f" their topics was ever published (never published: {', '.join(never) or '?'};"
             f" published: {', '.join(published)})"
         )
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 client``, ``2 clients``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _errors_line(figures: RunFigures) -> str:

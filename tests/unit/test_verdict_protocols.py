@@ -149,7 +149,7 @@ def test_a_subscriber_whose_topics_were_never_published_tested_nothing() -> None
     done = summary(agg)
     assert done.verdict.code == EXIT_FAILED
     assert done.verdict.reasons == (
-        "nothing tested for 1 subscribers: none of their topics was ever published (never "
+        "nothing tested for 1 subscriber: none of their topics was ever published (never "
         "published: news/flsh; published: news/flash)",
     )
     note = (
