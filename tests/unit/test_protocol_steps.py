@@ -705,3 +705,16 @@ def test_each_protocol_example_fails_a_run_with_errors_or_nothing_owed(name: str
     assert steps <= named, (steps, named)
     if name != "socketio":
         assert {"fanout.missing==0", "fanout.delivery_rate>=99.9"} <= set(spec.thresholds)
+
+
+def test_wsload_run_help_mentions_protocols() -> None:
+    """A new user reading ``wsload run --help`` learns that a scenario may speak a protocol."""
+    import subprocess
+
+    from tests.integration.conftest import WSLOAD
+
+    proc = subprocess.run(
+        [WSLOAD, "run", "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    text = " ".join(proc.stdout.split())
+    assert "protocol = socketio/graphql/stomp/mqtt (see README: Protocols over WebSocket)" in text
