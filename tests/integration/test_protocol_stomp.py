@@ -261,6 +261,19 @@ def test_a_silent_server_is_a_heartbeat_timeout(broker: RabbitMQ, tmp_path: Path
                 time.sleep(4.0)  # > 2 x the 1 s interval, whenever the last beat came
             finally:
                 proxy.proc.send_signal(signal.SIGCONT)
+            resumed = time.time()
+            # every client connected again and subscribed (the broker lists its consumer
+            # on a connection made after the freeze): the run has shown all it can, and
+            # Ctrl-C ends it (it still drains, so the subscriptions' receipts are awaited,
+            # and writes the summary) rather than waiting out the 10 s, which only bound
+            # the time the reconnects may take on a loaded box
+            wait_for(
+                "every client to subscribe again",
+                lambda: run.poll() is not None or resubscribed(broker, resumed) >= clients,
+                60,
+            )
+            if run.poll() is None:
+                run.send_signal(signal.SIGINT)
             stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
         finally:
             if run.poll() is None:
@@ -273,6 +286,18 @@ def test_a_silent_server_is_a_heartbeat_timeout(broker: RabbitMQ, tmp_path: Path
     assert summary["errors"].get("heartbeat_timeout") == clients, (summary["errors"], stdout)
     assert summary["counters"]["reconnects"] >= clients, summary["counters"]
     assert step(summary, "subscribed")["met"] >= 2 * clients
+
+
+def resubscribed(broker: RabbitMQ, since: float) -> int:
+    """Consumers on connections the broker accepted after ``since`` (wall clock, s)."""
+    connected_at = {
+        c["name"]: c.get("connected_at", 0) / 1000 for c in broker.api("/api/connections")
+    }
+    return sum(
+        1
+        for c in broker.api("/api/consumers")
+        if connected_at.get(c.get("channel_details", {}).get("connection_name"), 0) > since
+    )
 
 
 def test_a_node_that_cannot_start_says_why_and_leaves_nothing(tmp_path: Path) -> None:
