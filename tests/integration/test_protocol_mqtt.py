@@ -317,7 +317,7 @@ def test_the_shipped_example_runs_against_the_broker(broker: Mosquitto, tmp_path
         before = counters.snapshot()
         proc = run(
             "--scenario", str(REPO / "examples" / "mqtt.toml"), "--ws-url", broker.ws_url,
-            "-w", "2", "-d", "6", "-c", "5", "--ramp-up", "0.5", "--json", str(out),
+            "-w", "2", "-d", "5", "-c", "5", "--ramp-up", "0.5", "--json", str(out),
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
         got = delta(before, counters.snapshot())
