@@ -104,7 +104,7 @@ def test_codec_against_mosquitto_equals_its_counters(broker: Mosquitto) -> None:
     """One publisher (10 QoS 1, 5 QoS 0), a QoS 0 and a QoS 1 subscriber, 1 s keep-alives."""
     conns: list[Conn] = []
     with sys_counters(broker) as counters:
-        before = counters.snapshot()
+        before = counters.snapshot(idle=True)
 
         async def scenario() -> None:
             for qos in (0, 1):
@@ -233,7 +233,7 @@ def test_two_workers_per_step_counts_equal_mosquittos(broker: Mosquitto, tmp_pat
     scenario, out = tmp_path / "mqtt.toml", tmp_path / "out.json"
     scenario.write_text(SCENARIO)
     with sys_counters(broker) as counters, DelayProxy(broker.ws_port, DELAY_MS) as proxy:
-        before = counters.snapshot()
+        before = counters.snapshot(idle=True)
         url = f"ws://127.0.0.1:{proxy.port}/mqtt"
         proc = run("--scenario", str(scenario), "--ws-url", url, "-w", "2", "--json", str(out))
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -314,7 +314,7 @@ def test_a_refused_connect_is_mqtt_refused(tmp_path: Path) -> None:
 def test_the_shipped_example_runs_against_the_broker(broker: Mosquitto, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     with sys_counters(broker) as counters:
-        before = counters.snapshot()
+        before = counters.snapshot(idle=True)
         proc = run(
             "--scenario", str(REPO / "examples" / "mqtt.toml"), "--ws-url", broker.ws_url,
             "-w", "2", "-d", "5", "-c", "5", "--ramp-up", "0.5", "--json", str(out),
@@ -360,7 +360,7 @@ def test_mqtt5_two_workers_equal_mosquittos_counters(broker: Mosquitto, tmp_path
     scenario, out = tmp_path / "mqtt5.toml", tmp_path / "out.json"
     scenario.write_text(SCENARIO.replace("keepalive = 1}", "keepalive = 1, version = 5}"))
     with sys_counters(broker) as counters:
-        before = counters.snapshot()
+        before = counters.snapshot(idle=True)
         proc = run(
             "--scenario", str(scenario), "--ws-url", broker.ws_url, "-w", "2", "-d", "4",
             "--json", str(out),
