@@ -139,7 +139,11 @@ async def test_reconnects_after_server_closes(serve_factory: ServerFactory) -> N
     assert c["reconnects"] >= 3
     s = stats(server.api_url)
     assert s["connections_opened"] == c["connects"]
-    assert s["messages_received"] == c["sent"]
+    # a message the client wrote while the server's close was on its way is dropped
+    # by the server's library unread (RFC 6455: data after a close frame is discarded);
+    # the client counts it sent and lost, never received: the books still meet
+    assert c["sent"] - c["lost"] <= s["messages_received"] <= c["sent"]
+    assert c["received"] <= s["messages_received"]
     assert "closed_1000" not in result.errors  # a normal close is not an error
 
 
