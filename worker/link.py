@@ -67,7 +67,13 @@ def handshake_problem(event: int, value: int, *, has_keys: bool) -> HandshakePro
                 "this worker holds",
                 final=False,
             )
-        return HandshakeProblem("the ZeroMQ handshake failed (no detail)", final=False)
+        # A CURVE coordinator may reset a keyless worker's connection before its
+        # greeting says why (a race in ZMTP): the likeliest cause is named anyway.
+        return HandshakeProblem(
+            "the ZeroMQ handshake failed (no detail): if the coordinator requires CURVE "
+            "keys, start this worker with --keys DIR",
+            final=False,
+        )
     return None
 
 
