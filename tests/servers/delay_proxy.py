@@ -33,14 +33,12 @@ import collections
 import contextlib
 import signal
 import subprocess
-import sys
-import threading
-from pathlib import Path
 from types import TracebackType
+
+from tests.servers.process import start_module, stop_process
 
 READ_SIZE = 65536
 DEFAULT_BUFFER = 4 * 1024 * 1024
-_REPO = Path(__file__).resolve().parents[2]
 
 
 class _Delayed:
@@ -201,23 +199,11 @@ class DelayProxy:
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> DelayProxy:
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tests.servers.delay_proxy", "--listen", "127.0.0.1:0"),
-                *("--to", self.to, "--delay-ms", str(self.delay_ms)),
-            ],
-            cwd=_REPO,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
+        self.proc, line = start_module(
+            "tests.servers.delay_proxy",
+            ["--listen", "127.0.0.1:0", "--to", self.to, "--delay-ms", str(self.delay_ms)],
+            15,
         )
-        stdout = self.proc.stdout
-        assert stdout is not None
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(15)
-        line = lines[0] if lines else ""
         if not line.startswith("ready "):
             self.stop()
             raise RuntimeError(f"delay proxy did not start: {line!r}")
@@ -226,17 +212,7 @@ class DelayProxy:
 
     def stop(self) -> None:
         """Terminate (kill if it must) and wait. Idempotent."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_process(self.proc)
 
     def __exit__(
         self,

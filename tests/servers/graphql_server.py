@@ -47,15 +47,12 @@ import contextlib
 import json
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -69,8 +66,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
+from tests.servers.process import start_module, stop_process
+
 READY = "graphql test server listening on"
-_REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -382,21 +380,9 @@ class GraphQLServer:
         self.stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
 
     def __enter__(self) -> GraphQLServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.servers.graphql_server", *self.args],
-            cwd=_REPO,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr_file,
-            stdin=subprocess.DEVNULL,
-            text=True,
+        self.proc, line = start_module(
+            "tests.servers.graphql_server", [*self.args], 30, stderr=self.stderr_file
         )
-        stdout = self.proc.stdout
-        assert stdout is not None
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(30)
-        line = lines[0] if lines else ""
         if not line.startswith(READY):
             self.stop()
             raise RuntimeError(f"graphql test server did not start: {line!r} {self.stderr()}")
@@ -419,17 +405,7 @@ class GraphQLServer:
 
     def stop(self) -> None:
         """Terminate (kill if it must) and wait. Idempotent."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_process(self.proc)
 
     def __exit__(
         self,

@@ -44,13 +44,10 @@ import asyncio
 import collections
 import signal
 import subprocess
-import sys
-import threading
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-_REPO = Path(__file__).resolve().parents[2]
+from tests.servers.process import start_module, stop_process
 
 
 class _Counts:
@@ -257,20 +254,7 @@ class SocketIOServer:
         return found
 
     def __enter__(self) -> SocketIOServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.servers.socketio_server", *self.options],
-            cwd=_REPO,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        stdout = self.proc.stdout
-        assert stdout is not None
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(30)
-        line = lines[0] if lines else ""
+        self.proc, line = start_module("tests.servers.socketio_server", [*self.options], 30)
         if not line.startswith("ready "):
             self.stop()
             raise RuntimeError(f"socketio server did not start: {line!r}")
@@ -279,17 +263,7 @@ class SocketIOServer:
 
     def stop(self) -> None:
         """Terminate (kill if it must) and wait. Idempotent."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_process(self.proc)
 
     def __exit__(
         self,
